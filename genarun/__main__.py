@@ -1,0 +1,3 @@
+from genarun.cli import main
+
+main()

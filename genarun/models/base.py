@@ -1,0 +1,110 @@
+"""The provider interface that the model node kinds (generate, image, caption, embed, cycle) use.
+
+A *provider* (transformers, diffusers, open_clip, ...) turns a `ModelSpec` into a `LoadedModel`.
+The executor hands a loaded model batches of `Invocation`s of one task with equal settings; each
+invocation carries its own seed, and batched results must equal unbatched ones.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Task = Literal["generate", "image", "caption", "embed_text", "embed_image"]
+TASKS: tuple[Task, ...] = ("generate", "image", "caption", "embed_text", "embed_image")
+
+# What each task takes and gives ("text" or "image"); used to type-check model networks.
+TASK_IO: dict[str, tuple[str, str]] = {
+    "generate": ("text", "text"),
+    "image": ("text", "image"),
+    "caption": ("image", "text"),
+    "embed_text": ("text", "vector"),
+    "embed_image": ("image", "vector"),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model reference: which provider loads which weights, with which options."""
+
+    provider: str
+    id: str  # catalog name of a built-in, Hugging Face id, local path, or API model name
+    name: str = ""  # what the tree called it (alias or reference), for messages
+    tasks: frozenset[str] = frozenset()
+    options: tuple[tuple[str, Any], ...] = ()  # sorted (key, value) pairs, hashable
+    revision: str | None = None
+
+    @property
+    def option_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    @property
+    def key(self) -> str:
+        """Identity used for the loaded-model cache, batching and the execution cache."""
+        opts = ",".join(f"{k}={v!r}" for k, v in self.options)
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{self.provider}:{self.id}{rev}[{opts}]"
+
+    def label(self) -> str:
+        return self.name or self.id
+
+
+@dataclass
+class Invocation:
+    """One model call. `input` is a prompt (str) or an image (PIL.Image.Image)."""
+
+    task: str
+    input: Any
+    seed: int
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+def batch_key(task: str, settings: Mapping[str, Any]) -> tuple:
+    """Invocations with equal keys may share one batched call."""
+    return (task, tuple(sorted((k, repr(v)) for k, v in settings.items())))
+
+
+class LoadedModel(ABC):
+    """A model in memory, ready to run batches of one task."""
+
+    spec: ModelSpec
+    device: str = "cpu"
+    max_batch: int = 16
+
+    @abstractmethod
+    def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        """Run invocations of one task with equal settings; return one result per invocation.
+
+        Results: `generate`/`caption` -> str, `image` -> PIL.Image.Image,
+        `embed_text`/`embed_image` -> 1-D numpy float32 array.
+        """
+
+    def unload(self) -> None:  # noqa: B027 - optional hook
+        """Free memory (GPU tensors) held by the model."""
+
+    def memory_bytes(self) -> int:
+        """Approximate accelerator memory held, for least-recently-used eviction."""
+        return 0
+
+
+class Provider(ABC):
+    """Loads models of one backend. Registered by name in the plugin registry."""
+
+    name: str
+
+    @abstractmethod
+    def tasks(self, spec: ModelSpec) -> frozenset[str]:
+        """The tasks this model can do, known without loading weights."""
+
+    def check(self, spec: ModelSpec) -> None:  # noqa: B027 - optional hook
+        """Raise ModelError if the model cannot be loaded (weights missing), without loading."""
+
+    @abstractmethod
+    def load(self, spec: ModelSpec, device: str) -> LoadedModel:
+        """Load the model onto `device` ("cpu", "cuda", "cuda:1", "mps")."""
+
+    def weights_present(self, spec: ModelSpec) -> bool | None:
+        """Whether the weights are available locally (None: not applicable, e.g. an API)."""
+        return None
