@@ -1,0 +1,301 @@
+"""A small OpenAI-compatible HTTP server for tests: deterministic answers, injectable failures.
+
+    with FakeOpenAIServer() as server:
+        server.fail_next(2, status=500)   # the next two requests fail, then it answers again
+        server.require_key("sk-test")     # 401 unless `Authorization: Bearer sk-test`
+        server.hang_next(1)               # the next request gets no answer (timeouts)
+        ... base_url=server.base_url ...
+
+Replies are pure functions of the request, so tests can compare batched and unbatched calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import json
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HANG_LIMIT_S = 10.0  # a hung request is released after this, or when the server stops
+EMBEDDING_DIM = 8
+
+
+@dataclass
+class RecordedRequest:
+    """One request the server received (the Authorization header is kept only as a flag)."""
+
+    path: str
+    body: dict[str, Any]
+    had_authorization: bool
+
+
+@dataclass
+class _Faults:
+    fail_count: int = 0
+    fail_status: int = 500
+    retry_after: str | None = None
+    hang_count: int = 0
+    required_key: str | None = None
+    delay_s: float = 0.0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    requests: list[RecordedRequest] = field(default_factory=list)
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible server on 127.0.0.1 with a free port, run in a background thread."""
+
+    def __init__(self) -> None:
+        self._faults = _Faults()
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.fake = self  # type: ignore[attr-defined]
+        # A short poll interval makes stop() quick: shutdown() waits for the next poll.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._faults.requests)
+
+    def fail_next(self, count: int, status: int = 500, retry_after: str | None = None) -> None:
+        """Answer the next `count` requests with `status` (e.g. 500 or 429)."""
+        with self._lock:
+            self._faults.fail_count = count
+            self._faults.fail_status = status
+            self._faults.retry_after = retry_after
+
+    def hang_next(self, count: int) -> None:
+        """Give the next `count` requests no answer until the server stops (or HANG_LIMIT_S)."""
+        with self._lock:
+            self._faults.hang_count = count
+
+    def delay_answers(self, seconds: float) -> None:
+        """Wait `seconds` before each answer, so that parallel requests overlap."""
+        with self._lock:
+            self._faults.delay_s = seconds
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests that were being handled at once."""
+        with self._lock:
+            return self._faults.max_in_flight
+
+    def require_key(self, key: str | None) -> None:
+        """Answer 401 unless a request carries `Authorization: Bearer <key>`; None: no check."""
+        with self._lock:
+            self._faults.required_key = key
+
+    def start(self) -> FakeOpenAIServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[float]:
+        with self._lock:
+            self._faults.in_flight += 1
+            self._faults.max_in_flight = max(self._faults.max_in_flight, self._faults.in_flight)
+            delay_s = self._faults.delay_s
+        try:
+            yield delay_s
+        finally:
+            with self._lock:
+                self._faults.in_flight -= 1
+
+    def _admit(self, request: RecordedRequest, authorization: str | None) -> tuple[str, Any]:
+        """Decide a request's fate: ("ok", None), ("fail", (status, headers, body)) or ("hang", None)."""
+        with self._lock:
+            faults = self._faults
+            faults.requests.append(request)
+            if faults.hang_count > 0:
+                faults.hang_count -= 1
+                return "hang", None
+            if faults.fail_count > 0:
+                faults.fail_count -= 1
+                headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
+                body = _error_body(
+                    f"injected failure with status {faults.fail_status}", "server_error"
+                )
+                return "fail", (faults.fail_status, headers, body)
+            if faults.required_key is not None:
+                expected = f"Bearer {faults.required_key}"
+                if authorization != expected:
+                    # Like the hosted API, echo what was provided: clients must scrub it.
+                    provided = (authorization or "").removeprefix("Bearer ") or "none"
+                    body = _error_body(
+                        f"Incorrect API key provided: {provided}.", "invalid_request_error"
+                    )
+                    return "fail", (401, {}, body)
+        return "ok", None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        fake: FakeOpenAIServer = self.server.fake  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            self._send(400, _error_body("body is not JSON", "invalid_request_error"))
+            return
+        authorization = self.headers.get("Authorization")
+        recorded = RecordedRequest(self.path, body, authorization is not None)
+        with fake._tracked() as delay_s:
+            fate, detail = fake._admit(recorded, authorization)
+            if fate != "hang":
+                time.sleep(delay_s)
+        self._answer(fake, fate, detail, body)
+
+    def _answer(self, fake: FakeOpenAIServer, fate: str, detail: Any, body: dict[str, Any]) -> None:
+        if fate == "hang":
+            fake._release.wait(HANG_LIMIT_S)
+            self.close_connection = True
+            return
+        if fate == "fail":
+            status, headers, error = detail
+            self._send(status, error, headers)
+            return
+        route = _ROUTES.get(self.path)
+        if route is None:
+            self._send(404, _error_body(f"no route {self.path}", "invalid_request_error"))
+            return
+        try:
+            answer = route(body)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._send(400, _error_body(f"bad request: {exc!r}", "invalid_request_error"))
+            return
+        self._send(200, answer)
+
+    def _send(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test); nothing to answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output quiet
+
+
+def _error_body(message: str, kind: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "code": None}}
+
+
+def _digest(*parts: Any) -> bytes:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).digest()
+
+
+def chat_reply(
+    messages: list[dict[str, str]], seed: int | None, max_tokens: int | None = None
+) -> str:
+    """The reply the server gives: the last user message, the system message and the seed."""
+    system = next((m["content"] for m in messages if m["role"] == "system"), None)
+    user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+    words = [f"reply#{_digest(messages, seed).hex()[:8]}"]
+    if system is not None:
+        words.append(f"[system: {system}]")
+    words += [f"seed={seed}", "to:", *user.split()]
+    if max_tokens is not None:
+        words = words[:max_tokens]  # one word stands in for one token
+    return " ".join(words)
+
+
+def embedding_vector(text: str, dimensions: int = EMBEDDING_DIM) -> list[float]:
+    """A deterministic unit vector for a text."""
+    raw = b"".join(_digest(text, block) for block in range(dimensions // 8 + 1))
+    values = [v / 2**31 - 1.0 for v in struct.unpack(f"<{dimensions}I", raw[: dimensions * 4])]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return [v / norm for v in values]
+
+
+def image_png(prompt: str, width: int, height: int) -> bytes:
+    """A small PNG filled with a color derived from the prompt."""
+    from PIL import Image
+
+    color = tuple(_digest(prompt)[:3])
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _chat(body: dict[str, Any]) -> dict[str, Any]:
+    messages = body["messages"]
+    reply = chat_reply(messages, body.get("seed"), body.get("max_tokens"))
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": len(reply.split()), "total_tokens": 0},
+    }
+
+
+def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    dimensions = int(body.get("dimensions") or EMBEDDING_DIM)
+    data = [
+        {"object": "embedding", "index": i, "embedding": embedding_vector(text, dimensions)}
+        for i, text in enumerate(texts)
+    ]
+    # Answer in reverse order: clients must sort by `index`, as the API allows.
+    return {"object": "list", "model": body["model"], "data": data[::-1]}
+
+
+def _images(body: dict[str, Any]) -> dict[str, Any]:
+    width, height = (int(v) for v in str(body.get("size") or "32x32").split("x"))
+    if body.get("response_format") != "b64_json":
+        raise ValueError("this fake server only answers response_format=b64_json")
+    png = image_png(body["prompt"], width, height)
+    return {"created": 0, "data": [{"b64_json": base64.b64encode(png).decode()}]}
+
+
+_ROUTES = {
+    "/v1/chat/completions": _chat,
+    "/v1/embeddings": _embeddings,
+    "/v1/images/generations": _images,
+}
