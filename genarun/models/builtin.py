@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 def register(registry: Registry) -> None:
     # Provider modules import their heavy libraries lazily, inside load().
-    from genarun.models import dummy, openai
+    from genarun.models import diffusers, dummy, openai
 
-    for module in (dummy, openai):
+    for module in (dummy, openai, diffusers):
         module.register(registry)
