@@ -357,8 +357,9 @@ class _YamlReader:
         self._count = 0
 
     def read(self) -> tuple[Any, dict[PathKey, int]]:
-        loader = _Loader(self.text)
+        loader: _Loader | None = None
         try:
+            loader = _Loader(self.text)  # the reader checks every character up front
             root = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
             raise TreeError(self.syntax_problem(exc)) from None
@@ -371,9 +372,11 @@ class _YamlReader:
         except RecursionError:
             raise TreeError(Problem("the YAML is nested too deeply", file=self.name)) from None
         finally:
-            loader.dispose()
-        if root is None:
-            return _EMPTY, self.lines
+            if loader is not None:
+                loader.dispose()
+        if root is None or (isinstance(root, ScalarNode) and root.tag == _PLAIN and not root.value):
+            return _EMPTY, self.lines  # no document, or a bare '---'
+
         try:
             value = self.convert(root, (), root.start_mark.line + 1)
         except RecursionError:
