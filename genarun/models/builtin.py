@@ -10,7 +10,15 @@ if TYPE_CHECKING:
 
 def register(registry: Registry) -> None:
     # Provider modules import their heavy libraries lazily, inside load().
-    from genarun.models import diffusers, dummy, openai
+    from genarun.models import diffusers, dummy, open_clip, openai, sentence_transformers
+    from genarun.models import transformers as transformers_provider
 
-    for module in (dummy, openai, diffusers):
+    for module in (
+        dummy,
+        openai,
+        diffusers,
+        transformers_provider,
+        open_clip,
+        sentence_transformers,
+    ):
         module.register(registry)

@@ -1,0 +1,281 @@
+"""Compile a validated tree into a networkx DiGraph with resolved scopes.
+
+Edges come from the parent/child structure and from the names each template and expression
+references (parsed by Jinja, not guessed). Every name must be in scope; naming a node that is not
+an ancestor adds a dependency edge. Errors found here stop the run before anything executes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from genarun.errors import Problem, TreeError, did_you_mean
+from genarun.nodes.base import NodeKind
+from genarun.tree.templates import Compiled, TemplateProblem, compile_expression, compile_value
+from genarun.tree.validate import LoadedTree, TreeNode
+
+BUILTIN_NAMES = frozenset({"seed", "run"})
+
+
+@dataclass
+class CompiledNode:
+    """One node of the tree, ready to execute."""
+
+    id: str
+    kind: NodeKind
+    tree_node: TreeNode
+    parent: str | None
+    ancestors: tuple[str, ...]  # outermost first
+    children: list[str]
+    foreach: Compiled | None
+    item_name: str
+    when: Compiled | None
+    vars: list[tuple[str, Compiled]]
+    params: dict[str, Compiled]
+    deps: frozenset[str]  # nodes named that are not ancestors: they must finish first
+    loops: tuple[str, ...]  # foreach nodes among ancestors and self, outermost first
+    skip_reason: str | None = None
+
+    @property
+    def spec(self) -> Any:
+        return self.tree_node.spec
+
+    @property
+    def line(self) -> int | None:
+        return self.tree_node.line
+
+    @property
+    def node_path(self) -> str:
+        return "/".join((*self.ancestors, self.id))
+
+
+@dataclass
+class CompiledTree:
+    loaded: LoadedTree
+    nodes: dict[str, CompiledNode]
+    roots: list[str]
+    graph: nx.DiGraph
+    tree_vars: list[tuple[str, Compiled]]
+    matrix: dict[str, list[Any]]
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.loaded.spec.name
+
+
+def compile_tree(
+    loaded: LoadedTree,
+    overrides: dict[str, Any] | None = None,
+    skip: set[str] | None = None,
+) -> CompiledTree:
+    """Compile a validated tree; `overrides` are `--set` values, `skip` node ids not to run."""
+    file = str(loaded.path)
+    spec = loaded.spec
+    overrides = dict(overrides or {})
+    problems: list[Problem] = []
+    all_nodes = loaded.walk()
+    by_id: dict[str, TreeNode] = {}
+    for tn in all_nodes:
+        if tn.id in by_id:
+            first = by_id[tn.id]
+            problems.append(
+                Problem(f"duplicate id '{tn.id}' (first used on line {first.line})", file, tn.line, tn.id, hint="ids must be unique in the tree")
+            )
+        else:
+            by_id[tn.id] = tn
+    if problems:
+        raise TreeError(problems)
+
+    matrix = dict(spec.matrix)
+    for name, value in overrides.items():
+        if name in matrix:
+            matrix[name] = [value]
+        elif name not in spec.vars:
+            hint = did_you_mean(name, set(spec.vars) | set(matrix))
+            known = ", ".join(sorted(set(spec.vars) | set(matrix))) or "none"
+            problems.append(Problem(f"--set {name}: the tree has no var or matrix key '{name}'", file, None, hint=hint or f"vars and matrix keys: {known}"))
+    for name in set(spec.vars) & set(matrix):
+        problems.append(Problem(f"'{name}' is both a var and a matrix key", file, loaded.line(("matrix", name)), hint="rename one of them"))
+    global_names = set(BUILTIN_NAMES) | set(spec.vars) | set(matrix)
+    for name in sorted((set(spec.vars) | set(matrix)) & set(by_id)):
+        problems.append(Problem(f"'{name}' is both a tree var/matrix key and a node id", file, by_id[name].line, name, hint="rename one of them"))
+
+    # Tree vars: rendered once per run, in order; a var sees the vars before it.
+    tree_vars: list[tuple[str, Compiled]] = []
+    seen_vars = set(BUILTIN_NAMES) | set(matrix)
+    for name, raw in spec.vars.items():
+        value = overrides.get(name, raw)
+        compiled = _compile(compile_value, value, problems, file, loaded.line(("vars", name)), None, f"vars.{name}")
+        if compiled is not None:
+            for ref in sorted(compiled.names - seen_vars):
+                problems.append(_undefined(ref, seen_vars, file, loaded.line(("vars", name)), None, f"vars.{name}", "tree vars see only the matrix, seed, run and earlier vars"))
+            tree_vars.append((name, compiled))
+        seen_vars.add(name)
+
+    descendants: dict[str, set[str]] = {}
+    for tn in reversed(all_nodes):
+        descendants[tn.id] = {c.id for c in tn.children}.union(*(descendants[c.id] for c in tn.children))
+
+    from genarun.plugins import registry
+
+    kinds = registry().kinds
+    compiled_nodes: dict[str, CompiledNode] = {}
+    for tn in all_nodes:
+        compiled_nodes[tn.id] = _compile_node(tn, kinds[tn.spec.kind], by_id, descendants, global_names, file, problems, loaded.line)
+    if problems:
+        raise TreeError(problems)
+
+    graph = nx.DiGraph()
+    for node in compiled_nodes.values():
+        graph.add_node(node.id, kind=node.kind.name, line=node.line)
+    for node in compiled_nodes.values():
+        if node.parent:
+            graph.add_edge(node.parent, node.id, edge="child")
+        for dep in node.deps:
+            graph.add_edge(dep, node.id, edge="ref")
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        names = [u for u, _v in cycle] + [cycle[0][0]]
+        where = ", ".join(f"'{n}' line {by_id[n].line}" for n in names[:-1])
+        raise TreeError(
+            Problem(f"dependency cycle: {' -> '.join(names)} ({where})", file, by_id[names[0]].line, names[0], hint="remove one of these references")
+        )
+
+    _mark_skipped(compiled_nodes, graph, skip or set())
+    roots = [tn.id for tn in loaded.roots]
+    return CompiledTree(loaded, compiled_nodes, roots, graph, tree_vars, matrix, overrides)
+
+
+def _compile_node(
+    tn: TreeNode,
+    kind: NodeKind,
+    by_id: dict[str, TreeNode],
+    descendants: dict[str, set[str]],
+    global_names: set[str],
+    file: str,
+    problems: list[Problem],
+    doc_line: Any,
+) -> CompiledNode:
+    spec = tn.spec
+    ancestors: list[TreeNode] = []
+    p = tn.parent
+    while p is not None:
+        ancestors.insert(0, p)
+        p = p.parent
+    ancestor_ids = tuple(a.id for a in ancestors)
+    loops = tuple(a.id for a in ancestors if a.spec.foreach is not None)
+    if spec.foreach is not None:
+        loops = (*loops, spec.id)
+
+    # Names visible from the parent's scope (what `foreach` sees).
+    outer: set[str] = set(global_names) | set(ancestor_ids)
+    for a in ancestors:
+        outer |= set(a.spec.vars)
+        if a.spec.foreach is not None:
+            outer |= {a.spec.as_ or "item", "index"}
+    inner = set(outer)
+    if spec.foreach is not None:
+        inner |= {spec.as_ or "item", "index"}
+    other_nodes = set(by_id) - {spec.id} - descendants[spec.id] - set(ancestor_ids)
+
+    deps: set[str] = set()
+
+    def check(compiled: Compiled | None, visible: set[str], where: str, loc_suffix: tuple) -> None:
+        if compiled is None:
+            return
+        line = tn_line(loc_suffix)
+        for name in sorted(compiled.names):
+            if name in visible:
+                continue
+            if name == spec.id:
+                problems.append(Problem(f"{where} refers to the node's own output '{name}'", file, line, spec.id, hint="a node cannot use its own output; move the template to a child node"))
+            elif name in descendants[spec.id]:
+                problems.append(Problem(f"{where} refers to '{name}', a node inside this node's own subtree", file, line, spec.id, hint="children run after their parent: move the reference into a child node"))
+            elif name in other_nodes:
+                deps.add(name)
+            else:
+                problems.append(_undefined(name, visible | other_nodes, file, line, spec.id, where))
+
+    def tn_line(suffix: tuple) -> int | None:
+        return doc_line((*tn.loc, *suffix))
+
+    foreach = _compile(compile_expression, spec.foreach, problems, file, tn_line(("foreach",)), spec.id, "foreach") if spec.foreach is not None else None
+    check(foreach, outer, "foreach", ("foreach",))
+    when = _compile(compile_expression, spec.when, problems, file, tn_line(("when",)), spec.id, "when") if spec.when is not None else None
+
+    var_list: list[tuple[str, Compiled]] = []
+    visible = set(inner)
+    for name, raw in spec.vars.items():
+        if name in by_id:
+            problems.append(Problem(f"var '{name}' has the same name as node '{name}'", file, tn_line(("vars", name)), spec.id, hint="rename the var"))
+        compiled = _compile(compile_value, raw, problems, file, tn_line(("vars", name)), spec.id, f"vars.{name}")
+        check(compiled, visible, f"vars.{name}", ("vars", name))
+        if compiled is not None:
+            var_list.append((name, compiled))
+        visible.add(name)
+    check(when, visible, "when", ("when",))
+
+    params: dict[str, Compiled] = {}
+    for name, raw in spec.param_fields().items():
+        if name in kind.raw_fields:
+            continue
+        alias = type(spec).model_fields[name].alias or name
+        compiled = _compile(compile_value, raw, problems, file, tn_line((alias,)), spec.id, alias)
+        check(compiled, visible, f"field '{alias}'", (alias,))
+        if compiled is not None:
+            params[name] = compiled
+
+    return CompiledNode(
+        id=spec.id,
+        kind=kind,
+        tree_node=tn,
+        parent=tn.parent.id if tn.parent else None,
+        ancestors=ancestor_ids,
+        children=[c.id for c in tn.children],
+        foreach=foreach,
+        item_name=spec.as_ or "item",
+        when=when,
+        vars=var_list,
+        params=params,
+        deps=frozenset(deps),
+        loops=loops,
+    )
+
+
+def _compile(fn: Any, value: Any, problems: list[Problem], file: str, line: int | None, node: str | None, where: str) -> Compiled | None:
+    try:
+        return fn(value) if fn is compile_expression else fn(value, where)
+    except TemplateProblem as exc:
+        problems.append(Problem(f"{where}: {exc}", file, line, node))
+        return None
+
+
+def _undefined(name: str, visible: set[str], file: str, line: int | None, node: str | None, where: str, note: str | None = None) -> Problem:
+    hint = did_you_mean(name, visible)
+    shown = ", ".join(sorted(visible))
+    detail = f"names in scope: {shown}" + (f"; {note}" if note else "")
+    return Problem(f"{where}: undefined name '{name}'", file, line, node, hint=f"{hint} {detail}" if hint else detail)
+
+
+def _mark_skipped(nodes: dict[str, CompiledNode], graph: nx.DiGraph, skip: set[str]) -> None:
+    """Disabled and skipped nodes, their subtrees, and nodes that depend on them are skipped."""
+    for node_id in nx.topological_sort(graph):
+        node = nodes[node_id]
+        if not node.spec.enabled:
+            node.skip_reason = "disabled (enabled: false)"
+        elif node_id in skip:
+            node.skip_reason = "skipped (--skip)"
+        elif node.parent and nodes[node.parent].skip_reason:
+            node.skip_reason = f"parent '{node.parent}' is not run"
+        else:
+            for dep in sorted(node.deps):
+                if nodes[dep].skip_reason:
+                    node.skip_reason = f"depends on '{dep}', which is not run"
+                    break

@@ -1,0 +1,95 @@
+"""Which accelerator to run on, and which dtype suits it.
+
+torch is imported inside the functions so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+DEVICE_ENV = "GENARUN_DEVICE"
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+
+
+def pick_device(override: str | None = None) -> str:
+    """The device to run on: `override`, else $GENARUN_DEVICE, else cuda, mps or cpu."""
+    choice = (override or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    if choice != "auto":
+        return choice
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def device_type(device: str) -> str:
+    """ "cuda:1" -> "cuda"."""
+    return device.split(":", 1)[0]
+
+
+def default_dtype_name(device: str) -> str:
+    """float32 on CPU (half precision is slow and lossy there); half precision on accelerators."""
+    kind = device_type(device)
+    if kind == "cuda":
+        import torch
+
+        # bfloat16 keeps float32's range (no overflow to inf in large activations) where the
+        # GPU supports it; older GPUs get float16.
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if kind == "mps":
+        return "float16"
+    return "float32"
+
+
+def torch_dtype(device: str, requested: str | None = None) -> Any:
+    """The torch dtype for `device`; `requested` ("float32", "float16", "bfloat16") overrides."""
+    import torch
+
+    name = requested or default_dtype_name(device)
+    if name not in DTYPE_NAMES:
+        from genarun.errors import ModelError
+
+        raise ModelError(f"unknown dtype '{name}'; use one of {', '.join(DTYPE_NAMES)}")
+    return getattr(torch, name)
+
+
+def free_accelerator_bytes(device: str) -> int | None:
+    """Free memory on a CUDA device (None where it cannot be measured, e.g. CPU)."""
+    if device_type(device) != "cuda":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    index = torch.device(device).index
+    free, _total = torch.cuda.mem_get_info(
+        index if index is not None else torch.cuda.current_device()
+    )
+    return int(free)
+
+
+def module_bytes(module: Any) -> int:
+    """Bytes held by a torch module's parameters and buffers."""
+    params = sum(p.numel() * p.element_size() for p in module.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in module.buffers())
+    return int(params + buffers)
+
+
+def release_accelerator_memory(device: str) -> None:
+    """Return cached blocks to the driver after a model is dropped."""
+    import gc
+
+    gc.collect()
+    kind = device_type(device)
+    if kind in ("cuda", "mps"):
+        import torch
+
+        if kind == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        elif kind == "mps" and hasattr(torch, "mps"):
+            torch.mps.empty_cache()

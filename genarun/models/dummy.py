@@ -1,0 +1,138 @@
+"""The `dummy` provider: deterministic and instant, for trying a tree's shape.
+
+Texts derive from a hash of the prompt and seed; images are small deterministic PNGs; text
+vectors are hashed bags of words, so texts that share words have nearby vectors. When a node
+asks for `parse: json` or `lines`, the dummy answers in that format (a list of short titles,
+as many as the first number in the prompt, default 3) so trees that plan lists run end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from genarun.models.base import TASKS, Invocation, LoadedModel, ModelSpec, Provider
+from genarun.models.catalog import CatalogEntry
+
+if TYPE_CHECKING:
+    from genarun.plugins import Registry
+
+WORDS = (
+    "amber river lantern quiet falcon meadow copper whisper harbor velvet ember orchard "
+    "glacier saffron thunder willow marble compass lizard gecko sunlit moss canyon tide "
+    "paper garden signal mirror cobalt feather silver dragon morning voyage echo pebble"
+).split()
+
+
+def _digest(*parts: Any) -> bytes:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(repr(part).encode())
+        h.update(b"\0")
+    return h.digest()
+
+
+def _words(seed_bytes: bytes, count: int) -> list[str]:
+    out: list[str] = []
+    block = seed_bytes
+    while len(out) < count:
+        block = hashlib.sha256(block).digest()
+        out.extend(WORDS[b % len(WORDS)] for b in block[: count - len(out)])
+    return out
+
+
+def _image_bytes(image: Any) -> bytes:
+    return image.convert("RGB").tobytes()
+
+
+class DummyModel(LoadedModel):
+    max_batch = 64
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.dim = int(spec.option_dict.get("dim", 32))
+
+    def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        return [getattr(self, f"_{task}")(inv) for inv in batch]
+
+    def _generate(self, inv: Invocation) -> str:
+        prompt = str(inv.input)
+        fmt = inv.settings.get("format")
+        digest = _digest(self.spec.id, prompt, inv.seed, inv.settings.get("system"))
+        if fmt in ("json", "lines", "yaml"):
+            match = re.search(r"\b(\d{1,2})\b", prompt)
+            count = max(1, min(int(match.group(1)) if match else 3, 20))
+            titles = [" ".join(_words(_digest(digest, i), 3)).title() for i in range(count)]
+            if fmt == "lines":
+                return "\n".join(titles)
+            if fmt == "yaml":
+                return "\n".join(f"- {t}" for t in titles)
+            return json.dumps(titles)
+        limit = int(inv.settings.get("max_tokens", 32))
+        return " ".join(_words(digest, max(1, min(limit, 12 + digest[0] % 12)))).capitalize() + "."
+
+    def _image(self, inv: Invocation) -> Any:
+        import numpy as np
+        from PIL import Image
+
+        width = int(inv.settings.get("width") or 64)
+        height = int(inv.settings.get("height") or 64)
+        rng = np.random.default_rng(int.from_bytes(_digest(self.spec.id, inv.input, inv.seed)[:8], "little"))
+        base = rng.integers(0, 256, size=3)
+        ys, xs = np.mgrid[0:height, 0:width]
+        pixels = np.stack(
+            [(base[c] + xs * (c + 1) * 3 + ys * (3 - c) * 2) % 256 for c in range(3)], axis=-1
+        ).astype(np.uint8)
+        return Image.fromarray(pixels, "RGB")
+
+    def _caption(self, inv: Invocation) -> str:
+        digest = _digest(self.spec.id, hashlib.sha256(_image_bytes(inv.input)).hexdigest(), inv.settings.get("prompt"))
+        return "A picture of " + " ".join(_words(digest, 6)) + "."
+
+    def _embed_text(self, inv: Invocation) -> Any:
+        import numpy as np
+
+        vector = np.zeros(self.dim, dtype=np.float32)
+        for word in re.findall(r"\w+", str(inv.input).lower()) or [""]:
+            rng = np.random.default_rng(int.from_bytes(_digest(word)[:8], "little"))
+            vector += rng.standard_normal(self.dim).astype(np.float32)
+        return vector / (np.linalg.norm(vector) or 1.0)
+
+    def _embed_image(self, inv: Invocation) -> Any:
+        import numpy as np
+
+        rng = np.random.default_rng(int.from_bytes(_digest(_image_bytes(inv.input))[:8], "little"))
+        vector = rng.standard_normal(self.dim).astype(np.float32)
+        return vector / np.linalg.norm(vector)
+
+
+class DummyProvider(Provider):
+    name = "dummy"
+
+    def tasks(self, spec: ModelSpec) -> frozenset[str]:
+        return spec.tasks or frozenset(TASKS)
+
+    def load(self, spec: ModelSpec, device: str) -> LoadedModel:
+        return DummyModel(spec)
+
+    def weights_present(self, spec: ModelSpec) -> bool | None:
+        return True
+
+
+def register(registry: Registry) -> None:
+    registry.add_provider(DummyProvider())
+    entries = [
+        ("dummy", frozenset(TASKS), "every task: text, images, captions and embeddings"),
+        ("dummy-llm", frozenset({"generate"}), "text generation"),
+        ("dummy-t2i", frozenset({"image"}), "text to image"),
+        ("dummy-i2t", frozenset({"caption"}), "image to text"),
+        ("dummy-embed", frozenset({"embed_text", "embed_image"}), "joint text/image embeddings"),
+        ("dummy-text-embed", frozenset({"embed_text"}), "text embeddings"),
+    ]
+    for name, tasks, description in entries:
+        registry.add_model(
+            CatalogEntry(name, "dummy", name, tasks, "dummy", "0 B", f"Deterministic fake: {description}")
+        )

@@ -1,0 +1,146 @@
+"""Seeded token sampling that gives each row of a batch its own random stream.
+
+`generate()` samples a whole batch from torch's global generator, so a row's text would depend
+on its neighbours. Here every row has its own `torch.Generator` seeded from its invocation, and
+padding is masked, so a batch gives the same tokens as running each row alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def row_generators(seeds: Sequence[int], device: str) -> list[Any]:
+    """One generator per row, on the device where sampling happens."""
+    import torch
+
+    gen_device = "cpu" if device.startswith("mps") else device
+    return [torch.Generator(device=gen_device).manual_seed(int(seed) % 2**63) for seed in seeds]
+
+
+def pick_tokens(
+    logits: Any,
+    generators: Sequence[Any],
+    temperature: float,
+    *,
+    banned: Sequence[int] = (),
+    active: Sequence[bool] | None = None,
+) -> Any:
+    """Next token per row: argmax when temperature is 0, else a draw from that row's generator."""
+    import torch
+
+    logits = logits.float()
+    if banned:
+        logits[:, list(banned)] = float("-inf")
+    chosen = logits.argmax(dim=-1)
+    if temperature <= 0:
+        return chosen
+    for i, generator in enumerate(generators):
+        if active is not None and not active[i]:
+            continue  # a finished row draws nothing, as it would not run at all alone
+        probs = torch.softmax(logits[i] / temperature, dim=-1)
+        if generator.device != probs.device:
+            probs = probs.to(generator.device)
+        chosen[i] = torch.multinomial(probs, 1, generator=generator).to(chosen.device)[0]
+    return chosen
+
+
+def sample_causal(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    seeds: Sequence[int],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    eos_ids: set[int],
+    pad_id: int,
+    min_new_tokens: int = 0,
+) -> list[list[int]]:
+    """Decode a batch of token-id prompts with a KV cache; returns each row's new tokens."""
+    import torch
+
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, prompt in enumerate(prompts):  # left padding: every row's next token is at the end
+        if prompt:
+            input_ids[i, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
+            mask[i, width - len(prompt) :] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    # Positions count real tokens only, so a padded row sees the positions it would see alone.
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    generators = row_generators(seeds, str(device))
+    outputs: list[list[int]] = [[] for _ in prompts]
+    active = [True] * len(prompts)
+    past = None
+    step_ids, step_positions = input_ids, positions
+    with torch.inference_mode():
+        for step in range(max_new_tokens):
+            out = model(
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=step_positions,
+                past_key_values=past,
+                use_cache=True,
+            )
+            past = out.past_key_values
+            banned = sorted(eos_ids) if step < min_new_tokens else ()
+            tokens = pick_tokens(
+                out.logits[:, -1, :], generators, temperature, banned=banned, active=active
+            )
+            for i, token in enumerate(tokens.tolist()):
+                if not active[i]:
+                    continue
+                if token in eos_ids:
+                    active[i] = False
+                else:
+                    outputs[i].append(token)
+            if not any(active):
+                break
+            step_ids = tokens[:, None]
+            step_positions = step_positions[:, -1:] + 1
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+    return outputs
+
+
+class RowSampler:
+    """A logits processor for `generate()` that picks each row's token with its own generator.
+
+    It returns scores with every token but the chosen one at -inf, so `generate` in greedy mode
+    takes exactly the chosen token. It also counts steps, to split new tokens from the prompt.
+    """
+
+    def __init__(
+        self,
+        seeds: Sequence[int],
+        device: str,
+        temperature: float,
+        *,
+        eos_ids: set[int],
+        min_new_tokens: int = 0,
+    ) -> None:
+        self.generators = row_generators(seeds, device)
+        self.temperature = temperature
+        self.eos_ids = sorted(eos_ids)
+        self.min_new_tokens = min_new_tokens
+        self.steps = 0
+        self.finished = [False] * len(seeds)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if self.steps > 0:  # rows whose last token was eos are done: stop drawing for them
+            for i, token in enumerate(input_ids[:, -1].tolist()):
+                if token in self.eos_ids:
+                    self.finished[i] = True
+        banned = self.eos_ids if self.steps < self.min_new_tokens else []
+        active = [not done for done in self.finished]
+        tokens = pick_tokens(
+            scores, self.generators, self.temperature, banned=banned, active=active
+        )
+        self.steps += 1
+        forced = torch.full_like(scores, float("-inf"))
+        forced[torch.arange(scores.shape[0], device=scores.device), tokens.to(scores.device)] = 0.0
+        return forced

@@ -1,0 +1,386 @@
+"""The `transformers` provider: text generation with causal LMs and image captioning.
+
+Captioning covers BLIP, BLIP-2, VisionEncoderDecoder (ViT + GPT-2) and other image-to-text
+models through AutoProcessor + generate; Moondream2 through its own remote-code API; image
+embeddings (Nomic vision) through AutoModel with CLS pooling.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genarun.errors import ModelError
+from genarun.models import weights
+from genarun.models.base import Invocation, LoadedModel, ModelSpec, Provider
+from genarun.models.catalog import CatalogEntry
+
+if TYPE_CHECKING:
+    from genarun.plugins import Registry
+
+GENERATE_DEFAULTS = {"max_tokens": 128, "temperature": 0.7}
+CAPTION_DEFAULTS = {"max_tokens": 30, "temperature": 0.0, "min_tokens": 1}
+
+# Model families by what `config.json` says (`kind` in a spec's options overrides).
+CAUSAL = "causal"
+IMAGE_TO_TEXT = "image-to-text"
+MOONDREAM = "moondream"
+IMAGE_EMBED = "image-embed"
+KIND_TASKS = {
+    CAUSAL: frozenset({"generate"}),
+    IMAGE_TO_TEXT: frozenset({"caption"}),
+    MOONDREAM: frozenset({"caption"}),
+    IMAGE_EMBED: frozenset({"embed_image"}),
+}
+
+
+def model_kind(config: dict[str, Any], options: dict[str, Any]) -> str | None:
+    """The family of a model from its config.json, or None when it is not one we run."""
+    if options.get("kind"):
+        return str(options["kind"])
+    archs = config.get("architectures") or []
+    model_type = str(config.get("model_type", ""))
+    if model_type.startswith("moondream"):
+        return MOONDREAM
+    if model_type in ("vision-encoder-decoder", "blip", "blip-2") or any(
+        a.endswith(("ForConditionalGeneration", "ForImageTextToText", "ForVision2Seq"))
+        and "vision_config" in config
+        for a in archs
+    ):
+        return IMAGE_TO_TEXT
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return CAUSAL
+    return None
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+class TransformersProvider(Provider):
+    name = "transformers"
+
+    def tasks(self, spec: ModelSpec) -> frozenset[str]:
+        if spec.tasks:
+            return spec.tasks
+        source = weights.locate(spec)
+        if source.folder is not None and source.folder.is_dir():
+            kind = model_kind(_read_config(source.folder), spec.option_dict)
+            if kind in KIND_TASKS:
+                return KIND_TASKS[kind]
+        # Unknown until the weights are here; check() then reports them missing.
+        return frozenset({"generate", "caption"})
+
+    def weights_present(self, spec: ModelSpec) -> bool | None:
+        return weights.present(spec)
+
+    def check(self, spec: ModelSpec) -> None:
+        if not weights.present(spec):
+            raise weights.missing_weights(spec)
+
+    def load(self, spec: ModelSpec, device: str) -> LoadedModel:
+        source = weights.require(spec)
+        assert source.folder is not None
+        options = spec.option_dict
+        kind = model_kind(_read_config(source.folder), options)
+        # A hub model loads by id (revision, HF_HUB_OFFLINE and the cache layout honoured);
+        # anything else from its folder. Never download: check() has told the user how.
+        ref = spec.id if source.kind == "hub" else str(source.folder)
+        common: dict[str, Any] = {
+            "local_files_only": True,
+            "trust_remote_code": bool(options.get("trust_remote_code", False)),
+        }
+        if source.kind == "hub" and spec.revision:
+            common["revision"] = spec.revision
+        if kind == CAUSAL:
+            return CausalLM(spec, ref, device, common)
+        if kind == IMAGE_TO_TEXT:
+            return ImageToText(spec, ref, device, common)
+        if kind == MOONDREAM:
+            return Moondream(spec, ref, device, common)
+        if kind == IMAGE_EMBED:
+            return ImageEmbedder(spec, ref, device, common)
+        raise ModelError(
+            f"model '{spec.label()}': transformers cannot tell what this model does from its"
+            " config.json; set options: {kind: causal | image-to-text | image-embed}"
+        )
+
+
+class _TorchModel(LoadedModel):
+    """Holds one torch module on a device, in the dtype that suits the device."""
+
+    def __init__(self, spec: ModelSpec, device: str) -> None:
+        from genarun.models.device import torch_dtype
+
+        self.spec = spec
+        self.device = device
+        self.dtype = torch_dtype(device, spec.option_dict.get("dtype"))
+        self.model: Any = None
+
+    def _place(self, model: Any) -> Any:
+        return model.to(self.device).eval()
+
+    def unload(self) -> None:
+        self.model = None
+
+    def memory_bytes(self) -> int:
+        from genarun.models.device import module_bytes
+
+        return 0 if self.model is None else module_bytes(self.model)
+
+
+class CausalLM(_TorchModel):
+    """Text generation with a decoder-only LM and a per-row seeded decode loop."""
+
+    max_batch = 16
+
+    def __init__(self, spec: ModelSpec, ref: str, device: str, common: dict[str, Any]) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        super().__init__(spec, device)
+        self.tokenizer = AutoTokenizer.from_pretrained(ref, **common)
+        self.model = self._place(
+            AutoModelForCausalLM.from_pretrained(ref, dtype=self.dtype, **common)
+        )
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
+        self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
+
+    def encode_prompt(self, prompt: str, system: str | None) -> list[int]:
+        """Token ids of a prompt: through the chat template where the tokenizer has one."""
+        if self.tokenizer.chat_template:
+            messages = [{"role": "system", "content": system}] if system else []
+            messages.append({"role": "user", "content": prompt})
+            text = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+            return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        text = f"{system}\n\n{prompt}" if system else prompt
+        ids = list(self.tokenizer(text).input_ids)
+        # A model needs at least one token to continue from; start from eos like GPT-2 does.
+        return ids or [self.tokenizer.bos_token_id or min(self.eos_ids)]
+
+    def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        from genarun.models.sampling import sample_causal
+
+        if task != "generate":
+            raise ModelError(f"model '{self.spec.label()}' does text generation, not '{task}'")
+        settings = {**GENERATE_DEFAULTS, **batch[0].settings}
+        max_new = int(settings["max_tokens"])
+        prompts = [self.encode_prompt(str(inv.input), settings.get("system")) for inv in batch]
+        if self.max_positions:
+            # Keep prompt + answer inside the position table, dropping the prompt's oldest tokens.
+            max_new = max(1, min(max_new, self.max_positions // 2))
+            keep = self.max_positions - max_new
+            prompts = [p[-keep:] for p in prompts]
+        new_tokens = sample_causal(
+            self.model,
+            prompts,
+            [inv.seed for inv in batch],
+            max_new_tokens=max_new,
+            temperature=float(settings["temperature"]),
+            eos_ids=self.eos_ids,
+            pad_id=self.pad_id,
+            min_new_tokens=int(settings.get("min_tokens", 0)),
+        )
+        return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in new_tokens]
+
+
+class ImageToText(_TorchModel):
+    """Captioning with an image-to-text model through its processor and `generate`."""
+
+    max_batch = 16
+
+    def __init__(self, spec: ModelSpec, ref: str, device: str, common: dict[str, Any]) -> None:
+        from transformers import AutoConfig, AutoModelForImageTextToText
+
+        super().__init__(spec, device)
+        config = AutoConfig.from_pretrained(ref, **common)
+        self.is_blip = config.model_type == "blip"
+        self.is_ved = config.model_type == "vision-encoder-decoder"
+        if self.is_ved:
+            # VisionEncoderDecoder folders hold an image processor and a tokenizer, not a processor.
+            from transformers import AutoImageProcessor, AutoTokenizer
+
+            self.image_processor = AutoImageProcessor.from_pretrained(ref, **common)
+            self.tokenizer = AutoTokenizer.from_pretrained(ref, **common)
+            self.processor = None
+        else:
+            from transformers import AutoProcessor
+
+            self.processor = AutoProcessor.from_pretrained(ref, **common)
+            self.tokenizer = self.processor.tokenizer
+        model = AutoModelForImageTextToText.from_pretrained(ref, dtype=self.dtype, **common)
+        self.model = self._place(model)
+        gen = self.model.generation_config
+        if self.is_blip:
+            eos: Any = config.text_config.sep_token_id  # BLIP stops at [SEP]
+        else:
+            eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+
+    def _inputs(self, images: list[Any], prompt: str | None) -> dict[str, Any]:
+        import torch
+
+        if self.is_ved:
+            pixels = self.image_processor(images=images, return_tensors="pt").pixel_values
+            inputs: dict[str, Any] = {"pixel_values": pixels}
+            start = self.model.config.decoder_start_token_id
+            prefix = self.tokenizer(prompt).input_ids if prompt else []
+            ids = torch.tensor([[start, *prefix]] * len(images), dtype=torch.long)
+            inputs["decoder_input_ids"] = ids
+            inputs["decoder_attention_mask"] = torch.ones_like(ids)
+        else:
+            # BLIP's unconditional captioning needs text="" (its processor adds [CLS] [SEP]).
+            text = prompt if prompt is not None else ("" if self.is_blip else None)
+            kwargs: dict[str, Any] = {"images": images, "return_tensors": "pt"}
+            if text is not None:
+                kwargs["text"] = [text] * len(images)
+            inputs = dict(self.processor(**kwargs))
+        return {
+            k: v.to(self.device, dtype=self.dtype) if v.is_floating_point() else v.to(self.device)
+            for k, v in inputs.items()
+        }
+
+    def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        from genarun.models.sampling import RowSampler
+
+        if task != "caption":
+            raise ModelError(f"model '{self.spec.label()}' does captioning, not '{task}'")
+        settings = {**CAPTION_DEFAULTS, **batch[0].settings}
+        images = [_rgb(inv.input) for inv in batch]
+        inputs = self._inputs(images, settings.get("prompt") or None)
+        sampler = RowSampler(
+            [inv.seed for inv in batch],
+            self.device,
+            float(settings["temperature"]),
+            eos_ids=self.eos_ids,
+            min_new_tokens=int(settings["min_tokens"]),
+        )
+        extra: dict[str, Any] = {}
+        if not self.is_blip:  # BLIP's generate passes its own pad id
+            pad = self.model.generation_config.pad_token_id
+            extra["pad_token_id"] = pad if pad is not None else min(self.eos_ids, default=0)
+        with torch.inference_mode():
+            sequences = self.model.generate(
+                **inputs,
+                max_new_tokens=int(settings["max_tokens"]),
+                do_sample=False,  # RowSampler already picked each row's token
+                num_beams=1,
+                logits_processor=LogitsProcessorList([sampler]),
+                **extra,
+            )
+        new = (
+            sequences[:, sequences.shape[1] - sampler.steps :]
+            if sampler.steps
+            else sequences[:, :0]
+        )
+        captions = []
+        for row in new.tolist():
+            cut = next((i for i, t in enumerate(row) if t in self.eos_ids), len(row))
+            captions.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
+        return captions
+
+
+class Moondream(_TorchModel):
+    """Moondream2, whose remote code has its own `caption` and `query` methods."""
+
+    max_batch = 1
+
+    def __init__(self, spec: ModelSpec, ref: str, device: str, common: dict[str, Any]) -> None:
+        from transformers import AutoModelForCausalLM
+
+        super().__init__(spec, device)
+        common = {**common, "trust_remote_code": True}
+        self.model = self._place(
+            AutoModelForCausalLM.from_pretrained(ref, dtype=self.dtype, **common)
+        )
+
+    def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        import torch
+
+        if task != "caption":
+            raise ModelError(f"model '{self.spec.label()}' does captioning, not '{task}'")
+        results = []
+        for inv in batch:  # its API takes one image at a time
+            torch.manual_seed(inv.seed)  # its sampler uses torch's global generator
+            image = _rgb(inv.input)
+            prompt = inv.settings.get("prompt")
+            if prompt:
+                results.append(str(self.model.query(image, prompt)["answer"]).strip())
+            else:
+                length = str(inv.settings.get("length", "normal"))
+                results.append(str(self.model.caption(image, length=length)["caption"]).strip())
+        return results
+
+
+class ImageEmbedder(_TorchModel):
+    """Image embeddings from a vision encoder: the CLS token, L2-normalised (Nomic vision)."""
+
+    max_batch = 32
+
+    def __init__(self, spec: ModelSpec, ref: str, device: str, common: dict[str, Any]) -> None:
+        from transformers import AutoImageProcessor, AutoModel
+
+        super().__init__(spec, device)
+        self.processor = AutoImageProcessor.from_pretrained(ref, **common)
+        self.model = self._place(AutoModel.from_pretrained(ref, dtype=self.dtype, **common))
+
+    def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        import torch
+
+        if task != "embed_image":
+            raise ModelError(f"model '{self.spec.label()}' embeds images, not '{task}'")
+        pixels = self.processor(images=[_rgb(inv.input) for inv in batch], return_tensors="pt")
+        pixels = pixels.pixel_values.to(self.device, dtype=self.dtype)
+        with torch.inference_mode():
+            hidden = self.model(pixel_values=pixels).last_hidden_state[:, 0].float()
+        vectors = torch.nn.functional.normalize(hidden, dim=-1).cpu().numpy()
+        return [v.astype("float32") for v in vectors]
+
+
+def _rgb(image: Any) -> Any:
+    """Models take RGB; PNGs may be RGBA or palette images."""
+    return image.convert("RGB") if getattr(image, "mode", "RGB") != "RGB" else image
+
+
+def catalog_entries() -> list[CatalogEntry]:
+    """Built-in tiny models and real hub models this provider runs."""
+    gen, cap = frozenset({"generate"}), frozenset({"caption"})
+    return [
+        CatalogEntry("tiny-gpt2", "transformers", "tiny-gpt2", gen, "builtin", "0.2 MB",
+                     "GPT-2, 2 layers of width 32, random weights: for tests and trying trees"),
+        CatalogEntry("tiny-blip", "transformers", "tiny-blip", cap, "builtin", "0.3 MB",
+                     "BLIP captioner with random weights, 32x32 input: for tests"),
+        CatalogEntry("tiny-vit-gpt2", "transformers", "tiny-vit-gpt2", cap, "builtin", "0.3 MB",
+                     "ViT + GPT-2 VisionEncoderDecoder captioner with random weights: for tests"),
+        CatalogEntry("qwen2.5-0.5b", "transformers", "Qwen/Qwen2.5-0.5B-Instruct", gen, "hub",
+                     "1.0 GB", "Qwen2.5 0.5B Instruct: small chat model, follows instructions"),
+        CatalogEntry("blip", "transformers", "Salesforce/blip-image-captioning-base", cap, "hub",
+                     "990 MB", "BLIP base image captioning (COCO)"),
+        CatalogEntry("blip2", "transformers", "Salesforce/blip2-opt-2.7b", cap, "hub", "15.5 GB",
+                     "BLIP-2 with OPT-2.7b: captions and answers questions about images"),
+        CatalogEntry("moondream2", "transformers", "vikhyatk/moondream2", cap, "hub", "3.7 GB",
+                     "Moondream2 vision-language model (remote code): detailed captions",
+                     {"trust_remote_code": True, "kind": MOONDREAM}),
+        CatalogEntry("nomic-vision", "transformers", "nomic-ai/nomic-embed-vision-v1.5",
+                     frozenset({"embed_image"}), "hub", "370 MB",
+                     "Nomic Embed Vision v1.5: image vectors in nomic-text's space (768-d)",
+                     {"trust_remote_code": True, "kind": IMAGE_EMBED}),
+    ]  # fmt: skip
+
+
+def register(registry: Registry) -> None:
+    registry.add_provider(TransformersProvider())
+    for entry in catalog_entries():
+        registry.add_model(entry)

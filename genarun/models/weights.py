@@ -1,0 +1,93 @@
+"""Where a model's weights live: a built-in tiny model, a local folder, or the HF cache.
+
+Shared by the transformers, open_clip and sentence-transformers providers so that they tell
+about missing weights in the same words, before any weight loads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from genarun.errors import ModelError
+from genarun.models.base import ModelSpec
+from genarun.models.catalog import local_model_dir
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """How to hand a model to its library's loader."""
+
+    kind: str  # "builtin", "local" or "hub"
+    ref: str  # tiny name, folder/file path, or Hugging Face id
+    folder: Path | None  # the folder holding the files, when present locally
+
+
+def is_tiny(spec: ModelSpec) -> bool:
+    """Whether `spec.id` names a built-in tiny model."""
+    from genarun.models import tiny
+
+    tiny._import_builders()
+    return spec.id in tiny.BUILDERS
+
+
+def _is_path(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or Path(ref).expanduser().exists()
+
+
+def locate(spec: ModelSpec) -> WeightsSource:
+    """Where the weights are, without building or loading anything (folder None if absent)."""
+    if is_tiny(spec):
+        from genarun.models.tiny import tiny_model_dir
+
+        return WeightsSource("builtin", spec.id, tiny_model_dir(spec.id))
+    if _is_path(spec.id):
+        path = Path(os.path.expanduser(spec.id))
+        return WeightsSource("local", str(path), path if path.exists() else None)
+    return WeightsSource("hub", spec.id, local_model_dir(spec.id, spec.revision))
+
+
+def present(spec: ModelSpec) -> bool:
+    """Tiny models are always buildable; others must be on disk."""
+    source = locate(spec)
+    return source.kind == "builtin" or source.folder is not None
+
+
+def require(spec: ModelSpec) -> WeightsSource:
+    """The weights' location, building a tiny model on first use; ModelError if missing."""
+    source = locate(spec)
+    if source.kind == "builtin":
+        from genarun.models.tiny import ensure_tiny_model
+
+        return WeightsSource("builtin", spec.id, ensure_tiny_model(spec.id))
+    if source.folder is None:
+        raise missing_weights(spec, source)
+    return source
+
+
+def missing_weights(spec: ModelSpec, source: WeightsSource | None = None) -> ModelError:
+    """The one message for absent weights: which model, where we looked, how to get them."""
+    source = source or locate(spec)
+    name = spec.label()
+    shown = f"'{name}'" if name == spec.id else f"'{name}' ({spec.id})"
+    if source.kind == "local":
+        return ModelError(
+            f"model {shown}: no model files at {source.ref}; point `id:` at a folder that"
+            " holds the model (config and weights)"
+        )
+    return ModelError(
+        f"model {shown}: weights are not in the local Hugging Face cache ({hub_cache_dir()})."
+        f" Fetch them on a machine with network access with `huggingface-cli download {spec.id}`"
+        " and copy the cache here (or set HF_HOME to it), or point `id:` at a local copy of"
+        " the model folder"
+    )
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache folder, as huggingface_hub resolves it."""
+    env = os.environ.get("HF_HUB_CACHE")
+    if env:
+        return Path(env)
+    home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    return Path(home) / "hub"

@@ -1,0 +1,1 @@
+"""Node kinds: the kind registry's entries and one module per kind."""

@@ -1,0 +1,142 @@
+"""What a node kind is, and what its run function receives.
+
+A kind is a pydantic model of its fields (a `NodeBase` subclass) plus a run function. Run
+functions either return their output, or are generators that `yield` model invocations
+(`Invoke`, or a list of them) and receive the results: the executor gathers the invocations of
+many executions and sends them to a model in batches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from genarun.tree.schema import NodeBase
+
+if TYPE_CHECKING:
+    from genarun.models.base import Invocation, ModelSpec
+    from genarun.values import EmbeddingRef, ImageRef
+
+
+@dataclass(frozen=True)
+class Invoke:
+    """A request from a run function to call a model; the executor batches these."""
+
+    model: ModelSpec
+    invocation: Invocation
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """A registered node kind."""
+
+    name: str
+    params: type[NodeBase]
+    run: Callable[..., Any]
+    description: str
+    output: str
+    # The model task the node's `model` field must support, checked before anything runs.
+    model_task: str | None = None
+    # Fields compiled as something other than templates (the kind handles them itself).
+    raw_fields: frozenset[str] = frozenset()
+    # Other models the node uses, for checks before the run: (node, scope) -> [(ref, task)].
+    model_refs: Callable[..., list[tuple[Any, str]]] | None = None
+
+
+RunOutput = Any | Generator["Invoke | list[Invoke]", Any, Any]
+
+
+class ExecutionContext:
+    """What a run function may use: its seed, the model resolver, asset and embedding storage."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        path: tuple[int, ...],
+        seed: int,
+        run: Any,
+        log: Callable[[str, str], None],
+    ):
+        self.node_id = node_id
+        self.path = path
+        self.seed = seed
+        self.run = run  # run.state: RunState of the executor
+        self.log = log
+        self.model_name: str | None = None
+
+    def model(self, ref: Any) -> ModelSpec:
+        """Resolve a model reference (alias, catalog name, id, path or spec)."""
+        spec = self.run.resolve_model(ref)
+        self.model_name = spec.label()
+        return spec
+
+    def save_image(self, image: Any, **metadata: Any) -> ImageRef:
+        """Save a PIL image as PNG in the run's assets/ with its metadata; return its ref."""
+        return self.run.save_image(image, node_id=self.node_id, path=self.path, seed=self.seed, **metadata)
+
+    def load_image(self, value: Any) -> Any:
+        """A PIL image from an image output, or from a file path relative to the tree."""
+        return self.run.load_image(value)
+
+    def store_embeddings(self, vectors: list[Any], model: str, sources: list[str]) -> list[EmbeddingRef]:
+        return self.run.store_embeddings(vectors, model, sources, node_id=self.node_id, path=self.path)
+
+    @property
+    def tree_dir(self) -> Path:
+        return self.run.tree_dir
+
+
+ParseMode = Literal["text", "json", "lines", "yaml"]
+
+
+@dataclass
+class ParseError(ValueError):
+    mode: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"output is not valid {self.mode}: {self.detail}"
+
+
+def parse_output(text: str, mode: ParseMode) -> Any:
+    """Turn a model's or template's text into a value as `parse:` asks."""
+    if mode == "text":
+        return text
+    if mode == "lines":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if mode == "json":
+        body = _strip_code_fence(text)
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError as exc:
+            # Models often wrap JSON in prose: take the first JSON array or object in it.
+            for opener, closer in (("[", "]"), ("{", "}")):
+                start, end = body.find(opener), body.rfind(closer)
+                if 0 <= start < end:
+                    try:
+                        return json.loads(body[start : end + 1])
+                    except json.JSONDecodeError:
+                        continue
+            raise ParseError("JSON", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if mode == "yaml":
+        try:
+            return yaml.safe_load(_strip_code_fence(text))
+        except yaml.YAMLError as exc:
+            raise ParseError("YAML", str(exc).splitlines()[0]) from None
+    raise ValueError(f"unknown parse mode {mode}")
+
+
+def _strip_code_fence(text: str) -> str:
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        lines = stripped.splitlines()[1:]
+        if lines and lines[-1].strip().startswith("```"):
+            lines = lines[:-1]
+        return "\n".join(lines)
+    return stripped

@@ -1,0 +1,42 @@
+"""`generate`: text generation with a language model."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from pydantic import Field
+
+from genarun.models.base import Invocation
+from genarun.nodes.base import ExecutionContext, Invoke, NodeKind, ParseMode, parse_output
+from genarun.tree.schema import NodeBase, Tpl
+
+
+class GenerateNode(NodeBase):
+    model: str | dict[str, Any] = Field(description="Model alias, catalog name, HF id, path or spec.")
+    prompt: str = Field(description="The prompt (a template).")
+    system: str | None = Field(None, description="System message, for chat models.")
+    max_tokens: Tpl[int] = Field(256, description="Maximum new tokens.")
+    temperature: Tpl[float] = Field(0.8, description="Sampling temperature; 0 is greedy.")
+    parse: ParseMode = Field("text", description="text, json, lines or yaml.")
+
+
+def run(ctx: ExecutionContext, node: GenerateNode) -> Generator[Invoke, Any, Any]:
+    spec = ctx.model(node.model)
+    settings: dict[str, Any] = {"max_tokens": node.max_tokens, "temperature": node.temperature}
+    if node.system:
+        settings["system"] = node.system
+    if node.parse != "text":
+        settings["format"] = node.parse  # a hint; the dummy model answers in that format
+    text = yield Invoke(spec, Invocation("generate", str(node.prompt), ctx.seed, settings))
+    return parse_output(text, node.parse)
+
+
+KIND = NodeKind(
+    name="generate",
+    params=GenerateNode,
+    run=run,
+    description="Text generation: `model`, `prompt`, `system`, `max_tokens`, `temperature`, `parse`.",
+    output="text or value",
+    model_task="generate",
+)

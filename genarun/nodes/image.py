@@ -1,0 +1,44 @@
+"""`image`: text to image; the PNG goes to the run's assets/ with its metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from pydantic import Field
+
+from genarun.models.base import Invocation
+from genarun.nodes.base import ExecutionContext, Invoke, NodeKind
+from genarun.tree.schema import NodeBase, Tpl
+from genarun.values import ImageRef
+
+
+class ImageNode(NodeBase):
+    model: str | dict[str, Any] = Field(description="Text-to-image model.")
+    prompt: str = Field(description="The prompt (a template).")
+    negative_prompt: str | None = Field(None, description="What to avoid.")
+    width: Tpl[int] | None = Field(None, description="Width in pixels (model default if omitted).")
+    height: Tpl[int] | None = Field(None, description="Height in pixels (model default if omitted).")
+    steps: Tpl[int] | None = Field(None, description="Denoising steps (model default if omitted).")
+    guidance: Tpl[float] | None = Field(None, description="Guidance scale (model default if omitted).")
+
+
+def run(ctx: ExecutionContext, node: ImageNode) -> Generator[Invoke, Any, ImageRef]:
+    spec = ctx.model(node.model)
+    settings = {
+        key: value
+        for key in ("negative_prompt", "width", "height", "steps", "guidance")
+        if (value := getattr(node, key)) is not None
+    }
+    image = yield Invoke(spec, Invocation("image", str(node.prompt), ctx.seed, settings))
+    return ctx.save_image(image, prompt=str(node.prompt), model=spec.label())
+
+
+KIND = NodeKind(
+    name="image",
+    params=ImageNode,
+    run=run,
+    description="Text to image: `model`, `prompt`, `negative_prompt`, `width`, `height`, `steps`, `guidance`.",
+    output="image asset (a PNG path relative to the run folder)",
+    model_task="image",
+)

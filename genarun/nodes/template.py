@@ -1,0 +1,30 @@
+"""`template`: renders `text` (random picks + Jinja) and optionally parses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from genarun.nodes.base import ExecutionContext, NodeKind, ParseMode, parse_output
+from genarun.tree.schema import NodeBase
+
+
+class TemplateNode(NodeBase):
+    text: Any = Field(description="The template: picks and Jinja; a single expression keeps its type.")
+    parse: ParseMode = Field("text", description="text, json, lines or yaml.")
+
+
+def run(ctx: ExecutionContext, node: TemplateNode) -> Any:
+    if isinstance(node.text, str):
+        return parse_output(node.text, node.parse)
+    return node.text
+
+
+KIND = NodeKind(
+    name="template",
+    params=TemplateNode,
+    run=run,
+    description="Renders `text` (random picks and Jinja); `parse: text/json/lines/yaml`.",
+    output="text or value",
+)

@@ -1,0 +1,1 @@
+"""Executing compiled trees: seeds, run state, the scheduler, batching and progress."""

@@ -1,0 +1,534 @@
+"""The scheduler: executes the runs of an experiment recursively, with inherited scope.
+
+Work units are *slots* (a node under one execution of its parent, not yet expanded by its
+foreach) and *instances* (one execution). Cheap kinds run inline in the scheduler thread; model
+kinds are generators that yield `Invoke`s, which are queued per model and settings and sent to
+the model in batches on worker threads. All runs of an experiment share one scheduler, so
+matrix runs and foreach items that call the same model are batched together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import queue
+import time
+import traceback
+from collections import defaultdict, deque
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from genarun.errors import Interrupted
+from genarun.graph.compile import CompiledNode
+from genarun.models.base import batch_key
+from genarun.nodes.base import ExecutionContext, Invoke
+from genarun.run.seeds import derive_seed, fresh_seed
+from genarun.run.state import NodeResult, RunState
+from genarun.tree.templates import RenderError, field_rng
+from genarun.values import to_json
+
+
+@dataclass(eq=False)
+class Slot:
+    run: RunState
+    node: CompiledNode
+    parent_path: tuple[int, ...]
+    scope: dict[str, Any]  # the parent's scope for its children
+
+
+@dataclass(eq=False)
+class Instance:
+    run: RunState
+    node: CompiledNode
+    path: tuple[int, ...]
+    scope: dict[str, Any]
+    seed: int
+    attempts: int = 0
+    started: float = 0.0
+    gen: Generator[Any, Any, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    picks: list[Any] = field(default_factory=list)
+    ctx: ExecutionContext | None = None
+    waiting: list[Any] = field(default_factory=list)  # results of the current yield
+    pending: int = 0
+    yielded_list: bool = False
+
+
+@dataclass(eq=False)
+class Request:
+    instance: Instance
+    invoke: Invoke
+    slot: int  # position in the instance's current yield
+
+
+class ModelQueue:
+    def __init__(self, spec: Any, task: str):
+        self.spec = spec
+        self.task = task
+        self.items: deque[Request] = deque()
+        self.max_batch: int | None = None  # halved after a failed batch
+
+
+@dataclass
+class ExecutorOptions:
+    workers: int = 4
+    batch_size: int = 16
+    device: str | None = None
+    progress: Any = None  # run.progress.Progress
+
+
+class Executor:
+    """Runs the RunStates of one experiment to completion."""
+
+    def __init__(self, runs: list[RunState], options: ExecutorOptions | None = None):
+        self.runs = runs
+        self.options = options or ExecutorOptions()
+        self.ready: deque[Slot | Instance] = deque()
+        self.blocked: list[Slot] = []
+        self.queues: dict[tuple, ModelQueue] = {}
+        self.busy_models: set[str] = set()
+        self.in_flight = 0
+        self.events: queue.Queue[tuple[list[Request], Any, BaseException | None]] = queue.Queue()
+        self.finished_rows: list[dict[str, Any]] = []
+        self.log_rows: list[dict[str, Any]] = []
+        # (run id, node id) -> prefix -> unfinished slots and instances
+        self.pending: dict[tuple[str, str], dict[tuple[int, ...], int]] = defaultdict(lambda: defaultdict(int))
+        self.progress = self.options.progress
+        self._models: Any = None
+
+    # --- public ---------------------------------------------------------------------------
+    def execute(self) -> None:
+        pool = ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="genarun-model")
+        try:
+            for run in self.runs:
+                for node_id in run.compiled.roots:
+                    self._add_slot(Slot(run, run.compiled.nodes[node_id], (), run.scope))
+            self._loop(pool)
+        except KeyboardInterrupt:
+            self._flush()
+            raise Interrupted("interrupted") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._flush()
+
+    # --- the loop -------------------------------------------------------------------------
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        while True:
+            while self.ready:
+                work = self.ready.popleft()
+                if isinstance(work, Slot):
+                    self._try_expand(work)
+                else:
+                    self._start(work)
+            self._dispatch(pool)
+            self._flush()
+            if self.progress:
+                self.progress.tick()
+            if not self.in_flight:
+                if self.blocked:
+                    self._unblock()
+                    if self.ready:
+                        continue
+                    for slot in self.blocked:  # cannot happen for a compiled tree; never hang
+                        self._fail_slot(slot, "dependencies never finished")
+                    self.blocked.clear()
+                    continue
+                if not any(q.items for q in self.queues.values()):
+                    return
+            try:
+                requests, results, error = self.events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._on_batch(requests, results, error)
+            while True:  # drain what else has arrived, then run inline work in one go
+                try:
+                    requests, results, error = self.events.get_nowait()
+                except queue.Empty:
+                    break
+                self._on_batch(requests, results, error)
+            self._unblock()
+
+    # --- slots ----------------------------------------------------------------------------
+    def _add_slot(self, slot: Slot) -> None:
+        self._pending_add(slot.run, slot.node.id, slot.parent_path, +1)
+        self.ready.append(slot)
+
+    def _pending_add(self, run: RunState, node_id: str, parent_path: tuple[int, ...], delta: int) -> None:
+        counts = self.pending[(run.id, node_id)]
+        for k in range(len(parent_path) + 1):
+            counts[parent_path[:k]] += delta
+
+    def _deps_ready(self, slot: Slot) -> bool:
+        run, node = slot.run, slot.node
+        for dep in node.deps:
+            k, chain = self._dep_chain(run, node, dep)
+            prefix = slot.parent_path[:k]
+            for member in chain:
+                if self.pending[(run.id, member)].get(prefix, 0) > 0:
+                    return False
+        return True
+
+    def _dep_chain(self, run: RunState, node: CompiledNode, dep: str) -> tuple[int, tuple[str, ...]]:
+        """How many foreach levels `node` shares with `dep`, and `dep` with its ancestors that
+        are not `node`'s: all must be finished under the shared foreach items."""
+        target = run.compiled.nodes[dep]
+        shared = 0
+        for a, b in zip(node.loops, target.loops, strict=False):
+            if a != b:
+                break
+            shared += 1
+        own = set(node.ancestors)
+        chain = tuple(a for a in target.ancestors if a not in own) + (dep,)
+        return shared, chain
+
+    def _try_expand(self, slot: Slot) -> None:
+        run, node = slot.run, slot.node
+        if run.failed:
+            self._pending_add(run, node.id, slot.parent_path, -1)
+            return
+        if node.deps and not self._deps_ready(slot):
+            self.blocked.append(slot)
+            return
+        scope = slot.scope
+        if node.deps:
+            scope = dict(scope)
+            for dep in node.deps:
+                scope[dep] = self._resolve_ref(run, node, dep, slot.parent_path)
+        if node.skip_reason:
+            self._record_skip(run, node, slot.parent_path, node.skip_reason)
+            self._pending_add(run, node.id, slot.parent_path, -1)
+            return
+        if node.foreach is None:
+            paths_scopes = [(slot.parent_path, scope)]
+        else:
+            seed = derive_seed(run.seed, node.node_path + "#foreach", slot.parent_path)
+            try:
+                items = node.foreach.evaluate(scope, field_rng(seed, "foreach"), [])
+            except RenderError as exc:
+                self._fail_slot(slot, f"foreach: {exc}")
+                return
+            if isinstance(items, dict):
+                items = [{"key": k, "value": v} for k, v in items.items()]
+            if isinstance(items, str) or not hasattr(items, "__iter__"):
+                self._fail_slot(slot, f"foreach: expected a list, got {type(items).__name__}: {str(items)[:80]!r}")
+                return
+            paths_scopes = []
+            for index, item in enumerate(items):
+                item_scope = dict(scope)
+                item_scope[node.item_name] = item
+                item_scope["index"] = index
+                paths_scopes.append(((*slot.parent_path, index), item_scope))
+        for path, item_scope in paths_scopes:
+            self._pending_add(run, node.id, slot.parent_path, +1)
+            self.ready.append(Instance(run, node, path, item_scope, self._seed_of(run, node, path)))
+        self._pending_add(run, node.id, slot.parent_path, -1)
+
+    def _seed_of(self, run: RunState, node: CompiledNode, path: tuple[int, ...]) -> int:
+        seed = node.spec.seed
+        if seed == "random":
+            return fresh_seed()
+        if isinstance(seed, int):
+            return seed
+        return derive_seed(run.seed, node.node_path, path)
+
+    def _unblock(self) -> None:
+        if not self.blocked:
+            return
+        still = []
+        for slot in self.blocked:
+            if slot.run.failed or self._deps_ready(slot):
+                self.ready.append(slot)
+            else:
+                still.append(slot)
+        self.blocked = still
+
+    def _resolve_ref(self, run: RunState, node: CompiledNode, dep: str, parent_path: tuple[int, ...]) -> Any:
+        """A node's output as seen from `node`: within shared foreach items, one value;
+        across a foreach that is not shared, the list of its items' outputs."""
+        shared, _chain = self._dep_chain(run, node, dep)
+        prefix = parent_path[:shared]
+        target = run.compiled.nodes[dep]
+        results = run.results.get(dep, {})
+        depth = len(target.loops) - shared
+        if depth == 0:
+            result = results.get(prefix)
+            return result.value if result is not None and result.status == "done" else None
+        tree: dict[Any, Any] = {}
+        for path, result in sorted(results.items()):
+            if path[:shared] != prefix or result.status != "done":
+                continue
+            level = tree
+            for index in path[shared:-1]:
+                level = level.setdefault(index, {})
+            level[path[-1]] = result.value
+        return _nested_list(tree, depth)
+
+    # --- instances ------------------------------------------------------------------------
+    def _start(self, inst: Instance) -> None:
+        run, node = inst.run, inst.node
+        if run.failed:
+            self._done(inst, None, status=None)
+            return
+        inst.attempts += 1
+        inst.started = time.time()
+        inst.picks = []
+        scope = inst.scope
+        try:
+            if node.vars:
+                # Vars are rendered once per execution and seen by the node and its subtree.
+                scope = dict(scope)
+                for name, compiled in node.vars:
+                    scope[name] = compiled.evaluate(scope, field_rng(inst.seed, f"vars.{name}"), inst.picks)
+                inst.scope = scope
+            if node.when is not None and not node.when.evaluate(scope, field_rng(inst.seed, "when"), inst.picks):
+                self._finish(inst, NodeResult("skipped", error="when is false"))
+                return
+            spec = self._render_params(inst, scope)
+            inst.ctx = ExecutionContext(node_id=node.id, path=inst.path, seed=inst.seed, run=run, log=self._logger(inst))
+            out = node.kind.run(inst.ctx, spec)
+        except Exception as exc:  # a node's error is reported on the node, never a crash
+            self._error(inst, exc)
+            return
+        if inspect.isgenerator(out):
+            inst.gen = out
+            self._advance(inst, None, first=True)
+        else:
+            self._finish(inst, NodeResult("done", out))
+
+    def _render_params(self, inst: Instance, scope: dict[str, Any]) -> Any:
+        node = inst.node
+        spec = node.spec
+        rendered: dict[str, Any] = {}
+        for name, compiled in node.params.items():
+            if compiled.dynamic:
+                rendered[name] = compiled.evaluate(scope, field_rng(inst.seed, name), inst.picks)
+        inst.params = {name: getattr(spec, name) for name in node.params} | rendered
+        if not rendered:
+            return spec
+        data = spec.model_dump(by_alias=True, exclude={"children"}, exclude_unset=True)
+        for name, value in rendered.items():
+            data[type(spec).model_fields[name].alias or name] = value
+        try:
+            return type(spec).model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise RenderError(f"rendered values are invalid: {problems}") from None
+
+    def _advance(self, inst: Instance, value: Any, first: bool = False, error: BaseException | None = None) -> None:
+        assert inst.gen is not None
+        try:
+            if error is not None:
+                request = inst.gen.throw(error)
+            elif first:
+                request = next(inst.gen)
+            else:
+                request = inst.gen.send(value)
+        except StopIteration as stop:
+            self._finish(inst, NodeResult("done", stop.value))
+            return
+        except Exception as exc:
+            self._error(inst, exc)
+            return
+        invokes = request if isinstance(request, list) else [request]
+        inst.yielded_list = isinstance(request, list)
+        inst.waiting = [None] * len(invokes)
+        inst.pending = len(invokes)
+        if not invokes:
+            self._advance(inst, [])
+            return
+        for position, invoke in enumerate(invokes):
+            self._enqueue(Request(inst, invoke, position))
+
+    def _enqueue(self, request: Request) -> None:
+        invoke = request.invoke
+        key = (invoke.model.key, batch_key(invoke.invocation.task, invoke.invocation.settings))
+        q = self.queues.get(key)
+        if q is None:
+            q = self.queues[key] = ModelQueue(invoke.model, invoke.invocation.task)
+        q.items.append(request)
+
+    def _dispatch(self, pool: ThreadPoolExecutor) -> None:
+        for q in self.queues.values():
+            if not q.items or q.spec.key in self.busy_models:
+                continue
+            limit = q.max_batch or self.options.batch_size
+            batch = [q.items.popleft() for _ in range(min(limit, len(q.items)))]
+            self.busy_models.add(q.spec.key)
+            self.in_flight += 1
+            pool.submit(self._run_batch, q, batch)
+
+    def _run_batch(self, q: ModelQueue, batch: list[Request]) -> None:
+        """On a worker thread: load the model once, run one batch, post the results."""
+        try:
+            model = self.models.get(q.spec, self.options.device)
+            limit = getattr(model, "max_batch", None)
+            if limit and len(batch) > limit:
+                results = []
+                for start in range(0, len(batch), limit):
+                    chunk = batch[start : start + limit]
+                    results.extend(model.run(q.task, [r.invoke.invocation for r in chunk]))
+            else:
+                results = model.run(q.task, [r.invoke.invocation for r in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"model returned {len(results)} results for {len(batch)} inputs")
+            self.events.put((batch, results, None))
+        except BaseException as exc:  # reported to the instances, on the scheduler thread
+            self.events.put((batch, None, exc))
+
+    @property
+    def models(self) -> Any:
+        if self._models is None:
+            from genarun.models.cache import model_cache
+
+            self._models = model_cache()
+        return self._models
+
+    def _on_batch(self, batch: list[Request], results: list[Any] | None, error: BaseException | None) -> None:
+        self.in_flight -= 1
+        spec_key = batch[0].invoke.model.key
+        self.busy_models.discard(spec_key)
+        if error is not None:
+            if len(batch) > 1 and not isinstance(error, KeyboardInterrupt):
+                # Smaller batches: out of memory halves them, and one bad input is isolated.
+                key = (spec_key, batch_key(batch[0].invoke.invocation.task, batch[0].invoke.invocation.settings))
+                q = self.queues[key]
+                q.max_batch = max(1, len(batch) // 2)
+                q.items.extendleft(reversed(batch))
+                self._log(batch[0].instance.run, "warning", f"batch of {len(batch)} failed ({_short(error)}); retrying in batches of {q.max_batch}")
+                return
+            for request in batch:
+                inst = request.instance
+                if inst.gen is not None:
+                    self._error(inst, error)
+            return
+        assert results is not None
+        for request, result in zip(batch, results, strict=True):
+            inst = request.instance
+            inst.waiting[request.slot] = result
+            inst.pending -= 1
+            if inst.pending == 0:
+                value = inst.waiting if inst.yielded_list else inst.waiting[0]
+                self._advance(inst, value)
+
+    # --- finishing ------------------------------------------------------------------------
+    def _error(self, inst: Instance, exc: BaseException) -> None:
+        node = inst.node
+        message = _short(exc)
+        if inst.attempts <= node.spec.retries:
+            self._log(inst.run, "warning", f"attempt {inst.attempts} failed: {message}; retrying", inst)
+            inst.gen = None
+            self.ready.append(inst)
+            return
+        if not isinstance(exc, RenderError | ValueError):
+            self._log(inst.run, "debug", "".join(traceback.format_exception(exc)), inst)
+        self._finish(inst, NodeResult("failed", error=message))
+
+    def _finish(self, inst: Instance, result: NodeResult) -> None:
+        run, node = inst.run, inst.node
+        run.results.setdefault(node.id, {})[inst.path] = result
+        ended = time.time()
+        self.finished_rows.append(
+            {
+                "run_id": run.id,
+                "node_id": node.id,
+                "path": json.dumps(list(inst.path)),
+                "kind": node.kind.name,
+                "params": json.dumps(to_json(inst.params), ensure_ascii=False),
+                "input_hash": _input_hash(node.kind.name, inst.params, inst.ctx),
+                "output": json.dumps(to_json(result.value), ensure_ascii=False) if result.status == "done" else None,
+                "seed": inst.seed,
+                "model": inst.ctx.model_name if inst.ctx else None,
+                "status": result.status,
+                "started": inst.started,
+                "ended": ended,
+                "duration": ended - inst.started,
+                "error": result.error,
+                "picks": json.dumps([p.to_json() for p in inst.picks], ensure_ascii=False) if inst.picks else None,
+                "attempts": inst.attempts,
+            }
+        )
+        run.counts[result.status] = run.counts.get(result.status, 0) + 1
+        if result.status == "failed":
+            run.failed.append(f"{node.id}{''.join(f'[{i}]' for i in inst.path)}: {result.error}")
+            self._log(run, "error", f"failed: {result.error}", inst)
+        if self.progress:
+            self.progress.finished(run, node.id, result.status)
+        self._done(inst, result, status=result.status)
+
+    def _done(self, inst: Instance, result: NodeResult | None, status: str | None) -> None:
+        run, node = inst.run, inst.node
+        if result is not None and result.status == "done" and not run.failed:
+            if node.children:
+                child_scope = dict(inst.scope)
+                child_scope[node.id] = result.value
+                for child_id in node.children:
+                    self._add_slot(Slot(run, run.compiled.nodes[child_id], inst.path, child_scope))
+        parent_path = inst.path[:-1] if node.foreach is not None else inst.path
+        self._pending_add(run, node.id, parent_path, -1)
+
+    def _record_skip(self, run: RunState, node: CompiledNode, parent_path: tuple[int, ...], reason: str) -> None:
+        self.finished_rows.append(
+            {"run_id": run.id, "node_id": node.id, "path": json.dumps(list(parent_path)), "kind": node.kind.name, "status": "skipped", "error": reason, "started": time.time(), "ended": time.time(), "duration": 0.0}
+        )
+
+    def _fail_slot(self, slot: Slot, message: str) -> None:
+        run, node = slot.run, slot.node
+        inst = Instance(run, node, slot.parent_path, slot.scope, 0, attempts=1, started=time.time())
+        self._pending_add(run, node.id, slot.parent_path, +1)
+        self._pending_add(run, node.id, slot.parent_path, -1)
+        self._finish(inst, NodeResult("failed", error=message))
+
+    # --- logs and storage -----------------------------------------------------------------
+    def _logger(self, inst: Instance) -> Any:
+        return lambda level, message: self._log(inst.run, level, message, inst)
+
+    def _log(self, run: RunState, level: str, message: str, inst: Instance | None = None) -> None:
+        self.log_rows.append(
+            {
+                "run_id": run.id,
+                "node_id": inst.node.id if inst else None,
+                "path": json.dumps(list(inst.path)) if inst else None,
+                "time": time.time(),
+                "level": level,
+                "message": message,
+            }
+        )
+        if self.progress and level in ("warning", "error"):
+            where = f"{inst.node.id}{''.join(f'[{i}]' for i in inst.path)}: " if inst else ""
+            self.progress.message(f"{level}: {where}{message}")
+
+    def _flush(self) -> None:
+        """Commit finished executions and logs: nothing finished is ever lost."""
+        if not self.finished_rows and not self.log_rows:
+            return
+        store = self.runs[0].store
+        if self.finished_rows:
+            store.record_executions(self.finished_rows)
+            self.finished_rows = []
+        if self.log_rows:
+            store.add_logs(self.log_rows)
+            self.log_rows = []
+
+
+def _nested_list(tree: dict[Any, Any], depth: int) -> list[Any]:
+    if depth == 1:
+        return [tree[k] for k in sorted(tree)]
+    return [_nested_list(tree[k], depth - 1) for k in sorted(tree)]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, RenderError | ValueError) and type(exc).__name__ not in text:
+        text = f"{type(exc).__name__}: {text}"
+    return text.splitlines()[0][:500] if len(text) > 500 else text
+
+
+def _input_hash(kind: str, params: dict[str, Any], ctx: ExecutionContext | None) -> str:
+    payload = json.dumps([kind, to_json(params), ctx.model_name if ctx else None], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+

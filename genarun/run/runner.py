@@ -1,0 +1,205 @@
+"""Running a tree: validate, compile, expand the matrix, check models, execute, write folders."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genarun.errors import GenarunError, ModelError, NodeFailed, Problem, TreeError
+from genarun.graph.compile import CompiledTree, compile_tree
+from genarun.run.executor import Executor, ExecutorOptions
+from genarun.run.seeds import fresh_seed
+from genarun.run.state import RunState, check_model_task
+from genarun.store.db import Store, new_id
+from genarun.store.folders import dated_folder, refresh_latest, run_label, write_json
+from genarun.tree.templates import RenderError, field_rng
+from genarun.tree.validate import read_tree
+from genarun.values import to_json
+
+
+@dataclass
+class RunOptions:
+    seed: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    out: Path | None = None
+    db: Path | None = None
+    device: str | None = None
+    batch_size: int = 16
+    workers: int = 4
+    skip: set[str] = field(default_factory=set)
+    progress: Any = None
+
+
+@dataclass
+class Outcome:
+    experiment_id: str
+    runs: list[RunState]
+    folder: Path
+    status: str  # completed, failed, interrupted
+
+    @property
+    def failures(self) -> list[str]:
+        return [f for run in self.runs for f in run.failed]
+
+
+def prepare(path: Path | str, options: RunOptions) -> CompiledTree:
+    """Validate and compile a tree: every error surfaces here, before anything runs."""
+    loaded = read_tree(path)
+    return compile_tree(loaded, options.overrides, options.skip)
+
+
+def matrix_bindings(compiled: CompiledTree) -> list[dict[str, Any]]:
+    keys = list(compiled.matrix)
+    if not keys:
+        return [{}]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(compiled.matrix[k] for k in keys))]
+
+
+def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
+    """Resolve and check every model a node names, before any weight loads or API is called."""
+    from genarun.models.catalog import resolve_model
+    from genarun.plugins import registry
+
+    providers = registry().providers
+    file = str(compiled.loaded.path)
+    problems: list[Problem] = []
+    checked: set[str] = set()
+    for node in compiled.nodes.values():
+        if node.skip_reason:
+            continue
+        refs = list(node.kind.model_refs(node, scope)) if node.kind.model_refs else []
+        compiled_ref = node.params.get("model")
+        # A model named through outputs of other nodes is checked when the node runs.
+        if node.kind.model_task and compiled_ref is not None and not compiled_ref.names - set(scope):
+            try:
+                refs.append((compiled_ref.evaluate(scope, field_rng(0, "model"), []), node.kind.model_task))
+            except RenderError:
+                pass
+        for ref, task in refs:
+            line = compiled.loaded.line((*node.tree_node.loc, "model"))
+            try:
+                spec = resolve_model(ref, compiled.loaded.spec.models)
+                check_model_task(spec, task, node.id)
+                if spec.key not in checked:
+                    providers[spec.provider].check(spec)
+                    checked.add(spec.key)
+            except ModelError as exc:
+                problems.append(Problem(str(exc), file, line, node.id))
+    if problems:
+        raise TreeError(problems)
+
+
+def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
+    """Run a tree file (all runs of its matrix) and return how it went."""
+    options = options or RunOptions()
+    compiled = prepare(path, options)
+    tree_path = compiled.loaded.path.resolve()
+    tree_text = compiled.loaded.doc.text
+    tree_hash = hashlib.sha256(tree_text.encode()).hexdigest()
+    bindings_list = matrix_bindings(compiled)
+
+    base_seed = options.seed
+    spec_seed = compiled.loaded.spec.seed
+    store = Store(options.db)
+    started = time.time()
+    root = Path(options.out) if options.out else tree_path.parent
+    tree_folder = root / compiled.name
+    folder = dated_folder(tree_folder, started)
+    experiment_id = store.create_experiment(
+        name=compiled.name, tree_path=str(tree_path), tree_hash=tree_hash, matrix=json.dumps(to_json(compiled.matrix)), out_dir=str(folder)
+    )
+    runs: list[RunState] = []
+    try:
+        for position, bindings in enumerate(bindings_list, start=1):
+            seed_value = bindings.get("seed", base_seed if base_seed is not None else spec_seed)
+            seed_random = seed_value is None or seed_value == "random"
+            seed = fresh_seed() if seed_random else int(seed_value)
+            run_folder = folder if len(bindings_list) == 1 else folder / run_label(position, bindings)
+            run_id = new_id()
+            state = RunState(
+                id=run_id, compiled=compiled, store=store, seed=seed, seed_is_random=seed_random, bindings=bindings,
+                folder=run_folder, started=started, experiment_id=experiment_id, label=run_folder.name,
+            )
+            state.scope = _run_scope(state)
+            check_models(compiled, state.scope)
+            store.create_run(
+                id=run_id, experiment_id=experiment_id, name=compiled.name, tree_path=str(tree_path), tree_text=tree_text,
+                tree_hash=tree_hash, seed=seed, bindings=json.dumps(to_json({**bindings, **options.overrides})),
+                status="running", started=started, out_dir=str(run_folder),
+            )
+            state.copy_tree_file()
+            runs.append(state)
+    except GenarunError:
+        for state in runs:
+            store.update_run(state.id, status="failed", ended=time.time(), error="not started: the tree failed its checks")
+        _remove_empty(folder)
+        raise
+    if len(runs) > 1:
+        write_json(folder / "experiment.json", {"experiment": experiment_id, "tree": compiled.name, "matrix": to_json(compiled.matrix), "runs": [{"run": r.id, "folder": r.folder.name, "bindings": to_json(r.bindings), "seed": r.seed} for r in runs]})
+
+    executor = Executor(runs, ExecutorOptions(workers=options.workers, batch_size=options.batch_size, device=options.device, progress=options.progress))
+    if options.progress:
+        options.progress.start(runs)
+    status = "completed"
+    try:
+        executor.execute()
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except GenarunError as exc:
+        status = "interrupted" if exc.exit_code == 130 else "failed"
+        if status == "failed":
+            for state in runs:
+                state.failed.append(str(exc))
+    finally:
+        if options.progress:
+            options.progress.stop()
+    for state in runs:
+        run_status = status if status != "completed" else ("failed" if state.failed else "completed")
+        store.update_run(state.id, status=run_status, ended=time.time(), error="\n".join(state.failed) or None, summary=json.dumps(state.counts))
+        state.write_folder(run_status, _logs_json(store, state.id))
+    overall = status if status != "completed" else ("failed" if any(s.failed for s in runs) else "completed")
+    if overall == "completed":
+        refresh_latest(tree_folder, folder)
+    store.close()
+    return Outcome(experiment_id, runs, folder, overall)
+
+
+def _run_scope(state: RunState) -> dict[str, Any]:
+    """What every node sees: tree vars (rendered once, in order), matrix values, seed, run."""
+    compiled = state.compiled
+    scope: dict[str, Any] = {"seed": state.seed, "run": {"id": state.id, "name": compiled.name, "started": state.started}}
+    scope.update(state.bindings)
+    picks: list[Any] = []
+    for name, value in compiled.tree_vars:
+        try:
+            scope[name] = value.evaluate(scope, field_rng(state.seed, f"vars.{name}"), picks)
+        except RenderError as exc:
+            raise TreeError(Problem(f"vars.{name}: {exc}", str(compiled.loaded.path), compiled.loaded.line(("vars", name)))) from None
+    return scope
+
+
+def _logs_json(store: Store, run_id: str) -> list[dict[str, Any]]:
+    return [
+        {"time": row["time"], "level": row["level"], "node": row["node_id"], "path": json.loads(row["path"]) if row["path"] else None, "message": row["message"]}
+        for row in store.run_logs(run_id)
+        if row["level"] != "debug"
+    ]
+
+
+def _remove_empty(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def raise_for(outcome: Outcome) -> None:
+    """Turn a failed outcome into the error the CLI reports (exit code 1)."""
+    if outcome.status == "failed":
+        first = outcome.failures[0] if outcome.failures else "a node failed"
+        node, _, error = first.partition(": ")
+        raise NodeFailed(node, (), error or first)

@@ -1,0 +1,188 @@
+"""The state of one run while it executes: bindings, outputs, assets and its folder."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genarun.errors import ModelError
+from genarun.store.folders import write_json
+from genarun.values import EmbeddingRef, ImageRef, to_json, to_plain
+
+if TYPE_CHECKING:
+    from genarun.graph.compile import CompiledTree
+    from genarun.models.base import ModelSpec
+    from genarun.store.db import Store
+
+
+@dataclass
+class NodeResult:
+    """The outcome of one execution of a node."""
+
+    status: str  # done, failed, skipped
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass
+class RunState:
+    id: str
+    compiled: CompiledTree
+    store: Store
+    seed: int
+    seed_is_random: bool
+    bindings: dict[str, Any]  # matrix values for this run
+    folder: Path
+    started: float
+    experiment_id: str | None = None
+    label: str = ""
+    scope: dict[str, Any] = field(default_factory=dict)  # tree vars, matrix values, seed, run
+    # node id -> foreach path -> result
+    results: dict[str, dict[tuple[int, ...], NodeResult]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0, "reused": 0})
+    _models: dict[str, ModelSpec] = field(default_factory=dict)
+    _assets: set[str] = field(default_factory=set)
+
+    @property
+    def tree_dir(self) -> Path:
+        return self.compiled.loaded.path.parent.resolve()
+
+    @property
+    def assets(self) -> Path:
+        return self.folder / "assets"
+
+    def resolve_model(self, ref: Any) -> ModelSpec:
+        from genarun.models.catalog import resolve_model
+
+        key = json.dumps(ref, sort_keys=True, default=str) if not isinstance(ref, str) else ref
+        spec = self._models.get(key)
+        if spec is None:
+            spec = resolve_model(ref, self.compiled.loaded.spec.models)
+            self._models[key] = spec
+        return spec
+
+    def save_image(self, image: Any, *, node_id: str, path: tuple[int, ...], seed: int, **metadata: Any) -> ImageRef:
+        """Write a PNG with prompt, seed, model and run in its text chunks; return its ref."""
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in {**metadata, "seed": seed, "run": self.id, "node": node_id}.items():
+            info.add_text(f"genarun:{key}", str(value))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", pnginfo=info)
+        data = buffer.getvalue()
+        name = node_id + "".join(f"-{i}" for i in path)
+        rel = f"assets/{name}.png"
+        n = 2
+        while rel in self._assets:
+            rel = f"assets/{name}_{n}.png"
+            n += 1
+        self._assets.add(rel)
+        self.assets.mkdir(parents=True, exist_ok=True)
+        target = self.folder / rel
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        return ImageRef(rel, self.folder, hashlib.sha256(data).hexdigest())
+
+    def load_image(self, value: Any) -> Any:
+        """A PIL image from an image output or a path (relative to the tree's folder)."""
+        from PIL import Image
+
+        if isinstance(value, ImageRef):
+            return value.open()
+        if isinstance(value, str):
+            candidate = Path(value).expanduser()
+            if not candidate.is_absolute():
+                candidate = self.tree_dir / candidate
+            if not candidate.is_file():
+                raise ValueError(f"image '{value}' is not an image output or an existing file")
+            with Image.open(candidate) as img:
+                return img.convert("RGB")
+        if hasattr(value, "convert"):
+            return value.convert("RGB")
+        raise ValueError(f"expected an image, got {type(value).__name__}: {str(value)[:60]!r}")
+
+    def store_embeddings(self, vectors: list[Any], model: str, sources: list[str], *, node_id: str, path: tuple[int, ...]) -> list[EmbeddingRef]:
+        import numpy as np
+
+        rows = []
+        for i, (vector, source) in enumerate(zip(vectors, sources, strict=True)):
+            array = np.asarray(vector, dtype="<f4").ravel()
+            rows.append(
+                {"run_id": self.id, "node_id": node_id, "path": json.dumps(list(path)), "item": i, "model": model, "dim": int(array.shape[0]), "vector": array.tobytes(), "source": source[:2000]}
+            )
+        ids = self.store.add_embeddings(rows)
+        return [EmbeddingRef(id_, model, row["dim"]) for id_, row in zip(ids, rows, strict=True)]
+
+    # --- output folder --------------------------------------------------------------------
+    def output_tree(self) -> dict[str, Any]:
+        """output.json: mirrors the tree; a node with children holds {value, child...};
+        a foreach node holds a list with one entry per item."""
+        return self._level(self.compiled.roots, ())
+
+    def _level(self, node_ids: list[str], parent_path: tuple[int, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for node_id in node_ids:
+            node = self.compiled.nodes[node_id]
+            if node.skip_reason:
+                continue
+            results = self.results.get(node_id, {})
+            if node.foreach is not None:
+                depth = len(parent_path) + 1
+                paths = sorted(p for p in results if len(p) == depth and p[:-1] == parent_path)
+                out[node_id] = [self._entry(node_id, p) for p in paths]
+            elif parent_path in results:
+                out[node_id] = self._entry(node_id, parent_path)
+        return out
+
+    def _entry(self, node_id: str, path: tuple[int, ...]) -> Any:
+        node = self.compiled.nodes[node_id]
+        result = self.results[node_id][path]
+        value = to_plain(result.value) if result.status == "done" else None
+        if not node.children:
+            return value
+        entry: dict[str, Any] = {} if node.kind.name == "group" else {"value": value}
+        entry.update(self._level(node.children, path))
+        return entry
+
+    def write_folder(self, status: str, logs: list[dict[str, Any]]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json(self.folder / "output.json", self.output_tree())
+        write_json(self.folder / "logs.json", logs)
+        write_json(
+            self.folder / "run.json",
+            {
+                "run": self.id,
+                "experiment": self.experiment_id,
+                "tree": self.compiled.name,
+                "status": status,
+                "seed": self.seed,
+                "seed_random": self.seed_is_random,
+                "bindings": to_json(self.bindings),
+                "started": self.started,
+                "ended": time.time(),
+                "counts": self.counts,
+            },
+        )
+
+    def copy_tree_file(self) -> None:
+        source = self.compiled.loaded.path
+        self.folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, self.folder / f"tree{source.suffix}")
+
+
+def check_model_task(spec: ModelSpec, task: str, node_id: str) -> None:
+    """Raise ModelError when a model cannot do what a node asks of it."""
+    tasks = spec.tasks
+    ok = bool(tasks & {"embed_text", "embed_image"}) if task == "embed" else task in tasks
+    if not ok:
+        can = ", ".join(sorted(tasks)) or "nothing known"
+        raise ModelError(f"node '{node_id}': model '{spec.label()}' cannot do '{task}' (it does: {can})")

@@ -1,0 +1,271 @@
+"""SQLite storage through SQLAlchemy 2 Core: experiments, runs, executions, logs, embeddings.
+
+Every finished execution is committed at once (WAL mode), so a crash, kill or Ctrl-C never loses
+finished work, and two genarun processes can write one database at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from genarun.errors import StoreError
+
+metadata = MetaData()
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String, nullable=False),
+    Column("tree_path", String),
+    Column("tree_hash", String),
+    Column("matrix", Text),  # JSON: key -> values
+    Column("created", Float, nullable=False),
+    Column("out_dir", String),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment_id", String(32), ForeignKey("experiments.id"), index=True),
+    Column("name", String, nullable=False),
+    Column("tree_path", String),
+    Column("tree_text", Text),
+    Column("tree_hash", String),
+    Column("seed", Integer),
+    Column("bindings", Text),  # JSON: matrix values and --set overrides
+    Column("status", String, nullable=False),  # running, completed, failed, interrupted
+    Column("started", Float, nullable=False),
+    Column("ended", Float),
+    Column("out_dir", String),
+    Column("source_run_id", String(32)),  # for reruns
+    Column("error", Text),
+    Column("summary", Text),  # JSON counts
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("node_id", String, nullable=False),
+    Column("path", String, nullable=False),  # foreach indexes as JSON, e.g. "[2, 0]"
+    Column("kind", String, nullable=False),
+    Column("params", Text),  # rendered parameters, JSON
+    Column("input_hash", String),
+    Column("cache_key", String, index=True),
+    Column("output", Text),  # JSON (tagged images and embeddings)
+    Column("seed", Integer),
+    Column("model", String),
+    Column("status", String, nullable=False),  # done, failed, skipped
+    Column("started", Float),
+    Column("ended", Float),
+    Column("duration", Float),
+    Column("error", Text),
+    Column("picks", Text),  # JSON list of pick records
+    Column("reused_from", Integer),  # execution id whose output was reused
+    Column("attempts", Integer, default=1),
+    Index("ix_executions_run_node", "run_id", "node_id", "path"),
+)
+
+logs = Table(
+    "logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), index=True),
+    Column("node_id", String),
+    Column("path", String),
+    Column("time", Float, nullable=False),
+    Column("level", String, nullable=False),
+    Column("message", Text, nullable=False),
+)
+
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), index=True),
+    Column("node_id", String),
+    Column("path", String),
+    Column("item", Integer, nullable=False, default=0),
+    Column("model", String, nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
+    Column("source", Text),  # the embedded text, or the image path
+)
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get("GENARUN_DB") or "genarun.db")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def path_key(path: Sequence[int]) -> str:
+    return json.dumps(list(path))
+
+
+class Store:
+    """One SQLite database. Methods commit their own writes."""
+
+    def __init__(self, db_path: Path | str | None = None):
+        self.path = Path(db_path) if db_path else default_db_path()
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(
+            f"sqlite:///{self.path}", connect_args={"timeout": 60, "check_same_thread": False}
+        )
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+        self._conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.engine.dispose()
+
+    # --- writes -------------------------------------------------------------------------
+    def _write(self, stmt: Any, rows: Any = None) -> Any:
+        result = self.conn.execute(stmt, rows) if rows is not None else self.conn.execute(stmt)
+        self.conn.commit()
+        return result
+
+    def create_experiment(self, **values: Any) -> str:
+        values.setdefault("id", new_id())
+        values.setdefault("created", now())
+        self._write(insert(experiments).values(**values))
+        return values["id"]
+
+    def create_run(self, **values: Any) -> str:
+        values.setdefault("id", new_id())
+        values.setdefault("started", now())
+        values.setdefault("status", "running")
+        self._write(insert(runs).values(**values))
+        return values["id"]
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        self._write(update(runs).where(runs.c.id == run_id).values(**values))
+
+    def record_executions(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert finished executions and commit them together; returns their ids."""
+        ids = []
+        for row in rows:
+            ids.append(self.conn.execute(insert(executions).values(**row)).inserted_primary_key[0])
+        self.conn.commit()
+        return ids
+
+    def add_logs(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self._write(insert(logs), list(rows))
+
+    def add_embeddings(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        ids = [self.conn.execute(insert(embeddings).values(**row)).inserted_primary_key[0] for row in rows]
+        self.conn.commit()
+        return ids
+
+    # --- reads --------------------------------------------------------------------------
+    def resolve_run(self, ref: str) -> dict[str, Any]:
+        """A run by id, unique id prefix, or `latest`."""
+        if ref == "latest":
+            row = self.conn.execute(select(runs).order_by(runs.c.started.desc()).limit(1)).mappings().first()
+            if row is None:
+                raise StoreError(f"no runs in {self.path}")
+            return dict(row)
+        rows = self.conn.execute(select(runs).where(runs.c.id.like(ref.lower() + "%")).limit(6)).mappings().all()
+        if not rows:
+            raise StoreError(f"no run matches '{ref}' in {self.path} (see `genarun runs list`)")
+        if len(rows) > 1:
+            shown = ", ".join(r["id"][:12] for r in rows[:5])
+            raise StoreError(f"'{ref}' matches several runs ({shown}...): give more characters of the id")
+        return dict(rows[0])
+
+    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        counts = (
+            select(executions.c.run_id, func.count().label("executions"))
+            .group_by(executions.c.run_id)
+            .subquery()
+        )
+        stmt = (
+            select(runs, counts.c.executions)
+            .outerjoin(counts, counts.c.run_id == runs.c.id)
+            .order_by(runs.c.started.desc())
+            .limit(limit)
+        )
+        return [dict(r) for r in self.conn.execute(stmt).mappings()]
+
+    def run_executions(self, run_id: str) -> list[dict[str, Any]]:
+        stmt = select(executions).where(executions.c.run_id == run_id).order_by(executions.c.id)
+        return [dict(r) for r in self.conn.execute(stmt).mappings()]
+
+    def run_logs(self, run_id: str) -> list[dict[str, Any]]:
+        stmt = select(logs).where(logs.c.run_id == run_id).order_by(logs.c.id)
+        return [dict(r) for r in self.conn.execute(stmt).mappings()]
+
+    def runs_of_experiment(self, experiment_id: str) -> list[dict[str, Any]]:
+        stmt = select(runs).where(runs.c.experiment_id == experiment_id).order_by(runs.c.started)
+        return [dict(r) for r in self.conn.execute(stmt).mappings()]
+
+    def embedding_vectors(self, ids: Iterable[int]) -> dict[int, Any]:
+        import numpy as np
+
+        ids = list(ids)
+        stmt = select(embeddings.c.id, embeddings.c.vector).where(embeddings.c.id.in_(ids))
+        return {row.id: np.frombuffer(row.vector, dtype="<f4") for row in self.conn.execute(stmt)}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode is durable across process crashes (only an OS crash can lose the
+    # last commits), and several times faster than FULL.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

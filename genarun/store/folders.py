@@ -1,0 +1,64 @@
+"""Output folders: `<root>/<tree name>/<YYYY-MM-DD_HH-MM-SS>/` with output.json, logs.json,
+assets/ and a copy of the tree; `latest/` is refreshed when a run completes.
+
+A matrix experiment gets one dated folder holding `experiment.json` and one sub-folder per run,
+named by its position and matrix values (`01_style-watercolor/`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+
+def dated_folder(parent: Path, started: float) -> Path:
+    """A new folder named by the start time; a suffix keeps two runs in one second apart."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(started))
+    for n in range(1, 1000):
+        folder = parent / (stamp if n == 1 else f"{stamp}_{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"cannot create a run folder in {parent}")
+
+
+def run_label(position: int, bindings: dict[str, Any]) -> str:
+    """The sub-folder name of one run of a matrix experiment."""
+    parts = [f"{key}-{_slug(value)}" for key, value in bindings.items()]
+    return f"{position:02d}_" + "_".join(parts) if parts else f"{position:02d}"
+
+
+def _slug(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", "-"))
+    text = re.sub(r"[^A-Za-z0-9.]+", "-", str(text)).strip("-")
+    return text[:40] or "x"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def refresh_latest(tree_folder: Path, source: Path) -> Path:
+    """Make `<tree folder>/latest/` a copy of `source` (a run or experiment folder)."""
+    latest = tree_folder / "latest"
+    tmp = tree_folder / ".latest.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    old = tree_folder / ".latest.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if latest.exists():
+        latest.rename(old)
+    tmp.rename(latest)
+    shutil.rmtree(old, ignore_errors=True)
+    return latest

@@ -1,0 +1,94 @@
+"""Text and JSON reports of stored runs, for `genarun runs list` and `runs show`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from genarun.store.db import iso
+
+
+def _index(path_json: str | None) -> str:
+    path = json.loads(path_json) if path_json else []
+    return "".join(f"[{i}]" for i in path)
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def runs_table(rows: list[dict[str, Any]]) -> str:
+    body = []
+    for r in rows:
+        summary = json.loads(r["summary"]) if r.get("summary") else {}
+        duration = f"{r['ended'] - r['started']:.1f}s" if r.get("ended") else ""
+        bindings = json.loads(r["bindings"]) if r.get("bindings") else {}
+        body.append([
+            r["id"][:8], r["name"], r["status"], iso(r["started"]), duration, str(r.get("executions") or 0),
+            str(summary.get("failed", 0) or ""), str(r["seed"]), " ".join(f"{k}={v}" for k, v in bindings.items())[:40],
+        ])
+    return table(body, ["RUN", "TREE", "STATUS", "STARTED", "TIME", "EXEC", "FAILED", "SEED", "BINDINGS"])
+
+
+def execution_json(e: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": e["id"],
+        "node": e["node_id"],
+        "index": json.loads(e["path"]) if e["path"] else [],
+        "kind": e["kind"],
+        "status": e["status"],
+        "seed": e["seed"],
+        "model": e["model"],
+        "duration": e["duration"],
+        "attempts": e["attempts"],
+        "reused": e["reused_from"] is not None,
+        "reused_from": e["reused_from"],
+        "cache_key": e["cache_key"],
+        "error": e["error"],
+        "params": json.loads(e["params"]) if e["params"] else None,
+        "output": json.loads(e["output"]) if e["output"] else None,
+        "picks": json.loads(e["picks"]) if e["picks"] else [],
+    }
+
+
+def run_report_json(run: dict[str, Any], executions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "run": run["id"],
+        "experiment": run["experiment_id"],
+        "tree": run["name"],
+        "tree_path": run["tree_path"],
+        "status": run["status"],
+        "seed": run["seed"],
+        "bindings": json.loads(run["bindings"]) if run["bindings"] else {},
+        "started": run["started"],
+        "ended": run["ended"],
+        "folder": run["out_dir"],
+        "source_run": run["source_run_id"],
+        "error": run["error"],
+        "summary": json.loads(run["summary"]) if run["summary"] else None,
+        "executions": [execution_json(e) for e in executions],
+    }
+
+
+def run_report(run: dict[str, Any], executions: list[dict[str, Any]]) -> str:
+    lines = [
+        f"run      {run['id']}",
+        f"tree     {run['name']} ({run['tree_path']})",
+        f"status   {run['status']}",
+        f"seed     {run['seed']}",
+        f"started  {iso(run['started'])}" + (f"  ({run['ended'] - run['started']:.2f}s)" if run["ended"] else ""),
+        f"folder   {run['out_dir']}",
+    ]
+    if run["error"]:
+        lines.append(f"error    {run['error']}")
+    lines.append("")
+    body = []
+    for e in executions:
+        output = e["error"] if e["status"] != "done" else (e["output"] or "")
+        flags = "reused" if e["reused_from"] is not None else ""
+        body.append([e["node_id"] + _index(e["path"]), e["kind"], e["status"], str(e["seed"] or ""), f"{(e['duration'] or 0):.3f}s", flags, (output or "").replace("\n", " ")[:60]])
+    lines.append(table(body, ["NODE", "KIND", "STATUS", "SEED", "TIME", "FLAGS", "OUTPUT / ERROR"]))
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""The JSON Schema of the tree format, assembled from the registered kinds' pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEMA_ID = "https://gena.run/schema/tree-v1.json"
+
+
+def tree_json_schema() -> dict[str, Any]:
+    """A draft 2020-12 schema: the tree, and each node validated by its `kind`."""
+    from pydantic.json_schema import GenerateJsonSchema
+
+    from genarun.plugins import registry
+    from genarun.tree.schema import TreeSpec
+
+    defs: dict[str, Any] = {}
+    node_refs = []
+    for name, kind in sorted(registry().kinds.items()):
+        schema = kind.params.model_json_schema(by_alias=True, ref_template="#/$defs/{model}", schema_generator=GenerateJsonSchema)
+        defs.update(schema.pop("$defs", {}))
+        props = schema.setdefault("properties", {})
+        props["kind"] = {"const": name, "description": kind.description}
+        props["children"] = {"type": "array", "items": {"$ref": "#/$defs/Node"}, "description": "Child nodes."}
+        schema["title"] = f"{name} node"
+        schema["description"] = f"{kind.description} Output: {kind.output}."
+        schema["additionalProperties"] = False
+        key = f"{name}_node"
+        defs[key] = schema
+        node_refs.append({"if": {"properties": {"kind": {"const": name}}, "required": ["kind"]}, "then": {"$ref": f"#/$defs/{key}"}})
+    kinds = sorted(registry().kinds)
+    defs["Node"] = {
+        "type": "object",
+        "required": ["id", "kind"],
+        "properties": {"kind": {"enum": kinds}},
+        "allOf": node_refs,
+    }
+    tree = TreeSpec.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+    defs.update(tree.pop("$defs", {}))
+    tree["properties"]["nodes"] = {"type": "array", "items": {"$ref": "#/$defs/Node"}, "minItems": 1, "description": "The top-level nodes."}
+    tree["additionalProperties"] = False
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **tree, "$defs": defs}

@@ -1,0 +1,138 @@
+"""The tree format, version 1: pydantic models of the tree and of the fields every node has.
+
+Each node kind adds its own fields by subclassing `NodeBase` (see `genarun.nodes`). Every
+model forbids unknown fields, so a misspelt field is an error, never silently ignored.
+
+Fields of a kind that hold typed values (`max_tokens: int`) may also be written as a template
+(`"{{ n }}"`): `Tpl[int]` accepts either; the template is rendered at run time and the result
+validated against the same model.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TREE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+RESERVED_NAMES = frozenset({"seed", "run", "index", "loop", "item", "true", "false", "none"})
+
+
+def _template_only(value: str) -> str:
+    if "{{" not in value and "{%" not in value:
+        raise ValueError("expected a value or a template such as '{{ name }}'")
+    return value
+
+
+TemplateStr = Annotated[str, AfterValidator(_template_only)]
+T = TypeVar("T")
+# A typed field that may instead hold a Jinja template rendered at run time.
+Tpl = T | TemplateStr  # type: ignore[valid-type]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+
+
+class NodeBase(Strict):
+    """Fields every node has. Kinds subclass this and add their own."""
+
+    id: str = Field(description="Unique in the tree; an identifier, usable as a variable.")
+    kind: str = Field(description="The node kind (template, generate, image, ...).")
+    description: str | None = Field(None, description="Free text for people; not used.")
+    vars: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Variables for this node and its subtree; string values are templates "
+        "rendered once per execution, in order (a var sees the ones before it).",
+    )
+    foreach: Any = Field(
+        None,
+        description="Run once per item: a node name, an expression (`plan[:3]`), a template "
+        "or a literal list.",
+    )
+    as_: str | None = Field(
+        None, alias="as", description="Name of the foreach item variable (default: item)."
+    )
+    when: str | bool | None = Field(
+        None, description="An expression; when false the node and its subtree are skipped."
+    )
+    enabled: bool = Field(True, description="false removes the node and its subtree from the run.")
+    retries: int = Field(0, ge=0, le=100, description="Extra attempts when the node fails.")
+    seed: int | Literal["random"] | None = Field(
+        None, description="Overrides the derived seed: a fixed int, or random (fresh, recorded)."
+    )
+    children: list[Any] = Field(default_factory=list, description="Child nodes.")
+
+    @field_validator("id")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not IDENTIFIER.match(value):
+            raise ValueError(
+                f"node id '{value}' is not an identifier: use letters, digits and _ "
+                "(it becomes a variable name)"
+            )
+        if value in RESERVED_NAMES:
+            raise ValueError(f"node id '{value}' is reserved; choose another name")
+        return value
+
+    @field_validator("as_")
+    @classmethod
+    def _as_identifier(cls, value: str | None) -> str | None:
+        if value is not None and not IDENTIFIER.match(value):
+            raise ValueError(f"'as: {value}' is not an identifier")
+        return value
+
+    def param_fields(self) -> dict[str, Any]:
+        """The kind's own fields (the node's parameters), as written in the tree."""
+        return {
+            name: getattr(self, name)
+            for name in type(self).model_fields
+            if name not in STRUCTURAL_FIELDS
+        }
+
+
+# Fields that are structure, not templates: never rendered as parameters.
+STRUCTURAL_FIELDS = frozenset(NodeBase.model_fields)
+
+
+class TreeSpec(Strict):
+    """The top of a tree file."""
+
+    genarun: Literal[1] = Field(description="Format version; 1.")
+    name: str = Field(description="Letters, digits, - and _; names the output folder.")
+    description: str | None = None
+    seed: int | Literal["random"] | None = Field(
+        None, description="Run seed; omitted or random = fresh entropy, recorded in the run."
+    )
+    models: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Model aliases: name -> catalog name, Hugging Face id, local path or "
+        "{provider, id, options}.",
+    )
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="Tree variables; string values are templates."
+    )
+    matrix: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="One run per combination (cartesian product), each value bound as a var.",
+    )
+    nodes: list[Any] = Field(description="The top-level nodes.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not TREE_NAME.match(value):
+            raise ValueError(f"tree name '{value}' may hold only letters, digits, - and _")
+        return value
+
+    @field_validator("matrix")
+    @classmethod
+    def _matrix(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not IDENTIFIER.match(key):
+                raise ValueError(f"matrix key '{key}' is not an identifier")
+            if not values:
+                raise ValueError(f"matrix key '{key}' has no values")
+        return value
