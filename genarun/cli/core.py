@@ -1,0 +1,116 @@
+"""`genarun run`, `validate`, `graph` and `schema`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from genarun.cli.common import db_option, handle_errors, parse_set
+
+
+@click.command()
+@click.argument("tree", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--seed", type=int, help="Run seed (overrides the tree's seed).")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a var or fix a matrix key.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Root of output folders (default: beside the tree).")
+@db_option
+@click.option("--skip", multiple=True, metavar="ID", help="Do not run this node (nor what depends on it).")
+@click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True, help="Most invocations sent to a model at once.")
+@click.option("--dry-run", is_flag=True, help="Validate, compile and check models, then stop.")
+@handle_errors
+def run(tree: Path, seed: int | None, sets: tuple[str, ...], out: Path | None, db: Path | None, skip: tuple[str, ...], device: str | None, batch_size: int, dry_run: bool) -> None:
+    """Run TREE: every node, every matrix combination."""
+    from genarun.run.progress import Progress
+    from genarun.run.runner import (
+        RunOptions,
+        check_models,
+        matrix_bindings,
+        prepare,
+        raise_for,
+        run_tree,
+    )
+
+    options = RunOptions(seed=seed, overrides=parse_set(sets), out=out, db=db, device=device, batch_size=batch_size, skip=set(skip))
+    if dry_run:
+        compiled = prepare(tree, options)
+        for bindings in matrix_bindings(compiled):
+            check_models(compiled, {"seed": 0, "run": {}, **bindings, **{n: None for n, _ in compiled.tree_vars}})
+        runs = len(matrix_bindings(compiled))
+        click.echo(f"{tree}: valid; {len(compiled.nodes)} nodes, {runs} run{'s' if runs > 1 else ''}; nothing was run (--dry-run)")
+        return
+    options.progress = Progress()
+    outcome = run_tree(tree, options)
+    for state in outcome.runs:
+        counts = state.counts
+        summary = ", ".join(f"{counts[k]} {k}" for k in ("done", "reused", "skipped", "failed") if counts.get(k))
+        click.echo(f"run {state.id[:8]} {state.label if len(outcome.runs) > 1 else ''}".rstrip() + f": {summary or 'nothing to do'}")
+    click.echo(f"output: {outcome.folder}")
+    raise_for(outcome)
+
+
+@click.command()
+@click.argument("trees", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
+@handle_errors
+def validate(trees: tuple[Path, ...], sets: tuple[str, ...]) -> None:
+    """Check TREES against the format and compile them (exit 0 or 2); runs nothing."""
+    from genarun.errors import TreeError
+    from genarun.graph.compile import compile_tree
+    from genarun.tree.validate import read_tree
+
+    failed = False
+    for tree in trees:
+        try:
+            compiled = compile_tree(read_tree(tree), parse_set(sets))
+        except TreeError as exc:
+            failed = True
+            click.secho(f"error: {exc}", fg="red", err=True)
+            continue
+        click.echo(f"{tree}: valid ({len(compiled.nodes)} nodes)")
+    if failed:
+        sys.exit(2)
+
+
+@click.command()
+@click.argument("tree", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "both"]), default="both", show_default=True)
+@handle_errors
+def graph(tree: Path, fmt: str) -> None:
+    """Print the structure of TREE as indented text and as a Mermaid flowchart."""
+    from genarun.graph.compile import compile_tree
+    from genarun.graph.render import render_mermaid, render_text
+    from genarun.tree.validate import read_tree
+
+    compiled = compile_tree(read_tree(tree))
+    if fmt in ("text", "both"):
+        click.echo(render_text(compiled))
+    if fmt == "both":
+        click.echo()
+    if fmt in ("mermaid", "both"):
+        click.echo(render_mermaid(compiled))
+
+
+@click.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout.")
+@handle_errors
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of the tree format (for editors' YAML language servers)."""
+    from genarun.tree.jsonschema import tree_json_schema
+
+    text = json.dumps(tree_json_schema(), indent=2)
+    if output:
+        output.write_text(text + "\n")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(run)
+    main.add_command(validate)
+    main.add_command(graph)
+    main.add_command(schema)

@@ -1,0 +1,56 @@
+"""`genarun runs list` and `runs show`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from genarun.cli.common import db_option, handle_errors
+
+
+@click.group()
+def runs() -> None:
+    """List and inspect stored runs."""
+
+
+@runs.command("list")
+@db_option
+@click.option("--limit", type=int, default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
+    """The newest runs in the database."""
+    from genarun.store.db import Store
+    from genarun.store.reports import runs_table
+
+    store = Store(db)
+    rows = store.list_runs(limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        click.echo(runs_table(rows) if rows else f"no runs in {store.path}")
+
+
+@runs.command("show")
+@click.argument("run_ref", metavar="RUN")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Every execution as JSON.")
+@handle_errors
+def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
+    """One run (id, unique prefix or `latest`): its executions, statuses, seeds, timings."""
+    from genarun.store.db import Store
+    from genarun.store.reports import run_report, run_report_json
+
+    store = Store(db)
+    run_row = store.resolve_run(run_ref)
+    executions = store.run_executions(run_row["id"])
+    if as_json:
+        click.echo(json.dumps(run_report_json(run_row, executions), indent=2, default=str))
+    else:
+        click.echo(run_report(run_row, executions))
+
+
+def register(main: click.Group) -> None:
+    main.add_command(runs)
