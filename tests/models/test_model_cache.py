@@ -1,0 +1,132 @@
+"""The process-wide model cache and device choice, with fake providers (no weights)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from genarun.models.base import Invocation, LoadedModel, ModelSpec, Provider
+from genarun.models.cache import ModelCache
+from genarun.models.device import default_dtype_name, pick_device
+
+
+class CountingModel(LoadedModel):
+    def __init__(self, spec: ModelSpec, device: str, size: int) -> None:
+        self.spec, self.device, self.size = spec, device, size
+        self.unloaded = False
+
+    def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        return [inv.input for inv in batch]
+
+    def unload(self) -> None:
+        self.unloaded = True
+
+    def memory_bytes(self) -> int:
+        return 0 if self.unloaded else self.size
+
+
+class CountingProvider(Provider):
+    name = "counting"
+
+    def __init__(self, size: int = 100, delay: float = 0.0) -> None:
+        self.size, self.delay, self.loads = size, delay, 0
+        self.lock = threading.Lock()
+
+    def tasks(self, spec: ModelSpec) -> frozenset[str]:
+        return frozenset({"generate"})
+
+    def load(self, spec: ModelSpec, device: str) -> LoadedModel:
+        time.sleep(self.delay)  # a slow load, so concurrent callers overlap
+        with self.lock:
+            self.loads += 1
+        return CountingModel(spec, device, self.size)
+
+
+def cache_with(provider: CountingProvider, **kwargs: Any) -> ModelCache:
+    return ModelCache(providers=lambda: {provider.name: provider}, **kwargs)
+
+
+def spec(name: str) -> ModelSpec:
+    return ModelSpec("counting", name)
+
+
+def test_each_model_loads_once() -> None:
+    provider = CountingProvider()
+    cache = cache_with(provider)
+    first = cache.get(spec("a"), "cpu")
+    assert cache.get(spec("a"), "cpu") is first
+    assert provider.loads == 1
+
+
+def test_concurrent_gets_share_one_load() -> None:
+    provider = CountingProvider(delay=0.2)
+    cache = cache_with(provider)
+    got: list[LoadedModel] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(cache.get(spec("a"), "cpu"))) for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert provider.loads == 1 and len({id(m) for m in got}) == 1
+
+
+def test_different_models_load_in_parallel() -> None:
+    provider = CountingProvider(delay=0.3)
+    cache = cache_with(provider)
+    start = time.perf_counter()
+    threads = [threading.Thread(target=cache.get, args=(spec(n), "cpu")) for n in "abc"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert provider.loads == 3
+    assert time.perf_counter() - start < 0.8  # one lock per model, not one for all
+
+
+def test_budget_unloads_least_recently_used() -> None:
+    provider = CountingProvider(size=100)
+    cache = cache_with(provider, budget_bytes=250)
+    a = cache.get(spec("a"), "cpu")
+    b = cache.get(spec("b"), "cpu")
+    cache.get(spec("a"), "cpu")  # a is now the most recently used
+    cache.get(spec("c"), "cpu")  # 300 > 250: b goes
+    assert b.unloaded and not a.unloaded
+    assert [k.split(":")[1].split("[")[0] for k in cache.loaded()] == ["a", "c"]
+    cache.get(spec("b"), "cpu")
+    assert provider.loads == 4
+
+
+def test_unload_and_clear() -> None:
+    provider = CountingProvider()
+    cache = cache_with(provider)
+    a = cache.get(spec("a"), "cpu")
+    assert cache.unload(spec("a"), "cpu") and a.unloaded
+    assert not cache.unload(spec("a"), "cpu")
+    b = cache.get(spec("b"), "cpu")
+    cache.clear()
+    assert b.unloaded and cache.loaded() == []
+
+
+def test_unknown_provider_is_a_model_error() -> None:
+    from genarun.errors import ModelError
+
+    cache = cache_with(CountingProvider())
+    with pytest.raises(ModelError, match="unknown provider"):
+        cache.get(ModelSpec("nope", "x"), "cpu")
+
+
+def test_device_override_and_dtypes(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert pick_device("cpu") == "cpu"
+    monkeypatch.setenv("GENARUN_DEVICE", "cuda:1")
+    assert pick_device() == "cuda:1"
+    assert pick_device("mps") == "mps"  # an explicit argument wins over the environment
+    monkeypatch.delenv("GENARUN_DEVICE")
+    assert pick_device() in ("cuda", "mps", "cpu")
+    assert default_dtype_name("cpu") == "float32"
+    assert default_dtype_name("mps") == "float16"
