@@ -8,6 +8,7 @@ an ancestor adds a dependency edge. Errors found here stop the run before anythi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import networkx as nx
@@ -47,7 +48,7 @@ class CompiledNode:
     def line(self) -> int | None:
         return self.tree_node.line
 
-    @property
+    @cached_property
     def node_path(self) -> str:
         return "/".join((*self.ancestors, self.id))
 

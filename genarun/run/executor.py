@@ -19,9 +19,10 @@ from collections import defaultdict, deque
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from genarun.errors import Interrupted
 from genarun.graph.compile import CompiledNode
@@ -119,12 +120,17 @@ class Executor:
     # --- the loop -------------------------------------------------------------------------
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         while True:
+            flushed = time.monotonic()
             while self.ready:
                 work = self.ready.popleft()
                 if isinstance(work, Slot):
                     self._try_expand(work)
                 else:
                     self._start(work)
+                # Long stretches of inline work commit in groups, at least every 0.1 s.
+                if len(self.finished_rows) >= 500 or time.monotonic() - flushed > 0.1:
+                    self._flush()
+                    flushed = time.monotonic()
             self._dispatch(pool)
             self._flush()
             if self.progress:
@@ -183,7 +189,7 @@ class Executor:
                 break
             shared += 1
         own = set(node.ancestors)
-        chain = tuple(a for a in target.ancestors if a not in own) + (dep,)
+        chain = (*tuple(a for a in target.ancestors if a not in own), dep)
         return shared, chain
 
     def _try_expand(self, slot: Slot) -> None:
@@ -310,14 +316,20 @@ class Executor:
         inst.params = {name: getattr(spec, name) for name in node.params} | rendered
         if not rendered:
             return spec
-        data = spec.model_dump(by_alias=True, exclude={"children"}, exclude_unset=True)
+        # Validate only the rendered fields against their declared types (cheap, per field).
+        problems = []
         for name, value in rendered.items():
-            data[type(spec).model_fields[name].alias or name] = value
-        try:
-            return type(spec).model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise RenderError(f"rendered values are invalid: {problems}") from None
+            adapter = _field_adapter(type(spec), name)
+            if adapter is None:
+                continue
+            try:
+                rendered[name] = adapter.validate_python(value)
+            except ValidationError as exc:
+                alias = type(spec).model_fields[name].alias or name
+                problems.append(f"{alias}: {exc.errors()[0]['msg']} (got {str(value)[:60]!r})")
+        if problems:
+            raise RenderError("rendered values are invalid: " + "; ".join(problems))
+        return spec.model_copy(update=rendered)
 
     def _advance(self, inst: Instance, value: Any, first: bool = False, error: BaseException | None = None) -> None:
         assert inst.gen is not None
@@ -432,17 +444,19 @@ class Executor:
         run, node = inst.run, inst.node
         run.results.setdefault(node.id, {})[inst.path] = result
         ended = time.time()
+        params_json = json.dumps(to_json(inst.params), ensure_ascii=False, sort_keys=True)
+        model = inst.ctx.model_name if inst.ctx else None
         self.finished_rows.append(
             {
                 "run_id": run.id,
                 "node_id": node.id,
                 "path": json.dumps(list(inst.path)),
                 "kind": node.kind.name,
-                "params": json.dumps(to_json(inst.params), ensure_ascii=False),
-                "input_hash": _input_hash(node.kind.name, inst.params, inst.ctx),
+                "params": params_json,
+                "input_hash": hashlib.sha256(f"{node.kind.name}\0{model}\0{params_json}".encode()).hexdigest(),
                 "output": json.dumps(to_json(result.value), ensure_ascii=False) if result.status == "done" else None,
                 "seed": inst.seed,
-                "model": inst.ctx.model_name if inst.ctx else None,
+                "model": model,
                 "status": result.status,
                 "started": inst.started,
                 "ended": ended,
@@ -462,12 +476,11 @@ class Executor:
 
     def _done(self, inst: Instance, result: NodeResult | None, status: str | None) -> None:
         run, node = inst.run, inst.node
-        if result is not None and result.status == "done" and not run.failed:
-            if node.children:
-                child_scope = dict(inst.scope)
-                child_scope[node.id] = result.value
-                for child_id in node.children:
-                    self._add_slot(Slot(run, run.compiled.nodes[child_id], inst.path, child_scope))
+        if result is not None and result.status == "done" and not run.failed and node.children:
+            child_scope = dict(inst.scope)
+            child_scope[node.id] = result.value
+            for child_id in node.children:
+                self._add_slot(Slot(run, run.compiled.nodes[child_id], inst.path, child_scope))
         parent_path = inst.path[:-1] if node.foreach is not None else inst.path
         self._pending_add(run, node.id, parent_path, -1)
 
@@ -515,6 +528,13 @@ class Executor:
             self.log_rows = []
 
 
+@lru_cache(maxsize=512)
+def _field_adapter(model: type, name: str) -> TypeAdapter[Any] | None:
+    """A validator for one field of a kind's model; None for fields typed Any."""
+    annotation = model.model_fields[name].annotation
+    return None if annotation is Any else TypeAdapter(annotation)
+
+
 def _nested_list(tree: dict[Any, Any], depth: int) -> list[Any]:
     if depth == 1:
         return [tree[k] for k in sorted(tree)]
@@ -526,9 +546,3 @@ def _short(exc: BaseException) -> str:
     if not isinstance(exc, RenderError | ValueError) and type(exc).__name__ not in text:
         text = f"{type(exc).__name__}: {text}"
     return text.splitlines()[0][:500] if len(text) > 500 else text
-
-
-def _input_hash(kind: str, params: dict[str, Any], ctx: ExecutionContext | None) -> str:
-    payload = json.dumps([kind, to_json(params), ctx.model_name if ctx else None], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
-

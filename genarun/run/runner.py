@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -76,10 +77,8 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
         compiled_ref = node.params.get("model")
         # A model named through outputs of other nodes is checked when the node runs.
         if node.kind.model_task and compiled_ref is not None and not compiled_ref.names - set(scope):
-            try:
+            with contextlib.suppress(RenderError):
                 refs.append((compiled_ref.evaluate(scope, field_rng(0, "model"), []), node.kind.model_task))
-            except RenderError:
-                pass
         for ref, task in refs:
             line = compiled.loaded.line((*node.tree_node.loc, "model"))
             try:

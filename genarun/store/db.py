@@ -193,13 +193,11 @@ class Store:
     def update_run(self, run_id: str, **values: Any) -> None:
         self._write(update(runs).where(runs.c.id == run_id).values(**values))
 
-    def record_executions(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Insert finished executions and commit them together; returns their ids."""
-        ids = []
-        for row in rows:
-            ids.append(self.conn.execute(insert(executions).values(**row)).inserted_primary_key[0])
-        self.conn.commit()
-        return ids
+    def record_executions(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert finished executions and commit them together."""
+        columns = executions.c.keys()
+        full = [{c: row.get(c) for c in columns if c != "id"} for row in rows]
+        self._write(insert(executions), full)
 
     def add_logs(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
