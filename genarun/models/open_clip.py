@@ -111,7 +111,7 @@ def _rgb(image: Any) -> Any:
 
 def catalog_entries() -> list[CatalogEntry]:
     return [
-        CatalogEntry("tiny-clip", "open_clip", "tiny-clip", TASKS, "builtin", "6.5 MB",
+        CatalogEntry("tiny-clip", "open_clip", "tiny-clip", TASKS, "builtin", "6.3 MB",
                      "open_clip CLIP with random weights, 32-d vectors: for tests"),
         CatalogEntry("clip-vit-b-32", "open_clip", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
                      TASKS, "hub", "605 MB",

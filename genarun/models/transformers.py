@@ -358,11 +358,11 @@ def catalog_entries() -> list[CatalogEntry]:
     """Built-in tiny models and real hub models this provider runs."""
     gen, cap = frozenset({"generate"}), frozenset({"caption"})
     return [
-        CatalogEntry("tiny-gpt2", "transformers", "tiny-gpt2", gen, "builtin", "0.2 MB",
+        CatalogEntry("tiny-gpt2", "transformers", "tiny-gpt2", gen, "builtin", "0.3 MB",
                      "GPT-2, 2 layers of width 32, random weights: for tests and trying trees"),
-        CatalogEntry("tiny-blip", "transformers", "tiny-blip", cap, "builtin", "0.3 MB",
+        CatalogEntry("tiny-blip", "transformers", "tiny-blip", cap, "builtin", "0.4 MB",
                      "BLIP captioner with random weights, 32x32 input: for tests"),
-        CatalogEntry("tiny-vit-gpt2", "transformers", "tiny-vit-gpt2", cap, "builtin", "0.3 MB",
+        CatalogEntry("tiny-vit-gpt2", "transformers", "tiny-vit-gpt2", cap, "builtin", "0.5 MB",
                      "ViT + GPT-2 VisionEncoderDecoder captioner with random weights: for tests"),
         CatalogEntry("qwen2.5-0.5b", "transformers", "Qwen/Qwen2.5-0.5B-Instruct", gen, "hub",
                      "1.0 GB", "Qwen2.5 0.5B Instruct: small chat model, follows instructions"),
