@@ -1,0 +1,30 @@
+# One obvious way to develop: these targets are what the README shows and CI runs.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint bench
+
+$(BIN)/genarun: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: these wheels are on the machine (see docs/install.md).
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/genarun
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/genarun run examples/story/tree.yaml
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check genarun tests bench
+	$(BIN)/ruff format --check genarun tests bench
+
+bench: setup
+	$(BIN)/python bench/core_templates.py
+	$(BIN)/python bench/tda_persistence.py
