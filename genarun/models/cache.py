@@ -7,6 +7,7 @@ short of free memory, the least recently used models are unloaded.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections import OrderedDict
@@ -19,6 +20,21 @@ from genarun.models.device import free_accelerator_bytes, pick_device, release_a
 BUDGET_ENV = "GENARUN_MODEL_BUDGET_GB"
 RESERVE_ENV = "GENARUN_GPU_RESERVE_GB"
 DEFAULT_GPU_RESERVE_BYTES = 2 * 1024**3  # headroom for activations of the model being run
+
+
+@functools.cache
+def _quiet_model_libraries() -> None:
+    """Silence the libraries' download and loading progress bars: genarun shows its own."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import importlib
+
+    for name in ("transformers", "diffusers"):
+        try:
+            logging = importlib.import_module(f"{name}.utils.logging")
+        except ImportError:
+            continue
+        logging.disable_progress_bar()
+        logging.set_verbosity_error()
 
 
 def _gb_env(name: str) -> int | None:
@@ -67,6 +83,7 @@ class ModelCache:
                     self._models.move_to_end(key)
                     return cached.model
             provider = self._provider(spec)
+            _quiet_model_libraries()
             self._make_room(device)
             model = provider.load(spec, device)
             with self._lock:
