@@ -72,7 +72,10 @@ def validate_document(doc: Document) -> LoadedTree:
     try:
         spec = TreeSpec.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, TreeSpec, (), doc, None))
+        tree_problems = _pydantic_problems(exc, TreeSpec, (), doc, None)
+        if "genarun" not in data:  # already reported above, with its fix
+            tree_problems = [p for p in tree_problems if p.message != "missing required field 'genarun'"]
+        problems.extend(tree_problems)
         spec = None
     nodes_raw = data.get("nodes")
     roots: list[TreeNode] = []
