@@ -37,8 +37,7 @@ def run(tree: Path, seed: int | None, sets: tuple[str, ...], out: Path | None, d
     options = RunOptions(seed=seed, overrides=parse_set(sets), out=out, db=db, device=device, batch_size=batch_size, skip=set(skip))
     if dry_run:
         compiled = prepare(tree, options)
-        for bindings in matrix_bindings(compiled):
-            check_models(compiled, {"seed": 0, "run": {}, **bindings, **{n: None for n, _ in compiled.tree_vars}})
+        check_all_models(compiled)
         runs = len(matrix_bindings(compiled))
         click.echo(f"{tree}: valid; {len(compiled.nodes)} nodes, {runs} run{'s' if runs > 1 else ''}; nothing was run (--dry-run)")
         return
@@ -57,15 +56,17 @@ def run(tree: Path, seed: int | None, sets: tuple[str, ...], out: Path | None, d
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
 @handle_errors
 def validate(trees: tuple[Path, ...], sets: tuple[str, ...]) -> None:
-    """Check TREES against the format and compile them (exit 0 or 2); runs nothing."""
+    """Check TREES: format, names, dependencies and models (exit 0 or 2); runs nothing."""
     from genarun.errors import TreeError
     from genarun.graph.compile import compile_tree
+    from genarun.run.runner import check_all_models
     from genarun.tree.validate import read_tree
 
     failed = False
     for tree in trees:
         try:
             compiled = compile_tree(read_tree(tree), parse_set(sets))
+            check_all_models(compiled)
         except TreeError as exc:
             failed = True
             click.secho(f"error: {exc}", fg="red", err=True)

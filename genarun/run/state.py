@@ -18,6 +18,7 @@ from genarun.values import EmbeddingRef, ImageRef, to_json, to_plain
 if TYPE_CHECKING:
     from genarun.graph.compile import CompiledTree
     from genarun.models.base import ModelSpec
+    from genarun.run.reuse import ReusePlan
     from genarun.store.db import Store
 
 
@@ -47,6 +48,8 @@ class RunState:
     results: dict[str, dict[tuple[int, ...], NodeResult]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0, "reused": 0})
+    # What the run may take instead of executing (rerun, --only, resume, the cache).
+    reuse: ReusePlan | None = None
     _models: dict[str, ModelSpec] = field(default_factory=dict)
     _assets: set[str] = field(default_factory=set)
 
@@ -78,6 +81,16 @@ class RunState:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", pnginfo=info)
         data = buffer.getvalue()
+        rel = self.asset_name(node_id, path)
+        self.assets.mkdir(parents=True, exist_ok=True)
+        target = self.folder / rel
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        return ImageRef(rel, self.folder, hashlib.sha256(data).hexdigest())
+
+    def asset_name(self, node_id: str, path: tuple[int, ...]) -> str:
+        """A new asset path in this run's folder (relative), unique within the run."""
         name = node_id + "".join(f"-{i}" for i in path)
         rel = f"assets/{name}.png"
         n = 2
@@ -85,12 +98,11 @@ class RunState:
             rel = f"assets/{name}_{n}.png"
             n += 1
         self._assets.add(rel)
-        self.assets.mkdir(parents=True, exist_ok=True)
-        target = self.folder / rel
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        return ImageRef(rel, self.folder, hashlib.sha256(data).hexdigest())
+        return rel
+
+    def claim_asset(self, rel: str) -> None:
+        """Mark an existing file of this run's folder as used (resume keeps it)."""
+        self._assets.add(rel)
 
     def load_image(self, value: Any) -> Any:
         """A PIL image from an image output or a path (relative to the tree's folder)."""
@@ -110,14 +122,14 @@ class RunState:
             return value.convert("RGB")
         raise ValueError(f"expected an image, got {type(value).__name__}: {str(value)[:60]!r}")
 
-    def store_embeddings(self, vectors: list[Any], model: str, sources: list[str], *, node_id: str, path: tuple[int, ...]) -> list[EmbeddingRef]:
+    def store_embeddings(self, vectors: list[Any], model: str, sources: list[str], *, node_id: str, path: tuple[int, ...], items: list[int] | None = None) -> list[EmbeddingRef]:
         import numpy as np
 
         rows = []
         for i, (vector, source) in enumerate(zip(vectors, sources, strict=True)):
             array = np.asarray(vector, dtype="<f4").ravel()
             rows.append(
-                {"run_id": self.id, "node_id": node_id, "path": json.dumps(list(path)), "item": i, "model": model, "dim": int(array.shape[0]), "vector": array.tobytes(), "source": source[:2000]}
+                {"run_id": self.id, "node_id": node_id, "path": json.dumps(list(path)), "item": items[i] if items else i, "model": model, "dim": int(array.shape[0]), "vector": array.tobytes(), "source": source[:2000]}
             )
         ids = self.store.add_embeddings(rows)
         return [EmbeddingRef(id_, model, row["dim"]) for id_, row in zip(ids, rows, strict=True)]
@@ -185,4 +197,4 @@ def check_model_task(spec: ModelSpec, task: str, node_id: str) -> None:
     ok = bool(tasks & {"embed_text", "embed_image"}) if task == "embed" else task in tasks
     if not ok:
         can = ", ".join(sorted(tasks)) or "nothing known"
-        raise ModelError(f"node '{node_id}': model '{spec.label()}' cannot do '{task}' (it does: {can})")
+        raise ModelError(f"model '{spec.label()}' cannot do '{task}' (it does: {can}); pick a model that does {task} (genarun models list)")
