@@ -93,6 +93,13 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
         raise TreeError(problems)
 
 
+def check_all_models(compiled: CompiledTree) -> None:
+    """Check the models of every matrix combination, without running anything."""
+    for bindings in matrix_bindings(compiled):
+        names = {name: None for name, _ in compiled.tree_vars}
+        check_models(compiled, {"seed": 0, "run": {}, **names, **bindings})
+
+
 def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
     """Run a tree file (all runs of its matrix) and return how it went."""
     options = options or RunOptions()
