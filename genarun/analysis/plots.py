@@ -1,0 +1,149 @@
+"""PNG plots of trajectory analyses, drawn with matplotlib's Agg canvas.
+
+Figures are built with ``matplotlib.figure.Figure`` and an Agg canvas rather than pyplot, so
+plotting never touches a global backend or figure registry and is safe in worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from genarun.analysis._points import as_points
+from genarun.analysis.drift import project_2d
+from genarun.analysis.persistence import Diagrams
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 100
+
+
+def plot_diagram(diagrams: Diagrams, path: str | Path, *, title: str | None = None) -> Path:
+    """Scatter each dimension's (birth, death) points; classes that never die sit on a top band."""
+    fig = _figure(5.5, 5.0)
+    ax = fig.add_subplot()
+    finite_values = np.concatenate(
+        [d[np.isfinite(d)].ravel() for d in diagrams.diagrams] + [np.zeros(1)]
+    )
+    top = float(finite_values.max()) or 1.0
+    inf_level = top * 1.1
+    for dim, dgm in enumerate(diagrams.diagrams):
+        if len(dgm) == 0:
+            continue
+        deaths = np.where(np.isinf(dgm[:, 1]), inf_level, dgm[:, 1])
+        ax.scatter(dgm[:, 0], deaths, s=12, alpha=0.7, label=f"H{dim} ({len(dgm)})")
+    ax.plot([0, inf_level], [0, inf_level], color="0.5", linewidth=0.8)
+    ax.axhline(inf_level, color="0.5", linestyle="--", linewidth=0.8)
+    ax.text(0, inf_level, " ∞", va="bottom", color="0.4")
+    ax.set_xlim(-0.02 * inf_level, inf_level * 1.05)
+    ax.set_ylim(-0.02 * inf_level, inf_level * 1.08)
+    ax.set_xlabel(f"birth ({diagrams.metric} distance)")
+    ax.set_ylabel("death")
+    entropy = ", ".join(f"H{k} {e:.2f}" for k, e in enumerate(diagrams.entropy))
+    ax.set_title(title or f"Persistence diagram, {diagrams.n_points} points (entropy {entropy})")
+    if any(len(d) for d in diagrams.diagrams):
+        ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_entropy_by_group(
+    entropies: Mapping[str, Sequence[float]],
+    path: str | Path,
+    *,
+    group_label: str = "group",
+    title: str | None = None,
+) -> Path:
+    """Box plot with jittered points of persistence entropy per group (network, prompt, ...)."""
+    if not entropies:
+        raise ValueError("entropies is empty: give at least one group")
+    labels = list(entropies)
+    values = [np.asarray(entropies[label], dtype=np.float64) for label in labels]
+    fig = _figure(max(5.0, 1.1 * len(labels) + 2.0), 4.5)
+    ax = fig.add_subplot()
+    ax.boxplot(values, showfliers=False, widths=0.5)
+    # Seeded jitter: the same data gives the same picture.
+    rng = np.random.default_rng(0)
+    for position, group in enumerate(values, start=1):
+        jitter = rng.uniform(-0.12, 0.12, size=len(group))
+        ax.scatter(np.full(len(group), position) + jitter, group, s=14, alpha=0.7, zorder=3)
+    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=20 if len(labels) > 4 else 0)
+    ax.set_xlabel(group_label)
+    ax.set_ylabel("persistence entropy")
+    ax.set_title(title or f"Persistence entropy by {group_label}")
+    return _save(fig, path)
+
+
+def plot_drift(
+    drifts: Mapping[str, Sequence[float]],
+    path: str | Path,
+    *,
+    ylabel: str = "cosine distance from start",
+    title: str | None = None,
+) -> Path:
+    """One line per run of a per-step series, e.g. :func:`drift_from_start` or step distances."""
+    if not drifts:
+        raise ValueError("drifts is empty: give at least one run")
+    fig = _figure(7.0, 4.0)
+    ax = fig.add_subplot()
+    for label, series in drifts.items():
+        ax.plot(np.arange(len(series)), np.asarray(series, dtype=np.float64), label=label, lw=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or "Semantic drift")
+    if len(drifts) <= 12:
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_trajectories_2d(
+    trajectories: Mapping[str, np.ndarray], path: str | Path, *, title: str | None = None
+) -> Path:
+    """Draw runs as paths in one shared 2-D PCA projection; a circle marks each start."""
+    if not trajectories:
+        raise ValueError("trajectories is empty: give at least one run")
+    arrays = [
+        as_points(points, name=f"trajectory {label!r}") for label, points in trajectories.items()
+    ]
+    dims = {a.shape[1] for a in arrays}
+    if len(dims) != 1:
+        raise ValueError(f"trajectories have different dimensions {sorted(dims)}")
+    # One projection for all runs, so their positions can be compared.
+    flat = project_2d(np.concatenate(arrays))
+    fig = _figure(6.0, 6.0)
+    ax = fig.add_subplot()
+    offset = 0
+    for label, array in zip(trajectories, arrays, strict=True):
+        xy = flat[offset : offset + len(array)]
+        offset += len(array)
+        (line,) = ax.plot(xy[:, 0], xy[:, 1], lw=0.9, alpha=0.8, label=label)
+        if len(xy):
+            ax.scatter(xy[:1, 0], xy[:1, 1], s=40, color=line.get_color(), edgecolors="black")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title or "Trajectories (PCA)")
+    if len(trajectories) <= 12:
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, format="png", dpi=DPI)
+    return target
+
+
+__all__ = ["plot_diagram", "plot_drift", "plot_entropy_by_group", "plot_trajectories_2d"]

@@ -1,0 +1,169 @@
+"""Persistence diagrams, entropy and (de)serialisation of one trajectory's embeddings."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from genarun.analysis import (
+    Diagrams,
+    pairwise_distances,
+    persistence_diagrams,
+    persistence_entropy,
+    persistence_from_distances,
+)
+
+
+def circle(n: int = 40, dims: int = 2, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    """n points on a unit circle, embedded in the first two of ``dims`` coordinates."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    points = np.zeros((n, dims))
+    points[:, 0], points[:, 1] = np.cos(t), np.sin(t)
+    return points + noise * rng.standard_normal(points.shape)
+
+
+def test_circle_has_one_long_lived_loop() -> None:
+    dgms = persistence_diagrams(circle(), maxdim=1, metric="euclidean")
+    h0, h1 = dgms.diagrams
+    assert len(h0) == 40 and np.isinf(h0[:, 1]).sum() == 1
+    assert len(h1) == 1
+    # Born when neighbours (2 sin(pi/40) apart) connect; dies when chords spanning k > n/3
+    # steps appear (Adamaszek & Adams: VR of evenly spaced circle points), here k = 14.
+    assert h1[0, 0] == pytest.approx(2 * np.sin(np.pi / 40), rel=1e-5)
+    assert h1[0, 1] == pytest.approx(2 * np.sin(14 * np.pi / 40), rel=1e-5)
+    assert dgms.entropy[1] == 0.0  # a single feature
+    assert dgms.entropy[0] == pytest.approx(math.log(39))  # 39 equal finite H0 lifetimes
+    assert dgms.maxdim == 1 and dgms.n_points == 40 and dgms.metric == "euclidean"
+
+
+def test_cosine_distances_match_scipy_and_are_clean() -> None:
+    rng = np.random.default_rng(1)
+    points = rng.standard_normal((30, 16)).astype(np.float32)
+    points[5] = points[3] * 2.5  # same direction: cosine distance 0 up to rounding
+    dist = pairwise_distances(points, "cosine")
+    np.testing.assert_allclose(dist, cdist(points.astype(np.float64), points, "cosine"), atol=1e-12)
+    assert dist[3, 5] < 1e-12 and (dist >= 0).all() and (np.diag(dist) == 0).all()
+    euclid = pairwise_distances(points, "euclidean")
+    np.testing.assert_allclose(euclid, cdist(points.astype(np.float64), points), atol=1e-9)
+
+
+def test_matches_ripsers_own_cosine_metric() -> None:
+    from ripser import ripser
+
+    rng = np.random.default_rng(2)
+    points = rng.standard_normal((60, 8))
+    ours = persistence_diagrams(points, maxdim=1, metric="cosine")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ripser(points, maxdim=1, metric="cosine")["dgms"]
+    for mine, ref in zip(ours.diagrams, theirs, strict=True):
+        np.testing.assert_allclose(np.sort(mine, axis=0), np.sort(ref, axis=0), atol=1e-6)
+
+
+def test_no_ripser_warning_for_wide_embeddings() -> None:
+    points = np.random.default_rng(3).standard_normal((20, 768))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        persistence_diagrams(points)
+
+
+def test_tiny_inputs() -> None:
+    empty = persistence_diagrams(np.empty((0, 5)), maxdim=2)
+    assert [d.shape for d in empty.diagrams] == [(0, 2)] * 3 and empty.entropy == [0.0] * 3
+    one = persistence_diagrams(np.ones((1, 5)))
+    np.testing.assert_array_equal(one.diagrams[0], [[0.0, math.inf]])
+    assert one.diagrams[1].shape == (0, 2) and one.entropy == [0.0, 0.0]
+    two = persistence_diagrams(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    np.testing.assert_allclose(two.diagrams[0], [[0.0, 1.0], [0.0, math.inf]])
+
+
+def test_duplicate_points_are_fine() -> None:
+    points = np.repeat(circle(12), 3, axis=0)  # every step three times
+    dgms = persistence_diagrams(points, metric="euclidean")
+    reference = persistence_diagrams(circle(12), metric="euclidean")
+    # Duplicates merge at distance 0, which ripser does not report: same diagram as without them.
+    for mine, ref in zip(dgms.diagrams, reference.diagrams, strict=True):
+        np.testing.assert_allclose(np.sort(mine, axis=0), np.sort(ref, axis=0))
+    assert dgms.n_points == 36
+
+
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN"),
+        (np.array([[1.0, np.inf], [0.0, 1.0]]), "NaN or infinite"),
+        (np.zeros(5), "2-D"),
+        (np.array([[0.0, 0.0], [1.0, 1.0]]), "all-zero rows"),
+        (np.array([["a", "b"]]), "real numbers"),
+    ],
+)
+def test_bad_points_raise_clear_errors(points: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        persistence_diagrams(points)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown metric"):
+        persistence_diagrams(circle(), metric="manhattan")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="maxdim"):
+        persistence_diagrams(circle(), maxdim=-1)
+    with pytest.raises(ValueError, match="square"):
+        persistence_from_distances(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        persistence_from_distances(np.full((3, 3), np.nan))
+
+
+def test_entropy_definition() -> None:
+    assert persistence_entropy(np.empty((0, 2))) == 0.0
+    assert persistence_entropy(np.array([[0.0, 1.0]])) == 0.0
+    assert persistence_entropy(np.array([[0.0, 1.0], [2.0, 3.0]])) == pytest.approx(math.log(2))
+    # Infinite and zero-length points take no share.
+    mixed = np.array([[0.0, 1.0], [0.5, 1.5], [0.0, math.inf], [0.3, 0.3]])
+    assert persistence_entropy(mixed) == pytest.approx(math.log(2))
+    lifetimes = np.array([1.0, 2.0, 3.0])
+    shares = lifetimes / lifetimes.sum()
+    dgm = np.column_stack([np.zeros(3), lifetimes])
+    assert persistence_entropy(dgm) == pytest.approx(-np.sum(shares * np.log(shares)))
+
+
+def test_threshold_truncates_and_is_recorded() -> None:
+    full = persistence_diagrams(circle(), metric="euclidean")
+    cut = persistence_diagrams(circle(), metric="euclidean", threshold=1.0)
+    assert cut.threshold == 1.0 and math.isinf(full.threshold)
+    # The loop is born below the threshold and is still open at it.
+    assert np.isinf(cut.diagrams[1][:, 1]).all() and len(cut.diagrams[1]) == 1
+    np.testing.assert_allclose(cut.diagrams[1][:, 0], full.diagrams[1][:, 0])
+
+
+def test_json_round_trip_is_exact_and_json_safe() -> None:
+    dgms = persistence_diagrams(circle(noise=0.05), metric="euclidean", threshold=1.5)
+    text = json.dumps(dgms.to_json(), allow_nan=False)  # no inf or NaN reaches the JSON
+    back = Diagrams.from_json(json.loads(text))
+    assert back == dgms and back.entropy == dgms.entropy
+    assert json.loads(text)["diagrams"][0][-1][1] is None
+
+
+def test_bytes_round_trip() -> None:
+    dgms = persistence_diagrams(circle(noise=0.05), maxdim=2)
+    back = Diagrams.from_bytes(dgms.to_bytes())
+    assert back == dgms and back.entropy == dgms.entropy and back.maxdim == 2
+    assert np.isinf(back.diagrams[0][:, 1]).sum() == 1
+    with pytest.raises(ValueError, match="not a serialised"):
+        Diagrams.from_json({"format": "other", "version": 1})
+
+
+def test_import_is_cheap() -> None:
+    code = (
+        "import sys, genarun.analysis; "
+        "print(sorted(m for m in ('ripser', 'scipy', 'matplotlib', 'persim') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
