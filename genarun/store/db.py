@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -34,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from genarun.errors import StoreError
 
@@ -156,7 +158,7 @@ class Store:
             f"sqlite:///{self.path}", connect_args={"timeout": 60, "check_same_thread": False}
         )
         event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        _create_schema(self.engine)
         self._conn: Connection | None = None
 
     @property
@@ -211,12 +213,16 @@ class Store:
     # --- reads --------------------------------------------------------------------------
     def resolve_run(self, ref: str) -> dict[str, Any]:
         """A run by id, unique id prefix, or `latest`."""
-        if ref == "latest":
+        if ref.strip().lower() == "latest":
             row = self.conn.execute(select(runs).order_by(runs.c.started.desc()).limit(1)).mappings().first()
             if row is None:
                 raise StoreError(f"no runs in {self.path}")
             return dict(row)
-        rows = self.conn.execute(select(runs).where(runs.c.id.like(ref.lower() + "%")).limit(6)).mappings().all()
+        prefix = ref.strip().lower()
+        # Ids are hex: anything else (an empty string, LIKE's % and _) would match other runs.
+        if not re.fullmatch(r"[0-9a-f]+", prefix):
+            raise StoreError(f"'{ref}' is not a run: give `latest`, a run id or its first characters (see `genarun runs list`)")
+        rows = self.conn.execute(select(runs).where(runs.c.id.like(prefix + "%")).limit(6)).mappings().all()
         if not rows:
             raise StoreError(f"no run matches '{ref}' in {self.path} (see `genarun runs list`)")
         if len(rows) > 1:
@@ -256,6 +262,19 @@ class Store:
         ids = list(ids)
         stmt = select(embeddings.c.id, embeddings.c.vector).where(embeddings.c.id.in_(ids))
         return {row.id: np.frombuffer(row.vector, dtype="<f4") for row in self.conn.execute(stmt)}
+
+
+def _create_schema(engine: Engine) -> None:
+    """Create what is missing; processes opening a new database at once race on this, so the
+    loser of a race (a table or column that already exists) looks again."""
+    for attempt in range(10):
+        try:
+            metadata.create_all(engine)
+            return
+        except OperationalError as exc:
+            if attempt == 9 or not any(s in str(exc) for s in ("already exists", "duplicate column")):
+                raise
+            time.sleep(0.02 * (attempt + 1))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
