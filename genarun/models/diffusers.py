@@ -267,9 +267,10 @@ class DiffusersModel(LoadedModel):
             raise ModelError(f"model '{self.spec.label()}' makes images; it cannot do '{task}'")
         if self.pipe is None:
             raise ModelError(f"model '{self.spec.label()}' was unloaded; load it again")
+        step = max(1, self.max_batch)
         images: list[Any] = []
-        for start in range(0, len(batch), max(1, self.max_batch)):
-            images.extend(self._generate(batch[start : start + self.max_batch]))
+        for start in range(0, len(batch), step):
+            images.extend(self._generate(batch[start : start + step]))
         return images
 
     def _generate(self, batch: Sequence[Invocation]) -> list[Any]:
