@@ -23,10 +23,17 @@ def runs() -> None:
 def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
     """The newest runs in the database."""
     from genarun.store.db import Store
-    from genarun.store.reports import runs_table
+    from genarun.store.reports import runs_table, trajectory_summary
+    from genarun.store.trajectories import trajectories_of
 
     store = Store(db)
     rows = store.list_runs(limit)
+    by_run: dict[str, list[dict]] = {}
+    for t in trajectories_of(store, [r["id"] for r in rows]):
+        by_run.setdefault(t["run_id"], []).append(t)
+    for r in rows:
+        if r["id"] in by_run:
+            r["trajectory"] = trajectory_summary(by_run[r["id"]])
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
     else:

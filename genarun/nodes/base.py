@@ -44,8 +44,12 @@ class NodeKind:
     model_task: str | None = None
     # Fields compiled as something other than templates (the kind handles them itself).
     raw_fields: frozenset[str] = frozenset()
-    # Other models the node uses, for checks before the run: (node, scope) -> [(ref, task)].
-    model_refs: Callable[..., list[tuple[Any, str]]] | None = None
+    # Other models the node uses, for checks before the run: (node, scope) -> [(ref, task)]
+    # or [(ref, task, field)]; a task of None only resolves the model and checks its weights.
+    model_refs: Callable[..., list[tuple[Any, ...]]] | None = None
+    # Checks that need the resolved models (e.g. a cycle's types around its network), before
+    # the run: (node, scope, resolve) -> [(field, message)]; resolve(ref) -> ModelSpec.
+    check: Callable[..., list[tuple[str, str]]] | None = None
 
 
 RunOutput = Any | Generator["Invoke | list[Invoke]", Any, Any]
@@ -84,8 +88,9 @@ class ExecutionContext:
         """A PIL image from an image output, or from a file path relative to the tree."""
         return self.run.load_image(value)
 
-    def store_embeddings(self, vectors: list[Any], model: str, sources: list[str]) -> list[EmbeddingRef]:
-        return self.run.store_embeddings(vectors, model, sources, node_id=self.node_id, path=self.path)
+    def store_embeddings(self, vectors: list[Any], model: str, sources: list[str], items: list[int] | None = None) -> list[EmbeddingRef]:
+        """Store vectors in SQLite; `items` numbers them (a trajectory's step), default 0, 1, ..."""
+        return self.run.store_embeddings(vectors, model, sources, node_id=self.node_id, path=self.path, items=items)
 
     @property
     def tree_dir(self) -> Path:

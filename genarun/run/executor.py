@@ -9,6 +9,7 @@ matrix runs and foreach items that call the same model are batched together.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -65,6 +66,7 @@ class Request:
     instance: Instance
     invoke: Invoke
     slot: int  # position in the instance's current yield
+    attempt: int = 0  # the instance's attempt that asked; a retry makes older requests stale
 
 
 class ModelQueue:
@@ -357,6 +359,7 @@ class Executor:
             self._enqueue(Request(inst, invoke, position))
 
     def _enqueue(self, request: Request) -> None:
+        request.attempt = request.instance.attempts
         invoke = request.invoke
         key = (invoke.model.key, batch_key(invoke.invocation.task, invoke.invocation.settings))
         q = self.queues.get(key)
@@ -415,12 +418,15 @@ class Executor:
                 return
             for request in batch:
                 inst = request.instance
-                if inst.gen is not None:
+                if inst.gen is not None and not _stale(request):
                     self._error(inst, error)
             return
         assert results is not None
         for request, result in zip(batch, results, strict=True):
             inst = request.instance
+            if _stale(request):
+                # Another request of the same yield failed and the instance was restarted.
+                continue
             inst.waiting[request.slot] = result
             inst.pending -= 1
             if inst.pending == 0:
@@ -431,9 +437,14 @@ class Executor:
     def _error(self, inst: Instance, exc: BaseException) -> None:
         node = inst.node
         message = _short(exc)
+        # Close the failed attempt's generator now (not whenever it is garbage collected), so a
+        # kind can record how far it got; a retry starts a fresh one.
+        if inst.gen is not None:
+            gen, inst.gen = inst.gen, None
+            with contextlib.suppress(Exception):
+                gen.close()
         if inst.attempts <= node.spec.retries:
             self._log(inst.run, "warning", f"attempt {inst.attempts} failed: {message}; retrying", inst)
-            inst.gen = None
             self.ready.append(inst)
             return
         if not isinstance(exc, RenderError | ValueError):
@@ -533,6 +544,11 @@ def _field_adapter(model: type, name: str) -> TypeAdapter[Any] | None:
     """A validator for one field of a kind's model; None for fields typed Any."""
     annotation = model.model_fields[name].annotation
     return None if annotation is Any else TypeAdapter(annotation)
+
+
+def _stale(request: Request) -> bool:
+    """A request from an earlier attempt of its instance (or of one that has finished)."""
+    return request.attempt != request.instance.attempts or request.instance.gen is None
 
 
 def _nested_list(tree: dict[Any, Any], depth: int) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -79,16 +80,24 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
         if node.kind.model_task and compiled_ref is not None and not compiled_ref.names - set(scope):
             with contextlib.suppress(RenderError):
                 refs.append((compiled_ref.evaluate(scope, field_rng(0, "model"), []), node.kind.model_task))
-        for ref, task in refs:
-            line = compiled.loaded.line((*node.tree_node.loc, "model"))
+        refs_ok = True
+        for ref, task, *where in refs:
+            line = compiled.loaded.line((*node.tree_node.loc, where[0] if where else "model"))
             try:
                 spec = resolve_model(ref, compiled.loaded.spec.models)
-                check_model_task(spec, task, node.id)
+                if task is not None:
+                    check_model_task(spec, task, node.id)
                 if spec.key not in checked:
                     providers[spec.provider].check(spec)
                     checked.add(spec.key)
             except ModelError as exc:
+                refs_ok = False
                 problems.append(Problem(str(exc), file, line, node.id))
+        # Checks across a node's models (a cycle's types) run once each model is known good.
+        if node.kind.check is not None and refs_ok:
+            resolve = functools.partial(resolve_model, aliases=compiled.loaded.spec.models)
+            for field_name, message in node.kind.check(node, scope, resolve):
+                problems.append(Problem(message, file, compiled.loaded.line((*node.tree_node.loc, field_name)), node.id))
     if problems:
         raise TreeError(problems)
 

@@ -71,6 +71,9 @@ runs = Table(
     Column("source_run_id", String(32)),  # for reruns
     Column("error", Text),
     Column("summary", Text),  # JSON counts
+    Column("pid", Integer),  # the process running it, to tell a killed run from a live one
+    Column("host", String),
+    Column("plan", Text),  # JSON: what the run reuses (rerun, --only, cache), for resume
 )
 
 executions = Table(
@@ -124,6 +127,66 @@ embeddings = Table(
     Column("source", Text),  # the embedded text, or the image path
 )
 
+# Trajectories of `cycle` nodes: one row per cycle execution and one per step, each committed
+# as it happens, so a resumed run continues from its last stored step.
+trajectories = Table(
+    "trajectories",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("node_id", String, nullable=False),
+    Column("path", String, nullable=False),
+    Column("network", Text, nullable=False),  # JSON list of model labels
+    Column("start", Text),
+    Column("max_steps", Integer, nullable=False),
+    Column("embed_models", Text),  # JSON list of model labels
+    Column("seed", Integer),
+    Column("seed_random", Integer, nullable=False, default=0),
+    Column("length", Integer, nullable=False, default=0),
+    Column("status", String, nullable=False),  # running, done, failed
+    Column("stop_reason", String),  # max_steps, repeat, failed
+    Column("loop_length", Integer),
+    Column("error", Text),
+    Column("updated", Float),
+    Index("ix_trajectories_run_node", "run_id", "node_id", "path", unique=True),
+)
+
+trajectory_steps = Table(
+    "trajectory_steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("node_id", String, nullable=False),
+    Column("path", String, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("model", String, nullable=False),
+    Column("kind", String, nullable=False),  # text or image
+    Column("value", Text, nullable=False),  # the text, or the image path in the run folder
+    Column("sha256", String, nullable=False),
+    Column("seed", Integer),
+    Column("embeddings", Text),  # JSON list of embedding ids
+    Column("duration", Float),
+    Column("created", Float),
+    Index("ix_trajectory_steps_key", "run_id", "node_id", "path", "step", unique=True),
+)
+
+persistence = Table(
+    "persistence",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("node_id", String, nullable=False),
+    Column("path", String, nullable=False, default="[]"),
+    Column("embedding_model", String, nullable=False),
+    Column("maxdim", Integer, nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("diagrams", Text, nullable=False),  # JSON of genarun.analysis.Diagrams.to_json()
+    Column("entropy", Text, nullable=False),  # JSON: persistence entropy per dimension
+    Column("duration", Float),
+    Column("created", Float, nullable=False),
+    Index("ix_persistence_key", "run_id", "node_id", "path", "embedding_model", "maxdim", unique=True),
+)
+
 
 def default_db_path() -> Path:
     return Path(os.environ.get("GENARUN_DB") or "genarun.db")
@@ -175,8 +238,14 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------
     def _write(self, stmt: Any, rows: Any = None) -> Any:
-        result = self.conn.execute(stmt, rows) if rows is not None else self.conn.execute(stmt)
-        self.conn.commit()
+        try:
+            result = self.conn.execute(stmt, rows) if rows is not None else self.conn.execute(stmt)
+            self.conn.commit()
+        except BaseException:
+            # Ctrl-C between insert and commit: roll back, so writing the rows again (the
+            # executor flushes once more) cannot store them twice.
+            self.conn.rollback()
+            raise
         return result
 
     def create_experiment(self, **values: Any) -> str:
@@ -264,12 +333,24 @@ class Store:
         return {row.id: np.frombuffer(row.vector, dtype="<f4") for row in self.conn.execute(stmt)}
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Add columns that newer versions define to tables of an older database file."""
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            present = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+
+
 def _create_schema(engine: Engine) -> None:
     """Create what is missing; processes opening a new database at once race on this, so the
     loser of a race (a table or column that already exists) looks again."""
     for attempt in range(10):
         try:
             metadata.create_all(engine)
+            _add_missing_columns(engine)
             return
         except OperationalError as exc:
             if attempt == 9 or not any(s in str(exc) for s in ("already exists", "duplicate column")):

@@ -30,7 +30,23 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
             r["id"][:8], r["name"], r["status"], iso(r["started"]), duration, str(r.get("executions") or 0),
             str(summary.get("failed", 0) or ""), str(r["seed"]), " ".join(f"{k}={v}" for k, v in bindings.items())[:40],
         ])
-    return table(body, ["RUN", "TREE", "STATUS", "STARTED", "TIME", "EXEC", "FAILED", "SEED", "BINDINGS"])
+    header = ["RUN", "TREE", "STATUS", "STARTED", "TIME", "EXEC", "FAILED", "SEED", "BINDINGS"]
+    if any(r.get("trajectory") for r in rows):  # cycle runs: length and why they stopped
+        header.insert(6, "TRAJECTORY")
+        for line, r in zip(body, rows, strict=True):
+            line.insert(6, r.get("trajectory") or "")
+    return table(body, header)
+
+
+def trajectory_summary(trajectories: list[dict[str, Any]]) -> str:
+    """A run's cycles in one cell: `length/max stop reason` (loop length for a repeat)."""
+    parts = []
+    for t in trajectories:
+        reason = t["stop_reason"] or t["status"]
+        if reason == "repeat" and t["loop_length"]:
+            reason = f"repeat (loop {t['loop_length']})"
+        parts.append(f"{t['length']}/{t['max_steps']} {reason}")
+    return "; ".join(parts)
 
 
 def execution_json(e: dict[str, Any]) -> dict[str, Any]:

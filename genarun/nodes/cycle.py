@@ -1,0 +1,353 @@
+"""`cycle`: a trajectory, a network of models fed into each other for `steps` invocations.
+
+PANIC-TDA's runs as a node. Each output is embedded by every `embed` model that takes its type,
+and each finished step is committed at once (the `trajectory_steps` table), so a retried or
+resumed cycle continues from its last stored step instead of starting over. With a fixed seed
+every invocation uses the execution's seed, so the trajectory is reproducible and an exact
+repeat of an output at the same position of the network means it has entered a loop; with
+`seed: random` each step draws fresh randomness.
+
+Every yield sends one step of generation together with the embeddings of the previous output:
+the executor batches the same step of all runs of an experiment into one call per model, and
+embedding overlaps with the next step's generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_validator
+
+from genarun.errors import ModelError
+from genarun.models.base import TASK_IO, Invocation
+from genarun.nodes.base import ExecutionContext, Invoke, NodeKind
+from genarun.run.seeds import fresh_seed
+from genarun.tree.schema import NodeBase, Tpl
+from genarun.tree.templates import RenderError, field_rng
+from genarun.values import EmbeddingRef, ImageRef
+
+if TYPE_CHECKING:
+    from genarun.graph.compile import CompiledNode
+    from genarun.models.base import ModelSpec
+
+# Tasks that can be a link of a network, preferred in this order for a given input type
+# (a model that both paints and writes, like `dummy`, paints when given text).
+LINK_TASKS = ("image", "generate", "caption")
+EXAMPLES = {"text": "a text-to-image model such as tiny-sd", "image": "an image-to-text model such as tiny-blip"}
+ARTICLE = {"text": "text", "image": "an image"}
+
+
+class CycleNode(NodeBase):
+    network: Any = Field(description="Models fed into each other in turn, cycled: a list, or a template such as '{{ network }}'.")
+    start: str = Field(description="The initial prompt (a template).")
+    steps: Tpl[int] = Field(description="The most invocations in the trajectory (at least 1).")
+    stop_on_repeat: bool = Field(True, description="With a fixed seed, stop when an output repeats exactly (the trajectory has entered a loop).")
+    embed: Any = Field(default_factory=list, description="Embedding models applied to every output: text models to texts, image models to images, joint models to both.")
+    width: Tpl[int] | None = Field(None, description="Image width for text-to-image models (model default if omitted).")
+    height: Tpl[int] | None = Field(None, description="Image height for text-to-image models (model default if omitted).")
+    max_tokens: Tpl[int] = Field(40, description="Most new tokens for captioning and text models.")
+    retries: int = Field(2, ge=0, le=100, description="Extra attempts after a failure; each resumes from the last stored step.")
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps_at_least_one(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ValueError(f"steps must be at least 1 (got {value}): it is the most model invocations in the trajectory")
+        return value
+
+
+@dataclass(frozen=True)
+class Link:
+    """One model of a network and what it does at its position."""
+
+    spec: ModelSpec
+    task: str
+    takes: str  # text or image
+    gives: str
+
+
+class NetworkError(ValueError):
+    """A network whose input and output types do not chain."""
+
+
+def models_list(value: Any) -> list[Any]:
+    """A network or embed field as a list of model references."""
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, list):
+            return parsed
+    return [value]
+
+
+def plan_network(specs: list[ModelSpec]) -> list[Link]:
+    """Choose each model's task from the type it receives; check the types close the loop."""
+    if not specs:
+        raise NetworkError("network is empty: list at least one model")
+    names = [s.label() for s in specs]
+    shown = "[" + ", ".join(names) + "]"
+    links: list[Link] = []
+    takes = "text"  # the start prompt
+    for i, spec in enumerate(specs):
+        task = next((t for t in LINK_TASKS if t in spec.tasks and TASK_IO[t][0] == takes), None)
+        if task is None:
+            does = ", ".join(f"{t} ({TASK_IO[t][0]} -> {TASK_IO[t][1]})" for t in LINK_TASKS if t in spec.tasks)
+            source = "the start prompt" if i == 0 else f"'{names[i - 1]}' (position {i})"
+            detail = f"it does {does}" if does else "it is not a generative model"
+            raise NetworkError(
+                f"network {shown}: '{names[i]}' (position {i + 1}) receives {ARTICLE[takes]} from {source}, "
+                f"but cannot take {ARTICLE[takes]} ({detail}); put {EXAMPLES[takes]} there"
+            )
+        gives = TASK_IO[task][1]
+        links.append(Link(spec, task, takes, gives))
+        takes = gives
+    if takes != links[0].takes:
+        raise NetworkError(
+            f"network {shown}: '{names[-1]}' at the end gives {ARTICLE[takes]}, which wraps around to "
+            f"'{names[0]}' at the start, which takes {ARTICLE[links[0].takes]}; add {EXAMPLES[takes]} "
+            f"at the end of the network"
+        )
+    return links
+
+
+def embed_types(spec: ModelSpec) -> set[str]:
+    return {TASK_IO[t][0] for t in ("embed_text", "embed_image") if t in spec.tasks}
+
+
+def check_embedders(links: list[Link], embedders: list[ModelSpec]) -> None:
+    produced = {link.gives for link in links}
+    for spec in embedders:
+        takes = embed_types(spec)
+        if not takes:
+            raise NetworkError(f"embed: '{spec.label()}' is not an embedding model (it does: {', '.join(sorted(spec.tasks)) or 'nothing known'})")
+        if not takes & produced:
+            raise NetworkError(
+                f"embed: '{spec.label()}' embeds {' and '.join(sorted(takes))} only, but the network produces "
+                f"only {' and '.join(sorted(produced))}; use a joint text/image model such as tiny-clip"
+            )
+
+
+# --- checks before the run -----------------------------------------------------------------
+def _field_value(node: CompiledNode, name: str, scope: dict[str, Any]) -> tuple[bool, Any]:
+    compiled = node.params.get(name)
+    if compiled is None:
+        return True, getattr(node.spec, name)
+    if compiled.names - set(scope):
+        return False, None  # named through another node's output: checked when it runs
+    try:
+        return True, compiled.evaluate(scope, field_rng(0, name), [])
+    except RenderError:
+        return False, None
+
+
+def model_refs(node: CompiledNode, scope: dict[str, Any]) -> list[tuple[Any, str | None, str]]:
+    refs: list[tuple[Any, str | None, str]] = []
+    known, network = _field_value(node, "network", scope)
+    if known:
+        refs += [(ref, None, "network") for ref in models_list(network)]
+    known, embed = _field_value(node, "embed", scope)
+    if known:
+        refs += [(ref, "embed", "embed") for ref in models_list(embed)]
+    return refs
+
+
+def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple[str, str]]:
+    known, network = _field_value(node, "network", scope)
+    if not known:
+        return []
+    try:
+        links = plan_network([resolve(ref) for ref in models_list(network)])
+    except (NetworkError, ModelError) as exc:
+        return [("network", str(exc))]
+    known, embed = _field_value(node, "embed", scope)
+    if known:
+        try:
+            check_embedders(links, [resolve(ref) for ref in models_list(embed)])
+        except (NetworkError, ModelError) as exc:
+            return [("embed", str(exc))]
+    return []
+
+
+# --- running -------------------------------------------------------------------------------
+def _pixel_hash(image: Any) -> str:
+    """A hash of an image's pixels (PNG bytes differ by their metadata, the pixels do not)."""
+    h = hashlib.sha256(f"{image.mode}{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, list[dict[str, Any]]]:
+    from genarun.store import trajectories as tstore
+    from genarun.store.db import path_key
+
+    links = plan_network([ctx.model(ref) for ref in models_list(node.network)])
+    embedders = [ctx.model(ref) for ref in models_list(node.embed)]
+    check_embedders(links, embedders)
+    ctx.model_name = " > ".join(link.spec.label() for link in links)
+    max_steps = int(node.steps)
+    if max_steps < 1:
+        raise ValueError(f"steps must be at least 1 (got {max_steps})")
+    seed_random = node.seed == "random" or (node.seed is None and bool(getattr(ctx.run, "seed_is_random", False)))
+    settings = {
+        "image": {k: int(v) for k, v in (("width", node.width), ("height", node.height)) if v is not None},
+        "caption": {"max_tokens": int(node.max_tokens)},
+        "generate": {"max_tokens": int(node.max_tokens)},
+    }
+    store, run_id, path = ctx.run.store, ctx.run.id, path_key(ctx.path)
+    start = str(node.start)
+
+    # Resume: steps already stored (by an earlier attempt or an interrupted run) are kept.
+    stored = tstore.stored_steps(store, run_id, ctx.node_id, path)
+    records: list[dict[str, Any]] = []
+    seen: dict[tuple[str, int], int] = {}
+    for row in stored:
+        if row["step"] != len(records):
+            break  # keep only a gap-free prefix
+        records.append(_record_from_row(row, ctx))
+        seen.setdefault((row["sha256"], row["step"] % len(links)), row["step"])
+    tstore.begin_trajectory(store, {
+        "run_id": run_id, "node_id": ctx.node_id, "path": path, "network": json.dumps([link.spec.label() for link in links]),
+        "start": start, "max_steps": max_steps, "embed_models": json.dumps([e.label() for e in embedders]),
+        "seed": None if seed_random else ctx.seed, "seed_random": int(seed_random), "length": len(records), "status": "running",
+    })
+    if records:
+        ctx.log("info", f"resuming the trajectory at step {len(records)} of {max_steps}")
+
+    def embed_invokes(kind: str, value: Any) -> tuple[list[Invoke], list[ModelSpec]]:
+        task = "embed_text" if kind == "text" else "embed_image"
+        users = [e for e in embedders if kind in embed_types(e)]
+        return [Invoke(e, Invocation(task, value, ctx.seed)) for e in users], users
+
+    # The start prompt is embedded too (as step -1): semantic drift is measured from it.
+    pending: list[Invoke] = []
+    pending_users: list[ModelSpec] = []
+    pending_step = -1
+    pending_source = start
+    if not records:
+        pending, pending_users = embed_invokes("text", start)
+    current: Any = records[-1]["value"] if records else start
+    current_input: Any = ctx.load_image(current) if isinstance(current, ImageRef) else current
+    stop_reason, loop_length = "max_steps", None
+    try:
+        step = len(records)
+        if records and node.stop_on_repeat and not seed_random and _repeats(records, len(links)):
+            step = max_steps  # it had already stopped on a repeat before the interruption
+            stop_reason, loop_length = "repeat", _repeats(records, len(links))
+        while step < max_steps:
+            link = links[step % len(links)]
+            seed = fresh_seed() if seed_random else ctx.seed
+            results = yield [Invoke(link.spec, Invocation(link.task, current_input, seed, settings[link.task])), *pending]
+            output, vectors = results[0], results[1:]
+            _store_pending(ctx, records, pending_step, pending_users, vectors, pending_source)
+            if link.gives == "image":
+                digest = _pixel_hash(output)
+                value: Any = ctx.run.save_image(
+                    output, node_id=ctx.node_id, path=(*ctx.path, step), seed=seed,
+                    prompt=current_input if isinstance(current_input, str) else "", model=link.spec.label(), step=step,
+                )
+                pending_source = value.path
+            else:
+                value = str(output)
+                digest = _text_hash(value)
+                pending_source = value
+            records.append({"step": step, "model": link.spec.label(), "kind": link.gives, "value": value, "seed": seed, "sha256": digest, "embeddings": {}})
+            pending, pending_users = embed_invokes(link.gives, output)
+            pending_step = step
+            current, current_input = value, output
+            if node.stop_on_repeat and not seed_random:
+                key = (digest, step % len(links))
+                if key in seen:
+                    stop_reason, loop_length = "repeat", step - seen[key]
+                    step += 1
+                    break
+                seen[key] = step
+            step += 1
+        if pending:
+            vectors = yield pending
+            _store_pending(ctx, records, pending_step, pending_users, vectors, pending_source)
+        elif pending_step >= 0:
+            _store_pending(ctx, records, pending_step, [], [], pending_source)
+    except GeneratorExit:
+        # The executor dropped this attempt (a failure): what is stored stays for the retry.
+        tstore.update_trajectory(store, run_id, ctx.node_id, path, status="failed", stop_reason="failed", length=len(stored_or(records)))
+        raise
+    tstore.update_trajectory(store, run_id, ctx.node_id, path, status="done", stop_reason=stop_reason, loop_length=loop_length, length=len(records))
+    if stop_reason == "repeat":
+        ctx.log("info", f"stopped at step {len(records) - 1}: the output repeats (loop of {loop_length} steps)")
+    for record in records:
+        record.pop("sha256", None)
+        record.pop("stored", None)
+    return records
+
+
+def stored_or(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records that reached the store (the last may still await its embeddings)."""
+    return [r for r in records if r.get("stored")]
+
+
+def _repeats(records: list[dict[str, Any]], period: int) -> int | None:
+    """The loop length if the last record repeats an earlier one at the same network position."""
+    last = records[-1]
+    for earlier in reversed(records[:-1]):
+        if earlier["sha256"] == last["sha256"] and (last["step"] - earlier["step"]) % period == 0:
+            return last["step"] - earlier["step"]
+    return None
+
+
+def _store_pending(ctx: ExecutionContext, records: list[dict[str, Any]], step: int, users: list[ModelSpec], vectors: list[Any], source: str) -> None:
+    """Store the embeddings of one output, then commit its step (the start prompt is step -1)."""
+    from genarun.store import trajectories as tstore
+    from genarun.store.db import path_key
+
+    refs: dict[str, EmbeddingRef] = {}
+    for spec, vector in zip(users, vectors, strict=True):
+        refs[spec.label()] = ctx.store_embeddings([vector], spec.label(), [source], items=[step])[0]
+    if step < 0:
+        return
+    record = records[step]
+    record["embeddings"] = refs
+    value = record["value"]
+    tstore.add_step(ctx.run.store, {
+        "run_id": ctx.run.id, "node_id": ctx.node_id, "path": path_key(ctx.path), "step": step, "model": record["model"],
+        "kind": record["kind"], "value": value.path if isinstance(value, ImageRef) else value, "sha256": record["sha256"],
+        "seed": record["seed"], "embeddings": json.dumps({m: [r.id, r.dim] for m, r in refs.items()}),
+    })
+    record["stored"] = True
+    tstore.update_trajectory(ctx.run.store, ctx.run.id, ctx.node_id, path_key(ctx.path), length=step + 1)
+
+
+def _record_from_row(row: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:
+    value: Any = row["value"]
+    if row["kind"] == "image":
+        file = ctx.run.folder / value
+        digest = hashlib.sha256(file.read_bytes()).hexdigest() if file.exists() else ""
+        value = ImageRef(value, ctx.run.folder, digest)
+    embeds = {m: EmbeddingRef(int(i), m, int(d)) for m, (i, d) in json.loads(row["embeddings"] or "{}").items()}
+    return {"step": row["step"], "model": row["model"], "kind": row["kind"], "value": value, "seed": row["seed"], "sha256": row["sha256"], "embeddings": embeds, "stored": True}
+
+
+KIND = NodeKind(
+    name="cycle",
+    params=CycleNode,
+    run=run,
+    description="Trajectory: `network` of models fed into each other for `steps`, from `start`; every output embedded with `embed`.",
+    output="list of steps (step, model, kind, value, seed, embeddings)",
+    model_refs=model_refs,
+    check=check,
+    # Its steps and embeddings live in tables keyed by run: a copied output would lack them.
+    cacheable=False,
+)

@@ -1,0 +1,183 @@
+"""Queries over trajectories (cycle nodes), their steps, embeddings and persistence diagrams.
+
+The tables live in `genarun.store.db`; this module keeps the trajectory-specific reads and
+writes out of the general store, so each stays one concern.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from genarun.errors import StoreError
+from genarun.store.db import (
+    embeddings,
+    executions,
+    experiments,
+    persistence,
+    runs,
+    trajectories,
+    trajectory_steps,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from genarun.store.db import Store
+
+
+# --- trajectories and steps ------------------------------------------------------------------
+def begin_trajectory(store: Store, row: dict[str, Any]) -> None:
+    """Create a trajectory's row, or mark an existing one (a resumed run) as running again."""
+    key = (trajectories.c.run_id == row["run_id"]) & (trajectories.c.node_id == row["node_id"]) & (trajectories.c.path == row["path"])
+    found = store.conn.execute(select(trajectories.c.id).where(key)).first()
+    values = {**row, "updated": time.time()}
+    if found is None:
+        store._write(insert(trajectories).values(**values))
+    else:
+        values.update(status="running", stop_reason=None, error=None)
+        store._write(update(trajectories).where(trajectories.c.id == found.id).values(**values))
+
+
+def update_trajectory(store: Store, run_id: str, node_id: str, path: str, **values: Any) -> None:
+    key = (trajectories.c.run_id == run_id) & (trajectories.c.node_id == node_id) & (trajectories.c.path == path)
+    store._write(update(trajectories).where(key).values(**values, updated=time.time()))
+
+
+def add_step(store: Store, row: dict[str, Any]) -> None:
+    """Store one finished step (committed at once: a crash never loses it)."""
+    store._write(insert(trajectory_steps).values(**row, created=time.time()))
+
+
+def stored_steps(store: Store, run_id: str, node_id: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
+    """The stored steps of a run's trajectories, in step order."""
+    stmt = select(trajectory_steps).where(trajectory_steps.c.run_id == run_id)
+    if node_id is not None:
+        stmt = stmt.where(trajectory_steps.c.node_id == node_id)
+    if path is not None:
+        stmt = stmt.where(trajectory_steps.c.path == path)
+    stmt = stmt.order_by(trajectory_steps.c.node_id, trajectory_steps.c.path, trajectory_steps.c.step)
+    return [dict(r) for r in store.conn.execute(stmt).mappings()]
+
+
+def trajectories_of(store: Store, run_ids: Iterable[str]) -> list[dict[str, Any]]:
+    ids = list(run_ids)
+    stmt = select(trajectories).where(trajectories.c.run_id.in_(ids)).order_by(trajectories.c.id)
+    return [dict(r) for r in store.conn.execute(stmt).mappings()]
+
+
+def embedding_series(store: Store, run_id: str, node_id: str, path: str, model: str) -> tuple[list[int], np.ndarray]:
+    """A trajectory's embeddings by one model, in step order: (steps, matrix n x dim)."""
+    import numpy as np
+
+    stmt = (
+        select(embeddings.c.item, embeddings.c.vector)
+        .where(embeddings.c.run_id == run_id, embeddings.c.node_id == node_id, embeddings.c.path == path, embeddings.c.model == model)
+        .order_by(embeddings.c.item, embeddings.c.id)
+    )
+    steps: list[int] = []
+    vectors: list[np.ndarray] = []
+    for row in store.conn.execute(stmt):
+        if steps and steps[-1] == row.item:  # a step re-embedded after a crash: keep the newest
+            vectors[-1] = np.frombuffer(row.vector, dtype="<f4")
+            continue
+        steps.append(int(row.item))
+        vectors.append(np.frombuffer(row.vector, dtype="<f4"))
+    matrix = np.vstack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+    return steps, matrix
+
+
+def embedding_models_of(store: Store, run_id: str, node_id: str, path: str) -> list[str]:
+    stmt = (
+        select(embeddings.c.model)
+        .where(embeddings.c.run_id == run_id, embeddings.c.node_id == node_id, embeddings.c.path == path)
+        .distinct()
+        .order_by(embeddings.c.model)
+    )
+    return [r.model for r in store.conn.execute(stmt)]
+
+
+# --- persistence diagrams --------------------------------------------------------------------
+def find_persistence(store: Store, run_id: str, node_id: str, path: str, model: str, maxdim: int) -> dict[str, Any] | None:
+    stmt = select(persistence).where(
+        persistence.c.run_id == run_id,
+        persistence.c.node_id == node_id,
+        persistence.c.path == path,
+        persistence.c.embedding_model == model,
+        persistence.c.maxdim == maxdim,
+    )
+    row = store.conn.execute(stmt).mappings().first()
+    return dict(row) if row else None
+
+
+def add_persistence(store: Store, row: dict[str, Any]) -> None:
+    store._write(insert(persistence).values(**row, created=time.time()))
+
+
+def delete_persistence(store: Store, row_id: int) -> None:
+    store._write(delete(persistence).where(persistence.c.id == row_id))
+
+
+def persistence_of(store: Store, run_ids: Iterable[str]) -> list[dict[str, Any]]:
+    ids = list(run_ids)
+    stmt = select(persistence).where(persistence.c.run_id.in_(ids)).order_by(persistence.c.id)
+    return [dict(r) for r in store.conn.execute(stmt).mappings()]
+
+
+# --- experiments -----------------------------------------------------------------------------
+def list_experiments(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    counts = select(runs.c.experiment_id, func.count().label("runs")).group_by(runs.c.experiment_id).subquery()
+    stmt = (
+        select(experiments, counts.c.runs)
+        .outerjoin(counts, counts.c.experiment_id == experiments.c.id)
+        .order_by(experiments.c.created.desc())
+        .limit(limit)
+    )
+    return [dict(r) for r in store.conn.execute(stmt).mappings()]
+
+
+def resolve_experiment(store: Store, ref: str) -> dict[str, Any]:
+    """An experiment by id, unique id prefix, or `latest`."""
+    if ref == "latest":
+        row = store.conn.execute(select(experiments).order_by(experiments.c.created.desc()).limit(1)).mappings().first()
+        if row is None:
+            raise StoreError(f"no experiments in {store.path}")
+        return dict(row)
+    rows = store.conn.execute(select(experiments).where(experiments.c.id.like(ref.lower() + "%")).limit(6)).mappings().all()
+    if not rows:
+        raise StoreError(f"no experiment matches '{ref}' in {store.path} (see `genarun experiments list`)")
+    if len(rows) > 1:
+        shown = ", ".join(r["id"][:12] for r in rows[:5])
+        raise StoreError(f"'{ref}' matches several experiments ({shown}...): give more characters of the id")
+    return dict(rows[0])
+
+
+def run_or_experiment_runs(store: Store, ref: str) -> list[dict[str, Any]]:
+    """The runs named by REF: a run (id, prefix, latest) or, failing that, an experiment."""
+    try:
+        return [store.resolve_run(ref)]
+    except StoreError as run_error:
+        try:
+            experiment = resolve_experiment(store, ref)
+        except StoreError:
+            raise run_error from None
+        return store.runs_of_experiment(experiment["id"])
+
+
+def progress_counts(store: Store, run_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per run: executions done/failed, trajectory steps, embeddings, persistence diagrams."""
+    out: dict[str, dict[str, int]] = {r: {"executions": 0, "failed": 0, "steps": 0, "embeddings": 0, "diagrams": 0} for r in run_ids}
+    queries = [
+        ("executions", select(executions.c.run_id, func.count()).where(executions.c.run_id.in_(run_ids), executions.c.status == "done").group_by(executions.c.run_id)),
+        ("failed", select(executions.c.run_id, func.count()).where(executions.c.run_id.in_(run_ids), executions.c.status == "failed").group_by(executions.c.run_id)),
+        ("steps", select(trajectory_steps.c.run_id, func.count()).where(trajectory_steps.c.run_id.in_(run_ids)).group_by(trajectory_steps.c.run_id)),
+        ("embeddings", select(embeddings.c.run_id, func.count()).where(embeddings.c.run_id.in_(run_ids)).group_by(embeddings.c.run_id)),
+        ("diagrams", select(persistence.c.run_id, func.count()).where(persistence.c.run_id.in_(run_ids)).group_by(persistence.c.run_id)),
+    ]
+    for name, stmt in queries:
+        for run_id, count in store.conn.execute(stmt):
+            out[run_id][name] = int(count)
+    return out

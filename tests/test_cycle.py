@@ -1,0 +1,128 @@
+"""The `cycle` node: trajectories, seeds, loops, type checks around the network, retries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from conftest import query
+from cycle_fakes import CALLS, register_fakes
+
+
+@pytest.fixture(autouse=True)
+def fakes() -> None:
+    register_fakes()
+    CALLS.clear()
+
+
+def steps_of(db: Path, run_prefix: str = "") -> list[dict]:
+    rows = query(db, "SELECT * FROM trajectory_steps WHERE run_id LIKE ? ORDER BY run_id, step", run_prefix + "%")
+    return [dict(r) for r in rows]
+
+
+def test_matrix_of_cycles_stores_steps_embeddings_and_output(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+    result = cli("run", tree("cycle_basic.yaml"))
+    assert result.exit_code == 0, result.output
+    db = workdir / "genarun.db"
+    runs = query(db, "SELECT id FROM runs")
+    assert len(runs) == 2
+    for run in runs:
+        steps = steps_of(db, run["id"])
+        assert [s["step"] for s in steps] == list(range(6))
+        assert [s["kind"] for s in steps] == ["image", "text"] * 3
+        assert [s["model"] for s in steps] == ["dummy-t2i", "dummy-i2t"] * 3
+        # every output and the start prompt (step -1) embedded, numbered by step
+        items = [r["item"] for r in query(db, "SELECT item FROM embeddings WHERE run_id = ? ORDER BY item", run["id"])]
+        assert items == list(range(-1, 6))
+        for s in steps:
+            assert set(json.loads(s["embeddings"])) == {"dummy-embed"}
+        traj = query(db, "SELECT * FROM trajectories WHERE run_id = ?", run["id"])[0]
+        assert (traj["status"], traj["stop_reason"], traj["length"]) == ("done", "max_steps", 6)
+        output = json.loads(query(db, "SELECT output FROM executions WHERE run_id = ? AND node_id = 'traj'", run["id"])[0]["output"])
+        assert [o["step"] for o in output] == list(range(6))
+        assert output[0]["value"]["$image"] == "assets/traj-0.png"
+        assert output[1]["embeddings"]["dummy-embed"]["$embedding"] > 0
+
+
+def test_fixed_seed_is_reproducible_and_random_seed_varies(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+    path = tree("cycle_basic.yaml")
+    assert cli("run", path, "--set", "prompt=a red fox").exit_code == 0
+    assert cli("run", path, "--set", "prompt=a red fox").exit_code == 0
+    db = workdir / "genarun.db"
+    a, b = (r["id"] for r in query(db, "SELECT id FROM runs ORDER BY started, rowid"))
+    assert [s["sha256"] for s in steps_of(db, a)] == [s["sha256"] for s in steps_of(db, b)]
+    assert len({s["seed"] for s in steps_of(db, a)}) == 1  # one seed for every invocation
+
+    assert cli("run", tree("cycle_random.yaml")).exit_code == 0
+    assert cli("run", workdir / "cycle_random.yaml").exit_code == 0
+    c, d = (r["id"] for r in query(db, "SELECT id FROM runs WHERE name = 'cycle-random' ORDER BY started, rowid"))
+    seeds = [s["seed"] for s in steps_of(db, c)]
+    assert len(set(seeds)) == 4  # fresh randomness at each step, recorded
+    assert [s["sha256"] for s in steps_of(db, c)] != [s["sha256"] for s in steps_of(db, d)]
+    traj = query(db, "SELECT seed, seed_random FROM trajectories WHERE run_id = ?", c)[0]
+    assert traj["seed_random"] == 1 and traj["seed"] is None
+
+
+def test_stop_on_repeat_records_reason_and_loop_length(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+    result = cli("run", tree("cycle_loop.yaml"))
+    assert result.exit_code == 0, result.output
+    db = workdir / "genarun.db"
+    traj = query(db, "SELECT * FROM trajectories")[0]
+    assert traj["stop_reason"] == "repeat"
+    assert traj["loop_length"] == 2
+    steps = steps_of(db)
+    assert len(steps) == traj["length"] < 30
+    last = steps[-1]
+    assert any(s["sha256"] == last["sha256"] and s["step"] == last["step"] - 2 for s in steps)
+    listing = cli("runs", "list")
+    assert "repeat" in listing.output and f"{traj['length']}/30" in listing.output
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "words"),
+    [
+        ("cycle_invalid_wrap.yaml", 6, ["wraps around", "dummy-t2i", "image-to-text model"]),
+        ("cycle_invalid_chain.yaml", 6, ["position 2", "receives an image", "dummy-t2i", "image-to-text"]),
+        ("cycle_invalid_unknown.yaml", 6, ["unknown model 'tiny-blipp'", "did you mean 'tiny-blip'"]),
+        ("cycle_invalid_embedder.yaml", 9, ["dummy-i2t", "embed"]),
+        ("cycle_invalid_embed_types.yaml", 9, ["fake-image-embed", "embeds image only", "produces only text"]),
+        ("cycle_invalid_steps.yaml", 8, ["steps must be at least 1"]),
+    ],
+)
+def test_bad_networks_fail_before_running(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path, name: str, line: int, words: list[str]) -> None:
+    result = cli("run", tree(name))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert f"{name}:{line} node 'traj'" in result.output
+    for word in words:
+        assert word in result.output
+    db = workdir / "genarun.db"
+    assert not db.exists() or not query(db, "SELECT * FROM executions")
+
+
+def test_transient_failure_is_retried_without_redoing_steps(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+    result = cli("run", tree("cycle_flaky.yaml"), "--batch-size", "1")
+    assert result.exit_code == 0, result.output
+    db = workdir / "genarun.db"
+    for run in query(db, "SELECT id FROM runs"):
+        assert [s["step"] for s in steps_of(db, run["id"])] == list(range(8))
+    # 3 runs x 4 image steps, plus the one failed call; nothing done twice
+    assert len([c for c in CALLS if c[0] == "fake-t2i"]) == 13
+    warnings = query(db, "SELECT message FROM logs WHERE level = 'warning'")
+    assert any("CUDA error" in w["message"] for w in warnings)
+    assert any("resuming the trajectory" in r["message"] for r in query(db, "SELECT message FROM logs"))
+
+
+def test_a_failing_run_never_stops_the_others(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+    result = cli("run", tree("cycle_broken.yaml"))
+    assert result.exit_code == 1
+    db = workdir / "genarun.db"
+    statuses = {r["bindings"]: r["status"] for r in query(db, "SELECT bindings, status FROM runs")}
+    assert sorted(statuses.values()) == ["completed", "failed"]
+    trajs = {r["stop_reason"]: r["length"] for r in query(db, "SELECT * FROM trajectories")}
+    assert trajs == {"failed": 0, "max_steps": 4}
+    listing = cli("runs", "list")
+    assert "failed" in listing.output
