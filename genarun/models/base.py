@@ -93,6 +93,9 @@ class Provider(ABC):
     """Loads models of one backend. Registered by name in the plugin registry."""
 
     name: str
+    # False for providers that never touch torch or the Hugging Face libraries (fakes, HTTP
+    # APIs): loading their models then imports neither, to pick a device or to quiet them.
+    uses_torch: bool = True
 
     @abstractmethod
     def tasks(self, spec: ModelSpec) -> frozenset[str]:

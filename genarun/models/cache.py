@@ -68,7 +68,8 @@ class ModelCache:
 
     def get(self, spec: ModelSpec, device: str | None = None) -> LoadedModel:
         """The loaded model for `spec` on `device` (auto-picked when None), loading it once."""
-        device = pick_device(device)
+        provider = self._provider(spec)
+        device = self._device(provider, device)
         key = f"{spec.key}@{device}"
         with self._lock:
             cached = self._models.get(key)
@@ -82,8 +83,8 @@ class ModelCache:
                 if cached is not None:
                     self._models.move_to_end(key)
                     return cached.model
-            provider = self._provider(spec)
-            _quiet_model_libraries()
+            if provider.uses_torch:
+                _quiet_model_libraries()
             self._make_room(device)
             model = provider.load(spec, device)
             with self._lock:
@@ -98,7 +99,7 @@ class ModelCache:
 
     def unload(self, spec: ModelSpec, device: str | None = None) -> bool:
         """Unload one model; False if it was not loaded."""
-        key = f"{spec.key}@{pick_device(device)}"
+        key = f"{spec.key}@{self._device(self._provider(spec), device)}"
         with self._lock:
             cached = self._models.pop(key, None)
         if cached is None:
@@ -117,6 +118,11 @@ class ModelCache:
     def memory_bytes(self) -> int:
         with self._lock:
             return sum(c.model.memory_bytes() for c in self._models.values())
+
+    @staticmethod
+    def _device(provider: Provider, device: str | None) -> str:
+        # Picking a device imports torch: not worth it for a provider that never uses it.
+        return pick_device(device) if provider.uses_torch or device else "cpu"
 
     def _provider(self, spec: ModelSpec) -> Provider:
         providers = self._providers()

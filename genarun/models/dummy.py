@@ -111,6 +111,7 @@ class DummyModel(LoadedModel):
 
 class DummyProvider(Provider):
     name = "dummy"
+    uses_torch = False
 
     def tasks(self, spec: ModelSpec) -> frozenset[str]:
         return spec.tasks or frozenset(TASKS)

@@ -109,6 +109,7 @@ class OpenAIProvider(Provider):
     """Loads nothing: a 'loaded' model is a client for one endpoint and model name."""
 
     name = "openai"
+    uses_torch = False
 
     def tasks(self, spec: ModelSpec) -> frozenset[str]:
         return frozenset(parse_options(spec).tasks)
