@@ -43,18 +43,28 @@ class Diagrams:
     ``diagrams[k]`` is a (n_k, 2) float64 array of (birth, death) pairs in homology dimension k;
     a class that never dies has death ``inf``. ``threshold`` is the largest scale the filtration
     was built to (``inf`` = complete); with a finite threshold, ``inf`` also marks classes still
-    alive at that scale. ``entropy[k]`` is :func:`persistence_entropy` of ``diagrams[k]``.
+    alive at that scale. ``cover_radius`` is 0 for the exact diagrams of all points; diagrams
+    of a greedy subsample (``n_perm``) record how far the farthest point is from the subsample,
+    and lie within bottleneck distance ``error_bound`` = 2 × cover_radius of the exact ones
+    (stability of Rips persistence under Hausdorff perturbation).
+    ``entropy[k]`` is :func:`persistence_entropy` of ``diagrams[k]``.
     """
 
     diagrams: list[np.ndarray]
     metric: str = "cosine"
     n_points: int = 0
     threshold: float = math.inf
+    cover_radius: float = 0.0
     entropy: list[float] = field(init=False)
 
     def __post_init__(self) -> None:
         self.diagrams = [as_diagram(d, name=f"diagrams[{k}]") for k, d in enumerate(self.diagrams)]
         self.entropy = [persistence_entropy(d) for d in self.diagrams]
+
+    @property
+    def error_bound(self) -> float:
+        """Largest bottleneck distance these diagrams can be from the exact ones (0 when exact)."""
+        return 2.0 * self.cover_radius
 
     @property
     def maxdim(self) -> int:
@@ -68,6 +78,7 @@ class Diagrams:
             self.metric == other.metric
             and self.n_points == other.n_points
             and self.threshold == other.threshold
+            and self.cover_radius == other.cover_radius
             and len(self.diagrams) == len(other.diagrams)
             and all(
                 np.array_equal(a, b) for a, b in zip(self.diagrams, other.diagrams, strict=True)
@@ -82,6 +93,7 @@ class Diagrams:
             "metric": self.metric,
             "n_points": self.n_points,
             "threshold": None if math.isinf(self.threshold) else self.threshold,
+            "cover_radius": self.cover_radius,
             # Derived, written for readers that query the database directly; recomputed on load.
             "entropy": list(self.entropy),
             "diagrams": [
@@ -106,6 +118,7 @@ class Diagrams:
             metric=str(data["metric"]),
             n_points=int(data["n_points"]),
             threshold=math.inf if threshold is None else float(threshold),
+            cover_radius=float(data.get("cover_radius", 0.0)),
         )
 
     def to_bytes(self) -> bytes:
@@ -117,6 +130,7 @@ class Diagrams:
             "metric": np.array(self.metric),
             "n_points": np.array(self.n_points),
             "threshold": np.array(self.threshold),
+            "cover_radius": np.array(self.cover_radius),
         }
         arrays.update({f"dim{k}": d for k, d in enumerate(self.diagrams)})
         np.savez(buffer, **arrays)
@@ -133,6 +147,7 @@ class Diagrams:
                 metric=str(npz["metric"]),
                 n_points=int(npz["n_points"]),
                 threshold=float(npz["threshold"]),
+                cover_radius=float(npz["cover_radius"]),
             )
 
 
@@ -162,6 +177,7 @@ def persistence_from_distances(
     *,
     metric: str = "precomputed",
     threshold: float | None = None,
+    n_perm: int | None = None,
 ) -> Diagrams:
     """Persistence diagrams H0..maxdim of the Rips filtration of a square distance matrix."""
     dist = np.asarray(distances, dtype=np.float64)
@@ -182,10 +198,20 @@ def persistence_from_distances(
         h0 = np.array([[0.0, math.inf]]) if n == 1 else empty
         return Diagrams([h0] + [empty] * maxdim, metric=metric, n_points=n, threshold=limit)
 
+    if n_perm is not None and n_perm < 1:
+        raise ValueError(f"n_perm must be a positive number of points, got {n_perm}")
     from ripser import ripser
 
-    result = ripser(dist, maxdim=maxdim, thresh=limit, distance_matrix=True)
-    return Diagrams(list(result["dgms"]), metric=metric, n_points=n, threshold=limit)
+    # A subsample as large as the input is the input: ripser would reject n_perm > n.
+    subsample = n_perm if n_perm is not None and n_perm < n else None
+    result = ripser(dist, maxdim=maxdim, thresh=limit, distance_matrix=True, n_perm=subsample)
+    return Diagrams(
+        list(result["dgms"]),
+        metric=metric,
+        n_points=n,
+        threshold=limit,
+        cover_radius=float(result["r_cover"]) if subsample else 0.0,
+    )
 
 
 def persistence_diagrams(
@@ -194,8 +220,15 @@ def persistence_diagrams(
     metric: Metric = "cosine",
     *,
     threshold: float | None = None,
+    n_perm: int | None = None,
 ) -> Diagrams:
-    """Persistent homology H0..maxdim of one trajectory's (N, D) embedding sequence."""
+    """Persistent homology H0..maxdim of one trajectory's (N, D) embedding sequence.
+
+    Exact by default. ``threshold`` stops the filtration at that scale (exact for every class
+    that dies below it; classes still open there get death ``inf``). ``n_perm`` computes the
+    diagrams of a greedy farthest-point subsample of that many steps: much faster on long
+    trajectories, approximate within ``Diagrams.error_bound``.
+    """
     _check_maxdim(maxdim)
     x = as_points(points)
     if len(x) < 2:
@@ -207,7 +240,7 @@ def persistence_diagrams(
             np.zeros((len(x), len(x))), maxdim, metric=metric, threshold=threshold
         )
     return persistence_from_distances(
-        pairwise_distances(x, metric), maxdim, metric=metric, threshold=threshold
+        pairwise_distances(x, metric), maxdim, metric=metric, threshold=threshold, n_perm=n_perm
     )
 
 

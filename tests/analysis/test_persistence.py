@@ -14,6 +14,7 @@ from scipy.spatial.distance import cdist
 
 from genarun.analysis import (
     Diagrams,
+    bottleneck,
     pairwise_distances,
     persistence_diagrams,
     persistence_entropy,
@@ -141,6 +142,20 @@ def test_threshold_truncates_and_is_recorded() -> None:
     # The loop is born below the threshold and is still open at it.
     assert np.isinf(cut.diagrams[1][:, 1]).all() and len(cut.diagrams[1]) == 1
     np.testing.assert_allclose(cut.diagrams[1][:, 0], full.diagrams[1][:, 0])
+
+
+def test_greedy_subsample_is_within_its_bound() -> None:
+    points = circle(200, dims=6, noise=0.03, seed=4)
+    exact = persistence_diagrams(points, metric="euclidean")
+    approx = persistence_diagrams(points, metric="euclidean", n_perm=40)
+    assert exact.error_bound == 0.0 and 0 < approx.error_bound < 0.5
+    assert len(approx.diagrams[0]) == 40 and approx.n_points == 200
+    for dim in (0, 1):
+        gap = bottleneck(exact.diagrams[dim], approx.diagrams[dim])
+        assert gap <= approx.error_bound + 1e-6
+    assert Diagrams.from_bytes(approx.to_bytes()).cover_radius == approx.cover_radius
+    # Asking for at least as many points as there are is the exact computation.
+    assert persistence_diagrams(points, metric="euclidean", n_perm=500) == exact
 
 
 def test_json_round_trip_is_exact_and_json_safe() -> None:
