@@ -22,9 +22,9 @@ def main() -> None:
 
 
 def _add_commands() -> None:
-    from genarun.cli import core, models, runs
+    from genarun.cli import core, experiments, models, runs
 
-    for module in (core, models, runs):
+    for module in (core, models, runs, experiments):
         module.register(main)
 
 

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
 
 def register(registry: Registry) -> None:
-    from genarun.nodes import caption, cycle, embed, generate, group, image, template
+    from genarun.nodes import caption, cycle, embed, generate, group, image, persistence, template
 
-    for module in (template, group, generate, image, caption, embed, cycle):
+    for module in (template, group, generate, image, caption, embed, cycle, persistence):
         registry.add_kind(module.KIND)

@@ -156,7 +156,10 @@ def resolve_experiment(store: Store, ref: str) -> dict[str, Any]:
 
 
 def run_or_experiment_runs(store: Store, ref: str) -> list[dict[str, Any]]:
-    """The runs named by REF: a run (id, prefix, latest) or, failing that, an experiment."""
+    """The runs named by REF: a run (id or prefix), else an experiment; `latest` is the newest
+    experiment (all its runs)."""
+    if ref == "latest":
+        return store.runs_of_experiment(resolve_experiment(store, ref)["id"])
     try:
         return [store.resolve_run(ref)]
     except StoreError as run_error:

@@ -1,0 +1,1 @@
+"""Experiments of trajectories: progress reports, topology over stored runs, plots and exports."""

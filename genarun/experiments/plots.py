@@ -1,0 +1,85 @@
+"""`genarun tda plots`: PNG figures of an experiment's trajectories, drawn by genarun.analysis."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genarun.experiments.topology import diagrams_for, trajectory_keys
+from genarun.store import trajectories as tstore
+
+if TYPE_CHECKING:
+    from genarun.store.db import Store
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")[:60] or "x"
+
+
+def _value(v: Any) -> str:
+    return ">".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def experiment_plots(store: Store, runs: list[dict[str, Any]], out: Path, *, maxdim: int = 1) -> list[Path]:
+    """Persistence diagrams per run, entropy grouped by each matrix key and by embedding model,
+    drift from the start prompt over the steps, and trajectories projected to 2-D."""
+    from genarun.analysis import drift_from_start
+    from genarun.analysis.plots import (
+        plot_diagram,
+        plot_drift,
+        plot_entropy_by_group,
+        plot_trajectories_2d,
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    by_id = {r["id"]: r for r in runs}
+    keys = trajectory_keys(store, list(by_id), maxdim)
+    entropy_rows: list[tuple[dict[str, Any], str, list[float]]] = []
+    for key in keys:
+        diagrams, _fresh = diagrams_for(store, key)
+        bindings = json.loads(by_id[key.run_id]["bindings"] or "{}")
+        entropy_rows.append((bindings, key.model, list(diagrams.entropy)))
+        label = " ".join(f"{k}={_value(v)}" for k, v in bindings.items())
+        index = "" if key.path == "[]" else _slug(key.path)
+        name = f"diagram_{key.run_id[:8]}_{key.node_id}{index}_{_slug(key.model)}.png"
+        written.append(plot_diagram(diagrams, out / name, title=f"{key.run_id[:8]} {label} ({key.model})"[:90]))
+    # Entropy grouped by every matrix key and by embedding model, per homology dimension.
+    for dim in range(maxdim + 1):
+        groupings: dict[str, dict[str, list[float]]] = {"embedding_model": {}}
+        for bindings, model, entropy in entropy_rows:
+            if dim >= len(entropy):
+                continue
+            groupings["embedding_model"].setdefault(model, []).append(entropy[dim])
+            for k, v in bindings.items():
+                groupings.setdefault(k, {}).setdefault(_value(v)[:40], []).append(entropy[dim])
+        for group, values in groupings.items():
+            if values:
+                written.append(plot_entropy_by_group(values, out / f"entropy_H{dim}_by_{_slug(group)}.png", group_label=group, title=f"H{dim} persistence entropy by {group}"))
+    # Drift and 2-D trajectories, one figure per embedding model.
+    for model in sorted({k.model for k in keys}):
+        drifts: dict[str, Any] = {}
+        paths: dict[str, Any] = {}
+        for key in (k for k in keys if k.model == model):
+            steps, matrix = tstore.embedding_series(store, key.run_id, key.node_id, key.path, model)
+            if not steps:
+                continue
+            start = matrix[steps.index(-1)] if -1 in steps else None
+            points = matrix[[i for i, s in enumerate(steps) if s >= 0]]
+            if len(points) == 0:
+                continue
+            bindings = json.loads(by_id[key.run_id]["bindings"] or "{}")
+            label = f"{key.run_id[:6]} " + " ".join(_value(v)[:18] for v in bindings.values())
+            drifts[label] = drift_from_start(points, start)
+            paths[label] = points
+        if drifts:
+            written.append(plot_drift(drifts, out / f"drift_{_slug(model)}.png", title=f"Semantic drift from the start prompt ({model})"))
+            dims = {p.shape[1] for p in paths.values()}
+            if len(dims) == 1:
+                written.append(plot_trajectories_2d(paths, out / f"trajectories_2d_{_slug(model)}.png", title=f"Trajectories, PCA ({model})"))
+    return written
+
+
+

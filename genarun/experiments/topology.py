@@ -1,0 +1,139 @@
+"""Persistent homology of stored trajectories, and distances between runs' diagrams.
+
+Diagrams are computed once per (run, cycle node, foreach path, embedding model, maxdim) and kept
+in the `persistence` table; asking again reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from genarun.errors import StoreError
+from genarun.store import trajectories as tstore
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from genarun.analysis import Diagrams
+    from genarun.store.db import Store
+
+
+@dataclass(frozen=True)
+class DiagramKey:
+    run_id: str
+    node_id: str
+    path: str
+    model: str
+    maxdim: int
+
+
+def trajectory_points(store: Store, run_id: str, node_id: str, path: str, model: str) -> np.ndarray:
+    """The embeddings of a trajectory's outputs (step 0 on; not the start prompt), in order."""
+    steps, matrix = tstore.embedding_series(store, run_id, node_id, path, model)
+    keep = [i for i, step in enumerate(steps) if step >= 0]
+    return matrix[keep]
+
+
+def diagrams_for(store: Store, key: DiagramKey, *, metric: str = "cosine", force: bool = False) -> tuple[Diagrams, bool]:
+    """The stored diagrams of a trajectory, computing and storing them when missing.
+
+    Returns (diagrams, computed): computed is False when they were already stored.
+    """
+    from genarun.analysis import Diagrams, persistence_diagrams
+
+    found = tstore.find_persistence(store, key.run_id, key.node_id, key.path, key.model, key.maxdim)
+    if found is not None and not force:
+        return Diagrams.from_json(json.loads(found["diagrams"])), False
+    points = trajectory_points(store, key.run_id, key.node_id, key.path, key.model)
+    if len(points) == 0:
+        raise StoreError(f"run {key.run_id[:8]} node '{key.node_id}': no embeddings by '{key.model}' to compute a diagram from")
+    started = time.perf_counter()
+    diagrams = persistence_diagrams(points, maxdim=key.maxdim, metric=metric)  # type: ignore[arg-type]
+    if found is not None:
+        tstore.delete_persistence(store, found["id"])
+    tstore.add_persistence(store, {
+        "run_id": key.run_id, "node_id": key.node_id, "path": key.path, "embedding_model": key.model, "maxdim": key.maxdim,
+        "points": len(points), "diagrams": json.dumps(diagrams.to_json()), "entropy": json.dumps(list(diagrams.entropy)),
+        "duration": time.perf_counter() - started,
+    })
+    return diagrams, True
+
+
+def trajectory_keys(store: Store, run_ids: list[str], maxdim: int, models: list[str] | None = None) -> list[DiagramKey]:
+    """Every (trajectory, embedding model) of these runs with stored embeddings."""
+    keys = []
+    for t in tstore.trajectories_of(store, run_ids):
+        available = tstore.embedding_models_of(store, t["run_id"], t["node_id"], t["path"])
+        for model in available:
+            if models and model not in models:
+                continue
+            keys.append(DiagramKey(t["run_id"], t["node_id"], t["path"], model, maxdim))
+    return keys
+
+
+def compute_all(store: Store, run_ids: list[str], *, maxdim: int = 1, models: list[str] | None = None, force: bool = False, on_progress: Any = None) -> tuple[int, int]:
+    """Compute the missing diagrams of these runs; returns (computed, already stored)."""
+    computed = reused = 0
+    for key in trajectory_keys(store, run_ids, maxdim, models):
+        _diagrams, fresh = diagrams_for(store, key, force=force)
+        computed += fresh
+        reused += not fresh
+        if on_progress:
+            on_progress(key, fresh)
+    return computed, reused
+
+
+@dataclass
+class Comparison:
+    """Distances between the diagrams of several trajectories, for one model and dimension."""
+
+    labels: list[str]
+    keys: list[DiagramKey]
+    dim: int
+    model: str
+    wasserstein: np.ndarray
+    bottleneck: np.ndarray
+
+
+def compare(store: Store, runs: list[dict[str, Any]], *, model: str | None = None, dim: int = 1, maxdim: int = 1) -> Comparison:
+    """Wasserstein (p=1) and bottleneck distance matrices between runs' diagrams."""
+    from genarun.analysis import distance_matrix
+
+    if dim > maxdim:
+        maxdim = dim
+    run_ids = [r["id"] for r in runs]
+    keys = trajectory_keys(store, run_ids, maxdim)
+    models = sorted({k.model for k in keys})
+    if not keys:
+        raise StoreError("these runs have no trajectories with embeddings (run a tree with a cycle node that embeds)")
+    if model is None:
+        if len(models) > 1:
+            raise StoreError(f"the runs were embedded by several models ({', '.join(models)}): choose one with --embedding")
+        model = models[0]
+    elif model not in models:
+        raise StoreError(f"no embeddings by '{model}' in these runs; they have: {', '.join(models)}")
+    keys = [k for k in keys if k.model == model]
+    diagrams = [diagrams_for(store, k)[0] for k in keys]
+    by_id = {r["id"]: r for r in runs}
+    labels = [_label(by_id[k.run_id], k, multi=len({(x.node_id, x.path) for x in keys}) > len(run_ids)) for k in keys]
+    return Comparison(
+        labels, keys, dim, model,
+        distance_matrix(diagrams, dim, "wasserstein"),
+        distance_matrix(diagrams, dim, "bottleneck"),
+    )
+
+
+def _label(run: dict[str, Any], key: DiagramKey, multi: bool) -> str:
+    bindings = json.loads(run["bindings"]) if run.get("bindings") else {}
+    shown = " ".join(f"{k}={_short(v)}" for k, v in bindings.items() if k not in ("embedding", "embedding_model"))
+    where = f" {key.node_id}{key.path}" if multi else ""
+    return f"{run['id'][:8]}{where}" + (f" {shown}" if shown else "")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        return ">".join(map(str, value))
+    return str(value)[:30]

@@ -1,0 +1,80 @@
+"""`persistence`: persistent homology of a trajectory's embeddings (a `cycle` node above it).
+
+Diagrams (H0 up to `maxdim`) and their persistence entropy go to the `persistence` table, once
+per trajectory and embedding model: a rerun or `genarun tda compute` reads them back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from genarun.nodes.base import ExecutionContext, NodeKind
+from genarun.tree.schema import NodeBase
+
+if TYPE_CHECKING:
+    from genarun.graph.compile import CompiledNode
+
+
+class PersistenceNode(NodeBase):
+    of: str = Field(description="The id of the cycle node above this one whose trajectory is analysed.")
+    embedding: str | dict[str, Any] | None = Field(None, description="Which embedding model's vectors (default: every model the cycle embeds with).")
+    maxdim: int = Field(1, ge=0, le=3, description="Highest homology dimension (H0..maxdim).")
+    metric: Literal["cosine", "euclidean"] = Field("cosine", description="Distance between embeddings.")
+
+
+def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple[str, str]]:
+    of = node.spec.of
+    if of not in node.ancestors:
+        above = ", ".join(f"'{a}'" for a in node.ancestors) or "none"
+        return [("of", f"of: '{of}' must be a cycle node above this one (nodes above: {above}); make this node a child of '{of}'")]
+    return []
+
+
+def model_refs(node: CompiledNode, scope: dict[str, Any]) -> list[tuple[Any, str | None, str]]:
+    embedding = node.spec.embedding
+    return [] if embedding is None or "{{" in str(embedding) else [(embedding, "embed", "embedding")]
+
+
+def run(ctx: ExecutionContext, node: PersistenceNode) -> dict[str, Any]:
+    from genarun.experiments.topology import DiagramKey, diagrams_for
+    from genarun.store import trajectories as tstore
+    from genarun.store.db import path_key
+
+    compiled = ctx.run.compiled.nodes.get(node.of)
+    if compiled is None or compiled.kind.name != "cycle":
+        raise ValueError(f"of: '{node.of}' is not a cycle node")
+    results = ctx.run.results.get(node.of, {})
+    # The cycle's execution this node sits under: the longest prefix of our foreach path.
+    prefix = next((ctx.path[:k] for k in range(len(ctx.path), -1, -1) if ctx.path[:k] in results), None)
+    if prefix is None:
+        raise ValueError(f"of: '{node.of}' has not run for this item")
+    path = path_key(prefix)
+    store = ctx.run.store
+    models = [ctx.model(node.embedding).label()] if node.embedding is not None else tstore.embedding_models_of(store, ctx.run.id, node.of, path)
+    if not models:
+        raise ValueError(f"cycle '{node.of}' stored no embeddings: give it `embed:` models")
+    out: dict[str, Any] = {}
+    for model in models:
+        diagrams, fresh = diagrams_for(store, DiagramKey(ctx.run.id, node.of, path, model, node.maxdim), metric=node.metric)
+        out[model] = {
+            "points": diagrams.n_points,
+            "features": [len(d) for d in diagrams.diagrams],
+            "entropy": [round(e, 6) for e in diagrams.entropy],
+        }
+        ctx.log("info", f"{model}: H0..H{node.maxdim} of {diagrams.n_points} points" + ("" if fresh else " (stored)"))
+    return out
+
+
+KIND = NodeKind(
+    name="persistence",
+    params=PersistenceNode,
+    run=run,
+    description="Persistent homology of a trajectory's embeddings: `of` (a cycle node above), `embedding`, `maxdim`.",
+    output="per embedding model: points, features per dimension, persistence entropy",
+    raw_fields=frozenset({"of", "embedding"}),
+    model_refs=model_refs,
+    check=check,
+    cacheable=False,
+)

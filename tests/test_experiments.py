@@ -1,0 +1,79 @@
+"""Matrix experiments of cycles: one experiment, lockstep batching, progress reports, OOM halving."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from conftest import query
+from cycle_fakes import CALLS, register_fakes
+
+
+@pytest.fixture(autouse=True)
+def fakes() -> None:
+    register_fakes()
+    CALLS.clear()
+
+
+def outputs_by_prompt(db: Path) -> dict[str, list[str]]:
+    """Each run's sequence of output hashes, keyed by its prompt (newest experiment only)."""
+    experiment = query(db, "SELECT id FROM experiments ORDER BY created DESC LIMIT 1")[0]["id"]
+    out = {}
+    for run in query(db, "SELECT id, bindings FROM runs WHERE experiment_id = ?", experiment):
+        steps = query(db, "SELECT sha256 FROM trajectory_steps WHERE run_id = ? ORDER BY step", run["id"])
+        out[json.loads(run["bindings"])["prompt"]] = [s["sha256"] for s in steps]
+    return out
+
+
+def test_matrix_runs_are_one_experiment_with_progress(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+    result = cli("run", tree("cycle_experiment.yaml"))
+    assert result.exit_code == 0, result.output
+    db = workdir / "genarun.db"
+    assert len(query(db, "SELECT id FROM experiments")) == 1
+    assert len(query(db, "SELECT id FROM runs")) == 16  # 2 networks x 2 prompts x 2 seeds x 2 models
+    listing = cli("experiments", "list")
+    assert "cycle-experiment" in listing.output and "16 completed" in listing.output
+    show = cli("experiments", "show", "latest")
+    assert show.exit_code == 0, show.output
+    for stage in ("invocations", "embeddings", "persistence"):
+        line = next(x for x in show.output.splitlines() if x.startswith(stage))
+        assert "100.0%" in line, line
+    progress = json.loads(cli("experiments", "show", "latest", "--json").output)
+    assert progress["stages"]["invocations"] == {"done": 192, "total": 192, "max": 192}
+    assert progress["stages"]["persistence"]["done"] == 16
+    prefix = progress["experiment"][:6]
+    assert cli("experiments", "show", prefix).exit_code == 0
+    missing = cli("experiments", "show", "ffffffff")
+    assert missing.exit_code == 2 and "no experiment matches" in missing.output
+
+
+def test_lockstep_batches_equal_unbatched_runs(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+    path = tree("cycle_lockstep.yaml")
+    assert cli("run", path).exit_code == 0
+    batched = outputs_by_prompt(workdir / "genarun.db")
+    sizes = [size for model, task, size in CALLS if task == "image"]
+    assert sizes == [4, 4, 4]  # the 4 runs' same step: one call per step
+    assert sorted({size for _m, task, size in CALLS if task == "caption"}) == [4]
+    CALLS.clear()
+    assert cli("run", path, "--batch-size", "1").exit_code == 0
+    assert {size for _m, _t, size in CALLS} == {1}
+    assert outputs_by_prompt(workdir / "genarun.db") == batched
+    assert all(len(v) == 6 for v in batched.values())
+
+
+def test_out_of_memory_halves_the_batch_and_results_match(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+    path = tree("cycle_lockstep.yaml")
+    assert cli("run", path, "--batch-size", "1").exit_code == 0
+    reference = outputs_by_prompt(workdir / "genarun.db")
+    path.write_text(path.read_text().replace("max_ok_batch: 1000", "max_ok_batch: 2"))
+    CALLS.clear()
+    result = cli("run", path)
+    assert result.exit_code == 0, result.output
+    sizes = [size for _m, task, size in CALLS if task == "image"]
+    assert sizes[0] == 4 and set(sizes[1:]) == {2}  # one failed batch of 4, then halves
+    assert outputs_by_prompt(workdir / "genarun.db") == reference
+    warnings = [r["message"] for r in query(workdir / "genarun.db", "SELECT message FROM logs WHERE level = 'warning'")]
+    assert any("out of memory" in w and "batches of 2" in w for w in warnings)
