@@ -1,0 +1,162 @@
+"""The run folder: output.json mirrors the tree, logs.json, PNG assets with metadata, latest/."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from click.testing import Result
+from conftest import TREES, query
+from PIL import Image
+
+STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(_\d+)?$")
+
+
+def run_folder(result: Result) -> Path:
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("output: ")]
+    return Path(line.removeprefix("output: "))
+
+
+def read(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def test_output_json_mirrors_the_tree(
+    cli: Callable[..., Result], tree: Callable[[str], Path], workdir: Path
+) -> None:
+    result = cli("run", tree("blog.yaml"))
+    assert result.exit_code == 0, result.output
+    folder = run_folder(result)
+    assert folder.parent == workdir / "blog" and STAMP.match(folder.name)
+    output = read(folder / "output.json")
+    assert list(output) == ["plan", "index_page"]
+    plan = output["plan"]
+    assert list(plan) == ["value", "article"]
+    assert isinstance(plan["value"], list) and len(plan["value"]) == 3
+    assert len(plan["article"]) == 3
+    for i, article in enumerate(plan["article"]):
+        assert list(article) == ["value", "cover", "alt_text"]
+        assert isinstance(article["value"], str)
+        assert article["cover"] == f"assets/cover-{i}.png"  # relative to the run folder
+        assert (folder / article["cover"]).is_file()
+        assert article["alt_text"].startswith("A picture of ")
+    assert output["index_page"].startswith("3 articles: ")
+
+    # The same values as the database holds.
+    (run,) = query(workdir / "genarun.db", "SELECT id FROM runs")
+    stored = {
+        (r["node_id"], r["path"]): json.loads(r["output"])
+        for r in query(
+            workdir / "genarun.db", "SELECT * FROM executions WHERE run_id = ?", run["id"]
+        )
+    }
+    assert stored[("plan", "[]")] == plan["value"]
+    assert stored[("article", "[1]")] == plan["article"][1]["value"]
+    assert stored[("cover", "[2]")]["$image"] == plan["article"][2]["cover"]
+
+
+def test_groups_and_references_in_output_json(
+    cli: Callable[..., Result], tree: Callable[[str], Path]
+) -> None:
+    result = cli("run", tree("references.yaml"))
+    output = read(run_folder(result) / "output.json")
+    assert output == {
+        "notes": "notes about 2 topics",
+        "topics": ["geckos", "skinks"],
+        "section": {
+            "per_item": ["geckos (0)", "skinks (1)"],
+            "report": "notes about 2 topics / geckos (0), skinks (1)",
+        },
+    }
+
+
+def test_skipped_nodes_in_output_json(
+    cli: Callable[..., Result], tree: Callable[[str], Path]
+) -> None:
+    output = read(run_folder(cli("run", tree("conditions.yaml"))) / "output.json")
+    assert "switched_off" not in output
+    assert output["draft_only"] == "draft text"
+    assert output["items"] == [None, "even 2", None, "even 4"]
+
+
+def test_png_assets_carry_their_metadata(
+    cli: Callable[..., Result], tree: Callable[[str], Path], workdir: Path
+) -> None:
+    folder = run_folder(cli("run", tree("blog.yaml")))
+    (run,) = query(workdir / "genarun.db", "SELECT id FROM runs")
+    covers = query(
+        workdir / "genarun.db",
+        "SELECT path, params, seed FROM executions WHERE node_id = 'cover' ORDER BY path",
+    )
+    assert sorted(p.name for p in (folder / "assets").iterdir()) == [
+        "cover-0.png",
+        "cover-1.png",
+        "cover-2.png",
+    ]
+    for i, cover in enumerate(covers):
+        with Image.open(folder / "assets" / f"cover-{i}.png") as image:
+            assert image.format == "PNG" and image.size == (32, 24)
+            text = image.text
+        assert text["genarun:prompt"] == json.loads(cover["params"])["prompt"]
+        assert text["genarun:seed"] == str(cover["seed"])
+        assert text["genarun:model"] == "dummy"
+        assert text["genarun:run"] == run["id"]
+        assert text["genarun:node"] == "cover"
+
+
+def test_logs_json_and_tree_copy(cli: Callable[..., Result], tree: Callable[[str], Path]) -> None:
+    path = tree("failing.yaml")
+    result = cli("run", path)
+    assert result.exit_code == 1
+    folder = run_folder(result)
+    assert (folder / "tree.yaml").read_text() == path.read_text()
+    logs = read(folder / "logs.json")
+    (error,) = [entry for entry in logs if entry["level"] == "error"]
+    assert error["node"] == "bad" and error["path"] == []
+    assert "output is not valid JSON" in error["message"]
+    assert isinstance(error["time"], float)
+    assert read(folder / "run.json")["status"] == "failed"
+
+
+def test_json_tree_is_copied_as_json(cli: Callable[..., Result], workdir: Path) -> None:
+    path = workdir / "tiny.json"
+    path.write_text(
+        '{"genarun": 1, "name": "tiny", "nodes": [{"id": "a", "kind": "template", "text": "x"}]}'
+    )
+    folder = run_folder(cli("run", path))
+    assert (folder / "tree.json").read_text() == path.read_text()
+    assert read(folder / "output.json") == {"a": "x"}
+
+
+def test_latest_follows_completed_runs_only(
+    cli: Callable[..., Result], tree: Callable[[str], Path], workdir: Path
+) -> None:
+    path = tree("latest.yaml")
+    latest = workdir / "latest-check" / "latest"
+    first = run_folder(cli("run", path))
+    assert read(latest / "output.json") == {"parsed": ["first"]}
+    assert read(latest / "run.json")["run"] == read(first / "run.json")["run"]
+
+    failed = cli("run", path, "--set", "payload=not json")
+    assert failed.exit_code == 1
+    assert read(run_folder(failed) / "output.json") == {"parsed": None}
+    assert read(latest / "output.json") == {"parsed": ["first"]}  # unchanged
+
+    third = run_folder(cli("run", path, "--set", 'payload=["third"]'))
+    assert read(latest / "output.json") == {"parsed": ["third"]}
+    assert len({first, run_folder(failed), third}) == 3  # one folder per run, even in one second
+    assert not list((workdir / "latest-check").glob(".latest*"))
+
+
+def test_out_sets_the_root_of_run_folders(
+    cli: Callable[..., Result], tree: Callable[[str], Path], workdir: Path
+) -> None:
+    result = cli("run", tree("typed.yaml"), "--out", workdir / "elsewhere")
+    folder = run_folder(result)
+    assert folder.parent == workdir / "elsewhere" / "typed"
+    assert (workdir / "elsewhere" / "typed" / "latest" / "output.json").is_file()
+    assert not (workdir / "typed").exists()
+    assert (TREES / "typed.yaml").read_text() == (folder / "tree.yaml").read_text()
