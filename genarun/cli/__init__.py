@@ -22,9 +22,9 @@ def main() -> None:
 
 
 def _add_commands() -> None:
-    from genarun.cli import core, experiments, models, runs
+    from genarun.cli import core, experiments, history, models, runs
 
-    for module in (core, models, runs, experiments):
+    for module in (core, models, runs, history, experiments):
         module.register(main)
 
 

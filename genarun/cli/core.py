@@ -18,23 +18,39 @@ from genarun.cli.common import db_option, handle_errors, parse_set
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Root of output folders (default: beside the tree).")
 @db_option
 @click.option("--skip", multiple=True, metavar="ID", help="Do not run this node (nor what depends on it).")
+@click.option("--only", multiple=True, metavar="ID", help="Run only this node and its subtree; take what it needs from an earlier run.")
+@click.option("--from", "from_run", metavar="RUN", help="With --only: the run to take the other outputs from (default: the latest of this tree).")
+@click.option("--no-cache", is_flag=True, help="Execute everything, even executions identical to stored ones.")
 @click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True, help="Most invocations sent to a model at once.")
 @click.option("--dry-run", is_flag=True, help="Validate, compile and check models, then stop.")
 @handle_errors
-def run(tree: Path, seed: int | None, sets: tuple[str, ...], out: Path | None, db: Path | None, skip: tuple[str, ...], device: str | None, batch_size: int, dry_run: bool) -> None:
-    """Run TREE: every node, every matrix combination."""
+def run(
+    tree: Path, seed: int | None, sets: tuple[str, ...], out: Path | None, db: Path | None, skip: tuple[str, ...],
+    only: tuple[str, ...], from_run: str | None, no_cache: bool, device: str | None, batch_size: int, dry_run: bool,
+) -> None:
+    """Run TREE: every node, every matrix combination.
+
+    Executions identical to stored ones (same kind, rendered parameters, inputs, model and
+    seed) are reused from the database unless --no-cache is given.
+    """
+    from genarun.cli.history import echo_outcome
+    from genarun.errors import UserError
     from genarun.run.progress import Progress
     from genarun.run.runner import (
         RunOptions,
-        check_models,
+        check_all_models,
         matrix_bindings,
         prepare,
-        raise_for,
         run_tree,
     )
 
-    options = RunOptions(seed=seed, overrides=parse_set(sets), out=out, db=db, device=device, batch_size=batch_size, skip=set(skip))
+    if from_run and not only:
+        raise UserError("--from RUN goes with --only ID: it names the run to take the other nodes' outputs from")
+    options = RunOptions(
+        seed=seed, overrides=parse_set(sets), out=out, db=db, device=device, batch_size=batch_size, skip=set(skip),
+        only=set(only), from_run=from_run, cache=not no_cache,
+    )
     if dry_run:
         compiled = prepare(tree, options)
         check_all_models(compiled)
@@ -43,12 +59,7 @@ def run(tree: Path, seed: int | None, sets: tuple[str, ...], out: Path | None, d
         return
     options.progress = Progress()
     outcome = run_tree(tree, options)
-    for state in outcome.runs:
-        counts = state.counts
-        summary = ", ".join(f"{counts[k]} {k}" for k in ("done", "reused", "skipped", "failed") if counts.get(k))
-        click.echo(f"run {state.id[:8]} {state.label if len(outcome.runs) > 1 else ''}".rstrip() + f": {summary or 'nothing to do'}")
-    click.echo(f"output: {outcome.folder}")
-    raise_for(outcome)
+    echo_outcome(outcome, db)
 
 
 @click.command()

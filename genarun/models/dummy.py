@@ -4,6 +4,8 @@ Texts derive from a hash of the prompt and seed; images are small deterministic 
 vectors are hashed bags of words, so texts that share words have nearby vectors. When a node
 asks for `parse: json` or `lines`, the dummy answers in that format (a list of short titles,
 as many as the first number in the prompt, default 3) so trees that plan lists run end to end.
+The spec option `delay` (seconds per invocation) makes it slow on purpose, for tests that
+interrupt or kill runs: `{provider: dummy, id: dummy, options: {delay: 0.05}}`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +57,12 @@ class DummyModel(LoadedModel):
     def __init__(self, spec: ModelSpec):
         self.spec = spec
         self.dim = int(spec.option_dict.get("dim", 32))
+        # Seconds per invocation: a real wait, so tests can interrupt and kill slow runs.
+        self.delay = float(spec.option_dict.get("delay", 0))
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        if self.delay > 0:
+            time.sleep(self.delay * len(batch))
         return [getattr(self, f"_{task}")(inv) for inv in batch]
 
     def _generate(self, inv: Invocation) -> str:

@@ -50,6 +50,10 @@ class NodeKind:
     # Checks that need the resolved models (e.g. a cycle's types around its network), before
     # the run: (node, scope, resolve) -> [(field, message)]; resolve(ref) -> ModelSpec.
     check: Callable[..., list[tuple[str, str]]] | None = None
+    # Whether `genarun run` may reuse an identical stored execution (the content-addressed
+    # cache). False for kinds whose output depends on more than their rendered parameters,
+    # model and seed: the outside world (fetch), a person (human), or the store (retrieve).
+    cacheable: bool = True
 
 
 RunOutput = Any | Generator["Invoke | list[Invoke]", Any, Any]

@@ -29,6 +29,13 @@ from genarun.errors import Interrupted
 from genarun.graph.compile import CompiledNode
 from genarun.models.base import batch_key
 from genarun.nodes.base import ExecutionContext, Invoke
+from genarun.run.reuse import (
+    StoredExecution,
+    adopt_output,
+    cache_key,
+    cached_executions,
+    model_identity,
+)
 from genarun.run.seeds import derive_seed, fresh_seed
 from genarun.run.state import NodeResult, RunState
 from genarun.tree.templates import RenderError, field_rng
@@ -59,6 +66,9 @@ class Instance:
     waiting: list[Any] = field(default_factory=list)  # results of the current yield
     pending: int = 0
     yielded_list: bool = False
+    stored: StoredExecution | None = None  # the stored execution whose output is reused
+    kept: bool = False  # `stored` is this run's own (resume): it is not recorded again
+    cache_key: str | None = None
 
 
 @dataclass(eq=False)
@@ -237,6 +247,10 @@ class Executor:
         self._pending_add(run, node.id, slot.parent_path, -1)
 
     def _seed_of(self, run: RunState, node: CompiledNode, path: tuple[int, ...]) -> int:
+        if run.reuse is not None:  # a rerun draws new seeds (or keeps the stored ones)
+            chosen = run.reuse.seed_for(node, path)
+            if chosen is not None:
+                return chosen
         seed = node.spec.seed
         if seed == "random":
             return fresh_seed()
@@ -285,6 +299,9 @@ class Executor:
         inst.attempts += 1
         inst.started = time.time()
         inst.picks = []
+        stored = self._stored_for(inst) if inst.attempts == 1 else None
+        if stored is not None and stored.seed is not None:
+            inst.seed = stored.seed  # the subtree sees the vars and picks it saw before
         scope = inst.scope
         try:
             if node.vars:
@@ -296,7 +313,11 @@ class Executor:
             if node.when is not None and not node.when.evaluate(scope, field_rng(inst.seed, "when"), inst.picks):
                 self._finish(inst, NodeResult("skipped", error="when is false"))
                 return
+            if stored is not None and stored.status == "done" and self._reuse(inst, stored, "stored"):
+                return
             spec = self._render_params(inst, scope)
+            if self._from_cache(inst):
+                return
             inst.ctx = ExecutionContext(node_id=node.id, path=inst.path, seed=inst.seed, run=run, log=self._logger(inst))
             out = node.kind.run(inst.ctx, spec)
         except Exception as exc:  # a node's error is reported on the node, never a crash
@@ -307,6 +328,50 @@ class Executor:
             self._advance(inst, None, first=True)
         else:
             self._finish(inst, NodeResult("done", out))
+
+    def _stored_for(self, inst: Instance) -> StoredExecution | None:
+        """The run's own finished execution (resume), or the source run's (rerun, --only)."""
+        plan = inst.run.reuse
+        if plan is None:
+            return None
+        key = (inst.node.id, inst.path)
+        kept = plan.kept.get(key)
+        if kept is not None:
+            inst.kept, inst.stored = True, kept
+            return kept
+        return plan.prior_for(*key)
+
+    def _reuse(self, inst: Instance, stored: StoredExecution, how: str) -> bool:
+        """Finish `inst` with a stored output; False when its images are gone."""
+        run = inst.run
+        ok, value = adopt_output(run, stored, inst.node.id, inst.path)
+        if not ok:
+            self._log(run, "warning", f"execution {stored.id} cannot be reused (an image of it is missing or changed); running it again", inst)
+            inst.kept, inst.stored = False, None
+            return False
+        inst.stored = stored
+        if not inst.kept:
+            self._log(run, "info", f"reused ({how}): execution {stored.origin} of run {stored.run_id[:8]}", inst)
+        self._finish(inst, NodeResult("done", value))
+        return True
+
+    def _from_cache(self, inst: Instance) -> bool:
+        """Reuse an identical stored execution (same key) from any run, when allowed."""
+        run, node = inst.run, inst.node
+        inst.kept, inst.stored = False, None
+        if run.reuse is None or not node.kind.cacheable:
+            return False
+        try:
+            model = model_identity(run, node, inst.params)
+        except Exception:  # an unusable model: the run function reports it properly
+            return False
+        inst.cache_key = cache_key(node.kind.name, inst.params, model, inst.seed)
+        if not run.reuse.cache_allowed(node.id, inst.path):
+            return False
+        for candidate in cached_executions(run.store, inst.cache_key):
+            if self._reuse(inst, candidate, "cache"):
+                return True
+        return False
 
     def _render_params(self, inst: Instance, scope: dict[str, Any]) -> Any:
         node = inst.node
@@ -455,34 +520,45 @@ class Executor:
         run, node = inst.run, inst.node
         run.results.setdefault(node.id, {})[inst.path] = result
         ended = time.time()
+        # A reused execution keeps the stored one's params, hashes, model and picks.
+        stored = inst.stored if inst.stored is not None and inst.stored.status == result.status else None
         params_json = json.dumps(to_json(inst.params), ensure_ascii=False, sort_keys=True)
         model = inst.ctx.model_name if inst.ctx else None
-        self.finished_rows.append(
-            {
-                "run_id": run.id,
-                "node_id": node.id,
-                "path": json.dumps(list(inst.path)),
-                "kind": node.kind.name,
-                "params": params_json,
-                "input_hash": hashlib.sha256(f"{node.kind.name}\0{model}\0{params_json}".encode()).hexdigest(),
-                "output": json.dumps(to_json(result.value), ensure_ascii=False) if result.status == "done" else None,
-                "seed": inst.seed,
-                "model": model,
-                "status": result.status,
-                "started": inst.started,
-                "ended": ended,
-                "duration": ended - inst.started,
-                "error": result.error,
-                "picks": json.dumps([p.to_json() for p in inst.picks], ensure_ascii=False) if inst.picks else None,
-                "attempts": inst.attempts,
-            }
-        )
-        run.counts[result.status] = run.counts.get(result.status, 0) + 1
+        if stored is not None:
+            params_json = params_json if inst.params else (stored.params or "{}")
+            model = stored.model
+        if not (inst.kept and stored is not None):  # resume: the run's own rows stay as they are
+            self.finished_rows.append(
+                {
+                    "run_id": run.id,
+                    "node_id": node.id,
+                    "path": json.dumps(list(inst.path)),
+                    "kind": node.kind.name,
+                    "params": params_json,
+                    "input_hash": stored.input_hash if stored is not None else hashlib.sha256(f"{node.kind.name}\0{model}\0{params_json}".encode()).hexdigest(),
+                    "cache_key": inst.cache_key or (stored.cache_key if stored is not None else None),
+                    "output": json.dumps(to_json(result.value), ensure_ascii=False) if result.status == "done" else None,
+                    "seed": inst.seed,
+                    "model": model,
+                    "status": result.status,
+                    "started": inst.started,
+                    "ended": ended,
+                    "duration": ended - inst.started,
+                    "error": result.error,
+                    "picks": stored.picks if stored is not None else (json.dumps([p.to_json() for p in inst.picks], ensure_ascii=False) if inst.picks else None),
+                    "attempts": inst.attempts,
+                    "reused_from": stored.origin if stored is not None else None,
+                }
+            )
+        # Kept executions count as they did before the interruption: done, or reused.
+        reused = stored is not None and result.status == "done" and not (inst.kept and stored.reused_from is None)
+        counted = "reused" if reused else result.status
+        run.counts[counted] = run.counts.get(counted, 0) + 1
         if result.status == "failed":
             run.failed.append(f"{node.id}{''.join(f'[{i}]' for i in inst.path)}: {result.error}")
             self._log(run, "error", f"failed: {result.error}", inst)
         if self.progress:
-            self.progress.finished(run, node.id, result.status)
+            self.progress.finished(run, node.id, counted)
         self._done(inst, result, status=result.status)
 
     def _done(self, inst: Instance, result: NodeResult | None, status: str | None) -> None:
@@ -496,6 +572,9 @@ class Executor:
         self._pending_add(run, node.id, parent_path, -1)
 
     def _record_skip(self, run: RunState, node: CompiledNode, parent_path: tuple[int, ...], reason: str) -> None:
+        kept = run.reuse.kept.get((node.id, parent_path)) if run.reuse is not None else None
+        if kept is not None and kept.status == "skipped":  # recorded before the interruption
+            return
         self.finished_rows.append(
             {"run_id": run.id, "node_id": node.id, "path": json.dumps(list(parent_path)), "kind": node.kind.name, "status": "skipped", "error": reason, "started": time.time(), "ended": time.time(), "duration": 0.0}
         )

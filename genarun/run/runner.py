@@ -7,6 +7,8 @@ import functools
 import hashlib
 import itertools
 import json
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 from genarun.errors import GenarunError, ModelError, NodeFailed, Problem, TreeError
 from genarun.graph.compile import CompiledTree, compile_tree
 from genarun.run.executor import Executor, ExecutorOptions
+from genarun.run.only import plan_runs
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState, check_model_task
 from genarun.store.db import Store, new_id
@@ -35,6 +38,9 @@ class RunOptions:
     workers: int = 4
     skip: set[str] = field(default_factory=set)
     progress: Any = None
+    only: set[str] = field(default_factory=set)  # run these subtrees, reuse what they need
+    from_run: str | None = None  # where --only takes what it needs (default: latest run)
+    cache: bool = True  # reuse identical stored executions from any run
 
 
 @dataclass
@@ -121,6 +127,11 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
     base_seed = options.seed
     spec_seed = compiled.loaded.spec.seed
     store = Store(options.db)
+    try:  # --only problems (nothing to take outputs from) are reported before anything is written
+        plans = plan_runs(store, compiled, bindings_list, only=options.only, from_run=options.from_run, cache=options.cache, skip=options.skip)
+    except GenarunError:
+        store.close()
+        raise
     started = time.time()
     root = Path(options.out) if options.out else tree_path.parent
     tree_folder = root / compiled.name
@@ -139,13 +150,15 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
             state = RunState(
                 id=run_id, compiled=compiled, store=store, seed=seed, seed_is_random=seed_random, bindings=bindings,
                 folder=run_folder, started=started, experiment_id=experiment_id, label=run_folder.name,
+                reuse=plans[position - 1],
             )
             state.scope = _run_scope(state)
             check_models(compiled, state.scope)
             store.create_run(
                 id=run_id, experiment_id=experiment_id, name=compiled.name, tree_path=str(tree_path), tree_text=tree_text,
                 tree_hash=tree_hash, seed=seed, bindings=json.dumps(to_json({**bindings, **options.overrides})),
-                status="running", started=started, out_dir=str(run_folder),
+                status="running", started=started, out_dir=str(run_folder), source_run_id=plans[position - 1].source_run_id,
+                plan=plans[position - 1].to_json(), **process_identity(),
             )
             state.copy_tree_file()
             runs.append(state)
@@ -156,7 +169,17 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
         raise
     if len(runs) > 1:
         write_json(folder / "experiment.json", {"experiment": experiment_id, "tree": compiled.name, "matrix": to_json(compiled.matrix), "runs": [{"run": r.id, "folder": r.folder.name, "bindings": to_json(r.bindings), "seed": r.seed} for r in runs]})
+    return execute_runs(store, runs, options, tree_folder=tree_folder, folder=folder, experiment_id=experiment_id)
 
+
+def process_identity() -> dict[str, Any]:
+    """The pid and host stored on a running run: a run whose process is gone was killed."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def execute_runs(store: Store, runs: list[RunState], options: RunOptions, *, tree_folder: Path, folder: Path, experiment_id: str, refresh: bool = True) -> Outcome:
+    """Execute prepared runs together, then store their status and write their folders;
+    `refresh`: make `latest/` a copy of `folder` when they complete."""
     executor = Executor(runs, ExecutorOptions(workers=options.workers, batch_size=options.batch_size, device=options.device, progress=options.progress))
     if options.progress:
         options.progress.start(runs)
@@ -178,7 +201,7 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
         store.update_run(state.id, status=run_status, ended=time.time(), error="\n".join(state.failed) or None, summary=json.dumps(state.counts))
         state.write_folder(run_status, _logs_json(store, state.id))
     overall = status if status != "completed" else ("failed" if any(s.failed for s in runs) else "completed")
-    if overall == "completed":
+    if overall == "completed" and refresh:
         refresh_latest(tree_folder, folder)
     store.close()
     return Outcome(experiment_id, runs, folder, overall)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from genarun.store.db import iso
+from genarun.store.processes import display_status
 
 
 def _index(path_json: str | None) -> str:
@@ -27,7 +28,7 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
         duration = f"{r['ended'] - r['started']:.1f}s" if r.get("ended") else ""
         bindings = json.loads(r["bindings"]) if r.get("bindings") else {}
         body.append([
-            r["id"][:8], r["name"], r["status"], iso(r["started"]), duration, str(r.get("executions") or 0),
+            r["id"][:8], r["name"], display_status(r), iso(r["started"]), duration, str(r.get("executions") or 0),
             str(summary.get("failed", 0) or ""), str(r["seed"]), " ".join(f"{k}={v}" for k, v in bindings.items())[:40],
         ])
     header = ["RUN", "TREE", "STATUS", "STARTED", "TIME", "EXEC", "FAILED", "SEED", "BINDINGS"]

@@ -1,0 +1,185 @@
+"""`genarun rerun`, `resume` and `diff`: work with stored runs without paying twice."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from genarun.cli.common import db_option, handle_errors
+
+
+def echo_outcome(outcome: Any, db: Path | None) -> None:
+    """Print each run's summary line and folder; exit 130 with how to resume if interrupted."""
+    from genarun.run.runner import raise_for
+
+    for state in outcome.runs:
+        counts = state.counts
+        summary = ", ".join(
+            f"{counts[k]} {k}" for k in ("done", "reused", "skipped", "failed") if counts.get(k)
+        )
+        click.echo(
+            f"run {state.id[:8]} {state.label if len(outcome.runs) > 1 else ''}".rstrip()
+            + f": {summary or 'nothing to do'}"
+        )
+    click.echo(f"output: {outcome.folder}")
+    if outcome.status == "interrupted":
+        ids = " ".join(state.id[:12] for state in outcome.runs)
+        db_part = f" --db {db}" if db else ""
+        click.secho(
+            f"interrupted: finished work is saved; to finish the run: genarun resume {ids}{db_part}",
+            fg="yellow",
+            err=True,
+        )
+        sys.exit(130)
+    raise_for(outcome)
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option(
+    "--node",
+    "nodes",
+    multiple=True,
+    required=True,
+    metavar="ID",
+    help="A node to run again (ID[3] for one foreach item); repeatable.",
+)
+@click.option(
+    "--same-seed",
+    is_flag=True,
+    help="Keep the stored seeds of the nodes run again (default: new seeds).",
+)
+@click.option(
+    "--no-cache", is_flag=True, help="Do not reuse identical executions of other runs either."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Root of output folders (default: the source run's).",
+)
+@db_option
+@click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
+@handle_errors
+def rerun(
+    run_ref: str,
+    nodes: tuple[str, ...],
+    same_seed: bool,
+    no_cache: bool,
+    out: Path | None,
+    db: Path | None,
+    device: str | None,
+    batch_size: int,
+) -> None:
+    """A new run of RUN's tree that runs the selected nodes again, with everything depending on
+    them and every node whose definition changed in the tree file since; all other outputs are
+    reused from RUN (images are copied, so the new run folder is self-contained)."""
+    from genarun.run.progress import Progress
+    from genarun.run.rerun import rerun_run
+    from genarun.run.runner import RunOptions
+
+    options = RunOptions(device=device, batch_size=batch_size, progress=Progress())
+    result = rerun_run(
+        run_ref,
+        list(nodes),
+        db=db,
+        same_seed=same_seed,
+        cache=not no_cache,
+        out=out,
+        options=options,
+    )
+    source = result.source["id"][:8]
+    state = result.outcome.runs[0]
+    click.echo(f"rerun of run {source}: new run {state.id[:8]}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    for node_id, reason in result.changed.items():
+        click.echo(f"node '{node_id}': {reason}")
+    if result.rerun:
+        click.echo(
+            "running again: " + ", ".join(f"{label} ({why})" for label, why in result.rerun.items())
+        )
+    _echo_seeds(state)
+    echo_outcome(result.outcome, db)
+
+
+def _echo_seeds(state: Any) -> None:
+    """The seeds of the executions that ran (stored too; shown so a good one can be kept)."""
+    ran = [
+        e
+        for e in state.store.run_executions(state.id)
+        if e["reused_from"] is None and e["status"] == "done" and e["seed"] is not None
+    ]
+    if ran:
+        shown = ", ".join(
+            f"{e['node_id']}{''.join(f'[{i}]' for i in json.loads(e['path']))}={e['seed']}"
+            for e in ran[:12]
+        )
+        click.echo(f"seeds: {shown}" + (f" (+{len(ran) - 12} more)" if len(ran) > 12 else ""))
+
+
+@click.command()
+@click.argument("run_refs", nargs=-1, required=True, metavar="RUN...")
+@db_option
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Resume a run marked running even when its process cannot be checked.",
+)
+@click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
+@handle_errors
+def resume(
+    run_refs: tuple[str, ...], db: Path | None, force: bool, device: str | None, batch_size: int
+) -> None:
+    """Finish runs that were interrupted (Ctrl-C), killed or failed: same run id and folder;
+    finished executions are kept, failed and unfinished ones run."""
+    from genarun.run.progress import Progress
+    from genarun.run.rerun import resume_runs
+    from genarun.run.runner import RunOptions
+
+    options = RunOptions(device=device, batch_size=batch_size, progress=Progress())
+    result = resume_runs(list(run_refs), db=db, force=force, options=options)
+    for run_id, kept in result.kept.items():
+        click.echo(
+            f"resuming run {run_id[:8]}: {kept} execution{'s' if kept != 1 else ''} had finished"
+        )
+    echo_outcome(result.outcome, db)
+
+
+@click.command()
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Every (node, item) as JSON.")
+@click.option("--all", "show_same", is_flag=True, help="List unchanged executions too.")
+@handle_errors
+def diff(run_a: str, run_b: str, db: Path | None, as_json: bool, show_same: bool) -> None:
+    """Compare two runs per node and foreach item: same, changed (texts as a unified diff,
+    images by sha256) or only in one."""
+    from genarun.store.db import Store
+    from genarun.store.diff import diff_runs, render_diff, summary
+
+    store = Store(db)
+    row_a, row_b = store.resolve_run(run_a), store.resolve_run(run_b)
+    entries = diff_runs(store, row_a["id"], row_b["id"])
+    if as_json:
+        data = {
+            "a": row_a["id"],
+            "b": row_b["id"],
+            "summary": summary(entries),
+            "executions": [e.to_json() for e in entries],
+        }
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_diff(row_a, row_b, entries, show_same=show_same))
+
+
+def register(main: click.Group) -> None:
+    main.add_command(rerun)
+    main.add_command(resume)
+    main.add_command(diff)

@@ -1,0 +1,361 @@
+"""`genarun rerun` and `genarun resume`: new runs that reuse a stored run's finished work, and
+finishing an interrupted run in place.
+
+Both only build a `ReusePlan` and `RunState`s, then execute them like `genarun run` does; the
+executor takes stored outputs instead of executing wherever the plan allows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from genarun.errors import StoreError, TreeError, UserError
+from genarun.graph.compile import CompiledTree, compile_tree
+from genarun.graph.plan import (
+    Target,
+    changed_nodes,
+    check_node_ids,
+    dependents,
+    format_target,
+    parse_node_ref,
+)
+from genarun.run.only import apply_only
+from genarun.run.reuse import ReusePlan, finished_executions
+from genarun.run.runner import (
+    Outcome,
+    RunOptions,
+    _run_scope,
+    check_models,
+    execute_runs,
+    process_identity,
+)
+from genarun.run.seeds import fresh_seed
+from genarun.run.state import RunState
+from genarun.store.db import Store, experiments, new_id
+from genarun.store.folders import dated_folder
+from genarun.store.processes import process_alive
+from genarun.tree.load import load_text
+from genarun.tree.validate import LoadedTree, read_tree, validate_document
+
+
+@dataclass
+class RerunResult:
+    outcome: Outcome
+    source: dict[str, Any]
+    rerun: dict[str, str]  # target label -> why it runs again
+    changed: dict[str, str]  # node id -> what changed in its definition
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ResumeResult:
+    outcome: Outcome
+    kept: dict[str, int]  # run id -> executions finished before the interruption
+
+
+def _tree_from_text(run: dict[str, Any]) -> LoadedTree:
+    """The tree exactly as the run ran it (runs.tree_text)."""
+    name = run["tree_path"] or f"{run['name']}.yaml"
+    fmt = "json" if name.lower().endswith(".json") else "yaml"
+    return validate_document(load_text(run["tree_text"] or "", name, fmt))
+
+
+def _split_bindings(
+    run: dict[str, Any], loaded: LoadedTree
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The run's matrix values and --set overrides that still apply to `loaded`, and notes
+    about those that do not."""
+    stored = json.loads(run["bindings"]) if run["bindings"] else {}
+    matrix = {k: v for k, v in stored.items() if k in loaded.spec.matrix}
+    overrides = {k: v for k, v in stored.items() if k in loaded.spec.vars and k not in matrix}
+    dropped = sorted(set(stored) - set(matrix) - set(overrides))
+    notes = [
+        f"'{k}' (set to {stored[k]!r} in the source run) is no longer a var or matrix key of the tree"
+        for k in dropped
+    ]
+    return matrix, overrides, notes
+
+
+def _tree_folder(store: Store, run: dict[str, Any]) -> tuple[Path, Path]:
+    """The tree's output folder and the run's experiment folder."""
+    row = store.conn.execute(
+        select(experiments.c.out_dir).where(experiments.c.id == run["experiment_id"])
+    ).first()
+    experiment_folder = Path(row.out_dir) if row and row.out_dir else Path(run["out_dir"])
+    return experiment_folder.parent, experiment_folder
+
+
+def rerun_run(
+    run_ref: str,
+    node_refs: list[str],
+    *,
+    db: Path | None = None,
+    same_seed: bool = False,
+    cache: bool = True,
+    out: Path | None = None,
+    options: RunOptions | None = None,
+) -> RerunResult:
+    """A new run of RUN's tree that executes the selected nodes, what depends on them and what
+    changed in the tree since; every other output is taken from RUN."""
+    options = options or RunOptions()
+    store = Store(db)
+    try:
+        source = store.resolve_run(run_ref)
+        state, plan, reasons, changed, notes = _plan_rerun(
+            store, source, node_refs, same_seed=same_seed, cache=cache
+        )
+    except BaseException:
+        store.close()
+        raise
+    # Checks are done: from here on the new run is written.
+    tree_folder, _experiment_folder = _tree_folder(store, source)
+    if out is not None:
+        tree_folder = Path(out) / state.compiled.name
+    folder = dated_folder(tree_folder, state.started)
+    tree_text = state.compiled.loaded.doc.text
+    experiment_id = store.create_experiment(
+        name=state.compiled.name, tree_path=str(state.compiled.loaded.path), out_dir=str(folder)
+    )
+    state.folder, state.label, state.experiment_id = folder, folder.name, experiment_id
+    store.create_run(
+        id=state.id,
+        experiment_id=experiment_id,
+        name=state.compiled.name,
+        tree_path=str(state.compiled.loaded.path),
+        tree_text=tree_text,
+        seed=state.seed,
+        bindings=json.dumps({**state.bindings, **state.compiled.overrides}),
+        status="running",
+        started=state.started,
+        out_dir=str(folder),
+        source_run_id=source["id"],
+        plan=plan.to_json(),
+        **process_identity(),
+    )
+    state.copy_tree_file()
+    single = (
+        len(store.runs_of_experiment(source["experiment_id"])) <= 1
+        if source["experiment_id"]
+        else True
+    )
+    outcome = execute_runs(
+        store,
+        [state],
+        options,
+        tree_folder=tree_folder,
+        folder=folder,
+        experiment_id=experiment_id,
+        refresh=single,
+    )
+    return RerunResult(outcome, source, reasons, changed, notes)
+
+
+def _plan_rerun(
+    store: Store, source: dict[str, Any], node_refs: list[str], *, same_seed: bool, cache: bool
+) -> tuple[RunState, ReusePlan, dict[str, str], dict[str, str], list[str]]:
+    notes: list[str] = []
+    tree_path = Path(source["tree_path"]) if source["tree_path"] else None
+    if tree_path is not None and tree_path.is_file():
+        loaded = read_tree(tree_path)
+    else:
+        notes.append(f"{tree_path} is gone: using the tree as the source run ran it")
+        loaded = _tree_from_text(source)
+    try:
+        old: LoadedTree | None = _tree_from_text(source)
+    except TreeError:
+        old = None
+    matrix, overrides, dropped = _split_bindings(source, loaded)
+    notes += dropped
+    source_plan = json.loads(source["plan"]) if source.get("plan") else {}
+    skip = set(source_plan.get("skip", [])) & {tn.id for tn in loaded.walk()}
+    compiled = compile_tree(loaded, {**matrix, **overrides}, skip)
+
+    prior = finished_executions(store, source["id"])
+    selected = _selected_targets(compiled, node_refs, source, store)
+    changed = {
+        n: r
+        for n, r in changed_nodes(old, compiled).items()
+        if compiled.nodes[n].skip_reason is None
+    }
+    targets = {t: "selected" for t in selected}
+    for node_id, reason in changed.items():
+        targets.setdefault((node_id, ()), f"changed: {reason}")
+    affected = dependents(compiled, targets)
+    fresh = dependents(compiled, {t: "selected" for t in selected})
+    plan = ReusePlan(
+        cache=cache,
+        source_run_id=source["id"],
+        rerun=list(affected),
+        no_cache=list(selected),
+        fresh_seeds=list(fresh),
+        seed_salt=None if same_seed else fresh_seed(),
+        same_seed=same_seed,
+        skip=sorted(skip),
+        prior=prior,
+    )
+    state = RunState(
+        id=new_id(),
+        compiled=compiled,
+        store=store,
+        seed=source["seed"],
+        seed_is_random=False,
+        bindings=matrix,
+        folder=Path(source["out_dir"]),
+        started=time.time(),
+        reuse=plan,
+    )
+    state.scope = _run_scope(state)
+    check_models(compiled, state.scope)
+    reasons = {
+        format_target(*t): why
+        for t, why in affected.items()
+        if compiled.nodes[t[0]].skip_reason is None
+    }
+    return state, plan, reasons, changed, notes
+
+
+def _selected_targets(
+    compiled: CompiledTree, node_refs: list[str], source: dict[str, Any], store: Store
+) -> list[Target]:
+    """Parse and check --node values against the tree and the source run's executions."""
+    if not node_refs:
+        raise UserError(
+            "name at least one node to run again: --node ID (or ID[3] for one foreach item)"
+        )
+    targets = [parse_node_ref(ref) for ref in node_refs]
+    check_node_ids(compiled, [t[0] for t in targets], "--node")
+    paths: dict[str, list[tuple[int, ...]]] = {}
+    for row in store.run_executions(source["id"]):
+        paths.setdefault(row["node_id"], []).append(tuple(json.loads(row["path"] or "[]")))
+    for node_id, indexes in targets:
+        node = compiled.nodes[node_id]
+        if node.skip_reason:
+            raise UserError(f"--node {node_id}: the node is not run ({node.skip_reason})")
+        if len(indexes) > len(node.loops):
+            levels = (
+                f"{len(node.loops)} foreach level{'s' if len(node.loops) != 1 else ''}"
+                if node.loops
+                else "no foreach items"
+            )
+            raise UserError(
+                f"--node {format_target(node_id, indexes)}: '{node_id}' has {levels}, so it takes at most {len(node.loops)} index{'es' if len(node.loops) != 1 else ''}"
+            )
+        if indexes and not any(p[: len(indexes)] == indexes for p in paths.get(node_id, [])):
+            known = sorted({p[: len(indexes)] for p in paths.get(node_id, [])})
+            shown = ", ".join(format_target(node_id, p) for p in known[:8]) + (
+                " ..." if len(known) > 8 else ""
+            )
+            raise UserError(
+                f"--node {format_target(node_id, indexes)}: item out of range; run {source['id'][:8]} has "
+                + (shown if known else f"no executions of '{node_id}'")
+            )
+    return targets
+
+
+# --- resume ------------------------------------------------------------------------------------
+def resume_runs(
+    run_refs: list[str],
+    *,
+    db: Path | None = None,
+    force: bool = False,
+    options: RunOptions | None = None,
+) -> ResumeResult:
+    """Finish interrupted, failed or killed runs in place (same id and folder): finished
+    executions are kept, failed and unfinished ones run."""
+    options = options or RunOptions()
+    store = Store(db)
+    try:
+        rows = _resumable(store, run_refs, force)
+        states = [_resume_state(store, row) for row in rows]
+    except BaseException:
+        store.close()
+        raise
+    kept = {
+        s.id: len([e for e in s.reuse.kept.values() if e.status == "done"])
+        for s in states
+        if s.reuse
+    }
+    for state in states:
+        store.update_run(state.id, status="running", ended=None, error=None, **process_identity())
+    tree_folder, experiment_folder = _tree_folder(store, rows[0])
+    others = [r for r in store.runs_of_experiment(rows[0]["experiment_id"]) if r["id"] not in kept]
+    refresh = all(r["status"] == "completed" for r in others)
+    outcome = execute_runs(
+        store,
+        states,
+        options,
+        tree_folder=tree_folder,
+        folder=experiment_folder,
+        experiment_id=rows[0]["experiment_id"],
+        refresh=refresh,
+    )
+    return ResumeResult(outcome, kept)
+
+
+def _resumable(store: Store, run_refs: list[str], force: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for ref in run_refs:
+        row = store.resolve_run(ref)
+        if row["id"] in {r["id"] for r in rows}:
+            continue
+        short = row["id"][:8]
+        if row["status"] == "completed":
+            raise StoreError(
+                f"run {short} is completed: nothing to resume (to run nodes again: genarun rerun {short} --node ID)"
+            )
+        if row["status"] == "running" and not force:
+            alive = process_alive(row)
+            if alive:
+                raise StoreError(
+                    f"run {short} is still running (pid {row['pid']}); stop it first, or pass --force"
+                )
+            if alive is None:
+                where = (
+                    f"on host {row['host']}"
+                    if row.get("host")
+                    else "by a process genarun cannot check"
+                )
+                raise StoreError(
+                    f"run {short} is marked running {where}; if that process is gone, pass --force"
+                )
+        rows.append(row)
+    experiments_of = {r["experiment_id"] for r in rows}
+    if len(experiments_of) > 1:
+        raise StoreError(
+            "these runs belong to different experiments: resume one experiment's runs at a time"
+        )
+    return rows
+
+
+def _resume_state(store: Store, row: dict[str, Any]) -> RunState:
+    loaded = _tree_from_text(row)
+    stored = json.loads(row["bindings"]) if row["bindings"] else {}
+    plan = ReusePlan.from_json(row.get("plan"), store)
+    compiled = compile_tree(loaded, stored, set(plan.skip))
+    if plan.only:
+        apply_only(compiled, plan.only)
+    plan.kept = finished_executions(store, row["id"], ("done", "skipped"))
+    folder = Path(row["out_dir"])
+    state = RunState(
+        id=row["id"],
+        compiled=compiled,
+        store=store,
+        seed=row["seed"],
+        seed_is_random=False,
+        bindings={k: v for k, v in stored.items() if k in loaded.spec.matrix},
+        folder=folder,
+        started=row["started"],
+        experiment_id=row["experiment_id"],
+        label=folder.name,
+        reuse=plan,
+    )
+    state.scope = _run_scope(state)
+    check_models(compiled, state.scope)
+    folder.mkdir(parents=True, exist_ok=True)
+    return state

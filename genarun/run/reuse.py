@@ -1,0 +1,285 @@
+"""Reusing finished work: stored executions, reuse plans and the content-addressed cache.
+
+A `ReusePlan` tells the executor, for one run, what it may take instead of running:
+- *kept*: the run's own finished executions (resume); they are not recorded again;
+- *prior*: a source run's finished executions (rerun, --only), recorded with `reused_from`;
+- the *cache*: any stored done execution with the same key (kind, rendered parameters with the
+  hashes of their inputs, model identity, seed), recorded with `reused_from` too.
+Executions matched by `rerun` are never taken from the source run; those matched by `no_cache`
+never come from the cache either (the user asked for them to run again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from genarun.graph.plan import Target, covers
+from genarun.run.seeds import derive_seed
+from genarun.store.db import executions, runs
+from genarun.values import from_json, to_json
+
+if TYPE_CHECKING:
+    from genarun.graph.compile import CompiledNode
+    from genarun.run.state import RunState
+    from genarun.store.db import Store
+
+# Bump when the meaning of a key changes, so old cache entries stop matching.
+CACHE_VERSION = 1
+
+Key = tuple[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class StoredExecution:
+    """A finished execution read back from SQLite, with the folder its assets live in."""
+
+    id: int
+    run_id: str
+    node_id: str
+    path: tuple[int, ...]
+    status: str
+    output: Any  # tagged JSON, as stored
+    seed: int | None
+    params: str | None
+    input_hash: str | None
+    cache_key: str | None
+    model: str | None
+    picks: str | None
+    reused_from: int | None
+    folder: Path | None
+
+    @property
+    def origin(self) -> int:
+        """The execution that really ran (reuse of a reuse points at the original)."""
+        return self.reused_from if self.reused_from is not None else self.id
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], folder: str | Path | None) -> StoredExecution:
+        return cls(
+            id=row["id"],
+            run_id=row["run_id"],
+            node_id=row["node_id"],
+            path=tuple(json.loads(row["path"] or "[]")),
+            status=row["status"],
+            output=json.loads(row["output"]) if row["output"] else None,
+            seed=row["seed"],
+            params=row["params"],
+            input_hash=row["input_hash"],
+            cache_key=row["cache_key"],
+            model=row["model"],
+            picks=row["picks"],
+            reused_from=row["reused_from"],
+            folder=Path(folder) if folder else None,
+        )
+
+
+def finished_executions(
+    store: Store, run_id: str, statuses: tuple[str, ...] = ("done",)
+) -> dict[Key, StoredExecution]:
+    """A run's finished executions by (node, path): the newest done one wins over others."""
+    run_row = store.conn.execute(select(runs.c.out_dir).where(runs.c.id == run_id)).first()
+    folder = run_row.out_dir if run_row else None
+    out: dict[Key, StoredExecution] = {}
+    for row in store.run_executions(run_id):
+        if row["status"] not in statuses:
+            continue
+        stored = StoredExecution.from_row(row, folder)
+        key = (stored.node_id, stored.path)
+        current = out.get(key)
+        if current is None or current.status != "done" or stored.status == "done":
+            out[key] = stored
+    return out
+
+
+@dataclass
+class ReusePlan:
+    """What one run may reuse instead of executing; stored on the run (runs.plan) for resume."""
+
+    cache: bool = True
+    source_run_id: str | None = None
+    rerun: list[Target] = field(default_factory=list)
+    no_cache: list[Target] = field(default_factory=list)
+    fresh_seeds: list[Target] = field(default_factory=list)  # rerun targets drawing new seeds
+    seed_salt: int | None = None
+    same_seed: bool = False
+    only: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+    prior: dict[Key, StoredExecution] = field(default_factory=dict)
+    kept: dict[Key, StoredExecution] = field(default_factory=dict)
+
+    def must_rerun(self, node_id: str, path: tuple[int, ...]) -> bool:
+        return any(covers(t, (node_id, path)) for t in self.rerun)
+
+    def prior_for(self, node_id: str, path: tuple[int, ...]) -> StoredExecution | None:
+        if self.must_rerun(node_id, path):
+            return None
+        return self.prior.get((node_id, path))
+
+    def cache_allowed(self, node_id: str, path: tuple[int, ...]) -> bool:
+        return self.cache and not any(covers(t, (node_id, path)) for t in self.no_cache)
+
+    def seed_for(self, node: CompiledNode, path: tuple[int, ...]) -> int | None:
+        """A rerun's seed for an execution, or None for the usual one."""
+        if not any(covers(t, (node.id, path)) for t in self.fresh_seeds):
+            return None
+        if self.same_seed:
+            before = self.prior.get((node.id, path))
+            return before.seed if before is not None else None
+        if self.seed_salt is not None:
+            return derive_seed(self.seed_salt, node.node_path, path)
+        return None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "cache": self.cache,
+                "source_run": self.source_run_id,
+                "rerun": _targets(self.rerun),
+                "no_cache": _targets(self.no_cache),
+                "fresh_seeds": _targets(self.fresh_seeds),
+                "seed_salt": self.seed_salt,
+                "same_seed": self.same_seed,
+                "only": self.only,
+                "skip": self.skip,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None, store: Store) -> ReusePlan:
+        """The plan a run was started with, its source run's executions loaded again."""
+        data = json.loads(text) if text else {}
+        plan = cls(
+            cache=data.get("cache", True),
+            source_run_id=data.get("source_run"),
+            rerun=_untargets(data.get("rerun")),
+            no_cache=_untargets(data.get("no_cache")),
+            fresh_seeds=_untargets(data.get("fresh_seeds")),
+            seed_salt=data.get("seed_salt"),
+            same_seed=data.get("same_seed", False),
+            only=data.get("only", []),
+            skip=data.get("skip", []),
+        )
+        if plan.source_run_id:
+            plan.prior = finished_executions(store, plan.source_run_id)
+        return plan
+
+
+def _targets(targets: list[Target]) -> list[list[Any]]:
+    return [[node_id, list(path)] for node_id, path in targets]
+
+
+def _untargets(data: list[list[Any]] | None) -> list[Target]:
+    return [(node_id, tuple(path)) for node_id, path in data or []]
+
+
+# --- the content-addressed cache --------------------------------------------------------------
+def model_identity(run: RunState, node: CompiledNode, params: dict[str, Any]) -> str | None:
+    """What identifies the models an execution uses: the resolved spec's key (provider, id,
+    revision, options); for kinds naming other models, the tree's model aliases too."""
+    parts: list[str] = []
+    if node.kind.model_task and params.get("model") is not None:
+        parts.append(run.resolve_model(params["model"]).key)
+    if node.kind.model_refs is not None:
+        parts.append(json.dumps(run.compiled.loaded.spec.models, sort_keys=True, default=str))
+    return "|".join(parts) or None
+
+
+def cache_key(kind: str, params: dict[str, Any], model: str | None, seed: int) -> str:
+    """The content address of an execution."""
+    payload = json.dumps(
+        [CACHE_VERSION, kind, _content(to_json(params)), model, seed],
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _content(value: Any) -> Any:
+    """Images by their bytes' hash only: the same picture from another run has another path."""
+    if isinstance(value, dict):
+        if "$image" in value:
+            return {"$image": value.get("sha256") or value["$image"]}
+        return {k: _content(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_content(v) for v in value]
+    return value
+
+
+def cached_executions(store: Store, key: str, limit: int = 5) -> list[StoredExecution]:
+    """Stored done executions with this key, newest first."""
+    stmt = (
+        select(executions, runs.c.out_dir)
+        .join(runs, runs.c.id == executions.c.run_id)
+        .where(executions.c.cache_key == key, executions.c.status == "done")
+        .order_by(executions.c.id.desc())
+        .limit(limit)
+    )
+    return [
+        StoredExecution.from_row(dict(row), row["out_dir"])
+        for row in store.conn.execute(stmt).mappings()
+    ]
+
+
+# --- taking a stored output into a run --------------------------------------------------------
+def adopt_output(
+    run: RunState, stored: StoredExecution, node_id: str, path: tuple[int, ...]
+) -> tuple[bool, Any]:
+    """The stored output as a value of `run`, its images copied into the run's folder so each
+    run folder is self-contained. (False, None) when an image is missing or was overwritten."""
+    try:
+        adopted = _adopt(run, stored, stored.output, node_id, path)
+    except _AssetMissing:
+        return False, None
+    return True, from_json(adopted, run.folder)
+
+
+class _AssetMissing(Exception):
+    pass
+
+
+def _adopt(
+    run: RunState, stored: StoredExecution, value: Any, node_id: str, path: tuple[int, ...]
+) -> Any:
+    if isinstance(value, dict):
+        if "$image" in value:
+            return _adopt_image(run, stored, value, node_id, path)
+        return {k: _adopt(run, stored, v, node_id, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_adopt(run, stored, v, node_id, path) for v in value]
+    return value
+
+
+def _adopt_image(
+    run: RunState,
+    stored: StoredExecution,
+    value: dict[str, Any],
+    node_id: str,
+    path: tuple[int, ...],
+) -> dict[str, Any]:
+    if stored.folder is None:
+        raise _AssetMissing
+    source = stored.folder / value["$image"]
+    if not source.is_file() or (value.get("sha256") and _sha256(source) != value["sha256"]):
+        raise _AssetMissing
+    if stored.folder.resolve() == run.folder.resolve():
+        run.claim_asset(value["$image"])  # this run's own file (resume, or a cache hit in the run)
+        return value
+    rel = run.asset_name(node_id, path)
+    target = run.folder / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(target)
+    return {**value, "$image": rel}
+
+
+def _sha256(file: Path) -> str:
+    return hashlib.sha256(file.read_bytes()).hexdigest()

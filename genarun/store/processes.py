@@ -1,0 +1,34 @@
+"""Whether the process that runs a run is still alive (runs store their pid and host)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+
+def process_alive(run: dict[str, Any]) -> bool | None:
+    """True or False for a run started on this host; None when it cannot be known."""
+    pid, host = run.get("pid"), run.get("host")
+    if not pid or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A killed child that its parent has not reaped yet is a zombie: gone for our purposes.
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def display_status(run: dict[str, Any]) -> str:
+    """The stored status, or `crashed` for a run marked running whose process is gone."""
+    if run.get("status") == "running" and process_alive(run) is False:
+        return "crashed"
+    return run.get("status") or ""
