@@ -77,3 +77,22 @@ def test_out_of_memory_halves_the_batch_and_results_match(tree: Callable[[str], 
     assert outputs_by_prompt(workdir / "genarun.db") == reference
     warnings = [r["message"] for r in query(workdir / "genarun.db", "SELECT message FROM logs WHERE level = 'warning'")]
     assert any("out of memory" in w and "batches of 2" in w for w in warnings)
+
+
+def test_panic_example_runs_on_tiny_models(cli: Callable[..., Result], workdir: Path) -> None:
+    """examples/panic/tree.yaml: tiny SD + BLIP embedded with tiny CLIP, 4 seeds, offline."""
+    import shutil
+
+    example = Path(__file__).parents[1] / "examples" / "panic" / "tree.yaml"
+    shutil.copy(example, workdir / "tree.yaml")
+    result = cli("run", workdir / "tree.yaml", "--set", "steps=4", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    db = workdir / "genarun.db"
+    runs = query(db, "SELECT id, seed FROM runs")
+    assert sorted(r["seed"] for r in runs) == [42, 56, 6545, 545654]
+    steps = query(db, "SELECT model, kind FROM trajectory_steps WHERE step < 2 ORDER BY step")
+    assert {(s["model"], s["kind"]) for s in steps} == {("painter", "image"), ("captioner", "text")}
+    assert {r["model"] for r in query(db, "SELECT DISTINCT model FROM embeddings")} == {"embedder"}
+    assert len(query(db, "SELECT id FROM persistence")) == 4
+    show = cli("experiments", "show", "latest")
+    assert "persistence       4 / 4" in show.output
