@@ -44,7 +44,7 @@ def plot_diagram(diagrams: Diagrams, path: str | Path, *, title: str | None = No
     ax.set_xlabel(f"birth ({diagrams.metric} distance)")
     ax.set_ylabel("death")
     entropy = ", ".join(f"H{k} {e:.2f}" for k, e in enumerate(diagrams.entropy))
-    ax.set_title(title or f"Persistence diagram, {diagrams.n_points} points (entropy {entropy})")
+    ax.set_title(title or f"Persistence diagram, {diagrams.n_points} points\nentropy {entropy}")
     if any(len(d) for d in diagrams.diagrams):
         ax.legend(loc="lower right")
     return _save(fig, path)
