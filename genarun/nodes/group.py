@@ -19,5 +19,7 @@ KIND = NodeKind(
     params=GroupNode,
     run=run,
     description="A container for structure and vars.",
+    # Rendering is cheaper than a cache lookup, and its result depends only on its inputs.
+    cacheable=False,
     output="none",
 )

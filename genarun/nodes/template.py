@@ -26,5 +26,7 @@ KIND = NodeKind(
     params=TemplateNode,
     run=run,
     description="Renders `text` (random picks and Jinja); `parse: text/json/lines/yaml`.",
+    # Rendering is cheaper than a cache lookup, and its result depends only on its inputs.
+    cacheable=False,
     output="text or value",
 )
