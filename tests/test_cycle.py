@@ -126,3 +126,22 @@ def test_a_failing_run_never_stops_the_others(tree: Callable[[str], Path], cli: 
     assert trajs == {"failed": 0, "max_steps": 4}
     listing = cli("runs", "list")
     assert "failed" in listing.output
+
+
+def test_resume_continues_a_failed_trajectory_from_its_last_step(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+    result = cli("run", tree("cycle_resume.yaml"))
+    assert result.exit_code == 1  # the painter failed twice in a row: the run failed
+    db = workdir / "genarun.db"
+    run = query(db, "SELECT id, status FROM runs")[0]
+    assert run["status"] == "failed"
+    done_before = [s["step"] for s in steps_of(db)]
+    # step 1's embedding travels with step 2's image, so step 1 is stored only with it
+    assert done_before == [0]
+    assert query(db, "SELECT stop_reason FROM trajectories")[0]["stop_reason"] == "failed"
+    result = cli("resume", run["id"])
+    assert result.exit_code == 0, result.output
+    assert [s["step"] for s in steps_of(db)] == list(range(8))  # step 0 not redone
+    images = [c for c in CALLS if c[0] == "fake-t2i"]
+    assert len(images) == 4 + 3  # 4 image steps, each once, plus the 3 failed calls
+    traj = query(db, "SELECT * FROM trajectories")[0]
+    assert (traj["status"], traj["stop_reason"], traj["length"]) == ("done", "max_steps", 8)

@@ -50,6 +50,7 @@ class CycleNode(NodeBase):
     width: Tpl[int] | None = Field(None, description="Image width for text-to-image models (model default if omitted).")
     height: Tpl[int] | None = Field(None, description="Image height for text-to-image models (model default if omitted).")
     max_tokens: Tpl[int] = Field(40, description="Most new tokens for captioning and text models.")
+    settings: dict[str, dict[str, Any]] = Field(default_factory=dict, description="More settings per task, e.g. {image: {steps: 1, guidance: 0}, caption: {min_tokens: 20}}.")
     retries: int = Field(2, ge=0, le=100, description="Extra attempts after a failure; each resumes from the last stored step.")
 
     @field_validator("steps", mode="before")
@@ -207,6 +208,10 @@ def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, 
         "caption": {"max_tokens": int(node.max_tokens)},
         "generate": {"max_tokens": int(node.max_tokens)},
     }
+    for task, extra in node.settings.items():
+        if task not in settings:
+            raise ValueError(f"settings: unknown task '{task}' (use image, caption or generate)")
+        settings[task] = {**settings[task], **extra}
     store, run_id, path = ctx.run.store, ctx.run.id, path_key(ctx.path)
     start = str(node.start)
 

@@ -1,0 +1,273 @@
+"""Benchmark: trajectories (text to image, image to text, every output embedded), three ways.
+
+R runs x S steps of a two-model network, SD-Turbo (512x512, 1 step) then BLIP-base, with every
+output embedded by a CLIP-size model (open_clip ViT-B-32); all real-size architectures with
+random weights built locally (no download), so their speed is that of the real models:
+
+  (a) one invocation at a time: PANIC-TDA's engine design, each run stepping on its own;
+  (b) a hand-written lockstep loop: at each step all runs' inputs go to the model in batches,
+      then all outputs to the embedder;
+  (c) genarun: a tree with a `cycle` node and a `matrix` of R seeds, run by the executor
+      (lockstep batching across runs, steps and embeddings committed to SQLite as they finish).
+
+Models are loaded and warmed up before timing in every way. Prints steps/s and the ratios
+(targets: (c) >= 0.85x (b), (c) >= 4x (a)), and how many of (b)'s and (c)'s outputs agree.
+
+    python bench/gpu_trajectories.py                                        # GPU: 64 runs x 10 steps
+    python bench/gpu_trajectories.py --device cpu --runs 4 --steps 2 --size 64 --tiny   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+for folder in (str(REPO), str(BENCH)):
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # runnable from a checkout; gpu_images' builders by import
+
+from gpu_images import HandWritten, build_blip, build_sd, dtypes, reset_peak, sync  # noqa: E402
+
+PROMPT = "a lighthouse on a cliff at dusk, oil painting"
+
+
+@dataclass
+class Way:
+    name: str
+    seconds: float = 0.0
+    invocations: int = 0
+    embeddings: int = 0
+    captions: dict[int, list[str]] = field(default_factory=dict)  # run -> captions
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--runs", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--size", type=int, default=512, help="image width and height")
+    parser.add_argument("--batch", type=int, default=32, help="most items per model call")
+    parser.add_argument("--tokens", type=int, default=20, help="caption length in tokens")
+    parser.add_argument("--tiny", action="store_true", help="small architectures (smoke run)")
+    parser.add_argument("--skip-one-at-a-time", action="store_true", help="skip (a) (slow on big runs)")
+    return parser.parse_args(argv)
+
+
+def build_clip(folder: Path, *, tiny: bool, device: str) -> tuple[Path, str]:
+    """A CLIP-size open_clip model with random weights as a .pt checkpoint; returns (file, arch)."""
+    import open_clip
+    import torch
+
+    arch = "ViT-B-32"
+    if tiny:
+        from genarun.models.tiny.clip import register_arch
+
+        register_arch()
+        arch = "genarun-tiny-clip"
+    torch.manual_seed(2)
+    model = open_clip.create_model(arch, pretrained=None, device=device)
+    path = folder / "clip.pt"
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path, arch
+
+
+class HandClip:
+    """open_clip directly: the embedder of ways (a) and (b)."""
+
+    def __init__(self, path: Path, arch: str, device: str) -> None:
+        import open_clip
+
+        self.device = device
+        precision = "fp16" if device.startswith("cuda") else "fp32"
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path), precision=precision, device=device)
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(arch)
+
+    def texts(self, texts: list[str]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            features = self.model.encode_text(self.tokenizer(texts).to(self.device))
+            return torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
+
+    def images(self, images: list[Any]) -> Any:
+        import torch
+
+        dtype = next(self.model.parameters()).dtype
+        pixels = torch.stack([self.preprocess(im.convert("RGB")) for im in images]).to(self.device, dtype=dtype)
+        with torch.inference_mode():
+            features = self.model.encode_image(pixels)
+            return torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
+
+
+def run_seeds(runs: int) -> tuple[list[int], list[int]]:
+    """The matrix seeds of the genarun tree and the seeds its cycle node derives from them."""
+    from genarun.run.seeds import derive_seed
+
+    matrix = list(range(1, runs + 1))
+    return matrix, [derive_seed(s, "traj", ()) for s in matrix]
+
+
+def one_at_a_time(models: HandWritten, clip: HandClip, seeds: list[int], steps: int, size: int) -> Way:
+    """(a): each run steps on its own; every model call holds one item."""
+    way = Way("(a) one at a time")
+    sync(models.device)
+    start = time.perf_counter()
+    for run, seed in enumerate(seeds):
+        current: Any = PROMPT
+        clip.texts([PROMPT])
+        for step in range(steps):
+            if step % 2 == 0:
+                current = models.images([current], [seed], size)[0]
+                clip.images([current])
+            else:
+                current = models.captions([current])[0]
+                clip.texts([current])
+                way.captions.setdefault(run, []).append(current)
+            way.invocations += 1
+            way.embeddings += 1
+    sync(models.device)
+    way.seconds = time.perf_counter() - start
+    return way
+
+
+def lockstep(models: HandWritten, clip: HandClip, seeds: list[int], steps: int, size: int, batch: int) -> Way:
+    """(b): all runs' same step in batches of `batch`, then their embeddings."""
+    way = Way(f"(b) hand lockstep x{batch}")
+    sync(models.device)
+    start = time.perf_counter()
+    current: list[Any] = [PROMPT] * len(seeds)
+    for i in range(0, len(seeds), batch):
+        clip.texts(current[i : i + batch])
+    for step in range(steps):
+        out: list[Any] = []
+        for i in range(0, len(seeds), batch):
+            chunk = current[i : i + batch]
+            if step % 2 == 0:
+                images = models.images(chunk, seeds[i : i + batch], size)
+                clip.images(images)
+                out += images
+            else:
+                captions = models.captions(chunk)
+                clip.texts(captions)
+                out += captions
+        current = out
+        if step % 2 == 1:
+            for run, caption in enumerate(current):
+                way.captions.setdefault(run, []).append(caption)
+        way.invocations += len(seeds)
+        way.embeddings += len(seeds)
+    sync(models.device)
+    way.seconds = time.perf_counter() - start
+    return way
+
+
+def tree_text(sd_dir: Path, blip_dir: Path, clip_path: Path, arch: str, matrix_seeds: list[int], steps: int, size: int, tokens: int) -> str:
+    import json
+
+    models = {
+        "painter": {"provider": "diffusers", "id": str(sd_dir), "options": {"steps": 1, "guidance": 0.0, "width": size, "height": size}},
+        "captioner": {"provider": "transformers", "id": str(blip_dir)},
+        "embedder": {"provider": "open_clip", "id": str(clip_path), "options": {"arch": arch}},
+    }
+    tree = {
+        "genarun": 1,
+        "name": "bench-trajectories",
+        "models": models,
+        "matrix": {"seed": matrix_seeds},
+        "nodes": [{
+            "id": "traj", "kind": "cycle", "network": ["painter", "captioner"], "start": PROMPT, "steps": steps,
+            "stop_on_repeat": False, "embed": ["embedder"], "max_tokens": tokens,
+            "settings": {"caption": {"min_tokens": tokens, "temperature": 0.0}},
+        }],
+    }
+    return json.dumps(tree, indent=1)
+
+
+def with_genarun(work: Path, text: str, device: str, batch: int, name: str) -> tuple[Way, Any]:
+    from genarun.run.runner import RunOptions, run_tree
+
+    path = work / f"{name}.json"
+    path.write_text(text)
+    sync(device)
+    start = time.perf_counter()
+    outcome = run_tree(path, RunOptions(db=work / f"{name}.db", out=work / "out", device=device, batch_size=batch, workers=4))
+    sync(device)
+    way = Way(f"(c) genarun x{batch}", seconds=time.perf_counter() - start)
+    if outcome.status != "completed":
+        raise SystemExit(f"genarun run failed: {outcome.failures[:3]}")
+    return way, outcome
+
+
+def genarun_captions(work: Path, name: str, outcome: Any, matrix_seeds: list[int]) -> dict[int, list[str]]:
+    from genarun.store.db import Store
+    from genarun.store.trajectories import stored_steps
+
+    store = Store(work / f"{name}.db")
+    captions: dict[int, list[str]] = {}
+    for state in outcome.runs:
+        run = matrix_seeds.index(state.seed)
+        captions[run] = [s["value"] for s in stored_steps(store, state.id) if s["kind"] == "text"]
+    store.close()
+    return captions
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    import torch
+
+    matrix_seeds, seeds = run_seeds(args.runs)
+    with tempfile.TemporaryDirectory(prefix="genarun-bench-") as tmp:
+        work = Path(tmp)
+        image_dtype, caption_dtype = dtypes(args.device)
+        print(f"building random-weight models ({'tiny' if args.tiny else 'SD-Turbo + BLIP-base + ViT-B-32'}) on {args.device} ...", flush=True)
+        build_sd(work / "sd", real=not args.tiny, device=args.device, dtype=image_dtype)
+        build_blip(work / "blip", real=not args.tiny, device=args.device, dtype=caption_dtype, size=args.size)
+        clip_path, arch = build_clip(work, tiny=args.tiny, device=args.device)
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+        # genarun first: a 1-step warm-up run loads its models into the process-wide cache.
+        text = tree_text(work / "sd", work / "blip", clip_path, arch, matrix_seeds, args.steps, args.size, args.tokens)
+        warm = tree_text(work / "sd", work / "blip", clip_path, arch, matrix_seeds[: min(args.batch, args.runs)], 2, args.size, args.tokens)
+        with_genarun(work, warm, args.device, args.batch, "warmup")
+        genarun_way, outcome = with_genarun(work, text, args.device, args.batch, "bench")
+        genarun_way.invocations = genarun_way.embeddings = args.runs * args.steps
+        genarun_way.captions = genarun_captions(work, "bench", outcome, matrix_seeds)
+        from genarun.models.cache import model_cache
+
+        model_cache().clear()  # frees genarun's copies before the hand-written ways load theirs
+        reset_peak(args.device)
+
+        hand = HandWritten(work / "sd", work / "blip", args.device, args.tokens)
+        clip = HandClip(clip_path, arch, args.device)
+        lockstep(hand, clip, seeds[: min(args.batch, args.runs)], 2, args.size, args.batch)  # warm-up
+        ways = []
+        if not args.skip_one_at_a_time:
+            ways.append(one_at_a_time(hand, clip, seeds, args.steps, args.size))
+        ways.append(lockstep(hand, clip, seeds, args.steps, args.size, args.batch))
+        ways.append(genarun_way)
+
+    steps = args.runs * args.steps
+    print(f"\n{args.runs} runs x {args.steps} steps ({steps} invocations + {steps + args.runs} embeddings), {args.size}px, batch {args.batch}, {args.device}")
+    print(f"{'way':<26} {'seconds':>9} {'steps/s':>8}")
+    for way in ways:
+        print(f"{way.name:<26} {way.seconds:>9.2f} {steps / way.seconds:>8.2f}")
+    by = {w.name[:3]: w for w in ways}
+    c = by["(c)"]
+    print(f"\ngenarun vs hand lockstep: {by['(b)'].seconds / c.seconds:.2f}x (target >= 0.85x)")
+    if "(a)" in by:
+        print(f"genarun vs one at a time: {by['(a)'].seconds / c.seconds:.2f}x (target >= 4x)")
+    same = sum(by["(b)"].captions.get(r) == c.captions.get(r) for r in range(args.runs))
+    print(f"runs whose captions match between (b) and (c): {same}/{args.runs} (same seeds; bf16/fp16 batching may differ)")
+
+
+if __name__ == "__main__":
+    main()
