@@ -100,7 +100,7 @@ class HandClip:
     def images(self, images: list[Any]) -> Any:
         import torch
 
-        dtype = next(self.model.parameters()).dtype
+        dtype = self.model.visual.conv1.weight.dtype  # low precision leaves embeddings in fp32
         pixels = torch.stack([self.preprocess(im.convert("RGB")) for im in images]).to(self.device, dtype=dtype)
         with torch.inference_mode():
             features = self.model.encode_image(pixels)

@@ -81,7 +81,10 @@ class ClipModel(LoadedModel):
 
         if self.model is None:
             raise ModelError(f"model '{self.spec.label()}' was unloaded")
-        dtype = next(self.model.parameters()).dtype
+        # Low-precision open_clip keeps embeddings and logit_scale in float32 and casts only
+        # the matrix weights: the image tower's input must match its first weight's dtype.
+        first = getattr(getattr(self.model.visual, "conv1", None), "weight", None)
+        dtype = first.dtype if first is not None else next(self.model.visual.parameters()).dtype
         with torch.inference_mode():
             if task == "embed_text":
                 tokens = self.tokenizer([str(inv.input) for inv in batch]).to(self.device)
