@@ -23,11 +23,7 @@ from genarun.models.catalog import CatalogEntry
 if TYPE_CHECKING:
     from genarun.plugins import Registry
 
-WORDS = (
-    "amber river lantern quiet falcon meadow copper whisper harbor velvet ember orchard "
-    "glacier saffron thunder willow marble compass lizard gecko sunlit moss canyon tide "
-    "paper garden signal mirror cobalt feather silver dragon morning voyage echo pebble"
-).split()
+WORDS = ["amber", "river", "lantern", "quiet", "falcon", "meadow", "copper", "whisper", "harbor", "velvet", "ember", "orchard", "glacier", "saffron", "thunder", "willow", "marble", "compass", "lizard", "gecko", "sunlit", "moss", "canyon", "tide", "paper", "garden", "signal", "mirror", "cobalt", "feather", "silver", "dragon", "morning", "voyage", "echo", "pebble"]
 
 
 def _digest(*parts: Any) -> bytes:
