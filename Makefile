@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/genarun: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned: these wheels are on the machine (see docs/install.md).
+	# torch first, pinned: these wheels are on the machine (other installers download ~3 GB).
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
