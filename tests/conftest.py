@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from genarun.cli import main
-
-TREES = Path(__file__).parent / "trees"
+from tests.helpers import TREES
 
 
 @pytest.fixture
@@ -47,26 +43,3 @@ def cli(workdir: Path) -> Callable[..., Result]:
         return runner.invoke(main, [str(a) for a in args])
 
     return invoke
-
-
-def genarun_subprocess(
-    *args: object, cwd: Path, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m genarun ARGS...` as a real process."""
-    return subprocess.run(
-        [sys.executable, "-m", "genarun", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def query(db: Path, sql: str, *params: object) -> list[sqlite3.Row]:
-    """Rows from the SQLite file itself, read with the standard library, not our store."""
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()

@@ -66,6 +66,36 @@ def register_fakes() -> None:
 
     reg = registry()
     reg.add_provider(FakeProvider())
-    reg.add_model(CatalogEntry("fake-t2i", "fake", "fake-t2i", frozenset({"image"}), "dummy", "0 B", "looping fake painter"))
-    reg.add_model(CatalogEntry("fake-image-embed", "fake", "fake-image-embed", frozenset({"embed_image"}), "dummy", "0 B", "image-only embedder"))
-    reg.add_model(CatalogEntry("fake-i2t", "fake", "fake-i2t", frozenset({"caption"}), "dummy", "0 B", "looping fake captioner"))
+    reg.add_model(
+        CatalogEntry(
+            "fake-t2i",
+            "fake",
+            "fake-t2i",
+            frozenset({"image"}),
+            "dummy",
+            "0 B",
+            "looping fake painter",
+        )
+    )
+    reg.add_model(
+        CatalogEntry(
+            "fake-image-embed",
+            "fake",
+            "fake-image-embed",
+            frozenset({"embed_image"}),
+            "dummy",
+            "0 B",
+            "image-only embedder",
+        )
+    )
+    reg.add_model(
+        CatalogEntry(
+            "fake-i2t",
+            "fake",
+            "fake-i2t",
+            frozenset({"caption"}),
+            "dummy",
+            "0 B",
+            "looping fake captioner",
+        )
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import Result
 
 from genarun.run.reuse import cache_key
-from tests.conftest import query
+from tests.helpers import query
 
 
 def _runs(db: Path) -> list:

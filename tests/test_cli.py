@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from conftest import TREES, genarun_subprocess
+
+from tests.helpers import TREES, genarun_subprocess
 
 HEAVY = ("torch", "diffusers", "transformers", "open_clip", "sentence_transformers")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import networkx as nx
 import pytest
 from click.testing import Result
-from conftest import TREES
 
 from genarun.errors import TreeError
 from genarun.graph.compile import CompiledTree, compile_tree
 from genarun.tree.validate import read_tree
+from tests.helpers import TREES
 
 
 def compiled(name: str, overrides: dict[str, object] | None = None) -> CompiledTree:

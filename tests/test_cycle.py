@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from conftest import query
-from cycle_fakes import CALLS, register_fakes
+
+from tests.cycle_fakes import CALLS, register_fakes
+from tests.helpers import query
 
 
 @pytest.fixture(autouse=True)
@@ -19,11 +20,17 @@ def fakes() -> None:
 
 
 def steps_of(db: Path, run_prefix: str = "") -> list[dict]:
-    rows = query(db, "SELECT * FROM trajectory_steps WHERE run_id LIKE ? ORDER BY run_id, step", run_prefix + "%")
+    rows = query(
+        db,
+        "SELECT * FROM trajectory_steps WHERE run_id LIKE ? ORDER BY run_id, step",
+        run_prefix + "%",
+    )
     return [dict(r) for r in rows]
 
 
-def test_matrix_of_cycles_stores_steps_embeddings_and_output(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+def test_matrix_of_cycles_stores_steps_embeddings_and_output(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
     result = cli("run", tree("cycle_basic.yaml"))
     assert result.exit_code == 0, result.output
     db = workdir / "genarun.db"
@@ -35,19 +42,30 @@ def test_matrix_of_cycles_stores_steps_embeddings_and_output(tree: Callable[[str
         assert [s["kind"] for s in steps] == ["image", "text"] * 3
         assert [s["model"] for s in steps] == ["dummy-t2i", "dummy-i2t"] * 3
         # every output and the start prompt (step -1) embedded, numbered by step
-        items = [r["item"] for r in query(db, "SELECT item FROM embeddings WHERE run_id = ? ORDER BY item", run["id"])]
+        items = [
+            r["item"]
+            for r in query(
+                db, "SELECT item FROM embeddings WHERE run_id = ? ORDER BY item", run["id"]
+            )
+        ]
         assert items == list(range(-1, 6))
         for s in steps:
             assert set(json.loads(s["embeddings"])) == {"dummy-embed"}
         traj = query(db, "SELECT * FROM trajectories WHERE run_id = ?", run["id"])[0]
         assert (traj["status"], traj["stop_reason"], traj["length"]) == ("done", "max_steps", 6)
-        output = json.loads(query(db, "SELECT output FROM executions WHERE run_id = ? AND node_id = 'traj'", run["id"])[0]["output"])
+        output = json.loads(
+            query(
+                db, "SELECT output FROM executions WHERE run_id = ? AND node_id = 'traj'", run["id"]
+            )[0]["output"]
+        )
         assert [o["step"] for o in output] == list(range(6))
         assert output[0]["value"]["$image"] == "assets/traj-0.png"
         assert output[1]["embeddings"]["dummy-embed"]["$embedding"] > 0
 
 
-def test_fixed_seed_is_reproducible_and_random_seed_varies(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+def test_fixed_seed_is_reproducible_and_random_seed_varies(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
     path = tree("cycle_basic.yaml")
     assert cli("run", path, "--set", "prompt=a red fox").exit_code == 0
     assert cli("run", path, "--set", "prompt=a red fox").exit_code == 0
@@ -58,7 +76,12 @@ def test_fixed_seed_is_reproducible_and_random_seed_varies(tree: Callable[[str],
 
     assert cli("run", tree("cycle_random.yaml")).exit_code == 0
     assert cli("run", workdir / "cycle_random.yaml").exit_code == 0
-    c, d = (r["id"] for r in query(db, "SELECT id FROM runs WHERE name = 'cycle-random' ORDER BY started, rowid"))
+    c, d = (
+        r["id"]
+        for r in query(
+            db, "SELECT id FROM runs WHERE name = 'cycle-random' ORDER BY started, rowid"
+        )
+    )
     seeds = [s["seed"] for s in steps_of(db, c)]
     assert len(set(seeds)) == 4  # fresh randomness at each step, recorded
     assert [s["sha256"] for s in steps_of(db, c)] != [s["sha256"] for s in steps_of(db, d)]
@@ -66,7 +89,9 @@ def test_fixed_seed_is_reproducible_and_random_seed_varies(tree: Callable[[str],
     assert traj["seed_random"] == 1 and traj["seed"] is None
 
 
-def test_stop_on_repeat_records_reason_and_loop_length(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+def test_stop_on_repeat_records_reason_and_loop_length(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
     result = cli("run", tree("cycle_loop.yaml"))
     assert result.exit_code == 0, result.output
     db = workdir / "genarun.db"
@@ -85,14 +110,33 @@ def test_stop_on_repeat_records_reason_and_loop_length(tree: Callable[[str], Pat
     ("name", "line", "words"),
     [
         ("cycle_invalid_wrap.yaml", 6, ["wraps around", "dummy-t2i", "image-to-text model"]),
-        ("cycle_invalid_chain.yaml", 6, ["position 2", "receives an image", "dummy-t2i", "image-to-text"]),
-        ("cycle_invalid_unknown.yaml", 6, ["unknown model 'tiny-blipp'", "did you mean 'tiny-blip'"]),
+        (
+            "cycle_invalid_chain.yaml",
+            6,
+            ["position 2", "receives an image", "dummy-t2i", "image-to-text"],
+        ),
+        (
+            "cycle_invalid_unknown.yaml",
+            6,
+            ["unknown model 'tiny-blipp'", "did you mean 'tiny-blip'"],
+        ),
         ("cycle_invalid_embedder.yaml", 9, ["dummy-i2t", "embed"]),
-        ("cycle_invalid_embed_types.yaml", 9, ["fake-image-embed", "embeds image only", "produces only text"]),
+        (
+            "cycle_invalid_embed_types.yaml",
+            9,
+            ["fake-image-embed", "embeds image only", "produces only text"],
+        ),
         ("cycle_invalid_steps.yaml", 8, ["steps must be at least 1"]),
     ],
 )
-def test_bad_networks_fail_before_running(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path, name: str, line: int, words: list[str]) -> None:
+def test_bad_networks_fail_before_running(
+    tree: Callable[[str], Path],
+    cli: Callable[..., Result],
+    workdir: Path,
+    name: str,
+    line: int,
+    words: list[str],
+) -> None:
     result = cli("run", tree(name))
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
@@ -103,7 +147,9 @@ def test_bad_networks_fail_before_running(tree: Callable[[str], Path], cli: Call
     assert not db.exists() or not query(db, "SELECT * FROM executions")
 
 
-def test_transient_failure_is_retried_without_redoing_steps(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+def test_transient_failure_is_retried_without_redoing_steps(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
     result = cli("run", tree("cycle_flaky.yaml"), "--batch-size", "1")
     assert result.exit_code == 0, result.output
     db = workdir / "genarun.db"
@@ -113,10 +159,14 @@ def test_transient_failure_is_retried_without_redoing_steps(tree: Callable[[str]
     assert len([c for c in CALLS if c[0] == "fake-t2i"]) == 13
     warnings = query(db, "SELECT message FROM logs WHERE level = 'warning'")
     assert any("CUDA error" in w["message"] for w in warnings)
-    assert any("resuming the trajectory" in r["message"] for r in query(db, "SELECT message FROM logs"))
+    assert any(
+        "resuming the trajectory" in r["message"] for r in query(db, "SELECT message FROM logs")
+    )
 
 
-def test_a_failing_run_never_stops_the_others(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+def test_a_failing_run_never_stops_the_others(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
     result = cli("run", tree("cycle_broken.yaml"))
     assert result.exit_code == 1
     db = workdir / "genarun.db"
@@ -128,7 +178,9 @@ def test_a_failing_run_never_stops_the_others(tree: Callable[[str], Path], cli: 
     assert "failed" in listing.output
 
 
-def test_resume_continues_a_failed_trajectory_from_its_last_step(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+def test_resume_continues_a_failed_trajectory_from_its_last_step(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
     result = cli("run", tree("cycle_resume.yaml"))
     assert result.exit_code == 1  # the painter failed twice in a row: the run failed
     db = workdir / "genarun.db"

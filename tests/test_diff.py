@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import Result
 
-from tests.conftest import query
+from tests.helpers import query
 
 
 def _run_ids(db: Path) -> list[str]:

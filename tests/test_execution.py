@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from conftest import query
 from PIL import Image
+
+from tests.helpers import query
 
 Run = Callable[..., "Ran"]
 

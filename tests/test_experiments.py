@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from conftest import query
-from cycle_fakes import CALLS, register_fakes
+
+from tests.cycle_fakes import CALLS, register_fakes
+from tests.helpers import query
 
 
 @pytest.fixture(autouse=True)
@@ -23,17 +24,23 @@ def outputs_by_prompt(db: Path) -> dict[str, list[str]]:
     experiment = query(db, "SELECT id FROM experiments ORDER BY created DESC LIMIT 1")[0]["id"]
     out = {}
     for run in query(db, "SELECT id, bindings FROM runs WHERE experiment_id = ?", experiment):
-        steps = query(db, "SELECT sha256 FROM trajectory_steps WHERE run_id = ? ORDER BY step", run["id"])
+        steps = query(
+            db, "SELECT sha256 FROM trajectory_steps WHERE run_id = ? ORDER BY step", run["id"]
+        )
         out[json.loads(run["bindings"])["prompt"]] = [s["sha256"] for s in steps]
     return out
 
 
-def test_matrix_runs_are_one_experiment_with_progress(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+def test_matrix_runs_are_one_experiment_with_progress(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
     result = cli("run", tree("cycle_experiment.yaml"))
     assert result.exit_code == 0, result.output
     db = workdir / "genarun.db"
     assert len(query(db, "SELECT id FROM experiments")) == 1
-    assert len(query(db, "SELECT id FROM runs")) == 16  # 2 networks x 2 prompts x 2 seeds x 2 models
+    assert (
+        len(query(db, "SELECT id FROM runs")) == 16
+    )  # 2 networks x 2 prompts x 2 seeds x 2 models
     listing = cli("experiments", "list")
     assert "cycle-experiment" in listing.output and "16 completed" in listing.output
     show = cli("experiments", "show", "latest")
@@ -50,7 +57,9 @@ def test_matrix_runs_are_one_experiment_with_progress(tree: Callable[[str], Path
     assert missing.exit_code == 2 and "no experiment matches" in missing.output
 
 
-def test_lockstep_batches_equal_unbatched_runs(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+def test_lockstep_batches_equal_unbatched_runs(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
     path = tree("cycle_lockstep.yaml")
     assert cli("run", path).exit_code == 0
     batched = outputs_by_prompt(workdir / "genarun.db")
@@ -64,7 +73,9 @@ def test_lockstep_batches_equal_unbatched_runs(tree: Callable[[str], Path], cli:
     assert all(len(v) == 6 for v in batched.values())
 
 
-def test_out_of_memory_halves_the_batch_and_results_match(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+def test_out_of_memory_halves_the_batch_and_results_match(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
     path = tree("cycle_lockstep.yaml")
     assert cli("run", path, "--batch-size", "1").exit_code == 0
     reference = outputs_by_prompt(workdir / "genarun.db")
@@ -75,7 +86,10 @@ def test_out_of_memory_halves_the_batch_and_results_match(tree: Callable[[str], 
     sizes = [size for _m, task, size in CALLS if task == "image"]
     assert sizes[0] == 4 and set(sizes[1:]) == {2}  # one failed batch of 4, then halves
     assert outputs_by_prompt(workdir / "genarun.db") == reference
-    warnings = [r["message"] for r in query(workdir / "genarun.db", "SELECT message FROM logs WHERE level = 'warning'")]
+    warnings = [
+        r["message"]
+        for r in query(workdir / "genarun.db", "SELECT message FROM logs WHERE level = 'warning'")
+    ]
     assert any("out of memory" in w and "batches of 2" in w for w in warnings)
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import Result
-from conftest import TREES, query
 from PIL import Image
+
+from tests.helpers import TREES, query
 
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(_\d+)?$")
 

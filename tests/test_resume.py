@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from tests.conftest import TREES, query
+from tests.helpers import TREES, query
 
 SLOW = "resume_slow.yaml"
 EXECUTIONS = 21  # plan, 6 x (chapter, picture, caption), blurb, verdict

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from conftest import TREES, query
+
+from tests.helpers import TREES, query
 
 
 def run_ok(cli: Callable[..., Result], tree: Path, *args: object) -> Result:

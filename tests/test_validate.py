@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from conftest import TREES, genarun_subprocess
 
 from genarun.errors import TreeError
 from genarun.graph.compile import compile_tree
 from genarun.tree.validate import read_tree
+from tests.helpers import TREES, genarun_subprocess
 
 INVALID = sorted(p for p in (TREES / "invalid").iterdir() if p.suffix in (".yaml", ".json"))
 
