@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.tokens import ScalarToken
 
 from genarun.errors import Problem, TreeError
 
@@ -104,6 +105,7 @@ def _load(
                 Problem(
                     "the file is empty",
                     file=name,
+                    line=1,
                     hint="a tree starts with 'genarun: 1', 'name:' and 'nodes:'",
                 )
             )
@@ -155,8 +157,26 @@ def _duplicate(key: str, name: str, line: int, first: int) -> Problem:
         f"duplicate key '{key}' (first at line {first}, again at line {line})",
         file=name,
         line=line,
-        hint="a key may appear once per mapping; remove or rename one",
+        hint="a key may appear once per mapping; remove or rename one, or if it belongs to "
+        "another item, fix its indentation",
     )
+
+
+def _name_nodes(data: Any, duplicates: list[tuple[Problem, PathKey]]) -> None:
+    """Name the tree node each duplicate key is in, once the whole file is read."""
+    for problem, path in duplicates:
+        current, node_id, i, expected = data, None, 0, "nodes"
+        # Only the tree's own structure (nodes: [..., children: [...]]) holds nodes.
+        while i + 1 < len(path) and path[i] == expected and isinstance(path[i + 1], int):
+            try:
+                current = current[path[i]][path[i + 1]]
+            except (KeyError, IndexError, TypeError):
+                break
+            if not isinstance(current, dict):
+                break
+            node_id = current["id"] if isinstance(current.get("id"), str) else f"#{path[i + 1] + 1}"
+            expected, i = "children", i + 2
+        problem.node = node_id
 
 
 # ---------------------------------------------------------------------------------------- JSON
@@ -189,6 +209,7 @@ class _JsonReader:
         self.name = name
         self.lines: dict[PathKey, int] = {}
         self.problems: list[Problem] = []
+        self.duplicates: list[tuple[Problem, PathKey]] = []
         self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
     def line_at(self, offset: int) -> int:
@@ -218,6 +239,7 @@ class _JsonReader:
         except RecursionError:
             raise TreeError(Problem("the JSON is nested too deeply", file=self.name)) from None
         if self.problems:
+            _name_nodes(value, self.duplicates)
             raise TreeError(self.problems)
         return value, self.lines
 
@@ -264,7 +286,9 @@ class _JsonReader:
             key_line = self.line_at(offset)
             key, offset = scanstring(self.text, offset + 1, True)
             if key in key_lines:
-                self.problems.append(_duplicate(key, self.name, key_line, key_lines[key]))
+                problem = _duplicate(key, self.name, key_line, key_lines[key])
+                self.problems.append(problem)
+                self.duplicates.append((problem, path))
             key_lines[key] = key_line
             self.lines[(*path, key)] = key_line
             offset = self.skip(self.skip(offset) + 1)  # past ':'
@@ -320,6 +344,30 @@ _YAML_HINTS = {
 }
 
 
+_QUOTE_INSIDE = (
+    "inside \"...\" write \\\" for a quote, inside '...' write '' for an apostrophe, "
+    "or use the other kind of quotes around the value"
+)
+_FOUND_WORDS = {
+    "'<scalar>'": "text",
+    "'<block sequence start>'": "a list item",
+    "'<block mapping start>'": "a mapping",
+    "'<block end>'": "the end of a block",
+    "'<stream end>'": "the end of the file",
+    "'<flow mapping start>'": "'{'",
+    "'<flow sequence start>'": "'['",
+    "'?'": "a key",
+    "'-'": "a list item",
+}
+
+
+def _found_words(problem: str) -> str:
+    """`found '<scalar>'` in plain words: what PyYAML found where it expected something else."""
+    match = re.search(r"but (?:found|got) (.+)$", problem)
+    found = match.group(1) if match else "something else"
+    return _FOUND_WORDS.get(found, found)
+
+
 class _AliasUse:
     """An alias (`*name`) as used, so lines point at the use rather than the anchor."""
 
@@ -353,6 +401,7 @@ class _YamlReader:
         self.name = name
         self.lines: dict[PathKey, int] = {}
         self.problems: list[Problem] = []
+        self.duplicates: list[tuple[Problem, PathKey]] = []
         self._active: set[int] = set()  # nodes being converted, to catch recursive aliases
         self._count = 0
 
@@ -382,10 +431,22 @@ class _YamlReader:
         except RecursionError:
             raise TreeError(Problem("the YAML is nested too deeply", file=self.name)) from None
         if self.problems:
+            _name_nodes(value, self.duplicates)
             raise TreeError(self.problems)
         return value, self.lines
 
     def syntax_problem(self, exc: yaml.MarkedYAMLError) -> Problem:
+        """A located, plain-words problem for a YAML syntax error: the common mistakes are
+        reported where they were made (often before where PyYAML notices them), with a fix."""
+        known = self.known_mistake(exc)
+        if known is not None:
+            line, column, message, hint = known
+            return Problem(
+                f"YAML syntax error at line {line}, column {column}: {message}",
+                file=self.name,
+                line=line,
+                hint=hint,
+            )
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         where = f" at line {line}, column {mark.column + 1}" if mark is not None else ""
@@ -403,6 +464,94 @@ class _YamlReader:
         text = f"{exc.problem or ''} {exc.context or ''}"
         hint = next((h for m, h in _YAML_HINTS.items() if m in text), None)
         return Problem(f"YAML syntax error{where}: {message}", file=self.name, line=line, hint=hint)
+
+    def known_mistake(self, exc: yaml.MarkedYAMLError) -> tuple[int, int, str, str] | None:
+        """(line, column, message, fix) for an unclosed quote or bracket, text after a closing
+        quote, a key without ':' or a line indented out of step; None for anything else."""
+        problem, context = exc.problem or "", exc.context or ""
+        opened, found = exc.context_mark, exc.problem_mark
+        if opened is None or found is None:
+            return None
+        at = (opened.line + 1, opened.column + 1)
+        if "quoted scalar" in context and "end of stream" in problem:
+            quote = self.text[opened.index] if opened.index < len(self.text) else '"'
+            return (
+                *at,
+                f"the quote {quote} opened here is never closed",
+                f"end the value with {quote} on this line; {_QUOTE_INSIDE}",
+            )
+        if "quoted scalar" in context and "escape character" in problem:
+            return (
+                found.line + 1,
+                found.column + 1,
+                f"{problem} in double quotes",
+                'in double quotes a backslash starts an escape (\\n, \\"): write \\\\ for '
+                "a backslash, or use single quotes, where '\\[' stays as written",
+            )
+        if context.startswith("while parsing a flow") and problem.startswith("expected ','"):
+            bracket = self.text[opened.index] if opened.index < len(self.text) else "["
+            closer = "]" if bracket == "[" else "}"
+            if found.line != opened.line:
+                what = _found_words(problem)
+                where = (
+                    "the file ends"
+                    if "<stream end>" in problem
+                    else f"line {found.line + 1} has {what}"
+                )
+                return (
+                    *at,
+                    f"the '{bracket}' opened here is not closed ({where} where YAML expected "
+                    f"',' or '{closer}')",
+                    f"close it with '{closer}'; to start text with '{bracket}' (a random pick "
+                    "or a template), quote the whole value",
+                )
+        if "simple key" in context and "expected ':'" in problem:
+            return (
+                *at,
+                "this line is neither 'key: value' nor a list item '- ...'",
+                "add ':' after the key (a space must follow it), or indent a continuation "
+                "of the line above",
+            )
+        if not problem.startswith("expected <block end>"):
+            return None
+        before = self.token_before(found.index)
+        if isinstance(before, ScalarToken) and before.style in ('"', "'"):
+            quote = before.style
+            start = before.start_mark
+            if start.line != before.end_mark.line:  # the quote swallowed the lines below it
+                return (
+                    start.line + 1,
+                    start.column + 1,
+                    f"the quote {quote} opened here is not closed on this line (the quoted "
+                    f"text runs on to line {before.end_mark.line + 1})",
+                    f"end the value with {quote} on this line; {_QUOTE_INSIDE}",
+                )
+            return (
+                found.line + 1,
+                found.column + 1,
+                f"text follows the closing {quote} of a quoted value",
+                f"quote the whole value; {_QUOTE_INSIDE}",
+            )
+        return (
+            found.line + 1,
+            found.column + 1,
+            f"{_found_words(problem)} is indented differently from the block that starts "
+            f"at line {opened.line + 1}",
+            "items of one list and keys of one mapping start in the same column, and a "
+            "child block is indented further than its parent; indent with spaces",
+        )
+
+    def token_before(self, index: int) -> Any:
+        """The last YAML token that starts before character `index`, or None."""
+        last = None
+        try:
+            for token in yaml.scan(self.text, Loader=yaml.SafeLoader):
+                if token.start_mark.index >= index:
+                    break
+                last = token
+        except yaml.YAMLError:
+            pass
+        return last
 
     def convert(self, item: Node | _AliasUse, path: PathKey, line: int) -> Any:
         """Convert one node (or alias use) at `path`, whose key or item starts at `line`."""
@@ -518,6 +667,20 @@ class _YamlReader:
     def sequence(self, node: SequenceNode, path: PathKey) -> list[Any]:
         if node.tag != _TAG + "seq":
             self.unsupported_tag(node.tag, node.start_mark.line + 1)
+        if node.flow_style and any(
+            isinstance(item, ScalarNode) and item.tag == _PLAIN and "|" in item.value
+            for item in node.value
+        ):
+            # `text: [a | b]` reads as the list ['a | b']: never what a tree means.
+            source = self.text[node.start_mark.index : node.end_mark.index]
+            self.problems.append(
+                Problem(
+                    f"{source} without quotes is a YAML list, not a random pick",
+                    file=self.name,
+                    line=node.start_mark.line + 1,
+                    hint=f"quote the whole value: '{source}'",
+                )
+            )
         return [
             self.convert(item, (*path, index), _line_of(item))
             for index, item in enumerate(node.value)
@@ -548,7 +711,9 @@ class _YamlReader:
                 merges.append((value_item, key_line))
                 continue
             if key in explicit:
-                self.problems.append(_duplicate(key, self.name, key_line, explicit[key]))
+                problem = _duplicate(key, self.name, key_line, explicit[key])
+                self.problems.append(problem)
+                self.duplicates.append((problem, path))
             explicit[key] = key_line
             entries.append((key, value_item, key_line))
         for value_item, merge_line in merges:

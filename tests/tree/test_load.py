@@ -136,7 +136,6 @@ def test_yaml_and_json_give_the_same_data() -> None:
         ("!!bool 'true'", True),
         ("!!null ''", None),
         ("!!timestamp 2001-12-14", "2001-12-14"),
-        ("[a | b]", ["a | b"]),  # an unquoted pick is a YAML list: quote picks
     ],
 )
 def test_yaml_scalars_are_json_types(value: str, expected: object) -> None:
@@ -400,8 +399,13 @@ def test_every_duplicate_is_reported() -> None:
     [
         ("a:\n\t- b\n", 2, 1, "spaces, not tabs"),
         ("a: b: c\n", 1, 5, "quote"),
-        ("a: 'unclosed\nb: 2\n", 3, 1, "close the quote"),
-        ("a: [1, 2\nb: 3\n", 2, 2, None),
+        # Unclosed quotes and brackets are reported where they open, not where YAML gives up.
+        ("a: 'unclosed\nb: 2\n", 1, 4, "end the value with ' on this line"),
+        ('a: "unclosed\nb: 2\nc: "x"\n', 1, 4, 'end the value with " on this line'),
+        ("a: [1, 2\nb: 3\n", 1, 4, "close it with ']'"),
+        ("a: {x: 1\nb: 3\n", 1, 4, "close it with '}'"),
+        ('a: "say "hi" now"\n', 1, 10, "quote the whole value"),
+        ("a:\n  b: 1\n  c\n", 3, 3, "add ':' after the key"),
         ("a:\n  - b\n c: 1\n", 3, 2, None),
         ("a: *missing\n", 1, 4, "anchor"),
         ("a: 1\n---\nb: 2\n", 2, 1, "one document"),
@@ -414,6 +418,14 @@ def test_yaml_syntax_errors(text: str, line: int, column: int, hint: str | None)
     assert f"YAML syntax error at line {line}, column {column}" in problem.message
     if hint:
         assert hint in (problem.hint or "")
+
+
+def test_unquoted_pick_is_not_read_as_a_list() -> None:
+    # `text: [a | b]` is valid YAML for the list ['a | b']: never what a tree means.
+    problem = problem_of(yaml_error("genarun: 1\n\ntext: [a | b]\nok: [1, 2]\n"))
+    assert problem.line == 3
+    assert "[a | b] without quotes is a YAML list, not a random pick" in problem.message
+    assert problem.hint == "quote the whole value: '[a | b]'"
 
 
 def test_unquoted_jinja_template_gets_a_hint() -> None:
