@@ -58,10 +58,19 @@ class StoreError(UserError):
 class NodeFailed(GenarunError):
     """A node's execution failed after its retries; the run stops with exit code 1."""
 
-    def __init__(self, node: str, path: tuple[int, ...], error: str):
+    def __init__(
+        self,
+        node: str,
+        path: tuple[int, ...],
+        error: str,
+        file: str | None = None,
+        line: int | None = None,
+    ):
         self.node, self.path, self.error = node, path, error
+        self.file, self.line = file, line
         index = "".join(f"[{i}]" for i in path)
-        super().__init__(f"node '{node}{index}' failed: {error}")
+        where = f"{file}:{line} " if file and line else f"{file}: " if file else ""
+        super().__init__(f"{where}node '{node}{index}' failed: {error}")
 
 
 class Interrupted(GenarunError):

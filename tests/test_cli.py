@@ -102,7 +102,7 @@ def test_run_in_a_subprocess(tree: Callable[[str], Path], workdir: Path) -> None
 def test_failures_in_a_subprocess(tree: Callable[[str], Path], workdir: Path) -> None:
     failing = genarun_subprocess("run", tree("failing.yaml"), cwd=workdir)
     assert failing.returncode == 1
-    assert "error: node 'bad' failed: output is not valid JSON" in failing.stderr
+    assert "failing.yaml:13 node 'bad' failed: output is not valid JSON" in failing.stderr
     assert "Traceback" not in failing.stderr
 
     invalid = genarun_subprocess("run", TREES / "invalid" / "misspelt_field.yaml", cwd=workdir)

@@ -144,6 +144,12 @@ def test_set_of_an_unknown_var_is_an_error() -> None:
     assert problem.hint == "did you mean 'topic'?"
 
 
+def test_set_of_the_seed_points_at_the_seed_option() -> None:
+    (problem,) = compile_error(TREES / "blog.yaml", {"seed": 7}).problems
+    assert problem.message == "--set seed: the tree has no var or matrix key 'seed'"
+    assert problem.hint == "the run seed is set with --seed 7"
+
+
 def test_set_fixes_a_matrix_key_and_overrides_a_var() -> None:
     tree = compiled("matrix.yaml", {"style": "ink", "subject": "plain"})
     assert tree.matrix == {"style": ["ink"], "animal": ["gecko", "bearded dragon"]}

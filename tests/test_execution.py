@@ -305,7 +305,7 @@ def test_matrix_seed_key_and_set_fixing_a_key(run: Run, workdir: Path) -> None:
 
 def test_a_failing_node_fails_the_run_and_keeps_finished_outputs(run: Run) -> None:
     ran = run("failing.yaml", expect=1)
-    assert "error: node 'bad' failed: output is not valid JSON" in ran.result.stderr
+    assert "failing.yaml:13 node 'bad' failed: output is not valid JSON" in ran.result.stderr
     assert "Traceback" not in ran.result.stderr
     ex = ran.executions()
     assert ex["bad"]["status"] == "failed"

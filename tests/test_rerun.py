@@ -164,6 +164,13 @@ def test_only_takes_what_it_needs_from_the_latest_run(
 
     typo = cli("run", path, "--only", "artcle")
     assert typo.exit_code == 2 and "did you mean 'article'?" in typo.output
+    runs = len(_runs(workdir / "genarun.db"))
+    skip_typo = cli("run", path, "--skip", "artcle")  # a typo must not run the node
+    assert skip_typo.exit_code == 2, skip_typo.output
+    assert "--skip artcle: the tree has no node 'artcle' (did you mean 'article'?)" in (
+        skip_typo.output
+    )
+    assert len(_runs(workdir / "genarun.db")) == runs
     lonely = cli("run", path, "--from", source["id"])
     assert lonely.exit_code == 2 and "goes with --only" in lonely.output
 

@@ -7,15 +7,18 @@ an ancestor adds a dependency edge. Errors found here stop the run before anythi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import networkx as nx
+from jinja2 import TemplateSyntaxError
 
 from genarun.errors import Problem, TreeError, did_you_mean
 from genarun.nodes.base import NodeKind
-from genarun.tree.templates import Compiled, TemplateProblem, compile_expression, compile_value
+from genarun.tree.schema import IDENTIFIER, RESERVED_NAMES
+from genarun.tree.templates import ENV, Compiled, TemplateProblem, compile_expression, compile_value
 from genarun.tree.validate import LoadedTree, TreeNode
 
 BUILTIN_NAMES = frozenset({"seed", "run"})
@@ -98,6 +101,8 @@ def compile_tree(
         elif name not in spec.vars:
             hint = did_you_mean(name, set(spec.vars) | set(matrix))
             known = ", ".join(sorted(set(spec.vars) | set(matrix))) or "none"
+            if name == "seed":  # the run seed has its own option
+                hint = f"the run seed is set with --seed {overrides[name]}"
             problems.append(Problem(f"--set {name}: the tree has no var or matrix key '{name}'", file, None, hint=hint or f"vars and matrix keys: {known}"))
     for name in set(spec.vars) & set(matrix):
         problems.append(Problem(f"'{name}' is both a var and a matrix key", file, loaded.line(("matrix", name)), hint="rename one of them"))
@@ -109,6 +114,7 @@ def compile_tree(
     tree_vars: list[tuple[str, Compiled]] = []
     seen_vars = set(BUILTIN_NAMES) | set(matrix)
     for name, raw in spec.vars.items():
+        _check_var_name(name, problems, file, loaded.line(("vars", name)), None)
         value = overrides.get(name, raw)
         compiled = _compile(compile_value, value, problems, file, loaded.line(("vars", name)), None, f"vars.{name}")
         if compiled is not None:
@@ -149,6 +155,11 @@ def compile_tree(
             Problem(f"dependency cycle: {' -> '.join(names)} ({where})", file, by_id[names[0]].line, names[0], hint="remove one of these references")
         )
 
+    for node_id in sorted((skip or set()) - set(compiled_nodes)):  # a typo must not run the node
+        hint = did_you_mean(node_id, set(compiled_nodes)) or f"nodes: {', '.join(sorted(compiled_nodes))}"
+        problems.append(Problem(f"--skip {node_id}: the tree has no node '{node_id}'", file, None, hint=hint))
+    if problems:
+        raise TreeError(problems)
     _mark_skipped(compiled_nodes, graph, skip or set())
     roots = [tn.id for tn in loaded.roots]
     return CompiledTree(loaded, compiled_nodes, roots, graph, tree_vars, matrix, overrides)
@@ -208,12 +219,18 @@ def _compile_node(
         return doc_line((*tn.loc, *suffix))
 
     foreach = _compile(compile_expression, spec.foreach, problems, file, tn_line(("foreach",)), spec.id, "foreach") if spec.foreach is not None else None
+    if isinstance(spec.foreach, bool | int | float):  # a literal that can never be a list
+        problems.append(
+            Problem(f"foreach: {str(spec.foreach).lower() if isinstance(spec.foreach, bool) else spec.foreach} is not a list", file, tn_line(("foreach",)), spec.id, hint="give a list ([a, b]), a node name, or an expression such as range(3)")
+        )
+        foreach = None
     check(foreach, outer, "foreach", ("foreach",))
     when = _compile(compile_expression, spec.when, problems, file, tn_line(("when",)), spec.id, "when") if spec.when is not None else None
 
     var_list: list[tuple[str, Compiled]] = []
     visible = set(inner)
     for name, raw in spec.vars.items():
+        _check_var_name(name, problems, file, tn_line(("vars", name)), spec.id)
         if name in by_id:
             problems.append(Problem(f"var '{name}' has the same name as node '{name}'", file, tn_line(("vars", name)), spec.id, hint="rename the var"))
         compiled = _compile(compile_value, raw, problems, file, tn_line(("vars", name)), spec.id, f"vars.{name}")
@@ -256,6 +273,32 @@ def _compile(fn: Any, value: Any, problems: list[Problem], file: str, line: int 
     except TemplateProblem as exc:
         problems.append(Problem(f"{where}: {exc}", file, line, node))
         return None
+    except TemplateSyntaxError as exc:  # from Jinja's analysis: an unknown filter or test
+        message, hint = (exc.message or "invalid template").rstrip("."), None
+        unknown = re.match(r"No (filter|test) named '([^']*)'", message)
+        if unknown:
+            what, name = unknown.groups()
+            known = ENV.filters if what == "filter" else ENV.tests
+            message = f"unknown {what} '{name}'"
+            hint = did_you_mean(name, set(known)) or f"known {what}s: {', '.join(sorted(known))}"
+        problems.append(Problem(f"{where}: {message}", file, line, node, hint))
+        return None
+
+
+def _check_var_name(name: str, problems: list[Problem], file: str, line: int | None, node: str | None) -> None:
+    """A var becomes a template variable: it must be an identifier that hides no built-in."""
+    if not IDENTIFIER.match(name):
+        problems.append(Problem(f"var '{name}' is not an identifier, so templates cannot name it", file, line, node, hint=f"use letters, digits and _: {re.sub(r'[^A-Za-z0-9_]', '_', name).lstrip('0123456789') or 'topic'}"))
+    elif name in RESERVED_NAMES:
+        problems.append(Problem(f"var name '{name}' is reserved", file, line, node, hint=_RESERVED_HINTS.get(name, "choose another name")))
+
+
+_RESERVED_HINTS = {
+    "seed": "the run seed is set with 'seed:' at the top of the tree or --seed; choose another name",
+    "item": "it is the foreach item; choose another name, or name the item with 'as:'",
+    "index": "it is the foreach position; choose another name",
+    "run": "it holds the run's id, name and started time; choose another name",
+}
 
 
 def _undefined(name: str, visible: set[str], file: str, line: int | None, node: str | None, where: str, note: str | None = None) -> Problem:

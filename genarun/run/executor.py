@@ -233,7 +233,7 @@ class Executor:
             if isinstance(items, dict):
                 items = [{"key": k, "value": v} for k, v in items.items()]
             if isinstance(items, str) or not hasattr(items, "__iter__"):
-                self._fail_slot(slot, f"foreach: expected a list, got {type(items).__name__}: {str(items)[:80]!r}")
+                self._fail_slot(slot, _not_a_list(items))
                 return
             paths_scopes = []
             for index, item in enumerate(items):
@@ -634,6 +634,18 @@ def _nested_list(tree: dict[Any, Any], depth: int) -> list[Any]:
     if depth == 1:
         return [tree[k] for k in sorted(tree)]
     return [_nested_list(tree[k], depth - 1) for k in sorted(tree)]
+
+
+def _not_a_list(value: Any) -> str:
+    """Why a foreach value cannot be iterated, and how to fix it."""
+    shown = f"{type(value).__name__}: {str(value)[:80]!r}"
+    if isinstance(value, str):
+        fix = "parse the output it comes from into a list (parse: json or parse: lines), or split it (foreach: plan.split(','))"
+    elif isinstance(value, int):
+        fix = f"to run {value} times, write foreach: range({value})"
+    else:
+        fix = "give a list, a mapping, or a node whose output is one"
+    return f"foreach: expected a list, got {shown} ({fix})"
 
 
 def _short(exc: BaseException) -> str:

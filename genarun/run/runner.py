@@ -240,4 +240,11 @@ def raise_for(outcome: Outcome) -> None:
     if outcome.status == "failed":
         first = outcome.failures[0] if outcome.failures else "a node failed"
         node, _, error = first.partition(": ")
-        raise NodeFailed(node, (), error or first)
+        more = len(outcome.failures) - 1
+        if more > 0:
+            error += f" (and {more} more failure{'s' if more > 1 else ''}: genarun runs show {outcome.runs[0].id[:8]})"
+        compiled = outcome.runs[0].compiled if outcome.runs else None
+        found = compiled.nodes.get(node.partition("[")[0]) if compiled else None
+        if compiled is None or found is None:
+            raise NodeFailed(node, (), error or first)
+        raise NodeFailed(node, (), error, str(compiled.loaded.path), found.line)

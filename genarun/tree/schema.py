@@ -17,7 +17,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TREE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-RESERVED_NAMES = frozenset({"seed", "run", "index", "loop", "item", "true", "false", "none"})
+# Built-in names of the scope, and Jinja's constants and operators, which a name would hide or
+# which cannot be written as a variable (`{{ not }}`).
+RESERVED_NAMES = frozenset(
+    {"seed", "run", "index", "loop", "item", "true", "false", "none", "True", "False", "None"}
+    | {"not", "and", "or", "in", "is", "if", "else"}
+)
 
 
 def _template_only(value: str) -> str:

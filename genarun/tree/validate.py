@@ -67,14 +67,17 @@ def validate_document(doc: Document) -> LoadedTree:
     data = doc.data
     if not isinstance(data, dict):
         raise TreeError(Problem("a tree file must hold a mapping with genarun, name and nodes", file, 1))
+    version = data.get("genarun")
     if "genarun" not in data:
         problems.append(Problem("missing 'genarun: 1' (the format version)", file, 1, hint="add 'genarun: 1' as the first line"))
+    elif version != 1 or isinstance(version, bool):
+        problems.append(_version_problem(version, file, doc.line(("genarun",))))
     try:
         spec = TreeSpec.model_validate(data)
     except ValidationError as exc:
         tree_problems = _pydantic_problems(exc, TreeSpec, (), doc, None)
-        if "genarun" not in data:  # already reported above, with its fix
-            tree_problems = [p for p in tree_problems if p.message != "missing required field 'genarun'"]
+        # The version is reported above, with its fix.
+        tree_problems = [p for p in tree_problems if p.message != "missing required field 'genarun'" and not p.message.startswith("field 'genarun':")]
         problems.extend(tree_problems)
         spec = None
     nodes_raw = data.get("nodes")
@@ -87,6 +90,23 @@ def validate_document(doc: Document) -> LoadedTree:
         raise TreeError(_dedupe(problems))
     assert spec is not None
     return LoadedTree(doc.path, doc, spec, roots)
+
+
+def _version_problem(version: Any, file: str, line: int | None) -> Problem:
+    if isinstance(version, int | float) and not isinstance(version, bool) and version > 1:
+        return Problem(
+            f"this tree is in format version {version}; this genarun reads version 1",
+            file,
+            line,
+            hint="upgrade genarun to run it, or write it in format 1 and set 'genarun: 1' (docs/reference.md)",
+        )
+    shown = f'"{version}"' if isinstance(version, str) else "null" if version is None else str(version)
+    return Problem(
+        f"'genarun: {shown}' is not a format version; this genarun reads version 1",
+        file,
+        line,
+        hint="write 'genarun: 1' (a number, unquoted)",
+    )
 
 
 def _validate_nodes(
@@ -136,9 +156,9 @@ def _pydantic_problems(exc: ValidationError, model: type[BaseModel], loc: Loc, d
         err_loc = tuple(err["loc"])
         # Union branches repeat the location with a type tag (e.g. 'int', 'function-after[...]').
         clean = tuple(p for p in err_loc if isinstance(p, int) or not _is_type_tag(str(p)))
-        if loc == () and clean and clean[0] == "nodes" and err["type"] != "missing":
+        if loc == () and len(clean) > 1 and clean[0] == "nodes":
             continue  # nodes are validated one by one with their kinds
-        if loc and clean and clean[0] == "children":
+        if loc and len(clean) > 1 and clean[0] == "children":
             continue  # children are validated with their own kinds
         line = doc.line((*loc, *clean))
         name = ".".join(str(p) for p in clean)
@@ -150,8 +170,18 @@ def _pydantic_problems(exc: ValidationError, model: type[BaseModel], loc: Loc, d
             msg = f"missing required field '{name}'"
         else:
             msg = f"field '{name}': {_clean_message(err['msg'])}" if name else _clean_message(err["msg"])
+            hint = _TYPE_HINTS.get((str(clean[-1]) if clean else "", err["type"])) or _TYPE_HINTS.get(("", err["type"]))
         problems.append(Problem(msg, file, line, node, hint))
     return problems
+
+
+# Fixes for values of the wrong shape, by (field, pydantic error type); "" is any field.
+_TYPE_HINTS = {
+    ("nodes", "list_type"): "write each node as a list item under 'nodes:', starting with '- id: ...'",
+    ("children", "list_type"): "write each child as a list item under 'children:', starting with '- id: ...'",
+    ("", "dict_type"): "write it as 'name: value' lines indented under it",
+    ("", "list_type"): "write a list: [a, b] or one '- item' line each",
+}
 
 
 def _is_type_tag(part: str) -> bool:
