@@ -161,3 +161,47 @@ def test_out_sets_the_root_of_run_folders(
     assert (workdir / "elsewhere" / "typed" / "latest" / "output.json").is_file()
     assert not (workdir / "typed").exists()
     assert (TREES / "typed.yaml").read_text() == (folder / "tree.yaml").read_text()
+
+
+def test_foreach_over_nothing_is_empty_and_one_that_never_ran_is_absent(
+    cli: Callable[..., Result], tree: Callable[[str], Path]
+) -> None:
+    output = read(run_folder(cli("run", tree("foreach_outputs.yaml"))) / "output.json")
+    assert output == {
+        "nothing": {"value": [], "each_of_nothing": []},  # ran, over an empty list
+        "some": {"value": ["a", "b"], "each_of_some": ["a!", "b!"]},
+        "off": {"value": None},  # skipped by `when`: its foreach child never ran
+    }
+
+
+def test_foreach_under_a_failed_node_is_absent_and_a_failed_foreach_is_null(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    failed_parent = workdir / "failed_parent.yaml"
+    failed_parent.write_text(
+        "genarun: 1\nname: failed-parent\nnodes:\n"
+        "  - id: plan\n    kind: template\n    text: not json\n    parse: json\n"
+        "    children:\n"
+        "      - id: each\n        kind: template\n        foreach: plan\n"
+        "        text: '{{ item }}'\n"
+    )
+    result = cli("run", failed_parent)
+    assert result.exit_code == 1
+    assert read(run_folder(result) / "output.json") == {"plan": {"value": None}}
+
+    not_a_list = workdir / "not_a_list.yaml"
+    not_a_list.write_text(
+        "genarun: 1\nname: not-a-list\nnodes:\n"
+        "  - id: plan\n    kind: template\n    text: a, b, c\n"
+        "    children:\n"
+        "      - id: each\n        kind: template\n        foreach: plan\n"
+        "        text: '{{ item }}'\n"
+    )
+    result = cli("run", not_a_list)
+    assert result.exit_code == 1
+    assert read(run_folder(result) / "output.json") == {"plan": {"value": "a, b, c", "each": None}}
+    assert f"{not_a_list}:8 node 'each' failed: foreach: expected a list, got str" in result.stderr
+    assert "(parse the output it comes from into a list (parse: json or parse: lines)" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.output

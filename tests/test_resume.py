@@ -150,6 +150,25 @@ def test_ctrl_c_marks_interrupted_and_says_how_to_resume(
     _check_resumed(db, run_id, reference)
 
 
+def test_interrupted_foreach_has_one_entry_per_item(workdir: Path) -> None:
+    # Ctrl-C once `plan` is stored, while the six chapters are with the (slow) model: the
+    # chapters that did not finish are null, so each entry stays at its item's index.
+    tree = workdir / SLOW
+    tree.write_text((TREES / SLOW).read_text())
+    db = workdir / "int.db"
+    proc = _start(tree, db, workdir / "out")
+    _wait_for(db, proc, 1)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    if proc.returncode == 0:  # the signal came after the run finished: nothing to check
+        return
+    assert proc.returncode == 130, err
+    output = _output(query(db, "SELECT out_dir FROM runs")[0]["out_dir"])
+    chapters = output["plan"]["chapter"]
+    assert len(chapters) == len(output["plan"]["value"]) == 6
+    assert all(c is None or isinstance(c, dict) for c in chapters)
+
+
 def test_failed_node_is_retried_on_resume(
     tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
 ) -> None:

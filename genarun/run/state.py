@@ -46,6 +46,8 @@ class RunState:
     scope: dict[str, Any] = field(default_factory=dict)  # tree vars, matrix values, seed, run
     # node id -> foreach path -> result
     results: dict[str, dict[tuple[int, ...], NodeResult]] = field(default_factory=dict)
+    # (node id, parent path) -> how many items its foreach gave; absent: never evaluated
+    foreach_items: dict[tuple[str, tuple[int, ...]], int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0, "reused": 0})
     # What the run may take instead of executing (rerun, --only, resume, the cache).
@@ -149,9 +151,14 @@ class RunState:
                 continue
             results = self.results.get(node_id, {})
             if node.foreach is not None:
-                depth = len(parent_path) + 1
-                paths = sorted(p for p in results if len(p) == depth and p[:-1] == parent_path)
-                out[node_id] = [self._entry(node_id, p) for p in paths]
+                count = self.foreach_items.get((node_id, parent_path))
+                if count is not None:  # one entry per item; an unfinished item is null
+                    paths = [(*parent_path, index) for index in range(count)]
+                    out[node_id] = [self._entry(node_id, p) if p in results else None for p in paths]
+                elif parent_path in results:  # its foreach failed: no items
+                    out[node_id] = None
+                # else it never ran (parent failed or skipped, run stopped first): absent,
+                # unlike a foreach over an empty list, which holds []
             elif parent_path in results:
                 out[node_id] = self._entry(node_id, parent_path)
         return out
