@@ -11,7 +11,7 @@ from sqlalchemy import select
 from genarun.errors import UserError
 from genarun.graph.compile import CompiledTree
 from genarun.graph.plan import check_node_ids, needed_by, subtree
-from genarun.run.reuse import ReusePlan, finished_executions
+from genarun.run.reuse import ReusePlan, finished_executions, stored_var_picks
 from genarun.store.db import Store, executions, runs
 from genarun.values import to_json
 
@@ -57,6 +57,7 @@ def plan_runs(
                 only=sorted(only),
                 skip=sorted(skip),
                 prior=finished_executions(store, source["id"]),
+                var_picks=stored_var_picks(source),
             )
         )
     return plans

@@ -26,7 +26,7 @@ from genarun.graph.plan import (
     parse_node_ref,
 )
 from genarun.run.only import apply_only
-from genarun.run.reuse import ReusePlan, finished_executions
+from genarun.run.reuse import ReusePlan, finished_executions, stored_var_picks
 from genarun.run.runner import (
     Outcome,
     RunOptions,
@@ -136,6 +136,7 @@ def rerun_run(
         out_dir=str(folder),
         source_run_id=source["id"],
         plan=plan.to_json(),
+        picks=json.dumps(state.var_picks, ensure_ascii=False),
         **process_identity(),
     )
     state.copy_tree_file()
@@ -198,6 +199,7 @@ def _plan_rerun(
         same_seed=same_seed,
         skip=sorted(skip),
         prior=prior,
+        var_picks=stored_var_picks(source),
     )
     state = RunState(
         id=new_id(),
@@ -282,7 +284,14 @@ def resume_runs(
         if s.reuse
     }
     for state in states:
-        store.update_run(state.id, status="running", ended=None, error=None, **process_identity())
+        store.update_run(
+            state.id,
+            status="running",
+            ended=None,
+            error=None,
+            picks=json.dumps(state.var_picks, ensure_ascii=False),
+            **process_identity(),
+        )
     tree_folder, experiment_folder = _tree_folder(store, rows[0])
     others = [r for r in store.runs_of_experiment(rows[0]["experiment_id"]) if r["id"] not in kept]
     refresh = all(r["status"] == "completed" for r in others)
@@ -341,6 +350,7 @@ def _resume_state(store: Store, row: dict[str, Any]) -> RunState:
     if plan.only:
         apply_only(compiled, plan.only)
     plan.kept = finished_executions(store, row["id"], ("done", "skipped"))
+    plan.var_picks = stored_var_picks(row)  # the draws its finished executions saw
     folder = Path(row["out_dir"])
     state = RunState(
         id=row["id"],

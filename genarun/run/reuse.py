@@ -113,6 +113,9 @@ class ReusePlan:
     skip: list[str] = field(default_factory=list)
     prior: dict[Key, StoredExecution] = field(default_factory=dict)
     kept: dict[Key, StoredExecution] = field(default_factory=dict)
+    # The tree-var picks of the run whose outputs are taken (its runs.picks), replayed so
+    # reused and new executions saw the same vars; not stored in runs.plan.
+    var_picks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def must_rerun(self, node_id: str, path: tuple[int, ...]) -> bool:
         return any(covers(t, (node_id, path)) for t in self.rerun)
@@ -169,6 +172,13 @@ class ReusePlan:
         if plan.source_run_id:
             plan.prior = finished_executions(store, plan.source_run_id)
         return plan
+
+
+def stored_var_picks(run: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A stored run's tree-var picks (runs.picks); {} for runs stored before they were kept."""
+    text = run.get("picks")
+    value = json.loads(text) if text else {}
+    return value if isinstance(value, dict) else {}
 
 
 def _targets(targets: list[Target]) -> list[list[Any]]:

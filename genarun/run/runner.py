@@ -158,7 +158,7 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
                 id=run_id, experiment_id=experiment_id, name=compiled.name, tree_path=str(tree_path), tree_text=tree_text,
                 tree_hash=tree_hash, seed=seed, bindings=json.dumps(to_json({**bindings, **options.overrides})),
                 status="running", started=started, out_dir=str(run_folder), source_run_id=plans[position - 1].source_run_id,
-                plan=plans[position - 1].to_json(), **process_identity(),
+                plan=plans[position - 1].to_json(), picks=json.dumps(state.var_picks, ensure_ascii=False), **process_identity(),
             )
             state.copy_tree_file()
             runs.append(state)
@@ -212,10 +212,10 @@ def _run_scope(state: RunState) -> dict[str, Any]:
     compiled = state.compiled
     scope: dict[str, Any] = {"seed": state.seed, "run": {"id": state.id, "name": compiled.name, "started": state.started}}
     scope.update(state.bindings)
-    picks: list[Any] = []
+    state.var_picks = {}
     for name, value in compiled.tree_vars:
         try:
-            scope[name] = value.evaluate(scope, field_rng(state.seed, f"vars.{name}"), picks)
+            scope[name] = state.draw_var(name, value, scope)
         except RenderError as exc:
             raise TreeError(Problem(f"vars.{name}: {exc}", str(compiled.loaded.path), compiled.loaded.line(("vars", name)))) from None
     return scope

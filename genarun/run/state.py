@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from genarun.errors import ModelError
 from genarun.store.folders import write_json
+from genarun.tree.picks import PickRecord, ReplayRandom
+from genarun.tree.templates import field_rng
 from genarun.values import EmbeddingRef, ImageRef, to_json, to_plain
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from genarun.models.base import ModelSpec
     from genarun.run.reuse import ReusePlan
     from genarun.store.db import Store
+    from genarun.tree.templates import Compiled
 
 
 @dataclass
@@ -44,6 +47,8 @@ class RunState:
     experiment_id: str | None = None
     label: str = ""
     scope: dict[str, Any] = field(default_factory=dict)  # tree vars, matrix values, seed, run
+    # Random picks drawn in the tree's vars, by var name (runs.picks, run.json `picks`).
+    var_picks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # node id -> foreach path -> result
     results: dict[str, dict[tuple[int, ...], NodeResult]] = field(default_factory=dict)
     # (node id, parent path) -> how many items its foreach gave; absent: never evaluated
@@ -62,6 +67,25 @@ class RunState:
     @property
     def assets(self) -> Path:
         return self.folder / "assets"
+
+    def draw_var(self, name: str, compiled: Compiled, scope: dict[str, Any]) -> Any:
+        """Render one tree var and record its picks. A run that takes outputs from another run
+        (rerun, --only, resume) replays that run's picks for the var, so what it reuses and
+        what it runs anew saw the same draws; a var whose picks changed draws from the seed."""
+        stored = self.reuse.var_picks.get(name) if self.reuse is not None else None
+        picks: list[PickRecord] = []
+        value: Any = None
+        replayed = False
+        if stored:
+            replay = ReplayRandom(stored)
+            value = compiled.evaluate(scope, replay, picks)
+            replayed = replay.matches(picks)
+        if not replayed:
+            picks = []
+            value = compiled.evaluate(scope, field_rng(self.seed, f"vars.{name}"), picks)
+        if picks:
+            self.var_picks[name] = [p.to_json() for p in picks]
+        return value
 
     def resolve_model(self, ref: Any) -> ModelSpec:
         from genarun.models.catalog import resolve_model
@@ -187,6 +211,7 @@ class RunState:
                 "seed": self.seed,
                 "seed_random": self.seed_is_random,
                 "bindings": to_json(self.bindings),
+                "picks": self.var_picks,
                 "started": self.started,
                 "ended": time.time(),
                 "counts": self.counts,

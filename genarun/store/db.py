@@ -74,6 +74,7 @@ runs = Table(
     Column("pid", Integer),  # the process running it, to tell a killed run from a live one
     Column("host", String),
     Column("plan", Text),  # JSON: what the run reuses (rerun, --only, cache), for resume
+    Column("picks", Text),  # JSON: var name -> random picks drawn in the tree's vars
 )
 
 executions = Table(

@@ -80,6 +80,7 @@ def run_report_json(run: dict[str, Any], executions: list[dict[str, Any]]) -> di
         "status": run["status"],
         "seed": run["seed"],
         "bindings": json.loads(run["bindings"]) if run["bindings"] else {},
+        "picks": json.loads(run["picks"]) if run.get("picks") else {},
         "started": run["started"],
         "ended": run["ended"],
         "folder": run["out_dir"],
@@ -99,6 +100,10 @@ def run_report(run: dict[str, Any], executions: list[dict[str, Any]]) -> str:
         f"started  {iso(run['started'])}" + (f"  ({run['ended'] - run['started']:.2f}s)" if run["ended"] else ""),
         f"folder   {run['out_dir']}",
     ]
+    picks = json.loads(run["picks"]) if run.get("picks") else {}
+    if picks:  # the tree vars' draws; each execution's own are in --json
+        drawn = "; ".join(f"{name}={records[0]['value']}" for name, records in picks.items() if records)
+        lines.append(f"picks    {drawn}")
     if run["error"]:
         lines.append(f"error    {run['error']}")
     lines.append("")

@@ -32,6 +32,7 @@ __all__ = [
     "Pick",
     "PickRecord",
     "PickSyntaxError",
+    "ReplayRandom",
     "Template",
     "expand_picks",
     "parse_picks",
@@ -96,6 +97,44 @@ class Pick:
 
 
 _PENDING = PickRecord(alternatives=[], weights=[], chosen=-1, value="")
+
+
+class ReplayRandom(random.Random):
+    """Reproduces stored picks: the n-th draw lands in the n-th record's chosen alternative.
+
+    A rerun, `--only` or resume renders a tree var with this to get exactly the draws its
+    source run made, whatever that run's seed. `matches(records)` says whether the render drew
+    the same picks (the var's text may have changed since); when it did not, draw afresh.
+    """
+
+    def __init__(self, stored: list[dict[str, Any]]):
+        super().__init__(0)
+        self._points: list[float] = []
+        self._stored = stored
+        self._draws = 0
+        for record in stored:
+            weights = [float(w) for w in record.get("weights", [])]
+            chosen = int(record.get("chosen", -1))
+            total = sum(weights)
+            if not 0 <= chosen < len(weights) or weights[chosen] <= 0 or total <= 0:
+                self._points.append(math.nan)  # unusable record: matches() will say no
+                continue
+            low = sum(weights[:chosen])
+            self._points.append((low + weights[chosen] / 2) / total)  # mid-interval
+
+    def random(self) -> float:
+        self._draws += 1
+        if self._draws > len(self._points) or math.isnan(self._points[self._draws - 1]):
+            return 0.0
+        return self._points[self._draws - 1]
+
+    def matches(self, records: list[PickRecord]) -> bool:
+        """Whether rendering drew exactly the stored picks, no more and no fewer."""
+        return len(records) == len(self._stored) == self._draws and all(
+            record.alternatives == stored.get("alternatives")
+            and record.chosen == stored.get("chosen")
+            for record, stored in zip(records, self._stored, strict=True)
+        )
 
 
 def _render_parts(
