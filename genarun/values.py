@@ -6,6 +6,7 @@ shown as plain strings in `output.json` and in rendered templates.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ class EmbeddingRef:
 
 def to_json(value: Any) -> Any:
     """Encode a node output for SQLite (tagged objects keep images and embeddings typed)."""
+    if value is None or isinstance(value, str | int | float | bool):  # most values: first
+        return value
     if isinstance(value, ImageRef):
         return {"$image": value.path, "sha256": value.sha256}
     if isinstance(value, EmbeddingRef):
@@ -56,9 +59,23 @@ def to_json(value: Any) -> Any:
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_json(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
     return str(value)
+
+
+# Prebuilt encoders: json.dumps with any option builds a new JSONEncoder per call, which
+# cost more than encoding the short values of one execution.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_ENCODE_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+
+
+def dumps(value: Any, *, sort_keys: bool = False) -> str:
+    """`json.dumps(value, ensure_ascii=False, sort_keys=...)` for plain JSON values, faster."""
+    return (_ENCODE_SORTED if sort_keys else _ENCODE)(value)
+
+
+def json_text(value: Any, *, sort_keys: bool = False) -> str:
+    """`json.dumps(to_json(value), ensure_ascii=False, sort_keys=...)`, faster."""
+    return (_ENCODE_SORTED if sort_keys else _ENCODE)(to_json(value))
 
 
 def from_json(value: Any, root: Path) -> Any:
@@ -76,6 +93,8 @@ def from_json(value: Any, root: Path) -> Any:
 
 def to_plain(value: Any) -> Any:
     """The value as output.json shows it: images as relative paths, embeddings as ids."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
     if isinstance(value, ImageRef):
         return value.path
     if isinstance(value, EmbeddingRef):
@@ -84,6 +103,4 @@ def to_plain(value: Any) -> Any:
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_plain(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
     return str(value)

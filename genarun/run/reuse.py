@@ -130,6 +130,8 @@ class ReusePlan:
 
     def seed_for(self, node: CompiledNode, path: tuple[int, ...]) -> int | None:
         """A rerun's seed for an execution, or None for the usual one."""
+        if not self.fresh_seeds:  # every execution asks: most runs have no such targets
+            return None
         if not any(covers(t, (node.id, path)) for t in self.fresh_seeds):
             return None
         if self.same_seed:

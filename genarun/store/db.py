@@ -189,6 +189,13 @@ persistence = Table(
 )
 
 
+# Every column but the id, and a plain insert of them for record_executions.
+_COLUMNS = tuple(c.name for c in executions.columns if c.name != "id")
+_INSERT_EXECUTION = (
+    f"INSERT INTO executions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+
+
 def default_db_path() -> Path:
     return Path(os.environ.get("GENARUN_DB") or "genarun.db")
 
@@ -240,7 +247,12 @@ class Store:
     # --- writes -------------------------------------------------------------------------
     def _write(self, stmt: Any, rows: Any = None) -> Any:
         try:
-            result = self.conn.execute(stmt, rows) if rows is not None else self.conn.execute(stmt)
+            if isinstance(stmt, str):  # plain SQL with positional rows (record_executions)
+                result = self.conn.exec_driver_sql(stmt, rows)
+            elif rows is not None:
+                result = self.conn.execute(stmt, rows)
+            else:
+                result = self.conn.execute(stmt)
             self.conn.commit()
         except BaseException:
             # Ctrl-C between insert and commit: roll back, so writing the rows again (the
@@ -267,9 +279,11 @@ class Store:
 
     def record_executions(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert finished executions and commit them together."""
-        columns = executions.c.keys()
-        full = [{c: row.get(c) for c in columns if c != "id"} for row in rows]
-        self._write(insert(executions), full)
+        # The hot write path (one row per execution): plain SQL with positional tuples goes
+        # straight to sqlite3's executemany; Core's per-row parameter building cost more than
+        # the insert itself. Missing keys are NULL, as before.
+        if rows:
+            self._write(_INSERT_EXECUTION, [tuple(map(row.get, _COLUMNS)) for row in rows])
 
     def add_logs(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
