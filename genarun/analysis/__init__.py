@@ -1,7 +1,7 @@
 """Trajectory analysis: persistent homology, diagram distances, semantic drift and plots.
 
-Pure numpy at import time: ripser, scipy and matplotlib load inside the functions that need them,
-so ``import genarun.analysis`` stays cheap.
+Pure numpy at import time: gudhi, ripser, scipy and matplotlib load inside the functions that
+need them, so ``import genarun.analysis`` stays cheap.
 """
 
 from genarun.analysis.distances import bottleneck, distance_matrix, wasserstein

@@ -178,7 +178,116 @@ def test_bytes_round_trip() -> None:
 def test_import_is_cheap() -> None:
     code = (
         "import sys, genarun.analysis; "
-        "print(sorted(m for m in ('ripser', 'scipy', 'matplotlib', 'persim') if m in sys.modules))"
+        "print(sorted(m for m in ('gudhi', 'ripser', 'scipy', 'matplotlib', 'persim') "
+        "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def sphere_walk(steps: int = 160, dims: int = 200, seed: int = 0) -> np.ndarray:
+    """A random walk on the unit sphere: far-apart steps near-orthogonal, as in the bench."""
+    rng = np.random.default_rng(seed)
+    x = [rng.standard_normal(dims)]
+    for _ in range(steps - 1):
+        x.append(x[-1] / np.linalg.norm(x[-1]) + 0.5 * rng.standard_normal(dims) / np.sqrt(dims))
+    return np.array(x)
+
+
+def clouds() -> list[tuple[str, np.ndarray, str]]:
+    rng = np.random.default_rng(5)
+    grid = rng.integers(0, 4, size=(50, 3)).astype(float)  # many equal distances, duplicates
+    return [
+        ("gaussian", rng.standard_normal((70, 12)), "cosine"),
+        ("gaussian", rng.standard_normal((60, 5)), "euclidean"),
+        ("grid with ties", grid, "euclidean"),
+        ("repeated steps", np.repeat(rng.standard_normal((25, 6)), 3, axis=0), "cosine"),
+        ("noisy circle", circle(60, dims=4, noise=0.05), "euclidean"),
+        ("sphere walk", sphere_walk(), "cosine"),
+        ("three points", rng.standard_normal((3, 4)), "euclidean"),
+    ]
+
+
+@pytest.mark.parametrize(("name", "points", "metric"), clouds(), ids=[c[0] for c in clouds()])
+@pytest.mark.parametrize("options", [{}, {"threshold": 0.8}, {"maxdim": 0}, {"maxdim": 2}], ids=str)
+def test_gudhi_engine_gives_ripsers_diagrams_exactly(
+    name: str, points: np.ndarray, metric: str, options: dict[str, float]
+) -> None:
+    by_ripser = persistence_diagrams(points, metric=metric, engine="ripser", **options)
+    by_gudhi = persistence_diagrams(points, metric=metric, engine="gudhi", **options)
+    assert by_gudhi == by_ripser  # the same float32 values, in the same (sorted) order
+    assert persistence_diagrams(points, metric=metric, **options) == by_gudhi  # "auto"
+    for dgm in by_gudhi.diagrams:
+        np.testing.assert_array_equal(dgm, dgm[np.lexsort((dgm[:, 1], dgm[:, 0]))])
+
+
+@pytest.mark.parametrize(("name", "points", "metric"), clouds(), ids=[c[0] for c in clouds()])
+def test_last_birth_bounds_every_birth_and_merge(
+    name: str, points: np.ndarray, metric: str
+) -> None:
+    from genarun.analysis.persistence import _last_birth
+
+    d = pairwise_distances(points, metric).astype(np.float32)  # type: ignore[arg-type]
+    h0, h1 = persistence_from_distances(d, metric=metric, engine="ripser").diagrams
+    radius = float(d.max(axis=1).min())
+    bound = _last_birth(d, radius)
+    assert bound is not None
+    events = np.concatenate([h1[:, 0], h0[np.isfinite(h0[:, 1]), 1], [0.0]])
+    assert bound >= events.max()
+    # It is a real edge with no witness, so never above the enclosing radius.
+    assert bound <= radius and np.isin(np.float32(bound), d)
+
+
+class KernelSpy:
+    """Records the scales that gudhi's kernel is run to."""
+
+    def __init__(self, kernel: object) -> None:
+        self.kernel, self.scales = kernel, []
+
+    def __call__(self, matrix: np.ndarray, **kwargs: float) -> list[np.ndarray]:
+        self.scales.append(kwargs["max_edge_length"])
+        return self.kernel(matrix, **kwargs)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("walk", "margin", "runs"),
+    [
+        ((200, 400, 0), 1 / 8, 1),  # every class has died by the cut
+        ((200, 400, 0), 0.0, 2),  # cut at the last birth: a class still alive, run to the end
+        ((160, 200, 1), 1 / 8, 2),  # a class outlives the cut
+    ],
+)
+def test_early_cut_stops_below_the_radius_and_stays_exact(
+    monkeypatch: pytest.MonkeyPatch, walk: tuple[int, int, int], margin: float, runs: int
+) -> None:
+    from genarun.analysis import persistence
+
+    points = sphere_walk(*walk)
+    reference = persistence_diagrams(points, engine="ripser")
+    spy = KernelSpy(persistence._gudhi_kernel())
+    monkeypatch.setattr(persistence, "_gudhi_kernel", lambda: spy)
+    monkeypatch.setattr(persistence, "_CUT_MARGIN", margin)
+    assert persistence_diagrams(points, engine="gudhi") == reference
+    radius = float(pairwise_distances(points).astype(np.float32).max(axis=1).min())
+    assert len(spy.scales) == runs and spy.scales[0] < radius  # the cut was tried
+    assert (spy.scales[0] >= reference.diagrams[1][:, 1].max()) == (runs == 1)
+    if runs == 2:
+        assert spy.scales[1] == pytest.approx(radius)
+
+
+def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genarun.analysis import persistence
+
+    points = circle(30, noise=0.05)
+    with pytest.raises(ValueError, match="unknown engine"):
+        persistence_diagrams(points, engine="dionysus")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n_perm"):
+        persistence_diagrams(points, n_perm=10, engine="gudhi")
+    # n_perm >= N is the exact computation, which gudhi does.
+    assert persistence_diagrams(points, n_perm=30, engine="gudhi") == persistence_diagrams(points)
+    # Without gudhi's kernel, "auto" is ripser.py with the same result; "gudhi" says what is missing.
+    exact = persistence_diagrams(points)
+    monkeypatch.setattr(persistence, "_gudhi_kernel", lambda: None)
+    assert persistence_diagrams(points) == exact
+    with pytest.raises(ValueError, match="needs the gudhi package"):
+        persistence_diagrams(points, engine="gudhi")
