@@ -20,6 +20,7 @@ Models are loaded and warmed up before timing in every way. Prints steps/s and t
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ for folder in (str(REPO), str(BENCH)):
     if folder not in sys.path:
         sys.path.insert(0, folder)  # runnable from a checkout; gpu_images' builders by import
 
-from gpu_images import HandWritten, build_blip, build_sd, dtypes, reset_peak, sync  # noqa: E402
+from gpu_images import HandWritten, build_blip, build_sd, dtypes, sync  # noqa: E402
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 
@@ -45,6 +46,21 @@ class Way:
     invocations: int = 0
     embeddings: int = 0
     captions: dict[int, list[str]] = field(default_factory=dict)  # run -> captions
+    parts: dict[str, float] = field(default_factory=dict)  # seconds per model call kind
+
+
+class Timed:
+    """Adds a block's seconds (GPU work included) to `way.parts[name]`."""
+
+    def __init__(self, way: Way, name: str, device: str) -> None:
+        self.way, self.name, self.device = way, name, device
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        sync(self.device)
+        self.way.parts[self.name] = self.way.parts.get(self.name, 0.0) + time.perf_counter() - self.start
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=20, help="caption length in tokens")
     parser.add_argument("--tiny", action="store_true", help="small architectures (smoke run)")
     parser.add_argument("--skip-one-at-a-time", action="store_true", help="skip (a) (slow on big runs)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[4], help="genarun model threads; several values: one (c) each")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating rounds of (b) and (c); medians are compared")
+    parser.add_argument("--providers", action="store_true", help="also time one batch per model through genarun's providers alone and by hand")
+    parser.add_argument("--profile", action="store_true", help="cProfile genarun's scheduler thread; print its top functions")
     return parser.parse_args(argv)
 
 
@@ -144,19 +164,25 @@ def lockstep(models: HandWritten, clip: HandClip, seeds: list[int], steps: int, 
     sync(models.device)
     start = time.perf_counter()
     current: list[Any] = [PROMPT] * len(seeds)
+    device = models.device
     for i in range(0, len(seeds), batch):
-        clip.texts(current[i : i + batch])
+        with Timed(way, "embed_text", device):
+            clip.texts(current[i : i + batch])
     for step in range(steps):
         out: list[Any] = []
         for i in range(0, len(seeds), batch):
             chunk = current[i : i + batch]
             if step % 2 == 0:
-                images = models.images(chunk, seeds[i : i + batch], size)
-                clip.images(images)
+                with Timed(way, "image", device):
+                    images = models.images(chunk, seeds[i : i + batch], size)
+                with Timed(way, "embed_image", device):
+                    clip.images(images)
                 out += images
             else:
-                captions = models.captions(chunk)
-                clip.texts(captions)
+                with Timed(way, "caption", device):
+                    captions = models.captions(chunk)
+                with Timed(way, "embed_text", device):
+                    clip.texts(captions)
                 out += captions
         current = out
         if step % 2 == 1:
@@ -169,12 +195,12 @@ def lockstep(models: HandWritten, clip: HandClip, seeds: list[int], steps: int, 
     return way
 
 
-def tree_text(sd_dir: Path, blip_dir: Path, clip_path: Path, arch: str, matrix_seeds: list[int], steps: int, size: int, tokens: int) -> str:
+def tree_text(sd_dir: Path, blip_dir: Path, clip_path: Path, arch: str, matrix_seeds: list[int], steps: int, size: int, tokens: int, batch: int) -> str:
     import json
 
     models = {
-        "painter": {"provider": "diffusers", "id": str(sd_dir), "options": {"steps": 1, "guidance": 0.0, "width": size, "height": size}},
-        "captioner": {"provider": "transformers", "id": str(blip_dir)},
+        "painter": {"provider": "diffusers", "id": str(sd_dir), "options": {"steps": 1, "guidance": 0.0, "width": size, "height": size, "max_batch": batch}},
+        "captioner": {"provider": "transformers", "id": str(blip_dir), "options": {"max_batch": batch}},
         "embedder": {"provider": "open_clip", "id": str(clip_path), "options": {"arch": arch}},
     }
     tree = {
@@ -191,18 +217,34 @@ def tree_text(sd_dir: Path, blip_dir: Path, clip_path: Path, arch: str, matrix_s
     return json.dumps(tree, indent=1)
 
 
-def with_genarun(work: Path, text: str, device: str, batch: int, name: str) -> tuple[Way, Any]:
+def with_genarun(work: Path, text: str, device: str, batch: int, name: str, workers: int = 4, profile: bool = False) -> tuple[Way, Any]:
+    import cProfile
+    import pstats
+
     from genarun.run.runner import RunOptions, run_tree
 
     path = work / f"{name}.json"
     path.write_text(text)
+    profiler = cProfile.Profile() if profile else None
     sync(device)
     start = time.perf_counter()
-    outcome = run_tree(path, RunOptions(db=work / f"{name}.db", out=work / "out", device=device, batch_size=batch, workers=4))
+    if profiler:
+        profiler.enable()
+    outcome = run_tree(path, RunOptions(db=work / f"{name}.db", out=work / "out", device=device, batch_size=batch, workers=workers))
+    if profiler:
+        profiler.disable()
     sync(device)
-    way = Way(f"(c) genarun x{batch}", seconds=time.perf_counter() - start)
+    way = Way(f"(c) genarun x{batch} w{workers}", seconds=time.perf_counter() - start)
     if outcome.status != "completed":
         raise SystemExit(f"genarun run failed: {outcome.failures[:3]}")
+    print(f"{way.name}: {way.seconds:.2f} s")
+    for stat in outcome.model_stats:
+        way.parts[stat["task"]] = stat["seconds"]  # busy time; with several threads they overlap
+        print(f"  {stat['model'][-40:]:>40} {stat['task']:<12} {stat['batches']:>4} batches {stat['items']:>5} items (mean {stat['mean_batch']}) busy {stat['seconds']:.2f} s")
+    if profiler:
+        stats = pstats.Stats(profiler).sort_stats("tottime")
+        stats.print_stats(25)
+        stats.sort_stats("cumulative").print_stats(25)
     return way, outcome
 
 
@@ -217,6 +259,53 @@ def genarun_captions(work: Path, name: str, outcome: Any, matrix_seeds: list[int
         captions[run] = [s["value"] for s in stored_steps(store, state.id) if s["kind"] == "text"]
     store.close()
     return captions
+
+
+def providers_alone(text: str, hand: HandWritten, clip: HandClip, seeds: list[int], args: argparse.Namespace) -> None:
+    """One batch per model through genarun's providers alone (no executor) and by hand: what
+    the provider costs apart from scheduling."""
+    import json
+
+    from genarun.models.base import Invocation
+    from genarun.models.cache import model_cache
+    from genarun.models.catalog import resolve_model
+
+    aliases = json.loads(text)["models"]
+    loaded = {name: model_cache().get(resolve_model(name, aliases), args.device) for name in aliases}
+    chunk = seeds[: args.batch]
+    caption = {"max_tokens": args.tokens, "min_tokens": args.tokens, "temperature": 0.0}
+
+    def timed(label: str, call: Any) -> Any:
+        sync(args.device)
+        start = time.perf_counter()
+        for _ in range(3):
+            out = call()
+        sync(args.device)
+        print(f"  {label:<28} {(time.perf_counter() - start) / 3 * 1000:8.1f} ms per batch of {len(chunk)}")
+        return out
+
+    print("providers alone vs by hand:")
+    images = timed("genarun image", lambda: loaded["painter"].run("image", [Invocation("image", PROMPT, s) for s in chunk]))
+    timed("hand image", lambda: hand.images([PROMPT] * len(chunk), chunk, args.size))
+    timed("genarun caption", lambda: loaded["captioner"].run("caption", [Invocation("caption", im, s, caption) for im, s in zip(images, chunk, strict=True)]))
+    timed("hand caption", lambda: hand.captions(images))
+    if args.profile:
+        import cProfile
+        import pstats
+
+        for label, call in (
+            ("genarun caption", lambda: loaded["captioner"].run("caption", [Invocation("caption", im, s, caption) for im, s in zip(images, chunk, strict=True)])),
+            ("hand caption", lambda: hand.captions(images)),
+        ):
+            profiler = cProfile.Profile()
+            profiler.enable()
+            call()
+            sync(args.device)
+            profiler.disable()
+            print(f"--- {label}")
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+    timed("genarun embed_image", lambda: loaded["embedder"].run("embed_image", [Invocation("embed_image", im, s) for im, s in zip(images, chunk, strict=True)]))
+    timed("hand embed_image", lambda: clip.images(images))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -235,37 +324,45 @@ def main(argv: list[str] | None = None) -> None:
             torch.cuda.empty_cache()
 
         # genarun first: a 1-step warm-up run loads its models into the process-wide cache.
-        text = tree_text(work / "sd", work / "blip", clip_path, arch, matrix_seeds, args.steps, args.size, args.tokens)
-        warm = tree_text(work / "sd", work / "blip", clip_path, arch, matrix_seeds[: min(args.batch, args.runs)], 2, args.size, args.tokens)
+        text = tree_text(work / "sd", work / "blip", clip_path, arch, matrix_seeds, args.steps, args.size, args.tokens, args.batch)
+        warm = tree_text(work / "sd", work / "blip", clip_path, arch, matrix_seeds[: min(args.batch, args.runs)], 2, args.size, args.tokens, args.batch)
         with_genarun(work, warm, args.device, args.batch, "warmup")
-        genarun_way, outcome = with_genarun(work, text, args.device, args.batch, "bench")
-        genarun_way.invocations = genarun_way.embeddings = args.runs * args.steps
-        genarun_way.captions = genarun_captions(work, "bench", outcome, matrix_seeds)
-        from genarun.models.cache import model_cache
-
-        model_cache().clear()  # frees genarun's copies before the hand-written ways load theirs
-        reset_peak(args.device)
-
         hand = HandWritten(work / "sd", work / "blip", args.device, args.tokens)
         clip = HandClip(clip_path, arch, args.device)
         lockstep(hand, clip, seeds[: min(args.batch, args.runs)], 2, args.size, args.batch)  # warm-up
-        ways = []
+        if args.providers:
+            providers_alone(text, hand, clip, seeds, args)
+        ways: list[Way] = []
         if not args.skip_one_at_a_time:
             ways.append(one_at_a_time(hand, clip, seeds, args.steps, args.size))
-        ways.append(lockstep(hand, clip, seeds, args.steps, args.size, args.batch))
-        ways.append(genarun_way)
+        # (b) and (c) alternate, so a slower or faster spell of the machine touches both.
+        for round_ in range(args.repeat):
+            ways.append(lockstep(hand, clip, seeds, args.steps, args.size, args.batch))
+            for i, workers in enumerate(args.workers):
+                name = f"bench{round_}_{i}"
+                way, outcome = with_genarun(work, text, args.device, args.batch, name, workers, args.profile and round_ == 0 and i == 0)
+                way.captions = genarun_captions(work, name, outcome, matrix_seeds)
+                ways.append(way)
 
     steps = args.runs * args.steps
     print(f"\n{args.runs} runs x {args.steps} steps ({steps} invocations + {steps + args.runs} embeddings), {args.size}px, batch {args.batch}, {args.device}")
     print(f"{'way':<26} {'seconds':>9} {'steps/s':>8}")
     for way in ways:
-        print(f"{way.name:<26} {way.seconds:>9.2f} {steps / way.seconds:>8.2f}")
-    by = {w.name[:3]: w for w in ways}
-    c = by["(c)"]
-    print(f"\ngenarun vs hand lockstep: {by['(b)'].seconds / c.seconds:.2f}x (target >= 0.85x)")
-    if "(a)" in by:
-        print(f"genarun vs one at a time: {by['(a)'].seconds / c.seconds:.2f}x (target >= 4x)")
-    same = sum(by["(b)"].captions.get(r) == c.captions.get(r) for r in range(args.runs))
+        parts = "  ".join(f"{k} {v:.2f}" for k, v in way.parts.items())
+        print(f"{way.name:<26} {way.seconds:>9.2f} {steps / way.seconds:>8.2f}  {parts}")
+    medians = {name: statistics.median(w.seconds for w in ways if w.name == name) for name in dict.fromkeys(w.name for w in ways)}
+    genarun = {n: t for n, t in medians.items() if n.startswith("(c)")}
+    best = min(genarun, key=genarun.__getitem__)  # the best number of model threads
+    hand_name = next(n for n in medians if n.startswith("(b)"))
+    print(f"\nmedians over {args.repeat} alternating rounds: " + ", ".join(f"{n} {t:.2f} s" for n, t in medians.items()))
+    for name in genarun:
+        print(f"{name} vs hand lockstep: {medians[hand_name] / genarun[name]:.2f}x (target >= 0.85x)")
+    one = next((n for n in medians if n.startswith("(a)")), None)
+    if one:
+        print(f"{best} vs one at a time: {medians[one] / genarun[best]:.2f}x (target >= 4x)")
+    b = next(w for w in ways if w.name == hand_name)
+    c = next(w for w in ways if w.name == best)
+    same = sum(b.captions.get(r) == c.captions.get(r) for r in range(args.runs))
     print(f"runs whose captions match between (b) and (c): {same}/{args.runs} (same seeds; bf16/fp16 batching may differ)")
 
 

@@ -7,18 +7,36 @@ shown as plain strings in `output.json` and in rendered templates.
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
-@dataclass(frozen=True)
 class ImageRef:
-    """A PNG in a run folder's assets/: `path` is relative to the run folder."""
+    """A PNG in a run folder's assets/: `path` is relative to the run folder.
 
-    path: str
-    root: Path
-    sha256: str
+    `sha256` (of the file's bytes) may be given as a future while the PNG is still being
+    written off the scheduler thread; reading it waits for the write and raises its error.
+    """
+
+    __slots__ = ("_sha256", "path", "root")
+
+    def __init__(self, path: str, root: Path, sha256: str | Future[str]) -> None:
+        self.path = path
+        self.root = root
+        self._sha256 = sha256
+
+    @property
+    def sha256(self) -> str:
+        if not isinstance(self._sha256, str):
+            self._sha256 = self._sha256.result()
+        return self._sha256
+
+    @property
+    def written(self) -> bool:
+        """Whether the file is complete (a pending write has finished)."""
+        return isinstance(self._sha256, str) or self._sha256.done()
 
     @property
     def file(self) -> Path:
@@ -28,8 +46,21 @@ class ImageRef:
         """The image as a PIL image (RGB)."""
         from PIL import Image
 
+        self.sha256  # noqa: B018 (a pending write must finish before the file is read)
         with Image.open(self.file) as img:
             return img.convert("RGB")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImageRef):
+            return NotImplemented
+        return (self.path, self.root, self.sha256) == (other.path, other.root, other.sha256)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.root))
+
+    def __repr__(self) -> str:
+        digest = self._sha256 if isinstance(self._sha256, str) else "<writing>"
+        return f"ImageRef(path={self.path!r}, root={self.root!r}, sha256={digest!r})"
 
     def __str__(self) -> str:
         return self.path

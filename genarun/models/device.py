@@ -5,7 +5,10 @@ torch is imported inside the functions so that importing this module stays cheap
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 DEVICE_ENV = "GENARUN_DEVICE"
@@ -93,3 +96,34 @@ def release_accelerator_memory(device: str) -> None:
             torch.cuda.empty_cache()
         elif kind == "mps" and hasattr(torch, "mps"):
             torch.mps.empty_cache()
+
+
+_streams = threading.local()
+
+
+@contextlib.contextmanager
+def own_stream(device: str | None) -> Iterator[None]:
+    """Run the block on this thread's own CUDA stream (elsewhere: as is).
+
+    The executor's worker threads call different models at once; on the one default stream
+    their kernels queue behind each other, so a captioner's short decoding steps wait for a
+    painter's long UNet kernels. A stream per thread lets the GPU run them side by side. Results
+    leave as host objects (text, PIL images, numpy), but the stream is synchronised anyway before
+    the block returns, so nothing computed on it is read early.
+    """
+    if not device or device_type(device) != "cuda":
+        yield
+        return
+    import torch
+
+    index = torch.device(device).index
+    key = torch.cuda.current_device() if index is None else index
+    streams: dict[int, Any] = getattr(_streams, "by_device", None) or {}
+    _streams.by_device = streams
+    stream = streams.get(key)
+    if stream is None:
+        stream = streams[key] = torch.cuda.Stream(device=key)
+    stream.wait_stream(torch.cuda.default_stream(key))  # weights copied on the default stream
+    with torch.cuda.stream(stream):
+        yield
+    stream.synchronize()

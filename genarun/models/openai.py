@@ -66,6 +66,7 @@ class OpenAIOptions(BaseModel):
     backoff: float = Field(1.0, ge=0)  # first retry delay in seconds; doubles each retry
     concurrency: int = Field(8, ge=1)  # parallel requests for a batch of chats or images
     tasks: tuple[EndpointTask, ...] = ("generate",)
+    max_batch: int | None = Field(None, ge=1)  # most invocations per run() (the executor reads it)
 
     def resolved_base_url(self) -> str:
         return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")

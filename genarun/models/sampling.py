@@ -105,6 +105,23 @@ def sample_causal(
     return outputs
 
 
+class GreedySteps:
+    """A logits processor for greedy `generate()`: bans end-of-sequence tokens until
+    `min_new_tokens`, and counts steps (to split new tokens from the prompt). Unlike
+    RowSampler it never reads back from the device."""
+
+    def __init__(self, eos_ids: set[int], min_new_tokens: int = 0) -> None:
+        self.eos_ids = sorted(eos_ids)
+        self.min_new_tokens = min_new_tokens
+        self.steps = 0
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.steps < self.min_new_tokens and self.eos_ids:
+            scores[:, self.eos_ids] = float("-inf")
+        self.steps += 1
+        return scores
+
+
 class RowSampler:
     """A logits processor for `generate()` that picks each row's token with its own generator.
 

@@ -318,21 +318,24 @@ def _store_pending(ctx: ExecutionContext, records: list[dict[str, Any]], step: i
     from genarun.store import trajectories as tstore
     from genarun.store.db import path_key
 
+    value = records[step]["value"] if step >= 0 else None
+    if isinstance(value, ImageRef):
+        value.sha256  # noqa: B018 (its PNG must be on disk before the step is committed)
     refs: dict[str, EmbeddingRef] = {}
-    for spec, vector in zip(users, vectors, strict=True):
-        refs[spec.label()] = ctx.store_embeddings([vector], spec.label(), [source], items=[step])[0]
-    if step < 0:
-        return
-    record = records[step]
-    record["embeddings"] = refs
-    value = record["value"]
-    tstore.add_step(ctx.run.store, {
-        "run_id": ctx.run.id, "node_id": ctx.node_id, "path": path_key(ctx.path), "step": step, "model": record["model"],
-        "kind": record["kind"], "value": value.path if isinstance(value, ImageRef) else value, "sha256": record["sha256"],
-        "seed": record["seed"], "embeddings": json.dumps({m: [r.id, r.dim] for m, r in refs.items()}),
-    })
+    with ctx.run.store.transaction():  # the step and its embeddings: one commit
+        for spec, vector in zip(users, vectors, strict=True):
+            refs[spec.label()] = ctx.store_embeddings([vector], spec.label(), [source], items=[step])[0]
+        if step < 0:
+            return
+        record = records[step]
+        record["embeddings"] = refs
+        tstore.add_step(ctx.run.store, {
+            "run_id": ctx.run.id, "node_id": ctx.node_id, "path": path_key(ctx.path), "step": step, "model": record["model"],
+            "kind": record["kind"], "value": value.path if isinstance(value, ImageRef) else value, "sha256": record["sha256"],
+            "seed": record["seed"], "embeddings": json.dumps({m: [r.id, r.dim] for m, r in refs.items()}),
+        })
+        tstore.update_trajectory(ctx.run.store, ctx.run.id, ctx.node_id, path_key(ctx.path), length=step + 1)
     record["stored"] = True
-    tstore.update_trajectory(ctx.run.store, ctx.run.id, ctx.node_id, path_key(ctx.path), length=step + 1)
 
 
 def _record_from_row(row: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:

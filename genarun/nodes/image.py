@@ -31,7 +31,9 @@ def run(ctx: ExecutionContext, node: ImageNode) -> Generator[Invoke, Any, ImageR
         if (value := getattr(node, key)) is not None
     }
     image = yield Invoke(spec, Invocation("image", str(node.prompt), ctx.seed, settings))
-    return ctx.save_image(image, prompt=str(node.prompt), model=spec.label())
+    ref = ctx.save_image(image, prompt=str(node.prompt), model=spec.label())
+    ref.sha256  # noqa: B018 (the PNG is on disk before the execution is recorded; a failed write fails the node)
+    return ref
 
 
 KIND = NodeKind(

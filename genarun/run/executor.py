@@ -28,6 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 from genarun.errors import Interrupted
 from genarun.graph.compile import CompiledNode
 from genarun.models.base import batch_key
+from genarun.models.device import own_stream
 from genarun.nodes.base import ExecutionContext, Invoke
 from genarun.run.reuse import (
     StoredExecution,
@@ -85,6 +86,10 @@ class ModelQueue:
         self.task = task
         self.items: deque[Request] = deque()
         self.max_batch: int | None = None  # halved after a failed batch
+        # What the model did, for the run summary: where the time went and how full batches were.
+        self.batches = 0
+        self.ran = 0  # items
+        self.seconds = 0.0
 
 
 @dataclass
@@ -447,19 +452,30 @@ class Executor:
         """On a worker thread: load the model once, run one batch, post the results."""
         try:
             model = self.models.get(q.spec, self.options.device)
-            limit = getattr(model, "max_batch", None)
-            if limit and len(batch) > limit:
-                results = []
+            began = time.perf_counter()
+            # A model's own bound (memory), unless its spec's options set `max_batch`.
+            limit = int(q.spec.option_dict.get("max_batch") or getattr(model, "max_batch", 0) or len(batch))
+            results = []
+            with own_stream(getattr(model, "device", None)):
                 for start in range(0, len(batch), limit):
                     chunk = batch[start : start + limit]
                     results.extend(model.run(q.task, [r.invoke.invocation for r in chunk]))
-            else:
-                results = model.run(q.task, [r.invoke.invocation for r in batch])
+                    q.batches += 1
             if len(results) != len(batch):
                 raise RuntimeError(f"model returned {len(results)} results for {len(batch)} inputs")
+            q.ran += len(batch)
+            q.seconds += time.perf_counter() - began
             self.events.put((batch, results, None))
         except BaseException as exc:  # reported to the instances, on the scheduler thread
             self.events.put((batch, None, exc))
+
+    def model_stats(self) -> list[dict[str, Any]]:
+        """Per model and task: calls made (batches), items, mean batch size and seconds busy."""
+        return [
+            {"model": q.spec.label(), "task": q.task, "batches": q.batches, "items": q.ran, "mean_batch": round(q.ran / q.batches, 1), "seconds": round(q.seconds, 3)}
+            for q in self.queues.values()
+            if q.batches
+        ]
 
     @property
     def models(self) -> Any:

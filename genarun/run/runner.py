@@ -49,6 +49,7 @@ class Outcome:
     runs: list[RunState]
     folder: Path
     status: str  # completed, failed, interrupted
+    model_stats: list[dict[str, Any]] = field(default_factory=list)  # per model: batches, items, seconds
 
     @property
     def failures(self) -> list[str]:
@@ -197,6 +198,7 @@ def execute_runs(store: Store, runs: list[RunState], options: RunOptions, *, tre
         if options.progress:
             options.progress.stop()
     for state in runs:
+        state.wait_for_assets()
         run_status = status if status != "completed" else ("failed" if state.failed else "completed")
         store.update_run(state.id, status=run_status, ended=time.time(), error="\n".join(state.failed) or None, summary=json.dumps(state.counts))
         state.write_folder(run_status, _logs_json(store, state.id))
@@ -204,7 +206,7 @@ def execute_runs(store: Store, runs: list[RunState], options: RunOptions, *, tre
     if overall == "completed" and refresh:
         refresh_latest(tree_folder, folder)
     store.close()
-    return Outcome(experiment_id, runs, folder, overall)
+    return Outcome(experiment_id, runs, folder, overall, executor.model_stats())
 
 
 def _run_scope(state: RunState) -> dict[str, Any]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
+import contextlib
 import json
 import shutil
 import time
@@ -59,6 +58,7 @@ class RunState:
     reuse: ReusePlan | None = None
     _models: dict[str, ModelSpec] = field(default_factory=dict)
     _assets: set[str] = field(default_factory=set)
+    writing: list[ImageRef] = field(default_factory=list)  # images whose PNG is being written
 
     @property
     def tree_dir(self) -> Path:
@@ -98,23 +98,24 @@ class RunState:
         return spec
 
     def save_image(self, image: Any, *, node_id: str, path: tuple[int, ...], seed: int, **metadata: Any) -> ImageRef:
-        """Write a PNG with prompt, seed, model and run in its text chunks; return its ref."""
-        from PIL.PngImagePlugin import PngInfo
+        """Write a PNG with prompt, seed, model and run in its text chunks (on a writer
+        thread); return its ref at once (its sha256 waits for the write)."""
+        from genarun.run.assets import write_png
 
-        info = PngInfo()
-        for key, value in {**metadata, "seed": seed, "run": self.id, "node": node_id}.items():
-            info.add_text(f"genarun:{key}", str(value))
-        buffer = io.BytesIO()
-        # Fast zlib level: PNG encoding ran on the scheduler thread and level 6 cost ~5x more.
-        image.save(buffer, format="PNG", pnginfo=info, compress_level=1)
-        data = buffer.getvalue()
+        text = {f"genarun:{key}": str(value) for key, value in {**metadata, "seed": seed, "run": self.id, "node": node_id}.items()}
         rel = self.asset_name(node_id, path)
         self.assets.mkdir(parents=True, exist_ok=True)
-        target = self.folder / rel
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        return ImageRef(rel, self.folder, hashlib.sha256(data).hexdigest())
+        ref = ImageRef(rel, self.folder, write_png(image, self.folder / rel, text))
+        self.writing.append(ref)
+        return ref
+
+    def wait_for_assets(self) -> None:
+        """Block until every image this run started writing is on disk (errors are the
+        nodes' to report: here they are only waited for)."""
+        for ref in self.writing:
+            with contextlib.suppress(Exception):
+                ref.sha256  # noqa: B018
+        self.writing.clear()
 
     def asset_name(self, node_id: str, path: tuple[int, ...]) -> str:
         """A new asset path in this run's folder (relative), unique within the run."""

@@ -6,12 +6,13 @@ finished work, and two genarun processes can write one database at the same time
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,9 @@ persistence = Table(
     Index("ix_persistence_key", "run_id", "node_id", "path", "embedding_model", "maxdim", unique=True),
 )
 
+# Prebuilt statements for the per-step writes of trajectories (parameters bound per call).
+_INSERT_EMBEDDING = insert(embeddings)
+
 
 # Every column but the id, and a plain insert of them for record_executions.
 _COLUMNS = tuple(c.name for c in executions.columns if c.name != "id")
@@ -231,6 +235,7 @@ class Store:
         event.listen(self.engine, "connect", _sqlite_pragmas)
         _create_schema(self.engine)
         self._conn: Connection | None = None
+        self._grouped = False  # inside transaction(): writes wait for its commit
 
     @property
     def conn(self) -> Connection:
@@ -245,6 +250,22 @@ class Store:
         self.engine.dispose()
 
     # --- writes -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Writes inside commit together (one commit, all or nothing) instead of one by one."""
+        if self._grouped:
+            yield
+            return
+        self._grouped = True
+        try:
+            yield
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        finally:
+            self._grouped = False
+
     def _write(self, stmt: Any, rows: Any = None) -> Any:
         try:
             if isinstance(stmt, str):  # plain SQL with positional rows (record_executions)
@@ -253,7 +274,8 @@ class Store:
                 result = self.conn.execute(stmt, rows)
             else:
                 result = self.conn.execute(stmt)
-            self.conn.commit()
+            if not self._grouped:
+                self.conn.commit()
         except BaseException:
             # Ctrl-C between insert and commit: roll back, so writing the rows again (the
             # executor flushes once more) cannot store them twice.
@@ -290,8 +312,10 @@ class Store:
             self._write(insert(logs), list(rows))
 
     def add_embeddings(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        ids = [self.conn.execute(insert(embeddings).values(**row)).inserted_primary_key[0] for row in rows]
-        self.conn.commit()
+        # One prebuilt statement with parameters: building `.values(**row)` each time cost 4x.
+        ids = [self.conn.execute(_INSERT_EMBEDDING, row).inserted_primary_key[0] for row in rows]
+        if not self._grouped:
+            self.conn.commit()
         return ids
 
     # --- reads --------------------------------------------------------------------------
