@@ -173,3 +173,24 @@ def test_runs_show_latest_in_an_empty_database(cli: Callable[..., Result]) -> No
     result = cli("runs", "show", "latest")
     assert result.exit_code == 2
     assert "no runs in" in result.stderr
+
+
+def test_latest_survives_refreshes_racing_each_other(tmp_path: Path) -> None:
+    """Runs finishing at once each replace latest/: none fails, and latest/ is whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from genarun.store.folders import refresh_latest
+
+    sources = []
+    for i in range(4):
+        source = tmp_path / f"run{i}"
+        (source / "assets").mkdir(parents=True)
+        (source / "output.json").write_text(f'{{"run": {i}}}')
+        (source / "assets" / "a.txt").write_text(str(i))
+        sources.append(source)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: [refresh_latest(tmp_path, sources[i % 4]) for _ in range(25)], range(4)))
+    latest = tmp_path / "latest"
+    run = json.loads((latest / "output.json").read_text())["run"]
+    assert (latest / "assets" / "a.txt").read_text() == str(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "run0", "run1", "run2", "run3"]

@@ -399,10 +399,28 @@ def _create_schema(engine: Engine) -> None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    _use_wal(cursor)
     # NORMAL in WAL mode is durable across process crashes (only an OS crash can lose the
     # last commits), and several times faster than FULL.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=60000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the database to WAL mode (once: the mode is stored in the file). Switching needs
+    the database to itself, and SQLite refuses at once, without waiting, while another process
+    is creating it: wait and try again."""
+    import sqlite3
+
+    for attempt in range(200):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            time.sleep(0.05)

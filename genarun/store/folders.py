@@ -7,11 +7,13 @@ named by its position and matrix values (`01_style-watercolor/`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +52,28 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def refresh_latest(tree_folder: Path, source: Path) -> Path:
-    """Make `<tree folder>/latest/` a copy of `source` (a run or experiment folder)."""
+    """Make `<tree folder>/latest/` a copy of `source` (a run or experiment folder).
+
+    Two processes finishing at once both refresh it: each copies into its own temporary folder
+    and swaps it in by renames, retrying when the other's `latest/` appears in between; the
+    last one wins and neither fails.
+    """
     latest = tree_folder / "latest"
-    tmp = tree_folder / ".latest.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    old = tree_folder / ".latest.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if latest.exists():
-        latest.rename(old)
-    tmp.rename(latest)
-    shutil.rmtree(old, ignore_errors=True)
-    return latest
+    unique = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = tree_folder / f".latest.tmp-{unique}"
+    old = tree_folder / f".latest.old-{unique}"
+    try:
+        shutil.copytree(source, tmp)
+        for _attempt in range(100):
+            with contextlib.suppress(FileNotFoundError):
+                latest.rename(old)
+            try:
+                tmp.rename(latest)
+                return latest
+            except OSError:  # another process's latest/ arrived after ours moved away
+                time.sleep(0.01)
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        raise OSError(f"could not replace {latest}: other processes keep replacing it")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
