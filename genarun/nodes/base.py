@@ -54,6 +54,12 @@ class NodeKind:
     # cache). False for kinds whose output depends on more than their rendered parameters,
     # model and seed: the outside world (fetch), a person (human), or the store (retrieve).
     cacheable: bool = True
+    # A kind that keeps rows outside the executions table (a cycle's trajectory, steps and
+    # embeddings) copies them when another run reuses its output, so that run owns everything
+    # its output points at: (run, stored, node_id, path, output, image) -> the output (tagged
+    # JSON, its images already adopted) pointing at the copies; image(a path relative to the
+    # stored run's folder) -> the adopted copy's path. Never called for the run's own rows.
+    adopt: Callable[..., Any] | None = None
 
 
 RunOutput = Any | Generator["Invoke | list[Invoke]", Any, Any]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from genarun.values import EmbeddingRef, ImageRef
 if TYPE_CHECKING:
     from genarun.graph.compile import CompiledNode
     from genarun.models.base import ModelSpec
+    from genarun.run.reuse import StoredExecution
 
 # Tasks that can be a link of a network, preferred in this order for a given input type
 # (a model that both paints and writes, like `dummy`, paints when given text).
@@ -348,6 +349,36 @@ def _record_from_row(row: dict[str, Any], ctx: ExecutionContext) -> dict[str, An
     return {"step": row["step"], "model": row["model"], "kind": row["kind"], "value": value, "seed": row["seed"], "sha256": row["sha256"], "embeddings": embeds, "stored": True}
 
 
+def adopt(run: Any, stored: StoredExecution, node_id: str, path: tuple[int, ...], output: Any, image: Callable[[str], str]) -> Any:
+    """A trajectory reused by another run (rerun, --only) is copied to it: its row, steps,
+    embeddings (new ids, which the output's refs now name) and diagrams, so `runs list`, `tda`,
+    exports and a `persistence` node below see the run's own trajectory."""
+    from genarun.store import trajectories as tstore
+    from genarun.store.db import path_key
+
+    store = run.store
+    source = (stored.run_id, stored.node_id, path_key(stored.path))
+    if not tstore.has_trajectory(store, source) and stored.reused_from is not None:
+        # Reused before reuses copied trajectories: the rows are still the original run's.
+        source = tstore.execution_key(store, stored.reused_from) or source
+    # The steps' images are the output's, already adopted (from `stored`'s folder, where the
+    # rows' paths, which may be the original run's, need not exist).
+    adopted = {r["step"]: r["value"]["$image"] for r in output if isinstance(r.get("value"), dict) and "$image" in r["value"]}
+    ids = tstore.copy_trajectory(store, source, (run.id, node_id, path_key(path)), lambda step, rel: adopted.get(step) or image(rel))
+    return _renumber(output, ids)
+
+
+def _renumber(value: Any, ids: dict[int, int]) -> Any:
+    """Tagged JSON with its embedding refs pointing at the copies."""
+    if isinstance(value, dict):
+        if "$embedding" in value:
+            return {**value, "$embedding": ids.get(value["$embedding"], value["$embedding"])}
+        return {k: _renumber(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renumber(v, ids) for v in value]
+    return value
+
+
 KIND = NodeKind(
     name="cycle",
     params=CycleNode,
@@ -356,6 +387,8 @@ KIND = NodeKind(
     output="list of steps (step, model, kind, value, seed, embeddings)",
     model_refs=model_refs,
     check=check,
-    # Its steps and embeddings live in tables keyed by run: a copied output would lack them.
+    # Not taken from the cache: kept from when a copied output lacked its rows; reuse by
+    # rerun or --only now copies them (adopt), so caching cycles is a choice left open.
     cacheable=False,
+    adopt=adopt,
 )

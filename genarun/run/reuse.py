@@ -245,9 +245,22 @@ def adopt_output(
     run: RunState, stored: StoredExecution, node_id: str, path: tuple[int, ...]
 ) -> tuple[bool, Any]:
     """The stored output as a value of `run`, its images copied into the run's folder so each
-    run folder is self-contained. (False, None) when an image is missing or was overwritten."""
+    run folder is self-contained, and the rows its kind keeps outside the executions table
+    copied to the run (NodeKind.adopt). (False, None) when an image is missing or was
+    overwritten; nothing is copied then."""
+    images: dict[str, str] = {}  # the stored run's image paths -> their copies in `run`
+
+    def image(rel: str) -> str:
+        if rel not in images:
+            _adopt_image(run, stored, {"$image": rel}, node_id, path, images)
+        return images[rel]
+
     try:
-        adopted = _adopt(run, stored, stored.output, node_id, path)
+        adopted = _adopt(run, stored, stored.output, node_id, path, images)
+        kind = run.compiled.nodes[node_id].kind
+        own = (stored.run_id, stored.node_id, stored.path) == (run.id, node_id, path)
+        if kind.adopt is not None and not own:  # resume keeps the run's own rows as they are
+            adopted = kind.adopt(run, stored, node_id, path, adopted, image)
     except _AssetMissing:
         return False, None
     return True, from_json(adopted, run.folder)
@@ -258,14 +271,19 @@ class _AssetMissing(Exception):
 
 
 def _adopt(
-    run: RunState, stored: StoredExecution, value: Any, node_id: str, path: tuple[int, ...]
+    run: RunState,
+    stored: StoredExecution,
+    value: Any,
+    node_id: str,
+    path: tuple[int, ...],
+    images: dict[str, str],
 ) -> Any:
     if isinstance(value, dict):
         if "$image" in value:
-            return _adopt_image(run, stored, value, node_id, path)
-        return {k: _adopt(run, stored, v, node_id, path) for k, v in value.items()}
+            return _adopt_image(run, stored, value, node_id, path, images)
+        return {k: _adopt(run, stored, v, node_id, path, images) for k, v in value.items()}
     if isinstance(value, list):
-        return [_adopt(run, stored, v, node_id, path) for v in value]
+        return [_adopt(run, stored, v, node_id, path, images) for v in value]
     return value
 
 
@@ -275,6 +293,7 @@ def _adopt_image(
     value: dict[str, Any],
     node_id: str,
     path: tuple[int, ...],
+    images: dict[str, str],
 ) -> dict[str, Any]:
     if stored.folder is None:
         raise _AssetMissing
@@ -283,6 +302,7 @@ def _adopt_image(
         raise _AssetMissing
     if stored.folder.resolve() == run.folder.resolve():
         run.claim_asset(value["$image"])  # this run's own file (resume, or a cache hit in the run)
+        images[value["$image"]] = value["$image"]
         return value
     rel = run.asset_name(node_id, path)
     target = run.folder / rel
@@ -290,6 +310,7 @@ def _adopt_image(
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.copyfile(source, tmp)
     tmp.replace(target)
+    images[value["$image"]] = rel
     return {**value, "$image": rel}
 
 

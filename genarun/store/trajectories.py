@@ -6,8 +6,9 @@ writes out of the general store, so each stays one concern.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -104,6 +105,78 @@ def embedding_models_of(store: Store, run_id: str, node_id: str, path: str) -> l
         .order_by(embeddings.c.model)
     )
     return [r.model for r in store.conn.execute(stmt)]
+
+
+# --- copying a reused trajectory to another run ------------------------------------------------
+# (run_id, node_id, path as stored, e.g. "[0]")
+TrajectoryKey = tuple[str, str, str]
+
+
+def execution_key(store: Store, execution_id: int) -> TrajectoryKey | None:
+    """The (run, node, path) of an execution."""
+    stmt = select(executions.c.run_id, executions.c.node_id, executions.c.path).where(executions.c.id == execution_id)
+    row = store.conn.execute(stmt).first()
+    return (row.run_id, row.node_id, row.path) if row else None
+
+
+def has_trajectory(store: Store, key: TrajectoryKey) -> bool:
+    stmt = select(trajectories.c.id).where(_key(trajectories, key))
+    return store.conn.execute(stmt).first() is not None
+
+
+def copy_trajectory(store: Store, source: TrajectoryKey, target: TrajectoryKey, image: Callable[[int, str], str]) -> dict[int, int]:
+    """Copy a trajectory's row, steps, embeddings and persistence diagrams to another key, in
+    one transaction; returns each copied embedding's new id by its old one.
+
+    Image paths (step values, embedded sources) become image(step, path), the target run's
+    copy of that step's image; image() runs before any write, so a missing image (it raises)
+    leaves the store unchanged.
+    Rows the target already had are replaced: a crash after an earlier copy, before the
+    reusing execution was recorded, copies again on resume. Diagrams are copied only when
+    they were computed from every step the trajectory has (one computed while it ran is
+    stale; `diagrams_for` computes it afresh when asked): the vectors are copied bit for bit,
+    so a copied diagram is exactly what recomputing it would give, without the cost.
+    """
+    conn = store.conn
+    trajectory = conn.execute(select(trajectories).where(_key(trajectories, source))).mappings().first()
+    if trajectory is None:
+        return {}
+    steps = [dict(r) for r in conn.execute(select(trajectory_steps).where(_key(trajectory_steps, source)).order_by(trajectory_steps.c.step)).mappings()]
+    vectors = [dict(r) for r in conn.execute(select(embeddings).where(_key(embeddings, source)).order_by(embeddings.c.id)).mappings()]
+    diagrams = [dict(r) for r in conn.execute(select(persistence).where(_key(persistence, source))).mappings()]
+    moved = {s["value"]: image(s["step"], s["value"]) for s in steps if s["kind"] == "image"}
+    points: dict[str, set[int]] = {}  # the steps embedded by each model (not the start prompt)
+    for v in vectors:
+        if v["item"] >= 0:
+            points.setdefault(v["model"], set()).add(v["item"])
+    run_id, node_id, path = target
+    renamed = {"run_id": run_id, "node_id": node_id, "path": path}
+    with store.transaction():
+        for table in (trajectories, trajectory_steps, embeddings, persistence):
+            store._write(delete(table).where(_key(table, target)))
+        store._write(insert(trajectories).values({**_without_id(trajectory), **renamed}))
+        rows = [{**_without_id(v), **renamed, "source": moved.get(v["source"], v["source"])} for v in vectors]
+        ids = dict(zip((v["id"] for v in vectors), store.add_embeddings(rows), strict=True))
+        copies = []
+        for s in steps:
+            refs = {m: [ids.get(i, i), dim] for m, (i, dim) in json.loads(s["embeddings"] or "{}").items()}
+            value = moved.get(s["value"], s["value"]) if s["kind"] == "image" else s["value"]
+            copies.append({**_without_id(s), **renamed, "value": value, "embeddings": json.dumps(refs)})
+        if copies:
+            store._write(insert(trajectory_steps), copies)
+        current = [{**_without_id(d), **renamed} for d in diagrams if d["points"] == len(points.get(d["embedding_model"], ()))]
+        if current:
+            store._write(insert(persistence), current)
+    return ids
+
+
+def _key(table: Any, key: TrajectoryKey) -> Any:
+    run_id, node_id, path = key
+    return (table.c.run_id == run_id) & (table.c.node_id == node_id) & (table.c.path == path)
+
+
+def _without_id(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "id"}
 
 
 # --- persistence diagrams --------------------------------------------------------------------
