@@ -110,3 +110,26 @@ def test_panic_example_runs_on_tiny_models(cli: Callable[..., Result], workdir: 
     assert len(query(db, "SELECT id FROM persistence")) == 4
     show = cli("experiments", "show", "latest")
     assert "persistence       4 / 4" in show.output
+
+
+def test_a_passing_memory_spike_halves_the_batch_then_it_grows_back(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    path = workdir / "spike.yaml"
+    path.write_text(
+        "genarun: 1\nname: spike\nseed: 2\n"
+        # Out of memory above 2 items, but only during the model's first call: a spike.
+        "models: {painter: {provider: fake, id: fake-t2i, options: {max_ok_batch: 2, oom_calls: 1}}}\n"
+        "nodes:\n"
+        "  - {id: pictures, kind: image, model: painter, foreach: 'range(16)', prompt: 'picture {{ item }}'}\n"
+    )
+    CALLS.clear()
+    result = cli("run", path, "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    sizes = [size for _m, task, size in CALLS if task == "image"]
+    # 4 fails; after 4 good batches of 2 the size is doubled back to the full 4.
+    assert sizes == [4, 2, 2, 2, 2, 4, 4]
+    rows = query(workdir / "genarun.db", "SELECT status FROM executions WHERE node_id = 'pictures'")
+    assert [r["status"] for r in rows] == ["done"] * 16
+    infos = [r["message"] for r in query(workdir / "genarun.db", "SELECT message FROM logs WHERE level = 'info'")]
+    assert any("trying batches of 4 again" in m for m in infos)

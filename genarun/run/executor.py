@@ -80,12 +80,17 @@ class Request:
     attempt: int = 0  # the instance's attempt that asked; a retry makes older requests stale
 
 
+# Good batches in a row after which a batch size halved by a failure is doubled again.
+REGROW_AFTER = 4
+
+
 class ModelQueue:
     def __init__(self, spec: Any, task: str):
         self.spec = spec
         self.task = task
         self.items: deque[Request] = deque()
         self.max_batch: int | None = None  # halved after a failed batch
+        self.good_batches = 0  # successes in a row since the last halving
         # What the model did, for the run summary: where the time went and how full batches were.
         self.batches = 0
         self.ran = 0  # items
@@ -495,6 +500,7 @@ class Executor:
                 key = (spec_key, batch_key(batch[0].invoke.invocation.task, batch[0].invoke.invocation.settings))
                 q = self.queues[key]
                 q.max_batch = max(1, len(batch) // 2)
+                q.good_batches = 0
                 q.items.extendleft(reversed(batch))
                 self._log(batch[0].instance.run, "warning", f"batch of {len(batch)} failed ({_short(error)}); retrying in batches of {q.max_batch}")
                 return
@@ -504,6 +510,7 @@ class Executor:
                     self._error(inst, error)
             return
         assert results is not None
+        self._regrow(batch[0], len(batch))
         for request, result in zip(batch, results, strict=True):
             inst = request.instance
             if _stale(request):
@@ -514,6 +521,20 @@ class Executor:
             if inst.pending == 0:
                 value = inst.waiting if inst.yielded_list else inst.waiting[0]
                 self._advance(inst, value)
+
+    def _regrow(self, request: Request, size: int) -> None:
+        """Double a halved batch size again after REGROW_AFTER good batches: a passing memory
+        spike must not slow the rest of a weeks-long experiment."""
+        invocation = request.invoke.invocation
+        q = self.queues[(request.invoke.model.key, batch_key(invocation.task, invocation.settings))]
+        if q.max_batch is None or size < q.max_batch:
+            return
+        q.good_batches += 1
+        if q.good_batches >= REGROW_AFTER:
+            q.max_batch = None if q.max_batch * 2 >= self.options.batch_size else q.max_batch * 2
+            q.good_batches = 0
+            shown = q.max_batch or self.options.batch_size
+            self._log(request.instance.run, "info", f"{q.spec.label()}: {REGROW_AFTER} batches ran well; trying batches of {shown} again")
 
     # --- finishing ------------------------------------------------------------------------
     def _error(self, inst: Instance, exc: BaseException) -> None:
