@@ -156,3 +156,23 @@ def test_persistence_of_must_name_a_cycle_above(
         "bad.yaml:12 node 'topo'" in result.output
         and "make this node a child of 'traj'" in result.output
     )
+
+
+def test_a_stored_diagram_answers_only_for_its_metric_and_points(experiment: Path) -> None:
+    from genarun.experiments.topology import DiagramKey, diagrams_for
+
+    store = Store(experiment)
+    row = dict(query(experiment, "SELECT * FROM persistence ORDER BY id LIMIT 1")[0])
+    key = DiagramKey(row["run_id"], row["node_id"], row["path"], row["embedding_model"], row["maxdim"])
+    points = trajectory_points(store, key.run_id, key.node_id, key.path, key.model)
+    cosine, computed = diagrams_for(store, key, metric="cosine")
+    assert not computed and cosine.metric == "cosine"
+    # Asking under another metric computes (and stores) that metric's diagram instead.
+    euclidean, computed = diagrams_for(store, key, metric="euclidean")
+    assert computed and euclidean == persistence_diagrams(points, maxdim=1, metric="euclidean")
+    assert diagrams_for(store, key, metric="euclidean") == (euclidean, False)
+    # A diagram stored before the trajectory had all its steps is computed again.
+    store.conn.exec_driver_sql("UPDATE persistence SET points = points - 1 WHERE id = (SELECT max(id) FROM persistence)")
+    store.conn.commit()
+    assert diagrams_for(store, key, metric="euclidean") == (euclidean, True)
+    store.close()

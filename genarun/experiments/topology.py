@@ -38,16 +38,21 @@ def trajectory_points(store: Store, run_id: str, node_id: str, path: str, model:
 
 
 def diagrams_for(store: Store, key: DiagramKey, *, metric: str = "cosine", force: bool = False) -> tuple[Diagrams, bool]:
-    """The stored diagrams of a trajectory, computing and storing them when missing.
+    """The stored diagrams of a trajectory, computing and storing them when missing or stale
+    (another metric, fewer points than the trajectory now has).
 
     Returns (diagrams, computed): computed is False when they were already stored.
     """
     from genarun.analysis import Diagrams, persistence_diagrams
 
     found = tstore.find_persistence(store, key.run_id, key.node_id, key.path, key.model, key.maxdim)
-    if found is not None and not force:
-        return Diagrams.from_json(json.loads(found["diagrams"])), False
     points = trajectory_points(store, key.run_id, key.node_id, key.path, key.model)
+    if found is not None and not force:
+        stored = Diagrams.from_json(json.loads(found["diagrams"]))
+        # Only a diagram of these very points under this metric answers: one computed under
+        # another metric, or before the trajectory had all its steps, is computed again.
+        if stored.metric == metric and found["points"] == len(points):
+            return stored, False
     if len(points) == 0:
         raise StoreError(f"run {key.run_id[:8]} node '{key.node_id}': no embeddings by '{key.model}' to compute a diagram from")
     started = time.perf_counter()
