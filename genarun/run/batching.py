@@ -1,0 +1,184 @@
+"""Model calls in batches: requests queue per model and settings and go to worker threads.
+
+Each model runs one batch at a time. A failed batch is retried in halves (out of memory halves
+the size that is tried, and one bad input is isolated), and a halved size doubles again after
+good batches. What each model did is counted for the run summary.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from genarun.models.base import ModelSpec, batch_key
+from genarun.models.device import own_stream
+from genarun.run.recording import short_error
+from genarun.run.state import RunState
+from genarun.run.work_units import Request
+
+# Good batches in a row after which a batch size halved by a failure is doubled again.
+REGROW_AFTER = 4
+
+# A batch that has run: its requests, their results, or the error that stopped it.
+FinishedBatch = tuple[list[Request], list[Any] | None, BaseException | None]
+
+
+class ModelQueue:
+    """The requests waiting for one model with one task and settings."""
+
+    def __init__(self, spec: ModelSpec, task: str):
+        self.spec = spec
+        self.task = task
+        self.items: deque[Request] = deque()
+        self.max_batch: int | None = None  # halved after a failed batch
+        self.good_batches = 0  # successes in a row since the last halving
+        # What the model did, for the run summary: where the time went and how full batches were.
+        self.batches = 0
+        self.ran = 0  # items
+        self.seconds = 0.0
+
+
+class ModelBatcher:
+    """Queues model requests, runs them in batches on a thread pool, and reports what finished."""
+
+    def __init__(
+        self, batch_size: int, device: str | None, log: Callable[[RunState, str, str], None]
+    ) -> None:
+        self.batch_size = batch_size
+        self.device = device
+        self.log = log
+        self.queues: dict[tuple, ModelQueue] = {}
+        self.busy_models: set[str] = set()
+        self.in_flight = 0
+        self.events: queue.Queue[FinishedBatch] = queue.Queue()
+        self._models: Any = None
+
+    def enqueue(self, request: Request) -> None:
+        request.attempt = request.instance.attempts
+        key = _queue_key(request)
+        q = self.queues.get(key)
+        if q is None:
+            q = self.queues[key] = ModelQueue(request.invoke.model, request.invoke.invocation.task)
+        q.items.append(request)
+
+    def has_queued(self) -> bool:
+        return any(q.items for q in self.queues.values())
+
+    def dispatch(self, pool: ThreadPoolExecutor) -> None:
+        """Send one batch to every model that has requests waiting and none running."""
+        for q in self.queues.values():
+            if not q.items or q.spec.key in self.busy_models:
+                continue
+            limit = q.max_batch or self.batch_size
+            batch = [q.items.popleft() for _ in range(min(limit, len(q.items)))]
+            self.busy_models.add(q.spec.key)
+            self.in_flight += 1
+            pool.submit(self._run_batch, q, batch)
+
+    def _run_batch(self, q: ModelQueue, batch: list[Request]) -> None:
+        """On a worker thread: load the model once, run one batch, post the results."""
+        try:
+            model = self.models.get(q.spec, self.device)
+            began = time.perf_counter()
+            # A model's own bound (memory), unless its spec's options set `max_batch`.
+            limit = int(
+                q.spec.option_dict.get("max_batch") or getattr(model, "max_batch", 0) or len(batch)
+            )
+            results = []
+            with own_stream(getattr(model, "device", None)):
+                for start in range(0, len(batch), limit):
+                    chunk = batch[start : start + limit]
+                    results.extend(model.run(q.task, [r.invoke.invocation for r in chunk]))
+                    q.batches += 1
+            if len(results) != len(batch):
+                raise RuntimeError(f"model returned {len(results)} results for {len(batch)} inputs")
+            q.ran += len(batch)
+            q.seconds += time.perf_counter() - began
+            self.events.put((batch, results, None))
+        except BaseException as exc:  # reported to the instances, on the scheduler thread
+            self.events.put((batch, None, exc))
+
+    def finished_batches(self, timeout: float) -> Iterator[FinishedBatch]:
+        """Wait up to `timeout` for a batch to finish; yield it and any others finished since."""
+        try:
+            finished = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            yield finished
+            try:
+                finished = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def settle(self, batch: list[Request], error: BaseException | None) -> bool:
+        """Free a finished batch's model and adjust its batch size; True when the batch failed
+        and was queued again in smaller batches (its requests then have no outcome yet)."""
+        self.in_flight -= 1
+        self.busy_models.discard(batch[0].invoke.model.key)
+        q = self.queues[_queue_key(batch[0])]
+        if error is None:
+            self._regrow(q, batch[0].instance.run, len(batch))
+            return False
+        if len(batch) > 1 and not isinstance(error, KeyboardInterrupt):
+            # Smaller batches: out of memory halves them, and one bad input is isolated.
+            q.max_batch = max(1, len(batch) // 2)
+            q.good_batches = 0
+            q.items.extendleft(reversed(batch))
+            self.log(
+                batch[0].instance.run,
+                "warning",
+                f"batch of {len(batch)} failed ({short_error(error)}); retrying in batches of {q.max_batch}",
+            )
+            return True
+        return False
+
+    def _regrow(self, q: ModelQueue, run: RunState, size: int) -> None:
+        """Double a halved batch size again after REGROW_AFTER good batches: a passing memory
+        spike must not slow the rest of a weeks-long experiment."""
+        if q.max_batch is None or size < q.max_batch:
+            return
+        q.good_batches += 1
+        if q.good_batches >= REGROW_AFTER:
+            q.max_batch = None if q.max_batch * 2 >= self.batch_size else q.max_batch * 2
+            q.good_batches = 0
+            shown = q.max_batch or self.batch_size
+            self.log(
+                run,
+                "info",
+                f"{q.spec.label()}: {REGROW_AFTER} batches ran well; trying batches of {shown} again",
+            )
+
+    def model_stats(self) -> list[dict[str, Any]]:
+        """Per model and task: calls made (batches), items, mean batch size and seconds busy."""
+        return [
+            {
+                "model": q.spec.label(),
+                "task": q.task,
+                "batches": q.batches,
+                "items": q.ran,
+                "mean_batch": round(q.ran / q.batches, 1),
+                "seconds": round(q.seconds, 3),
+            }
+            for q in self.queues.values()
+            if q.batches
+        ]
+
+    @property
+    def models(self) -> Any:
+        """The process's model cache, imported on first use (it pulls in the providers)."""
+        if self._models is None:
+            from genarun.models.cache import model_cache
+
+            self._models = model_cache()
+        return self._models
+
+
+def _queue_key(request: Request) -> tuple:
+    """Requests with equal keys (one model, one task, equal settings) may share a batch."""
+    invocation = request.invoke.invocation
+    return (request.invoke.model.key, batch_key(invocation.task, invocation.settings))

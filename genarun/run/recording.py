@@ -1,0 +1,135 @@
+"""What the executor writes to the store: a row per finished or skipped execution, and log lines.
+
+Rows are buffered and committed in groups (the executor flushes often enough that nothing
+finished is lost); warnings and errors are also shown on the progress display.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from genarun.graph.compile import CompiledNode
+from genarun.run.reuse import StoredExecution
+from genarun.run.state import NodeResult, RunState
+from genarun.run.work_units import Instance
+from genarun.tree.templates import RenderError
+from genarun.values import dumps, json_text
+
+if TYPE_CHECKING:
+    from genarun.store.db import Store
+
+
+class ExecutionRecorder:
+    """Buffers the execution rows and log lines of one experiment's runs for its store."""
+
+    def __init__(self, store: Store | None, progress: Any = None) -> None:
+        self.store = store  # None only for an experiment without runs, which records nothing
+        self.progress = progress  # run.progress.Progress
+        self.finished_rows: list[dict[str, Any]] = []
+        self.log_rows: list[dict[str, Any]] = []
+
+    def record_execution(
+        self, inst: Instance, result: NodeResult, stored: StoredExecution | None
+    ) -> None:
+        """Add the row of a finished execution; `stored`: the execution whose output it reused."""
+        if inst.kept and stored is not None:  # resume: the run's own rows stay as they are
+            return
+        run, node = inst.run, inst.node
+        ended = time.time()
+        params_json = json_text(inst.params, sort_keys=True)
+        if stored is None:
+            model = inst.ctx.model_name if inst.ctx else None
+            identity = f"{node.kind.name}\0{model}\0{params_json}"
+            input_hash = hashlib.sha256(identity.encode()).hexdigest()
+            picks = dumps([p.to_json() for p in inst.picks]) if inst.picks else None
+            cache_key, reused_from = inst.cache_key, None
+        else:  # a reused execution keeps the stored one's params, hashes, model and picks
+            params_json = params_json if inst.params else (stored.params or "{}")
+            model, input_hash, picks = stored.model, stored.input_hash, stored.picks
+            cache_key, reused_from = inst.cache_key or stored.cache_key, stored.origin
+        self.finished_rows.append(
+            {
+                "run_id": run.id,
+                "node_id": node.id,
+                "path": json.dumps(list(inst.path)),
+                "kind": node.kind.name,
+                "params": params_json,
+                "input_hash": input_hash,
+                "cache_key": cache_key,
+                "output": json_text(result.value) if result.status == "done" else None,
+                "seed": inst.seed,
+                "model": model,
+                "status": result.status,
+                "started": inst.started,
+                "ended": ended,
+                "duration": ended - inst.started,
+                "error": result.error,
+                "picks": picks,
+                "attempts": inst.attempts,
+                "reused_from": reused_from,
+            }
+        )
+
+    def record_skip(
+        self, run: RunState, node: CompiledNode, parent_path: tuple[int, ...], reason: str
+    ) -> None:
+        """Add the row of a node that the run does not run (disabled, --skip, or below one)."""
+        kept = run.reuse.kept.get((node.id, parent_path)) if run.reuse is not None else None
+        if kept is not None and kept.status == "skipped":  # recorded before the interruption
+            return
+        self.finished_rows.append(
+            {
+                "run_id": run.id,
+                "node_id": node.id,
+                "path": json.dumps(list(parent_path)),
+                "kind": node.kind.name,
+                "status": "skipped",
+                "error": reason,
+                "started": time.time(),
+                "ended": time.time(),
+                "duration": 0.0,
+            }
+        )
+
+    def logger(self, inst: Instance) -> Callable[[str, str], None]:
+        """The `log(level, message)` a node's run function gets: lines name its execution."""
+        return lambda level, message: self.log(inst.run, level, message, inst)
+
+    def log(self, run: RunState, level: str, message: str, inst: Instance | None = None) -> None:
+        self.log_rows.append(
+            {
+                "run_id": run.id,
+                "node_id": inst.node.id if inst else None,
+                "path": json.dumps(list(inst.path)) if inst else None,
+                "time": time.time(),
+                "level": level,
+                "message": message,
+            }
+        )
+        if self.progress and level in ("warning", "error"):
+            where = f"{inst.node.id}{''.join(f'[{i}]' for i in inst.path)}: " if inst else ""
+            self.progress.message(f"{level}: {where}{message}")
+
+    def flush(self) -> None:
+        """Commit finished executions and logs: nothing finished is ever lost."""
+        if not self.finished_rows and not self.log_rows:
+            return
+        assert self.store is not None, "rows come from runs, which have a store"
+        if self.finished_rows:
+            self.store.record_executions(self.finished_rows)
+            self.finished_rows = []
+        if self.log_rows:
+            self.store.add_logs(self.log_rows)
+            self.log_rows = []
+
+
+def short_error(exc: BaseException) -> str:
+    """An error as one line for a row or a log: its message, named by type where that helps."""
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, RenderError | ValueError) and type(exc).__name__ not in text:
+        text = f"{type(exc).__name__}: {text}"
+    return text.splitlines()[0][:500] if len(text) > 500 else text

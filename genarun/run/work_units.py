@@ -1,0 +1,58 @@
+"""The executor's units of work: slots and instances of nodes, and the model requests they make.
+
+A *slot* is a node under one execution of its parent, not yet expanded by its foreach; an
+*instance* is one execution of a node; a *request* is one model call an instance is waiting for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from genarun.graph.compile import CompiledNode
+from genarun.nodes.base import ExecutionContext, Invoke
+from genarun.run.reuse import StoredExecution
+from genarun.run.state import RunState
+
+
+@dataclass(eq=False)
+class Slot:
+    run: RunState
+    node: CompiledNode
+    parent_path: tuple[int, ...]
+    scope: dict[str, Any]  # the parent's scope for its children
+
+
+@dataclass(eq=False)
+class Instance:
+    run: RunState
+    node: CompiledNode
+    path: tuple[int, ...]
+    scope: dict[str, Any]
+    seed: int
+    attempts: int = 0
+    started: float = 0.0
+    gen: Generator[Any, Any, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    picks: list[Any] = field(default_factory=list)
+    ctx: ExecutionContext | None = None
+    waiting: list[Any] = field(default_factory=list)  # results of the current yield
+    pending: int = 0
+    yielded_list: bool = False
+    stored: StoredExecution | None = None  # the stored execution whose output is reused
+    kept: bool = False  # `stored` is this run's own (resume): it is not recorded again
+    cache_key: str | None = None
+
+
+@dataclass(eq=False)
+class Request:
+    instance: Instance
+    invoke: Invoke
+    slot: int  # position in the instance's current yield
+    attempt: int = 0  # the instance's attempt that asked; a retry makes older requests stale
+
+
+def is_stale(request: Request) -> bool:
+    """A request from an earlier attempt of its instance (or of one that has finished)."""
+    return request.attempt != request.instance.attempts or request.instance.gen is None
