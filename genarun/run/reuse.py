@@ -304,7 +304,7 @@ def _adopt_image(
         run.claim_asset(value["$image"])  # this run's own file (resume, or a cache hit in the run)
         images[value["$image"]] = value["$image"]
         return value
-    rel = run.asset_name(node_id, path)
+    rel = run.adopted_asset_name(value["$image"], node_id, path)
     target = run.folder / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")

@@ -128,6 +128,14 @@ class RunState:
         self._assets.add(rel)
         return rel
 
+    def adopted_asset_name(self, rel: str, node_id: str, path: tuple[int, ...]) -> str:
+        """The name for a copy of another run's asset: its own name (`assets/traj-0-3.png`
+        tells the step) when this run does not use it yet, else a new one."""
+        if rel.startswith("assets/") and rel not in self._assets:
+            self._assets.add(rel)
+            return rel
+        return self.asset_name(node_id, path)
+
     def claim_asset(self, rel: str) -> None:
         """Mark an existing file of this run's folder as used (resume keeps it)."""
         self._assets.add(rel)
