@@ -109,6 +109,28 @@ def json_text(value: Any, *, sort_keys: bool = False) -> str:
     return (_ENCODE_SORTED if sort_keys else _ENCODE)(to_json(value))
 
 
+def embedding_ids(value: Any) -> list[int]:
+    """The embedding ids that tagged JSON refers to."""
+    if isinstance(value, dict):
+        if "$embedding" in value:
+            return [int(value["$embedding"])]
+        return [i for v in value.values() for i in embedding_ids(v)]
+    if isinstance(value, list):
+        return [i for v in value for i in embedding_ids(v)]
+    return []
+
+
+def renumber_embeddings(value: Any, ids: dict[int, int]) -> Any:
+    """Tagged JSON with its embedding refs pointing at the ids `ids` maps them to."""
+    if isinstance(value, dict):
+        if "$embedding" in value:
+            return {**value, "$embedding": ids.get(value["$embedding"], value["$embedding"])}
+        return {k: renumber_embeddings(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [renumber_embeddings(v, ids) for v in value]
+    return value
+
+
 def from_json(value: Any, root: Path) -> Any:
     """Decode a stored output; images resolve against the run folder `root`."""
     if isinstance(value, dict):

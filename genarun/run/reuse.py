@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from genarun.graph.plan import Target, covers
 from genarun.run.seeds import derive_seed
-from genarun.store.db import executions, runs
-from genarun.values import from_json, to_json
+from genarun.store.db import executions, path_key, runs
+from genarun.values import embedding_ids, from_json, renumber_embeddings, to_json
 
 if TYPE_CHECKING:
     from genarun.graph.compile import CompiledNode
@@ -261,6 +261,11 @@ def adopt_output(
         own = (stored.run_id, stored.node_id, stored.path) == (run.id, node_id, path)
         if kind.adopt is not None and not own:  # resume keeps the run's own rows as they are
             adopted = kind.adopt(run, stored, node_id, path, adopted, image)
+        if not own:
+            # Vectors it names that are another run's are copied too: a run owns what its
+            # outputs point at (its export has them; deleting the source cannot break it).
+            copies = run.store.copy_embeddings(embedding_ids(adopted), run_id=run.id, node_id=node_id, path=path_key(path))
+            adopted = renumber_embeddings(adopted, copies)
     except _AssetMissing:
         return False, None
     return True, from_json(adopted, run.folder)

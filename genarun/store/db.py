@@ -318,6 +318,21 @@ class Store:
             self.conn.commit()
         return ids
 
+    def copy_embeddings(self, ids: Iterable[int], *, run_id: str, node_id: str, path: str) -> dict[int, int]:
+        """Copy the embedding rows `ids` that belong to other runs to (run, node, path), in one
+        transaction; returns each copy's new id by its old one (rows already the run's are
+        left as they are)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        rows = [dict(r) for r in self.conn.execute(select(embeddings).where(embeddings.c.id.in_(wanted), embeddings.c.run_id != run_id).order_by(embeddings.c.id)).mappings()]
+        if not rows:
+            return {}
+        copies = [{**{k: v for k, v in r.items() if k != "id"}, "run_id": run_id, "node_id": node_id, "path": path} for r in rows]
+        with self.transaction():
+            new_ids = self.add_embeddings(copies)
+        return dict(zip((r["id"] for r in rows), new_ids, strict=True))
+
     # --- reads --------------------------------------------------------------------------
     def resolve_run(self, ref: str) -> dict[str, Any]:
         """A run by id, unique id prefix, or `latest`."""
