@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from genarun.errors import Problem, TreeError
-from genarun.tree import load
+from genarun.tree import yaml_reader
 from genarun.tree.load import Document, load_document, load_text
 
 BLOCK_YAML = """\
@@ -463,7 +463,7 @@ def test_recursive_alias_is_rejected() -> None:
 
 
 def test_alias_bomb_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(load, "_MAX_VALUES", 10_000)  # the real cap, reached sooner
+    monkeypatch.setattr(yaml_reader, "_MAX_VALUES", 10_000)  # the real cap, reached sooner
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
     problem = problem_of(yaml_error("\n".join(lines) + "\n"))
