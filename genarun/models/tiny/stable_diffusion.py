@@ -2,7 +2,7 @@
 
 Real diffusers architectures with small random weights, saved with `save_pretrained` so
 `DiffusionPipeline.from_pretrained(folder)` loads them like real checkpoints. Every component
-is created right after `torch.manual_seed`, so each build writes byte-identical weights.
+is created right after seeding torch, so each build writes byte-identical weights.
 """
 
 from __future__ import annotations
@@ -11,10 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from genarun.models.tiny import tiny_builder
+from genarun.models.tiny._shared import seeded
 
 IMAGE_SIZE = 64  # default width and height of the tiny models' images
 TEXT_WIDTH = 32  # hidden size of the tiny text encoders
 MAX_TOKENS = 77  # CLIP's prompt length, kept so prompts truncate as they do in real models
+# The Turbo models' Euler schedulers: SD's scaled-linear betas, one step from the last timestep.
+TURBO_SCHEDULER: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "timestep_spacing": "trailing",
+    "prediction_type": "epsilon",
+    "steps_offset": 1,
+}
 
 
 def clip_tokenizer() -> Any:
@@ -80,12 +90,6 @@ def _unet(**extra: Any) -> Any:
     )
 
 
-def _seeded(seed: int) -> None:
-    import torch
-
-    torch.manual_seed(seed)
-
-
 @tiny_builder("tiny-sd")
 def build_tiny_sd(target: Path) -> None:
     """SD-Turbo-like: UNet + VAE + one CLIP text encoder, 1-step trailing Euler."""
@@ -93,26 +97,18 @@ def build_tiny_sd(target: Path) -> None:
     from transformers import CLIPTextModel
 
     tokenizer = clip_tokenizer()
-    _seeded(0)
-    unet = _unet(cross_attention_dim=TEXT_WIDTH)
-    _seeded(1)
-    vae = tiny_vae()
-    _seeded(2)
-    text_encoder = CLIPTextModel(clip_text_config(tokenizer))
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        timestep_spacing="trailing",
-        prediction_type="epsilon",
-        steps_offset=1,
-    )
+    with seeded(0):
+        unet = _unet(cross_attention_dim=TEXT_WIDTH)
+    with seeded(1):
+        vae = tiny_vae()
+    with seeded(2):
+        text_encoder = CLIPTextModel(clip_text_config(tokenizer))
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=EulerDiscreteScheduler(**TURBO_SCHEDULER),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -128,30 +124,22 @@ def build_tiny_sdxl(target: Path) -> None:
 
     tokenizer = clip_tokenizer()
     time_embed_dim = 8
-    _seeded(0)
-    unet = _unet(
-        cross_attention_dim=2 * TEXT_WIDTH,  # both encoders' hidden states, concatenated
-        transformer_layers_per_block=(1, 2),
-        addition_embed_type="text_time",
-        addition_time_embed_dim=time_embed_dim,
-        # 6 micro-conditioning numbers (sizes, crop, target size) + the pooled text embedding
-        projection_class_embeddings_input_dim=6 * time_embed_dim + TEXT_WIDTH,
-        use_linear_projection=True,
-    )
-    _seeded(1)
-    vae = tiny_vae(force_upcast=False)
-    _seeded(2)
-    text_encoder = CLIPTextModel(clip_text_config(tokenizer))
-    _seeded(3)
-    text_encoder_2 = CLIPTextModelWithProjection(clip_text_config(tokenizer))
-    scheduler = EulerAncestralDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        timestep_spacing="trailing",
-        prediction_type="epsilon",
-        steps_offset=1,
-    )
+    with seeded(0):
+        unet = _unet(
+            cross_attention_dim=2 * TEXT_WIDTH,  # both encoders' hidden states, concatenated
+            transformer_layers_per_block=(1, 2),
+            addition_embed_type="text_time",
+            addition_time_embed_dim=time_embed_dim,
+            # 6 micro-conditioning numbers (sizes, crop, target size) + the pooled text embedding
+            projection_class_embeddings_input_dim=6 * time_embed_dim + TEXT_WIDTH,
+            use_linear_projection=True,
+        )
+    with seeded(1):
+        vae = tiny_vae(force_upcast=False)
+    with seeded(2):
+        text_encoder = CLIPTextModel(clip_text_config(tokenizer))
+    with seeded(3):
+        text_encoder_2 = CLIPTextModelWithProjection(clip_text_config(tokenizer))
     pipe = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -159,7 +147,7 @@ def build_tiny_sdxl(target: Path) -> None:
         tokenizer=tokenizer,
         tokenizer_2=clip_tokenizer(),
         unet=unet,
-        scheduler=scheduler,
+        scheduler=EulerAncestralDiscreteScheduler(**TURBO_SCHEDULER),
         force_zeros_for_empty_prompt=True,
     )
     pipe.save_pretrained(target, safe_serialization=True)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from genarun.models.tiny import tiny_builder
 from genarun.models.tiny._shared import gpt2_tokenizer, seeded
+from genarun.models.tiny.gpt2 import tiny_gpt2_config
 
 
 @tiny_builder("tiny-vit-gpt2")
 def build_tiny_vit_gpt2(target: Path) -> None:
     """Write a loadable ViT+GPT-2 captioner, its image processor and tokenizer to `target`."""
     from transformers import (
-        GPT2Config,
         VisionEncoderDecoderConfig,
         VisionEncoderDecoderModel,
         ViTConfig,
@@ -29,18 +29,7 @@ def build_tiny_vit_gpt2(target: Path) -> None:
         num_hidden_layers=2,
         num_attention_heads=2,
     )
-    decoder = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=64,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        add_cross_attention=True,
-        is_decoder=True,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        pad_token_id=eos,
-    )
+    decoder = tiny_gpt2_config(tokenizer, n_positions=64, add_cross_attention=True, is_decoder=True)
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     config.decoder_start_token_id = eos
     config.pad_token_id = eos
