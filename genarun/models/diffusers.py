@@ -8,7 +8,6 @@ item: each image depends only on its own prompt and seed, never on its batch nei
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from genarun.errors import ModelError
 from genarun.models.base import Invocation, LoadedModel, ModelSpec, Provider
 from genarun.models.catalog import CatalogEntry, local_model_dir
+from genarun.models.weights import is_local_path
 
 if TYPE_CHECKING:
     from genarun.plugins import Registry
@@ -39,30 +39,27 @@ RESERVED_ARGS = frozenset({"prompt", "generator", "output_type", "num_images_per
 SEED_MASK = 0xFFFF_FFFF_FFFF_FFFF  # torch seeds are unsigned 64-bit
 
 
-def _tiny(name: str, size: str, description: str, **options: Any) -> CatalogEntry:
+def _entry(
+    source: str, name: str, model_id: str, size: str, description: str, **options: Any
+) -> CatalogEntry:
     return CatalogEntry(
         name=name,
         provider=PROVIDER,
-        id=name,
+        id=model_id,
         tasks=IMAGE_TASKS,
-        source="builtin",
+        source=source,
         size=size,
         description=description,
         options=options,
     )
+
+
+def _tiny(name: str, size: str, description: str, **options: Any) -> CatalogEntry:
+    return _entry("builtin", name, name, size, description, **options)
 
 
 def _hub(name: str, hub_id: str, size: str, description: str, **options: Any) -> CatalogEntry:
-    return CatalogEntry(
-        name=name,
-        provider=PROVIDER,
-        id=hub_id,
-        tasks=IMAGE_TASKS,
-        source="hub",
-        size=size,
-        description=description,
-        options=options,
-    )
+    return _entry("hub", name, hub_id, size, description, **options)
 
 
 # Sizes are those of the files from_pretrained reads (full-precision files unless noted).
@@ -156,13 +153,9 @@ def register(registry: Registry) -> None:
         registry.add_model(entry)
 
 
-def _is_local_path(ref: str) -> bool:
-    return ref.startswith((".", "/", "~")) or Path(os.path.expanduser(ref)).exists()
-
-
 def _missing_weights(spec: ModelSpec) -> ModelError:
     label = spec.label()
-    if _is_local_path(spec.id):
+    if is_local_path(spec.id):
         return ModelError(
             f"model '{label}': no diffusers model folder at '{spec.id}' (it needs a"
             " model_index.json, as written by save_pretrained or `huggingface-cli download`)"
@@ -324,7 +317,7 @@ def _weights_source(spec: ModelSpec) -> tuple[str, Path, bool]:
     folder = local_model_dir(spec.id, spec.revision)
     if folder is None or not (folder / "model_index.json").is_file():
         raise _missing_weights(spec)
-    if _is_local_path(spec.id):
+    if is_local_path(spec.id):
         return str(folder), folder, False
     # By id, so from_pretrained resolves the revision in the HF cache as it would online.
     return spec.id, folder, True

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from genarun.errors import ModelError
 from genarun.models import weights
-from genarun.models.base import Invocation, LoadedModel, ModelSpec, Provider
+from genarun.models.base import Invocation, LoadedModel, ModelSpec
 from genarun.models.catalog import CatalogEntry
+from genarun.models.torch_model import TorchModuleModel, rgb
 
 if TYPE_CHECKING:
     from genarun.plugins import Registry
@@ -20,24 +21,17 @@ if TYPE_CHECKING:
 TASKS = frozenset({"embed_text", "embed_image"})
 
 
-class OpenClipProvider(Provider):
+class OpenClipProvider(weights.LocalWeightsProvider):
     name = "open_clip"
 
     def tasks(self, spec: ModelSpec) -> frozenset[str]:
         return spec.tasks or TASKS
 
-    def weights_present(self, spec: ModelSpec) -> bool | None:
-        return weights.present(spec)
-
-    def check(self, spec: ModelSpec) -> None:
-        if not weights.present(spec):
-            raise weights.missing_weights(spec)
-
     def load(self, spec: ModelSpec, device: str) -> LoadedModel:
         return ClipModel(spec, device)
 
 
-class ClipModel(LoadedModel):
+class ClipModel(TorchModuleModel):
     """An open_clip model; vectors are L2-normalised float32."""
 
     max_batch = 64
@@ -79,8 +73,7 @@ class ClipModel(LoadedModel):
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
         import torch
 
-        if self.model is None:
-            raise ModelError(f"model '{self.spec.label()}' was unloaded")
+        self.require_loaded()
         # Low-precision open_clip keeps embeddings and logit_scale in float32 and casts only
         # the matrix weights: the image tower's input must match its first weight's dtype.
         first = getattr(getattr(self.model.visual, "conv1", None), "weight", None)
@@ -90,7 +83,7 @@ class ClipModel(LoadedModel):
                 tokens = self.tokenizer([str(inv.input) for inv in batch]).to(self.device)
                 features = self.model.encode_text(tokens)
             elif task == "embed_image":
-                pixels = torch.stack([self.preprocess(_rgb(inv.input)) for inv in batch])
+                pixels = torch.stack([self.preprocess(rgb(inv.input)) for inv in batch])
                 features = self.model.encode_image(pixels.to(self.device, dtype=dtype))
             else:
                 raise ModelError(
@@ -98,18 +91,6 @@ class ClipModel(LoadedModel):
                 )
             vectors = torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
         return [v.astype("float32") for v in vectors]
-
-    def unload(self) -> None:
-        self.model = None
-
-    def memory_bytes(self) -> int:
-        from genarun.models.device import module_bytes
-
-        return 0 if self.model is None else module_bytes(self.model)
-
-
-def _rgb(image: Any) -> Any:
-    return image.convert("RGB") if getattr(image, "mode", "RGB") != "RGB" else image
 
 
 def catalog_entries() -> list[CatalogEntry]:

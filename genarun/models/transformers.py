@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from genarun.errors import ModelError
 from genarun.models import weights
-from genarun.models.base import Invocation, LoadedModel, ModelSpec, Provider
+from genarun.models.base import Invocation, LoadedModel, ModelSpec
 from genarun.models.catalog import CatalogEntry
+from genarun.models.torch_model import TorchModuleModel, rgb
 
 if TYPE_CHECKING:
     from genarun.plugins import Registry
@@ -60,7 +61,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-class TransformersProvider(Provider):
+class TransformersProvider(weights.LocalWeightsProvider):
     name = "transformers"
 
     def tasks(self, spec: ModelSpec) -> frozenset[str]:
@@ -73,13 +74,6 @@ class TransformersProvider(Provider):
                 return KIND_TASKS[kind]
         # Unknown until the weights are here; check() then reports them missing.
         return frozenset({"generate", "caption"})
-
-    def weights_present(self, spec: ModelSpec) -> bool | None:
-        return weights.present(spec)
-
-    def check(self, spec: ModelSpec) -> None:
-        if not weights.present(spec):
-            raise weights.missing_weights(spec)
 
     def load(self, spec: ModelSpec, device: str) -> LoadedModel:
         source = weights.require(spec)
@@ -109,8 +103,8 @@ class TransformersProvider(Provider):
         )
 
 
-class _TorchModel(LoadedModel):
-    """Holds one torch module on a device, in the dtype that suits the device."""
+class _TorchModel(TorchModuleModel):
+    """A transformers model on a device, in the dtype that suits the device."""
 
     def __init__(self, spec: ModelSpec, device: str) -> None:
         from genarun.models.device import torch_dtype
@@ -122,14 +116,6 @@ class _TorchModel(LoadedModel):
 
     def _place(self, model: Any) -> Any:
         return model.to(self.device).eval()
-
-    def unload(self) -> None:
-        self.model = None
-
-    def memory_bytes(self) -> int:
-        from genarun.models.device import module_bytes
-
-        return 0 if self.model is None else module_bytes(self.model)
 
 
 class CausalLM(_TorchModel):
@@ -258,7 +244,7 @@ class ImageToText(_TorchModel):
         if task != "caption":
             raise ModelError(f"model '{self.spec.label()}' does captioning, not '{task}'")
         settings = {**CAPTION_DEFAULTS, **batch[0].settings}
-        images = [_rgb(inv.input) for inv in batch]
+        images = [rgb(inv.input) for inv in batch]
         inputs = self._inputs(images, settings.get("prompt") or None)
         temperature = float(settings["temperature"])
         # Greedy decoding draws nothing, so it needs no per-row generators: the light processor
@@ -321,7 +307,7 @@ class Moondream(_TorchModel):
         results = []
         for inv in batch:  # its API takes one image at a time
             torch.manual_seed(inv.seed)  # its sampler uses torch's global generator
-            image = _rgb(inv.input)
+            image = rgb(inv.input)
             prompt = inv.settings.get("prompt")
             if prompt:
                 results.append(str(self.model.query(image, prompt)["answer"]).strip())
@@ -348,17 +334,12 @@ class ImageEmbedder(_TorchModel):
 
         if task != "embed_image":
             raise ModelError(f"model '{self.spec.label()}' embeds images, not '{task}'")
-        pixels = self.processor(images=[_rgb(inv.input) for inv in batch], return_tensors="pt")
+        pixels = self.processor(images=[rgb(inv.input) for inv in batch], return_tensors="pt")
         pixels = pixels.pixel_values.to(self.device, dtype=self.dtype)
         with torch.inference_mode():
             hidden = self.model(pixel_values=pixels).last_hidden_state[:, 0].float()
         vectors = torch.nn.functional.normalize(hidden, dim=-1).cpu().numpy()
         return [v.astype("float32") for v in vectors]
-
-
-def _rgb(image: Any) -> Any:
-    """Models take RGB; PNGs may be RGBA or palette images."""
-    return image.convert("RGB") if getattr(image, "mode", "RGB") != "RGB" else image
 
 
 def catalog_entries() -> list[CatalogEntry]:

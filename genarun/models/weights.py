@@ -1,7 +1,8 @@
 """Where a model's weights live: a built-in tiny model, a local folder, or the HF cache.
 
-Shared by the transformers, open_clip and sentence-transformers providers so that they tell
-about missing weights in the same words, before any weight loads.
+Shared by the transformers, open_clip and sentence-transformers providers (as
+`LocalWeightsProvider`) so that they tell about missing weights in the same words, before any
+weight loads.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genarun.errors import ModelError
-from genarun.models.base import ModelSpec
+from genarun.models.base import ModelSpec, Provider
 from genarun.models.catalog import local_model_dir
 
 
@@ -32,7 +33,8 @@ def is_tiny(spec: ModelSpec) -> bool:
     return spec.id in tiny.BUILDERS
 
 
-def _is_path(ref: str) -> bool:
+def is_local_path(ref: str) -> bool:
+    """Whether a model `id:` names a file or folder (rather than a Hugging Face id)."""
     return ref.startswith((".", "/", "~")) or Path(ref).expanduser().exists()
 
 
@@ -42,7 +44,7 @@ def locate(spec: ModelSpec) -> WeightsSource:
         from genarun.models.tiny import tiny_model_dir
 
         return WeightsSource("builtin", spec.id, tiny_model_dir(spec.id))
-    if _is_path(spec.id):
+    if is_local_path(spec.id):
         path = Path(os.path.expanduser(spec.id))
         return WeightsSource("local", str(path), path if path.exists() else None)
     return WeightsSource("hub", spec.id, local_model_dir(spec.id, spec.revision))
@@ -91,3 +93,15 @@ def hub_cache_dir() -> Path:
         return Path(env)
     home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
     return Path(home) / "hub"
+
+
+class LocalWeightsProvider(Provider):
+    """A provider whose models load from weights on this machine: a built-in tiny model, a
+    local folder, or the Hugging Face cache. `check` tells how to get missing ones."""
+
+    def weights_present(self, spec: ModelSpec) -> bool | None:
+        return present(spec)
+
+    def check(self, spec: ModelSpec) -> None:
+        if not present(spec):
+            raise missing_weights(spec)
