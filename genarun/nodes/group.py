@@ -19,7 +19,7 @@ KIND = NodeKind(
     params=GroupNode,
     run=run,
     description="A container for structure and vars.",
-    # Rendering is cheaper than a cache lookup, and its result depends only on its inputs.
+    # It has no output to reuse: a cache lookup would only cost time.
     cacheable=False,
     output="none",
 )
