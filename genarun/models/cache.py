@@ -1,8 +1,11 @@
 """The process-wide cache of loaded models: each model loads once per process.
 
-Loading is serialised per model key (two threads asking for one model wait for one load, while
-different models load in parallel). When a configured budget is exceeded, or a CUDA device runs
-short of free memory, the least recently used models are unloaded.
+Loading is serialised per model key (two threads asking for one model wait for one load).
+Different models load in parallel only when their provider does not use torch: transformers,
+diffusers and accelerate build models under process-wide patches (meta-device initialisation),
+so two torch loads at once hand each other meta tensors ("Cannot copy out of meta tensor").
+When a configured budget is exceeded, or a CUDA device runs short of free memory, the least
+recently used models are unloaded.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from genarun.models.device import free_accelerator_bytes, pick_device, release_a
 BUDGET_ENV = "GENARUN_MODEL_BUDGET_GB"
 RESERVE_ENV = "GENARUN_GPU_RESERVE_GB"
 DEFAULT_GPU_RESERVE_BYTES = 2 * 1024**3  # headroom for activations of the model being run
+# One torch model load at a time, process-wide (see the module docstring): the patches are
+# global, so a lock per cache would not do.
+_TORCH_LOAD_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -86,7 +92,11 @@ class ModelCache:
             if provider.uses_torch:
                 _quiet_model_libraries()
             self._make_room(device)
-            model = provider.load(spec, device)
+            if provider.uses_torch:
+                with _TORCH_LOAD_LOCK:
+                    model = provider.load(spec, device)
+            else:
+                model = provider.load(spec, device)
             with self._lock:
                 self._models[key] = CachedModel(model, device)
             self._enforce_budget(keep=key)

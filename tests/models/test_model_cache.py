@@ -76,8 +76,9 @@ def test_concurrent_gets_share_one_load() -> None:
     assert provider.loads == 1 and len({id(m) for m in got}) == 1
 
 
-def test_different_models_load_in_parallel() -> None:
+def test_different_models_load_in_parallel_without_torch() -> None:
     provider = CountingProvider(delay=0.3)
+    provider.uses_torch = False
     cache = cache_with(provider)
     start = time.perf_counter()
     threads = [threading.Thread(target=cache.get, args=(spec(n), "cpu")) for n in "abc"]
@@ -87,6 +88,63 @@ def test_different_models_load_in_parallel() -> None:
         t.join()
     assert provider.loads == 3
     assert time.perf_counter() - start < 0.8  # one lock per model, not one for all
+
+
+class OverlapProvider(CountingProvider):
+    """Records how many loads run at once."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.1)
+        self.running = self.most = 0
+
+    def load(self, spec: ModelSpec, device: str) -> LoadedModel:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return super().load(spec, device)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_torch_models_load_one_at_a_time_across_caches() -> None:
+    # transformers/diffusers/accelerate patch torch process-wide while they build a model, so
+    # two loads at once (even through two caches) must never overlap.
+    provider = OverlapProvider()
+    caches = [cache_with(provider), cache_with(provider)]
+    threads = [threading.Thread(target=caches[i % 2].get, args=(spec(n), "cpu")) for i, n in enumerate("abcd")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert provider.loads == 4 and provider.most == 1
+
+
+def test_real_tiny_models_load_at_once_without_meta_tensors() -> None:
+    # A painter and an embedder (or two captioners) are asked for at the same moment by a
+    # trajectory's first step; loaded together they got each other's meta tensors and failed.
+    from genarun.models.catalog import resolve_model
+
+    for _ in range(2):
+        cache = ModelCache()
+        names = ["tiny-sd", "tiny-blip", "tiny-clip"]
+        barrier = threading.Barrier(len(names))
+        errors: list[BaseException] = []
+
+        def load(name: str) -> None:
+            barrier.wait()
+            try:
+                cache.get(resolve_model(name), "cpu")
+            except BaseException as exc:  # noqa: BLE001 (collected for the assert)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=load, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
 
 
 def test_budget_unloads_least_recently_used() -> None:
