@@ -14,14 +14,8 @@ from json.decoder import scanstring
 from json.scanner import NUMBER_RE
 from typing import Any
 
-from genarun.errors import Problem, TreeError
-from genarun.tree.reader_common import (
-    EMPTY,
-    PathKey,
-    duplicate_key,
-    name_duplicate_nodes,
-    non_finite_number,
-)
+from genarun.errors import TreeError
+from genarun.tree.reader_common import EMPTY, PathKey, TreeFileReader
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _JSON_HINTS = {
@@ -38,7 +32,7 @@ _JSON_HINTS = {
 }
 
 
-class JsonReader:
+class JsonReader(TreeFileReader):
     """Strict JSON via the `json` module, then one walk that records the line of every value.
 
     `json.loads` gives exact syntax errors; the walk (which may assume valid input) finds
@@ -46,11 +40,7 @@ class JsonReader:
     """
 
     def __init__(self, text: str, name: str):
-        self.text = text
-        self.name = name
-        self.lines: dict[PathKey, int] = {}
-        self.problems: list[Problem] = []
-        self.duplicates: list[tuple[Problem, PathKey]] = []
+        super().__init__(text, name)
         self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
     def line_at(self, offset: int) -> int:
@@ -64,25 +54,21 @@ class JsonReader:
         except json.JSONDecodeError as exc:
             hint = next((h for m, h in _JSON_HINTS.items() if exc.msg.startswith(m)), None)
             raise TreeError(
-                Problem(
+                self.problem(
                     f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                    file=self.name,
-                    line=exc.lineno,
+                    exc.lineno,
                     hint=hint,
                 )
             ) from None
         except RecursionError:
-            raise TreeError(Problem("the JSON is nested too deeply", file=self.name)) from None
+            raise TreeError(self.problem("the JSON is nested too deeply")) from None
         except ValueError as exc:  # e.g. an integer longer than Python's digit limit
-            raise TreeError(Problem(f"invalid JSON: {exc}", file=self.name)) from None
+            raise TreeError(self.problem(f"invalid JSON: {exc}")) from None
         try:
             value, _ = self.value(self.skip(0), ())
         except RecursionError:
-            raise TreeError(Problem("the JSON is nested too deeply", file=self.name)) from None
-        if self.problems:
-            name_duplicate_nodes(value, self.duplicates)
-            raise TreeError(self.problems)
-        return value, self.lines
+            raise TreeError(self.problem("the JSON is nested too deeply")) from None
+        return self.result(value)
 
     def skip(self, offset: int) -> int:
         """The offset of the next non-whitespace character at or after `offset`."""
@@ -105,7 +91,7 @@ class JsonReader:
                 return constant, offset + len(literal)
         for literal in ("NaN", "Infinity", "-Infinity"):
             if text.startswith(literal, offset):
-                self.problems.append(non_finite_number(literal, self.name, self.line_at(offset)))
+                self.report_non_finite(literal, self.line_at(offset))
                 return None, offset + len(literal)
         match = NUMBER_RE.match(text, offset)
         assert match is not None, "json.loads accepted the text, so a number is here"
@@ -113,9 +99,7 @@ class JsonReader:
         if fraction or exponent:
             number = float(integer + (fraction or "") + (exponent or ""))
             if not math.isfinite(number):
-                self.problems.append(
-                    non_finite_number(match.group(), self.name, self.line_at(offset))
-                )
+                self.report_non_finite(match.group(), self.line_at(offset))
             return number, match.end()
         return int(integer), match.end()
 
@@ -129,9 +113,7 @@ class JsonReader:
             key_line = self.line_at(offset)
             key, offset = scanstring(self.text, offset + 1, True)
             if key in key_lines:
-                problem = duplicate_key(key, self.name, key_line, key_lines[key])
-                self.problems.append(problem)
-                self.duplicates.append((problem, path))
+                self.report_duplicate(key, key_line, key_lines[key], path)
             key_lines[key] = key_line
             self.lines[(*path, key)] = key_line
             offset = self.skip(self.skip(offset) + 1)  # past ':'

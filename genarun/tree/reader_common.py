@@ -1,12 +1,13 @@
 """What the JSON and YAML readers of tree files share: the path of a value, the mark of an
-empty document, and the problems both report (duplicate keys, non-finite numbers).
+empty document, and the collecting of lines and problems (duplicate keys, non-finite numbers
+and the like are all reported together, each with its line).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from genarun.errors import Problem
+from genarun.errors import Problem, TreeError
 
 # Where a value sits in a tree file: mapping keys and list indexes from the top level down.
 PathKey = tuple[str | int, ...]
@@ -19,28 +20,47 @@ class _Empty:
 EMPTY: Any = _Empty()
 
 
-def non_finite_number(token: str, name: str, line: int) -> Problem:
-    """`NaN`, `Infinity` or a number too large for a float: JSON types hold none of them."""
-    return Problem(
-        f"{token!r} is not a finite number",
-        file=name,
-        line=line,
-        hint="quote it if you mean text",
-    )
+class TreeFileReader:
+    """Reads one tree file's text: records the line of every value and collects problems."""
+
+    def __init__(self, text: str, name: str):
+        self.text = text
+        self.name = name
+        self.lines: dict[PathKey, int] = {}
+        self.problems: list[Problem] = []
+        self.duplicates: list[tuple[Problem, PathKey]] = []
+
+    def problem(self, message: str, line: int | None = None, *, hint: str | None = None) -> Problem:
+        """A problem in this file."""
+        return Problem(message, file=self.name, line=line, hint=hint)
+
+    def report(self, message: str, line: int | None, *, hint: str | None = None) -> None:
+        """Note a problem and read on, so that one run reports all of them."""
+        self.problems.append(self.problem(message, line, hint=hint))
+
+    def report_non_finite(self, token: str, line: int) -> None:
+        """`NaN`, `Infinity` or a number too large for a float: JSON types hold none of them."""
+        self.report(f"{token!r} is not a finite number", line, hint="quote it if you mean text")
+
+    def report_duplicate(self, key: str, line: int, first: int, path: PathKey) -> None:
+        """A key written twice in the mapping at `path`: refused rather than the last kept."""
+        self.report(
+            f"duplicate key '{key}' (first at line {first}, again at line {line})",
+            line,
+            hint="a key may appear once per mapping; remove or rename one, or if it belongs to "
+            "another item, fix its indentation",
+        )
+        self.duplicates.append((self.problems[-1], path))
+
+    def result(self, value: Any) -> tuple[Any, dict[PathKey, int]]:
+        """The value read and its lines; TreeError with every problem, if any was found."""
+        if self.problems:
+            _name_duplicate_nodes(value, self.duplicates)
+            raise TreeError(self.problems)
+        return value, self.lines
 
 
-def duplicate_key(key: str, name: str, line: int, first: int) -> Problem:
-    """A key written twice in one mapping: both readers refuse rather than keep the last."""
-    return Problem(
-        f"duplicate key '{key}' (first at line {first}, again at line {line})",
-        file=name,
-        line=line,
-        hint="a key may appear once per mapping; remove or rename one, or if it belongs to "
-        "another item, fix its indentation",
-    )
-
-
-def name_duplicate_nodes(data: Any, duplicates: list[tuple[Problem, PathKey]]) -> None:
+def _name_duplicate_nodes(data: Any, duplicates: list[tuple[Problem, PathKey]]) -> None:
     """Name the tree node each duplicate key is in, once the whole file is read."""
     for problem, path in duplicates:
         current, node_id, i, expected = data, None, 0, "nodes"

@@ -15,14 +15,8 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from genarun.errors import Problem, TreeError
-from genarun.tree.reader_common import (
-    EMPTY,
-    PathKey,
-    duplicate_key,
-    name_duplicate_nodes,
-    non_finite_number,
-)
+from genarun.errors import TreeError
+from genarun.tree.reader_common import EMPTY, PathKey, TreeFileReader
 from genarun.tree.yaml_errors import syntax_problem
 
 # YAML 1.2 core schema, for plain (unquoted, untagged) scalars.
@@ -65,15 +59,11 @@ class _Loader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-class YamlReader:
+class YamlReader(TreeFileReader):
     """Compose YAML into nodes with PyYAML, then convert them to JSON types with their lines."""
 
     def __init__(self, text: str, name: str):
-        self.text = text
-        self.name = name
-        self.lines: dict[PathKey, int] = {}
-        self.problems: list[Problem] = []
-        self.duplicates: list[tuple[Problem, PathKey]] = []
+        super().__init__(text, name)
         self._active: set[int] = set()  # nodes being converted, to catch recursive aliases
         self._count = 0
 
@@ -87,11 +77,9 @@ class YamlReader:
         except yaml.YAMLError as exc:  # a ReaderError: a character YAML does not allow
             position = getattr(exc, "position", None)
             line = self.text.count("\n", 0, position) + 1 if position is not None else None
-            raise TreeError(
-                Problem(f"YAML cannot read this file: {exc}", file=self.name, line=line)
-            ) from None
+            raise TreeError(self.problem(f"YAML cannot read this file: {exc}", line)) from None
         except RecursionError:
-            raise TreeError(Problem("the YAML is nested too deeply", file=self.name)) from None
+            raise TreeError(self.problem("the YAML is nested too deeply")) from None
         finally:
             if loader is not None:
                 loader.dispose()
@@ -101,11 +89,8 @@ class YamlReader:
         try:
             value = self.convert(root, (), root.start_mark.line + 1)
         except RecursionError:
-            raise TreeError(Problem("the YAML is nested too deeply", file=self.name)) from None
-        if self.problems:
-            name_duplicate_nodes(value, self.duplicates)
-            raise TreeError(self.problems)
-        return value, self.lines
+            raise TreeError(self.problem("the YAML is nested too deeply")) from None
+        return self.result(value)
 
     def convert(self, item: Node | _AliasUse, path: PathKey, line: int) -> Any:
         """Convert one node (or alias use) at `path`, whose key or item starts at `line`."""
@@ -114,21 +99,17 @@ class YamlReader:
         self._count += 1
         if self._count > _MAX_VALUES:
             raise TreeError(
-                Problem(
+                self.problem(
                     f"aliases expand to more than {_MAX_VALUES:,} values",
-                    file=self.name,
-                    line=line,
+                    line,
                     hint="use fewer nested aliases",
                 )
             )
         if id(node) in self._active:
-            self.problems.append(
-                Problem(
-                    "an alias refers to a value that contains it",
-                    file=self.name,
-                    line=line,
-                    hint="a value cannot include itself",
-                )
+            self.report(
+                "an alias refers to a value that contains it",
+                line,
+                hint="a value cannot include itself",
             )
             return None
         if isinstance(node, ScalarNode):
@@ -144,13 +125,10 @@ class YamlReader:
 
     def unsupported_tag(self, tag: str, line: int) -> None:
         shown = "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
-        self.problems.append(
-            Problem(
-                f"unsupported YAML tag '{shown}'",
-                file=self.name,
-                line=line,
-                hint="trees hold plain text, numbers, booleans, lists and mappings; remove the tag",
-            )
+        self.report(
+            f"unsupported YAML tag '{shown}'",
+            line,
+            hint="trees hold plain text, numbers, booleans, lists and mappings; remove the tag",
         )
 
     def scalar(self, node: ScalarNode, line: int) -> Any:
@@ -176,13 +154,10 @@ class YamlReader:
         else:
             self.unsupported_tag(tag, line)
             return None
-        self.problems.append(
-            Problem(
-                f"{value!r} is not a valid {tag[len(_TAG) :]}",
-                file=self.name,
-                line=line,
-                hint="remove the tag, or fix the value",
-            )
+        self.report(
+            f"{value!r} is not a valid {tag[len(_TAG) :]}",
+            line,
+            hint="remove the tag, or fix the value",
         )
         return None
 
@@ -200,21 +175,19 @@ class YamlReader:
             try:
                 return int(value)
             except ValueError:  # longer than Python's integer digit limit
-                self.problems.append(
-                    Problem("number too long", file=self.name, line=line, hint="quote it")
-                )
+                self.report("number too long", line, hint="quote it")
                 return 0
         if _OCT.fullmatch(value):
             return int(value[2:], 8)
         if _HEX.fullmatch(value):
             return int(value[2:], 16)
         if _INF.fullmatch(value) or _NAN.fullmatch(value):
-            self.problems.append(non_finite_number(value, self.name, line))
+            self.report_non_finite(value, line)
             return math.nan
         if _FLOAT.fullmatch(value):
             number = float(value)
             if not math.isfinite(number):  # overflow, like 1e400
-                self.problems.append(non_finite_number(value, self.name, line))
+                self.report_non_finite(value, line)
             return number
         return None
 
@@ -227,13 +200,10 @@ class YamlReader:
         ):
             # `text: [a | b]` reads as the list ['a | b']: never what a tree means.
             source = self.text[node.start_mark.index : node.end_mark.index]
-            self.problems.append(
-                Problem(
-                    f"{source} without quotes is a YAML list, not a random pick",
-                    file=self.name,
-                    line=node.start_mark.line + 1,
-                    hint=f"quote the whole value: '{source}'",
-                )
+            self.report(
+                f"{source} without quotes is a YAML list, not a random pick",
+                node.start_mark.line + 1,
+                hint=f"quote the whole value: '{source}'",
             )
         return [
             self.convert(item, (*path, index), _line_of(item))
@@ -251,13 +221,10 @@ class YamlReader:
             key_node = key_item.node if isinstance(key_item, _AliasUse) else key_item
             key_line = _line_of(key_item)
             if not isinstance(key_node, ScalarNode):
-                self.problems.append(
-                    Problem(
-                        "a mapping key must be text, not a list or mapping",
-                        file=self.name,
-                        line=key_line,
-                        hint="quote a value that starts with '{{' or '[' (a template or a pick)",
-                    )
+                self.report(
+                    "a mapping key must be text, not a list or mapping",
+                    key_line,
+                    hint="quote a value that starts with '{{' or '[' (a template or a pick)",
                 )
                 continue
             key: str = key_node.value
@@ -265,9 +232,7 @@ class YamlReader:
                 merges.append((value_item, key_line))
                 continue
             if key in explicit:
-                problem = duplicate_key(key, self.name, key_line, explicit[key])
-                self.problems.append(problem)
-                self.duplicates.append((problem, path))
+                self.report_duplicate(key, key_line, explicit[key], path)
             explicit[key] = key_line
             entries.append((key, value_item, key_line))
         for value_item, merge_line in merges:
@@ -290,13 +255,10 @@ class YamlReader:
         for source in sources:
             source_node = source.node if isinstance(source, _AliasUse) else source
             if not isinstance(source_node, MappingNode):
-                self.problems.append(
-                    Problem(
-                        "'<<' merges a mapping or a list of mappings",
-                        file=self.name,
-                        line=_line_of(source),
-                        hint="write '<<: *anchor' where the anchor names a mapping",
-                    )
+                self.report(
+                    "'<<' merges a mapping or a list of mappings",
+                    _line_of(source),
+                    hint="write '<<: *anchor' where the anchor names a mapping",
                 )
                 continue
             # Convert into a scratch index so overridden keys leave no stale lines behind.
