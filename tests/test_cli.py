@@ -140,3 +140,26 @@ def test_db_option_and_env(
     assert (workdir / "other.db").is_file() and not (workdir / "genarun.db").exists()
     assert "typed" in cli("runs", "list", "--db", workdir / "other.db").stdout
     assert cli("runs", "list").stdout.startswith("no runs in ")
+
+
+def test_a_reader_that_goes_away_is_not_an_internal_error(tmp_path: Path) -> None:
+    # `genarun tda compare latest | head`: head exits, the next write raises BrokenPipeError.
+    code = (
+        "import sys\n"
+        "from genarun.cli.common import handle_errors\n"
+        "@handle_errors\n"
+        "def command():\n"
+        "    while True:  # until the pipe breaks, whatever its buffer's size\n"
+        "        sys.stdout.write('x' * 65536)\n"
+        "        sys.stdout.flush()\n"
+        "command()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # the reader goes away with most of the output unread
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 141
+    assert "internal error" not in err and "Traceback" not in err and "Exception" not in err

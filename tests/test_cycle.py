@@ -197,3 +197,25 @@ def test_resume_continues_a_failed_trajectory_from_its_last_step(
     assert len(images) == 4 + 3  # 4 image steps, each once, plus the 3 failed calls
     traj = query(db, "SELECT * FROM trajectories")[0]
     assert (traj["status"], traj["stop_reason"], traj["length"]) == ("done", "max_steps", 8)
+
+
+def test_stop_on_repeat_can_vary_in_a_matrix(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
+    result = cli("run", tree("cycle_repeat_matrix.yaml"))
+    assert result.exit_code == 0, result.output
+    rows = query(
+        workdir / "genarun.db",
+        "SELECT r.bindings, t.stop_reason, t.length FROM trajectories t JOIN runs r ON r.id = t.run_id",
+    )
+    by_repeat = {json.loads(r["bindings"])["repeat"]: (r["stop_reason"], r["length"]) for r in rows}
+    assert by_repeat[False] == ("max_steps", 10)
+    assert by_repeat[True][0] == "repeat" and by_repeat[True][1] < 10
+
+
+def test_each_step_records_how_long_its_invocation_took(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
+    assert cli("run", tree("cycle_basic.yaml")).exit_code == 0
+    durations = [s["duration"] for s in steps_of(workdir / "genarun.db")]
+    assert len(durations) == 12 and all(d is not None and d >= 0 for d in durations)

@@ -87,8 +87,17 @@ def test_tda_compute_skips_what_exists_and_compare_is_true_wasserstein(
     assert all(float(r["distance"]) == 0 for r in rows if r["a"] == r["b"])
     printed = cli("tda", "compare", "latest", "--embedding", "dummy-embed")
     assert "wasserstein" in printed.output and "bottleneck" in printed.output
+    # Without --embedding: one matrix per embedding model (it used to ask to choose one).
     several = cli("tda", "compare", "latest")
-    assert several.exit_code == 2 and "--embedding" in several.output
+    assert several.exit_code == 0, several.output
+    assert "diagrams of dummy-embed" in several.output and "diagrams of dummy-text-embed" in several.output
+    both = workdir / "both.csv"
+    assert cli("tda", "compare", "latest", "--csv", both).exit_code == 0
+    rows = list(csv.DictReader(both.open()))
+    assert {r["embedding_model"] for r in rows} == {"dummy-embed", "dummy-text-embed"}
+    # each side names its trajectory, to join with `export data`
+    runs = {r["id"] for r in query(experiment, "SELECT id FROM runs")}
+    assert {r["a_run_id"] for r in rows} <= runs and {r["b_node_id"] for r in rows} == {"traj"}
     store.close()
 
 
@@ -176,3 +185,128 @@ def test_a_stored_diagram_answers_only_for_its_metric_and_points(experiment: Pat
     store.conn.commit()
     assert diagrams_for(store, key, metric="euclidean") == (euclidean, True)
     store.close()
+
+
+def test_exported_images_carry_the_steps_prompt_and_seed_not_the_matrix_values(
+    experiment: Path, cli: Callable[..., Result], workdir: Path
+) -> None:
+    # The matrix keys here are named `prompt` and `seed`, as PANIC-TDA's are: they used to
+    # overwrite the step's prompt (the caption it was painted from) and its invocation seed.
+    from PIL import Image
+
+    run = query(experiment, "SELECT id, bindings FROM runs LIMIT 1")[0]
+    steps = {
+        s["step"]: s
+        for s in query(experiment, "SELECT * FROM trajectory_steps WHERE run_id = ?", run["id"])
+    }
+    assert cli("export", "images", run["id"][:8], "--out", workdir / "imgs").exit_code == 0
+    second = next((workdir / "imgs").glob("*_step0002.png"))
+    with Image.open(second) as img:
+        meta = {k.removeprefix("genarun:"): v for k, v in img.text.items()}
+    assert meta["prompt"] == steps[1]["value"]  # the caption step 2 was painted from
+    assert meta["seed"] == str(steps[2]["seed"])  # the invocation's seed, not the run's
+    bindings = json.loads(run["bindings"])
+    assert json.loads(meta["matrix"]) == bindings and meta["start"] == bindings["prompt"]
+    assert json.loads(meta["network"]) == bindings["network"]
+    for fmt in ("jpeg", "webp"):
+        assert cli("export", "images", run["id"][:8], "--out", workdir / fmt, "--format", fmt).exit_code == 0
+        with Image.open(next((workdir / fmt).glob("*_step0002.*"))) as img:
+            described = json.loads(img.getexif()[0x010E])
+        assert described["prompt"] == steps[1]["value"] and described["seed"] == steps[2]["seed"]
+
+
+def test_exported_tables_join_and_keep_their_columns_when_empty(
+    experiment: Path, cli: Callable[..., Result], workdir: Path
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    assert cli("export", "data", "latest", "--out", workdir / "data").exit_code == 0
+    t = {name: pq.read_table(workdir / "data" / f"{name}.parquet").to_pylist() for name in ("runs", "trajectories", "invocations", "embeddings", "persistence", "entropy")}
+    assert len(t["runs"]) == 16 and len(t["trajectories"]) == 16
+    # the matrix values as columns, typed: seeds are numbers, networks JSON
+    first = t["runs"][0]
+    assert isinstance(first["matrix_seed"], int) and json.loads(first["matrix_network"])
+    assert Path(first["folder"]).is_dir()
+    # invocations <-> embeddings on (run, node, path, step); every step embedded by its model
+    key = lambda r: (r["run_id"], r["node_id"], r["path"], r["step"])  # noqa: E731
+    steps = {key(r): r for r in t["invocations"]}
+    outputs = [e for e in t["embeddings"] if e["step"] >= 0]
+    assert outputs and all(key(e) in steps for e in outputs)
+    assert all(r["duration"] is not None for r in t["invocations"])
+    # trajectories and persistence <-> runs on run_id; diagrams of every trajectory
+    run_ids = {r["run_id"] for r in t["runs"]}
+    assert {r["run_id"] for r in t["trajectories"]} == run_ids == {r["run_id"] for r in t["persistence"]}
+    assert all(r["length"] == 12 for r in t["trajectories"])
+    # entropy: one row per diagram, an empty one included, equal to the stored entropy
+    stored = query(experiment, "SELECT run_id, embedding_model, entropy FROM persistence")
+    assert len(t["entropy"]) == 2 * len(stored)  # H0 and H1 of each
+    expected = {(r["run_id"], r["embedding_model"], d): e for r in stored for d, e in enumerate(json.loads(r["entropy"]))}
+    assert {(r["run_id"], r["embedding_model"], r["homology_dim"]): r["entropy"] for r in t["entropy"]} == pytest.approx(expected)
+    assert isinstance(t["embeddings"][0]["vector"][0], float)
+
+    # A run with no diagrams (no persistence node): the table is empty but has its columns.
+    path = workdir / "plain.yaml"
+    path.write_text(
+        "genarun: 1\nname: plain\nseed: 3\nnodes:\n  - id: traj\n    kind: cycle\n"
+        "    network: [dummy-t2i, dummy-i2t]\n    start: a fox\n    steps: 2\n    embed: [dummy-embed]\n"
+    )
+    assert cli("run", path).exit_code == 0
+    for fmt in ("parquet", "csv"):
+        out = workdir / f"plain-{fmt}"
+        assert cli("export", "data", "latest", "--out", out, "--format", fmt).exit_code == 0
+        if fmt == "parquet":
+            empty = pq.read_table(out / "persistence.parquet")
+            assert empty.num_rows == 0 and {"run_id", "birth", "death"} <= set(empty.column_names)
+        else:
+            header = (out / "persistence.csv").read_text().splitlines()[0]
+            assert "homology_dim" in header
+
+
+def test_tda_and_export_bad_input_is_a_message(
+    experiment: Path, cli: Callable[..., Result], workdir: Path
+) -> None:
+    run = query(experiment, "SELECT id FROM runs LIMIT 1")[0]["id"]
+    one = cli("tda", "compare", run[:8])
+    assert one.exit_code == 2 and "at least two trajectories" in one.output
+    (workdir / "a-file").write_text("")
+    for args in (
+        ("export", "data", "latest", "--out", workdir / "a-file" / "data"),
+        ("export", "images", "latest", "--out", workdir / "a-file" / "imgs"),
+        ("tda", "plots", "latest", "--out", workdir / "a-file" / "plots"),
+        ("tda", "compare", "latest", "--csv", workdir / "a-file" / "d.csv"),
+    ):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "cannot write" in result.output and "a-file" in result.output
+        assert "internal error" not in result.output and "Traceback" not in result.output
+    missing = cli("tda", "compare", "fffff")
+    assert missing.exit_code == 2 and "no run or experiment matches 'fffff'" in missing.output
+    # `all`: every run in the database
+    images = query(experiment, "SELECT count(*) AS n FROM trajectory_steps WHERE kind = 'image'")[0]["n"]
+    everything = cli("export", "images", "all", "--out", workdir / "all")
+    assert everything.exit_code == 0 and f"wrote {images} images" in everything.output
+
+
+def test_persistence_needs_embeddings_known_before_the_run(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    head = "genarun: 1\nname: bad\nnodes:\n  - id: traj\n    kind: cycle\n    network: [dummy-t2i, dummy-i2t]\n    start: a fox\n    steps: 3\n"
+    cases = {
+        "nothing.yaml": (head + "    children:\n      - id: topo\n        kind: persistence\n        of: traj\n", ":12 node 'topo'", "embeds nothing"),
+        "other.yaml": (
+            head + "    embed: [dummy-embed]\n    children:\n      - id: topo\n        kind: persistence\n        of: traj\n        embedding: dummy-text-embed\n",
+            ":14 node 'topo'",
+            "does not embed with 'dummy-text-embed' (it embeds with: dummy-embed)",
+        ),
+        "notcycle.yaml": (
+            "genarun: 1\nname: bad\nnodes:\n  - id: words\n    kind: template\n    text: hi\n    children:\n"
+            "      - id: topo\n        kind: persistence\n        of: words\n",
+            ":10 node 'topo'",
+            "'words' is a template node; it must be a cycle node",
+        ),
+    }
+    for name, (text, where, words) in cases.items():
+        (workdir / name).write_text(text)
+        result = cli("run", workdir / name)
+        assert result.exit_code == 2, result.output
+        assert f"{name}{where}" in result.output and words in result.output, result.output
+    assert not (workdir / "genarun.db").exists() or not query(workdir / "genarun.db", "SELECT * FROM executions")

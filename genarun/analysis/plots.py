@@ -17,6 +17,7 @@ from genarun.analysis.drift import project_2d
 from genarun.analysis.persistence import Diagrams
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 DPI = 100
@@ -44,7 +45,10 @@ def plot_diagram(diagrams: Diagrams, path: str | Path, *, title: str | None = No
     ax.set_xlabel(f"birth ({diagrams.metric} distance)")
     ax.set_ylabel("death")
     entropy = ", ".join(f"H{k} {e:.2f}" for k, e in enumerate(diagrams.entropy))
-    ax.set_title(title or f"Persistence diagram, {diagrams.n_points} points\nentropy {entropy}")
+    # A long title (a run's matrix values) is wrapped, not cut off at the figure's edge, and
+    # the entropy stays on its own line under it.
+    heading = _wrap(title) if title else f"Persistence diagram, {diagrams.n_points} points"
+    ax.set_title(f"{heading}\nentropy {entropy}", fontsize="medium")
     if any(len(d) for d in diagrams.diagrams):
         ax.legend(loc="lower right")
     return _save(fig, path)
@@ -81,21 +85,33 @@ def plot_drift(
     drifts: Mapping[str, Sequence[float]],
     path: str | Path,
     *,
+    steps: Mapping[str, Sequence[int]] | None = None,
     ylabel: str = "cosine distance from start",
     title: str | None = None,
 ) -> Path:
-    """One line per run of a per-step series, e.g. :func:`drift_from_start` or step distances."""
+    """One line per run of a per-step series, e.g. :func:`drift_from_start` or step distances.
+
+    ``steps[label]`` are the series' step numbers (default 0, 1, 2, ...): an embedding model that
+    takes only texts or only images has a value at every other step of a two-model network, and
+    must be drawn there, not squeezed onto consecutive steps.
+    """
+    from matplotlib.ticker import MaxNLocator
+
     if not drifts:
         raise ValueError("drifts is empty: give at least one run")
     fig = _figure(7.0, 4.0)
     ax = fig.add_subplot()
     for label, series in drifts.items():
-        ax.plot(np.arange(len(series)), np.asarray(series, dtype=np.float64), label=label, lw=1.2)
+        values = np.asarray(series, dtype=np.float64)
+        x = np.asarray(steps[label]) if steps and label in steps else np.arange(len(values))
+        if len(x) != len(values):
+            raise ValueError(f"run {label!r}: {len(x)} steps for {len(values)} values")
+        ax.plot(x, values, label=label, lw=1.2, marker="." if len(values) <= 40 else None)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
-    ax.set_title(title or "Semantic drift")
-    if len(drifts) <= 12:
-        ax.legend(fontsize="small")
+    ax.set_title(_wrap(title or "Semantic drift"))
+    _legend_outside(ax, len(drifts))
     return _save(fig, path)
 
 
@@ -124,10 +140,25 @@ def plot_trajectories_2d(
             ax.scatter(xy[:1, 0], xy[:1, 1], s=40, color=line.get_color(), edgecolors="black")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
-    ax.set_title(title or "Trajectories (PCA)")
-    if len(trajectories) <= 12:
-        ax.legend(fontsize="small")
+    ax.set_title(_wrap(title or "Trajectories (PCA)"))
+    _legend_outside(ax, len(trajectories))
     return _save(fig, path)
+
+
+def _wrap(text: str, width: int = 60) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _legend_outside(ax: Axes, entries: int) -> None:
+    """A legend under the axes (inside, it hid the lines it names; beside them, it squeezed
+    the plot), the figure growing to hold it; none past 12 entries."""
+    if 0 < entries <= 12:
+        fig = ax.get_figure()
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width, height + 0.22 * entries)
+        fig.legend(fontsize="small", loc="outside lower center")
 
 
 def _figure(width: float, height: float) -> Figure:

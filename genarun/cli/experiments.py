@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from genarun.cli.common import db_option, handle_errors
+
+
+@contextlib.contextmanager
+def writing_to(path: Path) -> Iterator[None]:
+    """A folder or file that cannot be written is the user's to fix, with its reason, not an
+    internal error with a traceback hint."""
+    from genarun.errors import UserError
+
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or path
+        raise UserError(f"cannot write {where}: {exc.strerror or exc} (choose another --out or --csv path)") from None
 
 
 @click.group()
@@ -50,7 +65,10 @@ def experiments_show(ref: str, db: Path | None, as_json: bool) -> None:
 
 @click.group()
 def tda() -> None:
-    """Topological data analysis of trajectories: persistence diagrams, distances, plots."""
+    """Topological data analysis of trajectories: persistence diagrams, distances, plots.
+
+    RUN|EXPERIMENT: a run id or prefix, an experiment id or prefix, `latest` (the newest
+    experiment) or `all` (every run in the database)."""
 
 
 @tda.command("compute")
@@ -80,45 +98,48 @@ def tda_compute(refs: tuple[str, ...], db: Path | None, maxdim: int, models: tup
 @tda.command("compare")
 @click.argument("refs", nargs=-1, required=True, metavar="RUN|EXPERIMENT...")
 @db_option
-@click.option("--embedding", "model", metavar="MODEL", help="Which embedding model's diagrams (needed when there are several).")
+@click.option("--embedding", "model", metavar="MODEL", help="Only this embedding model's diagrams (default: each model, one matrix each).")
 @click.option("--dim", type=click.IntRange(0, 3), default=1, show_default=True, help="Homology dimension compared.")
 @click.option("--metric", type=click.Choice(["wasserstein", "bottleneck", "both"]), default="both", show_default=True)
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the matrices as CSV (long form: a, b, metric, distance).")
 @handle_errors
 def tda_compare(refs: tuple[str, ...], db: Path | None, model: str | None, dim: int, metric: str, csv_path: Path | None) -> None:
     """The Wasserstein (p=1, optimal matching) and bottleneck distances between the diagrams of
-    runs' trajectories, as matrices."""
-    from genarun.experiments.topology import compare
+    runs' trajectories, as matrices: one per embedding model (--embedding for one)."""
+    from genarun.experiments.topology import compare, embedding_models
     from genarun.store.db import Store
 
     store = Store(db)
-    result = compare(store, _runs(store, refs), model=model, dim=dim)
-    matrices = {"wasserstein": result.wasserstein, "bottleneck": result.bottleneck}
-    chosen = list(matrices) if metric == "both" else [metric]
+    runs = _runs(store, refs)
+    results = [compare(store, runs, model=m, dim=dim) for m in ([model] if model else embedding_models(store, runs) or [None])]
+    chosen = ["wasserstein", "bottleneck"] if metric == "both" else [metric]
     if csv_path:
         import csv
 
-        with csv_path.open("w", newline="") as f:
+        with writing_to(csv_path), csv_path.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["a", "b", "embedding_model", "dim", "metric", "distance"])
-            for name in chosen:
-                m = matrices[name]
-                for i, a in enumerate(result.labels):
-                    for j, b in enumerate(result.labels):
-                        writer.writerow([a, b, result.model, dim, name, f"{m[i, j]:.6g}"])
+            # Labels for people, and each side's trajectory key to join with `export data`.
+            writer.writerow(["a", "b", "a_run_id", "a_node_id", "a_path", "b_run_id", "b_node_id", "b_path", "embedding_model", "dim", "metric", "distance"])
+            for result in results:
+                for name in chosen:
+                    m = getattr(result, name)
+                    for i, (a, ka) in enumerate(zip(result.labels, result.keys, strict=True)):
+                        for j, (b, kb) in enumerate(zip(result.labels, result.keys, strict=True)):
+                            writer.writerow([a, b, ka.run_id, ka.node_id, ka.path, kb.run_id, kb.node_id, kb.path, result.model, dim, name, f"{m[i, j]:.6g}"])
         click.echo(f"wrote {csv_path}")
         return
-    ids = [f"[{i}]" for i in range(len(result.labels))]
-    click.echo(f"H{dim} diagrams of {result.model} embeddings")
-    for i, label in enumerate(result.labels):
-        click.echo(f"  [{i}] {label}")
-    for name in chosen:
-        m = matrices[name]
-        click.echo(f"\n{name}")
-        width = max(8, *(len(x) for x in ids))
-        click.echo(" " * 5 + "".join(x.rjust(width + 1) for x in ids))
-        for i, row_id in enumerate(ids):
-            click.echo(row_id.ljust(5) + "".join(f"{m[i, j]:>{width + 1}.4f}" for j in range(len(ids))))
+    for n, result in enumerate(results):
+        ids = [f"[{i}]" for i in range(len(result.labels))]
+        click.echo(("\n" if n else "") + f"H{dim} diagrams of {result.model} embeddings")
+        for i, label in enumerate(result.labels):
+            click.echo(f"  [{i}] {label}")
+        for name in chosen:
+            m = getattr(result, name)
+            click.echo(f"\n{name}")
+            width = max(8, *(len(x) for x in ids))
+            click.echo(" " * 5 + "".join(x.rjust(width + 1) for x in ids))
+            for i, row_id in enumerate(ids):
+                click.echo(row_id.ljust(5) + "".join(f"{m[i, j]:>{width + 1}.4f}" for j in range(len(ids))))
 
 
 @tda.command("plots")
@@ -134,7 +155,9 @@ def tda_plots(refs: tuple[str, ...], out: Path, db: Path | None, maxdim: int) ->
     from genarun.store.db import Store
 
     store = Store(db)
-    written = experiment_plots(store, _runs(store, refs), out, maxdim=maxdim)
+    runs = _runs(store, refs)
+    with writing_to(out):
+        written = experiment_plots(store, runs, out, maxdim=maxdim)
     click.echo(f"wrote {len(written)} plots to {out}")
 
 
@@ -150,7 +173,10 @@ def _runs(store: object, refs: tuple[str, ...]) -> list[dict]:
 
 @click.group()
 def export() -> None:
-    """Export runs: images with their metadata, data tables for pandas and polars."""
+    """Export runs: images with their metadata, data tables for pandas and polars.
+
+    RUN|EXPERIMENT: a run id or prefix, an experiment id or prefix, `latest` (the newest
+    experiment) or `all` (every run in the database)."""
 
 
 @export.command("images")
@@ -166,8 +192,9 @@ def export_images(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -
 
     store = Store(db)
     total = 0
-    for run in _runs(store, refs):
-        total += len(write_images(store, run, out, fmt))
+    with writing_to(out):
+        for run in _runs(store, refs):
+            total += len(write_images(store, run, out, fmt))
     click.echo(f"wrote {total} images to {out}")
 
 
@@ -184,7 +211,9 @@ def export_data(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -> 
 
     store = Store(db)
     tables = data_tables(store, _runs(store, refs))
-    for path in write_tables(tables, out, fmt):
+    with writing_to(out):
+        written = write_tables(tables, out, fmt)
+    for path in written:
         click.echo(f"wrote {path} ({len(tables[path.stem])} rows)")
     sys.stdout.flush()
 

@@ -137,18 +137,65 @@ def resume(
     run_refs: tuple[str, ...], db: Path | None, force: bool, device: str | None, batch_size: int
 ) -> None:
     """Finish runs that were interrupted (Ctrl-C), killed or failed: same run id and folder;
-    finished executions are kept, failed and unfinished ones run."""
+    finished executions are kept, failed and unfinished ones run. RUN is a run id or prefix,
+    an experiment id or prefix (its unfinished runs), or `latest` (the newest experiment's
+    unfinished runs)."""
     from genarun.run.progress import Progress
     from genarun.run.rerun import resume_runs
     from genarun.run.runner import RunOptions
+    from genarun.store.db import Store
 
+    store = Store(db)
+    try:
+        refs = unfinished_runs(store, run_refs)
+    finally:
+        store.close()
     options = RunOptions(device=device, batch_size=batch_size, progress=Progress())
-    result = resume_runs(list(run_refs), db=db, force=force, options=options)
+    result = resume_runs(refs, db=db, force=force, options=options)
     for run_id, kept in result.kept.items():
         click.echo(
             f"resuming run {run_id[:8]}: {kept} execution{'s' if kept != 1 else ''} had finished"
         )
     echo_outcome(result.outcome, db)
+
+
+def unfinished_runs(store: Any, refs: tuple[str, ...]) -> list[str]:
+    """The run ids RUN... names for resume: a run as given; an experiment (an id prefix that
+    no run has, or `latest`, the newest experiment) as its runs that did not complete. A
+    killed experiment has many runs: naming each one was the only way to resume it."""
+    from sqlalchemy import func, select
+
+    from genarun.errors import StoreError
+    from genarun.store.db import runs
+    from genarun.store.trajectories import resolve_experiment
+
+    ids: list[str] = []
+    for ref in refs:
+        prefix = ref.strip().lower()
+        is_run = prefix != "latest" and (
+            not prefix.isalnum()  # not an id at all: resolve_run says so
+            or store.conn.execute(select(func.count()).where(runs.c.id.like(prefix + "%"))).scalar()
+        )
+        if is_run:
+            ids.append(ref)
+            continue
+        try:
+            experiment = resolve_experiment(store, prefix)
+        except StoreError:
+            if prefix == "latest":
+                raise
+            raise StoreError(
+                f"no run or experiment matches '{ref}' in {store.path} (see `genarun runs list` and `genarun experiments list`)"
+            ) from None
+        members = store.runs_of_experiment(experiment["id"])
+        left = [r["id"] for r in members if r["status"] != "completed"]
+        if not left:
+            raise StoreError(
+                f"experiment {experiment['id'][:8]}: all {len(members)} runs completed, nothing to resume"
+                " (to run nodes again: genarun rerun RUN --node ID)"
+            )
+        ids += left
+    return list(dict.fromkeys(ids))
 
 
 @click.command()

@@ -23,6 +23,7 @@ def runs() -> None:
 def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
     """The newest runs in the database."""
     from genarun.store.db import Store
+    from genarun.store.processes import display_status
     from genarun.store.reports import runs_table, trajectory_summary
     from genarun.store.trajectories import trajectories_of
 
@@ -33,7 +34,7 @@ def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
         by_run.setdefault(t["run_id"], []).append(t)
     for r in rows:
         if r["id"] in by_run:
-            r["trajectory"] = trajectory_summary(by_run[r["id"]])
+            r["trajectory"] = trajectory_summary(by_run[r["id"]], display_status(r))
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
     else:

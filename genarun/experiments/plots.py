@@ -45,7 +45,7 @@ def experiment_plots(store: Store, runs: list[dict[str, Any]], out: Path, *, max
         label = " ".join(f"{k}={_value(v)}" for k, v in bindings.items())
         index = "" if key.path == "[]" else _slug(key.path)
         name = f"diagram_{key.run_id[:8]}_{key.node_id}{index}_{_slug(key.model)}.png"
-        written.append(plot_diagram(diagrams, out / name, title=f"{key.run_id[:8]} {label} ({key.model})"[:90]))
+        written.append(plot_diagram(diagrams, out / name, title=f"{key.run_id[:8]} {label} ({key.model})"))
     # Entropy grouped by every matrix key and by embedding model, per homology dimension.
     for dim in range(maxdim + 1):
         groupings: dict[str, dict[str, list[float]]] = {"embedding_model": {}}
@@ -61,6 +61,7 @@ def experiment_plots(store: Store, runs: list[dict[str, Any]], out: Path, *, max
     # Drift and 2-D trajectories, one figure per embedding model.
     for model in sorted({k.model for k in keys}):
         drifts: dict[str, Any] = {}
+        drift_steps: dict[str, list[int]] = {}
         paths: dict[str, Any] = {}
         for key in (k for k in keys if k.model == model):
             steps, matrix = tstore.embedding_series(store, key.run_id, key.node_id, key.path, model)
@@ -73,9 +74,10 @@ def experiment_plots(store: Store, runs: list[dict[str, Any]], out: Path, *, max
             bindings = json.loads(by_id[key.run_id]["bindings"] or "{}")
             label = f"{key.run_id[:6]} " + " ".join(_value(v)[:18] for v in bindings.values())
             drifts[label] = drift_from_start(points, start)
+            drift_steps[label] = [s for s in steps if s >= 0]
             paths[label] = points
         if drifts:
-            written.append(plot_drift(drifts, out / f"drift_{_slug(model)}.png", title=f"Semantic drift from the start prompt ({model})"))
+            written.append(plot_drift(drifts, out / f"drift_{_slug(model)}.png", steps=drift_steps, title=f"Semantic drift from the start prompt ({model})"))
             dims = {p.shape[1] for p in paths.values()}
             if len(dims) == 1:
                 written.append(plot_trajectories_2d(paths, out / f"trajectories_2d_{_slug(model)}.png", title=f"Trajectories, PCA ({model})"))

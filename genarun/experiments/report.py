@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from genarun.store import trajectories as tstore
 from genarun.store.db import iso
+from genarun.store.processes import display_status
 from genarun.store.reports import table, trajectory_summary
 
 if TYPE_CHECKING:
@@ -36,15 +37,18 @@ def experiment_progress(store: Store, experiment: dict[str, Any]) -> dict[str, A
     for t in trajs:
         by_run.setdefault(t["run_id"], []).append(t)
     expected_steps = sum(t["max_steps"] for t in trajs)
-    # Each output and the start prompt are embedded by each model (exactly so for joint models;
-    # a text-only or image-only model embeds fewer); a trajectory that stopped early expects
-    # only what it ran.
+    # A finished trajectory expects what it embedded (it may have stopped early); an unfinished
+    # one, the start prompt and each output by each model that takes its kind (a text-only
+    # model embeds half the outputs of a painter and captioner network).
+    model_kinds, step_kinds = tstore.embedding_plan(store, run_ids)
     expected_embeddings = 0
     for run_id, run_trajs in by_run.items():
         if all(t["status"] == "done" for t in run_trajs):
             expected_embeddings += counts[run_id]["embeddings"]  # finished: what it embedded
         else:
-            expected_embeddings += sum((t["max_steps"] + 1) * len(json.loads(t["embed_models"] or "[]")) for t in run_trajs)
+            expected_embeddings += sum(
+                tstore.expected_embeddings(t, model_kinds, step_kinds.get((t["run_id"], t["node_id"], t["path"]), {})) for t in run_trajs
+            )
     expected_diagrams = sum(len(json.loads(t["embed_models"] or "[]")) for t in trajs)
     done_steps = sum(t["length"] for t in trajs)
     finished_steps = sum(t["max_steps"] - t["length"] for t in trajs if t["status"] == "done")
@@ -57,9 +61,10 @@ def experiment_progress(store: Store, experiment: dict[str, Any]) -> dict[str, A
     rows = []
     for r in runs:
         c = counts[r["id"]]
+        status = display_status(r)
         rows.append({
-            "run": r["id"], "status": r["status"], "bindings": json.loads(r["bindings"]) if r["bindings"] else {}, "seed": r["seed"],
-            "trajectory": trajectory_summary(by_run.get(r["id"], [])), "steps": c["steps"], "embeddings": c["embeddings"],
+            "run": r["id"], "status": status, "bindings": json.loads(r["bindings"]) if r["bindings"] else {}, "seed": r["seed"],
+            "trajectory": trajectory_summary(by_run.get(r["id"], []), status), "steps": c["steps"], "embeddings": c["embeddings"],
             "diagrams": c["diagrams"], "executions": c["executions"], "failed": c["failed"], "error": r["error"],
         })
     return {"experiment": experiment["id"], "tree": experiment["name"], "created": experiment["created"], "folder": experiment["out_dir"], "matrix": json.loads(experiment["matrix"] or "{}"), "stages": stages, "runs": rows}
@@ -81,10 +86,20 @@ def experiment_report(progress: dict[str, Any]) -> str:
         if stage == "invocations" and c["max"] != total:
             extra += f" (of at most {c['max']}; some stopped early on a repeat)"
         lines.append(f"{stage:<12} {c['done']:>6} / {total:<6} {pct}{extra}")
+    unfinished = [r for r in progress["runs"] if r["status"] in ("crashed", "interrupted", "failed")]
+    if unfinished:
+        lines.append(f"{len(unfinished)} run{'s' if len(unfinished) != 1 else ''} did not finish; to finish them: genarun resume {progress['experiment'][:8]}")
     lines.append("")
+    # Only the matrix keys that differ between runs: the shared ones are in the matrix line
+    # above, and in a long row they pushed the ones that tell runs apart out of the cell.
+    varying = [k for k, v in progress["matrix"].items() if len(v) > 1] or list(progress["matrix"])
     body = []
     for r in progress["runs"]:
-        bindings = " ".join(f"{k}={v}" for k, v in r["bindings"].items())
-        body.append([r["run"][:8], r["status"], r["trajectory"] or "-", str(r["embeddings"]), str(r["diagrams"]), bindings[:60]])
+        bindings = " ".join(f"{k}={_short(v)}" for k, v in r["bindings"].items() if k in varying or k not in progress["matrix"])
+        body.append([r["run"][:8], r["status"], r["trajectory"] or "-", str(r["embeddings"]), str(r["diagrams"]), bindings[:80]])
     lines.append(table(body, ["RUN", "STATUS", "TRAJECTORY", "EMBEDDINGS", "DIAGRAMS", "BINDINGS"]))
     return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return ">".join(map(str, value)) if isinstance(value, list) else str(value)

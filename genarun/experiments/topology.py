@@ -121,6 +121,12 @@ def compare(store: Store, runs: list[dict[str, Any]], *, model: str | None = Non
     elif model not in models:
         raise StoreError(f"no embeddings by '{model}' in these runs; they have: {', '.join(models)}")
     keys = [k for k in keys if k.model == model]
+    if len(keys) < 2:
+        only = keys[0].run_id[:8] if keys else "none"
+        raise StoreError(
+            f"tda compare needs at least two trajectories embedded by '{model}'; these runs have {len(keys)} (run {only}): "
+            "name an experiment, or several runs"
+        )
     diagrams = [diagrams_for(store, k)[0] for k in keys]
     by_id = {r["id"]: r for r in runs}
     labels = [_label(by_id[k.run_id], k, multi=len({(x.node_id, x.path) for x in keys}) > len(run_ids)) for k in keys]
@@ -129,6 +135,11 @@ def compare(store: Store, runs: list[dict[str, Any]], *, model: str | None = Non
         distance_matrix(diagrams, dim, "wasserstein"),
         distance_matrix(diagrams, dim, "bottleneck"),
     )
+
+
+def embedding_models(store: Store, runs: list[dict[str, Any]]) -> list[str]:
+    """The embedding models of these runs' trajectories, sorted."""
+    return sorted({k.model for k in trajectory_keys(store, [r["id"] for r in runs], 0)})
 
 
 def _label(run: dict[str, Any], key: DiagramKey, multi: bool) -> str:

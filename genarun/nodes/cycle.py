@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,7 @@ class CycleNode(NodeBase):
     network: Any = Field(description="Models fed into each other in turn, cycled: a list, or a template such as '{{ network }}'.")
     start: str = Field(description="The initial prompt (a template).")
     steps: Tpl[int] = Field(description="The most invocations in the trajectory (at least 1).")
-    stop_on_repeat: bool = Field(True, description="With a fixed seed, stop when an output repeats exactly (the trajectory has entered a loop).")
+    stop_on_repeat: Tpl[bool] = Field(True, description="With a fixed seed, stop when an output repeats exactly (the trajectory has entered a loop); a template such as '{{ repeat }}' lets a matrix vary it.")
     embed: Any = Field(default_factory=list, description="Embedding models applied to every output: text models to texts, image models to images, joint models to both.")
     width: Tpl[int] | None = Field(None, description="Image width for text-to-image models (model default if omitted).")
     height: Tpl[int] | None = Field(None, description="Image height for text-to-image models (model default if omitted).")
@@ -256,7 +257,11 @@ def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, 
         while step < max_steps:
             link = links[step % len(links)]
             seed = fresh_seed() if seed_random else ctx.seed
+            asked = time.perf_counter()
             results = yield [Invoke(link.spec, Invocation(link.task, current_input, seed, settings[link.task])), *pending]
+            # Wall time until the output came back: the model call (shared with the same step of
+            # the experiment's other runs, batched) and any wait for the model's turn.
+            duration = time.perf_counter() - asked
             output, vectors = results[0], results[1:]
             _store_pending(ctx, records, pending_step, pending_users, vectors, pending_source)
             if link.gives == "image":
@@ -270,7 +275,7 @@ def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, 
                 value = str(output)
                 digest = _text_hash(value)
                 pending_source = value
-            records.append({"step": step, "model": link.spec.label(), "kind": link.gives, "value": value, "seed": seed, "sha256": digest, "embeddings": {}})
+            records.append({"step": step, "model": link.spec.label(), "kind": link.gives, "value": value, "seed": seed, "sha256": digest, "embeddings": {}, "duration": duration})
             pending, pending_users = embed_invokes(link.gives, output)
             pending_step = step
             current, current_input = value, output
@@ -297,6 +302,7 @@ def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, 
     for record in records:
         record.pop("sha256", None)
         record.pop("stored", None)
+        record.pop("duration", None)
     return records
 
 
@@ -333,7 +339,7 @@ def _store_pending(ctx: ExecutionContext, records: list[dict[str, Any]], step: i
         tstore.add_step(ctx.run.store, {
             "run_id": ctx.run.id, "node_id": ctx.node_id, "path": path_key(ctx.path), "step": step, "model": record["model"],
             "kind": record["kind"], "value": value.path if isinstance(value, ImageRef) else value, "sha256": record["sha256"],
-            "seed": record["seed"], "embeddings": json.dumps({m: [r.id, r.dim] for m, r in refs.items()}),
+            "seed": record["seed"], "embeddings": json.dumps({m: [r.id, r.dim] for m, r in refs.items()}), "duration": record.get("duration"),
         })
         tstore.update_trajectory(ctx.run.store, ctx.run.id, ctx.node_id, path_key(ctx.path), length=step + 1)
     record["stored"] = True

@@ -29,7 +29,53 @@ def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple
     if of not in node.ancestors:
         above = ", ".join(f"'{a}'" for a in node.ancestors) or "none"
         return [("of", f"of: '{of}' must be a cycle node above this one (nodes above: {above}); make this node a child of '{of}'")]
+    cycle = node.tree_node.parent
+    while cycle is not None and cycle.id != of:
+        cycle = cycle.parent
+    if cycle is None:
+        return []
+    if cycle.spec.kind != "cycle":
+        return [("of", f"of: '{of}' is a {cycle.spec.kind} node; it must be a cycle node (a trajectory) above this one")]
+    # The cycle's embedding models, where known before the run: without any, its trajectory
+    # has no points and this node could only fail after the whole trajectory had run.
+    known, embed = _embed_models(cycle.spec.embed, scope)
+    if not known:
+        return []
+    if not embed:
+        return [("of", f"cycle '{of}' embeds nothing (no `embed:` models), so its trajectory has no points to analyse: give it embed: [tiny-clip] (a model that embeds what its network produces)")]
+    if node.spec.embedding is not None and "{{" not in str(node.spec.embedding):
+        from genarun.errors import ModelError
+
+        try:
+            wanted = resolve(node.spec.embedding)
+            available = [resolve(ref) for ref in embed]
+        except ModelError:
+            return []  # reported by the model checks
+        if wanted.key not in {spec.key for spec in available}:
+            names = ", ".join(spec.label() for spec in available)
+            return [("embedding", f"embedding: cycle '{of}' does not embed with '{wanted.label()}' (it embeds with: {names}); name one of those, or add it to the cycle's `embed:`")]
     return []
+
+
+def _embed_models(value: Any, scope: dict[str, Any]) -> tuple[bool, list[Any]]:
+    """A cycle's `embed` field as a list of model references, if it can be known before the
+    run (a literal, or a template of the matrix and the tree's vars)."""
+    from genarun.nodes.cycle import models_list
+    from genarun.tree.templates import RenderError, compile_value, field_rng
+
+    try:
+        compiled = compile_value(value)
+    except ValueError:  # a template problem: the cycle reports it
+        return False, []
+    if compiled.names - set(scope):
+        return False, []
+    try:
+        rendered = compiled.evaluate(scope, field_rng(0, "embed"), [])
+    except RenderError:
+        return False, []
+    if any(v is None for v in models_list(rendered)):
+        return False, []  # a tree var not rendered yet (checks before the run see None)
+    return True, models_list(rendered)
 
 
 def model_refs(node: CompiledNode, scope: dict[str, Any]) -> list[tuple[Any, str | None, str]]:

@@ -39,11 +39,16 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
     return table(body, header)
 
 
-def trajectory_summary(trajectories: list[dict[str, Any]]) -> str:
-    """A run's cycles in one cell: `length/max stop reason` (loop length for a repeat)."""
+def trajectory_summary(trajectories: list[dict[str, Any]], run_status: str | None = None) -> str:
+    """A run's cycles in one cell: `length/max stop reason` (loop length for a repeat).
+
+    A trajectory still marked running in a run that is not (killed, Ctrl-C) shows as
+    `interrupted`: `14/40 running` beside a crashed run read as if it were still going."""
     parts = []
     for t in trajectories:
         reason = t["stop_reason"] or t["status"]
+        if reason == "running" and run_status not in (None, "running"):
+            reason = "interrupted"
         if reason == "repeat" and t["loop_length"]:
             reason = f"repeat (loop {t['loop_length']})"
         parts.append(f"{t['length']}/{t['max_steps']} {reason}")

@@ -7,6 +7,7 @@ writes out of the general store, so each stays one concern.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -236,17 +237,65 @@ def resolve_experiment(store: Store, ref: str) -> dict[str, Any]:
 
 def run_or_experiment_runs(store: Store, ref: str) -> list[dict[str, Any]]:
     """The runs named by REF: a run (id or prefix), else an experiment; `latest` is the newest
-    experiment (all its runs)."""
+    experiment (all its runs), `all` every run in the database (PANIC-TDA's "all runs")."""
     if ref == "latest":
         return store.runs_of_experiment(resolve_experiment(store, ref)["id"])
+    if ref == "all":
+        every = [dict(r) for r in store.conn.execute(select(runs).order_by(runs.c.started, runs.c.id)).mappings()]
+        if not every:
+            raise StoreError(f"no runs in {store.path}")
+        return every
     try:
         return [store.resolve_run(ref)]
     except StoreError as run_error:
+        if "matches several" in str(run_error) or not re.fullmatch(r"[0-9a-f]+", ref.strip().lower()):
+            raise
         try:
             experiment = resolve_experiment(store, ref)
         except StoreError:
-            raise run_error from None
+            raise StoreError(
+                f"no run or experiment matches '{ref}' in {store.path} (see `genarun runs list` and `genarun experiments list`)"
+            ) from None
         return store.runs_of_experiment(experiment["id"])
+
+
+# How many leading steps tell the output kind at each position of a network (longer networks
+# leave the positions after these counted as embedded by every model).
+_KNOWN_POSITIONS = 16
+
+
+def embedding_plan(store: Store, run_ids: list[str]) -> tuple[dict[str, set[str]], dict[TrajectoryKey, dict[int, str]]]:
+    """What the stored rows tell about what will be embedded: the kinds (text, image) each
+    embedding model has embedded so far (the start prompt is text), and the output kind of each
+    stored leading step of each trajectory."""
+    model_kinds: dict[str, set[str]] = {}
+    step_kinds: dict[TrajectoryKey, dict[int, str]] = {}
+    early = trajectory_steps.c.step < _KNOWN_POSITIONS
+    for row in store.conn.execute(select(trajectory_steps.c.run_id, trajectory_steps.c.node_id, trajectory_steps.c.path, trajectory_steps.c.step, trajectory_steps.c.kind).where(trajectory_steps.c.run_id.in_(run_ids), early)):
+        step_kinds.setdefault((row.run_id, row.node_id, row.path), {})[row.step] = row.kind
+    stmt = select(embeddings.c.run_id, embeddings.c.node_id, embeddings.c.path, embeddings.c.item, embeddings.c.model).where(
+        embeddings.c.run_id.in_(run_ids), embeddings.c.item < _KNOWN_POSITIONS
+    )
+    for row in store.conn.execute(stmt):
+        kind = "text" if row.item < 0 else step_kinds.get((row.run_id, row.node_id, row.path), {}).get(row.item)
+        if kind:
+            model_kinds.setdefault(row.model, set()).add(kind)
+    return model_kinds, step_kinds
+
+
+def expected_embeddings(trajectory: dict[str, Any], model_kinds: dict[str, set[str]], step_kinds: dict[int, str]) -> int:
+    """The embeddings a trajectory will have once it ran all its steps: per model, the start
+    prompt and each step whose output kind the model takes. A model not seen embedding yet, or
+    a position whose kind is unknown, counts as embedded (an upper bound, as `max_steps` is)."""
+    network = json.loads(trajectory["network"] or "[]")
+    period = max(1, len(network))
+    kinds_at = {step % period: kind for step, kind in step_kinds.items()}
+    total = 0
+    for model in json.loads(trajectory["embed_models"] or "[]"):
+        takes = model_kinds.get(model)
+        total += int(takes is None or "text" in takes)
+        total += sum(1 for step in range(trajectory["max_steps"]) if takes is None or kinds_at.get(step % period, "") in takes or step % period not in kinds_at)
+    return total
 
 
 def progress_counts(store: Store, run_ids: list[str]) -> dict[str, dict[str, int]]:

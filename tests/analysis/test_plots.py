@@ -63,3 +63,29 @@ def test_plot_trajectories_2d(tmp_path: Path) -> None:
     assert_png(plot_trajectories_2d(walks(), str(tmp_path / "paths.png")))
     with pytest.raises(ValueError, match="different dimensions"):
         plot_trajectories_2d({"a": np.ones((3, 2)), "b": np.ones((3, 4))}, tmp_path / "bad.png")
+
+
+def test_drift_is_drawn_at_its_steps_and_long_titles_wrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A text-only embedding model of a painter/captioner network has values at steps 1, 3, 5:
+    # they were drawn at 0, 1, 2. A run's matrix values in a title ran off the figure.
+    from genarun.analysis import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
+    plot_drift({"a": [0.1, 0.2, 0.3]}, tmp_path / "d.png", steps={"a": [1, 3, 5]})
+    (ax,) = figures[0].axes
+    assert list(ax.lines[0].get_xdata()) == [1, 3, 5]
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    with pytest.raises(ValueError, match="3 steps for 2 values"):
+        plot_drift({"a": [0.1, 0.2]}, tmp_path / "bad.png", steps={"a": [1, 3, 5]})
+    title = "0123abcd network=painter>captioner seed=545654 prompt=Test prompt 1 embedding=embedder (embedder)"
+    plot_diagram(
+        persistence_diagrams(next(iter(walks().values()))), tmp_path / "t.png", title=title
+    )
+    shown = figures[-1].axes[0].get_title()
+    assert all(len(line) <= 60 for line in shown.splitlines())
+    assert " ".join(shown.splitlines()[:-1]) == title and shown.splitlines()[-1].startswith(
+        "entropy H0"
+    )

@@ -113,7 +113,10 @@ def test_torch_models_load_one_at_a_time_across_caches() -> None:
     # two loads at once (even through two caches) must never overlap.
     provider = OverlapProvider()
     caches = [cache_with(provider), cache_with(provider)]
-    threads = [threading.Thread(target=caches[i % 2].get, args=(spec(n), "cpu")) for i, n in enumerate("abcd")]
+    threads = [
+        threading.Thread(target=caches[i % 2].get, args=(spec(n), "cpu"))
+        for i, n in enumerate("abcd")
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -121,30 +124,34 @@ def test_torch_models_load_one_at_a_time_across_caches() -> None:
     assert provider.loads == 4 and provider.most == 1
 
 
+def _load_at_once(names: list[str]) -> list[BaseException]:
+    """Ask one fresh cache for these real models from as many threads at the same moment."""
+    from genarun.models.catalog import resolve_model
+
+    cache = ModelCache()
+    barrier = threading.Barrier(len(names))
+    errors: list[BaseException] = []
+
+    def load(name: str) -> None:
+        barrier.wait()
+        try:
+            cache.get(resolve_model(name), "cpu")
+        except BaseException as exc:  # collected for the assert
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 def test_real_tiny_models_load_at_once_without_meta_tensors() -> None:
     # A painter and an embedder (or two captioners) are asked for at the same moment by a
     # trajectory's first step; loaded together they got each other's meta tensors and failed.
-    from genarun.models.catalog import resolve_model
-
     for _ in range(2):
-        cache = ModelCache()
-        names = ["tiny-sd", "tiny-blip", "tiny-clip"]
-        barrier = threading.Barrier(len(names))
-        errors: list[BaseException] = []
-
-        def load(name: str) -> None:
-            barrier.wait()
-            try:
-                cache.get(resolve_model(name), "cpu")
-            except BaseException as exc:  # noqa: BLE001 (collected for the assert)
-                errors.append(exc)
-
-        threads = [threading.Thread(target=load, args=(n,)) for n in names]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert _load_at_once(["tiny-sd", "tiny-blip", "tiny-clip"]) == []
 
 
 def test_budget_unloads_least_recently_used() -> None:

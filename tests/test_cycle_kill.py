@@ -1,0 +1,130 @@
+"""kill -9 in the middle of a matrix experiment of trajectories, then `genarun resume EXPERIMENT`.
+
+No finished step, embedding or diagram may be redone or lost, and every stored row must equal
+an uninterrupted run's (the dummy models are deterministic, so equal means bit for bit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+from tests.helpers import TREES, query
+
+TREE = "cycle_kill.yaml"
+RUNS, STEPS = 6, 12
+
+
+def _run(tree: Path, db: Path, out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "genarun", "run", str(tree), "--db", str(db), "--out", str(out)],
+        cwd=tree.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GENARUN_DEVICE": "cpu"},
+    )
+
+
+def _steps_stored(db: Path) -> int:
+    try:
+        return query(db, "SELECT count(*) AS n FROM trajectory_steps")[0]["n"] if db.exists() else 0
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
+
+
+def _rows(db: Path) -> dict[str, dict[Any, Any]]:
+    """Every step, embedding and diagram, keyed by the run's matrix values (run ids differ)."""
+    runs = {r["id"]: r["bindings"] for r in query(db, "SELECT id, bindings FROM runs")}
+    steps = {
+        (runs[r["run_id"]], r["step"]): (r["sha256"], r["seed"], r["model"])
+        for r in query(db, "SELECT * FROM trajectory_steps")
+    }
+    vectors = {
+        (runs[r["run_id"]], r["item"], r["model"]): r["vector"]
+        for r in query(db, "SELECT * FROM embeddings")
+    }
+    diagrams = {
+        (runs[r["run_id"]], r["embedding_model"]): (r["diagrams"], r["entropy"])
+        for r in query(db, "SELECT * FROM persistence")
+    }
+    return {"steps": steps, "embeddings": vectors, "persistence": diagrams}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[Any, Any]]:
+    base = tmp_path_factory.mktemp("reference")
+    tree = base / TREE
+    tree.write_text((TREES / TREE).read_text())
+    proc = _run(tree, base / "ref.db", base / "out")
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return _rows(base / "ref.db")
+
+
+def test_kill_9_mid_experiment_then_resume_the_experiment(
+    workdir: Path, cli: Callable[..., Result], reference: dict[str, dict[Any, Any]]
+) -> None:
+    tree = workdir / TREE
+    tree.write_text((TREES / TREE).read_text())
+    db = workdir / "kill.db"
+    proc = _run(tree, db, workdir / "out")
+    deadline = time.time() + 60
+    while _steps_stored(db) < RUNS * STEPS // 3 and proc.poll() is None:
+        assert time.time() < deadline, "the experiment never got a third of the way"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    # A row's id with its creation time (steps) or its vector (embeddings): a redone step or
+    # embedding would be a new row, or the same id written again.
+    columns = {"trajectory_steps": "id, created", "embeddings": "id, vector"}
+    before = {t: {tuple(r) for r in query(db, f"SELECT {c} FROM {t}")} for t, c in columns.items()}
+    assert 0 < len(before["trajectory_steps"]) < RUNS * STEPS
+
+    # What a researcher sees: crashed runs, interrupted trajectories, the progress of every
+    # stage against what the experiment will have, and how to finish it.
+    experiment = query(db, "SELECT id FROM experiments")[0]["id"]
+    shown = cli("experiments", "show", "latest", "--db", db)
+    assert "crashed" in shown.output and "interrupted" in shown.output
+    assert f"genarun resume {experiment[:8]}" in shown.output
+    progress = json.loads(cli("experiments", "show", "latest", "--db", db, "--json").output)
+    # dummy-text-embed takes only texts: the total counts the outputs it will embed, not all
+    assert progress["stages"]["embeddings"]["total"] == len(reference["embeddings"])
+    assert "interrupted" in cli("runs", "list", "--db", db).output
+
+    unfinished = len(query(db, "SELECT id FROM runs WHERE status != 'completed'"))
+    result = cli("resume", experiment[:8], "--db", db)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("resuming run") == unfinished > 0  # the experiment's, at once
+    assert {r["status"] for r in query(db, "SELECT status FROM runs")} == {"completed"}
+
+    # Nothing finished before the kill was redone: the same rows, untouched ...
+    for table, rows in before.items():
+        assert rows <= {tuple(r) for r in query(db, f"SELECT {columns[table]} FROM {table}")}
+    # ... nothing stored twice ...
+    keys = Counter(
+        (r["run_id"], r["step"]) for r in query(db, "SELECT run_id, step FROM trajectory_steps")
+    )
+    assert set(keys.values()) == {1}
+    embedded = Counter(
+        (r["run_id"], r["item"], r["model"])
+        for r in query(db, "SELECT run_id, item, model FROM embeddings")
+    )
+    assert set(embedded.values()) == {1}
+    # ... and every step, vector and diagram equals the uninterrupted run's.
+    assert _rows(db) == reference
+    again = cli("resume", experiment[:8], "--db", db)
+    assert again.exit_code == 2 and "nothing to resume" in again.output
