@@ -109,6 +109,7 @@ def test_kill_9_mid_experiment_then_resume_the_experiment(
     result = cli("resume", experiment[:8], "--db", db)
     assert result.exit_code == 0, result.output
     assert result.output.count("resuming run") == unfinished > 0  # the experiment's, at once
+    assert "trajectory steps kept: " in result.output
     assert {r["status"] for r in query(db, "SELECT status FROM runs")} == {"completed"}
 
     # Nothing finished before the kill was redone: the same rows, untouched ...

@@ -148,15 +148,37 @@ def resume(
     store = Store(db)
     try:
         refs = unfinished_runs(store, run_refs)
+        steps_kept = _trajectory_steps_kept(store, refs)
     finally:
         store.close()
     options = RunOptions(device=device, batch_size=batch_size, progress=Progress())
     result = resume_runs(refs, db=db, force=force, options=options)
     for run_id, kept in result.kept.items():
+        # A cycle's finished steps are kept too, though its execution had not finished:
+        # "0 executions had finished" alone read as if the trajectory started over.
+        steps = steps_kept.get(run_id)
         click.echo(
             f"resuming run {run_id[:8]}: {kept} execution{'s' if kept != 1 else ''} had finished"
+            + (f"; trajectory steps kept: {steps}" if steps else "")
         )
     echo_outcome(result.outcome, db)
+
+
+def _trajectory_steps_kept(store: Any, refs: list[str]) -> dict[str, str]:
+    """Per run id, its stored trajectory steps before resuming (`20/40`, `;`-separated)."""
+    from genarun.errors import StoreError
+    from genarun.store.trajectories import trajectories_of
+
+    ids = []
+    for ref in refs:
+        try:
+            ids.append(store.resolve_run(ref)["id"])
+        except StoreError:
+            continue  # resume_runs reports it
+    kept: dict[str, list[str]] = {}
+    for t in trajectories_of(store, ids):
+        kept.setdefault(t["run_id"], []).append(f"{t['length']}/{t['max_steps']}")
+    return {run_id: ", ".join(parts) for run_id, parts in kept.items()}
 
 
 def unfinished_runs(store: Any, refs: tuple[str, ...]) -> list[str]:
