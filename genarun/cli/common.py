@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,73 @@ def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
         except yaml.YAMLError:
             out[name.strip()] = raw
     return out
+
+
+TREE_SUFFIXES = (".yaml", ".yml", ".json")
+_TREE_START = re.compile(r'^\s*(genarun\s*:|\{?\s*"genarun"\s*:)', re.MULTILINE)
+
+
+def trees_in(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The YAML and JSON files directly in a folder: (trees, others), a tree being a file
+    with a 'genarun:' key (not output.json, a CI config, ...)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TREE_SUFFIXES)
+    trees = [p for p in files if _TREE_START.search(p.read_text(errors="replace"))]
+    return trees, [p for p in files if p not in trees]
+
+
+def one_tree(path: Path) -> Path:
+    """A command's TREE argument: a folder is named as a mistake, with the trees in it."""
+    from genarun.errors import UserError
+
+    if not path.is_dir():
+        return path
+    found, _others = trees_in(path)
+    if not found:
+        raise UserError(f"{path} is a folder, and holds no tree file (a .yaml, .yml or .json file with a 'genarun:' key): name a tree file")
+    shown = ", ".join(str(p) for p in found[:5]) + (f" ... ({len(found)} in all)" if len(found) > 5 else "")
+    raise UserError(f"{path} is a folder: name a tree file in it ({shown})")
+
+
+class SeedType(click.ParamType):
+    """`--seed`: a whole number, or `random` for fresh entropy (drawn and recorded, as the
+    tree's `seed: random` is)."""
+
+    name = "seed"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "INTEGER|random"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        from genarun.tree.schema import seed_problem
+
+        if isinstance(value, int) or value == "random":
+            return value
+        try:
+            seed: int | str = int(str(value).strip())
+        except ValueError:
+            seed = str(value)
+        problem = seed_problem(seed)
+        if problem:
+            example = "" if isinstance(seed, int) else " (for example --seed 42, or --seed random)"
+            self.fail(problem + example, param, ctx)
+        return seed
+
+
+class DeviceType(click.ParamType):
+    """`--device`: cpu, cuda, cuda:N or mps, checked before anything runs (torch's own
+    message for `gpu` came from the first model's load, after the run had started)."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from genarun.errors import did_you_mean
+
+        device = str(value).strip().lower()
+        if re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+            return device
+        gpu = "gpu" in device or "nvidia" in device  # 'gpu' is closer to 'cpu' in spelling
+        close = "did you mean 'cuda'?" if gpu else did_you_mean(device, ["cpu", "cuda", "mps"])
+        self.fail(f"'{value}' is not a device: use cpu, cuda, cuda:N (one GPU of several) or mps" + (f" ({close})" if close else ""), param, ctx)
 
 
 db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="GENARUN_DB", help="SQLite database (default genarun.db here; or $GENARUN_DB).")

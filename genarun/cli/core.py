@@ -8,12 +8,20 @@ from pathlib import Path
 
 import click
 
-from genarun.cli.common import db_option, handle_errors, parse_set
+from genarun.cli.common import (
+    DeviceType,
+    SeedType,
+    db_option,
+    handle_errors,
+    one_tree,
+    parse_set,
+    trees_in,
+)
 
 
 @click.command()
-@click.argument("tree", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--seed", type=int, help="Run seed (overrides the tree's seed).")
+@click.argument("tree", type=click.Path(path_type=Path))
+@click.option("--seed", type=SeedType(), help="Run seed (overrides the tree's seed); random draws a fresh one, recorded.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a var or fix a matrix key.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Root of output folders (default: beside the tree).")
 @db_option
@@ -21,12 +29,12 @@ from genarun.cli.common import db_option, handle_errors, parse_set
 @click.option("--only", multiple=True, metavar="ID", help="Run only this node and its subtree; take what it needs from an earlier run.")
 @click.option("--from", "from_run", metavar="RUN", help="With --only: the run to take the other outputs from (default: the latest of this tree).")
 @click.option("--no-cache", is_flag=True, help="Execute everything, even executions identical to stored ones.")
-@click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option("--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True, help="Most invocations sent to a model at once.")
 @click.option("--dry-run", is_flag=True, help="Validate, compile and check models, then stop.")
 @handle_errors
 def run(
-    tree: Path, seed: int | None, sets: tuple[str, ...], out: Path | None, db: Path | None, skip: tuple[str, ...],
+    tree: Path, seed: int | str | None, sets: tuple[str, ...], out: Path | None, db: Path | None, skip: tuple[str, ...],
     only: tuple[str, ...], from_run: str | None, no_cache: bool, device: str | None, batch_size: int, dry_run: bool,
 ) -> None:
     """Run TREE: every node, every matrix combination.
@@ -45,6 +53,7 @@ def run(
         run_tree,
     )
 
+    tree = one_tree(tree)
     if from_run and not only:
         raise UserError("--from RUN goes with --only ID: it names the run to take the other nodes' outputs from")
     options = RunOptions(
@@ -63,21 +72,29 @@ def run(
 
 
 @click.command()
-@click.argument("trees", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("trees", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
 @handle_errors
 def validate(trees: tuple[Path, ...], sets: tuple[str, ...]) -> None:
-    """Check TREES: format, names, dependencies and models (exit 0 or 2); runs nothing."""
-    from genarun.errors import TreeError
-    from genarun.graph.compile import compile_tree
+    """Check TREES: format, names, dependencies and models (exit 0 or 2); runs nothing.
+
+    A folder stands for the trees in it (its .yaml, .yml and .json files that start a tree
+    with a 'genarun:' line)."""
+    from genarun.errors import Interrupted, TreeError
+    from genarun.graph.compile import check_matrix_sets, compile_tree
     from genarun.run.runner import check_all_models
     from genarun.tree.validate import read_tree
 
     failed = False
-    for tree in trees:
+    trees = tuple(_expand_folders(trees))
+    for position, tree in enumerate(trees):
         try:
-            compiled = compile_tree(read_tree(tree), parse_set(sets))
+            loaded = read_tree(tree)
+            compiled = compile_tree(loaded, check_matrix_sets(loaded, parse_set(sets)))
             check_all_models(compiled)
+        except KeyboardInterrupt:
+            done = f" ({position} of {len(trees)} checked)" if len(trees) > 1 else ""
+            raise Interrupted(f"interrupted while validating {tree}{done}; nothing was written") from None
         except TreeError as exc:
             failed = True
             click.secho(f"error: {exc}", fg="red", err=True)
@@ -88,7 +105,7 @@ def validate(trees: tuple[Path, ...], sets: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("tree", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("tree", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "both"]), default="both", show_default=True)
 @handle_errors
 def graph(tree: Path, fmt: str) -> None:
@@ -97,7 +114,7 @@ def graph(tree: Path, fmt: str) -> None:
     from genarun.graph.render import render_mermaid, render_text
     from genarun.tree.validate import read_tree
 
-    compiled = compile_tree(read_tree(tree))
+    compiled = compile_tree(read_tree(one_tree(tree)))
     if fmt in ("text", "both"):
         click.echo(render_text(compiled))
     if fmt == "both":
@@ -119,6 +136,26 @@ def schema(output: Path | None) -> None:
         click.echo(f"wrote {output}")
     else:
         click.echo(text)
+
+
+def _expand_folders(paths: tuple[Path, ...]) -> list[Path]:
+    """Folders given to validate become the tree files in them; files that are no tree (no
+    'genarun:' key: output.json, a CI config) are named and left out."""
+    from genarun.errors import UserError
+
+    out: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            out.append(path)
+            continue
+        found, others = trees_in(path)
+        if others:
+            names = ", ".join(p.name for p in others)
+            click.echo(f"{path}: not trees (no 'genarun:' key), left out: {names}", err=True)
+        if not found:
+            raise UserError(f"{path} is a folder, and holds no tree file (a .yaml, .yml or .json file with a 'genarun:' key)")
+        out.extend(found)
+    return out
 
 
 def register(main: click.Group) -> None:

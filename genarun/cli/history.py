@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import db_option, handle_errors
+from genarun.cli.common import DeviceType, db_option, handle_errors
 
 
 def echo_outcome(outcome: Any, db: Path | None) -> None:
@@ -62,7 +62,7 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
     help="Root of output folders (default: the source run's).",
 )
 @db_option
-@click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option("--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
 @handle_errors
 def rerun(
@@ -76,8 +76,9 @@ def rerun(
     batch_size: int,
 ) -> None:
     """A new run of RUN's tree that runs the selected nodes again, with everything depending on
-    them and every node whose definition changed in the tree file since; all other outputs are
-    reused from RUN (images are copied, so the new run folder is self-contained)."""
+    them, every node whose definition changed in the tree file since, and every node that reads
+    run.id or run.started (they are the new run's); all other outputs are reused from RUN
+    (images are copied, so the new run folder is self-contained)."""
     from genarun.run.progress import Progress
     from genarun.run.rerun import rerun_run
     from genarun.run.runner import RunOptions
@@ -130,7 +131,7 @@ def _echo_seeds(state: Any) -> None:
     is_flag=True,
     help="Resume a run marked running even when its process cannot be checked.",
 )
-@click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option("--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
 @handle_errors
 def resume(

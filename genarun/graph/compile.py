@@ -7,6 +7,7 @@ an ancestor adds a dependency edge. Errors found here stop the run before anythi
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,8 +18,14 @@ from jinja2 import TemplateSyntaxError
 
 from genarun.errors import Problem, TreeError, did_you_mean
 from genarun.nodes.base import NodeKind
-from genarun.tree.schema import IDENTIFIER, RESERVED_NAMES
-from genarun.tree.templates import ENV, Compiled, TemplateProblem, compile_expression, compile_value
+from genarun.tree.schema import IDENTIFIER, RESERVED_NAMES, seed_problem
+from genarun.tree.templates import (
+    Compiled,
+    TemplateProblem,
+    compile_expression,
+    compile_value,
+    label,
+)
 from genarun.tree.validate import LoadedTree, TreeNode
 
 BUILTIN_NAMES = frozenset({"seed", "run"})
@@ -165,6 +172,46 @@ def compile_tree(
     return CompiledTree(loaded, compiled_nodes, roots, graph, tree_vars, matrix, overrides)
 
 
+def check_matrix_sets(loaded: LoadedTree, overrides: dict[str, Any]) -> dict[str, Any]:
+    """`--set KEY=VALUE` for matrix keys, as a user typed them: a value written as one of the
+    key's values (`--set n=3` for "3") becomes that value; a seed must be one; a value that
+    looks like a misspelling of one (`Photo` for `photo`) is an error. Any other value runs
+    as given (a new prompt, say). Returns the overrides to compile with."""
+    file = str(loaded.path)
+    out = dict(overrides)
+    problems: list[Problem] = []
+    for name, value in overrides.items():
+        values = loaded.spec.matrix.get(name)
+        if values is None:
+            continue
+        line = loaded.line(("matrix", name))
+        if name == "seed" and seed_problem(value):
+            problems.append(Problem(f"--set seed={value}: {seed_problem(value)}", file, line))
+            continue
+        canon = json.dumps(value, sort_keys=True, default=str)
+        if any(json.dumps(v, sort_keys=True, default=str) == canon for v in values):
+            continue
+        same_text = [v for v in values if str(v) == str(value)]
+        if same_text:
+            out[name] = same_text[0]
+            continue
+        texts = [str(v) for v in values]
+        close = [t for t in texts if t.casefold() == str(value).casefold()]
+        hint = f"did you mean '{close[0]}'?" if close else did_you_mean(str(value), texts)
+        if hint:
+            problems.append(
+                Problem(
+                    f"--set {name}={value}: '{value}' is not a value of matrix key '{name}'",
+                    file,
+                    line,
+                    hint=f"{hint} values: {', '.join(texts)}",
+                )
+            )
+    if problems:
+        raise TreeError(problems)
+    return out
+
+
 def _compile_node(
     tn: TreeNode,
     kind: NodeKind,
@@ -195,7 +242,10 @@ def _compile_node(
     inner = set(outer)
     if spec.foreach is not None:
         inner |= {spec.as_ or "item", "index"}
-    other_nodes = set(by_id) - {spec.id} - descendants[spec.id] - set(ancestor_ids)
+    # Nodes it may name besides its ancestors; tested per name, because building this set
+    # for every node made compiling quadratic (a 60,000-node tree took minutes).
+    def other_node(name: str) -> bool:
+        return name in by_id and name != spec.id and name not in descendants[spec.id] and name not in ancestor_ids
 
     deps: set[str] = set()
 
@@ -210,10 +260,11 @@ def _compile_node(
                 problems.append(Problem(f"{where} refers to the node's own output '{name}'", file, line, spec.id, hint="a node cannot use its own output; move the template to a child node"))
             elif name in descendants[spec.id]:
                 problems.append(Problem(f"{where} refers to '{name}', a node inside this node's own subtree", file, line, spec.id, hint="children run after their parent: move the reference into a child node"))
-            elif name in other_nodes:
+            elif other_node(name):
                 deps.add(name)
             else:
-                problems.append(_undefined(name, visible | other_nodes, file, line, spec.id, where))
+                others = {n for n in by_id if other_node(n)}
+                problems.append(_undefined(name, visible | others, file, line, spec.id, where))
 
     def tn_line(suffix: tuple) -> int | None:
         return doc_line((*tn.loc, *suffix))
@@ -269,19 +320,14 @@ def _compile_node(
 
 def _compile(fn: Any, value: Any, problems: list[Problem], file: str, line: int | None, node: str | None, where: str) -> Compiled | None:
     try:
-        return fn(value) if fn is compile_expression else fn(value, where)
+        if fn is compile_expression:  # the executor names foreach in its errors itself
+            return fn(value, "" if where == "foreach" else where)
+        return fn(value, where)
     except TemplateProblem as exc:
-        problems.append(Problem(f"{where}: {exc}", file, line, node))
+        problems.append(Problem(f"{label(where)}: {exc}", file, line, node, exc.hint))
         return None
-    except TemplateSyntaxError as exc:  # from Jinja's analysis: an unknown filter or test
-        message, hint = (exc.message or "invalid template").rstrip("."), None
-        unknown = re.match(r"No (filter|test) named '([^']*)'", message)
-        if unknown:
-            what, name = unknown.groups()
-            known = ENV.filters if what == "filter" else ENV.tests
-            message = f"unknown {what} '{name}'"
-            hint = did_you_mean(name, set(known)) or f"known {what}s: {', '.join(sorted(known))}"
-        problems.append(Problem(f"{where}: {message}", file, line, node, hint))
+    except TemplateSyntaxError as exc:  # from Jinja's analysis of a template that parsed
+        problems.append(Problem(f"{label(where)}: {(exc.message or 'invalid template').rstrip('.')}", file, line, node))
         return None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from genarun.errors import UserError, did_you_mean
 from genarun.graph.compile import CompiledTree
+from genarun.tree.templates import attributes_read
 from genarun.tree.validate import LoadedTree
 
 # A node and a foreach prefix: ("cover", (3,)) is every execution of cover under item 3.
@@ -41,6 +42,12 @@ def format_target(node_id: str, path: Iterable[int]) -> str:
 def check_node_ids(compiled: CompiledTree, ids: Iterable[str], option: str) -> None:
     """Raise UserError for ids that are not nodes of the tree, with a did-you-mean."""
     for node_id in ids:
+        base = node_id.split("[", 1)[0]
+        if node_id not in compiled.nodes and base in compiled.nodes and option != "--node":
+            raise UserError(
+                f"{option} {node_id}: {option} takes whole nodes ({option} {base}); to run one "
+                f"foreach item again, use genarun rerun RUN --node {node_id}"
+            )
         if node_id not in compiled.nodes:
             hint = did_you_mean(node_id, set(compiled.nodes))
             known = ", ".join(sorted(compiled.nodes))
@@ -188,3 +195,40 @@ def _strings(value: Any) -> set[str]:
     if isinstance(value, list | tuple):
         return set().union(*(_strings(v) for v in value)) if value else set()
     return set()
+
+
+# `run.name` is the tree's name; `run.id` and `run.started` are new in every run.
+_RUN_STABLE = frozenset({"name"})
+
+
+def run_bound_nodes(compiled: CompiledTree) -> dict[str, str]:
+    """Nodes whose templates read `run.id` or `run.started` (directly, or through tree vars
+    that do), with why: a run that takes outputs from another run (rerun, --only) runs them
+    again, since their rendered parameters differ from those the stored outputs saw."""
+
+    def reads_run(value: Any) -> set[str]:
+        return set(attributes_read(value, "run")) - _RUN_STABLE if value is not None else set()
+
+    bound_vars: dict[str, str] = {}
+    for name, value in compiled.tree_vars:
+        fields = reads_run(value)
+        if fields:
+            bound_vars[name] = _run_fields(fields)
+        else:
+            via = sorted(value.names & set(bound_vars))
+            if via:
+                bound_vars[name] = bound_vars[via[0]]
+    out: dict[str, str] = {}
+    for node_id, node in compiled.nodes.items():
+        values = [*node.params.values(), node.foreach, node.when, *(v for _n, v in node.vars)]
+        fields = set().union(*(reads_run(v) for v in values))
+        via = sorted(set().union(*(v.names for v in values if v is not None)) & set(bound_vars))
+        if fields:
+            out[node_id] = f"uses {_run_fields(fields)}, new in each run"
+        elif via:
+            out[node_id] = f"uses tree var {via[0]}, which uses {bound_vars[via[0]]}, new in each run"
+    return out
+
+
+def _run_fields(fields: set[str]) -> str:
+    return " and ".join(f"run.{f}" if f != "*" else "run" for f in sorted(fields))

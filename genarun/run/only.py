@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from genarun.errors import UserError
 from genarun.graph.compile import CompiledTree
-from genarun.graph.plan import check_node_ids, needed_by, subtree
+from genarun.graph.plan import check_node_ids, dependents, needed_by, run_bound_nodes, subtree
 from genarun.run.reuse import ReusePlan, finished_executions, stored_var_picks
 from genarun.store.db import Store, executions, runs
 from genarun.values import to_json
@@ -45,6 +45,10 @@ def plan_runs(
         return [ReusePlan(cache=cache, skip=sorted(skip)) for _ in bindings_list]
     to_run, needed = apply_only(compiled, only)
     needed = {n for n in needed if compiled.nodes[n].skip_reason is None}
+    # Needed nodes that read run.id or run.started run too (the stored outputs saw another
+    # run's), and so does whatever depends on what runs.
+    bound = set(run_bound_nodes(compiled)) & needed
+    rerun = sorted(dependents(compiled, {(n, ()): "--only" for n in to_run | bound}))
     plans = []
     for bindings in bindings_list:
         source = _source_run(store, compiled, bindings, from_run)
@@ -53,7 +57,7 @@ def plan_runs(
             ReusePlan(
                 cache=cache,
                 source_run_id=source["id"],
-                rerun=[(n, ()) for n in sorted(to_run)],
+                rerun=rerun,
                 only=sorted(only),
                 skip=sorted(skip),
                 prior=finished_executions(store, source["id"]),

@@ -24,6 +24,7 @@ from genarun.graph.plan import (
     dependents,
     format_target,
     parse_node_ref,
+    run_bound_nodes,
 )
 from genarun.run.only import apply_only
 from genarun.run.reuse import ReusePlan, finished_executions, stored_var_picks
@@ -187,6 +188,10 @@ def _plan_rerun(
     targets = {t: "selected" for t in selected}
     for node_id, reason in changed.items():
         targets.setdefault((node_id, ()), f"changed: {reason}")
+    # run.id and run.started are the new run's: what the stored outputs saw is gone.
+    for node_id, reason in run_bound_nodes(compiled).items():
+        if compiled.nodes[node_id].skip_reason is None:
+            targets.setdefault((node_id, ()), reason)
     affected = dependents(compiled, targets)
     fresh = dependents(compiled, {t: "selected" for t in selected})
     plan = ReusePlan(

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genarun.errors import GenarunError, ModelError, NodeFailed, Problem, TreeError
-from genarun.graph.compile import CompiledTree, compile_tree
+from genarun.errors import GenarunError, ModelError, NodeFailed, Problem, TreeError, UserError
+from genarun.graph.compile import CompiledTree, check_matrix_sets, compile_tree
 from genarun.run.executor import Executor, ExecutorOptions
 from genarun.run.only import plan_runs
 from genarun.run.seeds import fresh_seed
@@ -29,7 +29,7 @@ from genarun.values import to_json
 
 @dataclass
 class RunOptions:
-    seed: int | None = None
+    seed: int | str | None = None  # an int, or "random" (fresh entropy, recorded)
     overrides: dict[str, Any] = field(default_factory=dict)
     out: Path | None = None
     db: Path | None = None
@@ -59,7 +59,15 @@ class Outcome:
 def prepare(path: Path | str, options: RunOptions) -> CompiledTree:
     """Validate and compile a tree: every error surfaces here, before anything runs."""
     loaded = read_tree(path)
-    return compile_tree(loaded, options.overrides, options.skip)
+    options.overrides = check_matrix_sets(loaded, options.overrides)
+    compiled = compile_tree(loaded, options.overrides, options.skip)
+    if options.seed is not None and "seed" in compiled.matrix:  # it would be ignored
+        values = ", ".join(map(str, compiled.matrix["seed"]))
+        raise UserError(
+            f"--seed {options.seed}: seed is a matrix key of {loaded.path} (seed: [{values}]), so each run has its own seed; "
+            f"to run one seed, use --set seed={options.seed}"
+        )
+    return compiled
 
 
 def matrix_bindings(compiled: CompiledTree) -> list[dict[str, Any]]:
@@ -219,7 +227,7 @@ def _run_scope(state: RunState) -> dict[str, Any]:
         try:
             scope[name] = state.draw_var(name, value, scope)
         except RenderError as exc:
-            raise TreeError(Problem(f"vars.{name}: {exc}", str(compiled.loaded.path), compiled.loaded.line(("vars", name)))) from None
+            raise TreeError(Problem(str(exc), str(compiled.loaded.path), compiled.loaded.line(("vars", name)))) from None  # names vars.NAME
     return scope
 
 

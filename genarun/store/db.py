@@ -36,9 +36,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
-from genarun.errors import StoreError
+from genarun.errors import StoreError, did_you_mean
 
 metadata = MetaData()
 
@@ -227,13 +227,22 @@ class Store:
 
     def __init__(self, db_path: Path | str | None = None):
         self.path = Path(db_path) if db_path else default_db_path()
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(
-            f"sqlite:///{self.path}", connect_args={"timeout": 60, "check_same_thread": False}
-        )
-        event.listen(self.engine, "connect", _sqlite_pragmas)
-        _create_schema(self.engine)
+        try:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(
+                f"sqlite:///{self.path}", connect_args={"timeout": 60, "check_same_thread": False}
+            )
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            _create_schema(self.engine)
+        except (OSError, DatabaseError) as exc:  # not a database, a folder in the way, ...
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc.orig)
+            if isinstance(exc, FileExistsError | NotADirectoryError):
+                reason = "a folder on its path is a file"
+            raise StoreError(
+                f"cannot open the database {self.path}: {reason} "
+                "(name another with --db or $GENARUN_DB)"
+            ) from None
         self._conn: Connection | None = None
         self._grouped = False  # inside transaction(): writes wait for its commit
 
@@ -335,19 +344,28 @@ class Store:
 
     # --- reads --------------------------------------------------------------------------
     def resolve_run(self, ref: str) -> dict[str, Any]:
-        """A run by id, unique id prefix, or `latest`."""
+        """A run by id, unique id prefix, `latest`, or its output folder (the one holding its
+        run.json, as `genarun run` prints it)."""
+        where = str(self.path)
+        if where == "genarun.db" and not os.environ.get("GENARUN_DB"):  # perhaps the wrong folder
+            where += " in this folder (--db or $GENARUN_DB name another database)"
         if ref.strip().lower() == "latest":
             row = self.conn.execute(select(runs).order_by(runs.c.started.desc()).limit(1)).mappings().first()
             if row is None:
-                raise StoreError(f"no runs in {self.path}")
+                raise StoreError(f"no runs in {where}")
             return dict(row)
         prefix = ref.strip().lower()
+        run_json = Path(ref) / "run.json"
+        if not re.fullmatch(r"[0-9a-f]+", prefix) and run_json.is_file():
+            with contextlib.suppress(ValueError, AttributeError):
+                prefix = str(json.loads(run_json.read_text()).get("run", ""))
         # Ids are hex: anything else (an empty string, LIKE's % and _) would match other runs.
         if not re.fullmatch(r"[0-9a-f]+", prefix):
-            raise StoreError(f"'{ref}' is not a run: give `latest`, a run id or its first characters (see `genarun runs list`)")
+            hint = " (did you mean `latest`?)" if did_you_mean(prefix, ["latest"]) else ""
+            raise StoreError(f"'{ref}' is not a run{hint}: give `latest`, a run id or its first characters, or its output folder (see `genarun runs list`)")
         rows = self.conn.execute(select(runs).where(runs.c.id.like(prefix + "%")).limit(6)).mappings().all()
         if not rows:
-            raise StoreError(f"no run matches '{ref}' in {self.path} (see `genarun runs list`)")
+            raise StoreError(f"no run matches '{ref}' in {where} (see `genarun runs list`)")
         if len(rows) > 1:
             shown = ", ".join(r["id"][:12] for r in rows[:5])
             raise StoreError(f"'{ref}' matches several runs ({shown}...): give more characters of the id")

@@ -20,15 +20,26 @@ from typing import Any
 
 def dated_folder(parent: Path, started: float) -> Path:
     """A new folder named by the start time; a suffix keeps two runs in one second apart."""
-    parent.mkdir(parents=True, exist_ok=True)
+    from genarun.errors import StoreError
+
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(started))
-    for n in range(1, 1000):
-        folder = parent / (stamp if n == 1 else f"{stamp}_{n}")
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            folder = parent / (stamp if n == 1 else f"{stamp}_{n}")
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                continue
+    except OSError as exc:  # read-only, a file in the way, no permission: the user's to fix
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason = "a folder on its path is a file"
+        raise StoreError(
+            f"cannot create the output folder {parent}: {reason} "
+            "(choose a writable place with --out)"
+        ) from None
     raise RuntimeError(f"cannot create a run folder in {parent}")
 
 

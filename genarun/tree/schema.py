@@ -32,6 +32,21 @@ def _template_only(value: str) -> str:
 
 
 TemplateStr = Annotated[str, AfterValidator(_template_only)]
+# Seeds are stored in SQLite, whose integers are 64-bit.
+SEED_MAX = 2**63 - 1
+Seed = Annotated[int, Field(ge=-SEED_MAX, le=SEED_MAX)]
+
+
+def seed_problem(value: Any) -> str | None:
+    """Why `value` is not a run seed (a whole number or 'random'), or None."""
+    if value == "random" or (isinstance(value, int) and not isinstance(value, bool) and abs(value) <= SEED_MAX):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"seed {value} is too large (at most {SEED_MAX}: seeds are stored as 64-bit integers)"
+    shown = f"'{value}'" if isinstance(value, str) else repr(value)
+    return f"a seed is a whole number or 'random', not {shown}"
+
+
 T = TypeVar("T")
 # A typed field that may instead hold a Jinja template rendered at run time.
 Tpl = T | TemplateStr  # type: ignore[valid-type]
@@ -65,7 +80,7 @@ class NodeBase(Strict):
     )
     enabled: bool = Field(True, description="false removes the node and its subtree from the run.")
     retries: int = Field(0, ge=0, le=100, description="Extra attempts when the node fails.")
-    seed: int | Literal["random"] | None = Field(
+    seed: Seed | Literal["random"] | None = Field(
         None, description="Overrides the derived seed: a fixed int, or random (fresh, recorded)."
     )
     children: list[Any] = Field(default_factory=list, description="Child nodes.")
@@ -108,7 +123,7 @@ class TreeSpec(Strict):
     genarun: Literal[1] = Field(description="Format version; 1.")
     name: str = Field(description="Letters, digits, - and _; names the output folder.")
     description: str | None = None
-    seed: int | Literal["random"] | None = Field(
+    seed: Seed | Literal["random"] | None = Field(
         None, description="Run seed; omitted or random = fresh entropy, recorded in the run."
     )
     models: dict[str, Any] = Field(
@@ -140,4 +155,9 @@ class TreeSpec(Strict):
                 raise ValueError(f"matrix key '{key}' is not an identifier")
             if not values:
                 raise ValueError(f"matrix key '{key}' has no values")
+            if key == "seed":
+                for seed in values:
+                    problem = seed_problem(seed)
+                    if problem:
+                        raise ValueError(f"matrix key 'seed': {problem}")
         return value

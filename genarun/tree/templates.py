@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import missing
 
+from genarun.errors import did_you_mean
 from genarun.tree.picks import PickRecord, PickSyntaxError, parse_picks
 from genarun.tree.picks import Template as PickTemplate
 
@@ -29,7 +31,44 @@ def _json_filter(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
 
 
-ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+class MissingValue(UndefinedError):
+    """A failed lookup (`plan.titel`, `tags[5]`), with what was looked up: the catch site
+    finds the expression that failed and says what exists instead."""
+
+    def __init__(self, message: str, obj: Any, name: Any):
+        super().__init__(message)
+        self.obj, self.name = obj, name
+
+
+class _Undefined(StrictUndefined):
+    """StrictUndefined whose errors describe the value looked into ('plan has no key
+    ...; did you mean ...'), not Jinja's bare "'dict object' has no attribute ..."."""
+
+    __slots__ = ()
+
+    def __init__(self, hint: str | None = None, obj: Any = missing, name: Any = None, exc: Any = UndefinedError):
+        super().__init__(hint, obj, name, exc)
+        if obj is not missing and exc is UndefinedError and hint is None:
+            self._undefined_exception = lambda message: MissingValue(message, obj, name)
+
+    @property
+    def _undefined_message(self) -> str:
+        if self._undefined_hint is None and self._undefined_obj is not missing:
+            return missing_message(self._undefined_obj, self._undefined_name, None)
+        return str(super()._undefined_message)
+
+
+class _Environment(SandboxedEnvironment):
+    """Jinja's sandbox, where an output's key wins over a dict method of the same name:
+    `plan.items` is plan's field `items` (JSON outputs often have one), not dict.items."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+ENV = _Environment(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
 ENV.filters["json"] = _json_filter
 JINJA_GLOBALS = frozenset(ENV.globals)
 
@@ -40,9 +79,153 @@ _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 class TemplateProblem(ValueError):
     """A template that cannot be parsed; `compile_tree` turns it into a located Problem."""
 
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+def _check_names(ast: nodes.Template, source: str) -> None:
+    """Every filter and test a template uses must exist. Jinja itself defers the check to
+    run time for those inside `{% if %}` or a conditional expression; this finds them all."""
+    if "|" not in source and "is" not in source and "filter" not in source:
+        return  # neither a filter nor a test (most templates; walking them costs)
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        what, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
+        if node.name in known:
+            continue
+        close = did_you_mean(node.name, set(known) | set(ENV.globals))
+        function = close and close.split("'")[1]
+        if function in ENV.globals and function not in known:  # `x | range`, `x | rang`
+            hint = f"{function} is a function, not a {what}: write {function}(...)"
+        else:
+            hint = close or f"known {what}s: {', '.join(sorted(known))}"
+        raise TemplateProblem(f"unknown {what} '{node.name}'", hint)
+
 
 class RenderError(RuntimeError):
     """A template that failed while rendering (an error in the node's execution)."""
+
+
+# --- failed lookups: what was looked into, and what exists instead -----------------------------
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _listing(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def missing_message(obj: Any, name: Any, subject: str | None) -> str:
+    """Why looking up `name` in `obj` failed and what to write instead; `subject` is the
+    expression that gave `obj` (`plan`, `plan.tags`), when known."""
+    what = subject or "the " + _kind_of(obj).removeprefix("an ").removeprefix("a ")
+    shown = f"'{name}'" if isinstance(name, str) else f"[{name}]"
+    if obj is None:
+        return f"{what} is null, so it has no {shown} (a skipped or failed node's output is null)"
+    if isinstance(obj, Mapping):
+        keys = [str(k) for k in obj]
+        if not keys:
+            return f"{what} is an empty object, so it has no {shown}"
+        if not isinstance(name, str):
+            return f"{what} is an object, not a list, so it has no item {shown} (its keys: {_listing(keys)})"
+        close = did_you_mean(name, keys)
+        return f"{what} has no key {shown} ({close + ' ' if close else ''}its keys: {_listing(keys)})"
+    if isinstance(obj, list | tuple | str) and isinstance(name, int):
+        unit = "character" if isinstance(obj, str) else "item"
+        if not obj:
+            return f"{what} is {'empty text' if isinstance(obj, str) else 'an empty list'}, so it has no {unit} [{name}]"
+        n = len(obj)
+        return f"{what} has {n} {unit}{'s' if n != 1 else ''}, so [{name}] is out of range (0 to {n - 1} from the start, -1 to -{n} from the end)"
+    if isinstance(obj, list | tuple) and isinstance(name, str):
+        message = f"{what} is a list of {len(obj)} item{'s' if len(obj) != 1 else ''}, not an object, so it has no {shown}"
+        if any(isinstance(item, Mapping) and name in item for item in obj):
+            base = subject or "the list"
+            message += f" (its items have it: one is {base}[0].{name}, all are {base} | map(attribute='{name}') | list)"
+        return message
+    methods = [a for a in dir(obj) if not a.startswith("_")]
+    message = f"{what} is {_kind_of(obj)}, which has no attribute {shown}" if subject else f"{what} has no attribute {shown}"
+    hints = []
+    close = did_you_mean(str(name), methods)
+    if close:
+        hints.append(close)
+    if isinstance(obj, str) and obj.lstrip()[:1] in ("{", "["):
+        hints.append("it looks like JSON: give the node that makes it 'parse: json' to read its fields")
+    return message + (f" ({'; '.join(hints)})" if hints else "")
+
+
+def _source_of(node: nodes.Node) -> str | None:
+    """A lookup chain (`plan.tags[0]`) written back as source; None for anything else (calls
+    and filters are left out, so evaluating the result again has no side effect)."""
+    if isinstance(node, nodes.Name):
+        return node.name
+    if isinstance(node, nodes.Const) and isinstance(node.value, str | int) and not isinstance(node.value, bool):
+        return repr(node.value)
+    if isinstance(node, nodes.Neg):
+        inner = _source_of(node.node)
+        return f"-{inner}" if inner else None
+    if isinstance(node, nodes.Getattr):
+        base = _source_of(node.node)
+        return f"{base}.{node.attr}" if base else None
+    if isinstance(node, nodes.Getitem):
+        base, arg = _source_of(node.node), _source_of(node.arg)
+        return f"{base}[{arg}]" if base and arg else None
+    return None
+
+
+def _lookup_subject(source: str, obj: Any, name: Any, scope: Mapping[str, Any]) -> str | None:
+    """The expression in `source` whose value `obj` was looked into for `name` (`plan` for a
+    failed `plan.titel`): each candidate is evaluated again and compared with `obj`; the first
+    one that cannot be (a loop variable) is the fallback."""
+    try:
+        ast = ENV.parse(source)
+    except TemplateSyntaxError:
+        return None
+    fallback = None
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr) and node.attr != name:
+            continue
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and node.arg.value != name:
+            continue
+        base = _source_of(node.node)
+        if base is None:
+            continue
+        try:
+            value = ENV.compile_expression(base, undefined_to_none=False)(**scope)
+        except Exception:
+            value = _MISSING
+        if value is _MISSING or isinstance(value, Undefined):  # a loop variable: not in scope
+            if fallback is None and (isinstance(node, nodes.Getattr) or isinstance(node.arg, nodes.Const)):
+                fallback = base
+            continue
+        if value is obj or (type(value) is type(obj) and value == obj):
+            return base
+    return fallback
+
+
+def _render_failure(exc: UndefinedError, source: str, scope: Mapping[str, Any]) -> str:
+    if isinstance(exc, MissingValue):
+        return missing_message(exc.obj, exc.name, _lookup_subject(source, exc.obj, exc.name, scope))
+    return exc.message or "undefined value"
+
+
+def label(where: str) -> str:
+    """How run-time errors name a field: `field 'prompt'`, `vars.topic`, `when`."""
+    if not where or where in ("when", "foreach") or where.startswith("vars."):
+        return where
+    return f"field '{where}'"
 
 
 @dataclass(frozen=True)
@@ -83,6 +266,7 @@ def _compile_expression(source: str) -> tuple[Any, frozenset[str]]:
     """A bare expression compiled once per distinct source: (function, names it reads)."""
     try:
         ast = ENV.parse("{{ " + source + " }}")
+        _check_names(ast, source)
         fn = ENV.compile_expression(source, undefined_to_none=False)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"invalid expression '{source}': {exc.message}") from None
@@ -101,8 +285,9 @@ _NOT_LOOKUPS = frozenset(
 class Expression(Compiled):
     """A single Jinja expression; its value keeps its type (list, object, image)."""
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, where: str = ""):
         self.source = source.strip()
+        self.label = label(where)
         # A bare name (`foreach: ideas`, the usual case) is a lookup in the scope, then in the
         # globals, as Jinja does it; compiling it to Python cost ~0.25 ms per node.
         bare = _BARE_NAME.fullmatch(self.source) and self.source not in _NOT_LOOKUPS
@@ -119,22 +304,26 @@ class Expression(Compiled):
             if value is _MISSING or isinstance(value, Undefined):
                 raise RenderError(f"'{self.source}' is undefined")
             return value
+        prefix = f"{self.label}: " if self.label else ""
         try:
             value = self._fn(**scope)
+            if isinstance(value, Undefined):
+                value._fail_with_undefined_error()
+        except MissingValue as exc:
+            raise RenderError(prefix + _render_failure(exc, "{{ " + self.source + " }}", scope)) from None
         except UndefinedError as exc:
-            raise RenderError(f"in '{{{{ {self.source} }}}}': {exc.message}") from None
+            raise RenderError(f"{prefix}in '{{{{ {self.source} }}}}': {exc.message}") from None
         except Exception as exc:  # a template error is the user's, reported on the node
-            raise RenderError(f"in '{{{{ {self.source} }}}}': {type(exc).__name__}: {exc}") from None
-        if isinstance(value, Undefined):
-            raise RenderError(f"'{self.source}' is undefined")
+            raise RenderError(f"{prefix}in '{{{{ {self.source} }}}}': {type(exc).__name__}: {exc}") from None
         return value
 
 
 class Text(Compiled):
     """A string template: picks first, then Jinja; single-expression results keep their type."""
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, where: str = ""):
         self.source = source
+        self.label = label(where)
         self._picks, self.names = _parse_text(source)
         self._has_jinja = "{{" in source or "{%" in source or "{#" in source
         self._static = None if (self._picks.has_picks or self._has_jinja) else self._picks.render(random.Random(0))[0]
@@ -148,7 +337,12 @@ class Text(Compiled):
         picks.extend(drawn)
         if not self._has_jinja:
             return text
-        return render_jinja(text, scope)
+        try:
+            return render_jinja(text, scope)
+        except RenderError as exc:
+            if not self.label:
+                raise
+            raise RenderError(f"{self.label}: {exc}") from None
 
 
 @lru_cache(maxsize=4096)
@@ -165,6 +359,7 @@ def _parse_text(source: str) -> tuple[PickTemplate, frozenset[str]]:
         raise TemplateProblem(
             f"template syntax (line {exc.lineno} of the field): {exc.message}"
         ) from None
+    _check_names(ast, source)
     return picks, frozenset(meta.find_undeclared_variables(ast)) - JINJA_GLOBALS
 
 
@@ -196,7 +391,7 @@ def render_jinja(text: str, scope: Mapping[str, Any]) -> Any:
             return value
         return template.render(scope)
     except UndefinedError as exc:
-        raise RenderError(exc.message or "undefined value") from None
+        raise RenderError(_render_failure(exc, text, scope)) from None
     except TemplateSyntaxError as exc:
         raise RenderError(f"template syntax after random picks: {exc.message}") from None
     except RenderError:
@@ -228,22 +423,24 @@ class Container(Compiled):
 
 
 def compile_value(value: Any, where: str = "") -> Compiled:
-    """Compile a field value: strings become templates, containers are walked."""
+    """Compile a field value: strings become templates, containers are walked. `where` (the
+    field: `prompt`, `vars.topic`) names the field in run-time errors."""
     if isinstance(value, str):
         if not any(marker in value for marker in ("{{", "{%", "{#", "[", "\\")):
             return Literal(value)
-        return Text(value)
+        return Text(value, where)
     if isinstance(value, dict | list):
         return Container(value, where)
     return Literal(value)
 
 
-def compile_expression(value: Any) -> Compiled:
-    """Compile an expression field (`when`, `foreach`): bare Jinja, a template, or a literal."""
+def compile_expression(value: Any, where: str = "") -> Compiled:
+    """Compile an expression field (`when`, `foreach`): bare Jinja, a template, or a literal.
+    `where` names the field in run-time errors."""
     if isinstance(value, str):
         if "{{" in value or "{%" in value:
-            return Text(value)
-        return Expression(value)
+            return Text(value, where)
+        return Expression(value, where)
     if isinstance(value, list | dict):
         return Container(value, "")
     return Literal(value)
@@ -266,3 +463,36 @@ class _LazyRandom(random.Random):
 def field_rng(seed: int, field_name: str) -> random.Random:
     """The pick rng of one field of one execution."""
     return _LazyRandom(f"{seed}:{field_name}")
+
+
+def attributes_read(compiled: Compiled, name: str) -> frozenset[str]:
+    """The attributes of variable `name` that a compiled value reads: {'id'} for
+    `{{ run.id }}`, '*' where it uses the whole value (`{{ run }}`, `run[key]`)."""
+    if name not in compiled.names:
+        return frozenset()
+    if isinstance(compiled, Container):
+        children = compiled._items.values() if isinstance(compiled._items, dict) else compiled._items
+        return frozenset().union(*(attributes_read(c, name) for c in children))
+    source = compiled.source if isinstance(compiled, Text) else "{{ " + getattr(compiled, "source", "") + " }}"
+    try:
+        ast = ENV.parse(source)
+    except TemplateSyntaxError:
+        return frozenset({"*"})
+    found: set[str] = set()
+    stack: list[tuple[nodes.Node, nodes.Node | None]] = [(ast, None)]
+    while stack:
+        node, parent = stack.pop()
+        if isinstance(node, nodes.Name) and node.name == name:
+            if isinstance(parent, nodes.Getattr) and parent.node is node:
+                found.add(parent.attr)
+            elif (
+                isinstance(parent, nodes.Getitem)
+                and parent.node is node
+                and isinstance(parent.arg, nodes.Const)
+                and isinstance(parent.arg.value, str)
+            ):
+                found.add(parent.arg.value)
+            else:
+                found.add("*")
+        stack.extend((child, node) for child in node.iter_child_nodes())
+    return frozenset(found)

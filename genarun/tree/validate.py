@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,40 +153,114 @@ def _pydantic_problems(exc: ValidationError, model: type[BaseModel], loc: Loc, d
     file = str(doc.path)
     fields = {f.alias or name for name, f in model.model_fields.items()}
     problems = []
+    # Union branches repeat the location with a type tag (e.g. 'int', 'function-after[...]'):
+    # one mistake gives an error per branch, reported here as one message.
+    by_loc: dict[Loc, list[Any]] = {}
     for err in exc.errors():
-        err_loc = tuple(err["loc"])
-        # Union branches repeat the location with a type tag (e.g. 'int', 'function-after[...]').
-        clean = tuple(p for p in err_loc if isinstance(p, int) or not _is_type_tag(str(p)))
+        clean = tuple(p for p in err["loc"] if isinstance(p, int) or not _is_type_tag(str(p)))
+        by_loc.setdefault(clean, []).append(err)
+    for clean, errs in by_loc.items():
         if loc == () and len(clean) > 1 and clean[0] == "nodes":
             continue  # nodes are validated one by one with their kinds
         if loc and len(clean) > 1 and clean[0] == "children":
             continue  # children are validated with their own kinds
         line = doc.line((*loc, *clean))
         name = ".".join(str(p) for p in clean)
+        err = next((e for e in errs if e["type"] in _BOUNDS), errs[0])
         hint = None
+        expected = _expected(errs)
         if err["type"] == "extra_forbidden":
             msg = f"unknown field '{name}'"
             hint = did_you_mean(str(clean[-1]), fields) or f"allowed fields: {', '.join(sorted(fields))}"
         elif err["type"] == "missing":
             msg = f"missing required field '{name}'"
         else:
-            msg = f"field '{name}': {_clean_message(err['msg'])}" if name else _clean_message(err["msg"])
-            hint = _TYPE_HINTS.get((str(clean[-1]) if clean else "", err["type"])) or _TYPE_HINTS.get(("", err["type"]))
+            field_name = str(clean[-1]) if clean else ""
+            bound = _BOUNDS.get(err["type"])
+            if expected and name:
+                expected = _FIELD_EXPECTED.get(field_name, expected)
+                msg = f"field '{name}': expected {expected}, got {_shown(err['input'])}"
+            elif bound and name:
+                words, key = bound
+                msg = f"field '{name}': must be {words} {err['ctx'][key]}, got {_shown(err['input'])}"
+            else:
+                msg = f"field '{name}': {_clean_message(err['msg'])}" if name else _clean_message(err["msg"])
+            hint = _TYPE_HINTS.get((field_name, err["type"])) or _TYPE_HINTS.get(("", err["type"]))
+            literals = [e for e in errs if e["type"] == "literal_error"]
+            if literals and isinstance(err["input"], str):
+                options = re.findall(r"'([^']*)'", literals[0].get("ctx", {}).get("expected", ""))
+                hint = hint or did_you_mean(err["input"], options)
         problems.append(Problem(msg, file, line, node, hint))
-    return problems
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
+_BOUNDS = {
+    "greater_than": ("more than", "gt"),
+    "greater_than_equal": ("at least", "ge"),
+    "less_than": ("less than", "lt"),
+    "less_than_equal": ("at most", "le"),
+}
+# A field whose expected value reads better in words than by its types.
+_FIELD_EXPECTED = {"when": "an expression such as 'index < 3', or true or false"}
+
+
+# What a value of the wrong type should have been, by pydantic error type.
+_EXPECTED = {
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "dict_type": "a mapping",
+    "list_type": "a list",
+}
+
+
+def _expected(errs: list[Any]) -> str | None:
+    """'a whole number or a template such as {{ n }}' for the errors of one value's type
+    (one per union branch); None when one of them is about something else."""
+    wanted: list[str] = []
+    for err in errs:
+        tag = str(err["loc"][-1]) if err["loc"] else ""
+        if "_template_only" in tag:  # Tpl[...]: the value may be a template instead
+            what = "a template such as '{{ n }}'"
+        elif err["type"] == "literal_error":
+            what = err.get("ctx", {}).get("expected", "")  # "'text', 'json' or 'yaml'"
+        elif err["type"] in _EXPECTED:
+            what = _EXPECTED[err["type"]]
+        else:
+            return None
+        if what and what not in wanted:
+            wanted.append(what)
+    return " or ".join(wanted) or None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 # Fixes for values of the wrong shape, by (field, pydantic error type); "" is any field.
 _TYPE_HINTS = {
     ("nodes", "list_type"): "write each node as a list item under 'nodes:', starting with '- id: ...'",
     ("children", "list_type"): "write each child as a list item under 'children:', starting with '- id: ...'",
+    ("seed", "less_than_equal"): "seeds are stored as 64-bit integers",
+    ("seed", "greater_than_equal"): "seeds are stored as 64-bit integers",
     ("", "dict_type"): "write it as 'name: value' lines indented under it",
     ("", "list_type"): "write a list: [a, b] or one '- item' line each",
 }
 
 
 def _is_type_tag(part: str) -> bool:
-    return part in {"int", "float", "str", "bool", "dict[str,any]", "list[any]", "none"} or "[" in part or part.startswith(("function-", "literal"))
+    return part in {"int", "float", "str", "bool", "dict[str,any]", "list[any]", "none"} or "[" in part or part.startswith(("function-", "literal", "constrained-"))
 
 
 def _clean_message(msg: str) -> str:
