@@ -169,7 +169,10 @@ def test_runs_show_rejects_wildcards_and_empty_refs(
     assert f"'{ref}' is not a run: give `latest`, a run id or its first characters" in result.stderr
 
 
-def test_runs_show_latest_in_an_empty_database(cli: Callable[..., Result]) -> None:
+def test_runs_show_latest_in_an_empty_database(cli: Callable[..., Result], workdir: Path) -> None:
+    from genarun.store.db import Store
+
+    Store(workdir / "genarun.db").close()  # a database with its tables and no runs
     result = cli("runs", "show", "latest")
     assert result.exit_code == 2
     assert "no runs in" in result.stderr

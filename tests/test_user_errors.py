@@ -200,7 +200,7 @@ def test_validate_a_folder_checks_the_trees_in_it(cli: Callable[..., Result], wo
     (folder / "output.json").write_text('{"pick": "a"}')
     result = cli("validate", folder)
     assert result.exit_code == 2
-    assert f"{folder / 'a.yaml'}: valid (1 nodes)" in result.stdout
+    assert f"{folder / 'a.yaml'}: valid (1 node)" in result.stdout
     assert "unknown kind 'grup' (did you mean 'group'?)" in result.stderr
     assert f"{folder}: not trees (no 'genarun:' key), left out: output.json" in result.stderr
     (folder / "b.json").unlink()
@@ -372,3 +372,14 @@ def test_compiling_is_linear_in_the_number_of_nodes() -> None:
         return best
 
     assert seconds(6000) / seconds(1500) < 8  # about 4.4 now; 12.7 when it was quadratic
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("runs", "list"), ("runs", "show", "latest"), ("experiments", "list"), ("tda", "compute", "latest"), ("diff", "a", "b")],
+)
+def test_reading_commands_need_a_database_and_never_create_one(cli: Callable[..., Result], workdir: Path, args: tuple[str, ...]) -> None:
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "no database at" in result.output and "--db" in result.output
+    assert not (workdir / "genarun.db").exists()

@@ -64,7 +64,7 @@ def run(
         compiled = prepare(tree, options)
         check_all_models(compiled)
         runs = len(matrix_bindings(compiled))
-        click.echo(f"{tree}: valid; {len(compiled.nodes)} nodes, {runs} run{'s' if runs > 1 else ''}; nothing was run (--dry-run)")
+        click.echo(f"{tree}: valid; {_count(len(compiled.nodes), 'node')}, {_count(runs, 'run')}; nothing was run (--dry-run)")
         return
     options.progress = Progress()
     outcome = run_tree(tree, options)
@@ -99,7 +99,7 @@ def validate(trees: tuple[Path, ...], sets: tuple[str, ...]) -> None:
             failed = True
             click.secho(f"error: {exc}", fg="red", err=True)
             continue
-        click.echo(f"{tree}: valid ({len(compiled.nodes)} nodes)")
+        click.echo(f"{tree}: valid ({_count(len(compiled.nodes), 'node')})")
     if failed:
         sys.exit(2)
 
@@ -163,3 +163,8 @@ def register(main: click.Group) -> None:
     main.add_command(validate)
     main.add_command(graph)
     main.add_command(schema)
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 node', '3 nodes'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

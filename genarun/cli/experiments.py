@@ -41,7 +41,7 @@ def experiments_list(db: Path | None, limit: int) -> None:
     from genarun.store.db import Store
     from genarun.store.trajectories import list_experiments
 
-    store = Store(db)
+    store = Store.existing(db)
     rows = list_experiments(store, limit)
     click.echo(experiments_table(rows, store) if rows else f"no experiments in {store.path}")
 
@@ -58,7 +58,7 @@ def experiments_show(ref: str, db: Path | None, as_json: bool) -> None:
     from genarun.store.db import Store
     from genarun.store.trajectories import resolve_experiment
 
-    store = Store(db)
+    store = Store.existing(db)
     progress = experiment_progress(store, resolve_experiment(store, ref))
     click.echo(json.dumps(progress, indent=2, default=str) if as_json else experiment_report(progress))
 
@@ -84,7 +84,7 @@ def tda_compute(refs: tuple[str, ...], db: Path | None, maxdim: int, models: tup
     from genarun.experiments.topology import compute_all
     from genarun.store.db import Store
 
-    store = Store(db)
+    store = Store.existing(db)
     run_ids = [r["id"] for r in _runs(store, refs)]
 
     def report(key: object, fresh: bool) -> None:
@@ -109,7 +109,7 @@ def tda_compare(refs: tuple[str, ...], db: Path | None, model: str | None, dim: 
     from genarun.experiments.topology import compare, embedding_models
     from genarun.store.db import Store
 
-    store = Store(db)
+    store = Store.existing(db)
     runs = _runs(store, refs)
     results = [compare(store, runs, model=m, dim=dim) for m in ([model] if model else embedding_models(store, runs) or [None])]
     chosen = ["wasserstein", "bottleneck"] if metric == "both" else [metric]
@@ -154,7 +154,7 @@ def tda_plots(refs: tuple[str, ...], out: Path, db: Path | None, maxdim: int) ->
     from genarun.experiments.plots import experiment_plots
     from genarun.store.db import Store
 
-    store = Store(db)
+    store = Store.existing(db)
     runs = _runs(store, refs)
     with writing_to(out):
         written = experiment_plots(store, runs, out, maxdim=maxdim)
@@ -190,7 +190,7 @@ def export_images(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -
     from genarun.experiments.exports import export_images as write_images
     from genarun.store.db import Store
 
-    store = Store(db)
+    store = Store.existing(db)
     total = 0
     with writing_to(out):
         for run in _runs(store, refs):
@@ -209,7 +209,7 @@ def export_data(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -> 
     from genarun.experiments.exports import data_tables, write_tables
     from genarun.store.db import Store
 
-    store = Store(db)
+    store = Store.existing(db)
     tables = data_tables(store, _runs(store, refs))
     with writing_to(out):
         written = write_tables(tables, out, fmt)

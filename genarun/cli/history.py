@@ -146,7 +146,7 @@ def resume(
     from genarun.run.runner import RunOptions
     from genarun.store.db import Store
 
-    store = Store(db)
+    store = Store.existing(db)
     try:
         refs = unfinished_runs(store, run_refs)
         steps_kept = _trajectory_steps_kept(store, refs)
@@ -234,7 +234,7 @@ def diff(run_a: str, run_b: str, db: Path | None, as_json: bool, show_same: bool
     from genarun.store.db import Store
     from genarun.store.diff import diff_runs, render_diff, summary
 
-    store = Store(db)
+    store = Store.existing(db)
     row_a, row_b = store.resolve_run(run_a), store.resolve_run(run_b)
     entries = diff_runs(store, row_a["id"], row_b["id"])
     if as_json:

@@ -27,7 +27,7 @@ def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
     from genarun.store.reports import runs_table, trajectory_summary
     from genarun.store.trajectories import trajectories_of
 
-    store = Store(db)
+    store = Store.existing(db)
     rows = store.list_runs(limit)
     by_run: dict[str, list[dict]] = {}
     for t in trajectories_of(store, [r["id"] for r in rows]):
@@ -51,7 +51,7 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
     from genarun.store.db import Store
     from genarun.store.reports import run_report, run_report_json
 
-    store = Store(db)
+    store = Store.existing(db)
     run_row = store.resolve_run(run_ref)
     executions = store.run_executions(run_row["id"])
     if as_json:

@@ -246,6 +246,16 @@ class Store:
         self._conn: Connection | None = None
         self._grouped = False  # inside transaction(): writes wait for its commit
 
+    @classmethod
+    def existing(cls, db_path: Path | str | None = None) -> Store:
+        """The store of a database that must exist already (commands that read runs): a
+        missing file is a message, not a new empty database left in the current folder."""
+        path = Path(db_path) if db_path else default_db_path()
+        if str(path) != ":memory:" and not path.is_file():
+            where = "" if path.is_absolute() else f" (in {Path.cwd()})"
+            raise StoreError(f"no database at {path}{where}: run a tree first, or point at one with --db or $GENARUN_DB")
+        return cls(path)
+
     @property
     def conn(self) -> Connection:
         if self._conn is None:
