@@ -19,6 +19,7 @@ def pick_device(override: str | None = None) -> str:
     """The device to run on: `override`, else $GENARUN_DEVICE, else cuda, mps or cpu."""
     choice = (override or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
     if choice != "auto":
+        _check_available(choice)
         return choice
     import torch
 
@@ -28,6 +29,28 @@ def pick_device(override: str | None = None) -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def _check_available(device: str) -> None:
+    """A device asked for by name must exist here: say so plainly (torch's own error comes
+    from deep inside the first model's load)."""
+    kind = device_type(device)
+    if kind not in ("cuda", "mps"):
+        return
+    import torch
+
+    from genarun.errors import ModelError
+
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= count:
+            have = f"{count} CUDA GPU{'s' if count != 1 else ''}" if count else "no CUDA GPU" + ("" if torch.version.cuda else " (this torch is built without CUDA)")
+            raise ModelError(f"device '{device}' is not available: this machine has {have}; use --device cpu, or leave --device out to pick one")
+    else:
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ModelError("device 'mps' is not available here (Apple GPUs only); use --device cpu, or leave --device out to pick one")
 
 
 def device_type(device: str) -> str:

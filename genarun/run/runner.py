@@ -128,6 +128,10 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
     """Run a tree file (all runs of its matrix) and return how it went."""
     options = options or RunOptions()
     compiled = prepare(path, options)
+    if options.device and options.device != "cpu":
+        from genarun.models.device import pick_device
+
+        pick_device(options.device)  # a device that is not here: said before anything runs
     tree_path = compiled.loaded.path.resolve()
     tree_text = compiled.loaded.doc.text
     tree_hash = hashlib.sha256(tree_text.encode()).hexdigest()
