@@ -41,7 +41,13 @@ def make_tree(groups: int, items: int) -> dict:
                 ],
             }
         )
-    return {"genarun": 1, "name": "bench", "seed": 1, "vars": {"topic": "lizards", "thing": "gecko"}, "nodes": nodes}
+    return {
+        "genarun": 1,
+        "name": "bench",
+        "seed": 1,
+        "vars": {"topic": "lizards", "thing": "gecko"},
+        "nodes": nodes,
+    }
 
 
 def hand_written(db_path: Path, groups: int, items: int) -> float:
@@ -71,7 +77,24 @@ def hand_written(db_path: Path, groups: int, items: int) -> float:
         params = json.dumps({"text": out})
         digest = hashlib.sha256(params.encode()).hexdigest()
         t1 = time.time()
-        con.execute(sql, ("run", f"group_{g}", "[]", "template", params, digest, params, g, "done", t0, t1, t1 - t0, None))
+        con.execute(
+            sql,
+            (
+                "run",
+                f"group_{g}",
+                "[]",
+                "template",
+                params,
+                digest,
+                params,
+                g,
+                "done",
+                t0,
+                t1,
+                t1 - t0,
+                None,
+            ),
+        )
         con.commit()
         for n in range(items):
             t0 = time.time()
@@ -81,7 +104,21 @@ def hand_written(db_path: Path, groups: int, items: int) -> float:
             params = json.dumps({"text": text})
             digest = hashlib.sha256(params.encode()).hexdigest()
             t1 = time.time()
-            row = ("run", f"line_{g}", json.dumps([n]), "template", params, digest, json.dumps(text), n, "done", t0, t1, t1 - t0, json.dumps([color]))
+            row = (
+                "run",
+                f"line_{g}",
+                json.dumps([n]),
+                "template",
+                params,
+                digest,
+                json.dumps(text),
+                n,
+                "done",
+                t0,
+                t1,
+                t1 - t0,
+                json.dumps([color]),
+            )
             con.execute(sql, row)
             con.commit()
     con.close()

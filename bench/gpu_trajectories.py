@@ -60,7 +60,9 @@ class Timed:
 
     def __exit__(self, *exc: object) -> None:
         sync(self.device)
-        self.way.parts[self.name] = self.way.parts.get(self.name, 0.0) + time.perf_counter() - self.start
+        self.way.parts[self.name] = (
+            self.way.parts.get(self.name, 0.0) + time.perf_counter() - self.start
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,11 +74,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=32, help="most items per model call")
     parser.add_argument("--tokens", type=int, default=20, help="caption length in tokens")
     parser.add_argument("--tiny", action="store_true", help="small architectures (smoke run)")
-    parser.add_argument("--skip-one-at-a-time", action="store_true", help="skip (a) (slow on big runs)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[4], help="genarun model threads; several values: one (c) each")
-    parser.add_argument("--repeat", type=int, default=3, help="alternating rounds of (b) and (c); medians are compared")
-    parser.add_argument("--providers", action="store_true", help="also time one batch per model through genarun's providers alone and by hand")
-    parser.add_argument("--profile", action="store_true", help="cProfile genarun's scheduler thread; print its top functions")
+    parser.add_argument(
+        "--skip-one-at-a-time", action="store_true", help="skip (a) (slow on big runs)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[4],
+        help="genarun model threads; several values: one (c) each",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="alternating rounds of (b) and (c); medians are compared",
+    )
+    parser.add_argument(
+        "--providers",
+        action="store_true",
+        help="also time one batch per model through genarun's providers alone and by hand",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile genarun's scheduler thread; print its top functions",
+    )
     return parser.parse_args(argv)
 
 
@@ -106,7 +129,9 @@ class HandClip:
 
         self.device = device
         precision = "fp16" if device.startswith("cuda") else "fp32"
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path), precision=precision, device=device)
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+            arch, pretrained=str(path), precision=precision, device=device
+        )
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(arch)
 
@@ -121,7 +146,9 @@ class HandClip:
         import torch
 
         dtype = self.model.visual.conv1.weight.dtype  # low precision leaves embeddings in fp32
-        pixels = torch.stack([self.preprocess(im.convert("RGB")) for im in images]).to(self.device, dtype=dtype)
+        pixels = torch.stack([self.preprocess(im.convert("RGB")) for im in images]).to(
+            self.device, dtype=dtype
+        )
         with torch.inference_mode():
             features = self.model.encode_image(pixels)
             return torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
@@ -135,7 +162,9 @@ def run_seeds(runs: int) -> tuple[list[int], list[int]]:
     return matrix, [derive_seed(s, "traj", ()) for s in matrix]
 
 
-def one_at_a_time(models: HandWritten, clip: HandClip, seeds: list[int], steps: int, size: int) -> Way:
+def one_at_a_time(
+    models: HandWritten, clip: HandClip, seeds: list[int], steps: int, size: int
+) -> Way:
     """(a): each run steps on its own; every model call holds one item."""
     way = Way("(a) one at a time")
     sync(models.device)
@@ -158,7 +187,9 @@ def one_at_a_time(models: HandWritten, clip: HandClip, seeds: list[int], steps: 
     return way
 
 
-def lockstep(models: HandWritten, clip: HandClip, seeds: list[int], steps: int, size: int, batch: int) -> Way:
+def lockstep(
+    models: HandWritten, clip: HandClip, seeds: list[int], steps: int, size: int, batch: int
+) -> Way:
     """(b): all runs' same step in batches of `batch`, then their embeddings."""
     way = Way(f"(b) hand lockstep x{batch}")
     sync(models.device)
@@ -195,12 +226,36 @@ def lockstep(models: HandWritten, clip: HandClip, seeds: list[int], steps: int, 
     return way
 
 
-def tree_text(sd_dir: Path, blip_dir: Path, clip_path: Path, arch: str, matrix_seeds: list[int], steps: int, size: int, tokens: int, batch: int) -> str:
+def tree_text(
+    sd_dir: Path,
+    blip_dir: Path,
+    clip_path: Path,
+    arch: str,
+    matrix_seeds: list[int],
+    steps: int,
+    size: int,
+    tokens: int,
+    batch: int,
+) -> str:
     import json
 
     models = {
-        "painter": {"provider": "diffusers", "id": str(sd_dir), "options": {"steps": 1, "guidance": 0.0, "width": size, "height": size, "max_batch": batch}},
-        "captioner": {"provider": "transformers", "id": str(blip_dir), "options": {"max_batch": batch}},
+        "painter": {
+            "provider": "diffusers",
+            "id": str(sd_dir),
+            "options": {
+                "steps": 1,
+                "guidance": 0.0,
+                "width": size,
+                "height": size,
+                "max_batch": batch,
+            },
+        },
+        "captioner": {
+            "provider": "transformers",
+            "id": str(blip_dir),
+            "options": {"max_batch": batch},
+        },
         "embedder": {"provider": "open_clip", "id": str(clip_path), "options": {"arch": arch}},
     }
     tree = {
@@ -208,16 +263,32 @@ def tree_text(sd_dir: Path, blip_dir: Path, clip_path: Path, arch: str, matrix_s
         "name": "bench-trajectories",
         "models": models,
         "matrix": {"seed": matrix_seeds},
-        "nodes": [{
-            "id": "traj", "kind": "cycle", "network": ["painter", "captioner"], "start": PROMPT, "steps": steps,
-            "stop_on_repeat": False, "embed": ["embedder"], "max_tokens": tokens,
-            "settings": {"caption": {"min_tokens": tokens, "temperature": 0.0}},
-        }],
+        "nodes": [
+            {
+                "id": "traj",
+                "kind": "cycle",
+                "network": ["painter", "captioner"],
+                "start": PROMPT,
+                "steps": steps,
+                "stop_on_repeat": False,
+                "embed": ["embedder"],
+                "max_tokens": tokens,
+                "settings": {"caption": {"min_tokens": tokens, "temperature": 0.0}},
+            }
+        ],
     }
     return json.dumps(tree, indent=1)
 
 
-def with_genarun(work: Path, text: str, device: str, batch: int, name: str, workers: int = 4, profile: bool = False) -> tuple[Way, Any]:
+def with_genarun(
+    work: Path,
+    text: str,
+    device: str,
+    batch: int,
+    name: str,
+    workers: int = 4,
+    profile: bool = False,
+) -> tuple[Way, Any]:
     import cProfile
     import pstats
 
@@ -230,7 +301,16 @@ def with_genarun(work: Path, text: str, device: str, batch: int, name: str, work
     start = time.perf_counter()
     if profiler:
         profiler.enable()
-    outcome = run_tree(path, RunOptions(db=work / f"{name}.db", out=work / "out", device=device, batch_size=batch, workers=workers))
+    outcome = run_tree(
+        path,
+        RunOptions(
+            db=work / f"{name}.db",
+            out=work / "out",
+            device=device,
+            batch_size=batch,
+            workers=workers,
+        ),
+    )
     if profiler:
         profiler.disable()
     sync(device)
@@ -240,7 +320,9 @@ def with_genarun(work: Path, text: str, device: str, batch: int, name: str, work
     print(f"{way.name}: {way.seconds:.2f} s")
     for stat in outcome.model_stats:
         way.parts[stat["task"]] = stat["seconds"]  # busy time; with several threads they overlap
-        print(f"  {stat['model'][-40:]:>40} {stat['task']:<12} {stat['batches']:>4} batches {stat['items']:>5} items (mean {stat['mean_batch']}) busy {stat['seconds']:.2f} s")
+        print(
+            f"  {stat['model'][-40:]:>40} {stat['task']:<12} {stat['batches']:>4} batches {stat['items']:>5} items (mean {stat['mean_batch']}) busy {stat['seconds']:.2f} s"
+        )
     if profiler:
         stats = pstats.Stats(profiler).sort_stats("tottime")
         stats.print_stats(25)
@@ -248,7 +330,9 @@ def with_genarun(work: Path, text: str, device: str, batch: int, name: str, work
     return way, outcome
 
 
-def genarun_captions(work: Path, name: str, outcome: Any, matrix_seeds: list[int]) -> dict[int, list[str]]:
+def genarun_captions(
+    work: Path, name: str, outcome: Any, matrix_seeds: list[int]
+) -> dict[int, list[str]]:
     from genarun.store.db import Store
     from genarun.store.trajectories import stored_steps
 
@@ -261,7 +345,9 @@ def genarun_captions(work: Path, name: str, outcome: Any, matrix_seeds: list[int
     return captions
 
 
-def providers_alone(text: str, hand: HandWritten, clip: HandClip, seeds: list[int], args: argparse.Namespace) -> None:
+def providers_alone(
+    text: str, hand: HandWritten, clip: HandClip, seeds: list[int], args: argparse.Namespace
+) -> None:
     """One batch per model through genarun's providers alone (no executor) and by hand: what
     the provider costs apart from scheduling."""
     import json
@@ -271,7 +357,9 @@ def providers_alone(text: str, hand: HandWritten, clip: HandClip, seeds: list[in
     from genarun.models.catalog import resolve_model
 
     aliases = json.loads(text)["models"]
-    loaded = {name: model_cache().get(resolve_model(name, aliases), args.device) for name in aliases}
+    loaded = {
+        name: model_cache().get(resolve_model(name, aliases), args.device) for name in aliases
+    }
     chunk = seeds[: args.batch]
     caption = {"max_tokens": args.tokens, "min_tokens": args.tokens, "temperature": 0.0}
 
@@ -281,20 +369,40 @@ def providers_alone(text: str, hand: HandWritten, clip: HandClip, seeds: list[in
         for _ in range(3):
             out = call()
         sync(args.device)
-        print(f"  {label:<28} {(time.perf_counter() - start) / 3 * 1000:8.1f} ms per batch of {len(chunk)}")
+        print(
+            f"  {label:<28} {(time.perf_counter() - start) / 3 * 1000:8.1f} ms per batch of {len(chunk)}"
+        )
         return out
 
     print("providers alone vs by hand:")
-    images = timed("genarun image", lambda: loaded["painter"].run("image", [Invocation("image", PROMPT, s) for s in chunk]))
+    images = timed(
+        "genarun image",
+        lambda: loaded["painter"].run("image", [Invocation("image", PROMPT, s) for s in chunk]),
+    )
     timed("hand image", lambda: hand.images([PROMPT] * len(chunk), chunk, args.size))
-    timed("genarun caption", lambda: loaded["captioner"].run("caption", [Invocation("caption", im, s, caption) for im, s in zip(images, chunk, strict=True)]))
+    timed(
+        "genarun caption",
+        lambda: loaded["captioner"].run(
+            "caption",
+            [Invocation("caption", im, s, caption) for im, s in zip(images, chunk, strict=True)],
+        ),
+    )
     timed("hand caption", lambda: hand.captions(images))
     if args.profile:
         import cProfile
         import pstats
 
         for label, call in (
-            ("genarun caption", lambda: loaded["captioner"].run("caption", [Invocation("caption", im, s, caption) for im, s in zip(images, chunk, strict=True)])),
+            (
+                "genarun caption",
+                lambda: loaded["captioner"].run(
+                    "caption",
+                    [
+                        Invocation("caption", im, s, caption)
+                        for im, s in zip(images, chunk, strict=True)
+                    ],
+                ),
+            ),
             ("hand caption", lambda: hand.captions(images)),
         ):
             profiler = cProfile.Profile()
@@ -304,7 +412,13 @@ def providers_alone(text: str, hand: HandWritten, clip: HandClip, seeds: list[in
             profiler.disable()
             print(f"--- {label}")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
-    timed("genarun embed_image", lambda: loaded["embedder"].run("embed_image", [Invocation("embed_image", im, s) for im, s in zip(images, chunk, strict=True)]))
+    timed(
+        "genarun embed_image",
+        lambda: loaded["embedder"].run(
+            "embed_image",
+            [Invocation("embed_image", im, s) for im, s in zip(images, chunk, strict=True)],
+        ),
+    )
     timed("hand embed_image", lambda: clip.images(images))
 
 
@@ -316,20 +430,51 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="genarun-bench-") as tmp:
         work = Path(tmp)
         image_dtype, caption_dtype = dtypes(args.device)
-        print(f"building random-weight models ({'tiny' if args.tiny else 'SD-Turbo + BLIP-base + ViT-B-32'}) on {args.device} ...", flush=True)
+        print(
+            f"building random-weight models ({'tiny' if args.tiny else 'SD-Turbo + BLIP-base + ViT-B-32'}) on {args.device} ...",
+            flush=True,
+        )
         build_sd(work / "sd", real=not args.tiny, device=args.device, dtype=image_dtype)
-        build_blip(work / "blip", real=not args.tiny, device=args.device, dtype=caption_dtype, size=args.size)
+        build_blip(
+            work / "blip",
+            real=not args.tiny,
+            device=args.device,
+            dtype=caption_dtype,
+            size=args.size,
+        )
         clip_path, arch = build_clip(work, tiny=args.tiny, device=args.device)
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
         # genarun first: a 1-step warm-up run loads its models into the process-wide cache.
-        text = tree_text(work / "sd", work / "blip", clip_path, arch, matrix_seeds, args.steps, args.size, args.tokens, args.batch)
-        warm = tree_text(work / "sd", work / "blip", clip_path, arch, matrix_seeds[: min(args.batch, args.runs)], 2, args.size, args.tokens, args.batch)
+        text = tree_text(
+            work / "sd",
+            work / "blip",
+            clip_path,
+            arch,
+            matrix_seeds,
+            args.steps,
+            args.size,
+            args.tokens,
+            args.batch,
+        )
+        warm = tree_text(
+            work / "sd",
+            work / "blip",
+            clip_path,
+            arch,
+            matrix_seeds[: min(args.batch, args.runs)],
+            2,
+            args.size,
+            args.tokens,
+            args.batch,
+        )
         with_genarun(work, warm, args.device, args.batch, "warmup")
         hand = HandWritten(work / "sd", work / "blip", args.device, args.tokens)
         clip = HandClip(clip_path, arch, args.device)
-        lockstep(hand, clip, seeds[: min(args.batch, args.runs)], 2, args.size, args.batch)  # warm-up
+        lockstep(
+            hand, clip, seeds[: min(args.batch, args.runs)], 2, args.size, args.batch
+        )  # warm-up
         if args.providers:
             providers_alone(text, hand, clip, seeds, args)
         ways: list[Way] = []
@@ -340,30 +485,50 @@ def main(argv: list[str] | None = None) -> None:
             ways.append(lockstep(hand, clip, seeds, args.steps, args.size, args.batch))
             for i, workers in enumerate(args.workers):
                 name = f"bench{round_}_{i}"
-                way, outcome = with_genarun(work, text, args.device, args.batch, name, workers, args.profile and round_ == 0 and i == 0)
+                way, outcome = with_genarun(
+                    work,
+                    text,
+                    args.device,
+                    args.batch,
+                    name,
+                    workers,
+                    args.profile and round_ == 0 and i == 0,
+                )
                 way.captions = genarun_captions(work, name, outcome, matrix_seeds)
                 ways.append(way)
 
     steps = args.runs * args.steps
-    print(f"\n{args.runs} runs x {args.steps} steps ({steps} invocations + {steps + args.runs} embeddings), {args.size}px, batch {args.batch}, {args.device}")
+    print(
+        f"\n{args.runs} runs x {args.steps} steps ({steps} invocations + {steps + args.runs} embeddings), {args.size}px, batch {args.batch}, {args.device}"
+    )
     print(f"{'way':<26} {'seconds':>9} {'steps/s':>8}")
     for way in ways:
         parts = "  ".join(f"{k} {v:.2f}" for k, v in way.parts.items())
         print(f"{way.name:<26} {way.seconds:>9.2f} {steps / way.seconds:>8.2f}  {parts}")
-    medians = {name: statistics.median(w.seconds for w in ways if w.name == name) for name in dict.fromkeys(w.name for w in ways)}
+    medians = {
+        name: statistics.median(w.seconds for w in ways if w.name == name)
+        for name in dict.fromkeys(w.name for w in ways)
+    }
     genarun = {n: t for n, t in medians.items() if n.startswith("(c)")}
     best = min(genarun, key=genarun.__getitem__)  # the best number of model threads
     hand_name = next(n for n in medians if n.startswith("(b)"))
-    print(f"\nmedians over {args.repeat} alternating rounds: " + ", ".join(f"{n} {t:.2f} s" for n, t in medians.items()))
+    print(
+        f"\nmedians over {args.repeat} alternating rounds: "
+        + ", ".join(f"{n} {t:.2f} s" for n, t in medians.items())
+    )
     for name in genarun:
-        print(f"{name} vs hand lockstep: {medians[hand_name] / genarun[name]:.2f}x (target >= 0.85x)")
+        print(
+            f"{name} vs hand lockstep: {medians[hand_name] / genarun[name]:.2f}x (target >= 0.85x)"
+        )
     one = next((n for n in medians if n.startswith("(a)")), None)
     if one:
         print(f"{best} vs one at a time: {medians[one] / genarun[best]:.2f}x (target >= 4x)")
     b = next(w for w in ways if w.name == hand_name)
     c = next(w for w in ways if w.name == best)
     same = sum(b.captions.get(r) == c.captions.get(r) for r in range(args.runs))
-    print(f"runs whose captions match between (b) and (c): {same}/{args.runs} (same seeds; bf16/fp16 batching may differ)")
+    print(
+        f"runs whose captions match between (b) and (c): {same}/{args.runs} (same seeds; bf16/fp16 batching may differ)"
+    )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ def run(workdir: Path, options: str, batch_size: int = 16):
         ("", 2, [2, 2, 2, 1]),  # --batch-size bounds what the executor hands over
     ],
 )
-def test_max_batch_option_bounds_each_call(workdir: Path, options: str, batch_size: int, batches: list[int]) -> None:
+def test_max_batch_option_bounds_each_call(
+    workdir: Path, options: str, batch_size: int, batches: list[int]
+) -> None:
     outcome = run(workdir, options, batch_size)
     (stats,) = outcome.model_stats
     assert (stats["task"], stats["items"], stats["batches"]) == ("generate", 7, len(batches))

@@ -284,7 +284,9 @@ def test_a_reuse_stored_before_copies_existed_copies_from_the_original(
     _check_copied(db, source, _runs(db)[-1])
 
 
-def test_copied_images_keep_their_names(tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path) -> None:
+def test_copied_images_keep_their_names(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
     """A reused trajectory's images keep the names that tell their step (traj-0-2.png)."""
     path = tree("cycle_reuse.yaml")
     assert cli("run", path).exit_code == 0
@@ -293,8 +295,17 @@ def test_copied_images_keep_their_names(tree: Callable[[str], Path], cli: Callab
     assert cli("rerun", source, "--node", "note").exit_code == 0
     new = query(db, "SELECT id, out_dir FROM runs ORDER BY started")[-1]
     names = {
-        r["run_id"]: sorted(r2["value"] for r2 in query(db, "SELECT value FROM trajectory_steps WHERE run_id = ? AND kind = 'image'", r["run_id"]))
+        r["run_id"]: sorted(
+            r2["value"]
+            for r2 in query(
+                db,
+                "SELECT value FROM trajectory_steps WHERE run_id = ? AND kind = 'image'",
+                r["run_id"],
+            )
+        )
         for r in query(db, "SELECT DISTINCT run_id FROM trajectory_steps")
     }
-    assert names[new["id"]] == names[source] and all(n.startswith("assets/traj-") for n in names[source])
+    assert names[new["id"]] == names[source] and all(
+        n.startswith("assets/traj-") for n in names[source]
+    )
     assert all((Path(new["out_dir"]) / n).is_file() for n in names[new["id"]])

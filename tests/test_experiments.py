@@ -134,5 +134,8 @@ def test_a_passing_memory_spike_halves_the_batch_then_it_grows_back(
     assert sizes == [4, 2, 2, 2, 2, 4, 4]
     rows = query(workdir / "genarun.db", "SELECT status FROM executions WHERE node_id = 'pictures'")
     assert [r["status"] for r in rows] == ["done"] * 16
-    infos = [r["message"] for r in query(workdir / "genarun.db", "SELECT message FROM logs WHERE level = 'info'")]
+    infos = [
+        r["message"]
+        for r in query(workdir / "genarun.db", "SELECT message FROM logs WHERE level = 'info'")
+    ]
     assert any("trying batches of 4 again" in m for m in infos)

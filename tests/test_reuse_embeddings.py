@@ -22,16 +22,27 @@ def test_rerun_copies_the_embeddings_a_reused_output_names(
     result = cli("rerun", source, "--node", "note")
     assert result.exit_code == 0, result.output
     new = query(db, "SELECT id FROM runs WHERE id != ?", source)[0]["id"]
-    output = json.loads(query(db, "SELECT output FROM executions WHERE run_id = ? AND node_id = 'vectors'", new)[0]["output"])
+    output = json.loads(
+        query(db, "SELECT output FROM executions WHERE run_id = ? AND node_id = 'vectors'", new)[0][
+            "output"
+        ]
+    )
     ids = [ref["$embedding"] for ref in output]
-    copies = {r["id"]: dict(r) for r in query(db, f"SELECT * FROM embeddings WHERE id IN ({','.join('?' * len(ids))})", *ids)}
+    copies = {
+        r["id"]: dict(r)
+        for r in query(
+            db, f"SELECT * FROM embeddings WHERE id IN ({','.join('?' * len(ids))})", *ids
+        )
+    }
     assert {c["run_id"] for c in copies.values()} == {new}  # the new run's own rows
     by_source = {b["source"]: b for b in before}
     for ref in output:
         copy = copies[ref["$embedding"]]
         assert copy["vector"] == by_source[copy["source"]]["vector"] and copy["dim"] == ref["dim"]
     # The source run's rows are untouched.
-    assert [dict(r) for r in query(db, "SELECT * FROM embeddings WHERE run_id = ? ORDER BY id", source)] == before
+    assert [
+        dict(r) for r in query(db, "SELECT * FROM embeddings WHERE run_id = ? ORDER BY id", source)
+    ] == before
     # A rerun of the rerun copies them once more, to its own run: 3 rows per run.
     assert cli("rerun", new, "--node", "note").exit_code == 0
     assert len(query(db, "SELECT id FROM embeddings")) == 9

@@ -192,7 +192,11 @@ def test_latest_survives_refreshes_racing_each_other(tmp_path: Path) -> None:
         (source / "assets" / "a.txt").write_text(str(i))
         sources.append(source)
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda i: [refresh_latest(tmp_path, sources[i % 4]) for _ in range(25)], range(4)))
+        list(
+            pool.map(
+                lambda i: [refresh_latest(tmp_path, sources[i % 4]) for _ in range(25)], range(4)
+            )
+        )
     latest = tmp_path / "latest"
     run = json.loads((latest / "output.json").read_text())["run"]
     assert (latest / "assets" / "a.txt").read_text() == str(run)

@@ -90,7 +90,10 @@ def test_tda_compute_skips_what_exists_and_compare_is_true_wasserstein(
     # Without --embedding: one matrix per embedding model (it used to ask to choose one).
     several = cli("tda", "compare", "latest")
     assert several.exit_code == 0, several.output
-    assert "diagrams of dummy-embed" in several.output and "diagrams of dummy-text-embed" in several.output
+    assert (
+        "diagrams of dummy-embed" in several.output
+        and "diagrams of dummy-text-embed" in several.output
+    )
     both = workdir / "both.csv"
     assert cli("tda", "compare", "latest", "--csv", both).exit_code == 0
     rows = list(csv.DictReader(both.open()))
@@ -172,7 +175,9 @@ def test_a_stored_diagram_answers_only_for_its_metric_and_points(experiment: Pat
 
     store = Store(experiment)
     row = dict(query(experiment, "SELECT * FROM persistence ORDER BY id LIMIT 1")[0])
-    key = DiagramKey(row["run_id"], row["node_id"], row["path"], row["embedding_model"], row["maxdim"])
+    key = DiagramKey(
+        row["run_id"], row["node_id"], row["path"], row["embedding_model"], row["maxdim"]
+    )
     points = trajectory_points(store, key.run_id, key.node_id, key.path, key.model)
     cosine, computed = diagrams_for(store, key, metric="cosine")
     assert not computed and cosine.metric == "cosine"
@@ -181,7 +186,9 @@ def test_a_stored_diagram_answers_only_for_its_metric_and_points(experiment: Pat
     assert computed and euclidean == persistence_diagrams(points, maxdim=1, metric="euclidean")
     assert diagrams_for(store, key, metric="euclidean") == (euclidean, False)
     # A diagram stored before the trajectory had all its steps is computed again.
-    store.conn.exec_driver_sql("UPDATE persistence SET points = points - 1 WHERE id = (SELECT max(id) FROM persistence)")
+    store.conn.exec_driver_sql(
+        "UPDATE persistence SET points = points - 1 WHERE id = (SELECT max(id) FROM persistence)"
+    )
     store.conn.commit()
     assert diagrams_for(store, key, metric="euclidean") == (euclidean, True)
     store.close()
@@ -209,7 +216,12 @@ def test_exported_images_carry_the_steps_prompt_and_seed_not_the_matrix_values(
     assert json.loads(meta["matrix"]) == bindings and meta["start"] == bindings["prompt"]
     assert json.loads(meta["network"]) == bindings["network"]
     for fmt in ("jpeg", "webp"):
-        assert cli("export", "images", run["id"][:8], "--out", workdir / fmt, "--format", fmt).exit_code == 0
+        assert (
+            cli(
+                "export", "images", run["id"][:8], "--out", workdir / fmt, "--format", fmt
+            ).exit_code
+            == 0
+        )
         with Image.open(next((workdir / fmt).glob("*_step0002.*"))) as img:
             described = json.loads(img.getexif()[0x010E])
         assert described["prompt"] == steps[1]["value"] and described["seed"] == steps[2]["seed"]
@@ -220,7 +232,10 @@ def test_exported_tables_join_and_keep_their_columns_when_empty(
 ) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     assert cli("export", "data", "latest", "--out", workdir / "data").exit_code == 0
-    t = {name: pq.read_table(workdir / "data" / f"{name}.parquet").to_pylist() for name in ("runs", "trajectories", "invocations", "embeddings", "persistence", "entropy")}
+    t = {
+        name: pq.read_table(workdir / "data" / f"{name}.parquet").to_pylist()
+        for name in ("runs", "trajectories", "invocations", "embeddings", "persistence", "entropy")
+    }
     assert len(t["runs"]) == 16 and len(t["trajectories"]) == 16
     # the matrix values as columns, typed: seeds are numbers, networks JSON
     first = t["runs"][0]
@@ -234,13 +249,23 @@ def test_exported_tables_join_and_keep_their_columns_when_empty(
     assert all(r["duration"] is not None for r in t["invocations"])
     # trajectories and persistence <-> runs on run_id; diagrams of every trajectory
     run_ids = {r["run_id"] for r in t["runs"]}
-    assert {r["run_id"] for r in t["trajectories"]} == run_ids == {r["run_id"] for r in t["persistence"]}
+    assert (
+        {r["run_id"] for r in t["trajectories"]}
+        == run_ids
+        == {r["run_id"] for r in t["persistence"]}
+    )
     assert all(r["length"] == 12 for r in t["trajectories"])
     # entropy: one row per diagram, an empty one included, equal to the stored entropy
     stored = query(experiment, "SELECT run_id, embedding_model, entropy FROM persistence")
     assert len(t["entropy"]) == 2 * len(stored)  # H0 and H1 of each
-    expected = {(r["run_id"], r["embedding_model"], d): e for r in stored for d, e in enumerate(json.loads(r["entropy"]))}
-    assert {(r["run_id"], r["embedding_model"], r["homology_dim"]): r["entropy"] for r in t["entropy"]} == pytest.approx(expected)
+    expected = {
+        (r["run_id"], r["embedding_model"], d): e
+        for r in stored
+        for d, e in enumerate(json.loads(r["entropy"]))
+    }
+    assert {
+        (r["run_id"], r["embedding_model"], r["homology_dim"]): r["entropy"] for r in t["entropy"]
+    } == pytest.approx(expected)
     assert isinstance(t["embeddings"][0]["vector"][0], float)
 
     # A run with no diagrams (no persistence node): the table is empty but has its columns.
@@ -281,7 +306,9 @@ def test_tda_and_export_bad_input_is_a_message(
     missing = cli("tda", "compare", "fffff")
     assert missing.exit_code == 2 and "no run or experiment matches 'fffff'" in missing.output
     # `all`: every run in the database
-    images = query(experiment, "SELECT count(*) AS n FROM trajectory_steps WHERE kind = 'image'")[0]["n"]
+    images = query(experiment, "SELECT count(*) AS n FROM trajectory_steps WHERE kind = 'image'")[
+        0
+    ]["n"]
     everything = cli("export", "images", "all", "--out", workdir / "all")
     assert everything.exit_code == 0 and f"wrote {images} images" in everything.output
 
@@ -291,9 +318,14 @@ def test_persistence_needs_embeddings_known_before_the_run(
 ) -> None:
     head = "genarun: 1\nname: bad\nnodes:\n  - id: traj\n    kind: cycle\n    network: [dummy-t2i, dummy-i2t]\n    start: a fox\n    steps: 3\n"
     cases = {
-        "nothing.yaml": (head + "    children:\n      - id: topo\n        kind: persistence\n        of: traj\n", ":12 node 'topo'", "embeds nothing"),
+        "nothing.yaml": (
+            head + "    children:\n      - id: topo\n        kind: persistence\n        of: traj\n",
+            ":12 node 'topo'",
+            "embeds nothing",
+        ),
         "other.yaml": (
-            head + "    embed: [dummy-embed]\n    children:\n      - id: topo\n        kind: persistence\n        of: traj\n        embedding: dummy-text-embed\n",
+            head
+            + "    embed: [dummy-embed]\n    children:\n      - id: topo\n        kind: persistence\n        of: traj\n        embedding: dummy-text-embed\n",
             ":14 node 'topo'",
             "does not embed with 'dummy-text-embed' (it embeds with: dummy-embed)",
         ),
@@ -309,4 +341,6 @@ def test_persistence_needs_embeddings_known_before_the_run(
         result = cli("run", workdir / name)
         assert result.exit_code == 2, result.output
         assert f"{name}{where}" in result.output and words in result.output, result.output
-    assert not (workdir / "genarun.db").exists() or not query(workdir / "genarun.db", "SELECT * FROM executions")
+    assert not (workdir / "genarun.db").exists() or not query(
+        workdir / "genarun.db", "SELECT * FROM executions"
+    )

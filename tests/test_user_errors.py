@@ -67,11 +67,30 @@ def _executions(db: Path, run_id: str) -> dict[str, dict]:
             'text: "{% for t in plan.items %}{{ t.nam }}{% endfor %}"',
             "field 'text': t has no key 'nam' (did you mean 'name'? its keys: name)",
         ),
-        ('when: "plan.titl == \'x\'"\n        text: x', "when: plan has no key 'titl' (did you mean 'title'?"),
-        ('foreach: "plan.tgs"\n        text: x', "foreach: plan has no key 'tgs' (did you mean 'tags'?"),
-        ('vars: {first: "{{ plan.tags[-3] }}"}\n        text: x', "vars.first: plan.tags has 2 items, so [-3] is out of range"),
+        (
+            "when: \"plan.titl == 'x'\"\n        text: x",
+            "when: plan has no key 'titl' (did you mean 'title'?",
+        ),
+        (
+            'foreach: "plan.tgs"\n        text: x',
+            "foreach: plan has no key 'tgs' (did you mean 'tags'?",
+        ),
+        (
+            'vars: {first: "{{ plan.tags[-3] }}"}\n        text: x',
+            "vars.first: plan.tags has 2 items, so [-3] is out of range",
+        ),
     ],
-    ids=["key", "item-key", "index", "method", "list-of-objects", "loop-variable", "when", "foreach", "vars"],
+    ids=[
+        "key",
+        "item-key",
+        "index",
+        "method",
+        "list-of-objects",
+        "loop-variable",
+        "when",
+        "foreach",
+        "vars",
+    ],
 )
 def test_a_failed_lookup_names_node_field_and_what_exists(
     fields: str, message: str, cli: Callable[..., Result], workdir: Path
@@ -91,7 +110,9 @@ def test_an_output_key_wins_over_a_dict_method(cli: Callable[..., Result], workd
     path.write_text(PLAN + '        text: "{{ plan.items | length }} {{ plan.items[0].name }}"\n')
     assert cli("run", path).exit_code == 0
     run = _runs(workdir / "genarun.db")[-1]
-    assert json.loads(_executions(workdir / "genarun.db", run["id"])["use"]["output"]) == "1 leopard"
+    assert (
+        json.loads(_executions(workdir / "genarun.db", run["id"])["use"]["output"]) == "1 leopard"
+    )
 
 
 def test_one_mistake_in_a_typed_field_is_one_message() -> None:
@@ -129,9 +150,15 @@ def test_seed_random_on_the_command_line_draws_and_records_a_seed(
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("lucky", "a seed is a whole number or 'random', not 'lucky' (for example --seed 42, or --seed random)"),
+        (
+            "lucky",
+            "a seed is a whole number or 'random', not 'lucky' (for example --seed 42, or --seed random)",
+        ),
         ("1.5", "a seed is a whole number or 'random', not '1.5'"),
-        ("99999999999999999999999", "seed 99999999999999999999999 is too large (at most 9223372036854775807"),
+        (
+            "99999999999999999999999",
+            "seed 99999999999999999999999 is too large (at most 9223372036854775807",
+        ),
     ],
 )
 def test_a_seed_that_is_not_one_is_refused(
@@ -188,15 +215,22 @@ def test_set_of_a_matrix_key_catches_misspelt_values(
     result = cli("run", path, "--set", "style=oil", "--set", "size=3")
     assert result.exit_code == 0, result.output
     run = _runs(workdir / "genarun.db")[-1]
-    assert json.loads(_executions(workdir / "genarun.db", run["id"])["caption"]["output"]) == "oil 3 True"
+    assert (
+        json.loads(_executions(workdir / "genarun.db", run["id"])["caption"]["output"])
+        == "oil 3 True"
+    )
 
 
 # --- folders, paths, databases ---------------------------------------------------------------------
-def test_validate_a_folder_checks_the_trees_in_it(cli: Callable[..., Result], workdir: Path) -> None:
+def test_validate_a_folder_checks_the_trees_in_it(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
     folder = workdir / "trees"
     folder.mkdir()
     (folder / "a.yaml").write_text(SEEDED)
-    (folder / "b.json").write_text('{"genarun": 1, "name": "b", "nodes": [{"id": "x", "kind": "grup"}]}')
+    (folder / "b.json").write_text(
+        '{"genarun": 1, "name": "b", "nodes": [{"id": "x", "kind": "grup"}]}'
+    )
     (folder / "output.json").write_text('{"pick": "a"}')
     result = cli("validate", folder)
     assert result.exit_code == 2
@@ -218,7 +252,10 @@ def test_run_and_graph_of_a_folder_name_the_trees_in_it(
     for command in ("run", "graph"):
         result = cli(command, workdir)
         assert result.exit_code == 2
-        assert f"error: {workdir} is a folder: name a tree file in it ({workdir / 'tree.yaml'})" in result.stderr
+        assert (
+            f"error: {workdir} is a folder: name a tree file in it ({workdir / 'tree.yaml'})"
+            in result.stderr
+        )
 
 
 def test_unwritable_output_folder_and_a_file_that_is_no_database(
@@ -230,7 +267,10 @@ def test_unwritable_output_folder_and_a_file_that_is_no_database(
     blocker.write_text("")
     result = cli("run", path, "--out", blocker / "outputs")
     assert result.exit_code == 2
-    assert f"cannot create the output folder {blocker / 'outputs' / 'seeded'}: a folder on its path is a file" in result.stderr
+    assert (
+        f"cannot create the output folder {blocker / 'outputs' / 'seeded'}: a folder on its path is a file"
+        in result.stderr
+    )
     result = cli("runs", "list", "--db", path)
     assert result.exit_code == 2
     assert f"cannot open the database {path}: file is not a database" in result.stderr
@@ -262,7 +302,10 @@ def test_ctrl_c_during_validate_is_a_message(
     monkeypatch.setattr(genarun.graph.compile, "compile_tree", interrupted)
     result = cli("validate", TREES / "blog.yaml", TREES / "typed.yaml")
     assert result.exit_code == 130
-    assert result.stderr == f"interrupted while validating {TREES / 'blog.yaml'} (0 of 2 checked); nothing was written\n"
+    assert (
+        result.stderr
+        == f"interrupted while validating {TREES / 'blog.yaml'} (0 of 2 checked); nothing was written\n"
+    )
 
 
 # --- rerun and run.* -------------------------------------------------------------------------------
@@ -306,7 +349,12 @@ def test_rerun_runs_again_what_uses_run_id_or_started(
     assert "footer (uses run.started, new in each run)" in result.stdout
     new = _runs(db)[-1]
     after = _executions(db, new["id"])
-    assert {n for n, e in after.items() if e["reused_from"] is None} == {"title", "label", "body", "footer"}
+    assert {n for n, e in after.items() if e["reused_from"] is None} == {
+        "title",
+        "label",
+        "body",
+        "footer",
+    }
     assert new["id"][:8] in json.loads(after["label"]["params"])["prompt"]
     assert json.loads(after["footer"]["output"]) == new["started"]
 
@@ -336,11 +384,16 @@ def test_a_device_that_is_none_is_refused_before_running(
     path.write_text(SEEDED)
     result = cli("run", path, "--device", "gpu")
     assert result.exit_code == 2
-    assert "'gpu' is not a device: use cpu, cuda, cuda:N (one GPU of several) or mps (did you mean 'cuda'?)" in result.stderr
+    assert (
+        "'gpu' is not a device: use cpu, cuda, cuda:N (one GPU of several) or mps (did you mean 'cuda'?)"
+        in result.stderr
+    )
     assert cli("run", path, "--device", "CUDA:1", "--dry-run").exit_code == 0
 
 
-def test_only_of_one_item_points_at_rerun(cli: Callable[..., Result], tree: Callable[[str], Path]) -> None:
+def test_only_of_one_item_points_at_rerun(
+    cli: Callable[..., Result], tree: Callable[[str], Path]
+) -> None:
     path = tree("blog.yaml")
     assert cli("run", path).exit_code == 0
     result = cli("run", path, "--only", "article[1]")
@@ -376,9 +429,17 @@ def test_compiling_is_linear_in_the_number_of_nodes() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("runs", "list"), ("runs", "show", "latest"), ("experiments", "list"), ("tda", "compute", "latest"), ("diff", "a", "b")],
+    [
+        ("runs", "list"),
+        ("runs", "show", "latest"),
+        ("experiments", "list"),
+        ("tda", "compute", "latest"),
+        ("diff", "a", "b"),
+    ],
 )
-def test_reading_commands_need_a_database_and_never_create_one(cli: Callable[..., Result], workdir: Path, args: tuple[str, ...]) -> None:
+def test_reading_commands_need_a_database_and_never_create_one(
+    cli: Callable[..., Result], workdir: Path, args: tuple[str, ...]
+) -> None:
     result = cli(*args)
     assert result.exit_code == 2, result.output
     assert "no database at" in result.output and "--db" in result.output

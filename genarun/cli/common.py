@@ -38,7 +38,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("GENARUN_DEBUG"):
                 raise
             click.secho(f"internal error: {type(exc).__name__}: {exc}", fg="red", err=True)
-            click.echo("(this is a bug in genarun; set GENARUN_DEBUG=1 to see the traceback)", err=True)
+            click.echo(
+                "(this is a bug in genarun; set GENARUN_DEBUG=1 to see the traceback)", err=True
+            )
             sys.exit(1)
 
     return wrapper
@@ -82,8 +84,12 @@ def one_tree(path: Path) -> Path:
         return path
     found, _others = trees_in(path)
     if not found:
-        raise UserError(f"{path} is a folder, and holds no tree file (a .yaml, .yml or .json file with a 'genarun:' key): name a tree file")
-    shown = ", ".join(str(p) for p in found[:5]) + (f" ... ({len(found)} in all)" if len(found) > 5 else "")
+        raise UserError(
+            f"{path} is a folder, and holds no tree file (a .yaml, .yml or .json file with a 'genarun:' key): name a tree file"
+        )
+    shown = ", ".join(str(p) for p in found[:5]) + (
+        f" ... ({len(found)} in all)" if len(found) > 5 else ""
+    )
     raise UserError(f"{path} is a folder: name a tree file in it ({shown})")
 
 
@@ -96,7 +102,9 @@ class SeedType(click.ParamType):
     def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
         return "INTEGER|random"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | str:
         from genarun.tree.schema import seed_problem
 
         if isinstance(value, int) or value == "random":
@@ -126,9 +134,17 @@ class DeviceType(click.ParamType):
             return device
         gpu = "gpu" in device or "nvidia" in device  # 'gpu' is closer to 'cpu' in spelling
         close = "did you mean 'cuda'?" if gpu else did_you_mean(device, ["cpu", "cuda", "mps"])
-        self.fail(f"'{value}' is not a device: use cpu, cuda, cuda:N (one GPU of several) or mps" + (f" ({close})" if close else ""), param, ctx)
+        self.fail(
+            f"'{value}' is not a device: use cpu, cuda, cuda:N (one GPU of several) or mps"
+            + (f" ({close})" if close else ""),
+            param,
+            ctx,
+        )
 
 
-db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="GENARUN_DB", help="SQLite database (default genarun.db here; or $GENARUN_DB).")
-
-
+db_option = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="GENARUN_DB",
+    help="SQLite database (default genarun.db here; or $GENARUN_DB).",
+)

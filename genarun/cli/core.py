@@ -21,21 +21,63 @@ from genarun.cli.common import (
 
 @click.command()
 @click.argument("tree", type=click.Path(path_type=Path))
-@click.option("--seed", type=SeedType(), help="Run seed (overrides the tree's seed); random draws a fresh one, recorded.")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a var or fix a matrix key.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Root of output folders (default: beside the tree).")
+@click.option(
+    "--seed",
+    type=SeedType(),
+    help="Run seed (overrides the tree's seed); random draws a fresh one, recorded.",
+)
+@click.option(
+    "--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a var or fix a matrix key."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Root of output folders (default: beside the tree).",
+)
 @db_option
-@click.option("--skip", multiple=True, metavar="ID", help="Do not run this node (nor what depends on it).")
-@click.option("--only", multiple=True, metavar="ID", help="Run only this node and its subtree; take what it needs from an earlier run.")
-@click.option("--from", "from_run", metavar="RUN", help="With --only: the run to take the other outputs from (default: the latest of this tree).")
-@click.option("--no-cache", is_flag=True, help="Execute everything, even executions identical to stored ones.")
-@click.option("--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available).")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True, help="Most invocations sent to a model at once.")
+@click.option(
+    "--skip", multiple=True, metavar="ID", help="Do not run this node (nor what depends on it)."
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="ID",
+    help="Run only this node and its subtree; take what it needs from an earlier run.",
+)
+@click.option(
+    "--from",
+    "from_run",
+    metavar="RUN",
+    help="With --only: the run to take the other outputs from (default: the latest of this tree).",
+)
+@click.option(
+    "--no-cache", is_flag=True, help="Execute everything, even executions identical to stored ones."
+)
+@click.option(
+    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=16,
+    show_default=True,
+    help="Most invocations sent to a model at once.",
+)
 @click.option("--dry-run", is_flag=True, help="Validate, compile and check models, then stop.")
 @handle_errors
 def run(
-    tree: Path, seed: int | str | None, sets: tuple[str, ...], out: Path | None, db: Path | None, skip: tuple[str, ...],
-    only: tuple[str, ...], from_run: str | None, no_cache: bool, device: str | None, batch_size: int, dry_run: bool,
+    tree: Path,
+    seed: int | str | None,
+    sets: tuple[str, ...],
+    out: Path | None,
+    db: Path | None,
+    skip: tuple[str, ...],
+    only: tuple[str, ...],
+    from_run: str | None,
+    no_cache: bool,
+    device: str | None,
+    batch_size: int,
+    dry_run: bool,
 ) -> None:
     """Run TREE: every node, every matrix combination.
 
@@ -55,16 +97,28 @@ def run(
 
     tree = one_tree(tree)
     if from_run and not only:
-        raise UserError("--from RUN goes with --only ID: it names the run to take the other nodes' outputs from")
+        raise UserError(
+            "--from RUN goes with --only ID: it names the run to take the other nodes' outputs from"
+        )
     options = RunOptions(
-        seed=seed, overrides=parse_set(sets), out=out, db=db, device=device, batch_size=batch_size, skip=set(skip),
-        only=set(only), from_run=from_run, cache=not no_cache,
+        seed=seed,
+        overrides=parse_set(sets),
+        out=out,
+        db=db,
+        device=device,
+        batch_size=batch_size,
+        skip=set(skip),
+        only=set(only),
+        from_run=from_run,
+        cache=not no_cache,
     )
     if dry_run:
         compiled = prepare(tree, options)
         check_all_models(compiled)
         runs = len(matrix_bindings(compiled))
-        click.echo(f"{tree}: valid; {_count(len(compiled.nodes), 'node')}, {_count(runs, 'run')}; nothing was run (--dry-run)")
+        click.echo(
+            f"{tree}: valid; {_count(len(compiled.nodes), 'node')}, {_count(runs, 'run')}; nothing was run (--dry-run)"
+        )
         return
     options.progress = Progress()
     outcome = run_tree(tree, options)
@@ -94,7 +148,9 @@ def validate(trees: tuple[Path, ...], sets: tuple[str, ...]) -> None:
             check_all_models(compiled)
         except KeyboardInterrupt:
             done = f" ({position} of {len(trees)} checked)" if len(trees) > 1 else ""
-            raise Interrupted(f"interrupted while validating {tree}{done}; nothing was written") from None
+            raise Interrupted(
+                f"interrupted while validating {tree}{done}; nothing was written"
+            ) from None
         except TreeError as exc:
             failed = True
             click.secho(f"error: {exc}", fg="red", err=True)
@@ -106,7 +162,13 @@ def validate(trees: tuple[Path, ...], sets: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("tree", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "both"]), default="both", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "mermaid", "both"]),
+    default="both",
+    show_default=True,
+)
 @handle_errors
 def graph(tree: Path, fmt: str) -> None:
     """Print the structure of TREE as indented text and as a Mermaid flowchart."""
@@ -124,7 +186,12 @@ def graph(tree: Path, fmt: str) -> None:
 
 
 @click.command()
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to a file instead of stdout.",
+)
 @handle_errors
 def schema(output: Path | None) -> None:
     """Print the JSON Schema of the tree format (for editors' YAML language servers)."""
@@ -153,7 +220,9 @@ def _expand_folders(paths: tuple[Path, ...]) -> list[Path]:
             names = ", ".join(p.name for p in others)
             click.echo(f"{path}: not trees (no 'genarun:' key), left out: {names}", err=True)
         if not found:
-            raise UserError(f"{path} is a folder, and holds no tree file (a .yaml, .yml or .json file with a 'genarun:' key)")
+            raise UserError(
+                f"{path} is a folder, and holds no tree file (a .yaml, .yml or .json file with a 'genarun:' key)"
+            )
         out.extend(found)
     return out
 

@@ -23,7 +23,9 @@ def writing_to(path: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         where = exc.filename or path
-        raise UserError(f"cannot write {where}: {exc.strerror or exc} (choose another --out or --csv path)") from None
+        raise UserError(
+            f"cannot write {where}: {exc.strerror or exc} (choose another --out or --csv path)"
+        ) from None
 
 
 @click.group()
@@ -60,7 +62,9 @@ def experiments_show(ref: str, db: Path | None, as_json: bool) -> None:
 
     store = Store.existing(db)
     progress = experiment_progress(store, resolve_experiment(store, ref))
-    click.echo(json.dumps(progress, indent=2, default=str) if as_json else experiment_report(progress))
+    click.echo(
+        json.dumps(progress, indent=2, default=str) if as_json else experiment_report(progress)
+    )
 
 
 @click.group()
@@ -74,11 +78,25 @@ def tda() -> None:
 @tda.command("compute")
 @click.argument("refs", nargs=-1, required=True, metavar="RUN|EXPERIMENT...")
 @db_option
-@click.option("--maxdim", type=click.IntRange(0, 3), default=1, show_default=True, help="Highest homology dimension.")
-@click.option("--embedding", "models", multiple=True, metavar="MODEL", help="Only this embedding model (repeatable).")
+@click.option(
+    "--maxdim",
+    type=click.IntRange(0, 3),
+    default=1,
+    show_default=True,
+    help="Highest homology dimension.",
+)
+@click.option(
+    "--embedding",
+    "models",
+    multiple=True,
+    metavar="MODEL",
+    help="Only this embedding model (repeatable).",
+)
 @click.option("--force", is_flag=True, help="Recompute diagrams that are already stored.")
 @handle_errors
-def tda_compute(refs: tuple[str, ...], db: Path | None, maxdim: int, models: tuple[str, ...], force: bool) -> None:
+def tda_compute(
+    refs: tuple[str, ...], db: Path | None, maxdim: int, models: tuple[str, ...], force: bool
+) -> None:
     """Compute persistence diagrams (H0..maxdim) of every trajectory and embedding model;
     diagrams already stored are skipped."""
     from genarun.experiments.topology import compute_all
@@ -91,19 +109,51 @@ def tda_compute(refs: tuple[str, ...], db: Path | None, maxdim: int, models: tup
         if fresh:
             click.echo(f"  {key.run_id[:8]} {key.node_id}{key.path} {key.model}", err=True)  # type: ignore[attr-defined]
 
-    computed, reused = compute_all(store, run_ids, maxdim=maxdim, models=list(models) or None, force=force, on_progress=report)
-    click.echo(f"{computed} diagram{'s' if computed != 1 else ''} computed, {reused} already stored")
+    computed, reused = compute_all(
+        store, run_ids, maxdim=maxdim, models=list(models) or None, force=force, on_progress=report
+    )
+    click.echo(
+        f"{computed} diagram{'s' if computed != 1 else ''} computed, {reused} already stored"
+    )
 
 
 @tda.command("compare")
 @click.argument("refs", nargs=-1, required=True, metavar="RUN|EXPERIMENT...")
 @db_option
-@click.option("--embedding", "model", metavar="MODEL", help="Only this embedding model's diagrams (default: each model, one matrix each).")
-@click.option("--dim", type=click.IntRange(0, 3), default=1, show_default=True, help="Homology dimension compared.")
-@click.option("--metric", type=click.Choice(["wasserstein", "bottleneck", "both"]), default="both", show_default=True)
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the matrices as CSV (long form: a, b, metric, distance).")
+@click.option(
+    "--embedding",
+    "model",
+    metavar="MODEL",
+    help="Only this embedding model's diagrams (default: each model, one matrix each).",
+)
+@click.option(
+    "--dim",
+    type=click.IntRange(0, 3),
+    default=1,
+    show_default=True,
+    help="Homology dimension compared.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["wasserstein", "bottleneck", "both"]),
+    default="both",
+    show_default=True,
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the matrices as CSV (long form: a, b, metric, distance).",
+)
 @handle_errors
-def tda_compare(refs: tuple[str, ...], db: Path | None, model: str | None, dim: int, metric: str, csv_path: Path | None) -> None:
+def tda_compare(
+    refs: tuple[str, ...],
+    db: Path | None,
+    model: str | None,
+    dim: int,
+    metric: str,
+    csv_path: Path | None,
+) -> None:
     """The Wasserstein (p=1, optimal matching) and bottleneck distances between the diagrams of
     runs' trajectories, as matrices: one per embedding model (--embedding for one)."""
     from genarun.experiments.topology import compare, embedding_models
@@ -111,7 +161,10 @@ def tda_compare(refs: tuple[str, ...], db: Path | None, model: str | None, dim: 
 
     store = Store.existing(db)
     runs = _runs(store, refs)
-    results = [compare(store, runs, model=m, dim=dim) for m in ([model] if model else embedding_models(store, runs) or [None])]
+    results = [
+        compare(store, runs, model=m, dim=dim)
+        for m in ([model] if model else embedding_models(store, runs) or [None])
+    ]
     chosen = ["wasserstein", "bottleneck"] if metric == "both" else [metric]
     if csv_path:
         import csv
@@ -119,13 +172,43 @@ def tda_compare(refs: tuple[str, ...], db: Path | None, model: str | None, dim: 
         with writing_to(csv_path), csv_path.open("w", newline="") as f:
             writer = csv.writer(f)
             # Labels for people, and each side's trajectory key to join with `export data`.
-            writer.writerow(["a", "b", "a_run_id", "a_node_id", "a_path", "b_run_id", "b_node_id", "b_path", "embedding_model", "dim", "metric", "distance"])
+            writer.writerow(
+                [
+                    "a",
+                    "b",
+                    "a_run_id",
+                    "a_node_id",
+                    "a_path",
+                    "b_run_id",
+                    "b_node_id",
+                    "b_path",
+                    "embedding_model",
+                    "dim",
+                    "metric",
+                    "distance",
+                ]
+            )
             for result in results:
                 for name in chosen:
                     m = getattr(result, name)
                     for i, (a, ka) in enumerate(zip(result.labels, result.keys, strict=True)):
                         for j, (b, kb) in enumerate(zip(result.labels, result.keys, strict=True)):
-                            writer.writerow([a, b, ka.run_id, ka.node_id, ka.path, kb.run_id, kb.node_id, kb.path, result.model, dim, name, f"{m[i, j]:.6g}"])
+                            writer.writerow(
+                                [
+                                    a,
+                                    b,
+                                    ka.run_id,
+                                    ka.node_id,
+                                    ka.path,
+                                    kb.run_id,
+                                    kb.node_id,
+                                    kb.path,
+                                    result.model,
+                                    dim,
+                                    name,
+                                    f"{m[i, j]:.6g}",
+                                ]
+                            )
         click.echo(f"wrote {csv_path}")
         return
     for n, result in enumerate(results):
@@ -139,12 +222,19 @@ def tda_compare(refs: tuple[str, ...], db: Path | None, model: str | None, dim: 
             width = max(8, *(len(x) for x in ids))
             click.echo(" " * 5 + "".join(x.rjust(width + 1) for x in ids))
             for i, row_id in enumerate(ids):
-                click.echo(row_id.ljust(5) + "".join(f"{m[i, j]:>{width + 1}.4f}" for j in range(len(ids))))
+                click.echo(
+                    row_id.ljust(5) + "".join(f"{m[i, j]:>{width + 1}.4f}" for j in range(len(ids)))
+                )
 
 
 @tda.command("plots")
 @click.argument("refs", nargs=-1, required=True, metavar="RUN|EXPERIMENT...")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for the PNG files.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the PNG files.",
+)
 @db_option
 @click.option("--maxdim", type=click.IntRange(0, 3), default=1, show_default=True)
 @handle_errors
@@ -181,8 +271,15 @@ def export() -> None:
 
 @export.command("images")
 @click.argument("refs", nargs=-1, required=True, metavar="RUN|EXPERIMENT...")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("exported-images"), show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("exported-images"),
+    show_default=True,
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True
+)
 @db_option
 @handle_errors
 def export_images(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -> None:
@@ -200,8 +297,15 @@ def export_images(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -
 
 @export.command("data")
 @click.argument("refs", nargs=-1, required=True, metavar="RUN|EXPERIMENT...")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("exported-data"), show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("exported-data"),
+    show_default=True,
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
+)
 @db_option
 @handle_errors
 def export_data(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -> None:

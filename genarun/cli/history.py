@@ -62,7 +62,9 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
     help="Root of output folders (default: the source run's).",
 )
 @db_option
-@click.option("--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option(
+    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
+)
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
 @handle_errors
 def rerun(
@@ -131,7 +133,9 @@ def _echo_seeds(state: Any) -> None:
     is_flag=True,
     help="Resume a run marked running even when its process cannot be checked.",
 )
-@click.option("--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option(
+    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
+)
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
 @handle_errors
 def resume(

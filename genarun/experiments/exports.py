@@ -22,7 +22,9 @@ def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png"
     out.mkdir(parents=True, exist_ok=True)
     folder = Path(run["out_dir"])
     steps = tstore.stored_steps(store, run["id"])
-    trajectories = {(t["node_id"], t["path"]): t for t in tstore.trajectories_of(store, [run["id"]])}
+    trajectories = {
+        (t["node_id"], t["path"]): t for t in tstore.trajectories_of(store, [run["id"]])
+    }
     previous: dict[tuple[str, str], dict[str, Any]] = {}
     # The matrix values go under one key of their own: spread among the step's fields, a
     # matrix key named `prompt` or `seed` (PANIC-TDA's own names) overwrote the step's prompt
@@ -32,7 +34,9 @@ def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png"
     for s in steps:
         key = (s["node_id"], s["path"])
         trajectory = trajectories.get(key, {})
-        prompt = previous[key]["value"] if key in previous and previous[key]["kind"] == "text" else None
+        prompt = (
+            previous[key]["value"] if key in previous and previous[key]["kind"] == "text" else None
+        )
         if prompt is None and s["step"] == 0:
             prompt = trajectory.get("start")
         previous[key] = s
@@ -42,8 +46,15 @@ def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png"
         if not source.exists():
             continue
         meta = {
-            "prompt": prompt or "", "seed": s["seed"], "model": s["model"], "step": s["step"], "run": run["id"], "node": s["node_id"],
-            "network": trajectory.get("network") or "", "start": trajectory.get("start") or "", "matrix": matrix,
+            "prompt": prompt or "",
+            "seed": s["seed"],
+            "model": s["model"],
+            "step": s["step"],
+            "run": run["id"],
+            "node": s["node_id"],
+            "network": trajectory.get("network") or "",
+            "start": trajectory.get("start") or "",
+            "matrix": matrix,
         }
         index = "".join(f"-{i}" for i in json.loads(s["path"]))
         target = out / f"{run['id'][:8]}_{s['node_id']}{index}_step{s['step']:04d}.{fmt}"
@@ -69,31 +80,83 @@ def _schemas() -> dict[str, Any]:
 
     key = [("run_id", pa.string()), ("node_id", pa.string()), ("path", pa.string())]
     return {
-        "runs": pa.schema([
-            ("run_id", pa.string()), ("experiment_id", pa.string()), ("tree", pa.string()), ("status", pa.string()), ("seed", pa.int64()),
-            ("bindings", pa.string()), ("started", pa.float64()), ("ended", pa.float64()), ("folder", pa.string()),
-        ]),
-        "trajectories": pa.schema([
-            *key, ("network", pa.string()), ("start", pa.string()), ("max_steps", pa.int64()), ("length", pa.int64()), ("status", pa.string()),
-            ("stop_reason", pa.string()), ("loop_length", pa.int64()), ("seed", pa.int64()), ("seed_random", pa.bool_()), ("embed_models", pa.string()),
-        ]),
-        "invocations": pa.schema([
-            *key, ("step", pa.int64()), ("model", pa.string()), ("kind", pa.string()), ("value", pa.string()), ("sha256", pa.string()),
-            ("seed", pa.int64()), ("duration", pa.float64()), ("created", pa.float64()), ("network", pa.string()), ("start", pa.string()),
-            ("stop_reason", pa.string()), ("loop_length", pa.int64()),
-        ]),
-        "embeddings": pa.schema([
-            ("id", pa.int64()), *key, ("step", pa.int64()), ("model", pa.string()), ("dim", pa.int64()), ("source", pa.string()),
-            ("vector", pa.list_(pa.float32())),
-        ]),
-        "persistence": pa.schema([
-            *key, ("embedding_model", pa.string()), ("homology_dim", pa.int64()), ("birth", pa.float64()), ("death", pa.float64()),
-            ("entropy", pa.float64()),
-        ]),
-        "entropy": pa.schema([
-            *key, ("embedding_model", pa.string()), ("homology_dim", pa.int64()), ("features", pa.int64()), ("entropy", pa.float64()),
-            ("points", pa.int64()), ("metric", pa.string()),
-        ]),
+        "runs": pa.schema(
+            [
+                ("run_id", pa.string()),
+                ("experiment_id", pa.string()),
+                ("tree", pa.string()),
+                ("status", pa.string()),
+                ("seed", pa.int64()),
+                ("bindings", pa.string()),
+                ("started", pa.float64()),
+                ("ended", pa.float64()),
+                ("folder", pa.string()),
+            ]
+        ),
+        "trajectories": pa.schema(
+            [
+                *key,
+                ("network", pa.string()),
+                ("start", pa.string()),
+                ("max_steps", pa.int64()),
+                ("length", pa.int64()),
+                ("status", pa.string()),
+                ("stop_reason", pa.string()),
+                ("loop_length", pa.int64()),
+                ("seed", pa.int64()),
+                ("seed_random", pa.bool_()),
+                ("embed_models", pa.string()),
+            ]
+        ),
+        "invocations": pa.schema(
+            [
+                *key,
+                ("step", pa.int64()),
+                ("model", pa.string()),
+                ("kind", pa.string()),
+                ("value", pa.string()),
+                ("sha256", pa.string()),
+                ("seed", pa.int64()),
+                ("duration", pa.float64()),
+                ("created", pa.float64()),
+                ("network", pa.string()),
+                ("start", pa.string()),
+                ("stop_reason", pa.string()),
+                ("loop_length", pa.int64()),
+            ]
+        ),
+        "embeddings": pa.schema(
+            [
+                ("id", pa.int64()),
+                *key,
+                ("step", pa.int64()),
+                ("model", pa.string()),
+                ("dim", pa.int64()),
+                ("source", pa.string()),
+                ("vector", pa.list_(pa.float32())),
+            ]
+        ),
+        "persistence": pa.schema(
+            [
+                *key,
+                ("embedding_model", pa.string()),
+                ("homology_dim", pa.int64()),
+                ("birth", pa.float64()),
+                ("death", pa.float64()),
+                ("entropy", pa.float64()),
+            ]
+        ),
+        "entropy": pa.schema(
+            [
+                *key,
+                ("embedding_model", pa.string()),
+                ("homology_dim", pa.int64()),
+                ("features", pa.int64()),
+                ("entropy", pa.float64()),
+                ("points", pa.int64()),
+                ("metric", pa.string()),
+            ]
+        ),
     }
 
 
@@ -108,7 +171,10 @@ def _matrix_columns(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             values.setdefault(f"matrix_{k}", {})[r["id"]] = v
     for by_run in values.values():
         present = list(by_run.values())
-        if not (all(isinstance(v, bool) for v in present) or all(isinstance(v, int) and not isinstance(v, bool) for v in present)):
+        if not (
+            all(isinstance(v, bool) for v in present)
+            or all(isinstance(v, int) and not isinstance(v, bool) for v in present)
+        ):
             for rid, v in by_run.items():
                 by_run[rid] = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
     return values
@@ -127,35 +193,80 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
     matrix = _matrix_columns(runs)
     run_rows = [
         {
-            "run_id": r["id"], "experiment_id": r["experiment_id"], "tree": r["name"], "status": r["status"], "seed": r["seed"], "bindings": r["bindings"],
-            "started": r["started"], "ended": r["ended"], "folder": r["out_dir"], **{name: by_run.get(r["id"]) for name, by_run in matrix.items()},
+            "run_id": r["id"],
+            "experiment_id": r["experiment_id"],
+            "tree": r["name"],
+            "status": r["status"],
+            "seed": r["seed"],
+            "bindings": r["bindings"],
+            "started": r["started"],
+            "ended": r["ended"],
+            "folder": r["out_dir"],
+            **{name: by_run.get(r["id"]) for name, by_run in matrix.items()},
         }
         for r in runs
     ]
     invocations = []
     trajectory_rows = []
-    trajs = {(t["run_id"], t["node_id"], t["path"]): t for t in tstore.trajectories_of(store, run_ids)}
+    trajs = {
+        (t["run_id"], t["node_id"], t["path"]): t for t in tstore.trajectories_of(store, run_ids)
+    }
     for t in trajs.values():
-        trajectory_rows.append({
-            "run_id": t["run_id"], "node_id": t["node_id"], "path": t["path"], "network": t["network"], "start": t["start"], "max_steps": t["max_steps"],
-            "length": t["length"], "status": t["status"], "stop_reason": t["stop_reason"], "loop_length": t["loop_length"], "seed": t["seed"],
-            "seed_random": bool(t["seed_random"]), "embed_models": t["embed_models"],
-        })
+        trajectory_rows.append(
+            {
+                "run_id": t["run_id"],
+                "node_id": t["node_id"],
+                "path": t["path"],
+                "network": t["network"],
+                "start": t["start"],
+                "max_steps": t["max_steps"],
+                "length": t["length"],
+                "status": t["status"],
+                "stop_reason": t["stop_reason"],
+                "loop_length": t["loop_length"],
+                "seed": t["seed"],
+                "seed_random": bool(t["seed_random"]),
+                "embed_models": t["embed_models"],
+            }
+        )
     for run_id in run_ids:
         for s in tstore.stored_steps(store, run_id):
             t = trajs.get((run_id, s["node_id"], s["path"]), {})
-            invocations.append({
-                "run_id": run_id, "node_id": s["node_id"], "path": s["path"], "step": s["step"], "model": s["model"], "kind": s["kind"],
-                "value": s["value"], "sha256": s["sha256"], "seed": s["seed"], "duration": s["duration"], "created": s["created"],
-                "network": t.get("network"), "start": t.get("start"), "stop_reason": t.get("stop_reason"), "loop_length": t.get("loop_length"),
-            })
+            invocations.append(
+                {
+                    "run_id": run_id,
+                    "node_id": s["node_id"],
+                    "path": s["path"],
+                    "step": s["step"],
+                    "model": s["model"],
+                    "kind": s["kind"],
+                    "value": s["value"],
+                    "sha256": s["sha256"],
+                    "seed": s["seed"],
+                    "duration": s["duration"],
+                    "created": s["created"],
+                    "network": t.get("network"),
+                    "start": t.get("start"),
+                    "stop_reason": t.get("stop_reason"),
+                    "loop_length": t.get("loop_length"),
+                }
+            )
     embedding_rows = []
     stmt = select(embeddings).where(embeddings.c.run_id.in_(run_ids)).order_by(embeddings.c.id)
     for e in store.conn.execute(stmt).mappings():
-        embedding_rows.append({
-            "id": e["id"], "run_id": e["run_id"], "node_id": e["node_id"], "path": e["path"], "step": e["item"], "model": e["model"],
-            "dim": e["dim"], "source": e["source"], "vector": np.frombuffer(e["vector"], dtype="<f4").tolist(),
-        })
+        embedding_rows.append(
+            {
+                "id": e["id"],
+                "run_id": e["run_id"],
+                "node_id": e["node_id"],
+                "path": e["path"],
+                "step": e["item"],
+                "model": e["model"],
+                "dim": e["dim"],
+                "source": e["source"],
+                "vector": np.frombuffer(e["vector"], dtype="<f4").tolist(),
+            }
+        )
     diagram_rows = []
     # One row per diagram too: an empty diagram (no H1 loop in a short trajectory) has no point
     # rows, so its entropy (0) was missing when grouping entropy by network or prompt.
@@ -164,16 +275,40 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
         data = json.loads(p["diagrams"])
         entropy = json.loads(p["entropy"])
         for dim, points in enumerate(data["diagrams"]):
-            entropy_rows.append({
-                "run_id": p["run_id"], "node_id": p["node_id"], "path": p["path"], "embedding_model": p["embedding_model"], "homology_dim": dim,
-                "features": len(points), "entropy": entropy[dim], "points": p["points"], "metric": data.get("metric"),
-            })
+            entropy_rows.append(
+                {
+                    "run_id": p["run_id"],
+                    "node_id": p["node_id"],
+                    "path": p["path"],
+                    "embedding_model": p["embedding_model"],
+                    "homology_dim": dim,
+                    "features": len(points),
+                    "entropy": entropy[dim],
+                    "points": p["points"],
+                    "metric": data.get("metric"),
+                }
+            )
             for birth, death in points:
-                diagram_rows.append({
-                    "run_id": p["run_id"], "node_id": p["node_id"], "path": p["path"], "embedding_model": p["embedding_model"],
-                    "homology_dim": dim, "birth": birth, "death": float("inf") if death is None else death, "entropy": entropy[dim],
-                })
-    return {"runs": run_rows, "trajectories": trajectory_rows, "invocations": invocations, "embeddings": embedding_rows, "persistence": diagram_rows, "entropy": entropy_rows}
+                diagram_rows.append(
+                    {
+                        "run_id": p["run_id"],
+                        "node_id": p["node_id"],
+                        "path": p["path"],
+                        "embedding_model": p["embedding_model"],
+                        "homology_dim": dim,
+                        "birth": birth,
+                        "death": float("inf") if death is None else death,
+                        "entropy": entropy[dim],
+                    }
+                )
+    return {
+        "runs": run_rows,
+        "trajectories": trajectory_rows,
+        "invocations": invocations,
+        "embeddings": embedding_rows,
+        "persistence": diagram_rows,
+        "entropy": entropy_rows,
+    }
 
 
 def write_tables(tables: dict[str, list[dict[str, Any]]], out: Path, fmt: str) -> list[Path]:
@@ -189,7 +324,11 @@ def write_tables(tables: dict[str, list[dict[str, Any]]], out: Path, fmt: str) -
         if schema is not None and name == "runs":
             extra = sorted({k for r in rows for k in r} - set(schema.names))
             schema = pa.schema([*schema, *((k, _column_type(rows, k)) for k in extra)])
-        table = pa.Table.from_pylist(rows, schema=schema) if schema is not None else pa.Table.from_pylist(rows)
+        table = (
+            pa.Table.from_pylist(rows, schema=schema)
+            if schema is not None
+            else pa.Table.from_pylist(rows)
+        )
         target = out / f"{name}.{fmt}"
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -200,7 +339,9 @@ def write_tables(tables: dict[str, list[dict[str, Any]]], out: Path, fmt: str) -
 
             if "vector" in table.column_names:
                 index = table.column_names.index("vector")
-                table = table.set_column(index, "vector", pa.array([json.dumps(r["vector"]) for r in rows], pa.string()))
+                table = table.set_column(
+                    index, "vector", pa.array([json.dumps(r["vector"]) for r in rows], pa.string())
+                )
             pcsv.write_csv(table, target)
         written.append(target)
     return written

@@ -22,7 +22,9 @@ def _value(v: Any) -> str:
     return ">".join(map(str, v)) if isinstance(v, list) else str(v)
 
 
-def experiment_plots(store: Store, runs: list[dict[str, Any]], out: Path, *, maxdim: int = 1) -> list[Path]:
+def experiment_plots(
+    store: Store, runs: list[dict[str, Any]], out: Path, *, maxdim: int = 1
+) -> list[Path]:
     """Persistence diagrams per run, entropy grouped by each matrix key and by embedding model,
     drift from the start prompt over the steps, and trajectories projected to 2-D."""
     from genarun.analysis import drift_from_start
@@ -45,7 +47,9 @@ def experiment_plots(store: Store, runs: list[dict[str, Any]], out: Path, *, max
         label = " ".join(f"{k}={_value(v)}" for k, v in bindings.items())
         index = "" if key.path == "[]" else _slug(key.path)
         name = f"diagram_{key.run_id[:8]}_{key.node_id}{index}_{_slug(key.model)}.png"
-        written.append(plot_diagram(diagrams, out / name, title=f"{key.run_id[:8]} {label} ({key.model})"))
+        written.append(
+            plot_diagram(diagrams, out / name, title=f"{key.run_id[:8]} {label} ({key.model})")
+        )
     # Entropy grouped by every matrix key and by embedding model, per homology dimension.
     for dim in range(maxdim + 1):
         groupings: dict[str, dict[str, list[float]]] = {"embedding_model": {}}
@@ -57,7 +61,14 @@ def experiment_plots(store: Store, runs: list[dict[str, Any]], out: Path, *, max
                 groupings.setdefault(k, {}).setdefault(_value(v)[:40], []).append(entropy[dim])
         for group, values in groupings.items():
             if values:
-                written.append(plot_entropy_by_group(values, out / f"entropy_H{dim}_by_{_slug(group)}.png", group_label=group, title=f"H{dim} persistence entropy by {group}"))
+                written.append(
+                    plot_entropy_by_group(
+                        values,
+                        out / f"entropy_H{dim}_by_{_slug(group)}.png",
+                        group_label=group,
+                        title=f"H{dim} persistence entropy by {group}",
+                    )
+                )
     # Drift and 2-D trajectories, one figure per embedding model.
     for model in sorted({k.model for k in keys}):
         drifts: dict[str, Any] = {}
@@ -77,11 +88,21 @@ def experiment_plots(store: Store, runs: list[dict[str, Any]], out: Path, *, max
             drift_steps[label] = [s for s in steps if s >= 0]
             paths[label] = points
         if drifts:
-            written.append(plot_drift(drifts, out / f"drift_{_slug(model)}.png", steps=drift_steps, title=f"Semantic drift from the start prompt ({model})"))
+            written.append(
+                plot_drift(
+                    drifts,
+                    out / f"drift_{_slug(model)}.png",
+                    steps=drift_steps,
+                    title=f"Semantic drift from the start prompt ({model})",
+                )
+            )
             dims = {p.shape[1] for p in paths.values()}
             if len(dims) == 1:
-                written.append(plot_trajectories_2d(paths, out / f"trajectories_2d_{_slug(model)}.png", title=f"Trajectories, PCA ({model})"))
+                written.append(
+                    plot_trajectories_2d(
+                        paths,
+                        out / f"trajectories_2d_{_slug(model)}.png",
+                        title=f"Trajectories, PCA ({model})",
+                    )
+                )
     return written
-
-
-

@@ -23,7 +23,16 @@ def experiments_table(rows: list[dict[str, Any]], store: Store) -> str:
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
         matrix = json.loads(e["matrix"]) if e.get("matrix") else {}
         shape = " x ".join(f"{len(v)} {k}" for k, v in matrix.items()) or "-"
-        body.append([e["id"][:8], e["name"], iso(e["created"]), str(len(runs)), ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())), shape[:50]])
+        body.append(
+            [
+                e["id"][:8],
+                e["name"],
+                iso(e["created"]),
+                str(len(runs)),
+                ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())),
+                shape[:50],
+            ]
+        )
     return table(body, ["EXPERIMENT", "TREE", "CREATED", "RUNS", "STATUS", "MATRIX"])
 
 
@@ -47,27 +56,62 @@ def experiment_progress(store: Store, experiment: dict[str, Any]) -> dict[str, A
             expected_embeddings += counts[run_id]["embeddings"]  # finished: what it embedded
         else:
             expected_embeddings += sum(
-                tstore.expected_embeddings(t, model_kinds, step_kinds.get((t["run_id"], t["node_id"], t["path"]), {})) for t in run_trajs
+                tstore.expected_embeddings(
+                    t, model_kinds, step_kinds.get((t["run_id"], t["node_id"], t["path"]), {})
+                )
+                for t in run_trajs
             )
     expected_diagrams = sum(len(json.loads(t["embed_models"] or "[]")) for t in trajs)
     done_steps = sum(t["length"] for t in trajs)
     finished_steps = sum(t["max_steps"] - t["length"] for t in trajs if t["status"] == "done")
     stages = {
-        "runs": {"done": sum(r["status"] == "completed" for r in runs), "failed": sum(r["status"] == "failed" for r in runs), "total": len(runs)},
-        "invocations": {"done": done_steps, "total": expected_steps - finished_steps, "max": expected_steps},
-        "embeddings": {"done": (embedded := sum(c["embeddings"] for c in counts.values())), "total": max(expected_embeddings, embedded)},
-        "persistence": {"done": sum(c["diagrams"] for c in counts.values()), "total": expected_diagrams},
+        "runs": {
+            "done": sum(r["status"] == "completed" for r in runs),
+            "failed": sum(r["status"] == "failed" for r in runs),
+            "total": len(runs),
+        },
+        "invocations": {
+            "done": done_steps,
+            "total": expected_steps - finished_steps,
+            "max": expected_steps,
+        },
+        "embeddings": {
+            "done": (embedded := sum(c["embeddings"] for c in counts.values())),
+            "total": max(expected_embeddings, embedded),
+        },
+        "persistence": {
+            "done": sum(c["diagrams"] for c in counts.values()),
+            "total": expected_diagrams,
+        },
     }
     rows = []
     for r in runs:
         c = counts[r["id"]]
         status = display_status(r)
-        rows.append({
-            "run": r["id"], "status": status, "bindings": json.loads(r["bindings"]) if r["bindings"] else {}, "seed": r["seed"],
-            "trajectory": trajectory_summary(by_run.get(r["id"], []), status), "steps": c["steps"], "embeddings": c["embeddings"],
-            "diagrams": c["diagrams"], "executions": c["executions"], "failed": c["failed"], "error": r["error"],
-        })
-    return {"experiment": experiment["id"], "tree": experiment["name"], "created": experiment["created"], "folder": experiment["out_dir"], "matrix": json.loads(experiment["matrix"] or "{}"), "stages": stages, "runs": rows}
+        rows.append(
+            {
+                "run": r["id"],
+                "status": status,
+                "bindings": json.loads(r["bindings"]) if r["bindings"] else {},
+                "seed": r["seed"],
+                "trajectory": trajectory_summary(by_run.get(r["id"], []), status),
+                "steps": c["steps"],
+                "embeddings": c["embeddings"],
+                "diagrams": c["diagrams"],
+                "executions": c["executions"],
+                "failed": c["failed"],
+                "error": r["error"],
+            }
+        )
+    return {
+        "experiment": experiment["id"],
+        "tree": experiment["name"],
+        "created": experiment["created"],
+        "folder": experiment["out_dir"],
+        "matrix": json.loads(experiment["matrix"] or "{}"),
+        "stages": stages,
+        "runs": rows,
+    }
 
 
 def experiment_report(progress: dict[str, Any]) -> str:
@@ -76,7 +120,8 @@ def experiment_report(progress: dict[str, Any]) -> str:
         f"tree        {progress['tree']}",
         f"created     {iso(progress['created'])}",
         f"folder      {progress['folder']}",
-        "matrix      " + (" x ".join(f"{k} ({len(v)})" for k, v in progress["matrix"].items()) or "-"),
+        "matrix      "
+        + (" x ".join(f"{k} ({len(v)})" for k, v in progress["matrix"].items()) or "-"),
         "",
     ]
     for stage, c in progress["stages"].items():
@@ -86,17 +131,34 @@ def experiment_report(progress: dict[str, Any]) -> str:
         if stage == "invocations" and c["max"] != total:
             extra += f" (of at most {c['max']}; some stopped early on a repeat)"
         lines.append(f"{stage:<12} {c['done']:>6} / {total:<6} {pct}{extra}")
-    unfinished = [r for r in progress["runs"] if r["status"] in ("crashed", "interrupted", "failed")]
+    unfinished = [
+        r for r in progress["runs"] if r["status"] in ("crashed", "interrupted", "failed")
+    ]
     if unfinished:
-        lines.append(f"{len(unfinished)} run{'s' if len(unfinished) != 1 else ''} did not finish; to finish them: genarun resume {progress['experiment'][:8]}")
+        lines.append(
+            f"{len(unfinished)} run{'s' if len(unfinished) != 1 else ''} did not finish; to finish them: genarun resume {progress['experiment'][:8]}"
+        )
     lines.append("")
     # Only the matrix keys that differ between runs: the shared ones are in the matrix line
     # above, and in a long row they pushed the ones that tell runs apart out of the cell.
     varying = [k for k, v in progress["matrix"].items() if len(v) > 1] or list(progress["matrix"])
     body = []
     for r in progress["runs"]:
-        bindings = " ".join(f"{k}={_short(v)}" for k, v in r["bindings"].items() if k in varying or k not in progress["matrix"])
-        body.append([r["run"][:8], r["status"], r["trajectory"] or "-", str(r["embeddings"]), str(r["diagrams"]), bindings[:80]])
+        bindings = " ".join(
+            f"{k}={_short(v)}"
+            for k, v in r["bindings"].items()
+            if k in varying or k not in progress["matrix"]
+        )
+        body.append(
+            [
+                r["run"][:8],
+                r["status"],
+                r["trajectory"] or "-",
+                str(r["embeddings"]),
+                str(r["diagrams"]),
+                bindings[:80],
+            ]
+        )
     lines.append(table(body, ["RUN", "STATUS", "TRAJECTORY", "EMBEDDINGS", "DIAGRAMS", "BINDINGS"]))
     return "\n".join(lines)
 

@@ -37,7 +37,9 @@ def trajectory_points(store: Store, run_id: str, node_id: str, path: str, model:
     return matrix[keep]
 
 
-def diagrams_for(store: Store, key: DiagramKey, *, metric: str = "cosine", force: bool = False) -> tuple[Diagrams, bool]:
+def diagrams_for(
+    store: Store, key: DiagramKey, *, metric: str = "cosine", force: bool = False
+) -> tuple[Diagrams, bool]:
     """The stored diagrams of a trajectory, computing and storing them when missing or stale
     (another metric, fewer points than the trajectory now has).
 
@@ -54,20 +56,33 @@ def diagrams_for(store: Store, key: DiagramKey, *, metric: str = "cosine", force
         if stored.metric == metric and found["points"] == len(points):
             return stored, False
     if len(points) == 0:
-        raise StoreError(f"run {key.run_id[:8]} node '{key.node_id}': no embeddings by '{key.model}' to compute a diagram from")
+        raise StoreError(
+            f"run {key.run_id[:8]} node '{key.node_id}': no embeddings by '{key.model}' to compute a diagram from"
+        )
     started = time.perf_counter()
     diagrams = persistence_diagrams(points, maxdim=key.maxdim, metric=metric)  # type: ignore[arg-type]
     if found is not None:
         tstore.delete_persistence(store, found["id"])
-    tstore.add_persistence(store, {
-        "run_id": key.run_id, "node_id": key.node_id, "path": key.path, "embedding_model": key.model, "maxdim": key.maxdim,
-        "points": len(points), "diagrams": json.dumps(diagrams.to_json()), "entropy": json.dumps(list(diagrams.entropy)),
-        "duration": time.perf_counter() - started,
-    })
+    tstore.add_persistence(
+        store,
+        {
+            "run_id": key.run_id,
+            "node_id": key.node_id,
+            "path": key.path,
+            "embedding_model": key.model,
+            "maxdim": key.maxdim,
+            "points": len(points),
+            "diagrams": json.dumps(diagrams.to_json()),
+            "entropy": json.dumps(list(diagrams.entropy)),
+            "duration": time.perf_counter() - started,
+        },
+    )
     return diagrams, True
 
 
-def trajectory_keys(store: Store, run_ids: list[str], maxdim: int, models: list[str] | None = None) -> list[DiagramKey]:
+def trajectory_keys(
+    store: Store, run_ids: list[str], maxdim: int, models: list[str] | None = None
+) -> list[DiagramKey]:
     """Every (trajectory, embedding model) of these runs with stored embeddings."""
     keys = []
     for t in tstore.trajectories_of(store, run_ids):
@@ -79,7 +94,15 @@ def trajectory_keys(store: Store, run_ids: list[str], maxdim: int, models: list[
     return keys
 
 
-def compute_all(store: Store, run_ids: list[str], *, maxdim: int = 1, models: list[str] | None = None, force: bool = False, on_progress: Any = None) -> tuple[int, int]:
+def compute_all(
+    store: Store,
+    run_ids: list[str],
+    *,
+    maxdim: int = 1,
+    models: list[str] | None = None,
+    force: bool = False,
+    on_progress: Any = None,
+) -> tuple[int, int]:
     """Compute the missing diagrams of these runs; returns (computed, already stored)."""
     computed = reused = 0
     for key in trajectory_keys(store, run_ids, maxdim, models):
@@ -103,7 +126,14 @@ class Comparison:
     bottleneck: np.ndarray
 
 
-def compare(store: Store, runs: list[dict[str, Any]], *, model: str | None = None, dim: int = 1, maxdim: int = 1) -> Comparison:
+def compare(
+    store: Store,
+    runs: list[dict[str, Any]],
+    *,
+    model: str | None = None,
+    dim: int = 1,
+    maxdim: int = 1,
+) -> Comparison:
     """Wasserstein (p=1) and bottleneck distance matrices between runs' diagrams."""
     from genarun.analysis import distance_matrix
 
@@ -113,13 +143,19 @@ def compare(store: Store, runs: list[dict[str, Any]], *, model: str | None = Non
     keys = trajectory_keys(store, run_ids, maxdim)
     models = sorted({k.model for k in keys})
     if not keys:
-        raise StoreError("these runs have no trajectories with embeddings (run a tree with a cycle node that embeds)")
+        raise StoreError(
+            "these runs have no trajectories with embeddings (run a tree with a cycle node that embeds)"
+        )
     if model is None:
         if len(models) > 1:
-            raise StoreError(f"the runs were embedded by several models ({', '.join(models)}): choose one with --embedding")
+            raise StoreError(
+                f"the runs were embedded by several models ({', '.join(models)}): choose one with --embedding"
+            )
         model = models[0]
     elif model not in models:
-        raise StoreError(f"no embeddings by '{model}' in these runs; they have: {', '.join(models)}")
+        raise StoreError(
+            f"no embeddings by '{model}' in these runs; they have: {', '.join(models)}"
+        )
     keys = [k for k in keys if k.model == model]
     if len(keys) < 2:
         only = keys[0].run_id[:8] if keys else "none"
@@ -129,9 +165,15 @@ def compare(store: Store, runs: list[dict[str, Any]], *, model: str | None = Non
         )
     diagrams = [diagrams_for(store, k)[0] for k in keys]
     by_id = {r["id"]: r for r in runs}
-    labels = [_label(by_id[k.run_id], k, multi=len({(x.node_id, x.path) for x in keys}) > len(run_ids)) for k in keys]
+    labels = [
+        _label(by_id[k.run_id], k, multi=len({(x.node_id, x.path) for x in keys}) > len(run_ids))
+        for k in keys
+    ]
     return Comparison(
-        labels, keys, dim, model,
+        labels,
+        keys,
+        dim,
+        model,
         distance_matrix(diagrams, dim, "wasserstein"),
         distance_matrix(diagrams, dim, "bottleneck"),
     )
@@ -144,7 +186,9 @@ def embedding_models(store: Store, runs: list[dict[str, Any]]) -> list[str]:
 
 def _label(run: dict[str, Any], key: DiagramKey, multi: bool) -> str:
     bindings = json.loads(run["bindings"]) if run.get("bindings") else {}
-    shown = " ".join(f"{k}={_short(v)}" for k, v in bindings.items() if k not in ("embedding", "embedding_model"))
+    shown = " ".join(
+        f"{k}={_short(v)}" for k, v in bindings.items() if k not in ("embedding", "embedding_model")
+    )
     where = f" {key.node_id}{key.path}" if multi else ""
     return f"{run['id'][:8]}{where}" + (f" {shown}" if shown else "")
 

@@ -94,7 +94,13 @@ def compile_tree(
         if tn.id in by_id:
             first = by_id[tn.id]
             problems.append(
-                Problem(f"duplicate id '{tn.id}' (first used on line {first.line})", file, tn.line, tn.id, hint="ids must be unique in the tree")
+                Problem(
+                    f"duplicate id '{tn.id}' (first used on line {first.line})",
+                    file,
+                    tn.line,
+                    tn.id,
+                    hint="ids must be unique in the tree",
+                )
             )
         else:
             by_id[tn.id] = tn
@@ -110,12 +116,34 @@ def compile_tree(
             known = ", ".join(sorted(set(spec.vars) | set(matrix))) or "none"
             if name == "seed":  # the run seed has its own option
                 hint = f"the run seed is set with --seed {overrides[name]}"
-            problems.append(Problem(f"--set {name}: the tree has no var or matrix key '{name}'", file, None, hint=hint or f"vars and matrix keys: {known}"))
+            problems.append(
+                Problem(
+                    f"--set {name}: the tree has no var or matrix key '{name}'",
+                    file,
+                    None,
+                    hint=hint or f"vars and matrix keys: {known}",
+                )
+            )
     for name in set(spec.vars) & set(matrix):
-        problems.append(Problem(f"'{name}' is both a var and a matrix key", file, loaded.line(("matrix", name)), hint="rename one of them"))
+        problems.append(
+            Problem(
+                f"'{name}' is both a var and a matrix key",
+                file,
+                loaded.line(("matrix", name)),
+                hint="rename one of them",
+            )
+        )
     global_names = set(BUILTIN_NAMES) | set(spec.vars) | set(matrix)
     for name in sorted((set(spec.vars) | set(matrix)) & set(by_id)):
-        problems.append(Problem(f"'{name}' is both a tree var/matrix key and a node id", file, by_id[name].line, name, hint="rename one of them"))
+        problems.append(
+            Problem(
+                f"'{name}' is both a tree var/matrix key and a node id",
+                file,
+                by_id[name].line,
+                name,
+                hint="rename one of them",
+            )
+        )
 
     # Tree vars: rendered once per run, in order; a var sees the vars before it.
     tree_vars: list[tuple[str, Compiled]] = []
@@ -123,23 +151,39 @@ def compile_tree(
     for name, raw in spec.vars.items():
         _check_var_name(name, problems, file, loaded.line(("vars", name)), None)
         value = overrides.get(name, raw)
-        compiled = _compile(compile_value, value, problems, file, loaded.line(("vars", name)), None, f"vars.{name}")
+        compiled = _compile(
+            compile_value, value, problems, file, loaded.line(("vars", name)), None, f"vars.{name}"
+        )
         if compiled is not None:
             for ref in sorted(compiled.names - seen_vars):
-                problems.append(_undefined(ref, seen_vars, file, loaded.line(("vars", name)), None, f"vars.{name}", "tree vars see only the matrix, seed, run and earlier vars"))
+                problems.append(
+                    _undefined(
+                        ref,
+                        seen_vars,
+                        file,
+                        loaded.line(("vars", name)),
+                        None,
+                        f"vars.{name}",
+                        "tree vars see only the matrix, seed, run and earlier vars",
+                    )
+                )
             tree_vars.append((name, compiled))
         seen_vars.add(name)
 
     descendants: dict[str, set[str]] = {}
     for tn in reversed(all_nodes):
-        descendants[tn.id] = {c.id for c in tn.children}.union(*(descendants[c.id] for c in tn.children))
+        descendants[tn.id] = {c.id for c in tn.children}.union(
+            *(descendants[c.id] for c in tn.children)
+        )
 
     from genarun.plugins import registry
 
     kinds = registry().kinds
     compiled_nodes: dict[str, CompiledNode] = {}
     for tn in all_nodes:
-        compiled_nodes[tn.id] = _compile_node(tn, kinds[tn.spec.kind], by_id, descendants, global_names, file, problems, loaded.line)
+        compiled_nodes[tn.id] = _compile_node(
+            tn, kinds[tn.spec.kind], by_id, descendants, global_names, file, problems, loaded.line
+        )
     if problems:
         raise TreeError(problems)
 
@@ -159,12 +203,23 @@ def compile_tree(
         names = [u for u, _v in cycle] + [cycle[0][0]]
         where = ", ".join(f"'{n}' line {by_id[n].line}" for n in names[:-1])
         raise TreeError(
-            Problem(f"dependency cycle: {' -> '.join(names)} ({where})", file, by_id[names[0]].line, names[0], hint="remove one of these references")
+            Problem(
+                f"dependency cycle: {' -> '.join(names)} ({where})",
+                file,
+                by_id[names[0]].line,
+                names[0],
+                hint="remove one of these references",
+            )
         )
 
     for node_id in sorted((skip or set()) - set(compiled_nodes)):  # a typo must not run the node
-        hint = did_you_mean(node_id, set(compiled_nodes)) or f"nodes: {', '.join(sorted(compiled_nodes))}"
-        problems.append(Problem(f"--skip {node_id}: the tree has no node '{node_id}'", file, None, hint=hint))
+        hint = (
+            did_you_mean(node_id, set(compiled_nodes))
+            or f"nodes: {', '.join(sorted(compiled_nodes))}"
+        )
+        problems.append(
+            Problem(f"--skip {node_id}: the tree has no node '{node_id}'", file, None, hint=hint)
+        )
     if problems:
         raise TreeError(problems)
     _mark_skipped(compiled_nodes, graph, skip or set())
@@ -242,10 +297,16 @@ def _compile_node(
     inner = set(outer)
     if spec.foreach is not None:
         inner |= {spec.as_ or "item", "index"}
+
     # Nodes it may name besides its ancestors; tested per name, because building this set
     # for every node made compiling quadratic (a 60,000-node tree took minutes).
     def other_node(name: str) -> bool:
-        return name in by_id and name != spec.id and name not in descendants[spec.id] and name not in ancestor_ids
+        return (
+            name in by_id
+            and name != spec.id
+            and name not in descendants[spec.id]
+            and name not in ancestor_ids
+        )
 
     deps: set[str] = set()
 
@@ -257,9 +318,25 @@ def _compile_node(
             if name in visible:
                 continue
             if name == spec.id:
-                problems.append(Problem(f"{where} refers to the node's own output '{name}'", file, line, spec.id, hint="a node cannot use its own output; move the template to a child node"))
+                problems.append(
+                    Problem(
+                        f"{where} refers to the node's own output '{name}'",
+                        file,
+                        line,
+                        spec.id,
+                        hint="a node cannot use its own output; move the template to a child node",
+                    )
+                )
             elif name in descendants[spec.id]:
-                problems.append(Problem(f"{where} refers to '{name}', a node inside this node's own subtree", file, line, spec.id, hint="children run after their parent: move the reference into a child node"))
+                problems.append(
+                    Problem(
+                        f"{where} refers to '{name}', a node inside this node's own subtree",
+                        file,
+                        line,
+                        spec.id,
+                        hint="children run after their parent: move the reference into a child node",
+                    )
+                )
             elif other_node(name):
                 deps.add(name)
             else:
@@ -269,22 +346,54 @@ def _compile_node(
     def tn_line(suffix: tuple) -> int | None:
         return doc_line((*tn.loc, *suffix))
 
-    foreach = _compile(compile_expression, spec.foreach, problems, file, tn_line(("foreach",)), spec.id, "foreach") if spec.foreach is not None else None
+    foreach = (
+        _compile(
+            compile_expression,
+            spec.foreach,
+            problems,
+            file,
+            tn_line(("foreach",)),
+            spec.id,
+            "foreach",
+        )
+        if spec.foreach is not None
+        else None
+    )
     if isinstance(spec.foreach, bool | int | float):  # a literal that can never be a list
         problems.append(
-            Problem(f"foreach: {str(spec.foreach).lower() if isinstance(spec.foreach, bool) else spec.foreach} is not a list", file, tn_line(("foreach",)), spec.id, hint="give a list ([a, b]), a node name, or an expression such as range(3)")
+            Problem(
+                f"foreach: {str(spec.foreach).lower() if isinstance(spec.foreach, bool) else spec.foreach} is not a list",
+                file,
+                tn_line(("foreach",)),
+                spec.id,
+                hint="give a list ([a, b]), a node name, or an expression such as range(3)",
+            )
         )
         foreach = None
     check(foreach, outer, "foreach", ("foreach",))
-    when = _compile(compile_expression, spec.when, problems, file, tn_line(("when",)), spec.id, "when") if spec.when is not None else None
+    when = (
+        _compile(compile_expression, spec.when, problems, file, tn_line(("when",)), spec.id, "when")
+        if spec.when is not None
+        else None
+    )
 
     var_list: list[tuple[str, Compiled]] = []
     visible = set(inner)
     for name, raw in spec.vars.items():
         _check_var_name(name, problems, file, tn_line(("vars", name)), spec.id)
         if name in by_id:
-            problems.append(Problem(f"var '{name}' has the same name as node '{name}'", file, tn_line(("vars", name)), spec.id, hint="rename the var"))
-        compiled = _compile(compile_value, raw, problems, file, tn_line(("vars", name)), spec.id, f"vars.{name}")
+            problems.append(
+                Problem(
+                    f"var '{name}' has the same name as node '{name}'",
+                    file,
+                    tn_line(("vars", name)),
+                    spec.id,
+                    hint="rename the var",
+                )
+            )
+        compiled = _compile(
+            compile_value, raw, problems, file, tn_line(("vars", name)), spec.id, f"vars.{name}"
+        )
         check(compiled, visible, f"vars.{name}", ("vars", name))
         if compiled is not None:
             var_list.append((name, compiled))
@@ -318,7 +427,15 @@ def _compile_node(
     )
 
 
-def _compile(fn: Any, value: Any, problems: list[Problem], file: str, line: int | None, node: str | None, where: str) -> Compiled | None:
+def _compile(
+    fn: Any,
+    value: Any,
+    problems: list[Problem],
+    file: str,
+    line: int | None,
+    node: str | None,
+    where: str,
+) -> Compiled | None:
     try:
         if fn is compile_expression:  # the executor names foreach in its errors itself
             return fn(value, "" if where == "foreach" else where)
@@ -327,16 +444,41 @@ def _compile(fn: Any, value: Any, problems: list[Problem], file: str, line: int 
         problems.append(Problem(f"{label(where)}: {exc}", file, line, node, exc.hint))
         return None
     except TemplateSyntaxError as exc:  # from Jinja's analysis of a template that parsed
-        problems.append(Problem(f"{label(where)}: {(exc.message or 'invalid template').rstrip('.')}", file, line, node))
+        problems.append(
+            Problem(
+                f"{label(where)}: {(exc.message or 'invalid template').rstrip('.')}",
+                file,
+                line,
+                node,
+            )
+        )
         return None
 
 
-def _check_var_name(name: str, problems: list[Problem], file: str, line: int | None, node: str | None) -> None:
+def _check_var_name(
+    name: str, problems: list[Problem], file: str, line: int | None, node: str | None
+) -> None:
     """A var becomes a template variable: it must be an identifier that hides no built-in."""
     if not IDENTIFIER.match(name):
-        problems.append(Problem(f"var '{name}' is not an identifier, so templates cannot name it", file, line, node, hint=f"use letters, digits and _: {re.sub(r'[^A-Za-z0-9_]', '_', name).lstrip('0123456789') or 'topic'}"))
+        problems.append(
+            Problem(
+                f"var '{name}' is not an identifier, so templates cannot name it",
+                file,
+                line,
+                node,
+                hint=f"use letters, digits and _: {re.sub(r'[^A-Za-z0-9_]', '_', name).lstrip('0123456789') or 'topic'}",
+            )
+        )
     elif name in RESERVED_NAMES:
-        problems.append(Problem(f"var name '{name}' is reserved", file, line, node, hint=_RESERVED_HINTS.get(name, "choose another name")))
+        problems.append(
+            Problem(
+                f"var name '{name}' is reserved",
+                file,
+                line,
+                node,
+                hint=_RESERVED_HINTS.get(name, "choose another name"),
+            )
+        )
 
 
 _RESERVED_HINTS = {
@@ -347,11 +489,25 @@ _RESERVED_HINTS = {
 }
 
 
-def _undefined(name: str, visible: set[str], file: str, line: int | None, node: str | None, where: str, note: str | None = None) -> Problem:
+def _undefined(
+    name: str,
+    visible: set[str],
+    file: str,
+    line: int | None,
+    node: str | None,
+    where: str,
+    note: str | None = None,
+) -> Problem:
     hint = did_you_mean(name, visible)
     shown = ", ".join(sorted(visible))
     detail = f"names in scope: {shown}" + (f"; {note}" if note else "")
-    return Problem(f"{where}: undefined name '{name}'", file, line, node, hint=f"{hint} {detail}" if hint else detail)
+    return Problem(
+        f"{where}: undefined name '{name}'",
+        file,
+        line,
+        node,
+        hint=f"{hint} {detail}" if hint else detail,
+    )
 
 
 def _mark_skipped(nodes: dict[str, CompiledNode], graph: nx.DiGraph, skip: set[str]) -> None:

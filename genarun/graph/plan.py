@@ -226,7 +226,9 @@ def run_bound_nodes(compiled: CompiledTree) -> dict[str, str]:
         if fields:
             out[node_id] = f"uses {_run_fields(fields)}, new in each run"
         elif via:
-            out[node_id] = f"uses tree var {via[0]}, which uses {bound_vars[via[0]]}, new in each run"
+            out[node_id] = (
+                f"uses tree var {via[0]}, which uses {bound_vars[via[0]]}, new in each run"
+            )
     return out
 
 

@@ -39,7 +39,11 @@ def render_mermaid(compiled: CompiledTree) -> str:
     """A Mermaid flowchart: solid arrows parent -> child, dotted arrows for references."""
     lines = ["flowchart TD"]
     for node in compiled.nodes.values():
-        shape = f'{node.id}[["{node.id}: {node.kind.name} (foreach)"]]' if node.spec.foreach is not None else f'{node.id}["{node.id}: {node.kind.name}"]'
+        shape = (
+            f'{node.id}[["{node.id}: {node.kind.name} (foreach)"]]'
+            if node.spec.foreach is not None
+            else f'{node.id}["{node.id}: {node.kind.name}"]'
+        )
         lines.append(f"  {shape}")
     for source, target, data in compiled.graph.edges(data=True):
         arrow = "-->" if data.get("edge") == "child" else "-.->"

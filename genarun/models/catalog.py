@@ -82,7 +82,9 @@ def _spec_from_dict(ref: dict[str, Any], name: str, aliases: dict[str, Any]) -> 
     reg = registry()
     unknown = set(ref) - {"provider", "id", "options", "revision"}
     if unknown:
-        raise ModelError(f"model spec: unknown field(s) {sorted(unknown)}; allowed: provider, id, options, revision")
+        raise ModelError(
+            f"model spec: unknown field(s) {sorted(unknown)}; allowed: provider, id, options, revision"
+        )
     if "id" not in ref:
         raise ModelError("model spec needs an 'id'")
     model_id = str(ref["id"])
@@ -91,7 +93,14 @@ def _spec_from_dict(ref: dict[str, Any], name: str, aliases: dict[str, Any]) -> 
     if provider is None:
         base = resolve_model(model_id, aliases)
         merged = {**base.option_dict, **options}
-        return ModelSpec(base.provider, base.id, name or model_id, base.tasks, tuple(sorted(merged.items())), ref.get("revision"))
+        return ModelSpec(
+            base.provider,
+            base.id,
+            name or model_id,
+            base.tasks,
+            tuple(sorted(merged.items())),
+            ref.get("revision"),
+        )
     if provider not in reg.providers:
         hint = did_you_mean(provider, set(reg.providers))
         raise ModelError(
@@ -101,8 +110,22 @@ def _spec_from_dict(ref: dict[str, Any], name: str, aliases: dict[str, Any]) -> 
         )
     if model_id in reg.catalog and reg.catalog[model_id].provider == provider:
         return reg.catalog[model_id].spec(name=name or model_id, options=options)
-    spec = ModelSpec(provider, model_id, name or model_id, frozenset(), tuple(sorted(options.items())), ref.get("revision"))
-    return ModelSpec(provider, model_id, spec.name, reg.providers[provider].tasks(spec), spec.options, spec.revision)
+    spec = ModelSpec(
+        provider,
+        model_id,
+        name or model_id,
+        frozenset(),
+        tuple(sorted(options.items())),
+        ref.get("revision"),
+    )
+    return ModelSpec(
+        provider,
+        model_id,
+        spec.name,
+        reg.providers[provider].tasks(spec),
+        spec.options,
+        spec.revision,
+    )
 
 
 def detect_provider(ref: str) -> str | None:
@@ -128,7 +151,10 @@ def local_model_dir(ref: str, revision: str | None = None) -> Path | None:
         return path
     if "/" not in ref or ref.startswith((".", "/", "~")):
         return None
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    hub = Path(
+        os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    )
     repo = hub / ("models--" + ref.replace("/", "--"))
     snapshots = repo / "snapshots"
     if not snapshots.is_dir():

@@ -45,12 +45,21 @@ def _check_available(device: str) -> None:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(device.split(":", 1)[1]) if ":" in device else 0
         if index >= count:
-            have = f"{count} CUDA GPU{'s' if count != 1 else ''}" if count else "no CUDA GPU" + ("" if torch.version.cuda else " (this torch is built without CUDA)")
-            raise ModelError(f"device '{device}' is not available: this machine has {have}; use --device cpu, or leave --device out to pick one")
+            have = (
+                f"{count} CUDA GPU{'s' if count != 1 else ''}"
+                if count
+                else "no CUDA GPU"
+                + ("" if torch.version.cuda else " (this torch is built without CUDA)")
+            )
+            raise ModelError(
+                f"device '{device}' is not available: this machine has {have}; use --device cpu, or leave --device out to pick one"
+            )
     else:
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ModelError("device 'mps' is not available here (Apple GPUs only); use --device cpu, or leave --device out to pick one")
+            raise ModelError(
+                "device 'mps' is not available here (Apple GPUs only); use --device cpu, or leave --device out to pick one"
+            )
 
 
 def device_type(device: str) -> str:

@@ -23,7 +23,44 @@ from genarun.models.catalog import CatalogEntry
 if TYPE_CHECKING:
     from genarun.plugins import Registry
 
-WORDS = ["amber", "river", "lantern", "quiet", "falcon", "meadow", "copper", "whisper", "harbor", "velvet", "ember", "orchard", "glacier", "saffron", "thunder", "willow", "marble", "compass", "lizard", "gecko", "sunlit", "moss", "canyon", "tide", "paper", "garden", "signal", "mirror", "cobalt", "feather", "silver", "dragon", "morning", "voyage", "echo", "pebble"]
+WORDS = [
+    "amber",
+    "river",
+    "lantern",
+    "quiet",
+    "falcon",
+    "meadow",
+    "copper",
+    "whisper",
+    "harbor",
+    "velvet",
+    "ember",
+    "orchard",
+    "glacier",
+    "saffron",
+    "thunder",
+    "willow",
+    "marble",
+    "compass",
+    "lizard",
+    "gecko",
+    "sunlit",
+    "moss",
+    "canyon",
+    "tide",
+    "paper",
+    "garden",
+    "signal",
+    "mirror",
+    "cobalt",
+    "feather",
+    "silver",
+    "dragon",
+    "morning",
+    "voyage",
+    "echo",
+    "pebble",
+]
 
 
 def _digest(*parts: Any) -> bytes:
@@ -83,7 +120,9 @@ class DummyModel(LoadedModel):
 
         width = int(inv.settings.get("width") or 64)
         height = int(inv.settings.get("height") or 64)
-        rng = np.random.default_rng(int.from_bytes(_digest(self.spec.id, inv.input, inv.seed)[:8], "little"))
+        rng = np.random.default_rng(
+            int.from_bytes(_digest(self.spec.id, inv.input, inv.seed)[:8], "little")
+        )
         base = rng.integers(0, 256, size=3)
         ys, xs = np.mgrid[0:height, 0:width]
         pixels = np.stack(
@@ -92,7 +131,11 @@ class DummyModel(LoadedModel):
         return Image.fromarray(pixels, "RGB")
 
     def _caption(self, inv: Invocation) -> str:
-        digest = _digest(self.spec.id, hashlib.sha256(_image_bytes(inv.input)).hexdigest(), inv.settings.get("prompt"))
+        digest = _digest(
+            self.spec.id,
+            hashlib.sha256(_image_bytes(inv.input)).hexdigest(),
+            inv.settings.get("prompt"),
+        )
         return "A picture of " + " ".join(_words(digest, 6)) + "."
 
     def _embed_text(self, inv: Invocation) -> Any:
@@ -138,5 +181,7 @@ def register(registry: Registry) -> None:
     ]
     for name, tasks, description in entries:
         registry.add_model(
-            CatalogEntry(name, "dummy", name, tasks, "dummy", "0 B", f"Deterministic fake: {description}")
+            CatalogEntry(
+                name, "dummy", name, tasks, "dummy", "0 B", f"Deterministic fake: {description}"
+            )
         )

@@ -15,14 +15,33 @@ def catalog_rows() -> list[dict[str, Any]]:
     for name, entry in sorted(reg.catalog.items()):
         provider = reg.providers.get(entry.provider)
         present = provider.weights_present(entry.spec()) if provider else None
-        rows.append({
-            "name": name, "provider": entry.provider, "tasks": sorted(entry.tasks), "source": entry.source,
-            "id": entry.id, "size": entry.size, "local": present, "description": entry.description,
-        })
+        rows.append(
+            {
+                "name": name,
+                "provider": entry.provider,
+                "tasks": sorted(entry.tasks),
+                "source": entry.source,
+                "id": entry.id,
+                "size": entry.size,
+                "local": present,
+                "description": entry.description,
+            }
+        )
     return rows
 
 
 def catalog_table(rows: list[dict[str, Any]]) -> str:
     local = {True: "yes", False: "no", None: "-"}
-    body = [[r["name"], r["provider"], ",".join(r["tasks"]), r["source"], r["size"], local[r["local"]], r["id"]] for r in rows]
+    body = [
+        [
+            r["name"],
+            r["provider"],
+            ",".join(r["tasks"]),
+            r["source"],
+            r["size"],
+            local[r["local"]],
+            r["id"],
+        ]
+        for r in rows
+    ]
     return table(body, ["NAME", "PROVIDER", "TASKS", "SOURCE", "SIZE", "LOCAL", "ID"])

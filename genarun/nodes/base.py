@@ -92,15 +92,21 @@ class ExecutionContext:
 
     def save_image(self, image: Any, **metadata: Any) -> ImageRef:
         """Save a PIL image as PNG in the run's assets/ with its metadata; return its ref."""
-        return self.run.save_image(image, node_id=self.node_id, path=self.path, seed=self.seed, **metadata)
+        return self.run.save_image(
+            image, node_id=self.node_id, path=self.path, seed=self.seed, **metadata
+        )
 
     def load_image(self, value: Any) -> Any:
         """A PIL image from an image output, or from a file path relative to the tree."""
         return self.run.load_image(value)
 
-    def store_embeddings(self, vectors: list[Any], model: str, sources: list[str], items: list[int] | None = None) -> list[EmbeddingRef]:
+    def store_embeddings(
+        self, vectors: list[Any], model: str, sources: list[str], items: list[int] | None = None
+    ) -> list[EmbeddingRef]:
         """Store vectors in SQLite; `items` numbers them (a trajectory's step), default 0, 1, ..."""
-        return self.run.store_embeddings(vectors, model, sources, node_id=self.node_id, path=self.path, items=items)
+        return self.run.store_embeddings(
+            vectors, model, sources, node_id=self.node_id, path=self.path, items=items
+        )
 
     @property
     def tree_dir(self) -> Path:

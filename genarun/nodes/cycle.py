@@ -39,27 +39,52 @@ if TYPE_CHECKING:
 # Tasks that can be a link of a network, preferred in this order for a given input type
 # (a model that both paints and writes, like `dummy`, paints when given text).
 LINK_TASKS = ("image", "generate", "caption")
-EXAMPLES = {"text": "a text-to-image model such as tiny-sd", "image": "an image-to-text model such as tiny-blip"}
+EXAMPLES = {
+    "text": "a text-to-image model such as tiny-sd",
+    "image": "an image-to-text model such as tiny-blip",
+}
 ARTICLE = {"text": "text", "image": "an image"}
 
 
 class CycleNode(NodeBase):
-    network: Any = Field(description="Models fed into each other in turn, cycled: a list, or a template such as '{{ network }}'.")
+    network: Any = Field(
+        description="Models fed into each other in turn, cycled: a list, or a template such as '{{ network }}'."
+    )
     start: str = Field(description="The initial prompt (a template).")
     steps: Tpl[int] = Field(description="The most invocations in the trajectory (at least 1).")
-    stop_on_repeat: Tpl[bool] = Field(True, description="With a fixed seed, stop when an output repeats exactly (the trajectory has entered a loop); a template such as '{{ repeat }}' lets a matrix vary it.")
-    embed: Any = Field(default_factory=list, description="Embedding models applied to every output: text models to texts, image models to images, joint models to both.")
-    width: Tpl[int] | None = Field(None, description="Image width for text-to-image models (model default if omitted).")
-    height: Tpl[int] | None = Field(None, description="Image height for text-to-image models (model default if omitted).")
+    stop_on_repeat: Tpl[bool] = Field(
+        True,
+        description="With a fixed seed, stop when an output repeats exactly (the trajectory has entered a loop); a template such as '{{ repeat }}' lets a matrix vary it.",
+    )
+    embed: Any = Field(
+        default_factory=list,
+        description="Embedding models applied to every output: text models to texts, image models to images, joint models to both.",
+    )
+    width: Tpl[int] | None = Field(
+        None, description="Image width for text-to-image models (model default if omitted)."
+    )
+    height: Tpl[int] | None = Field(
+        None, description="Image height for text-to-image models (model default if omitted)."
+    )
     max_tokens: Tpl[int] = Field(40, description="Most new tokens for captioning and text models.")
-    settings: dict[str, dict[str, Any]] = Field(default_factory=dict, description="More settings per task, e.g. {image: {steps: 1, guidance: 0}, caption: {min_tokens: 20}}.")
-    retries: int = Field(2, ge=0, le=100, description="Extra attempts after a failure; each resumes from the last stored step.")
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="More settings per task, e.g. {image: {steps: 1, guidance: 0}, caption: {min_tokens: 20}}.",
+    )
+    retries: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="Extra attempts after a failure; each resumes from the last stored step.",
+    )
 
     @field_validator("steps", mode="before")
     @classmethod
     def _steps_at_least_one(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            raise ValueError(f"steps must be at least 1 (got {value}): it is the most model invocations in the trajectory")
+            raise ValueError(
+                f"steps must be at least 1 (got {value}): it is the most model invocations in the trajectory"
+            )
         return value
 
 
@@ -104,7 +129,9 @@ def plan_network(specs: list[ModelSpec]) -> list[Link]:
     for i, spec in enumerate(specs):
         task = next((t for t in LINK_TASKS if t in spec.tasks and TASK_IO[t][0] == takes), None)
         if task is None:
-            does = ", ".join(f"{t} ({TASK_IO[t][0]} -> {TASK_IO[t][1]})" for t in LINK_TASKS if t in spec.tasks)
+            does = ", ".join(
+                f"{t} ({TASK_IO[t][0]} -> {TASK_IO[t][1]})" for t in LINK_TASKS if t in spec.tasks
+            )
             source = "the start prompt" if i == 0 else f"'{names[i - 1]}' (position {i})"
             detail = f"it does {does}" if does else "it is not a generative model"
             raise NetworkError(
@@ -132,7 +159,9 @@ def check_embedders(links: list[Link], embedders: list[ModelSpec]) -> None:
     for spec in embedders:
         takes = embed_types(spec)
         if not takes:
-            raise NetworkError(f"embed: '{spec.label()}' is not an embedding model (it does: {', '.join(sorted(spec.tasks)) or 'nothing known'})")
+            raise NetworkError(
+                f"embed: '{spec.label()}' is not an embedding model (it does: {', '.join(sorted(spec.tasks)) or 'nothing known'})"
+            )
         if not takes & produced:
             raise NetworkError(
                 f"embed: '{spec.label()}' embeds {' and '.join(sorted(takes))} only, but the network produces "
@@ -193,7 +222,9 @@ def _text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, list[dict[str, Any]]]:
+def run(
+    ctx: ExecutionContext, node: CycleNode
+) -> Generator[list[Invoke], Any, list[dict[str, Any]]]:
     from genarun.store import trajectories as tstore
     from genarun.store.db import path_key
 
@@ -204,9 +235,13 @@ def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, 
     max_steps = int(node.steps)
     if max_steps < 1:
         raise ValueError(f"steps must be at least 1 (got {max_steps})")
-    seed_random = node.seed == "random" or (node.seed is None and bool(getattr(ctx.run, "seed_is_random", False)))
+    seed_random = node.seed == "random" or (
+        node.seed is None and bool(getattr(ctx.run, "seed_is_random", False))
+    )
     settings = {
-        "image": {k: int(v) for k, v in (("width", node.width), ("height", node.height)) if v is not None},
+        "image": {
+            k: int(v) for k, v in (("width", node.width), ("height", node.height)) if v is not None
+        },
         "caption": {"max_tokens": int(node.max_tokens)},
         "generate": {"max_tokens": int(node.max_tokens)},
     }
@@ -226,11 +261,22 @@ def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, 
             break  # keep only a gap-free prefix
         records.append(_record_from_row(row, ctx))
         seen.setdefault((row["sha256"], row["step"] % len(links)), row["step"])
-    tstore.begin_trajectory(store, {
-        "run_id": run_id, "node_id": ctx.node_id, "path": path, "network": json.dumps([link.spec.label() for link in links]),
-        "start": start, "max_steps": max_steps, "embed_models": json.dumps([e.label() for e in embedders]),
-        "seed": None if seed_random else ctx.seed, "seed_random": int(seed_random), "length": len(records), "status": "running",
-    })
+    tstore.begin_trajectory(
+        store,
+        {
+            "run_id": run_id,
+            "node_id": ctx.node_id,
+            "path": path,
+            "network": json.dumps([link.spec.label() for link in links]),
+            "start": start,
+            "max_steps": max_steps,
+            "embed_models": json.dumps([e.label() for e in embedders]),
+            "seed": None if seed_random else ctx.seed,
+            "seed_random": int(seed_random),
+            "length": len(records),
+            "status": "running",
+        },
+    )
     if records:
         ctx.log("info", f"resuming the trajectory at step {len(records)} of {max_steps}")
 
@@ -258,7 +304,10 @@ def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, 
             link = links[step % len(links)]
             seed = fresh_seed() if seed_random else ctx.seed
             asked = time.perf_counter()
-            results = yield [Invoke(link.spec, Invocation(link.task, current_input, seed, settings[link.task])), *pending]
+            results = yield [
+                Invoke(link.spec, Invocation(link.task, current_input, seed, settings[link.task])),
+                *pending,
+            ]
             # Wall time until the output came back: the model call (shared with the same step of
             # the experiment's other runs, batched) and any wait for the model's turn.
             duration = time.perf_counter() - asked
@@ -267,15 +316,31 @@ def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, 
             if link.gives == "image":
                 digest = _pixel_hash(output)
                 value: Any = ctx.run.save_image(
-                    output, node_id=ctx.node_id, path=(*ctx.path, step), seed=seed,
-                    prompt=current_input if isinstance(current_input, str) else "", model=link.spec.label(), step=step,
+                    output,
+                    node_id=ctx.node_id,
+                    path=(*ctx.path, step),
+                    seed=seed,
+                    prompt=current_input if isinstance(current_input, str) else "",
+                    model=link.spec.label(),
+                    step=step,
                 )
                 pending_source = value.path
             else:
                 value = str(output)
                 digest = _text_hash(value)
                 pending_source = value
-            records.append({"step": step, "model": link.spec.label(), "kind": link.gives, "value": value, "seed": seed, "sha256": digest, "embeddings": {}, "duration": duration})
+            records.append(
+                {
+                    "step": step,
+                    "model": link.spec.label(),
+                    "kind": link.gives,
+                    "value": value,
+                    "seed": seed,
+                    "sha256": digest,
+                    "embeddings": {},
+                    "duration": duration,
+                }
+            )
             pending, pending_users = embed_invokes(link.gives, output)
             pending_step = step
             current, current_input = value, output
@@ -294,11 +359,31 @@ def run(ctx: ExecutionContext, node: CycleNode) -> Generator[list[Invoke], Any, 
             _store_pending(ctx, records, pending_step, [], [], pending_source)
     except GeneratorExit:
         # The executor dropped this attempt (a failure): what is stored stays for the retry.
-        tstore.update_trajectory(store, run_id, ctx.node_id, path, status="failed", stop_reason="failed", length=len(stored_or(records)))
+        tstore.update_trajectory(
+            store,
+            run_id,
+            ctx.node_id,
+            path,
+            status="failed",
+            stop_reason="failed",
+            length=len(stored_or(records)),
+        )
         raise
-    tstore.update_trajectory(store, run_id, ctx.node_id, path, status="done", stop_reason=stop_reason, loop_length=loop_length, length=len(records))
+    tstore.update_trajectory(
+        store,
+        run_id,
+        ctx.node_id,
+        path,
+        status="done",
+        stop_reason=stop_reason,
+        loop_length=loop_length,
+        length=len(records),
+    )
     if stop_reason == "repeat":
-        ctx.log("info", f"stopped at step {len(records) - 1}: the output repeats (loop of {loop_length} steps)")
+        ctx.log(
+            "info",
+            f"stopped at step {len(records) - 1}: the output repeats (loop of {loop_length} steps)",
+        )
     for record in records:
         record.pop("sha256", None)
         record.pop("stored", None)
@@ -320,7 +405,14 @@ def _repeats(records: list[dict[str, Any]], period: int) -> int | None:
     return None
 
 
-def _store_pending(ctx: ExecutionContext, records: list[dict[str, Any]], step: int, users: list[ModelSpec], vectors: list[Any], source: str) -> None:
+def _store_pending(
+    ctx: ExecutionContext,
+    records: list[dict[str, Any]],
+    step: int,
+    users: list[ModelSpec],
+    vectors: list[Any],
+    source: str,
+) -> None:
     """Store the embeddings of one output, then commit its step (the start prompt is step -1)."""
     from genarun.store import trajectories as tstore
     from genarun.store.db import path_key
@@ -331,17 +423,32 @@ def _store_pending(ctx: ExecutionContext, records: list[dict[str, Any]], step: i
     refs: dict[str, EmbeddingRef] = {}
     with ctx.run.store.transaction():  # the step and its embeddings: one commit
         for spec, vector in zip(users, vectors, strict=True):
-            refs[spec.label()] = ctx.store_embeddings([vector], spec.label(), [source], items=[step])[0]
+            refs[spec.label()] = ctx.store_embeddings(
+                [vector], spec.label(), [source], items=[step]
+            )[0]
         if step < 0:
             return
         record = records[step]
         record["embeddings"] = refs
-        tstore.add_step(ctx.run.store, {
-            "run_id": ctx.run.id, "node_id": ctx.node_id, "path": path_key(ctx.path), "step": step, "model": record["model"],
-            "kind": record["kind"], "value": value.path if isinstance(value, ImageRef) else value, "sha256": record["sha256"],
-            "seed": record["seed"], "embeddings": json.dumps({m: [r.id, r.dim] for m, r in refs.items()}), "duration": record.get("duration"),
-        })
-        tstore.update_trajectory(ctx.run.store, ctx.run.id, ctx.node_id, path_key(ctx.path), length=step + 1)
+        tstore.add_step(
+            ctx.run.store,
+            {
+                "run_id": ctx.run.id,
+                "node_id": ctx.node_id,
+                "path": path_key(ctx.path),
+                "step": step,
+                "model": record["model"],
+                "kind": record["kind"],
+                "value": value.path if isinstance(value, ImageRef) else value,
+                "sha256": record["sha256"],
+                "seed": record["seed"],
+                "embeddings": json.dumps({m: [r.id, r.dim] for m, r in refs.items()}),
+                "duration": record.get("duration"),
+            },
+        )
+        tstore.update_trajectory(
+            ctx.run.store, ctx.run.id, ctx.node_id, path_key(ctx.path), length=step + 1
+        )
     record["stored"] = True
 
 
@@ -351,11 +458,30 @@ def _record_from_row(row: dict[str, Any], ctx: ExecutionContext) -> dict[str, An
         file = ctx.run.folder / value
         digest = hashlib.sha256(file.read_bytes()).hexdigest() if file.exists() else ""
         value = ImageRef(value, ctx.run.folder, digest)
-    embeds = {m: EmbeddingRef(int(i), m, int(d)) for m, (i, d) in json.loads(row["embeddings"] or "{}").items()}
-    return {"step": row["step"], "model": row["model"], "kind": row["kind"], "value": value, "seed": row["seed"], "sha256": row["sha256"], "embeddings": embeds, "stored": True}
+    embeds = {
+        m: EmbeddingRef(int(i), m, int(d))
+        for m, (i, d) in json.loads(row["embeddings"] or "{}").items()
+    }
+    return {
+        "step": row["step"],
+        "model": row["model"],
+        "kind": row["kind"],
+        "value": value,
+        "seed": row["seed"],
+        "sha256": row["sha256"],
+        "embeddings": embeds,
+        "stored": True,
+    }
 
 
-def adopt(run: Any, stored: StoredExecution, node_id: str, path: tuple[int, ...], output: Any, image: Callable[[str], str]) -> Any:
+def adopt(
+    run: Any,
+    stored: StoredExecution,
+    node_id: str,
+    path: tuple[int, ...],
+    output: Any,
+    image: Callable[[str], str],
+) -> Any:
     """A trajectory reused by another run (rerun, --only) is copied to it: its row, steps,
     embeddings (new ids, which the output's refs now name) and diagrams, so `runs list`, `tda`,
     exports and a `persistence` node below see the run's own trajectory."""
@@ -369,8 +495,17 @@ def adopt(run: Any, stored: StoredExecution, node_id: str, path: tuple[int, ...]
         source = tstore.execution_key(store, stored.reused_from) or source
     # The steps' images are the output's, already adopted (from `stored`'s folder, where the
     # rows' paths, which may be the original run's, need not exist).
-    adopted = {r["step"]: r["value"]["$image"] for r in output if isinstance(r.get("value"), dict) and "$image" in r["value"]}
-    ids = tstore.copy_trajectory(store, source, (run.id, node_id, path_key(path)), lambda step, rel: adopted.get(step) or image(rel))
+    adopted = {
+        r["step"]: r["value"]["$image"]
+        for r in output
+        if isinstance(r.get("value"), dict) and "$image" in r["value"]
+    }
+    ids = tstore.copy_trajectory(
+        store,
+        source,
+        (run.id, node_id, path_key(path)),
+        lambda step, rel: adopted.get(step) or image(rel),
+    )
     return _renumber(output, ids)
 
 

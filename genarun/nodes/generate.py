@@ -13,7 +13,9 @@ from genarun.tree.schema import NodeBase, Tpl
 
 
 class GenerateNode(NodeBase):
-    model: str | dict[str, Any] = Field(description="Model alias, catalog name, HF id, path or spec.")
+    model: str | dict[str, Any] = Field(
+        description="Model alias, catalog name, HF id, path or spec."
+    )
     prompt: str = Field(description="The prompt (a template).")
     system: str | None = Field(None, description="System message, for chat models.")
     max_tokens: Tpl[int] = Field(256, description="Maximum new tokens.")

@@ -18,9 +18,13 @@ class ImageNode(NodeBase):
     prompt: str = Field(description="The prompt (a template).")
     negative_prompt: str | None = Field(None, description="What to avoid.")
     width: Tpl[int] | None = Field(None, description="Width in pixels (model default if omitted).")
-    height: Tpl[int] | None = Field(None, description="Height in pixels (model default if omitted).")
+    height: Tpl[int] | None = Field(
+        None, description="Height in pixels (model default if omitted)."
+    )
     steps: Tpl[int] | None = Field(None, description="Denoising steps (model default if omitted).")
-    guidance: Tpl[float] | None = Field(None, description="Guidance scale (model default if omitted).")
+    guidance: Tpl[float] | None = Field(
+        None, description="Guidance scale (model default if omitted)."
+    )
 
 
 def run(ctx: ExecutionContext, node: ImageNode) -> Generator[Invoke, Any, ImageRef]:

@@ -18,31 +18,53 @@ if TYPE_CHECKING:
 
 
 class PersistenceNode(NodeBase):
-    of: str = Field(description="The id of the cycle node above this one whose trajectory is analysed.")
-    embedding: str | dict[str, Any] | None = Field(None, description="Which embedding model's vectors (default: every model the cycle embeds with).")
+    of: str = Field(
+        description="The id of the cycle node above this one whose trajectory is analysed."
+    )
+    embedding: str | dict[str, Any] | None = Field(
+        None,
+        description="Which embedding model's vectors (default: every model the cycle embeds with).",
+    )
     maxdim: int = Field(1, ge=0, le=3, description="Highest homology dimension (H0..maxdim).")
-    metric: Literal["cosine", "euclidean"] = Field("cosine", description="Distance between embeddings.")
+    metric: Literal["cosine", "euclidean"] = Field(
+        "cosine", description="Distance between embeddings."
+    )
 
 
 def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple[str, str]]:
     of = node.spec.of
     if of not in node.ancestors:
         above = ", ".join(f"'{a}'" for a in node.ancestors) or "none"
-        return [("of", f"of: '{of}' must be a cycle node above this one (nodes above: {above}); make this node a child of '{of}'")]
+        return [
+            (
+                "of",
+                f"of: '{of}' must be a cycle node above this one (nodes above: {above}); make this node a child of '{of}'",
+            )
+        ]
     cycle = node.tree_node.parent
     while cycle is not None and cycle.id != of:
         cycle = cycle.parent
     if cycle is None:
         return []
     if cycle.spec.kind != "cycle":
-        return [("of", f"of: '{of}' is a {cycle.spec.kind} node; it must be a cycle node (a trajectory) above this one")]
+        return [
+            (
+                "of",
+                f"of: '{of}' is a {cycle.spec.kind} node; it must be a cycle node (a trajectory) above this one",
+            )
+        ]
     # The cycle's embedding models, where known before the run: without any, its trajectory
     # has no points and this node could only fail after the whole trajectory had run.
     known, embed = _embed_models(cycle.spec.embed, scope)
     if not known:
         return []
     if not embed:
-        return [("of", f"cycle '{of}' embeds nothing (no `embed:` models), so its trajectory has no points to analyse: give it embed: [tiny-clip] (a model that embeds what its network produces)")]
+        return [
+            (
+                "of",
+                f"cycle '{of}' embeds nothing (no `embed:` models), so its trajectory has no points to analyse: give it embed: [tiny-clip] (a model that embeds what its network produces)",
+            )
+        ]
     if node.spec.embedding is not None and "{{" not in str(node.spec.embedding):
         from genarun.errors import ModelError
 
@@ -53,7 +75,12 @@ def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple
             return []  # reported by the model checks
         if wanted.key not in {spec.key for spec in available}:
             names = ", ".join(spec.label() for spec in available)
-            return [("embedding", f"embedding: cycle '{of}' does not embed with '{wanted.label()}' (it embeds with: {names}); name one of those, or add it to the cycle's `embed:`")]
+            return [
+                (
+                    "embedding",
+                    f"embedding: cycle '{of}' does not embed with '{wanted.label()}' (it embeds with: {names}); name one of those, or add it to the cycle's `embed:`",
+                )
+            ]
     return []
 
 
@@ -80,7 +107,9 @@ def _embed_models(value: Any, scope: dict[str, Any]) -> tuple[bool, list[Any]]:
 
 def model_refs(node: CompiledNode, scope: dict[str, Any]) -> list[tuple[Any, str | None, str]]:
     embedding = node.spec.embedding
-    return [] if embedding is None or "{{" in str(embedding) else [(embedding, "embed", "embedding")]
+    return (
+        [] if embedding is None or "{{" in str(embedding) else [(embedding, "embed", "embedding")]
+    )
 
 
 def run(ctx: ExecutionContext, node: PersistenceNode) -> dict[str, Any]:
@@ -93,23 +122,35 @@ def run(ctx: ExecutionContext, node: PersistenceNode) -> dict[str, Any]:
         raise ValueError(f"of: '{node.of}' is not a cycle node")
     results = ctx.run.results.get(node.of, {})
     # The cycle's execution this node sits under: the longest prefix of our foreach path.
-    prefix = next((ctx.path[:k] for k in range(len(ctx.path), -1, -1) if ctx.path[:k] in results), None)
+    prefix = next(
+        (ctx.path[:k] for k in range(len(ctx.path), -1, -1) if ctx.path[:k] in results), None
+    )
     if prefix is None:
         raise ValueError(f"of: '{node.of}' has not run for this item")
     path = path_key(prefix)
     store = ctx.run.store
-    models = [ctx.model(node.embedding).label()] if node.embedding is not None else tstore.embedding_models_of(store, ctx.run.id, node.of, path)
+    models = (
+        [ctx.model(node.embedding).label()]
+        if node.embedding is not None
+        else tstore.embedding_models_of(store, ctx.run.id, node.of, path)
+    )
     if not models:
         raise ValueError(f"cycle '{node.of}' stored no embeddings: give it `embed:` models")
     out: dict[str, Any] = {}
     for model in models:
-        diagrams, fresh = diagrams_for(store, DiagramKey(ctx.run.id, node.of, path, model, node.maxdim), metric=node.metric)
+        diagrams, fresh = diagrams_for(
+            store, DiagramKey(ctx.run.id, node.of, path, model, node.maxdim), metric=node.metric
+        )
         out[model] = {
             "points": diagrams.n_points,
             "features": [len(d) for d in diagrams.diagrams],
             "entropy": [round(e, 6) for e in diagrams.entropy],
         }
-        ctx.log("info", f"{model}: H0..H{node.maxdim} of {diagrams.n_points} points" + ("" if fresh else " (stored)"))
+        ctx.log(
+            "info",
+            f"{model}: H0..H{node.maxdim} of {diagrams.n_points} points"
+            + ("" if fresh else " (stored)"),
+        )
     return out
 
 

@@ -11,7 +11,9 @@ from genarun.tree.schema import NodeBase
 
 
 class TemplateNode(NodeBase):
-    text: Any = Field(description="The template: picks and Jinja; a single expression keeps its type.")
+    text: Any = Field(
+        description="The template: picks and Jinja; a single expression keeps its type."
+    )
     parse: ParseMode = Field("text", description="text, json, lines or yaml.")
 
 

@@ -57,14 +57,18 @@ class Executor:
         self.ready: deque[Slot | Instance] = deque()
         self.blocked: list[Slot] = []
         # (run id, node id) -> prefix -> unfinished slots and instances
-        self.pending: dict[tuple[str, str], dict[tuple[int, ...], int]] = defaultdict(lambda: defaultdict(int))
+        self.pending: dict[tuple[str, str], dict[tuple[int, ...], int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
         self.progress = self.options.progress
         self.recorder = ExecutionRecorder(runs[0].store if runs else None, self.progress)
         self.batcher = ModelBatcher(self.options.batch_size, self.options.device, self.recorder.log)
 
     # --- public ---------------------------------------------------------------------------
     def execute(self) -> None:
-        pool = ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="genarun-model")
+        pool = ThreadPoolExecutor(
+            max_workers=self.options.workers, thread_name_prefix="genarun-model"
+        )
         try:
             for run in self.runs:
                 for node_id in run.compiled.roots:
@@ -123,7 +127,9 @@ class Executor:
         self._pending_add(slot.run, slot.node.id, slot.parent_path, +1)
         self.ready.append(slot)
 
-    def _pending_add(self, run: RunState, node_id: str, parent_path: tuple[int, ...], delta: int) -> None:
+    def _pending_add(
+        self, run: RunState, node_id: str, parent_path: tuple[int, ...], delta: int
+    ) -> None:
         counts = self.pending[(run.id, node_id)]
         for k in range(len(parent_path) + 1):
             counts[parent_path[:k]] += delta
@@ -138,7 +144,9 @@ class Executor:
                     return False
         return True
 
-    def _dep_chain(self, run: RunState, node: CompiledNode, dep: str) -> tuple[int, tuple[str, ...]]:
+    def _dep_chain(
+        self, run: RunState, node: CompiledNode, dep: str
+    ) -> tuple[int, tuple[str, ...]]:
         """How many foreach levels `node` shares with `dep`, and `dep` with its ancestors that
         are not `node`'s: all must be finished under the shared foreach items."""
         target = run.compiled.nodes[dep]
@@ -217,7 +225,9 @@ class Executor:
                 still.append(slot)
         self.blocked = still
 
-    def _resolve_ref(self, run: RunState, node: CompiledNode, dep: str, parent_path: tuple[int, ...]) -> Any:
+    def _resolve_ref(
+        self, run: RunState, node: CompiledNode, dep: str, parent_path: tuple[int, ...]
+    ) -> Any:
         """A node's output as seen from `node`: within shared foreach items, one value;
         across a foreach that is not shared, the list of its items' outputs."""
         shared, _chain = self._dep_chain(run, node, dep)
@@ -256,17 +266,31 @@ class Executor:
                 # Vars are rendered once per execution and seen by the node and its subtree.
                 scope = dict(scope)
                 for name, compiled in node.vars:
-                    scope[name] = compiled.evaluate(scope, field_rng(inst.seed, f"vars.{name}"), inst.picks)
+                    scope[name] = compiled.evaluate(
+                        scope, field_rng(inst.seed, f"vars.{name}"), inst.picks
+                    )
                 inst.scope = scope
-            if node.when is not None and not node.when.evaluate(scope, field_rng(inst.seed, "when"), inst.picks):
+            if node.when is not None and not node.when.evaluate(
+                scope, field_rng(inst.seed, "when"), inst.picks
+            ):
                 self._finish(inst, NodeResult("skipped", error="when is false"))
                 return
-            if stored is not None and stored.status == "done" and self._reuse(inst, stored, "stored"):
+            if (
+                stored is not None
+                and stored.status == "done"
+                and self._reuse(inst, stored, "stored")
+            ):
                 return
             spec = self._render_params(inst, scope)
             if self._from_cache(inst):
                 return
-            inst.ctx = ExecutionContext(node_id=node.id, path=inst.path, seed=inst.seed, run=run, log=self.recorder.logger(inst))
+            inst.ctx = ExecutionContext(
+                node_id=node.id,
+                path=inst.path,
+                seed=inst.seed,
+                run=run,
+                log=self.recorder.logger(inst),
+            )
             out = node.kind.run(inst.ctx, spec)
         except Exception as exc:  # a node's error is reported on the node, never a crash
             self._error(inst, exc)
@@ -294,12 +318,22 @@ class Executor:
         run = inst.run
         ok, value = adopt_output(run, stored, inst.node.id, inst.path)
         if not ok:
-            self.recorder.log(run, "warning", f"execution {stored.id} cannot be reused (an image of it is missing or changed); running it again", inst)
+            self.recorder.log(
+                run,
+                "warning",
+                f"execution {stored.id} cannot be reused (an image of it is missing or changed); running it again",
+                inst,
+            )
             inst.kept, inst.stored = False, None
             return False
         inst.stored = stored
         if not inst.kept:
-            self.recorder.log(run, "info", f"reused ({how}): execution {stored.origin} of run {stored.run_id[:8]}", inst)
+            self.recorder.log(
+                run,
+                "info",
+                f"reused ({how}): execution {stored.origin} of run {stored.run_id[:8]}",
+                inst,
+            )
         self._finish(inst, NodeResult("done", value))
         return True
 
@@ -346,7 +380,9 @@ class Executor:
             raise RenderError("rendered values are invalid: " + "; ".join(problems))
         return spec.model_copy(update=rendered)
 
-    def _advance(self, inst: Instance, value: Any, first: bool = False, error: BaseException | None = None) -> None:
+    def _advance(
+        self, inst: Instance, value: Any, first: bool = False, error: BaseException | None = None
+    ) -> None:
         assert inst.gen is not None
         try:
             if error is not None:
@@ -371,7 +407,9 @@ class Executor:
         for position, invoke in enumerate(invokes):
             self.batcher.enqueue(Request(inst, invoke, position))
 
-    def _on_batch(self, batch: list[Request], results: list[Any] | None, error: BaseException | None) -> None:
+    def _on_batch(
+        self, batch: list[Request], results: list[Any] | None, error: BaseException | None
+    ) -> None:
         if self.batcher.settle(batch, error):
             return
         if error is not None:
@@ -403,7 +441,9 @@ class Executor:
             with contextlib.suppress(Exception):
                 gen.close()
         if inst.attempts <= node.spec.retries:
-            self.recorder.log(inst.run, "warning", f"attempt {inst.attempts} failed: {message}; retrying", inst)
+            self.recorder.log(
+                inst.run, "warning", f"attempt {inst.attempts} failed: {message}; retrying", inst
+            )
             self.ready.append(inst)
             return
         if not isinstance(exc, RenderError | ValueError):
@@ -414,10 +454,16 @@ class Executor:
         run, node = inst.run, inst.node
         run.results.setdefault(node.id, {})[inst.path] = result
         # The stored execution whose output this one reused (when it ended the same way).
-        stored = inst.stored if inst.stored is not None and inst.stored.status == result.status else None
+        stored = (
+            inst.stored if inst.stored is not None and inst.stored.status == result.status else None
+        )
         self.recorder.record_execution(inst, result, stored)
         # Kept executions count as they did before the interruption: done, or reused.
-        reused = stored is not None and result.status == "done" and not (inst.kept and stored.reused_from is None)
+        reused = (
+            stored is not None
+            and result.status == "done"
+            and not (inst.kept and stored.reused_from is None)
+        )
         counted = "reused" if reused else result.status
         run.counts[counted] = run.counts.get(counted, 0) + 1
         if result.status == "failed":

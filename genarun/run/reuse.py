@@ -264,7 +264,9 @@ def adopt_output(
         if not own:
             # Vectors it names that are another run's are copied too: a run owns what its
             # outputs point at (its export has them; deleting the source cannot break it).
-            copies = run.store.copy_embeddings(embedding_ids(adopted), run_id=run.id, node_id=node_id, path=path_key(path))
+            copies = run.store.copy_embeddings(
+                embedding_ids(adopted), run_id=run.id, node_id=node_id, path=path_key(path)
+            )
             adopted = renumber_embeddings(adopted, copies)
     except _AssetMissing:
         return False, None

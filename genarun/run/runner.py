@@ -49,7 +49,9 @@ class Outcome:
     runs: list[RunState]
     folder: Path
     status: str  # completed, failed, interrupted
-    model_stats: list[dict[str, Any]] = field(default_factory=list)  # per model: batches, items, seconds
+    model_stats: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # per model: batches, items, seconds
 
     @property
     def failures(self) -> list[str]:
@@ -74,7 +76,10 @@ def matrix_bindings(compiled: CompiledTree) -> list[dict[str, Any]]:
     keys = list(compiled.matrix)
     if not keys:
         return [{}]
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(compiled.matrix[k] for k in keys))]
+    return [
+        dict(zip(keys, combo, strict=True))
+        for combo in itertools.product(*(compiled.matrix[k] for k in keys))
+    ]
 
 
 def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
@@ -92,9 +97,15 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
         refs = list(node.kind.model_refs(node, scope)) if node.kind.model_refs else []
         compiled_ref = node.params.get("model")
         # A model named through outputs of other nodes is checked when the node runs.
-        if node.kind.model_task and compiled_ref is not None and not compiled_ref.names - set(scope):
+        if (
+            node.kind.model_task
+            and compiled_ref is not None
+            and not compiled_ref.names - set(scope)
+        ):
             with contextlib.suppress(RenderError):
-                refs.append((compiled_ref.evaluate(scope, field_rng(0, "model"), []), node.kind.model_task))
+                refs.append(
+                    (compiled_ref.evaluate(scope, field_rng(0, "model"), []), node.kind.model_task)
+                )
         refs_ok = True
         for ref, task, *where in refs:
             line = compiled.loaded.line((*node.tree_node.loc, where[0] if where else "model"))
@@ -112,7 +123,14 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
         if node.kind.check is not None and refs_ok:
             resolve = functools.partial(resolve_model, aliases=compiled.loaded.spec.models)
             for field_name, message in node.kind.check(node, scope, resolve):
-                problems.append(Problem(message, file, compiled.loaded.line((*node.tree_node.loc, field_name)), node.id))
+                problems.append(
+                    Problem(
+                        message,
+                        file,
+                        compiled.loaded.line((*node.tree_node.loc, field_name)),
+                        node.id,
+                    )
+                )
     if problems:
         raise TreeError(problems)
 
@@ -141,7 +159,15 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
     spec_seed = compiled.loaded.spec.seed
     store = Store(options.db)
     try:  # --only problems (nothing to take outputs from) are reported before anything is written
-        plans = plan_runs(store, compiled, bindings_list, only=options.only, from_run=options.from_run, cache=options.cache, skip=options.skip)
+        plans = plan_runs(
+            store,
+            compiled,
+            bindings_list,
+            only=options.only,
+            from_run=options.from_run,
+            cache=options.cache,
+            skip=options.skip,
+        )
     except GenarunError:
         store.close()
         raise
@@ -150,7 +176,11 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
     tree_folder = root / compiled.name
     folder = dated_folder(tree_folder, started)
     experiment_id = store.create_experiment(
-        name=compiled.name, tree_path=str(tree_path), tree_hash=tree_hash, matrix=json.dumps(to_json(compiled.matrix)), out_dir=str(folder)
+        name=compiled.name,
+        tree_path=str(tree_path),
+        tree_hash=tree_hash,
+        matrix=json.dumps(to_json(compiled.matrix)),
+        out_dir=str(folder),
     )
     runs: list[RunState] = []
     try:
@@ -158,31 +188,75 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
             seed_value = bindings.get("seed", base_seed if base_seed is not None else spec_seed)
             seed_random = seed_value is None or seed_value == "random"
             seed = fresh_seed() if seed_random else int(seed_value)
-            run_folder = folder if len(bindings_list) == 1 else folder / run_label(position, bindings)
+            run_folder = (
+                folder if len(bindings_list) == 1 else folder / run_label(position, bindings)
+            )
             run_id = new_id()
             state = RunState(
-                id=run_id, compiled=compiled, store=store, seed=seed, seed_is_random=seed_random, bindings=bindings,
-                folder=run_folder, started=started, experiment_id=experiment_id, label=run_folder.name,
+                id=run_id,
+                compiled=compiled,
+                store=store,
+                seed=seed,
+                seed_is_random=seed_random,
+                bindings=bindings,
+                folder=run_folder,
+                started=started,
+                experiment_id=experiment_id,
+                label=run_folder.name,
                 reuse=plans[position - 1],
             )
             state.scope = _run_scope(state)
             check_models(compiled, state.scope)
             store.create_run(
-                id=run_id, experiment_id=experiment_id, name=compiled.name, tree_path=str(tree_path), tree_text=tree_text,
-                tree_hash=tree_hash, seed=seed, bindings=json.dumps(to_json({**bindings, **options.overrides})),
-                status="running", started=started, out_dir=str(run_folder), source_run_id=plans[position - 1].source_run_id,
-                plan=plans[position - 1].to_json(), picks=json.dumps(state.var_picks, ensure_ascii=False), **process_identity(),
+                id=run_id,
+                experiment_id=experiment_id,
+                name=compiled.name,
+                tree_path=str(tree_path),
+                tree_text=tree_text,
+                tree_hash=tree_hash,
+                seed=seed,
+                bindings=json.dumps(to_json({**bindings, **options.overrides})),
+                status="running",
+                started=started,
+                out_dir=str(run_folder),
+                source_run_id=plans[position - 1].source_run_id,
+                plan=plans[position - 1].to_json(),
+                picks=json.dumps(state.var_picks, ensure_ascii=False),
+                **process_identity(),
             )
             state.copy_tree_file()
             runs.append(state)
     except GenarunError:
         for state in runs:
-            store.update_run(state.id, status="failed", ended=time.time(), error="not started: the tree failed its checks")
+            store.update_run(
+                state.id,
+                status="failed",
+                ended=time.time(),
+                error="not started: the tree failed its checks",
+            )
         _remove_empty(folder)
         raise
     if len(runs) > 1:
-        write_json(folder / "experiment.json", {"experiment": experiment_id, "tree": compiled.name, "matrix": to_json(compiled.matrix), "runs": [{"run": r.id, "folder": r.folder.name, "bindings": to_json(r.bindings), "seed": r.seed} for r in runs]})
-    return execute_runs(store, runs, options, tree_folder=tree_folder, folder=folder, experiment_id=experiment_id)
+        write_json(
+            folder / "experiment.json",
+            {
+                "experiment": experiment_id,
+                "tree": compiled.name,
+                "matrix": to_json(compiled.matrix),
+                "runs": [
+                    {
+                        "run": r.id,
+                        "folder": r.folder.name,
+                        "bindings": to_json(r.bindings),
+                        "seed": r.seed,
+                    }
+                    for r in runs
+                ],
+            },
+        )
+    return execute_runs(
+        store, runs, options, tree_folder=tree_folder, folder=folder, experiment_id=experiment_id
+    )
 
 
 def process_identity() -> dict[str, Any]:
@@ -190,10 +264,27 @@ def process_identity() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
-def execute_runs(store: Store, runs: list[RunState], options: RunOptions, *, tree_folder: Path, folder: Path, experiment_id: str, refresh: bool = True) -> Outcome:
+def execute_runs(
+    store: Store,
+    runs: list[RunState],
+    options: RunOptions,
+    *,
+    tree_folder: Path,
+    folder: Path,
+    experiment_id: str,
+    refresh: bool = True,
+) -> Outcome:
     """Execute prepared runs together, then store their status and write their folders;
     `refresh`: make `latest/` a copy of `folder` when they complete."""
-    executor = Executor(runs, ExecutorOptions(workers=options.workers, batch_size=options.batch_size, device=options.device, progress=options.progress))
+    executor = Executor(
+        runs,
+        ExecutorOptions(
+            workers=options.workers,
+            batch_size=options.batch_size,
+            device=options.device,
+            progress=options.progress,
+        ),
+    )
     if options.progress:
         options.progress.start(runs)
     status = "completed"
@@ -211,10 +302,22 @@ def execute_runs(store: Store, runs: list[RunState], options: RunOptions, *, tre
             options.progress.stop()
     for state in runs:
         state.wait_for_assets()
-        run_status = status if status != "completed" else ("failed" if state.failed else "completed")
-        store.update_run(state.id, status=run_status, ended=time.time(), error="\n".join(state.failed) or None, summary=json.dumps(state.counts))
+        run_status = (
+            status if status != "completed" else ("failed" if state.failed else "completed")
+        )
+        store.update_run(
+            state.id,
+            status=run_status,
+            ended=time.time(),
+            error="\n".join(state.failed) or None,
+            summary=json.dumps(state.counts),
+        )
         state.write_folder(run_status, _logs_json(store, state.id))
-    overall = status if status != "completed" else ("failed" if any(s.failed for s in runs) else "completed")
+    overall = (
+        status
+        if status != "completed"
+        else ("failed" if any(s.failed for s in runs) else "completed")
+    )
     if overall == "completed" and refresh:
         refresh_latest(tree_folder, folder)
     store.close()
@@ -224,20 +327,31 @@ def execute_runs(store: Store, runs: list[RunState], options: RunOptions, *, tre
 def _run_scope(state: RunState) -> dict[str, Any]:
     """What every node sees: tree vars (rendered once, in order), matrix values, seed, run."""
     compiled = state.compiled
-    scope: dict[str, Any] = {"seed": state.seed, "run": {"id": state.id, "name": compiled.name, "started": state.started}}
+    scope: dict[str, Any] = {
+        "seed": state.seed,
+        "run": {"id": state.id, "name": compiled.name, "started": state.started},
+    }
     scope.update(state.bindings)
     state.var_picks = {}
     for name, value in compiled.tree_vars:
         try:
             scope[name] = state.draw_var(name, value, scope)
         except RenderError as exc:
-            raise TreeError(Problem(str(exc), str(compiled.loaded.path), compiled.loaded.line(("vars", name)))) from None  # names vars.NAME
+            raise TreeError(
+                Problem(str(exc), str(compiled.loaded.path), compiled.loaded.line(("vars", name)))
+            ) from None  # names vars.NAME
     return scope
 
 
 def _logs_json(store: Store, run_id: str) -> list[dict[str, Any]]:
     return [
-        {"time": row["time"], "level": row["level"], "node": row["node_id"], "path": json.loads(row["path"]) if row["path"] else None, "message": row["message"]}
+        {
+            "time": row["time"],
+            "level": row["level"],
+            "node": row["node_id"],
+            "path": json.loads(row["path"]) if row["path"] else None,
+            "message": row["message"],
+        }
         for row in store.run_logs(run_id)
         if row["level"] != "debug"
     ]

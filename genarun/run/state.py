@@ -53,7 +53,9 @@ class RunState:
     # (node id, parent path) -> how many items its foreach gave; absent: never evaluated
     foreach_items: dict[tuple[str, tuple[int, ...]], int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0, "reused": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0, "reused": 0}
+    )
     # What the run may take instead of executing (rerun, --only, resume, the cache).
     reuse: ReusePlan | None = None
     _models: dict[str, ModelSpec] = field(default_factory=dict)
@@ -97,12 +99,17 @@ class RunState:
             self._models[key] = spec
         return spec
 
-    def save_image(self, image: Any, *, node_id: str, path: tuple[int, ...], seed: int, **metadata: Any) -> ImageRef:
+    def save_image(
+        self, image: Any, *, node_id: str, path: tuple[int, ...], seed: int, **metadata: Any
+    ) -> ImageRef:
         """Write a PNG with prompt, seed, model and run in its text chunks (on a writer
         thread); return its ref at once (its sha256 waits for the write)."""
         from genarun.run.assets import write_png
 
-        text = {f"genarun:{key}": str(value) for key, value in {**metadata, "seed": seed, "run": self.id, "node": node_id}.items()}
+        text = {
+            f"genarun:{key}": str(value)
+            for key, value in {**metadata, "seed": seed, "run": self.id, "node": node_id}.items()
+        }
         rel = self.asset_name(node_id, path)
         self.assets.mkdir(parents=True, exist_ok=True)
         ref = ImageRef(rel, self.folder, write_png(image, self.folder / rel, text))
@@ -158,14 +165,32 @@ class RunState:
             return value.convert("RGB")
         raise ValueError(f"expected an image, got {type(value).__name__}: {str(value)[:60]!r}")
 
-    def store_embeddings(self, vectors: list[Any], model: str, sources: list[str], *, node_id: str, path: tuple[int, ...], items: list[int] | None = None) -> list[EmbeddingRef]:
+    def store_embeddings(
+        self,
+        vectors: list[Any],
+        model: str,
+        sources: list[str],
+        *,
+        node_id: str,
+        path: tuple[int, ...],
+        items: list[int] | None = None,
+    ) -> list[EmbeddingRef]:
         import numpy as np
 
         rows = []
         for i, (vector, source) in enumerate(zip(vectors, sources, strict=True)):
             array = np.asarray(vector, dtype="<f4").ravel()
             rows.append(
-                {"run_id": self.id, "node_id": node_id, "path": json.dumps(list(path)), "item": items[i] if items else i, "model": model, "dim": int(array.shape[0]), "vector": array.tobytes(), "source": source[:2000]}
+                {
+                    "run_id": self.id,
+                    "node_id": node_id,
+                    "path": json.dumps(list(path)),
+                    "item": items[i] if items else i,
+                    "model": model,
+                    "dim": int(array.shape[0]),
+                    "vector": array.tobytes(),
+                    "source": source[:2000],
+                }
             )
         ids = self.store.add_embeddings(rows)
         return [EmbeddingRef(id_, model, row["dim"]) for id_, row in zip(ids, rows, strict=True)]
@@ -187,7 +212,9 @@ class RunState:
                 count = self.foreach_items.get((node_id, parent_path))
                 if count is not None:  # one entry per item; an unfinished item is null
                     paths = [(*parent_path, index) for index in range(count)]
-                    out[node_id] = [self._entry(node_id, p) if p in results else None for p in paths]
+                    out[node_id] = [
+                        self._entry(node_id, p) if p in results else None for p in paths
+                    ]
                 elif parent_path in results:  # its foreach failed: no items
                     out[node_id] = None
                 # else it never ran (parent failed or skipped, run stopped first): absent,
@@ -239,4 +266,6 @@ def check_model_task(spec: ModelSpec, task: str, node_id: str) -> None:
     ok = bool(tasks & {"embed_text", "embed_image"}) if task == "embed" else task in tasks
     if not ok:
         can = ", ".join(sorted(tasks)) or "nothing known"
-        raise ModelError(f"model '{spec.label()}' cannot do '{task}' (it does: {can}); pick a model that does {task} (genarun models list)")
+        raise ModelError(
+            f"model '{spec.label()}' cannot do '{task}' (it does: {can}); pick a model that does {task} (genarun models list)"
+        )

@@ -186,7 +186,9 @@ persistence = Table(
     Column("entropy", Text, nullable=False),  # JSON: persistence entropy per dimension
     Column("duration", Float),
     Column("created", Float, nullable=False),
-    Index("ix_persistence_key", "run_id", "node_id", "path", "embedding_model", "maxdim", unique=True),
+    Index(
+        "ix_persistence_key", "run_id", "node_id", "path", "embedding_model", "maxdim", unique=True
+    ),
 )
 
 # Prebuilt statements for the per-step writes of trajectories (parameters bound per call).
@@ -253,7 +255,9 @@ class Store:
         path = Path(db_path) if db_path else default_db_path()
         if str(path) != ":memory:" and not path.is_file():
             where = "" if path.is_absolute() else f" (in {Path.cwd()})"
-            raise StoreError(f"no database at {path}{where}: run a tree first, or point at one with --db or $GENARUN_DB")
+            raise StoreError(
+                f"no database at {path}{where}: run a tree first, or point at one with --db or $GENARUN_DB"
+            )
         return cls(path)
 
     @property
@@ -337,17 +341,34 @@ class Store:
             self.conn.commit()
         return ids
 
-    def copy_embeddings(self, ids: Iterable[int], *, run_id: str, node_id: str, path: str) -> dict[int, int]:
+    def copy_embeddings(
+        self, ids: Iterable[int], *, run_id: str, node_id: str, path: str
+    ) -> dict[int, int]:
         """Copy the embedding rows `ids` that belong to other runs to (run, node, path), in one
         transaction; returns each copy's new id by its old one (rows already the run's are
         left as they are)."""
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        rows = [dict(r) for r in self.conn.execute(select(embeddings).where(embeddings.c.id.in_(wanted), embeddings.c.run_id != run_id).order_by(embeddings.c.id)).mappings()]
+        rows = [
+            dict(r)
+            for r in self.conn.execute(
+                select(embeddings)
+                .where(embeddings.c.id.in_(wanted), embeddings.c.run_id != run_id)
+                .order_by(embeddings.c.id)
+            ).mappings()
+        ]
         if not rows:
             return {}
-        copies = [{**{k: v for k, v in r.items() if k != "id"}, "run_id": run_id, "node_id": node_id, "path": path} for r in rows]
+        copies = [
+            {
+                **{k: v for k, v in r.items() if k != "id"},
+                "run_id": run_id,
+                "node_id": node_id,
+                "path": path,
+            }
+            for r in rows
+        ]
         with self.transaction():
             new_ids = self.add_embeddings(copies)
         return dict(zip((r["id"] for r in rows), new_ids, strict=True))
@@ -360,7 +381,11 @@ class Store:
         if where == "genarun.db" and not os.environ.get("GENARUN_DB"):  # perhaps the wrong folder
             where += " in this folder (--db or $GENARUN_DB name another database)"
         if ref.strip().lower() == "latest":
-            row = self.conn.execute(select(runs).order_by(runs.c.started.desc()).limit(1)).mappings().first()
+            row = (
+                self.conn.execute(select(runs).order_by(runs.c.started.desc()).limit(1))
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise StoreError(f"no runs in {where}")
             return dict(row)
@@ -372,13 +397,21 @@ class Store:
         # Ids are hex: anything else (an empty string, LIKE's % and _) would match other runs.
         if not re.fullmatch(r"[0-9a-f]+", prefix):
             hint = " (did you mean `latest`?)" if did_you_mean(prefix, ["latest"]) else ""
-            raise StoreError(f"'{ref}' is not a run{hint}: give `latest`, a run id or its first characters, or its output folder (see `genarun runs list`)")
-        rows = self.conn.execute(select(runs).where(runs.c.id.like(prefix + "%")).limit(6)).mappings().all()
+            raise StoreError(
+                f"'{ref}' is not a run{hint}: give `latest`, a run id or its first characters, or its output folder (see `genarun runs list`)"
+            )
+        rows = (
+            self.conn.execute(select(runs).where(runs.c.id.like(prefix + "%")).limit(6))
+            .mappings()
+            .all()
+        )
         if not rows:
             raise StoreError(f"no run matches '{ref}' in {where} (see `genarun runs list`)")
         if len(rows) > 1:
             shown = ", ".join(r["id"][:12] for r in rows[:5])
-            raise StoreError(f"'{ref}' matches several runs ({shown}...): give more characters of the id")
+            raise StoreError(
+                f"'{ref}' matches several runs ({shown}...): give more characters of the id"
+            )
         return dict(rows[0])
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -423,7 +456,9 @@ def _add_missing_columns(engine: Engine) -> None:
             for column in table.columns:
                 if column.name not in present:
                     kind = column.type.compile(dialect=engine.dialect)
-                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
+                    )
 
 
 def _create_schema(engine: Engine) -> None:
@@ -435,7 +470,9 @@ def _create_schema(engine: Engine) -> None:
             _add_missing_columns(engine)
             return
         except OperationalError as exc:
-            if attempt == 9 or not any(s in str(exc) for s in ("already exists", "duplicate column")):
+            if attempt == 9 or not any(
+                s in str(exc) for s in ("already exists", "duplicate column")
+            ):
                 raise
             time.sleep(0.02 * (attempt + 1))
 

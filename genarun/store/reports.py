@@ -17,7 +17,10 @@ def _index(path_json: str | None) -> str:
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     return "\n".join(lines)
 
 
@@ -27,10 +30,19 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
         summary = json.loads(r["summary"]) if r.get("summary") else {}
         duration = f"{r['ended'] - r['started']:.1f}s" if r.get("ended") else ""
         bindings = json.loads(r["bindings"]) if r.get("bindings") else {}
-        body.append([
-            r["id"][:8], r["name"], display_status(r), iso(r["started"]), duration, str(r.get("executions") or 0),
-            str(summary.get("failed", 0) or ""), str(r["seed"]), " ".join(f"{k}={v}" for k, v in bindings.items())[:40],
-        ])
+        body.append(
+            [
+                r["id"][:8],
+                r["name"],
+                display_status(r),
+                iso(r["started"]),
+                duration,
+                str(r.get("executions") or 0),
+                str(summary.get("failed", 0) or ""),
+                str(r["seed"]),
+                " ".join(f"{k}={v}" for k, v in bindings.items())[:40],
+            ]
+        )
     header = ["RUN", "TREE", "STATUS", "STARTED", "TIME", "EXEC", "FAILED", "SEED", "BINDINGS"]
     if any(r.get("trajectory") for r in rows):  # cycle runs: length and why they stopped
         header.insert(6, "TRAJECTORY")
@@ -102,12 +114,15 @@ def run_report(run: dict[str, Any], executions: list[dict[str, Any]]) -> str:
         f"tree     {run['name']} ({run['tree_path']})",
         f"status   {run['status']}",
         f"seed     {run['seed']}",
-        f"started  {iso(run['started'])}" + (f"  ({run['ended'] - run['started']:.2f}s)" if run["ended"] else ""),
+        f"started  {iso(run['started'])}"
+        + (f"  ({run['ended'] - run['started']:.2f}s)" if run["ended"] else ""),
         f"folder   {run['out_dir']}",
     ]
     picks = json.loads(run["picks"]) if run.get("picks") else {}
     if picks:  # the tree vars' draws; each execution's own are in --json
-        drawn = "; ".join(f"{name}={records[0]['value']}" for name, records in picks.items() if records)
+        drawn = "; ".join(
+            f"{name}={records[0]['value']}" for name, records in picks.items() if records
+        )
         lines.append(f"picks    {drawn}")
     if run["error"]:
         lines.append(f"error    {run['error']}")
@@ -116,6 +131,16 @@ def run_report(run: dict[str, Any], executions: list[dict[str, Any]]) -> str:
     for e in executions:
         output = e["error"] if e["status"] != "done" else (e["output"] or "")
         flags = "reused" if e["reused_from"] is not None else ""
-        body.append([e["node_id"] + _index(e["path"]), e["kind"], e["status"], str(e["seed"] or ""), f"{(e['duration'] or 0):.3f}s", flags, (output or "").replace("\n", " ")[:60]])
+        body.append(
+            [
+                e["node_id"] + _index(e["path"]),
+                e["kind"],
+                e["status"],
+                str(e["seed"] or ""),
+                f"{(e['duration'] or 0):.3f}s",
+                flags,
+                (output or "").replace("\n", " ")[:60],
+            ]
+        )
     lines.append(table(body, ["NODE", "KIND", "STATUS", "SEED", "TIME", "FLAGS", "OUTPUT / ERROR"]))
     return "\n".join(lines)

@@ -34,7 +34,11 @@ if TYPE_CHECKING:
 # --- trajectories and steps ------------------------------------------------------------------
 def begin_trajectory(store: Store, row: dict[str, Any]) -> None:
     """Create a trajectory's row, or mark an existing one (a resumed run) as running again."""
-    key = (trajectories.c.run_id == row["run_id"]) & (trajectories.c.node_id == row["node_id"]) & (trajectories.c.path == row["path"])
+    key = (
+        (trajectories.c.run_id == row["run_id"])
+        & (trajectories.c.node_id == row["node_id"])
+        & (trajectories.c.path == row["path"])
+    )
     found = store.conn.execute(select(trajectories.c.id).where(key)).first()
     values = {**row, "updated": time.time()}
     if found is None:
@@ -46,13 +50,24 @@ def begin_trajectory(store: Store, row: dict[str, Any]) -> None:
 
 # Prebuilt: these run at every step of every trajectory (building statements per call cost 4x).
 _UPDATE_TRAJECTORY = update(trajectories).where(
-    (trajectories.c.run_id == bindparam("key_run_id")) & (trajectories.c.node_id == bindparam("key_node_id")) & (trajectories.c.path == bindparam("key_path"))
+    (trajectories.c.run_id == bindparam("key_run_id"))
+    & (trajectories.c.node_id == bindparam("key_node_id"))
+    & (trajectories.c.path == bindparam("key_path"))
 )
 _INSERT_STEP = insert(trajectory_steps)
 
 
 def update_trajectory(store: Store, run_id: str, node_id: str, path: str, **values: Any) -> None:
-    store._write(_UPDATE_TRAJECTORY, {**values, "updated": time.time(), "key_run_id": run_id, "key_node_id": node_id, "key_path": path})
+    store._write(
+        _UPDATE_TRAJECTORY,
+        {
+            **values,
+            "updated": time.time(),
+            "key_run_id": run_id,
+            "key_node_id": node_id,
+            "key_path": path,
+        },
+    )
 
 
 def add_step(store: Store, row: dict[str, Any]) -> None:
@@ -60,14 +75,18 @@ def add_step(store: Store, row: dict[str, Any]) -> None:
     store._write(_INSERT_STEP, {**row, "created": time.time()})
 
 
-def stored_steps(store: Store, run_id: str, node_id: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
+def stored_steps(
+    store: Store, run_id: str, node_id: str | None = None, path: str | None = None
+) -> list[dict[str, Any]]:
     """The stored steps of a run's trajectories, in step order."""
     stmt = select(trajectory_steps).where(trajectory_steps.c.run_id == run_id)
     if node_id is not None:
         stmt = stmt.where(trajectory_steps.c.node_id == node_id)
     if path is not None:
         stmt = stmt.where(trajectory_steps.c.path == path)
-    stmt = stmt.order_by(trajectory_steps.c.node_id, trajectory_steps.c.path, trajectory_steps.c.step)
+    stmt = stmt.order_by(
+        trajectory_steps.c.node_id, trajectory_steps.c.path, trajectory_steps.c.step
+    )
     return [dict(r) for r in store.conn.execute(stmt).mappings()]
 
 
@@ -77,13 +96,20 @@ def trajectories_of(store: Store, run_ids: Iterable[str]) -> list[dict[str, Any]
     return [dict(r) for r in store.conn.execute(stmt).mappings()]
 
 
-def embedding_series(store: Store, run_id: str, node_id: str, path: str, model: str) -> tuple[list[int], np.ndarray]:
+def embedding_series(
+    store: Store, run_id: str, node_id: str, path: str, model: str
+) -> tuple[list[int], np.ndarray]:
     """A trajectory's embeddings by one model, in step order: (steps, matrix n x dim)."""
     import numpy as np
 
     stmt = (
         select(embeddings.c.item, embeddings.c.vector)
-        .where(embeddings.c.run_id == run_id, embeddings.c.node_id == node_id, embeddings.c.path == path, embeddings.c.model == model)
+        .where(
+            embeddings.c.run_id == run_id,
+            embeddings.c.node_id == node_id,
+            embeddings.c.path == path,
+            embeddings.c.model == model,
+        )
         .order_by(embeddings.c.item, embeddings.c.id)
     )
     steps: list[int] = []
@@ -101,7 +127,11 @@ def embedding_series(store: Store, run_id: str, node_id: str, path: str, model: 
 def embedding_models_of(store: Store, run_id: str, node_id: str, path: str) -> list[str]:
     stmt = (
         select(embeddings.c.model)
-        .where(embeddings.c.run_id == run_id, embeddings.c.node_id == node_id, embeddings.c.path == path)
+        .where(
+            embeddings.c.run_id == run_id,
+            embeddings.c.node_id == node_id,
+            embeddings.c.path == path,
+        )
         .distinct()
         .order_by(embeddings.c.model)
     )
@@ -115,7 +145,9 @@ TrajectoryKey = tuple[str, str, str]
 
 def execution_key(store: Store, execution_id: int) -> TrajectoryKey | None:
     """The (run, node, path) of an execution."""
-    stmt = select(executions.c.run_id, executions.c.node_id, executions.c.path).where(executions.c.id == execution_id)
+    stmt = select(executions.c.run_id, executions.c.node_id, executions.c.path).where(
+        executions.c.id == execution_id
+    )
     row = store.conn.execute(stmt).first()
     return (row.run_id, row.node_id, row.path) if row else None
 
@@ -125,7 +157,9 @@ def has_trajectory(store: Store, key: TrajectoryKey) -> bool:
     return store.conn.execute(stmt).first() is not None
 
 
-def copy_trajectory(store: Store, source: TrajectoryKey, target: TrajectoryKey, image: Callable[[int, str], str]) -> dict[int, int]:
+def copy_trajectory(
+    store: Store, source: TrajectoryKey, target: TrajectoryKey, image: Callable[[int, str], str]
+) -> dict[int, int]:
     """Copy a trajectory's row, steps, embeddings and persistence diagrams to another key, in
     one transaction; returns each copied embedding's new id by its old one.
 
@@ -139,12 +173,29 @@ def copy_trajectory(store: Store, source: TrajectoryKey, target: TrajectoryKey, 
     so a copied diagram is exactly what recomputing it would give, without the cost.
     """
     conn = store.conn
-    trajectory = conn.execute(select(trajectories).where(_key(trajectories, source))).mappings().first()
+    trajectory = (
+        conn.execute(select(trajectories).where(_key(trajectories, source))).mappings().first()
+    )
     if trajectory is None:
         return {}
-    steps = [dict(r) for r in conn.execute(select(trajectory_steps).where(_key(trajectory_steps, source)).order_by(trajectory_steps.c.step)).mappings()]
-    vectors = [dict(r) for r in conn.execute(select(embeddings).where(_key(embeddings, source)).order_by(embeddings.c.id)).mappings()]
-    diagrams = [dict(r) for r in conn.execute(select(persistence).where(_key(persistence, source))).mappings()]
+    steps = [
+        dict(r)
+        for r in conn.execute(
+            select(trajectory_steps)
+            .where(_key(trajectory_steps, source))
+            .order_by(trajectory_steps.c.step)
+        ).mappings()
+    ]
+    vectors = [
+        dict(r)
+        for r in conn.execute(
+            select(embeddings).where(_key(embeddings, source)).order_by(embeddings.c.id)
+        ).mappings()
+    ]
+    diagrams = [
+        dict(r)
+        for r in conn.execute(select(persistence).where(_key(persistence, source))).mappings()
+    ]
     moved = {s["value"]: image(s["step"], s["value"]) for s in steps if s["kind"] == "image"}
     points: dict[str, set[int]] = {}  # the steps embedded by each model (not the start prompt)
     for v in vectors:
@@ -156,16 +207,28 @@ def copy_trajectory(store: Store, source: TrajectoryKey, target: TrajectoryKey, 
         for table in (trajectories, trajectory_steps, embeddings, persistence):
             store._write(delete(table).where(_key(table, target)))
         store._write(insert(trajectories).values({**_without_id(trajectory), **renamed}))
-        rows = [{**_without_id(v), **renamed, "source": moved.get(v["source"], v["source"])} for v in vectors]
+        rows = [
+            {**_without_id(v), **renamed, "source": moved.get(v["source"], v["source"])}
+            for v in vectors
+        ]
         ids = dict(zip((v["id"] for v in vectors), store.add_embeddings(rows), strict=True))
         copies = []
         for s in steps:
-            refs = {m: [ids.get(i, i), dim] for m, (i, dim) in json.loads(s["embeddings"] or "{}").items()}
+            refs = {
+                m: [ids.get(i, i), dim]
+                for m, (i, dim) in json.loads(s["embeddings"] or "{}").items()
+            }
             value = moved.get(s["value"], s["value"]) if s["kind"] == "image" else s["value"]
-            copies.append({**_without_id(s), **renamed, "value": value, "embeddings": json.dumps(refs)})
+            copies.append(
+                {**_without_id(s), **renamed, "value": value, "embeddings": json.dumps(refs)}
+            )
         if copies:
             store._write(insert(trajectory_steps), copies)
-        current = [{**_without_id(d), **renamed} for d in diagrams if d["points"] == len(points.get(d["embedding_model"], ()))]
+        current = [
+            {**_without_id(d), **renamed}
+            for d in diagrams
+            if d["points"] == len(points.get(d["embedding_model"], ()))
+        ]
         if current:
             store._write(insert(persistence), current)
     return ids
@@ -181,7 +244,9 @@ def _without_id(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- persistence diagrams --------------------------------------------------------------------
-def find_persistence(store: Store, run_id: str, node_id: str, path: str, model: str, maxdim: int) -> dict[str, Any] | None:
+def find_persistence(
+    store: Store, run_id: str, node_id: str, path: str, model: str, maxdim: int
+) -> dict[str, Any] | None:
     stmt = select(persistence).where(
         persistence.c.run_id == run_id,
         persistence.c.node_id == node_id,
@@ -209,7 +274,11 @@ def persistence_of(store: Store, run_ids: Iterable[str]) -> list[dict[str, Any]]
 
 # --- experiments -----------------------------------------------------------------------------
 def list_experiments(store: Store, limit: int = 50) -> list[dict[str, Any]]:
-    counts = select(runs.c.experiment_id, func.count().label("runs")).group_by(runs.c.experiment_id).subquery()
+    counts = (
+        select(runs.c.experiment_id, func.count().label("runs"))
+        .group_by(runs.c.experiment_id)
+        .subquery()
+    )
     stmt = (
         select(experiments, counts.c.runs)
         .outerjoin(counts, counts.c.experiment_id == experiments.c.id)
@@ -222,16 +291,30 @@ def list_experiments(store: Store, limit: int = 50) -> list[dict[str, Any]]:
 def resolve_experiment(store: Store, ref: str) -> dict[str, Any]:
     """An experiment by id, unique id prefix, or `latest`."""
     if ref == "latest":
-        row = store.conn.execute(select(experiments).order_by(experiments.c.created.desc()).limit(1)).mappings().first()
+        row = (
+            store.conn.execute(select(experiments).order_by(experiments.c.created.desc()).limit(1))
+            .mappings()
+            .first()
+        )
         if row is None:
             raise StoreError(f"no experiments in {store.path}")
         return dict(row)
-    rows = store.conn.execute(select(experiments).where(experiments.c.id.like(ref.lower() + "%")).limit(6)).mappings().all()
+    rows = (
+        store.conn.execute(
+            select(experiments).where(experiments.c.id.like(ref.lower() + "%")).limit(6)
+        )
+        .mappings()
+        .all()
+    )
     if not rows:
-        raise StoreError(f"no experiment matches '{ref}' in {store.path} (see `genarun experiments list`)")
+        raise StoreError(
+            f"no experiment matches '{ref}' in {store.path} (see `genarun experiments list`)"
+        )
     if len(rows) > 1:
         shown = ", ".join(r["id"][:12] for r in rows[:5])
-        raise StoreError(f"'{ref}' matches several experiments ({shown}...): give more characters of the id")
+        raise StoreError(
+            f"'{ref}' matches several experiments ({shown}...): give more characters of the id"
+        )
     return dict(rows[0])
 
 
@@ -241,14 +324,19 @@ def run_or_experiment_runs(store: Store, ref: str) -> list[dict[str, Any]]:
     if ref == "latest":
         return store.runs_of_experiment(resolve_experiment(store, ref)["id"])
     if ref == "all":
-        every = [dict(r) for r in store.conn.execute(select(runs).order_by(runs.c.started, runs.c.id)).mappings()]
+        every = [
+            dict(r)
+            for r in store.conn.execute(select(runs).order_by(runs.c.started, runs.c.id)).mappings()
+        ]
         if not every:
             raise StoreError(f"no runs in {store.path}")
         return every
     try:
         return [store.resolve_run(ref)]
     except StoreError as run_error:
-        if "matches several" in str(run_error) or not re.fullmatch(r"[0-9a-f]+", ref.strip().lower()):
+        if "matches several" in str(run_error) or not re.fullmatch(
+            r"[0-9a-f]+", ref.strip().lower()
+        ):
             raise
         try:
             experiment = resolve_experiment(store, ref)
@@ -264,26 +352,46 @@ def run_or_experiment_runs(store: Store, ref: str) -> list[dict[str, Any]]:
 _KNOWN_POSITIONS = 16
 
 
-def embedding_plan(store: Store, run_ids: list[str]) -> tuple[dict[str, set[str]], dict[TrajectoryKey, dict[int, str]]]:
+def embedding_plan(
+    store: Store, run_ids: list[str]
+) -> tuple[dict[str, set[str]], dict[TrajectoryKey, dict[int, str]]]:
     """What the stored rows tell about what will be embedded: the kinds (text, image) each
     embedding model has embedded so far (the start prompt is text), and the output kind of each
     stored leading step of each trajectory."""
     model_kinds: dict[str, set[str]] = {}
     step_kinds: dict[TrajectoryKey, dict[int, str]] = {}
     early = trajectory_steps.c.step < _KNOWN_POSITIONS
-    for row in store.conn.execute(select(trajectory_steps.c.run_id, trajectory_steps.c.node_id, trajectory_steps.c.path, trajectory_steps.c.step, trajectory_steps.c.kind).where(trajectory_steps.c.run_id.in_(run_ids), early)):
+    for row in store.conn.execute(
+        select(
+            trajectory_steps.c.run_id,
+            trajectory_steps.c.node_id,
+            trajectory_steps.c.path,
+            trajectory_steps.c.step,
+            trajectory_steps.c.kind,
+        ).where(trajectory_steps.c.run_id.in_(run_ids), early)
+    ):
         step_kinds.setdefault((row.run_id, row.node_id, row.path), {})[row.step] = row.kind
-    stmt = select(embeddings.c.run_id, embeddings.c.node_id, embeddings.c.path, embeddings.c.item, embeddings.c.model).where(
-        embeddings.c.run_id.in_(run_ids), embeddings.c.item < _KNOWN_POSITIONS
-    )
+    stmt = select(
+        embeddings.c.run_id,
+        embeddings.c.node_id,
+        embeddings.c.path,
+        embeddings.c.item,
+        embeddings.c.model,
+    ).where(embeddings.c.run_id.in_(run_ids), embeddings.c.item < _KNOWN_POSITIONS)
     for row in store.conn.execute(stmt):
-        kind = "text" if row.item < 0 else step_kinds.get((row.run_id, row.node_id, row.path), {}).get(row.item)
+        kind = (
+            "text"
+            if row.item < 0
+            else step_kinds.get((row.run_id, row.node_id, row.path), {}).get(row.item)
+        )
         if kind:
             model_kinds.setdefault(row.model, set()).add(kind)
     return model_kinds, step_kinds
 
 
-def expected_embeddings(trajectory: dict[str, Any], model_kinds: dict[str, set[str]], step_kinds: dict[int, str]) -> int:
+def expected_embeddings(
+    trajectory: dict[str, Any], model_kinds: dict[str, set[str]], step_kinds: dict[int, str]
+) -> int:
     """The embeddings a trajectory will have once it ran all its steps: per model, the start
     prompt and each step whose output kind the model takes. A model not seen embedding yet, or
     a position whose kind is unknown, counts as embedded (an upper bound, as `max_steps` is)."""
@@ -294,19 +402,53 @@ def expected_embeddings(trajectory: dict[str, Any], model_kinds: dict[str, set[s
     for model in json.loads(trajectory["embed_models"] or "[]"):
         takes = model_kinds.get(model)
         total += int(takes is None or "text" in takes)
-        total += sum(1 for step in range(trajectory["max_steps"]) if takes is None or kinds_at.get(step % period, "") in takes or step % period not in kinds_at)
+        total += sum(
+            1
+            for step in range(trajectory["max_steps"])
+            if takes is None
+            or kinds_at.get(step % period, "") in takes
+            or step % period not in kinds_at
+        )
     return total
 
 
 def progress_counts(store: Store, run_ids: list[str]) -> dict[str, dict[str, int]]:
     """Per run: executions done/failed, trajectory steps, embeddings, persistence diagrams."""
-    out: dict[str, dict[str, int]] = {r: {"executions": 0, "failed": 0, "steps": 0, "embeddings": 0, "diagrams": 0} for r in run_ids}
+    out: dict[str, dict[str, int]] = {
+        r: {"executions": 0, "failed": 0, "steps": 0, "embeddings": 0, "diagrams": 0}
+        for r in run_ids
+    }
     queries = [
-        ("executions", select(executions.c.run_id, func.count()).where(executions.c.run_id.in_(run_ids), executions.c.status == "done").group_by(executions.c.run_id)),
-        ("failed", select(executions.c.run_id, func.count()).where(executions.c.run_id.in_(run_ids), executions.c.status == "failed").group_by(executions.c.run_id)),
-        ("steps", select(trajectory_steps.c.run_id, func.count()).where(trajectory_steps.c.run_id.in_(run_ids)).group_by(trajectory_steps.c.run_id)),
-        ("embeddings", select(embeddings.c.run_id, func.count()).where(embeddings.c.run_id.in_(run_ids)).group_by(embeddings.c.run_id)),
-        ("diagrams", select(persistence.c.run_id, func.count()).where(persistence.c.run_id.in_(run_ids)).group_by(persistence.c.run_id)),
+        (
+            "executions",
+            select(executions.c.run_id, func.count())
+            .where(executions.c.run_id.in_(run_ids), executions.c.status == "done")
+            .group_by(executions.c.run_id),
+        ),
+        (
+            "failed",
+            select(executions.c.run_id, func.count())
+            .where(executions.c.run_id.in_(run_ids), executions.c.status == "failed")
+            .group_by(executions.c.run_id),
+        ),
+        (
+            "steps",
+            select(trajectory_steps.c.run_id, func.count())
+            .where(trajectory_steps.c.run_id.in_(run_ids))
+            .group_by(trajectory_steps.c.run_id),
+        ),
+        (
+            "embeddings",
+            select(embeddings.c.run_id, func.count())
+            .where(embeddings.c.run_id.in_(run_ids))
+            .group_by(embeddings.c.run_id),
+        ),
+        (
+            "diagrams",
+            select(persistence.c.run_id, func.count())
+            .where(persistence.c.run_id.in_(run_ids))
+            .group_by(persistence.c.run_id),
+        ),
     ]
     for name, stmt in queries:
         for run_id, count in store.conn.execute(stmt):

@@ -17,17 +17,28 @@ def tree_json_schema() -> dict[str, Any]:
     defs: dict[str, Any] = {}
     node_refs = []
     for name, kind in sorted(registry().kinds.items()):
-        schema = kind.params.model_json_schema(by_alias=True, ref_template="#/$defs/{model}", schema_generator=GenerateJsonSchema)
+        schema = kind.params.model_json_schema(
+            by_alias=True, ref_template="#/$defs/{model}", schema_generator=GenerateJsonSchema
+        )
         defs.update(schema.pop("$defs", {}))
         props = schema.setdefault("properties", {})
         props["kind"] = {"const": name, "description": kind.description}
-        props["children"] = {"type": "array", "items": {"$ref": "#/$defs/Node"}, "description": "Child nodes."}
+        props["children"] = {
+            "type": "array",
+            "items": {"$ref": "#/$defs/Node"},
+            "description": "Child nodes.",
+        }
         schema["title"] = f"{name} node"
         schema["description"] = f"{kind.description} Output: {kind.output}."
         schema["additionalProperties"] = False
         key = f"{name}_node"
         defs[key] = schema
-        node_refs.append({"if": {"properties": {"kind": {"const": name}}, "required": ["kind"]}, "then": {"$ref": f"#/$defs/{key}"}})
+        node_refs.append(
+            {
+                "if": {"properties": {"kind": {"const": name}}, "required": ["kind"]},
+                "then": {"$ref": f"#/$defs/{key}"},
+            }
+        )
     kinds = sorted(registry().kinds)
     defs["Node"] = {
         "type": "object",
@@ -37,6 +48,16 @@ def tree_json_schema() -> dict[str, Any]:
     }
     tree = TreeSpec.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
     defs.update(tree.pop("$defs", {}))
-    tree["properties"]["nodes"] = {"type": "array", "items": {"$ref": "#/$defs/Node"}, "minItems": 1, "description": "The top-level nodes."}
+    tree["properties"]["nodes"] = {
+        "type": "array",
+        "items": {"$ref": "#/$defs/Node"},
+        "minItems": 1,
+        "description": "The top-level nodes.",
+    }
     tree["additionalProperties"] = False
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **tree, "$defs": defs}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **tree,
+        "$defs": defs,
+    }

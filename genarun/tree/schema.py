@@ -39,10 +39,14 @@ Seed = Annotated[int, Field(ge=-SEED_MAX, le=SEED_MAX)]
 
 def seed_problem(value: Any) -> str | None:
     """Why `value` is not a run seed (a whole number or 'random'), or None."""
-    if value == "random" or (isinstance(value, int) and not isinstance(value, bool) and abs(value) <= SEED_MAX):
+    if value == "random" or (
+        isinstance(value, int) and not isinstance(value, bool) and abs(value) <= SEED_MAX
+    ):
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        return f"seed {value} is too large (at most {SEED_MAX}: seeds are stored as 64-bit integers)"
+        return (
+            f"seed {value} is too large (at most {SEED_MAX}: seeds are stored as 64-bit integers)"
+        )
     shown = f"'{value}'" if isinstance(value, str) else repr(value)
     return f"a seed is a whole number or 'random', not {shown}"
 

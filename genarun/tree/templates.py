@@ -46,7 +46,13 @@ class _Undefined(StrictUndefined):
 
     __slots__ = ()
 
-    def __init__(self, hint: str | None = None, obj: Any = missing, name: Any = None, exc: Any = UndefinedError):
+    def __init__(
+        self,
+        hint: str | None = None,
+        obj: Any = missing,
+        name: Any = None,
+        exc: Any = UndefinedError,
+    ):
         super().__init__(hint, obj, name, exc)
         if obj is not missing and exc is UndefinedError and hint is None:
             self._undefined_exception = lambda message: MissingValue(message, obj, name)
@@ -90,7 +96,9 @@ def _check_names(ast: nodes.Template, source: str) -> None:
     if "|" not in source and "is" not in source and "filter" not in source:
         return  # neither a filter nor a test (most templates; walking them costs)
     for node in ast.find_all((nodes.Filter, nodes.Test)):
-        what, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
+        what, known = (
+            ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
+        )
         if node.name in known:
             continue
         close = did_you_mean(node.name, set(known) | set(ENV.globals))
@@ -142,7 +150,9 @@ def missing_message(obj: Any, name: Any, subject: str | None) -> str:
         if not isinstance(name, str):
             return f"{what} is an object, not a list, so it has no item {shown} (its keys: {_listing(keys)})"
         close = did_you_mean(name, keys)
-        return f"{what} has no key {shown} ({close + ' ' if close else ''}its keys: {_listing(keys)})"
+        return (
+            f"{what} has no key {shown} ({close + ' ' if close else ''}its keys: {_listing(keys)})"
+        )
     if isinstance(obj, list | tuple | str) and isinstance(name, int):
         unit = "character" if isinstance(obj, str) else "item"
         if not obj:
@@ -156,13 +166,19 @@ def missing_message(obj: Any, name: Any, subject: str | None) -> str:
             message += f" (its items have it: one is {base}[0].{name}, all are {base} | map(attribute='{name}') | list)"
         return message
     methods = [a for a in dir(obj) if not a.startswith("_")]
-    message = f"{what} is {_kind_of(obj)}, which has no attribute {shown}" if subject else f"{what} has no attribute {shown}"
+    message = (
+        f"{what} is {_kind_of(obj)}, which has no attribute {shown}"
+        if subject
+        else f"{what} has no attribute {shown}"
+    )
     hints = []
     close = did_you_mean(str(name), methods)
     if close:
         hints.append(close)
     if isinstance(obj, str) and obj.lstrip()[:1] in ("{", "["):
-        hints.append("it looks like JSON: give the node that makes it 'parse: json' to read its fields")
+        hints.append(
+            "it looks like JSON: give the node that makes it 'parse: json' to read its fields"
+        )
     return message + (f" ({'; '.join(hints)})" if hints else "")
 
 
@@ -171,7 +187,11 @@ def _source_of(node: nodes.Node) -> str | None:
     and filters are left out, so evaluating the result again has no side effect)."""
     if isinstance(node, nodes.Name):
         return node.name
-    if isinstance(node, nodes.Const) and isinstance(node.value, str | int) and not isinstance(node.value, bool):
+    if (
+        isinstance(node, nodes.Const)
+        and isinstance(node.value, str | int)
+        and not isinstance(node.value, bool)
+    ):
         return repr(node.value)
     if isinstance(node, nodes.Neg):
         inner = _source_of(node.node)
@@ -197,7 +217,11 @@ def _lookup_subject(source: str, obj: Any, name: Any, scope: Mapping[str, Any]) 
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
         if isinstance(node, nodes.Getattr) and node.attr != name:
             continue
-        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and node.arg.value != name:
+        if (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and node.arg.value != name
+        ):
             continue
         base = _source_of(node.node)
         if base is None:
@@ -207,7 +231,9 @@ def _lookup_subject(source: str, obj: Any, name: Any, scope: Mapping[str, Any]) 
         except Exception:
             value = _MISSING
         if value is _MISSING or isinstance(value, Undefined):  # a loop variable: not in scope
-            if fallback is None and (isinstance(node, nodes.Getattr) or isinstance(node.arg, nodes.Const)):
+            if fallback is None and (
+                isinstance(node, nodes.Getattr) or isinstance(node.arg, nodes.Const)
+            ):
                 fallback = base
             continue
         if value is obj or (type(value) is type(obj) and value == obj):
@@ -240,7 +266,9 @@ class Compiled:
     names: frozenset[str] = frozenset()
     dynamic = True
 
-    def evaluate(self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]) -> Any:
+    def evaluate(
+        self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]
+    ) -> Any:
         raise NotImplementedError  # pragma: no cover - abstract
 
 
@@ -250,7 +278,9 @@ class Literal(Compiled):
     def __init__(self, value: Any):
         self.value = value
 
-    def evaluate(self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]) -> Any:
+    def evaluate(
+        self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]
+    ) -> Any:
         return self.value
 
 
@@ -297,7 +327,9 @@ class Expression(Compiled):
         else:
             self._fn, self.names = _compile_expression(self.source)
 
-    def evaluate(self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]) -> Any:
+    def evaluate(
+        self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]
+    ) -> Any:
         if self._name is not None:
             name = self._name
             value = scope[name] if name in scope else ENV.globals.get(name, _MISSING)
@@ -310,11 +342,15 @@ class Expression(Compiled):
             if isinstance(value, Undefined):
                 value._fail_with_undefined_error()
         except MissingValue as exc:
-            raise RenderError(prefix + _render_failure(exc, "{{ " + self.source + " }}", scope)) from None
+            raise RenderError(
+                prefix + _render_failure(exc, "{{ " + self.source + " }}", scope)
+            ) from None
         except UndefinedError as exc:
             raise RenderError(f"{prefix}in '{{{{ {self.source} }}}}': {exc.message}") from None
         except Exception as exc:  # a template error is the user's, reported on the node
-            raise RenderError(f"{prefix}in '{{{{ {self.source} }}}}': {type(exc).__name__}: {exc}") from None
+            raise RenderError(
+                f"{prefix}in '{{{{ {self.source} }}}}': {type(exc).__name__}: {exc}"
+            ) from None
         return value
 
 
@@ -326,9 +362,15 @@ class Text(Compiled):
         self.label = label(where)
         self._picks, self.names = _parse_text(source)
         self._has_jinja = "{{" in source or "{%" in source or "{#" in source
-        self._static = None if (self._picks.has_picks or self._has_jinja) else self._picks.render(random.Random(0))[0]
+        self._static = (
+            None
+            if (self._picks.has_picks or self._has_jinja)
+            else self._picks.render(random.Random(0))[0]
+        )
 
-    def evaluate(self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]) -> Any:
+    def evaluate(
+        self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]
+    ) -> Any:
         if self._static is not None:
             return self._static
         # Picks are drawn first (this also resolves \[ \] \| escapes); Jinja regions pass
@@ -414,7 +456,9 @@ class Container(Compiled):
         self.dynamic = any(c.dynamic for c in children)
         self._literal = None if self.dynamic else value
 
-    def evaluate(self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]) -> Any:
+    def evaluate(
+        self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]
+    ) -> Any:
         if self._literal is not None:
             return self._literal
         if isinstance(self._items, dict):
@@ -471,9 +515,15 @@ def attributes_read(compiled: Compiled, name: str) -> frozenset[str]:
     if name not in compiled.names:
         return frozenset()
     if isinstance(compiled, Container):
-        children = compiled._items.values() if isinstance(compiled._items, dict) else compiled._items
+        children = (
+            compiled._items.values() if isinstance(compiled._items, dict) else compiled._items
+        )
         return frozenset().union(*(attributes_read(c, name) for c in children))
-    source = compiled.source if isinstance(compiled, Text) else "{{ " + getattr(compiled, "source", "") + " }}"
+    source = (
+        compiled.source
+        if isinstance(compiled, Text)
+        else "{{ " + getattr(compiled, "source", "") + " }}"
+    )
     try:
         ast = ENV.parse(source)
     except TemplateSyntaxError:

@@ -67,10 +67,19 @@ def validate_document(doc: Document) -> LoadedTree:
     problems: list[Problem] = []
     data = doc.data
     if not isinstance(data, dict):
-        raise TreeError(Problem("a tree file must hold a mapping with genarun, name and nodes", file, 1))
+        raise TreeError(
+            Problem("a tree file must hold a mapping with genarun, name and nodes", file, 1)
+        )
     version = data.get("genarun")
     if "genarun" not in data:
-        problems.append(Problem("missing 'genarun: 1' (the format version)", file, 1, hint="add 'genarun: 1' as the first line"))
+        problems.append(
+            Problem(
+                "missing 'genarun: 1' (the format version)",
+                file,
+                1,
+                hint="add 'genarun: 1' as the first line",
+            )
+        )
     elif version != 1 or isinstance(version, bool):
         problems.append(_version_problem(version, file, doc.line(("genarun",))))
     try:
@@ -78,14 +87,26 @@ def validate_document(doc: Document) -> LoadedTree:
     except ValidationError as exc:
         tree_problems = _pydantic_problems(exc, TreeSpec, (), doc, None)
         # The version is reported above, with its fix.
-        tree_problems = [p for p in tree_problems if p.message != "missing required field 'genarun'" and not p.message.startswith("field 'genarun':")]
+        tree_problems = [
+            p
+            for p in tree_problems
+            if p.message != "missing required field 'genarun'"
+            and not p.message.startswith("field 'genarun':")
+        ]
         problems.extend(tree_problems)
         spec = None
     nodes_raw = data.get("nodes")
     roots: list[TreeNode] = []
     if isinstance(nodes_raw, list):
         if not nodes_raw:
-            problems.append(Problem("the tree has no nodes", file, doc.line(("nodes",)), hint="add at least one node under 'nodes:'"))
+            problems.append(
+                Problem(
+                    "the tree has no nodes",
+                    file,
+                    doc.line(("nodes",)),
+                    hint="add at least one node under 'nodes:'",
+                )
+            )
         roots = _validate_nodes(nodes_raw, ("nodes",), None, doc, kinds, problems)
     if problems:
         raise TreeError(_dedupe(problems))
@@ -101,7 +122,9 @@ def _version_problem(version: Any, file: str, line: int | None) -> Problem:
             line,
             hint="upgrade genarun to run it, or write it in format 1 and set 'genarun: 1' (docs/reference.md)",
         )
-    shown = f'"{version}"' if isinstance(version, str) else "null" if version is None else str(version)
+    shown = (
+        f'"{version}"' if isinstance(version, str) else "null" if version is None else str(version)
+    )
     return Problem(
         f"'genarun: {shown}' is not a format version; this genarun reads version 1",
         file,
@@ -124,16 +147,41 @@ def _validate_nodes(
         node_loc = (*loc, i)
         line = doc.line(node_loc)
         if not isinstance(raw, dict):
-            problems.append(Problem(f"a node must be a mapping with id and kind, not {type(raw).__name__}", file, line))
+            problems.append(
+                Problem(
+                    f"a node must be a mapping with id and kind, not {type(raw).__name__}",
+                    file,
+                    line,
+                )
+            )
             continue
         node_name = str(raw.get("id", f"#{i + 1}"))
         kind_name = raw.get("kind")
         if kind_name is None:
-            problems.append(Problem("missing 'kind'", file, line, node_name, hint=f"one of: {', '.join(sorted(kinds))}"))
+            problems.append(
+                Problem(
+                    "missing 'kind'",
+                    file,
+                    line,
+                    node_name,
+                    hint=f"one of: {', '.join(sorted(kinds))}",
+                )
+            )
             continue
         if kind_name not in kinds:
-            hint = did_you_mean(str(kind_name), set(kinds)) or f"known kinds: {', '.join(sorted(kinds))}"
-            problems.append(Problem(f"unknown kind '{kind_name}'", file, doc.line((*node_loc, "kind")), node_name, hint=hint))
+            hint = (
+                did_you_mean(str(kind_name), set(kinds))
+                or f"known kinds: {', '.join(sorted(kinds))}"
+            )
+            problems.append(
+                Problem(
+                    f"unknown kind '{kind_name}'",
+                    file,
+                    doc.line((*node_loc, "kind")),
+                    node_name,
+                    hint=hint,
+                )
+            )
             continue
         model = kinds[kind_name].params
         try:
@@ -144,12 +192,16 @@ def _validate_nodes(
         node = TreeNode(spec, node_loc, line, parent)
         children = raw.get("children") or []
         if children:
-            node.children = _validate_nodes(children, (*node_loc, "children"), node, doc, kinds, problems)
+            node.children = _validate_nodes(
+                children, (*node_loc, "children"), node, doc, kinds, problems
+            )
         out.append(node)
     return out
 
 
-def _pydantic_problems(exc: ValidationError, model: type[BaseModel], loc: Loc, doc: Document, node: str | None) -> list[Problem]:
+def _pydantic_problems(
+    exc: ValidationError, model: type[BaseModel], loc: Loc, doc: Document, node: str | None
+) -> list[Problem]:
     file = str(doc.path)
     fields = {f.alias or name for name, f in model.model_fields.items()}
     problems = []
@@ -171,7 +223,10 @@ def _pydantic_problems(exc: ValidationError, model: type[BaseModel], loc: Loc, d
         expected = _expected(errs)
         if err["type"] == "extra_forbidden":
             msg = f"unknown field '{name}'"
-            hint = did_you_mean(str(clean[-1]), fields) or f"allowed fields: {', '.join(sorted(fields))}"
+            hint = (
+                did_you_mean(str(clean[-1]), fields)
+                or f"allowed fields: {', '.join(sorted(fields))}"
+            )
         elif err["type"] == "missing":
             msg = f"missing required field '{name}'"
         else:
@@ -182,9 +237,15 @@ def _pydantic_problems(exc: ValidationError, model: type[BaseModel], loc: Loc, d
                 msg = f"field '{name}': expected {expected}, got {_shown(err['input'])}"
             elif bound and name:
                 words, key = bound
-                msg = f"field '{name}': must be {words} {err['ctx'][key]}, got {_shown(err['input'])}"
+                msg = (
+                    f"field '{name}': must be {words} {err['ctx'][key]}, got {_shown(err['input'])}"
+                )
             else:
-                msg = f"field '{name}': {_clean_message(err['msg'])}" if name else _clean_message(err["msg"])
+                msg = (
+                    f"field '{name}': {_clean_message(err['msg'])}"
+                    if name
+                    else _clean_message(err["msg"])
+                )
             hint = _TYPE_HINTS.get((field_name, err["type"])) or _TYPE_HINTS.get(("", err["type"]))
             literals = [e for e in errs if e["type"] == "literal_error"]
             if literals and isinstance(err["input"], str):
@@ -245,13 +306,21 @@ def _shown(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
 
 
 # Fixes for values of the wrong shape, by (field, pydantic error type); "" is any field.
 _TYPE_HINTS = {
-    ("nodes", "list_type"): "write each node as a list item under 'nodes:', starting with '- id: ...'",
-    ("children", "list_type"): "write each child as a list item under 'children:', starting with '- id: ...'",
+    (
+        "nodes",
+        "list_type",
+    ): "write each node as a list item under 'nodes:', starting with '- id: ...'",
+    (
+        "children",
+        "list_type",
+    ): "write each child as a list item under 'children:', starting with '- id: ...'",
     ("seed", "less_than_equal"): "seeds are stored as 64-bit integers",
     ("seed", "greater_than_equal"): "seeds are stored as 64-bit integers",
     ("", "dict_type"): "write it as 'name: value' lines indented under it",
@@ -260,7 +329,11 @@ _TYPE_HINTS = {
 
 
 def _is_type_tag(part: str) -> bool:
-    return part in {"int", "float", "str", "bool", "dict[str,any]", "list[any]", "none"} or "[" in part or part.startswith(("function-", "literal", "constrained-"))
+    return (
+        part in {"int", "float", "str", "bool", "dict[str,any]", "list[any]", "none"}
+        or "[" in part
+        or part.startswith(("function-", "literal", "constrained-"))
+    )
 
 
 def _clean_message(msg: str) -> str:

@@ -16,7 +16,10 @@ def test_cpu_and_auto_are_always_there() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_cuda_without_a_gpu_is_a_plain_message() -> None:
-    with pytest.raises(ModelError, match=r"device 'cuda:1' is not available: this machine has no CUDA GPU.*--device cpu"):
+    with pytest.raises(
+        ModelError,
+        match=r"device 'cuda:1' is not available: this machine has no CUDA GPU.*--device cpu",
+    ):
         pick_device("cuda:1")
 
 

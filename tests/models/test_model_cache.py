@@ -187,10 +187,15 @@ def test_unknown_provider_is_a_model_error() -> None:
 
 
 def test_device_override_and_dtypes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genarun.errors import ModelError
+
     assert pick_device("cpu") == "cpu"
-    monkeypatch.setenv("GENARUN_DEVICE", "cuda:1")
-    assert pick_device() == "cuda:1"
-    assert pick_device("mps") == "mps"  # an explicit argument wins over the environment
+    monkeypatch.setenv("GENARUN_DEVICE", "cuda:99")
+    assert pick_device("cpu") == "cpu"  # an explicit argument wins over the environment
+    with pytest.raises(ModelError, match="'cuda:99' is not available"):  # no machine has 100
+        pick_device()
+    monkeypatch.setenv("GENARUN_DEVICE", "cpu")
+    assert pick_device() == "cpu"
     monkeypatch.delenv("GENARUN_DEVICE")
     assert pick_device() in ("cuda", "mps", "cpu")
     assert default_dtype_name("cpu") == "float32"
