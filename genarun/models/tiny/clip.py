@@ -7,6 +7,7 @@ without shipping one.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,16 @@ def build_tiny_clip(target: Path) -> None:
     from safetensors.torch import save_file
 
     register_arch()
-    with seeded(0):
-        model = open_clip.create_model(ARCH_NAME, pretrained=None)
+    # Random weights are the point here: open_clip's "No pretrained weights loaded" warning
+    # (on the root logger) would only alarm whoever runs a tree for the first time.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with seeded(0):
+            model = open_clip.create_model(ARCH_NAME, pretrained=None)
+    finally:
+        root.setLevel(level)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(target / "open_clip_model.safetensors"))
     config = {
