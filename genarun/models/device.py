@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -34,12 +35,16 @@ def pick_device(override: str | None = None) -> str:
 def _check_available(device: str) -> None:
     """A device asked for by name must exist here: say so plainly (torch's own error comes
     from deep inside the first model's load)."""
+    from genarun.errors import ModelError
+
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):  # $GENARUN_DEVICE skips --device's check
+        raise ModelError(
+            f"'{device}' is not a device: use cpu, cuda, cuda:N (one GPU of several) or mps"
+        )
     kind = device_type(device)
     if kind not in ("cuda", "mps"):
         return
     import torch
-
-    from genarun.errors import ModelError
 
     if kind == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0

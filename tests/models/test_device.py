@@ -36,3 +36,13 @@ def test_run_on_a_missing_device_stops_before_anything_runs(cli, workdir) -> Non
     result = cli("run", tree, "--device", "cuda")
     assert result.exit_code == 2 and "device 'cuda' is not available" in result.output
     assert not (workdir / "dev").exists()
+
+
+@pytest.mark.parametrize("device", ["cuda:x", "cuda:", "cuda:-1", "gpu"])
+def test_a_device_that_is_not_a_device_name_is_a_plain_message(
+    device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$GENARUN_DEVICE bypasses --device's check: 'cuda:x' gave int()'s 'invalid literal'."""
+    monkeypatch.setenv("GENARUN_DEVICE", device)
+    with pytest.raises(ModelError, match=f"'{device}' is not a device: use cpu, cuda, cuda:N"):
+        pick_device()
