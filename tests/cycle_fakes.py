@@ -3,7 +3,8 @@
 `fake-t2i` paints one of two flat colours chosen by the prompt; `fake-i2t` names the colour, so
 a trajectory enters a loop within a few steps. Options: `fail_calls` (a list of call numbers
 that raise a transient CUDA error once each), `max_ok_batch` (larger batches raise out of
-memory; with `oom_calls: N` only during the first N calls, a passing memory spike). Every call is recorded in `CALLS` (task and batch size) for the assertions.
+memory; with `oom_calls: N` only during the first N calls, a passing memory spike),
+`garbage_calls` (call numbers that return text where an image is due). Every call is recorded in `CALLS` (task and batch size) for the assertions.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class FakeModel(LoadedModel):
         if self.calls in options.get("fail_calls", ()) and self.calls not in self.failed:
             self.failed.add(self.calls)
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        if self.calls in options.get("garbage_calls", ()):  # a broken model: text for an image
+            return ["not an image"] * len(batch)
         spike = self.calls <= options.get("oom_calls", 10**9)  # memory short only for these calls
         if len(batch) > options.get("max_ok_batch", 10**9) and spike:
             raise RuntimeError(f"CUDA out of memory (batch of {len(batch)})")

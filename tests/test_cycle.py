@@ -219,3 +219,22 @@ def test_each_step_records_how_long_its_invocation_took(
     assert cli("run", tree("cycle_basic.yaml")).exit_code == 0
     durations = [s["duration"] for s in steps_of(workdir / "genarun.db")]
     assert len(durations) == 12 and all(d is not None and d >= 0 for d in durations)
+
+
+def test_a_step_that_raises_inside_the_cycle_marks_its_trajectory_failed(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    # The painter answers its 2nd call with text: the cycle itself raises on it (not the
+    # model call), and the trajectory must say failed, not stay 'running'.
+    path = workdir / "garbage.yaml"
+    path.write_text(
+        "genarun: 1\nname: garbage\nseed: 3\n"
+        "models: {painter: {provider: fake, id: fake-t2i, options: {garbage_calls: [2, 3]}}}\n"
+        "nodes:\n"
+        "  - {id: traj, kind: cycle, network: [painter, fake-i2t], start: a fox, steps: 6,"
+        " stop_on_repeat: false, retries: 1}\n"
+    )
+    result = cli("run", path)
+    assert result.exit_code == 1, result.output
+    (traj,) = query(workdir / "genarun.db", "SELECT status, stop_reason, length FROM trajectories")
+    assert (traj["status"], traj["stop_reason"], traj["length"]) == ("failed", "failed", 2)

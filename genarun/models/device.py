@@ -161,6 +161,10 @@ def own_stream(device: str | None) -> Iterator[None]:
     if stream is None:
         stream = streams[key] = torch.cuda.Stream(device=key)
     stream.wait_stream(torch.cuda.default_stream(key))  # weights copied on the default stream
-    with torch.cuda.stream(stream):
-        yield
-    stream.synchronize()
+    try:
+        with torch.cuda.stream(stream):
+            yield
+    finally:
+        # Also after an error: kernels still queued must not read weights that an unload
+        # (on another thread) hands back to the allocator.
+        stream.synchronize()

@@ -14,6 +14,7 @@ embedding overlaps with the next step's generation.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -357,17 +358,19 @@ def run(
             _store_pending(ctx, records, pending_step, pending_users, vectors, pending_source)
         elif pending_step >= 0:
             _store_pending(ctx, records, pending_step, [], [], pending_source)
-    except GeneratorExit:
-        # The executor dropped this attempt (a failure): what is stored stays for the retry.
-        tstore.update_trajectory(
-            store,
-            run_id,
-            ctx.node_id,
-            path,
-            status="failed",
-            stop_reason="failed",
-            length=len(stored_or(records)),
-        )
+    except BaseException:
+        # This attempt failed (the executor closed it, or a step raised here): what is stored
+        # stays for the retry. The store may be what failed, so marking it is best effort.
+        with contextlib.suppress(Exception):
+            tstore.update_trajectory(
+                store,
+                run_id,
+                ctx.node_id,
+                path,
+                status="failed",
+                stop_reason="failed",
+                length=len(stored_or(records)),
+            )
         raise
     tstore.update_trajectory(
         store,
