@@ -135,7 +135,9 @@ def test_ctrl_c_marks_interrupted_and_says_how_to_resume(
     workdir: Path, cli: Callable[..., Result], reference: dict
 ) -> None:
     tree = workdir / SLOW
-    tree.write_text((TREES / SLOW).read_text())
+    # Slower than the other tests' copy, so that on a loaded machine the signal still lands
+    # mid-run (the outputs do not depend on the delay).
+    tree.write_text((TREES / SLOW).read_text().replace("delay: 0.08", "delay: 0.25"))
     db = workdir / "int.db"
     proc = _start(tree, db, workdir / "out")
     _wait_for(db, proc, 3)
