@@ -67,10 +67,34 @@ def test_lockstep_batches_equal_unbatched_runs(
     assert sizes == [4, 4, 4]  # the 4 runs' same step: one call per step
     assert sorted({size for _m, task, size in CALLS if task == "caption"}) == [4]
     CALLS.clear()
-    assert cli("run", path, "--batch-size", "1").exit_code == 0
+    assert cli("run", path, "--batch-size", "1", "--no-cache").exit_code == 0
     assert {size for _m, _t, size in CALLS} == {1}
     assert outputs_by_prompt(workdir / "genarun.db") == batched
     assert all(len(v) == 6 for v in batched.values())
+
+
+def test_an_identical_experiment_is_taken_from_the_cache(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
+    path = tree("cycle_lockstep.yaml")
+    assert cli("run", path).exit_code == 0
+    first = outputs_by_prompt(workdir / "genarun.db")
+    CALLS.clear()
+    result = cli("run", path)
+    assert result.exit_code == 0, result.output
+    assert CALLS == []  # no model was called again
+    db = workdir / "genarun.db"
+    second = query(db, "SELECT id FROM runs ORDER BY started DESC LIMIT 4")
+    for run in second:  # each run owns a copy of its trajectory, steps and embeddings
+        (traj,) = query(db, "SELECT length, status FROM trajectories WHERE run_id = ?", run["id"])
+        assert (traj["length"], traj["status"]) == (6, "done")
+        assert len(query(db, "SELECT id FROM trajectory_steps WHERE run_id = ?", run["id"])) == 6
+        logs = query(db, "SELECT message FROM logs WHERE run_id = ?", run["id"])
+        assert any("reused (cache)" in r["message"] for r in logs)
+    assert outputs_by_prompt(db) == first
+    CALLS.clear()
+    assert cli("run", path, "--no-cache").exit_code == 0
+    assert len([c for c in CALLS if c[1] == "image"]) == 3  # run again, in lockstep
 
 
 def test_out_of_memory_halves_the_batch_and_results_match(

@@ -531,8 +531,8 @@ KIND = NodeKind(
     output="list of steps (step, model, kind, value, seed, embeddings)",
     model_refs=model_refs,
     check=check,
-    # Not taken from the cache: kept from when a copied output lacked its rows; reuse by
-    # rerun or --only now copies them (adopt), so caching cycles is a choice left open.
-    cacheable=False,
+    # An identical trajectory (same network, models, start, steps, settings and fixed seed) is
+    # taken from the cache like any execution: adopt copies its rows to the run. A random
+    # seed never matches, and `--no-cache` runs it again (to measure nondeterminism).
     adopt=adopt,
 )
