@@ -344,7 +344,7 @@ class Executor:
         if run.reuse is None or not node.kind.cacheable:
             return False
         try:
-            model = model_identity(run, node, inst.params)
+            model = model_identity(run, node, inst.params, inst.scope)
         except Exception:  # an unusable model: the run function reports it properly
             return False
         inst.cache_key = cache_key(node.kind.name, inst.params, model, inst.seed)

@@ -192,13 +192,21 @@ def _untargets(data: list[list[Any]] | None) -> list[Target]:
 
 
 # --- the content-addressed cache --------------------------------------------------------------
-def model_identity(run: RunState, node: CompiledNode, params: dict[str, Any]) -> str | None:
+def model_identity(
+    run: RunState, node: CompiledNode, params: dict[str, Any], scope: dict[str, Any] | None = None
+) -> str | None:
     """What identifies the models an execution uses: the resolved spec's key (provider, id,
-    revision, options); for kinds naming other models, the tree's model aliases too."""
+    revision, options); for kinds naming other models (a cycle's network and embedders), each
+    of those resolved too, and the tree's model aliases."""
     parts: list[str] = []
     if node.kind.model_task and params.get("model") is not None:
         parts.append(run.resolve_model(params["model"]).key)
     if node.kind.model_refs is not None:
+        if scope is not None:
+            parts += [
+                run.resolve_model(ref).key
+                for ref, _task, _field in node.kind.model_refs(node, scope)
+            ]
         parts.append(json.dumps(run.compiled.loaded.spec.models, sort_keys=True, default=str))
     return "|".join(parts) or None
 
