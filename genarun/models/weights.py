@@ -7,6 +7,8 @@ weight loads.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +107,34 @@ class LocalWeightsProvider(Provider):
     def check(self, spec: ModelSpec) -> None:
         if not present(spec):
             raise missing_weights(spec)
+
+
+@functools.lru_cache(maxsize=256)
+def fingerprint(spec: ModelSpec) -> str:
+    """What tells these weights from others under the same name, for the execution cache:
+    a tiny model's build version, a Hub snapshot's commit, a local folder's files (names,
+    sizes, modification times: hashing gigabytes would cost more than it saves). Empty for
+    models without local weights (APIs, dummy). Computed once per process and spec."""
+    if spec.provider in ("openai", "dummy"):
+        return ""
+    source = locate(spec)
+    if source.kind == "builtin":
+        from genarun.models.tiny import BUILD_VERSION
+
+        return f"tiny-v{BUILD_VERSION}"
+    if source.folder is None:
+        return ""
+    if source.kind == "hub":
+        return source.folder.name  # the snapshot's commit
+    files = (
+        [source.folder]
+        if source.folder.is_file()
+        else sorted(f for f in source.folder.rglob("*") if f.is_file())
+    )
+    digest = hashlib.sha256()
+    for f in files:
+        stat = f.stat()
+        digest.update(
+            f"{f.relative_to(source.folder.parent)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+        )
+    return digest.hexdigest()[:16]

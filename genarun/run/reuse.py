@@ -196,17 +196,20 @@ def model_identity(
     run: RunState, node: CompiledNode, params: dict[str, Any], scope: dict[str, Any] | None = None
 ) -> str | None:
     """What identifies the models an execution uses: the resolved spec's key (provider, id,
-    revision, options); for kinds naming other models (a cycle's network and embedders), each
-    of those resolved too, and the tree's model aliases."""
+    revision, options) and its weights' fingerprint; for kinds naming other models (a cycle's
+    network and embedders), each of those, and the tree's model aliases."""
+    from genarun.models.weights import fingerprint
+
+    def identity(ref: Any) -> str:
+        spec = run.resolve_model(ref)
+        return f"{spec.key}#{fingerprint(spec)}"
+
     parts: list[str] = []
     if node.kind.model_task and params.get("model") is not None:
-        parts.append(run.resolve_model(params["model"]).key)
+        parts.append(identity(params["model"]))
     if node.kind.model_refs is not None:
         if scope is not None:
-            parts += [
-                run.resolve_model(ref).key
-                for ref, _task, _field in node.kind.model_refs(node, scope)
-            ]
+            parts += [identity(ref) for ref, _task, _field in node.kind.model_refs(node, scope)]
         parts.append(json.dumps(run.compiled.loaded.spec.models, sort_keys=True, default=str))
     return "|".join(parts) or None
 
