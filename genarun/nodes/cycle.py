@@ -30,7 +30,7 @@ from genarun.nodes.base import ExecutionContext, Invoke, NodeKind
 from genarun.run.seeds import fresh_seed
 from genarun.tree.schema import NodeBase, Tpl
 from genarun.tree.templates import RenderError, field_rng
-from genarun.values import EmbeddingRef, ImageRef
+from genarun.values import EmbeddingRef, ImageRef, renumber_embeddings
 
 if TYPE_CHECKING:
     from genarun.graph.compile import CompiledNode
@@ -509,18 +509,7 @@ def adopt(
         (run.id, node_id, path_key(path)),
         lambda step, rel: adopted.get(step) or image(rel),
     )
-    return _renumber(output, ids)
-
-
-def _renumber(value: Any, ids: dict[int, int]) -> Any:
-    """Tagged JSON with its embedding refs pointing at the copies."""
-    if isinstance(value, dict):
-        if "$embedding" in value:
-            return {**value, "$embedding": ids.get(value["$embedding"], value["$embedding"])}
-        return {k: _renumber(v, ids) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_renumber(v, ids) for v in value]
-    return value
+    return renumber_embeddings(output, ids)
 
 
 KIND = NodeKind(
