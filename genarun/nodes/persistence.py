@@ -87,7 +87,7 @@ def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple
 def _embed_models(value: Any, scope: dict[str, Any]) -> tuple[bool, list[Any]]:
     """A cycle's `embed` field as a list of model references, if it can be known before the
     run (a literal, or a template of the matrix and the tree's vars)."""
-    from genarun.nodes.cycle import models_list
+    from genarun.nodes.networks import models_list
     from genarun.tree.templates import RenderError, compile_value, field_rng
 
     try:
