@@ -129,3 +129,56 @@ def test_kill_9_mid_experiment_then_resume_the_experiment(
     assert _rows(db) == reference
     again = cli("resume", experiment[:8], "--db", db)
     assert again.exit_code == 2 and "nothing to resume" in again.output
+
+
+def test_seed_random_survives_kill_9_resume_and_rerun(
+    workdir: Path, cli: Callable[..., Result]
+) -> None:
+    """A killed `seed: random` experiment resumes drawing fresh randomness at every step: it
+    was resumed with one fixed seed per run (seed_random 0), so every trajectory stopped at a
+    repeat, another experimental condition than the one the tree asks for."""
+    tree = workdir / "cycle_kill_random.yaml"
+    tree.write_text((TREES / "cycle_kill_random.yaml").read_text())
+    db = workdir / "random.db"
+    proc = _run(tree, db, workdir / "out")
+    deadline = time.time() + 60
+    while _steps_stored(db) < 3 * 12 // 3 and proc.poll() is None:
+        assert time.time() < deadline, "the experiment never got a third of the way"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    kept = {
+        (r["run_id"], r["step"]) for r in query(db, "SELECT run_id, step FROM trajectory_steps")
+    }
+    assert 0 < len(kept) < 3 * 12
+    # A database written before runs.seed_random: resume tells the mode from the trajectories.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET seed_random = NULL WHERE rowid % 2 = 0")
+
+    result = cli("resume", "latest", "--db", db)
+    assert result.exit_code == 0, result.output
+    runs = query(db, "SELECT id, status, seed_random FROM runs")
+    assert [(r["status"], r["seed_random"]) for r in runs] == [("completed", 1)] * 3
+    trajectories = query(db, "SELECT * FROM trajectories")
+    assert [(t["seed_random"], t["stop_reason"], t["length"]) for t in trajectories] == [
+        (1, "max_steps", 12)
+    ] * 3
+    for run in runs:
+        steps = query(db, "SELECT step, seed FROM trajectory_steps WHERE run_id = ?", run["id"])
+        resumed = [s["seed"] for s in steps if (run["id"], s["step"]) not in kept]
+        assert resumed, "the resume ran no step of this run"
+        assert len({s["seed"] for s in steps}) == 12  # fresh at every step, before and after
+
+    # A rerun of one of its runs keeps the mode too.
+    source = runs[0]["id"]
+    result = cli("rerun", source[:8], "--node", "traj", "--db", db)
+    assert result.exit_code == 0, result.output
+    new = query(db, "SELECT id, seed_random FROM runs WHERE source_run_id = ?", source)[0]
+    assert new["seed_random"] == 1
+    traj = query(db, "SELECT * FROM trajectories WHERE run_id = ?", new["id"])[0]
+    assert (traj["seed_random"], traj["stop_reason"], traj["length"]) == (1, "max_steps", 12)
+    steps = query(db, "SELECT seed FROM trajectory_steps WHERE run_id = ?", new["id"])
+    assert len({s["seed"] for s in steps}) == 12
+    shown = json.loads(cli("runs", "show", new["id"][:8], "--db", db, "--json").output)
+    assert shown["seed_random"] is True

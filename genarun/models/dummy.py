@@ -5,7 +5,9 @@ vectors are hashed bags of words, so texts that share words have nearby vectors.
 asks for `parse: json` or `lines`, the dummy answers in that format (a list of short titles,
 as many as the first number in the prompt, default 3) so trees that plan lists run end to end.
 The spec option `delay` (seconds per invocation) makes it slow on purpose, for tests that
-interrupt or kill runs: `{provider: dummy, id: dummy, options: {delay: 0.05}}`.
+interrupt or kill runs: `{provider: dummy, id: dummy, options: {delay: 0.05}}`; `words` (how
+many distinct words its texts use, default 36) makes captions repeat, so a trajectory with a
+fixed seed soon enters a loop, as small real models do.
 """
 
 from __future__ import annotations
@@ -71,12 +73,12 @@ def _digest(*parts: Any) -> bytes:
     return h.digest()
 
 
-def _words(seed_bytes: bytes, count: int) -> list[str]:
+def _words(seed_bytes: bytes, count: int, vocabulary: Sequence[str] = WORDS) -> list[str]:
     out: list[str] = []
     block = seed_bytes
     while len(out) < count:
         block = hashlib.sha256(block).digest()
-        out.extend(WORDS[b % len(WORDS)] for b in block[: count - len(out)])
+        out.extend(vocabulary[b % len(vocabulary)] for b in block[: count - len(out)])
     return out
 
 
@@ -92,6 +94,7 @@ class DummyModel(LoadedModel):
         self.dim = int(spec.option_dict.get("dim", 32))
         # Seconds per invocation: a real wait, so tests can interrupt and kill slow runs.
         self.delay = float(spec.option_dict.get("delay", 0))
+        self.vocabulary = WORDS[: max(1, int(spec.option_dict.get("words", len(WORDS))))]
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
         if self.delay > 0:
@@ -112,7 +115,8 @@ class DummyModel(LoadedModel):
                 return "\n".join(f"- {t}" for t in titles)
             return json.dumps(titles)
         limit = int(inv.settings.get("max_tokens", 32))
-        return " ".join(_words(digest, max(1, min(limit, 12 + digest[0] % 12)))).capitalize() + "."
+        count = max(1, min(limit, 12 + digest[0] % 12))
+        return " ".join(_words(digest, count, self.vocabulary)).capitalize() + "."
 
     def _image(self, inv: Invocation) -> Any:
         import numpy as np
@@ -136,7 +140,7 @@ class DummyModel(LoadedModel):
             hashlib.sha256(_image_bytes(inv.input)).hexdigest(),
             inv.settings.get("prompt"),
         )
-        return "A picture of " + " ".join(_words(digest, 6)) + "."
+        return "A picture of " + " ".join(_words(digest, 6, self.vocabulary)) + "."
 
     def _embed_text(self, inv: Invocation) -> Any:
         import numpy as np

@@ -131,6 +131,7 @@ def rerun_run(
         tree_path=str(state.compiled.loaded.path),
         tree_text=tree_text,
         seed=state.seed,
+        seed_random=int(state.seed_is_random),
         bindings=json.dumps({**state.bindings, **state.compiled.overrides}),
         status="running",
         started=state.started,
@@ -211,7 +212,7 @@ def _plan_rerun(
         compiled=compiled,
         store=store,
         seed=source["seed"],
-        seed_is_random=False,
+        seed_is_random=seed_mode_of(store, source, compiled),
         bindings=matrix,
         folder=Path(source["out_dir"]),
         started=time.time(),
@@ -225,6 +226,21 @@ def _plan_rerun(
         if compiled.nodes[t[0]].skip_reason is None
     }
     return state, plan, reasons, changed, notes
+
+
+def seed_mode_of(store: Store, run: dict[str, Any], compiled: CompiledTree) -> bool:
+    """Whether RUN's seed was drawn (`seed: random`): its resume and reruns keep that mode, so a
+    trajectory goes on drawing fresh randomness per step instead of repeating one seed."""
+    if run.get("seed_random") is not None:
+        return bool(run["seed_random"])
+    # A database from before runs.seed_random: a trajectory of a cycle without a seed of its
+    # own drew per step only if the run's seed was random.
+    from genarun.store.trajectories import trajectories_of
+
+    inherits = {n.id for n in compiled.nodes.values() if n.spec.seed is None}
+    return any(
+        t["seed_random"] and t["node_id"] in inherits for t in trajectories_of(store, [run["id"]])
+    )
 
 
 def _selected_targets(
@@ -294,6 +310,7 @@ def resume_runs(
             status="running",
             ended=None,
             error=None,
+            seed_random=int(state.seed_is_random),
             picks=json.dumps(state.var_picks, ensure_ascii=False),
             **process_identity(),
         )
@@ -362,7 +379,7 @@ def _resume_state(store: Store, row: dict[str, Any]) -> RunState:
         compiled=compiled,
         store=store,
         seed=row["seed"],
-        seed_is_random=False,
+        seed_is_random=seed_mode_of(store, row, compiled),
         bindings={k: v for k, v in stored.items() if k in loaded.spec.matrix},
         folder=folder,
         started=row["started"],

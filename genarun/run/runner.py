@@ -215,6 +215,7 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
                 tree_text=tree_text,
                 tree_hash=tree_hash,
                 seed=seed,
+                seed_random=int(seed_random),
                 bindings=json.dumps(to_json({**bindings, **options.overrides})),
                 status="running",
                 started=started,

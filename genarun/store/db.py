@@ -64,6 +64,9 @@ runs = Table(
     Column("tree_text", Text),
     Column("tree_hash", String),
     Column("seed", Integer),
+    # 1: the seed was drawn (`seed: random`): a resume or rerun keeps drawing fresh randomness
+    # per trajectory step; NULL in databases written before the column (resume infers it).
+    Column("seed_random", Integer),
     Column("bindings", Text),  # JSON: matrix values and --set overrides
     Column("status", String, nullable=False),  # running, completed, failed, interrupted
     Column("started", Float, nullable=False),

@@ -96,6 +96,7 @@ def run_report_json(run: dict[str, Any], executions: list[dict[str, Any]]) -> di
         "tree_path": run["tree_path"],
         "status": run["status"],
         "seed": run["seed"],
+        "seed_random": bool(run.get("seed_random")),
         "bindings": json.loads(run["bindings"]) if run["bindings"] else {},
         "picks": json.loads(run["picks"]) if run.get("picks") else {},
         "started": run["started"],
@@ -113,7 +114,7 @@ def run_report(run: dict[str, Any], executions: list[dict[str, Any]]) -> str:
         f"run      {run['id']}",
         f"tree     {run['name']} ({run['tree_path']})",
         f"status   {run['status']}",
-        f"seed     {run['seed']}",
+        f"seed     {run['seed']}" + (" (drawn: seed random)" if run.get("seed_random") else ""),
         f"started  {iso(run['started'])}"
         + (f"  ({run['ended'] - run['started']:.2f}s)" if run["ended"] else ""),
         f"folder   {run['out_dir']}",
