@@ -44,3 +44,24 @@ def test_common_and_top_level_fields_are_in_the_reference() -> None:
     top = schema["properties"]
     for field in [*common, *top]:
         assert f"`{field}`" in REFERENCE, field
+
+
+def test_ci_does_what_the_readme_quick_start_says_in_order() -> None:
+    """The README tells a new user `make demo`, then `make test`, in one clone: CI does the
+    same, so a test that trips over the demo's outputs fails in CI, not on a newcomer's
+    machine."""
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text()
+    quick = re.search(r"^## Quick start.*?(?=^## )", readme, flags=re.MULTILINE | re.DOTALL)
+    assert quick is not None
+    steps = re.findall(r"```bash\n(make \w+)\n```", quick.group(0))
+    assert steps == ["make demo", "make test"]
+    ci = (repo / ".ci" / "run").read_text()
+    made = [
+        target
+        for line in ci.splitlines()
+        if re.match(r"\s*make\s", line)
+        for target in line.split()[1:]
+    ]
+    wanted = [step.split()[1] for step in steps]
+    assert [t for t in made if t in wanted] == wanted, f".ci/run makes {made}"

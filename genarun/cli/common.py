@@ -64,21 +64,10 @@ def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-TREE_SUFFIXES = (".yaml", ".yml", ".json")
-_TREE_START = re.compile(r'^\s*(genarun\s*:|\{?\s*"genarun"\s*:)', re.MULTILINE)
-
-
-def trees_in(folder: Path) -> tuple[list[Path], list[Path]]:
-    """The YAML and JSON files directly in a folder: (trees, others), a tree being a file
-    with a 'genarun:' key (not output.json, a CI config, ...)."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TREE_SUFFIXES)
-    trees = [p for p in files if _TREE_START.search(p.read_text(errors="replace"))]
-    return trees, [p for p in files if p not in trees]
-
-
 def one_tree(path: Path) -> Path:
     """A command's TREE argument: a folder is named as a mistake, with the trees in it."""
     from genarun.errors import UserError
+    from genarun.tree.discover import trees_in
 
     if not path.is_dir():
         return path

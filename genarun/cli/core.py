@@ -15,7 +15,6 @@ from genarun.cli.common import (
     handle_errors,
     one_tree,
     parse_set,
-    trees_in,
 )
 
 
@@ -209,6 +208,7 @@ def _expand_folders(paths: tuple[Path, ...]) -> list[Path]:
     """Folders given to validate become the tree files in them; files that are no tree (no
     'genarun:' key: output.json, a CI config) are named and left out."""
     from genarun.errors import UserError
+    from genarun.tree.discover import trees_in
 
     out: list[Path] = []
     for path in paths:

@@ -141,7 +141,7 @@ def rerun_run(
         picks=json.dumps(state.var_picks, ensure_ascii=False),
         **process_identity(),
     )
-    state.copy_tree_file()
+    state.start_folder()
     single = (
         len(store.runs_of_experiment(source["experiment_id"])) <= 1
         if source["experiment_id"]

@@ -21,7 +21,13 @@ from genarun.run.only import plan_runs
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState, check_model_task
 from genarun.store.db import Store, new_id
-from genarun.store.folders import dated_folder, refresh_latest, run_label, write_json
+from genarun.store.folders import (
+    dated_folder,
+    output_folder_of,
+    refresh_latest,
+    run_label,
+    write_json,
+)
 from genarun.tree.templates import RenderError, field_rng
 from genarun.tree.validate import read_tree
 from genarun.values import to_json
@@ -157,6 +163,8 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
 
     base_seed = options.seed
     spec_seed = compiled.loaded.spec.seed
+    root = Path(options.out) if options.out else tree_path.parent
+    _check_output_root(root, compiled)
     store = Store(options.db)
     try:  # --only problems (nothing to take outputs from) are reported before anything is written
         plans = plan_runs(
@@ -172,7 +180,6 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
         store.close()
         raise
     started = time.time()
-    root = Path(options.out) if options.out else tree_path.parent
     tree_folder = root / compiled.name
     folder = dated_folder(tree_folder, started)
     experiment_id = store.create_experiment(
@@ -225,7 +232,7 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
                 picks=json.dumps(state.var_picks, ensure_ascii=False),
                 **process_identity(),
             )
-            state.copy_tree_file()
+            state.start_folder()
             runs.append(state)
     except GenarunError:
         for state in runs:
@@ -258,6 +265,18 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
     return execute_runs(
         store, runs, options, tree_folder=tree_folder, folder=folder, experiment_id=experiment_id
     )
+
+
+def _check_output_root(root: Path, compiled: CompiledTree) -> None:
+    """Outputs never go into another run's output folder: `latest/` is replaced by the next
+    run (taking them with it), and a run folder's files are that run's record."""
+    inside = output_folder_of(root)
+    if inside is not None:
+        raise UserError(
+            f"{compiled.loaded.path}: its outputs would go to {root}, inside the output folder "
+            f"of a run ({inside}), which the next run may replace; run the tree itself (a run "
+            "folder's tree file is a copy), or choose another place with --out"
+        )
 
 
 def process_identity() -> dict[str, Any]:

@@ -237,27 +237,32 @@ class RunState:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.folder / "output.json", self.output_tree())
         write_json(self.folder / "logs.json", logs)
-        write_json(
-            self.folder / "run.json",
-            {
-                "run": self.id,
-                "experiment": self.experiment_id,
-                "tree": self.compiled.name,
-                "status": status,
-                "seed": self.seed,
-                "seed_random": self.seed_is_random,
-                "bindings": to_json(self.bindings),
-                "picks": self.var_picks,
-                "started": self.started,
-                "ended": time.time(),
-                "counts": self.counts,
-            },
-        )
+        write_json(self.folder / "run.json", self._run_json(status, ended=time.time()))
 
-    def copy_tree_file(self) -> None:
+    def start_folder(self) -> None:
+        """Make the run's folder with a copy of the tree, marked as output from the start
+        (run.json, status running): nothing that searches for trees takes the copy for one,
+        even while the run goes on or after it was killed."""
         source = self.compiled.loaded.path
         self.folder.mkdir(parents=True, exist_ok=True)
+        write_json(self.folder / "run.json", self._run_json("running", ended=None))
         shutil.copy2(source, self.folder / f"tree{source.suffix}")
+
+    def _run_json(self, status: str, ended: float | None) -> dict[str, Any]:
+        return {
+            "run": self.id,
+            "experiment": self.experiment_id,
+            "tree": self.compiled.name,
+            "tree_file": str(self.compiled.loaded.path.resolve()),
+            "status": status,
+            "seed": self.seed,
+            "seed_random": self.seed_is_random,
+            "bindings": to_json(self.bindings),
+            "picks": self.var_picks,
+            "started": self.started,
+            "ended": ended,
+            "counts": self.counts,
+        }
 
 
 def check_model_task(spec: ModelSpec, task: str, node_id: str) -> None:

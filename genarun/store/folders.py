@@ -3,6 +3,11 @@ assets/ and a copy of the tree; `latest/` is refreshed when a run completes.
 
 A matrix experiment gets one dated folder holding `experiment.json` and one sub-folder per run,
 named by its position and matrix values (`01_style-watercolor/`).
+
+Every output folder is marked from the moment it is made: a run folder holds `run.json` (status
+`running` until the run ends), an experiment folder `experiment.json`. Whatever looks for trees
+skips marked folders (`is_output_folder`): their `tree.yaml` is a copy of the tree that ran and
+their JSON files are outputs, never trees.
 """
 
 from __future__ import annotations
@@ -16,6 +21,36 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+# The marker file of each kind of output folder, and keys its JSON always has (a stray file
+# of the same name that someone else wrote is not taken for a marker).
+OUTPUT_MARKERS = {"run.json": ("run", "tree"), "experiment.json": ("experiment", "runs")}
+
+
+def is_output_folder(folder: Path) -> bool:
+    """Whether `folder` is a run's or an experiment's output folder (or `latest/`, a copy of one)."""
+    for name, keys in OUTPUT_MARKERS.items():
+        marker = folder / name
+        if not marker.is_file():
+            continue
+        try:
+            data = json.loads(marker.read_text(errors="replace"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and all(key in data for key in keys):
+            return True
+    return False
+
+
+def output_folder_of(path: Path) -> Path | None:
+    """The output folder that `path` is or lies inside (the outermost), else None."""
+    path = Path(os.path.abspath(path))
+    start = path if path.is_dir() else path.parent
+    found = None
+    for folder in (start, *start.parents):
+        if is_output_folder(folder):
+            found = folder
+    return found
 
 
 def dated_folder(parent: Path, started: float) -> Path:

@@ -1,0 +1,80 @@
+"""Finding tree files in folders, for commands and tests that take a folder of trees.
+
+Run outputs are never trees: a run writes `tree.yaml` (a copy of the tree that ran), and
+`output.json`, `logs.json`, `run.json` beside it, in a folder marked as an output folder
+(`genarun.store.folders.is_output_folder`). Those folders, `latest/` among them, are skipped
+when searching, and named as a mistake when given directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from genarun.errors import UserError
+from genarun.store.folders import is_output_folder, output_folder_of
+
+TREE_SUFFIXES = (".yaml", ".yml", ".json")
+_TREE_START = re.compile(r'^\s*(genarun\s*:|\{?\s*"genarun"\s*:)', re.MULTILINE)
+
+
+def is_tree_text(text: str) -> bool:
+    """Whether a file's text starts a tree (has a top-level 'genarun:' key)."""
+    return bool(_TREE_START.search(text))
+
+
+def trees_in(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The YAML and JSON files directly in a folder: (trees, others), a tree being a file
+    with a 'genarun:' key (not a CI config, ...). A run's output folder is refused."""
+    check_not_output(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TREE_SUFFIXES)
+    trees = [p for p in files if is_tree_text(p.read_text(errors="replace"))]
+    return trees, [p for p in files if p not in trees]
+
+
+def find_trees(root: Path) -> tuple[list[Path], list[Path]]:
+    """The YAML and JSON files under `root`, at any depth: (trees, others). Output folders
+    (and hidden ones, such as a `latest/` being copied) are skipped with all they hold."""
+    trees: list[Path] = []
+    others: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        folder = Path(dirpath)
+        if is_output_folder(folder):
+            dirnames.clear()
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = folder / name
+            if path.suffix.lower() not in TREE_SUFFIXES:
+                continue
+            text = path.read_text(errors="replace")
+            (trees if is_tree_text(text) else others).append(path)
+    return trees, others
+
+
+def check_not_output(path: Path) -> None:
+    """Refuse a path that lies in a run's output folder: what is there was written by a run."""
+    folder = output_folder_of(path)
+    if folder is None:
+        return
+    source = _source_tree(folder)
+    fix = f"name the tree itself ({source})" if source else "name the tree itself"
+    raise UserError(
+        f"{path} is in the output folder of a run ({folder}): its tree file is a copy of the "
+        f"tree that ran, and its JSON files are outputs; {fix}, or run part of that run again "
+        "with genarun rerun RUN --node ID"
+    )
+
+
+def _source_tree(folder: Path) -> str | None:
+    """The tree file a run folder came from, as its run.json records it (any run under it)."""
+    for marker in (folder / "run.json", *sorted(folder.glob("*/run.json"))):
+        try:
+            data = json.loads(marker.read_text(errors="replace"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("tree_file"), str):
+            return data["tree_file"]
+    return None
