@@ -154,20 +154,77 @@ def test_plots_and_exports(experiment: Path, cli: Callable[..., Result], workdir
     assert "vector" in header
 
 
-def test_persistence_of_must_name_a_cycle_above(
-    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
-) -> None:
-    path = workdir / "bad.yaml"
+def test_persistence_of_may_name_a_sibling_cycle(cli: Callable[..., Result], workdir: Path) -> None:
+    """`of:` names any cycle of the run (DESIGN.md's scope rule): a sibling waits for it, the
+    dependency shows in `graph`, and a rerun of the cycle runs the sibling again."""
+    path = workdir / "sibling.yaml"
     path.write_text(
-        "genarun: 1\nname: bad\nnodes:\n  - id: traj\n    kind: cycle\n    network: [dummy-t2i, dummy-i2t]\n"
-        "    start: a fox\n    steps: 3\n    embed: [dummy-embed]\n  - id: topo\n    kind: persistence\n    of: traj\n"
+        "genarun: 1\nname: sibling\nseed: 3\nnodes:\n  - id: topo\n    kind: persistence\n    of: traj\n"
+        "  - id: traj\n    kind: cycle\n    network: [dummy-t2i, dummy-i2t]\n"
+        "    start: a fox\n    steps: 6\n    embed: [dummy-embed]\n"
     )
     result = cli("run", path)
-    assert result.exit_code == 2
-    assert (
-        "bad.yaml:12 node 'topo'" in result.output
-        and "make this node a child of 'traj'" in result.output
+    assert result.exit_code == 0, result.output
+    db = workdir / "genarun.db"
+    rows = query(db, "SELECT * FROM persistence")
+    assert [(r["node_id"], r["path"], r["points"]) for r in rows] == [("traj", "[]", 6)]
+    topo = query(db, "SELECT status, output FROM executions WHERE node_id = 'topo'")[0]
+    assert topo["status"] == "done" and json.loads(topo["output"])["dummy-embed"]["points"] == 6
+    assert "traj -.-> topo" in cli("graph", path, "--format", "mermaid").output
+    rerun = cli("rerun", "latest", "--node", "traj")
+    assert rerun.exit_code == 0, rerun.output
+    assert "topo" in rerun.output  # it depends on traj, so it runs again
+
+
+def test_persistence_of_under_foreach_and_mistakes(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    cycle = (
+        "    kind: cycle\n    network: [dummy-t2i, dummy-i2t]\n    start: '{{ item }}'\n"
+        "    steps: 3\n    embed: [dummy-embed]\n"
     )
+    # Beside the cycle in the same foreach: one diagram per item.
+    good = workdir / "items.yaml"
+    good.write_text(
+        "genarun: 1\nname: items\nnodes:\n  - id: each\n    kind: group\n    foreach: [a fox, a cat]\n"
+        "    children:\n      - id: traj\n"
+        + cycle.replace("    ", "        ")
+        + "      - id: topo\n        kind: persistence\n        of: traj\n"
+    )
+    result = cli("run", good)
+    assert result.exit_code == 0, result.output
+    rows = query(workdir / "genarun.db", "SELECT path FROM persistence ORDER BY path")
+    assert [r["path"] for r in rows] == ["[0]", "[1]"]
+
+    head = "genarun: 1\nname: bad\nnodes:\n"
+    cases = {
+        "typo.yaml": (
+            head + "  - id: traj\n" + cycle + "  - id: topo\n    kind: persistence\n    of: trak\n",
+            "typo.yaml:12 node 'topo'",
+            "of: no node 'trak' in the tree (did you mean 'traj'?)",
+        ),
+        "outside.yaml": (
+            head
+            + "  - id: traj\n    foreach: [a, b]\n"
+            + cycle
+            + "  - id: topo\n    kind: persistence\n    of: traj\n",
+            "outside.yaml:13 node 'topo'",
+            "runs once per item of foreach 'traj', and this node does not",
+        ),
+        "below.yaml": (
+            head
+            + "  - id: topo\n    kind: persistence\n    of: traj\n    children:\n      - id: traj\n"
+            + cycle.replace("    ", "        "),
+            "below.yaml:6 node 'topo'",
+            "of: 'traj' is inside this node's own subtree",
+        ),
+    }
+    for name, (text, where, words) in cases.items():
+        (workdir / name).write_text(text)
+        result = cli("run", workdir / name)
+        assert result.exit_code == 2, (name, result.output)
+        assert where in result.output and words in result.output, result.output
+        assert "Traceback" not in result.output
 
 
 def test_a_stored_diagram_answers_only_for_its_metric_and_points(experiment: Path) -> None:

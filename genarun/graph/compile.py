@@ -17,6 +17,7 @@ import networkx as nx
 from jinja2 import TemplateSyntaxError
 
 from genarun.errors import Problem, TreeError, did_you_mean
+from genarun.graph.node_fields import resolve_node_fields
 from genarun.nodes.base import NodeKind
 from genarun.tree.schema import IDENTIFIER, RESERVED_NAMES, seed_problem
 from genarun.tree.templates import (
@@ -49,6 +50,8 @@ class CompiledNode:
     deps: frozenset[str]  # nodes named that are not ancestors: they must finish first
     loops: tuple[str, ...]  # foreach nodes among ancestors and self, outermost first
     skip_reason: str | None = None
+    # The nodes its node-id fields name (kind.node_fields: a persistence node's `of`).
+    named: dict[str, TreeNode] = field(default_factory=dict)
 
     @property
     def spec(self) -> Any:
@@ -400,6 +403,12 @@ def _compile_node(
         visible.add(name)
     check(when, visible, "when", ("when",))
 
+    named, named_deps, named_problems = resolve_node_fields(
+        tn, kind.node_fields, by_id, descendants[spec.id], ancestor_ids, file, tn_line
+    )
+    deps |= named_deps
+    problems += named_problems
+
     params: dict[str, Compiled] = {}
     for name, raw in spec.param_fields().items():
         if name in kind.raw_fields:
@@ -424,6 +433,7 @@ def _compile_node(
         params=params,
         deps=frozenset(deps),
         loops=loops,
+        named=named,
     )
 
 

@@ -1,4 +1,5 @@
-"""`persistence`: persistent homology of a trajectory's embeddings (a `cycle` node above it).
+"""`persistence`: persistent homology of a trajectory's embeddings (any `cycle` node of the
+run: naming one that is not above it makes it wait for that cycle).
 
 Diagrams (H0 up to `maxdim`) and their persistence entropy go to the `persistence` table, once
 per trajectory and embedding model: a rerun or `genarun tda compute` reads them back.
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 class PersistenceNode(NodeBase):
     of: str = Field(
-        description="The id of the cycle node above this one whose trajectory is analysed."
+        description="The id of the cycle node whose trajectory is analysed: above this one, beside it, or anywhere in the tree (it then runs first)."
     )
     embedding: str | dict[str, Any] | None = Field(
         None,
@@ -32,25 +33,31 @@ class PersistenceNode(NodeBase):
 
 
 def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple[str, str]]:
+    from genarun.graph.node_fields import foreach_loops
+
     of = node.spec.of
-    if of not in node.ancestors:
-        above = ", ".join(f"'{a}'" for a in node.ancestors) or "none"
-        return [
-            (
-                "of",
-                f"of: '{of}' must be a cycle node above this one (nodes above: {above}); make this node a child of '{of}'",
-            )
-        ]
-    cycle = node.tree_node.parent
-    while cycle is not None and cycle.id != of:
-        cycle = cycle.parent
+    cycle = node.named.get("of")  # compiling found the node (or reported that it is none)
     if cycle is None:
         return []
     if cycle.spec.kind != "cycle":
         return [
             (
                 "of",
-                f"of: '{of}' is a {cycle.spec.kind} node; it must be a cycle node (a trajectory) above this one",
+                f"of: '{of}' is a {cycle.spec.kind} node; it must be a cycle node (a trajectory) of this tree",
+            )
+        ]
+    # One execution of this node analyses one trajectory: the cycle may run once per item of
+    # a foreach only if this node runs once per item of that foreach too.
+    loops = foreach_loops(cycle)
+    if node.loops[: len(loops)] != loops:
+        shared = next(k for k, loop in enumerate(loops) if node.loops[k : k + 1] != (loop,))
+        outer = loops[shared:]
+        return [
+            (
+                "of",
+                f"of: cycle '{of}' runs once per item of foreach '{outer[0]}', and this node does not "
+                f"(it would see several trajectories); put this node under '{outer[0]}' too, beside "
+                f"or below '{of}'",
             )
         ]
     # The cycle's embedding models, where known before the run: without any, its trajectory
@@ -121,11 +128,9 @@ def run(ctx: ExecutionContext, node: PersistenceNode) -> dict[str, Any]:
     if compiled is None or compiled.kind.name != "cycle":
         raise ValueError(f"of: '{node.of}' is not a cycle node")
     results = ctx.run.results.get(node.of, {})
-    # The cycle's execution this node sits under: the longest prefix of our foreach path.
-    prefix = next(
-        (ctx.path[:k] for k in range(len(ctx.path), -1, -1) if ctx.path[:k] in results), None
-    )
-    if prefix is None:
+    # The cycle's execution for this one: the foreach items they share (checked before the run).
+    prefix = ctx.path[: len(compiled.loops)]
+    if prefix not in results or results[prefix].status != "done":
         raise ValueError(f"of: '{node.of}' has not run for this item")
     path = path_key(prefix)
     store = ctx.run.store
@@ -158,9 +163,10 @@ KIND = NodeKind(
     name="persistence",
     params=PersistenceNode,
     run=run,
-    description="Persistent homology of a trajectory's embeddings: `of` (a cycle node above), `embedding`, `maxdim`.",
+    description="Persistent homology of a trajectory's embeddings: `of` (any cycle node of the run), `embedding`, `maxdim`.",
     output="per embedding model: points, features per dimension, persistence entropy",
     raw_fields=frozenset({"of", "embedding"}),
+    node_fields=frozenset({"of"}),
     model_refs=model_refs,
     check=check,
     cacheable=False,
