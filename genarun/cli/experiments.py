@@ -284,6 +284,7 @@ def export() -> None:
 @handle_errors
 def export_images(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -> None:
     """Write the images of trajectories with prompt, seed, model, step and run in their metadata."""
+    from genarun.errors import StoreError
     from genarun.experiments.exports import export_images as write_images
     from genarun.store.db import Store
 
@@ -292,6 +293,11 @@ def export_images(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -
     with writing_to(out):
         for run in _runs(store, refs):
             total += len(write_images(store, run, out, fmt))
+    if not total:  # asked for images, and there are none: not a success
+        raise StoreError(
+            "no trajectory images in these runs (a cycle node with an image model makes them); "
+            "nothing was written"
+        )
     click.echo(f"wrote {total} images to {out}")
 
 

@@ -19,7 +19,6 @@ def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png"
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    out.mkdir(parents=True, exist_ok=True)
     folder = Path(run["out_dir"])
     steps = tstore.stored_steps(store, run["id"])
     trajectories = {
@@ -60,6 +59,7 @@ def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png"
         target = out / f"{run['id'][:8]}_{s['node_id']}{index}_step{s['step']:04d}.{fmt}"
         with Image.open(source) as img:
             image = img.convert("RGB")
+        out.mkdir(parents=True, exist_ok=True)  # only once there is an image to write
         if fmt == "png":
             info = PngInfo()
             for k, v in meta.items():

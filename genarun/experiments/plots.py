@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genarun.experiments.topology import diagrams_for, trajectory_keys
+from genarun.experiments.topology import diagrams_for, require_keys
 from genarun.store import trajectories as tstore
 
 if TYPE_CHECKING:
@@ -35,10 +35,10 @@ def experiment_plots(
         plot_trajectories_2d,
     )
 
+    by_id = {r["id"]: r for r in runs}
+    keys = require_keys(store, list(by_id), maxdim)  # nothing to plot: said, nothing written
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    by_id = {r["id"]: r for r in runs}
-    keys = trajectory_keys(store, list(by_id), maxdim)
     entropy_rows: list[tuple[dict[str, Any], str, list[float]]] = []
     for key in keys:
         diagrams, _fresh = diagrams_for(store, key)

@@ -94,6 +94,27 @@ def trajectory_keys(
     return keys
 
 
+NO_TRAJECTORIES = (
+    "these runs have no trajectories with embeddings (run a tree with a cycle node that embeds)"
+)
+
+
+def require_keys(
+    store: Store, run_ids: list[str], maxdim: int, models: list[str] | None = None
+) -> list[DiagramKey]:
+    """trajectory_keys, where finding none is the user's to hear about: a command asked to
+    work on these runs' trajectories, and doing nothing must not look like success."""
+    keys = trajectory_keys(store, run_ids, maxdim, models)
+    if keys:
+        return keys
+    present = sorted({k.model for k in trajectory_keys(store, run_ids, maxdim)}) if models else []
+    if present:
+        raise StoreError(
+            f"no embeddings by {', '.join(models or [])} in these runs; they have: {', '.join(present)}"
+        )
+    raise StoreError(NO_TRAJECTORIES)
+
+
 def compute_all(
     store: Store,
     run_ids: list[str],
@@ -105,7 +126,7 @@ def compute_all(
 ) -> tuple[int, int]:
     """Compute the missing diagrams of these runs; returns (computed, already stored)."""
     computed = reused = 0
-    for key in trajectory_keys(store, run_ids, maxdim, models):
+    for key in require_keys(store, run_ids, maxdim, models):
         _diagrams, fresh = diagrams_for(store, key, force=force)
         computed += fresh
         reused += not fresh
@@ -140,12 +161,8 @@ def compare(
     if dim > maxdim:
         maxdim = dim
     run_ids = [r["id"] for r in runs]
-    keys = trajectory_keys(store, run_ids, maxdim)
+    keys = require_keys(store, run_ids, maxdim)
     models = sorted({k.model for k in keys})
-    if not keys:
-        raise StoreError(
-            "these runs have no trajectories with embeddings (run a tree with a cycle node that embeds)"
-        )
     if model is None:
         if len(models) > 1:
             raise StoreError(

@@ -4,6 +4,7 @@ need from an earlier run of the same tree)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -29,8 +30,22 @@ def apply_only(compiled: CompiledTree, only: set[str] | list[str]) -> tuple[set[
     return to_run, needed
 
 
+def source_store(db: Path | None, compiled: CompiledTree) -> Store:
+    """The database --only takes outputs from: it must exist (opening a missing one would
+    leave an empty database behind a rejected run)."""
+    from genarun.store.db import default_db_path
+
+    path = Path(db) if db else default_db_path()
+    if str(path) != ":memory:" and not path.is_file():
+        raise UserError(
+            f"--only: no earlier run of {compiled.loaded.path.resolve()} (no database at {path}) "
+            "to take the other nodes' outputs from; run the whole tree first, or name a run with --from"
+        )
+    return Store(path)
+
+
 def plan_runs(
-    store: Store,
+    store: Store | None,
     compiled: CompiledTree,
     bindings_list: list[dict[str, Any]],
     *,
@@ -43,6 +58,8 @@ def plan_runs(
     --only needs outputs that no earlier run has."""
     if not only:
         return [ReusePlan(cache=cache, skip=sorted(skip)) for _ in bindings_list]
+    if store is None:
+        raise ValueError("--only reads an earlier run: plan_runs needs its store")
     to_run, needed = apply_only(compiled, only)
     needed = {n for n in needed if compiled.nodes[n].skip_reason is None}
     # Needed nodes that read run.id or run.started run too (the stored outputs saw another

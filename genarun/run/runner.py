@@ -12,12 +12,12 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from genarun.errors import GenarunError, ModelError, NodeFailed, Problem, TreeError, UserError
 from genarun.graph.compile import CompiledTree, check_matrix_sets, compile_tree
 from genarun.run.executor import Executor, ExecutorOptions
-from genarun.run.only import plan_runs
+from genarun.run.only import plan_runs, source_store
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState, check_model_task
 from genarun.store.db import Store, new_id
@@ -165,8 +165,14 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
     spec_seed = compiled.loaded.spec.seed
     root = Path(options.out) if options.out else tree_path.parent
     _check_output_root(root, compiled)
-    store = Store(options.db)
-    try:  # --only problems (nothing to take outputs from) are reported before anything is written
+    # Nothing is written until every run has passed its checks: a tree rejected here (an
+    # unknown model, a var that fails to render) leaves no database rows, no folder and no
+    # experiment that would become `latest`. --only reads an earlier run, so its database must
+    # exist; otherwise the database is opened (or made) only once the checks pass.
+    store = source_store(options.db, compiled) if options.only else None
+    started = time.time()
+    runs: list[RunState] = []
+    try:
         plans = plan_runs(
             store,
             compiled,
@@ -176,12 +182,35 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
             cache=options.cache,
             skip=options.skip,
         )
-    except GenarunError:
-        store.close()
+        for bindings, plan in zip(bindings_list, plans, strict=True):
+            seed_value = bindings.get("seed", base_seed if base_seed is not None else spec_seed)
+            seed_random = seed_value is None or seed_value == "random"
+            state = RunState(
+                id=new_id(),
+                compiled=compiled,
+                store=_NOT_OPEN,  # set below, once the checks pass
+                seed=fresh_seed() if seed_random else int(seed_value),
+                seed_is_random=seed_random,
+                bindings=bindings,
+                folder=root,  # set below, once the checks pass
+                started=started,
+                reuse=plan,
+            )
+            state.scope = _run_scope(state)
+            check_models(compiled, state.scope)
+            runs.append(state)
+    except BaseException:
+        if store is not None:
+            store.close()
         raise
-    started = time.time()
+    # Every check passed: from here on the run is written.
     tree_folder = root / compiled.name
     folder = dated_folder(tree_folder, started)
+    try:
+        store = store or Store(options.db)
+    except GenarunError:
+        _remove_empty(folder)
+        raise
     experiment_id = store.create_experiment(
         name=compiled.name,
         tree_path=str(tree_path),
@@ -189,61 +218,29 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
         matrix=json.dumps(to_json(compiled.matrix)),
         out_dir=str(folder),
     )
-    runs: list[RunState] = []
-    try:
-        for position, bindings in enumerate(bindings_list, start=1):
-            seed_value = bindings.get("seed", base_seed if base_seed is not None else spec_seed)
-            seed_random = seed_value is None or seed_value == "random"
-            seed = fresh_seed() if seed_random else int(seed_value)
-            run_folder = (
-                folder if len(bindings_list) == 1 else folder / run_label(position, bindings)
-            )
-            run_id = new_id()
-            state = RunState(
-                id=run_id,
-                compiled=compiled,
-                store=store,
-                seed=seed,
-                seed_is_random=seed_random,
-                bindings=bindings,
-                folder=run_folder,
-                started=started,
-                experiment_id=experiment_id,
-                label=run_folder.name,
-                reuse=plans[position - 1],
-            )
-            state.scope = _run_scope(state)
-            check_models(compiled, state.scope)
-            store.create_run(
-                id=run_id,
-                experiment_id=experiment_id,
-                name=compiled.name,
-                tree_path=str(tree_path),
-                tree_text=tree_text,
-                tree_hash=tree_hash,
-                seed=seed,
-                seed_random=int(seed_random),
-                bindings=json.dumps(to_json({**bindings, **options.overrides})),
-                status="running",
-                started=started,
-                out_dir=str(run_folder),
-                source_run_id=plans[position - 1].source_run_id,
-                plan=plans[position - 1].to_json(),
-                picks=json.dumps(state.var_picks, ensure_ascii=False),
-                **process_identity(),
-            )
-            state.start_folder()
-            runs.append(state)
-    except GenarunError:
-        for state in runs:
-            store.update_run(
-                state.id,
-                status="failed",
-                ended=time.time(),
-                error="not started: the tree failed its checks",
-            )
-        _remove_empty(folder)
-        raise
+    for position, state in enumerate(runs, start=1):
+        state.store, state.experiment_id = store, experiment_id
+        state.folder = folder if len(runs) == 1 else folder / run_label(position, state.bindings)
+        state.label = state.folder.name
+        store.create_run(
+            id=state.id,
+            experiment_id=experiment_id,
+            name=compiled.name,
+            tree_path=str(tree_path),
+            tree_text=tree_text,
+            tree_hash=tree_hash,
+            seed=state.seed,
+            seed_random=int(state.seed_is_random),
+            bindings=json.dumps(to_json({**state.bindings, **options.overrides})),
+            status="running",
+            started=started,
+            out_dir=str(state.folder),
+            source_run_id=state.reuse.source_run_id if state.reuse else None,
+            plan=state.reuse.to_json() if state.reuse else None,
+            picks=json.dumps(state.var_picks, ensure_ascii=False),
+            **process_identity(),
+        )
+        state.start_folder()
     if len(runs) > 1:
         write_json(
             folder / "experiment.json",
@@ -265,6 +262,10 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
     return execute_runs(
         store, runs, options, tree_folder=tree_folder, folder=folder, experiment_id=experiment_id
     )
+
+
+# A run's store before the checks pass: nothing may be written until then (see run_tree).
+_NOT_OPEN = cast("Store", None)
 
 
 def _check_output_root(root: Path, compiled: CompiledTree) -> None:

@@ -289,15 +289,19 @@ def list_experiments(store: Store, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def resolve_experiment(store: Store, ref: str) -> dict[str, Any]:
-    """An experiment by id, unique id prefix, or `latest`."""
+    """An experiment by id, unique id prefix, or `latest` (the newest that has runs: a tree
+    rejected before it started left an empty experiment in databases of older versions)."""
     if ref == "latest":
+        has_runs = select(runs.c.id).where(runs.c.experiment_id == experiments.c.id).exists()
         row = (
-            store.conn.execute(select(experiments).order_by(experiments.c.created.desc()).limit(1))
+            store.conn.execute(
+                select(experiments).where(has_runs).order_by(experiments.c.created.desc()).limit(1)
+            )
             .mappings()
             .first()
         )
         if row is None:
-            raise StoreError(f"no experiments in {store.path}")
+            raise StoreError(f"no experiments with runs in {store.path}: run a tree first")
         return dict(row)
     rows = (
         store.conn.execute(
@@ -344,7 +348,13 @@ def run_or_experiment_runs(store: Store, ref: str) -> list[dict[str, Any]]:
             raise StoreError(
                 f"no run or experiment matches '{ref}' in {store.path} (see `genarun runs list` and `genarun experiments list`)"
             ) from None
-        return store.runs_of_experiment(experiment["id"])
+        found = store.runs_of_experiment(experiment["id"])
+        if not found:
+            raise StoreError(
+                f"experiment {experiment['id'][:8]} ({experiment['name']}) has no runs: its tree "
+                "was rejected before it started; name another (see `genarun experiments list`)"
+            ) from None
+        return found
 
 
 # How many leading steps tell the output kind at each position of a network (longer networks
