@@ -4,6 +4,12 @@
         server.fail_next(2, status=500)   # the next two requests fail, then it answers again
         server.require_key("sk-test")     # 401 unless `Authorization: Bearer sk-test`
         server.hang_next(1)               # the next request gets no answer (timeouts)
+        server.redirect_next(1, other.base_url + "/chat/completions")   # a 302 elsewhere
+        server.trickle_next(1, phase="headers")   # an answer one byte at a time
+        server.huge_next(1, 200 * 2**20)  # a 200 MB answer, streamed
+        server.echo_key("altered")        # how a wrong key is quoted back in the 401
+        server.embeddings_mode("per_token")   # one vector per word, as llama.cpp without pooling
+        server.reply_text("a: &a [*a]")   # every chat answer says this
         ... base_url=server.base_url ...
 
 Replies are pure functions of the request, so tests can compare batched and unbatched calls.
@@ -41,8 +47,21 @@ class RecordedRequest:
 class _Faults:
     fail_count: int = 0
     fail_status: int = 500
+    fail_message: str | None = None
     retry_after: str | None = None
     hang_count: int = 0
+    redirect_count: int = 0
+    redirect_to: str = ""
+    redirect_status: int = 302
+    trickle_count: int = 0
+    trickle_phase: str = "body"
+    trickle_interval_s: float = 1.0
+    huge_count: int = 0
+    huge_size: int = 0
+    huge_declared: bool = True
+    echo: str = "exact"
+    embeddings: str = "pooled"
+    reply: str | None = None
     required_key: str | None = None
     delay_s: float = 0.0
     in_flight: int = 0
@@ -75,12 +94,59 @@ class FakeOpenAIServer:
         with self._lock:
             return list(self._faults.requests)
 
-    def fail_next(self, count: int, status: int = 500, retry_after: str | None = None) -> None:
-        """Answer the next `count` requests with `status` (e.g. 500 or 429)."""
+    def fail_next(
+        self,
+        count: int,
+        status: int = 500,
+        retry_after: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Answer the next `count` requests with `status` (e.g. 500 or 429), saying `message`."""
         with self._lock:
             self._faults.fail_count = count
             self._faults.fail_status = status
             self._faults.retry_after = retry_after
+            self._faults.fail_message = message
+
+    def redirect_next(self, count: int, location: str, status: int = 302) -> None:
+        """Answer the next `count` requests with a redirect to `location`."""
+        with self._lock:
+            self._faults.redirect_count = count
+            self._faults.redirect_to = location
+            self._faults.redirect_status = status
+
+    def trickle_next(self, count: int, phase: str = "body", interval_s: float = 1.0) -> None:
+        """Send the next `count` answers one byte per `interval_s`: the status line and headers
+        (phase "headers") or only the body after prompt headers (phase "body")."""
+        with self._lock:
+            self._faults.trickle_count = count
+            self._faults.trickle_phase = phase
+            self._faults.trickle_interval_s = interval_s
+
+    def huge_next(self, count: int, size: int, declare_length: bool = True) -> None:
+        """Answer the next `count` requests with a `size`-byte body, streamed as fast as the
+        client reads it; without `declare_length`, no Content-Length (read until close)."""
+        with self._lock:
+            self._faults.huge_count = count
+            self._faults.huge_size = size
+            self._faults.huge_declared = declare_length
+
+    def echo_key(self, mode: str) -> None:
+        """How a wrong key is quoted in the 401: exact, altered (`sk-abcd****wxyz`, as the
+        hosted API does), truncated (last character dropped) or upper (upper-cased)."""
+        with self._lock:
+            self._faults.echo = mode
+
+    def embeddings_mode(self, mode: str) -> None:
+        """pooled (one vector per input), per_token (a list of vectors per input, one per word,
+        as llama.cpp without pooling) or varying (flat vectors whose length varies by input)."""
+        with self._lock:
+            self._faults.embeddings = mode
+
+    def reply_text(self, text: str | None) -> None:
+        """Every chat answer's content (None: the usual deterministic reply)."""
+        with self._lock:
+            self._faults.reply = text
 
     def hang_next(self, count: int) -> None:
         """Give the next `count` requests no answer until the server stops (or HANG_LIMIT_S)."""
@@ -132,30 +198,42 @@ class FakeOpenAIServer:
                 self._faults.in_flight -= 1
 
     def _admit(self, request: RecordedRequest, authorization: str | None) -> tuple[str, Any]:
-        """Decide a request's fate: ("ok", None), ("fail", (status, headers, body)) or ("hang", None)."""
+        """Decide a request's fate: ("ok", None), ("fail", (status, headers, body)), ("hang",
+        None), ("redirect", (status, location)), ("trickle", (phase, interval)) or ("huge",
+        (size, declared))."""
         with self._lock:
             faults = self._faults
             faults.requests.append(request)
             if faults.hang_count > 0:
                 faults.hang_count -= 1
                 return "hang", None
+            if faults.redirect_count > 0:
+                faults.redirect_count -= 1
+                return "redirect", (faults.redirect_status, faults.redirect_to)
+            if faults.trickle_count > 0:
+                faults.trickle_count -= 1
+                return "trickle", (faults.trickle_phase, faults.trickle_interval_s)
+            if faults.huge_count > 0:
+                faults.huge_count -= 1
+                return "huge", (faults.huge_size, faults.huge_declared)
             if faults.fail_count > 0:
                 faults.fail_count -= 1
                 headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
-                body = _error_body(
-                    f"injected failure with status {faults.fail_status}", "server_error"
+                message = (
+                    faults.fail_message or f"injected failure with status {faults.fail_status}"
                 )
-                return "fail", (faults.fail_status, headers, body)
+                return "fail", (faults.fail_status, headers, _error_body(message, "server_error"))
             if faults.required_key is not None:
                 expected = f"Bearer {faults.required_key}"
                 if authorization != expected:
                     # Like the hosted API, echo what was provided: clients must scrub it.
                     provided = (authorization or "").removeprefix("Bearer ") or "none"
                     body = _error_body(
-                        f"Incorrect API key provided: {provided}.", "invalid_request_error"
+                        f"Incorrect API key provided: {_echo(provided, faults.echo)}.",
+                        "invalid_request_error",
                     )
                     return "fail", (401, {}, body)
-        return "ok", None
+            return "ok", {"embeddings": faults.embeddings, "reply": faults.reply}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -182,6 +260,16 @@ class _Handler(BaseHTTPRequestHandler):
             fake._release.wait(HANG_LIMIT_S)
             self.close_connection = True
             return
+        if fate == "redirect":
+            status, location = detail
+            self._send(status, {"moved": location}, {"Location": location})
+            return
+        if fate == "trickle":
+            self._trickle(fake, *detail)
+            return
+        if fate == "huge":
+            self._huge(fake, *detail)
+            return
         if fate == "fail":
             status, headers, error = detail
             self._send(status, error, headers)
@@ -191,11 +279,57 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, _error_body(f"no route {self.path}", "invalid_request_error"))
             return
         try:
-            answer = route(body)
+            answer = route(body, detail)
         except (KeyError, TypeError, ValueError) as exc:
             self._send(400, _error_body(f"bad request: {exc!r}", "invalid_request_error"))
             return
         self._send(200, answer)
+
+    def _trickle(self, fake: FakeOpenAIServer, phase: str, interval_s: float) -> None:
+        """A valid answer, written one byte per interval, until done, the client leaves, or
+        the server stops."""
+        data = json.dumps(
+            _chat({"model": "slow", "messages": [{"role": "user", "content": "slow"}]})
+        ).encode()
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nX-Padding: {'p' * 200}\r\n\r\n"
+        ).encode()
+        self.close_connection = True
+        try:
+            if phase == "body":
+                self.wfile.write(head)
+                self.wfile.flush()
+                slow = data
+            else:
+                slow = head + data
+            for byte in slow:
+                if fake._release.wait(interval_s):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _huge(self, fake: FakeOpenAIServer, size: int, declared: bool) -> None:
+        """A `size`-byte body (a JSON string of x's), written in 64 KiB blocks."""
+        self.close_connection = True
+        block = b"x" * 65536
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if declared:
+                self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.wfile.write(b'"')
+            sent = 1
+            while sent < size - 1 and not fake._release.is_set():
+                chunk = block[: min(len(block), size - 1 - sent)]
+                self.wfile.write(chunk)
+                sent += len(chunk)
+            self.wfile.write(b'"')
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _send(
         self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
@@ -214,6 +348,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output quiet
+
+
+def _echo(key: str, mode: str) -> str:
+    if mode == "altered" and len(key) > 12:
+        return f"{key[:8]}{'*' * (len(key) - 12)}{key[-4:]}"
+    if mode == "truncated":
+        return key[:-1]
+    if mode == "upper":
+        return key.upper()
+    return key
 
 
 def _error_body(message: str, kind: str) -> dict[str, Any]:
@@ -257,9 +401,11 @@ def image_png(prompt: str, width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def _chat(body: dict[str, Any]) -> dict[str, Any]:
+def _chat(body: dict[str, Any], modes: dict[str, Any] | None = None) -> dict[str, Any]:
     messages = body["messages"]
-    reply = chat_reply(messages, body.get("seed"), body.get("max_tokens"))
+    reply = (modes or {}).get("reply") or chat_reply(
+        messages, body.get("seed"), body.get("max_tokens")
+    )
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -275,18 +421,27 @@ def _chat(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
+def _embeddings(body: dict[str, Any], modes: dict[str, Any]) -> dict[str, Any]:
     texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
     dimensions = int(body.get("dimensions") or EMBEDDING_DIM)
+    mode = modes["embeddings"]
+    vectors: list[Any]
+    if mode == "per_token":  # llama.cpp without pooling: one vector per token (word, here)
+        vectors = [[embedding_vector(word, dimensions) for word in t.split()] for t in texts]
+    elif mode == "varying":  # the same, flattened by the server: lengths vary with the text
+        vectors = [
+            [x for word in t.split() for x in embedding_vector(word, dimensions)] for t in texts
+        ]
+    else:
+        vectors = [embedding_vector(text, dimensions) for text in texts]
     data = [
-        {"object": "embedding", "index": i, "embedding": embedding_vector(text, dimensions)}
-        for i, text in enumerate(texts)
+        {"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)
     ]
     # Answer in reverse order: clients must sort by `index`, as the API allows.
     return {"object": "list", "model": body["model"], "data": data[::-1]}
 
 
-def _images(body: dict[str, Any]) -> dict[str, Any]:
+def _images(body: dict[str, Any], modes: dict[str, Any]) -> dict[str, Any]:
     width, height = (int(v) for v in str(body.get("size") or "32x32").split("x"))
     if body.get("response_format") != "b64_json":
         raise ValueError("this fake server only answers response_format=b64_json")

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from genarun.errors import GenarunError
+from genarun.redaction import redact
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -23,7 +24,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except GenarunError as exc:
-            click.secho(f"error: {exc}" if exc.exit_code != 130 else str(exc), fg="red", err=True)
+            # Messages are masked once more here: a secret or its echo never reaches the screen.
+            message = redact(str(exc))
+            click.secho(
+                f"error: {message}" if exc.exit_code != 130 else message, fg="red", err=True
+            )
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -37,7 +42,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if os.environ.get("GENARUN_DEBUG"):
                 raise
-            click.secho(f"internal error: {type(exc).__name__}: {exc}", fg="red", err=True)
+            click.secho(
+                f"internal error: {type(exc).__name__}: {redact(str(exc))}", fg="red", err=True
+            )
             click.echo(
                 "(this is a bug in genarun; set GENARUN_DEBUG=1 to see the traceback)", err=True
             )

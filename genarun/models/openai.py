@@ -7,24 +7,21 @@ A tree names the endpoint in the model's options:
       local: {provider: openai, id: qwen2.5, options: {base_url: "http://localhost:8000/v1"}}
       embedder: {provider: openai, id: text-embedding-3-small, options: {tasks: [embed_text]}}
 
-Only the standard library talks HTTP, so registering and using this provider imports no heavy
-library. The API key is read from the environment variable named by `api_key_env` at the moment a
-request is sent and is never kept on an object, logged, or put in an error message.
+Requests go through genarun's shared HTTP client (genarun.net.http, on httpx): a total deadline
+per attempt, a response size limit, retries with backoff that honour Retry-After, and redirects
+to another origin refused, so the key never leaves the endpoint and another host's reply never
+passes for the model's. The API key is read from the environment variable named by
+`api_key_env` at the moment a request is sent, stripped and checked, never kept on an object, and
+masked (with its echoes) in every message, log line and stored row.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
-import logging
 import os
-import random
 import re
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,20 +30,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genarun.errors import GenarunError, ModelError
 from genarun.models.base import Invocation, LoadedModel, ModelSpec, Provider
+from genarun.models.embedding_shapes import POOLING_HINT, EmbeddingShapeError, embedding_vectors
+from genarun.redaction import redact, remember_secret, safe_url
 
 if TYPE_CHECKING:
+    from genarun.net.http import HttpError
     from genarun.plugins import Registry
-
-log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Hosts that always require a key: a missing key there is reported before any request is sent.
 _HOSTS_NEEDING_KEY = frozenset({"api.openai.com"})
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 60.0  # caps a server's requested wait, so a run never sleeps for hours
+_CONNECT_TIMEOUT_S = 10.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ERROR_TEXT_LIMIT = 500
-
+_MENTIONS_EMBEDDING = re.compile(r"embedding|pooling", re.IGNORECASE)
 EndpointTask = Literal["generate", "image", "embed_text"]
 
 
@@ -61,7 +60,8 @@ class OpenAIOptions(BaseModel):
 
     base_url: str | None = None  # None: $OPENAI_BASE_URL, else the hosted OpenAI API
     api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key
-    timeout: float = Field(60.0, gt=0)  # seconds per request attempt
+    timeout: float = Field(60.0, gt=0)  # seconds per request attempt, whole body included
+    max_response_bytes: int = Field(64 * 2**20, ge=1024)  # a larger reply fails the request
     max_retries: int = Field(3, ge=0)
     backoff: float = Field(1.0, ge=0)  # first retry delay in seconds; doubles each retry
     concurrency: int = Field(8, ge=1)  # parallel requests for a batch of chats or images
@@ -94,16 +94,20 @@ def parse_options(spec: ModelSpec) -> OpenAIOptions:
 
 
 def _check_base_url(url: str, label: str) -> None:
-    parts = urllib.parse.urlsplit(url)
+    shown = safe_url(url)  # a user:password@ part is never repeated back
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        raise ModelError(f"model '{label}': base_url '{shown}' is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ModelError(
-            f"model '{label}': base_url '{url}' is not an http(s) URL; write it like"
+            f"model '{label}': base_url '{shown}' is not an http(s) URL; write it like"
             " https://api.openai.com/v1 or http://localhost:8000/v1"
         )
     try:
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        raise ModelError(f"model '{label}': base_url '{url}' has an invalid port") from None
+        raise ModelError(f"model '{label}': base_url '{shown}' has an invalid port") from None
 
 
 class OpenAIProvider(Provider):
@@ -137,145 +141,97 @@ class OpenAIProvider(Provider):
 
 
 class EndpointClient:
-    """JSON-over-HTTP with retries. Holds the key's variable name, never the key."""
+    """JSON over the shared bounded HTTP client. Holds the key's variable name, never the key."""
 
-    def __init__(self, base_url: str, options: OpenAIOptions):
-        self.base_url = base_url
+    def __init__(self, base_url: str, options: OpenAIOptions, label: str = "model"):
+        self._url = base_url  # may hold user:password@, which is never printed or stored
+        self.base_url = safe_url(base_url)
         self.options = options
-        self._jitter = random.Random()
+        self.label = label
+        # httpx is imported when a model is loaded, not when the provider registers: --help and
+        # validate stay quick.
+        from genarun.net.http import HttpClient, HttpPolicy
+
+        self.http = HttpClient(
+            HttpPolicy(
+                connect_timeout=min(_CONNECT_TIMEOUT_S, options.timeout),
+                read_timeout=options.timeout,
+                total_timeout=options.timeout,
+                max_response_bytes=options.max_response_bytes,
+                # A model API that moved elsewhere must not get the key, nor may another host's
+                # reply pass for the model's output.
+                cross_origin_redirects="refuse",
+                max_retries=options.max_retries,
+                backoff=options.backoff,
+                max_retry_after=_MAX_RETRY_AFTER_S,
+                retry_statuses=_RETRY_STATUSES,
+                concurrency=options.concurrency,
+            ),
+            user_agent="genarun-openai",
+        )
 
     def __repr__(self) -> str:
         return f"EndpointClient({self.base_url!r}, api_key_env={self.options.api_key_env!r})"
 
+    def close(self) -> None:
+        self.http.close()
+
     def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST `body` as JSON to base_url + path; return the decoded JSON answer."""
-        url = self.base_url + path
-        payload = json.dumps(body).encode()
-        attempts = self.options.max_retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._post_once(url, payload)
-            except _RetryableError as exc:
-                if attempt == attempts:
-                    raise ApiError(
-                        f"POST {url} failed after {attempts} attempt(s): {exc}"
-                    ) from None
-                delay = exc.retry_after if exc.retry_after is not None else self._delay(attempt)
-                log.warning(
-                    "POST %s: %s; retry %d/%d in %.2fs",
-                    url,
-                    exc,
-                    attempt,
-                    self.options.max_retries,
-                    delay,
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable: the loop returns or raises")
+        from genarun.net.http import HttpError
 
-    def _delay(self, attempt: int) -> float:
-        base = self.options.backoff * 2 ** (attempt - 1)
-        # Jitter spreads out the retries of a batch's parallel requests that failed together.
-        return base * (1 + 0.25 * self._jitter.random())
-
-    def _post_once(self, url: str, payload: bytes) -> dict[str, Any]:
-        # Errors are raised `from None`: the message already says what a user needs, and a
-        # chained urllib error would add noise (and the key-bearing request in its frames).
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.options.api_key_env)
+        headers = {"Accept": "application/json"}
+        key = self._api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.options.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            text = _scrub(_server_error_text(exc), key)
-            status = exc.code
-            if status in _RETRY_STATUSES:
-                raise _RetryableError(
-                    f"status {status}: {text}", _retry_after(exc.headers.get("Retry-After"))
-                ) from None
-            raise ApiError(
-                f"POST {url} failed with status {status}: {text}{self._hint(status, key)}"
-            ) from None
-        except (
-            TimeoutError,
-            urllib.error.URLError,
-            http.client.HTTPException,
-            ConnectionError,
-        ) as exc:
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            if isinstance(reason, TimeoutError):
-                raise _RetryableError(
-                    f"no answer within {self.options.timeout:g}s (timeout)"
-                ) from None
-            raise _RetryableError(
-                f"connection failed: {_scrub(str(reason), key) or type(reason).__name__}"
-            ) from None
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            raise ApiError(
-                f"POST {url} answered with invalid JSON: {_scrub(_snippet(raw), key)}"
-            ) from None
+            # Inference requests have no side effects: repeating one after a lost answer is safe.
+            reply = self.http.request(
+                "POST", self._url + path, json=body, headers=headers, idempotent=True
+            )
+            answer = reply.json()
+        except HttpError as exc:
+            raise ApiError(f"{exc}{self._hint(exc, key, path)}") from None
         if not isinstance(answer, dict):
             raise ApiError(
-                f"POST {url} answered with JSON that is not an object: {_scrub(_snippet(raw), key)}"
+                f"POST {self.base_url}{path} answered with JSON that is not an object:"
+                f" {redact(json.dumps(answer)[:_ERROR_TEXT_LIMIT])}"
             )
         return answer
 
-    def _hint(self, status: int, key: str | None) -> str:
-        if status not in (401, 403):
-            return ""
+    def _api_key(self) -> str | None:
+        """The key from the environment at send time, stripped and checked."""
         env = self.options.api_key_env
-        if not key:
-            return (
-                f" (the environment variable {env} is not set, so no API key was sent; export it,"
-                " or name another variable with options.api_key_env)"
-            )
-        return f" (check the API key in the environment variable {env})"
+        raw = os.environ.get(env)
+        if raw is None:
+            return None
+        remember_secret(raw)
+        key = raw.strip()
+        for position, char in enumerate(key):
+            if not 33 <= ord(char) <= 126:
+                # The key itself is never quoted: only where the bad character is.
+                raise ApiError(
+                    f"model '{self.label}': the API key in the environment variable {env} has a"
+                    f" character that cannot be sent in a header (U+{ord(char):04X} at position"
+                    f" {position} of {len(key)}); set the variable again with the key alone"
+                )
+        return key or None
 
-
-class _RetryableError(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP date: fall back to exponential backoff
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
-
-
-def _server_error_text(exc: urllib.error.HTTPError) -> str:
-    try:
-        raw = exc.read()
-    except (OSError, http.client.HTTPException):
-        raw = b""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return _snippet(raw) or str(exc.reason)
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])[:_ERROR_TEXT_LIMIT]
-    if isinstance(error, str):
-        return error[:_ERROR_TEXT_LIMIT]
-    return _snippet(raw)
-
-
-def _snippet(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace").strip()[:_ERROR_TEXT_LIMIT]
-
-
-def _scrub(text: str, key: str | None) -> str:
-    # Some servers echo the key they were sent ("Incorrect API key provided: sk-...").
-    return text.replace(key, "***") if key else text
+    def _hint(self, exc: HttpError, key: str | None, path: str) -> str:
+        env = self.options.api_key_env
+        if exc.status in (401, 403):
+            if not key:
+                return (
+                    f" (the environment variable {env} is not set, so no API key was sent;"
+                    " export it, or name another variable with options.api_key_env)"
+                )
+            return f" (check the API key in the environment variable {env})"
+        server_error = exc.status is not None and exc.status >= 500
+        if path == "/embeddings" and server_error and _MENTIONS_EMBEDDING.search(exc.server_text):
+            return f" ({POOLING_HINT})"
+        if exc.reason == "too_large":
+            return " (options.max_response_bytes of the model)"
+        return ""
 
 
 class OpenAIModel(LoadedModel):
@@ -287,10 +243,14 @@ class OpenAIModel(LoadedModel):
         self.spec = spec
         self.options = options
         self.device = "remote"
-        self.client = EndpointClient(options.resolved_base_url(), options)
+        self.client = EndpointClient(options.resolved_base_url(), options, spec.label())
+        self.dimension: int | None = None  # of the vectors this model returned so far
 
     def __repr__(self) -> str:
         return f"OpenAIModel({self.spec.id!r} at {self.client.base_url!r})"
+
+    def unload(self) -> None:
+        self.client.close()
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
         if task not in self.options.tasks:
@@ -342,20 +302,14 @@ class OpenAIModel(LoadedModel):
         return content
 
     def _embed(self, batch: Sequence[Invocation]) -> list[Any]:
-        import numpy as np
-
         texts = [str(invocation.input) for invocation in batch]
         answer = self.client.post("/embeddings", {"model": self.spec.id, "input": texts})
-        data = answer.get("data")
-        if not isinstance(data, list) or len(data) != len(texts):
-            got = len(data) if isinstance(data, list) else "no"
-            raise self._bad_answer("/embeddings", f"{got} embeddings for {len(texts)} inputs")
-        # Servers may answer out of order; `index` says which input each vector belongs to.
-        ordered = sorted(data, key=lambda item: item.get("index", 0))
         try:
-            return [np.asarray(item["embedding"], dtype=np.float32).reshape(-1) for item in ordered]
-        except (KeyError, TypeError, ValueError):
-            raise self._bad_answer("/embeddings", "an item without a numeric 'embedding'") from None
+            vectors = embedding_vectors(answer, len(texts), self.dimension)
+        except EmbeddingShapeError as exc:
+            raise self._bad_answer("/embeddings", str(exc)) from None
+        self.dimension = int(vectors[0].shape[0]) if vectors else self.dimension
+        return vectors
 
     def _image(self, invocation: Invocation) -> Any:
         from io import BytesIO

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from genarun.bounded_yaml import YamlBoundsError, load_bounded_yaml
 from genarun.tree.schema import NodeBase
 
 if TYPE_CHECKING:
@@ -145,14 +146,18 @@ def parse_output(text: str, mode: ParseMode) -> Any:
                 if 0 <= start < end:
                     try:
                         return json.loads(body[start : end + 1])
-                    except json.JSONDecodeError:
+                    except (json.JSONDecodeError, RecursionError):
                         continue
             raise ParseError("JSON", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:
+            raise ParseError("JSON", "nested too deeply") from None
     if mode == "yaml":
         try:
-            return yaml.safe_load(_strip_code_fence(text))
+            return load_bounded_yaml(_strip_code_fence(text))
         except yaml.YAMLError as exc:
             raise ParseError("YAML", str(exc).splitlines()[0]) from None
+        except YamlBoundsError as exc:
+            raise ParseError("YAML", f"refused: {exc}") from None
     raise ValueError(f"unknown parse mode {mode}")
 
 

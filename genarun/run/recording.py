@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from genarun.graph.compile import CompiledNode
+from genarun.redaction import redact
 from genarun.run.reuse import StoredExecution
 from genarun.run.state import NodeResult, RunState
 from genarun.run.work_units import Instance
@@ -100,6 +101,7 @@ class ExecutionRecorder:
         return lambda level, message: self.log(inst.run, level, message, inst)
 
     def log(self, run: RunState, level: str, message: str, inst: Instance | None = None) -> None:
+        message = redact(message)
         self.log_rows.append(
             {
                 "run_id": run.id,
@@ -129,7 +131,7 @@ class ExecutionRecorder:
 
 def short_error(exc: BaseException) -> str:
     """An error as one line for a row or a log: its message, named by type where that helps."""
-    text = str(exc).strip() or type(exc).__name__
+    text = redact(str(exc).strip()) or type(exc).__name__
     if not isinstance(exc, RenderError | ValueError) and type(exc).__name__ not in text:
         text = f"{type(exc).__name__}: {text}"
     return text.splitlines()[0][:500] if len(text) > 500 else text

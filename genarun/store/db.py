@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from genarun.errors import StoreError, did_you_mean
+from genarun.redaction import redact_row
 
 metadata = MetaData()
 
@@ -323,6 +324,8 @@ class Store:
         return values["id"]
 
     def update_run(self, run_id: str, **values: Any) -> None:
+        # Secrets and their echoes are masked in every text written here (errors, summaries).
+        values = redact_row(values)
         self._write(update(runs).where(runs.c.id == run_id).values(**values))
 
     def record_executions(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -331,11 +334,12 @@ class Store:
         # straight to sqlite3's executemany; Core's per-row parameter building cost more than
         # the insert itself. Missing keys are NULL, as before.
         if rows:
+            rows = [redact_row(row) for row in rows]
             self._write(_INSERT_EXECUTION, [tuple(map(row.get, _COLUMNS)) for row in rows])
 
     def add_logs(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            self._write(insert(logs), list(rows))
+            self._write(insert(logs), [redact_row(row) for row in rows])
 
     def add_embeddings(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         # One prebuilt statement with parameters: building `.values(**row)` each time cost 4x.

@@ -92,8 +92,12 @@ def _slug(value: Any) -> str:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: readers never see half a file."""
+    from genarun.redaction import redact
+
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    # Secrets and their echoes never reach the output folder (output.json, logs.json, run.json).
+    text = redact(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
 
 

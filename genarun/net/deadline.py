@@ -1,0 +1,184 @@
+"""A total deadline for one HTTP attempt, enforced on every socket operation.
+
+httpx's timeouts bound each single read, so a server that sends one byte a second (in its
+headers or its body) never trips them. Here the network backend under httpcore clamps the
+timeout of every connect, TLS handshake, read and write to what is left of the calling thread's
+deadline: once it has passed, the next operation times out at once. Requests are synchronous,
+so the thread that set the deadline is the one doing the reads, and pooled connections take the
+deadline of whichever request uses them now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpcore
+import httpx
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[float]:
+    """Within the block, socket operations of this thread end `seconds` from now at the latest."""
+    previous = getattr(_local, "deadline", None)
+    at = time.monotonic() + seconds
+    _local.deadline = at if previous is None else min(previous, at)
+    try:
+        yield _local.deadline
+    finally:
+        _local.deadline = previous
+
+
+def _clamp(timeout: float | None, write: bool = False) -> float | None:
+    at: float | None = getattr(_local, "deadline", None)
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        if write:
+            raise httpcore.WriteTimeout("the request's total deadline has passed")
+        raise httpcore.ReadTimeout("the request's total deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _clamp(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _clamp(timeout, write=True))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._stream.start_tls(ssl_context, server_hostname, _clamp(timeout))
+        return _DeadlineStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            clamped = _clamp(timeout)
+        except httpcore.ReadTimeout as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from None
+        stream = self._backend.connect_tcp(host, port, clamped, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._backend.connect_unix_socket(path, _clamp(timeout), socket_options)
+        return _DeadlineStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _PoolTransport(httpx.HTTPTransport):
+    """httpx's own transport (its request mapping and error translation) over a given pool."""
+
+    def __init__(self, pool: httpcore.ConnectionPool | httpcore.HTTPProxy) -> None:
+        super().__init__(trust_env=False)
+        self._pool.close()  # the default pool it made holds nothing yet; ours replaces it
+        self._pool = pool
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """Connections whose every socket operation honours the thread's deadline: direct, or
+    through the proxy the environment names for the request's URL (HTTP(S)_PROXY, NO_PROXY)."""
+
+    def __init__(self, *, max_connections: int = 100) -> None:
+        self._ssl_context = httpx.create_ssl_context()
+        self._limits: dict[str, Any] = {
+            "max_connections": max_connections,
+            "max_keepalive_connections": max(max_connections // 5, 10),
+            "keepalive_expiry": 5.0,
+        }
+        self._backend = _DeadlineBackend()
+        self._direct = _PoolTransport(
+            httpcore.ConnectionPool(
+                ssl_context=self._ssl_context, network_backend=self._backend, **self._limits
+            )
+        )
+        self._proxied: dict[str, _PoolTransport] = {}
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._transport_for(request.url).handle_request(request)
+
+    def _transport_for(self, url: httpx.URL) -> _PoolTransport:
+        proxy = _proxy_for(url)
+        if proxy is None:
+            return self._direct
+        with self._lock:
+            transport = self._proxied.get(proxy)
+            if transport is None:
+                parsed = httpx.URL(proxy)
+                auth = (parsed.username, parsed.password) if parsed.username else None
+                transport = _PoolTransport(
+                    httpcore.HTTPProxy(
+                        proxy_url=httpcore.URL(
+                            scheme=parsed.raw_scheme,
+                            host=parsed.raw_host,
+                            port=parsed.port,
+                            target=parsed.raw_path,
+                        ),
+                        proxy_auth=auth,
+                        ssl_context=self._ssl_context,
+                        network_backend=self._backend,
+                        **self._limits,
+                    )
+                )
+                self._proxied[proxy] = transport
+            return transport
+
+    def close(self) -> None:
+        self._direct.close()
+        with self._lock:
+            for transport in self._proxied.values():
+                transport.close()
+
+
+def _proxy_for(url: httpx.URL) -> str | None:
+    scheme = url.scheme
+    if scheme not in ("http", "https"):
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or not proxy.startswith(("http://", "https://")):
+        return None  # socks and other schemes: connect directly rather than fail
+    if urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy

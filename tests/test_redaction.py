@@ -1,0 +1,167 @@
+"""Secret masking (genarun.redaction) and bounded YAML (genarun.bounded_yaml): what is masked,
+what is left alone, and that masked JSON stays JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from genarun.bounded_yaml import YamlBoundsError, load_bounded_yaml
+from genarun.nodes.base import ParseError, parse_output
+from genarun.redaction import (
+    forget_secrets,
+    redact,
+    redact_value,
+    redacting_logger,
+    remember_secret,
+    safe_url,
+)
+
+KEY = "sk-proj-Q9w8E7r6T5y4U3i2O1p0-zxcvbnm"
+
+
+@pytest.fixture(autouse=True)
+def _clean() -> Iterator[None]:
+    forget_secrets()
+    yield
+    forget_secrets()
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        KEY,
+        KEY.upper(),
+        KEY[:-1],  # truncated
+        KEY[1:],
+        f"{KEY[:8]}{'*' * 20}{KEY[-4:]}",  # the hosted API's style
+        f"{KEY[:12]}xxxx{KEY[-3:]}",
+        KEY[5:22],  # a middle piece
+    ],
+)
+def test_remembered_secret_and_its_echoes_are_masked(echo: str) -> None:
+    remember_secret(KEY + "\r\n")
+    masked = redact(f"Incorrect API key provided: {echo}. See the docs.")
+    assert masked == "Incorrect API key provided: ***. See the docs."
+
+
+def test_a_secret_without_key_shape_is_masked_by_value_only() -> None:
+    remember_secret("correct horse battery staple")
+    assert redact("pw: correct horse battery staple!") == "pw: ***!"
+    assert redact("a correct horse, a battery") == "a correct horse, a battery"
+    remember_secret("hunter22")  # short: only where it appears whole
+    assert redact("hunter22 and hunter2") == "*** and hunter2"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: Bearer eyJhbGciOi.J9eyJzdWIi0.abc123XYZ", "Authorization: Bearer ***"),
+        ("key sk-abcdef0123456789abcdef was refused", "key *** was refused"),
+        ("token ghp_abcdefghijklmnop0123456789 here", "token *** here"),
+        ("hf_AbCdEfGhIjKlMnOpQrStUv12 in the log", "*** in the log"),
+        ("fetch https://ann:s3cret@example.com/x failed", "fetch https://***@example.com/x failed"),
+        ("GET /v1?api_key=abcdef123456789&q=1", "GET /v1?api_key=***&q=1"),
+        ('{"password": "hunter2hunter2"}', '{"password": "***"}'),
+    ],
+)
+def test_credential_shapes_are_masked_without_knowing_them(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Basic principles of lizard care",
+        "Bearer tokens are sent in a header",
+        "scikit-learn (sk-learn) and sk-learn-compatible code",
+        "max token: 1024",
+        "https://example.com/a@b is an odd path",
+        "A gecko's keys to happiness: warmth, food, a secret spot.",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_masked_json_stays_json() -> None:
+    remember_secret(KEY)
+    value = {
+        "reply": f'He said "{KEY}" twice: {KEY.upper()}',
+        "headers": {"Authorization": f"Bearer {KEY[:-2]}"},
+        "password": 'tricky\\"quote-0123456789',
+        "list": [f"{KEY[:10]}****{KEY[-4:]}", "plain"],
+    }
+    masked = redact(json.dumps(value, indent=2))
+    decoded = json.loads(masked)
+    assert KEY[:8].lower() not in masked.lower()
+    assert decoded["list"][1] == "plain"
+    assert redact_value(value)["headers"] == {"Authorization": "Bearer ***"}
+
+
+def test_safe_url_drops_userinfo_and_secret_parameters() -> None:
+    assert safe_url("https://u:p4ss@host:8443/v1?key=abcdefgh12345&x=1") == (
+        "https://host:8443/v1?key=***&x=1"
+    )
+
+
+def test_redacting_logger_masks_formatted_arguments(caplog: pytest.LogCaptureFixture) -> None:
+    remember_secret(KEY)
+    logger = redacting_logger("genarun.test.redaction")
+    with caplog.at_level(logging.WARNING, logger="genarun.test.redaction"):
+        logger.warning("server said %s", f"bad key {KEY[:-1]}")
+    assert caplog.records[0].getMessage() == "server said bad key ***"
+
+
+# --- bounded YAML --------------------------------------------------------------------------
+
+
+BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_billion_laughs_is_refused_at_once() -> None:
+    started = time.perf_counter()
+    with pytest.raises(YamlBoundsError, match="expands to more than"):
+        load_bounded_yaml(BOMB)
+    assert time.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize("text", ["&a [*a]", "a: &a {b: *a}", "- &x [1, [2, *x]]"])
+def test_recursive_aliases_are_refused(text: str) -> None:
+    with pytest.raises(YamlBoundsError, match="refers to a node that contains it"):
+        load_bounded_yaml(text)
+
+
+@pytest.mark.parametrize("text", ["[" * 50_000, "{a: " * 5_000, "- " * 300 + "x"])
+def test_deep_nesting_is_refused_quickly(text: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises((YamlBoundsError, yaml.YAMLError)):
+        load_bounded_yaml(text)
+    assert time.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "title: Geckos\ntags: [care, food]\n",
+        "base: &base {size: 3, color: green}\nfirst: *base\nsecond: {<<: *base, size: 4}\n",
+        "- one\n- two: [1, 2, {three: 3}]\n",
+        "plain text: it's [not] {a} problem",
+    ],
+)
+def test_ordinary_yaml_loads_as_safe_load_does(text: str) -> None:
+    assert load_bounded_yaml(text) == yaml.safe_load(text)
+
+
+def test_parse_output_reports_bounds_as_a_parse_error() -> None:
+    with pytest.raises(ParseError, match=r"refused: .*expands to more than"):
+        parse_output(BOMB, "yaml")
+    with pytest.raises(ParseError, match="nested too deeply"):
+        parse_output("[" * 100_000 + "]" * 100_000, "json")
