@@ -92,21 +92,20 @@ class _Secrets:
         with self._lock:
             if forms <= self._values:
                 return
-            self._values |= forms
+            # New objects, not updates in place: other threads read them without the lock.
+            self._values = self._values | forms
+            runs = set(self._runs)
             for form in forms:
                 if len(form) >= _MIN_FUZZY_SECRET:
                     low = form.lower()
-                    self._runs |= {
-                        low[i : i + _SHARED_RUN] for i in range(len(low) - _SHARED_RUN + 1)
-                    }
+                    runs |= {low[i : i + _SHARED_RUN] for i in range(len(low) - _SHARED_RUN + 1)}
+            self._runs = runs
             ordered = sorted(self._values, key=len, reverse=True)  # longest first
             self._exact = re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
 
     def forget_all(self) -> None:
         with self._lock:
-            self._values.clear()
-            self._runs.clear()
-            self._exact = None
+            self._values, self._runs, self._exact = set(), set(), None
 
     def mask(self, text: str) -> str:
         exact, runs = self._exact, self._runs

@@ -123,6 +123,15 @@ class OpenAIProvider(Provider):
         options = parse_options(spec)
         base_url = options.resolved_base_url()
         _check_base_url(base_url, spec.label())
+        if options.base_url and "@" in urllib.parse.urlsplit(options.base_url).netloc:
+            # The tree is stored with every run (the database, the folder's copy): a password
+            # written into it would be too. From the environment it is sent and masked.
+            raise ModelError(
+                f"model '{spec.label()}': options.base_url '{safe_url(options.base_url)}' holds"
+                " a user:password@ part, which would be stored with every run; leave it out"
+                " and put the key in the variable named by options.api_key_env, or give the"
+                " whole URL in $OPENAI_BASE_URL"
+            )
         host = urllib.parse.urlsplit(base_url).hostname
         if host in _HOSTS_NEEDING_KEY and not os.environ.get(options.api_key_env):
             raise ModelError(

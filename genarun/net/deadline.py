@@ -109,8 +109,10 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 class _PoolTransport(httpx.HTTPTransport):
     """httpx's own transport (its request mapping and error translation) over a given pool."""
 
-    def __init__(self, pool: httpcore.ConnectionPool | httpcore.HTTPProxy) -> None:
-        super().__init__(trust_env=False)
+    def __init__(
+        self, pool: httpcore.ConnectionPool | httpcore.HTTPProxy, ssl_context: ssl.SSLContext
+    ) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
         self._pool.close()  # the default pool it made holds nothing yet; ours replaces it
         self._pool = pool
 
@@ -130,7 +132,8 @@ class DeadlineTransport(httpx.BaseTransport):
         self._direct = _PoolTransport(
             httpcore.ConnectionPool(
                 ssl_context=self._ssl_context, network_backend=self._backend, **self._limits
-            )
+            ),
+            self._ssl_context,
         )
         self._proxied: dict[str, _PoolTransport] = {}
         self._lock = threading.Lock()
@@ -159,7 +162,8 @@ class DeadlineTransport(httpx.BaseTransport):
                         ssl_context=self._ssl_context,
                         network_backend=self._backend,
                         **self._limits,
-                    )
+                    ),
+                    self._ssl_context,
                 )
                 self._proxied[proxy] = transport
             return transport

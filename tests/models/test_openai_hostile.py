@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from genarun.errors import ModelError
 from genarun.models.base import Invocation, ModelSpec
 from genarun.models.openai import ApiError, OpenAIModel, OpenAIProvider
 from genarun.redaction import forget_secrets
@@ -222,13 +223,37 @@ def test_embedding_dimension_must_stay_the_same_across_batches(server: FakeOpenA
         model.run("embed_text", embed("two words"))
 
 
-def test_password_in_base_url_is_sent_but_never_shown(server: FakeOpenAIServer) -> None:
+def test_password_in_openai_base_url_is_sent_but_never_shown(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     password = "pa55-w0rd-n0t-f0r-pr1nt1ng"
     base_url = server.base_url.replace("http://", f"http://reader:{password}@")
-    model = load(base_url + "/nope", max_retries=0)
+    monkeypatch.setenv("OPENAI_BASE_URL", base_url + "/nope")
+    spec = ModelSpec(
+        provider="openai",
+        id="fake-model",
+        name="writer",
+        options=(("api_key_env", KEY_ENV), ("max_retries", 0)),
+    )
+    OpenAIProvider().check(spec)  # from the environment it is allowed: nothing stores it
+    model = OpenAIProvider().load(spec, "cpu")
     with pytest.raises(ApiError) as failure:
         model.run("generate", [chat()])
     assert server.requests[0].had_authorization  # sent as Basic credentials
     for text in (str(failure.value), repr(model), repr(model.client)):
         assert password not in text and "reader:" not in text
     assert f"{server.base_url}/nope/chat/completions" in str(failure.value)
+
+
+def test_password_written_into_the_tree_is_refused_before_the_run() -> None:
+    spec = ModelSpec(
+        provider="openai",
+        id="fake-model",
+        name="writer",
+        options=(("base_url", "http://ann:pa55-w0rd-in-tree@127.0.0.1:9/v1"),),
+    )
+    with pytest.raises(ModelError) as refused:
+        OpenAIProvider().check(spec)
+    message = str(refused.value)
+    assert "user:password@" in message and "OPENAI_BASE_URL" in message
+    assert "pa55" not in message and "ann:" not in message
