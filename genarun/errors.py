@@ -55,6 +55,10 @@ class StoreError(UserError):
     """A run, experiment or execution that cannot be found or used as asked."""
 
 
+class PublishError(UserError):
+    """An export that cannot be made as asked: a refused path, a missing template or file."""
+
+
 class NodeFailed(GenarunError):
     """A node's execution failed after its retries; the run stops with exit code 1."""
 

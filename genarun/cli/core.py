@@ -191,12 +191,26 @@ def graph(tree: Path, fmt: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to a file instead of stdout.",
 )
+@click.option(
+    "--site",
+    "site_tree",
+    type=click.Path(path_type=Path),
+    metavar="TREE",
+    help="Instead: the JSON Schema of the site-data.json that TREE's runs export.",
+)
 @handle_errors
-def schema(output: Path | None) -> None:
-    """Print the JSON Schema of the tree format (for editors' YAML language servers)."""
-    from genarun.tree.jsonschema import tree_json_schema
+def schema(output: Path | None, site_tree: Path | None) -> None:
+    """Print the JSON Schema of the tree format (for editors' YAML language servers), or with
+    --site TREE the schema of the site-data.json a run of TREE exports (no run needed)."""
+    if site_tree is not None:
+        from genarun.publish.export import site_schema_of_tree
 
-    text = json.dumps(tree_json_schema(), indent=2)
+        document = site_schema_of_tree(one_tree(site_tree))
+    else:
+        from genarun.tree.jsonschema import tree_json_schema
+
+        document = tree_json_schema()
+    text = json.dumps(document, indent=2, ensure_ascii=False)
     if output:
         output.write_text(text + "\n")
         click.echo(f"wrote {output}")

@@ -196,6 +196,7 @@ class Executor:
                 item_scope[node.item_name] = item
                 item_scope["index"] = index
                 paths_scopes.append(((*slot.parent_path, index), item_scope))
+                run.foreach_values[(node.id, (*slot.parent_path, index))] = item  # run.json
             run.foreach_items[(node.id, slot.parent_path)] = len(paths_scopes)  # for output.json
         for path, item_scope in paths_scopes:
             self._pending_add(run, node.id, slot.parent_path, +1)

@@ -52,6 +52,9 @@ class RunState:
     results: dict[str, dict[tuple[int, ...], NodeResult]] = field(default_factory=dict)
     # (node id, parent path) -> how many items its foreach gave; absent: never evaluated
     foreach_items: dict[tuple[str, tuple[int, ...]], int] = field(default_factory=dict)
+    # (node id, path) -> the foreach item it ran for: run.json `items`, which site exports read
+    # (the item, such as an article's title, is an input, in no execution's output)
+    foreach_values: dict[tuple[str, tuple[int, ...]], Any] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(
         default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0, "reused": 0}
@@ -262,7 +265,15 @@ class RunState:
             "started": self.started,
             "ended": ended,
             "counts": self.counts,
+            "items": self.items_json(),
         }
+
+    def items_json(self) -> dict[str, dict[str, Any]]:
+        """The foreach items, by node id then foreach path (`"2"`, `"2.0"` when nested)."""
+        out: dict[str, dict[str, Any]] = {}
+        for (node_id, path), item in sorted(self.foreach_values.items(), key=lambda kv: kv[0]):
+            out.setdefault(node_id, {})[".".join(map(str, path))] = to_json(item)
+        return out
 
 
 def check_model_task(spec: ModelSpec, task: str, node_id: str) -> None:

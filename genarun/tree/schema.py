@@ -121,6 +121,61 @@ class NodeBase(Strict):
 STRUCTURAL_FIELDS = frozenset(NodeBase.model_fields)
 
 
+PUBLISHED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+class SiteSpec(Strict):
+    """`site:`: what `genarun export site` publishes, and how."""
+
+    title: str | None = Field(None, description="The site's title (default: the tree's name).")
+    description: str | None = Field(
+        None, description="The site's description (default: the tree's description)."
+    )
+    publish: list[str] | dict[str, str] | None = Field(
+        None,
+        description="The nodes published in site-data.json: a list of node ids, or node id -> "
+        "name in site-data (default: every top-level node, under its id).",
+    )
+    template: str | None = Field(
+        None, description="The site template `export site` uses by default (astro-blog)."
+    )
+    generator: str | None = Field(
+        None,
+        description="A node whose output is {files: {path: content}, commands: [...]}, applied "
+        "over the exported site (as `export site --from NODE`).",
+    )
+    out: str | None = Field(
+        None,
+        description="The folder `genarun watch` refreshes the export in, relative to the tree "
+        "file's folder.",
+    )
+
+    @field_validator("publish")
+    @classmethod
+    def _names(cls, value: list[str] | dict[str, str] | None) -> list[str] | dict[str, str] | None:
+        names = list(value.values()) if isinstance(value, dict) else []
+        for name in names:
+            if not PUBLISHED_NAME.fullmatch(name):
+                raise ValueError(
+                    f"published name '{name}' may hold only letters, digits, - and _ "
+                    "(it is a key of site-data.json and a collection name)"
+                )
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(
+                f"published name '{repeated[0]}' is given to several nodes: each needs its own"
+            )
+        return value
+
+    def published(self) -> dict[str, str] | None:
+        """node id -> published name, or None for the default (every top-level node)."""
+        if self.publish is None:
+            return None
+        if isinstance(self.publish, list):
+            return {node_id: node_id for node_id in self.publish}
+        return dict(self.publish)
+
+
 class TreeSpec(Strict):
     """The top of a tree file."""
 
@@ -141,6 +196,9 @@ class TreeSpec(Strict):
     matrix: dict[str, list[Any]] = Field(
         default_factory=dict,
         description="One run per combination (cartesian product), each value bound as a var.",
+    )
+    site: SiteSpec | None = Field(
+        None, description="What `genarun export site` publishes, under which names."
     )
     nodes: list[Any] = Field(description="The top-level nodes.")
 

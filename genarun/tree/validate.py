@@ -108,10 +108,39 @@ def validate_document(doc: Document) -> LoadedTree:
                 )
             )
         roots = _validate_nodes(nodes_raw, ("nodes",), None, doc, kinds, problems)
+    if spec is not None and spec.site is not None and not problems:
+        problems.extend(_site_problems(spec, roots, doc))
     if problems:
         raise TreeError(_dedupe(problems))
     assert spec is not None
     return LoadedTree(doc.path, doc, spec, roots)
+
+
+def _site_problems(spec: TreeSpec, roots: list[TreeNode], doc: Document) -> list[Problem]:
+    """`site:` names nodes of this tree: a published or generator node that does not exist."""
+    assert spec.site is not None
+    ids: set[str] = set()
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        ids.add(node.id)
+        stack.extend(node.children)
+    named = [("publish", n) for n in spec.site.published() or {}]
+    if spec.site.generator:
+        named.append(("generator", spec.site.generator))
+    problems = []
+    for field_name, node_id in named:
+        if node_id not in ids:
+            close = did_you_mean(node_id, ids)
+            problems.append(
+                Problem(
+                    f"site.{field_name} names node '{node_id}', which is not in the tree",
+                    str(doc.path),
+                    doc.line(("site", field_name)),
+                    hint=close or f"nodes: {', '.join(sorted(ids))}",
+                )
+            )
+    return problems
 
 
 def _version_problem(version: Any, file: str, line: int | None) -> Problem:
