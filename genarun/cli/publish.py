@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -98,7 +99,70 @@ def export_site_command(
             sys.exit(1)
 
 
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between checks for changes.",
+)
+@click.option("--once", is_flag=True, help="Run every tree once (reusing the cache), then stop.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Root of output folders (default: beside each tree).",
+)
+@db_option
+@handle_errors
+def watch(
+    paths: tuple[Path, ...], interval: float, once: bool, out: Path | None, db: Path | None
+) -> None:
+    """Rerun the trees in PATHS (tree files or folders of them) when a tree file, or a file it
+    names, changes; every unchanged execution comes from the cache. A tree whose site: block
+    has `out` gets its site export refreshed there. Ctrl-C stops."""
+    from genarun.errors import UserError
+    from genarun.publish.watch import Watcher
+
+    watcher = Watcher(list(paths), db=db, out=out)
+    if not watcher.trees():
+        raise UserError(
+            f"no tree files in {', '.join(map(str, paths))} (a .yaml, .yml or .json file with "
+            "a 'genarun:' key)"
+        )
+    failed = False
+
+    def report(event: Any) -> None:
+        nonlocal failed
+        if event.outcome is not None:
+            for state in event.outcome.runs:
+                counts = state.counts
+                ran = counts.get("done", 0)
+                click.echo(
+                    f"{event.tree}: run {state.id[:8]}: {ran} ran, {counts.get('reused', 0)} reused"
+                    + (f", {counts['failed']} failed" if counts.get("failed") else "")
+                )
+        for folder in event.exported:
+            click.echo(f"{event.tree}: site export refreshed in {folder}")
+        for line in event.missing:
+            click.secho(f"{event.tree}: missing: {line}", fg="yellow", err=True)
+        if event.error:
+            failed = True
+            click.secho(f"error: {event.error}", fg="red", err=True)
+
+    if once:
+        for event in watcher.poll():
+            report(event)
+        if failed:
+            sys.exit(1)
+        return
+    click.echo(f"watching {len(watcher.trees())} tree(s); Ctrl-C stops", err=True)
+    watcher.loop(report, interval=interval)
+
+
 def register(main: click.Group) -> None:
     export = main.commands["export"]
     assert isinstance(export, click.Group)
     export.add_command(export_site_command)
+    main.add_command(watch)

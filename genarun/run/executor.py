@@ -32,6 +32,7 @@ from genarun.run.reuse import (
     adopt_output,
     cache_key,
     cached_executions,
+    file_inputs,
     model_identity,
 )
 from genarun.run.seeds import derive_seed, fresh_seed
@@ -348,7 +349,8 @@ class Executor:
             model = model_identity(run, node, inst.params, inst.scope)
         except Exception:  # an unusable model: the run function reports it properly
             return False
-        inst.cache_key = cache_key(node.kind.name, inst.params, model, inst.seed)
+        files = file_inputs(inst.params, run.tree_dir)
+        inst.cache_key = cache_key(node.kind.name, inst.params, model, inst.seed, files)
         if not run.reuse.cache_allowed(node.id, inst.path):
             return False
         for candidate in cached_executions(run.store, inst.cache_key):

@@ -214,15 +214,61 @@ def model_identity(
     return "|".join(parts) or None
 
 
-def cache_key(kind: str, params: dict[str, Any], model: str | None, seed: int) -> str:
-    """The content address of an execution."""
-    payload = json.dumps(
-        [CACHE_VERSION, kind, _content(to_json(params)), model, seed],
-        sort_keys=True,
-        ensure_ascii=False,
-        default=str,
-    )
+def cache_key(
+    kind: str,
+    params: dict[str, Any],
+    model: str | None,
+    seed: int,
+    files: dict[str, str] | None = None,
+) -> str:
+    """The content address of an execution; `files`: the local files its parameters name, by
+    content hash (`file_inputs`), so an edited file is not a match."""
+    parts: list[Any] = [CACHE_VERSION, kind, _content(to_json(params)), model, seed]
+    if files:  # only then, so keys of executions that read no file stay as they were
+        parts.append(files)
+    payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# (path, mtime_ns, size) -> sha256 of the file, so a file is hashed once while unchanged.
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_inputs(params: dict[str, Any], base: Path) -> dict[str, str]:
+    """The local files an execution's parameters name (a caption's `image: photo.png`, resolved
+    like the kinds resolve them: relative to the tree's folder), path -> sha256 of the bytes.
+    A parameter that only looks like a file name adds its file's hash, which is harmless."""
+    out: dict[str, str] = {}
+    for text in _param_strings(params):
+        if not text or "\n" in text or len(text) > 500:
+            continue
+        path = Path(text).expanduser()
+        path = path if path.is_absolute() else base / path
+        try:
+            info = path.stat()
+        except (OSError, ValueError):
+            continue
+        if not path.is_file():
+            continue
+        key = (str(path), info.st_mtime_ns, info.st_size)
+        if key not in _FILE_HASHES:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            _FILE_HASHES[key] = digest.hexdigest()
+        out[text] = _FILE_HASHES[key]
+    return out
+
+
+def _param_strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _param_strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _param_strings(v)]
+    return []
 
 
 def _content(value: Any) -> Any:

@@ -1,0 +1,144 @@
+"""`genarun watch`: an edit reruns only what changed (the rest comes from the cache), a file
+the tree reads counts as the tree, and the site export is refreshed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import Result
+from PIL import Image
+
+from genarun.publish.watch import Watcher, files_read
+from tests.helpers import query
+
+
+def _photo(path: Path, colour: tuple[int, int, int]) -> None:
+    Image.new("RGB", (16, 16), colour).save(path)
+
+
+def _executed(db: Path, run_id: str) -> list[str]:
+    """The nodes (with foreach index) a run executed itself, not reused from the cache."""
+    rows = query(
+        db,
+        "SELECT node_id, path FROM executions WHERE run_id = ? AND reused_from IS NULL "
+        "AND status = 'done' ORDER BY node_id, path",
+        run_id,
+    )
+    return [r["node_id"] + ("" if r["path"] == "[]" else r["path"]) for r in rows]
+
+
+def _bump(path: Path) -> None:
+    """Make a change visible to mtime polling even within one second."""
+    stat = path.stat()
+    os.utime(path, (stat.st_atime, stat.st_mtime + 2))
+
+
+def test_an_edit_reruns_only_the_changed_node(tree: Callable[[str], Path], workdir: Path) -> None:
+    path = tree("watch_site.yaml")
+    _photo(workdir / "photo.png", (200, 30, 30))
+    assert files_read(path) == [path, (workdir / "photo.png").resolve()]
+    db = workdir / "genarun.db"
+    watcher = Watcher([workdir], db=db)
+    (first,) = watcher.poll()
+    assert first.error is None, first.error
+    run1 = first.outcome.runs[0].id
+    assert _executed(db, run1) == ["article[0]", "article[1]", "outro", "photo_caption", "plan"]
+    assert first.exported == [workdir / "site"]
+    assert json.loads((workdir / "site/site-data.json").read_text())["site"]["run"] == run1
+
+    assert watcher.poll() == []  # nothing changed: nothing runs
+
+    path.write_text(path.read_text().replace("Say goodbye.", "Say farewell."))
+    _bump(path)
+    (second,) = watcher.poll()
+    run2 = second.outcome.runs[0].id
+    assert _executed(db, run2) == ["outro"]
+    assert second.outcome.runs[0].counts["reused"] == 4
+    data = json.loads((workdir / "site/site-data.json").read_text())
+    assert data["site"]["run"] == run2 and data["site"]["complete"]
+
+    # A file the tree reads changed: its reader runs again, nothing else.
+    _photo(workdir / "photo.png", (30, 30, 200))
+    _bump(workdir / "photo.png")
+    (third,) = watcher.poll()
+    assert _executed(db, third.outcome.runs[0].id) == ["photo_caption"]
+
+
+def test_a_broken_edit_is_reported_and_watching_goes_on(
+    tree: Callable[[str], Path], workdir: Path
+) -> None:
+    path = tree("watch_site.yaml")
+    _photo(workdir / "photo.png", (1, 2, 3))
+    watcher = Watcher([path], db=workdir / "genarun.db")
+    good = path.read_text()
+    path.write_text(good.replace("kind: caption", "kind: captoin"))
+    (event,) = watcher.poll()
+    assert event.outcome is None and "unknown kind 'captoin'" in str(event.error)
+    assert not (workdir / "site").exists()
+    path.write_text(good)
+    _bump(path)
+    (event,) = watcher.poll()
+    assert event.error is None and (workdir / "site/site-data.json").is_file()
+
+
+def test_watch_once_from_the_command_line(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
+    tree("watch_site.yaml")
+    _photo(workdir / "photo.png", (9, 9, 9))
+    result = cli("watch", workdir, "--once")
+    assert result.exit_code == 0, result.output
+    assert "5 ran, 0 reused" in result.output
+    assert f"site export refreshed in {workdir / 'site'}" in result.output
+    result = cli("watch", workdir, "--once")
+    assert "0 ran, 5 reused" in result.output
+    empty = workdir / "empty"
+    empty.mkdir()
+    result = cli("watch", empty)
+    assert result.exit_code == 2 and "no tree files" in result.output
+
+
+def test_watch_process_reruns_on_an_edit(tree: Callable[[str], Path], workdir: Path) -> None:
+    """The real loop, as a process: it runs the tree, sees an edit, runs it again."""
+    path = tree("watch_site.yaml")
+    _photo(workdir / "photo.png", (5, 5, 5))
+    db = workdir / "genarun.db"
+    env = {**os.environ, "GENARUN_DB": str(db)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "genarun", "watch", str(path), "--interval", "0.2"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def runs() -> list[str]:
+            if not db.exists():
+                return []
+            return [r["id"] for r in query(db, "SELECT id FROM runs WHERE status = 'completed'")]
+
+        deadline = time.time() + 60
+        while len(runs()) < 1 and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(runs()) == 1
+        path.write_text(path.read_text().replace("Say goodbye.", "Say hello."))
+        _bump(path)
+        while len(runs()) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(runs()) == 2
+        newest = query(db, "SELECT id FROM runs ORDER BY started DESC LIMIT 1")[0]["id"]
+        assert _executed(db, newest) == ["outro"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
