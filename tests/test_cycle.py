@@ -238,3 +238,62 @@ def test_a_step_that_raises_inside_the_cycle_marks_its_trajectory_failed(
     assert result.exit_code == 1, result.output
     (traj,) = query(workdir / "genarun.db", "SELECT status, stop_reason, length FROM trajectories")
     assert (traj["status"], traj["stop_reason"], traj["length"]) == ("failed", "failed", 2)
+
+
+def test_stop_on_repeat_any_earlier_output_by_default_or_same_position(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
+    """PANIC-TDA stops a run when an output repeats any earlier output; genarun stopped only
+    at a repeat in the same network position. Both are recorded with the loop length."""
+    result = cli("run", tree("cycle_repeat_modes.yaml"))
+    assert result.exit_code == 0, result.output
+    db = workdir / "genarun.db"
+    found = {}
+    for run in query(db, "SELECT id, bindings FROM runs"):
+        traj = query(db, "SELECT * FROM trajectories WHERE run_id = ?", run["id"])[0]
+        steps = steps_of(db, run["id"])
+        found[json.loads(run["bindings"])["repeat"]] = (traj, steps)
+    default, any_, position, never = (found[k] for k in (True, "any", "position", False))
+    assert default[0]["length"] == any_[0]["length"] and default[0]["loop_length"] == 2
+    traj, steps = any_
+    assert (traj["stop_reason"], traj["loop_length"]) == ("repeat", 2)
+    last = steps[-1]
+    # the last output repeats one two steps back, at the other position of the same model
+    assert [s["sha256"] for s in steps if s["step"] == last["step"] - 2] == [last["sha256"]]
+    assert len({s["sha256"] for s in steps[:-1]}) == len(steps) - 1  # no repeat before it
+    traj, steps = position
+    assert (traj["stop_reason"], traj["loop_length"]) == ("repeat", 4)
+    assert traj["length"] > any_[0]["length"]
+    assert (never[0]["stop_reason"], never[0]["length"]) == ("max_steps", 16)
+
+
+def test_texts_cut_at_the_token_ceiling_are_counted(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
+    """Captions run to their natural end under a generous ceiling (PANIC-TDA's 1024 tokens,
+    not 40 silently); each step records whether its text was cut there, and each trajectory
+    how many were."""
+    result = cli("run", tree("cycle_ceiling.yaml"))
+    assert result.exit_code == 0, result.output
+    db = workdir / "genarun.db"
+    for run in query(db, "SELECT id, bindings FROM runs"):
+        ceiling = json.loads(run["bindings"])["ceiling"]
+        traj = query(
+            db, "SELECT * FROM trajectories WHERE run_id = ? AND node_id = 'traj'", run["id"]
+        )[0]
+        steps = [s for s in steps_of(db, run["id"]) if s["node_id"] == "traj"]
+        cut = 1 if ceiling == 4 else 0
+        assert [s["hit_limit"] for s in steps] == [None, cut] * 3  # images: not applicable
+        assert traj["hit_limit"] == 3 * cut
+        texts = [s["value"] for s in steps if s["kind"] == "text"]
+        assert all(len(t.split()) == (3 + (4 if cut else 6)) for t in texts)  # "A picture of"
+        natural = query(
+            db,
+            "SELECT hit_limit FROM trajectories WHERE run_id = ? AND node_id = 'natural'",
+            run["id"],
+        )[0]
+        assert natural["hit_limit"] == 0  # the default ceiling cuts nothing
+    listing = cli("runs", "list").output
+    assert "6/6 max_steps, 3 cut at max_tokens" in listing
+    logs = query(db, "SELECT message FROM logs WHERE level = 'warning'")
+    assert any("3 of 3 texts were cut at the token ceiling" in r["message"] for r in logs)

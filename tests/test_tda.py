@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import Result
 
@@ -152,6 +153,14 @@ def test_plots_and_exports(experiment: Path, cli: Callable[..., Result], workdir
     )
     header = (workdir / "csv" / "embeddings.csv").read_text().splitlines()[0]
     assert "vector" in header
+    # Drift from the start prompt in both definitions, so numbers compare with PANIC-TDA's.
+    for row in embeddings:
+        if row["step"] == -1:
+            assert row["drift_cosine"] == pytest.approx(0, abs=1e-6)
+        assert row["drift_euclidean"] == pytest.approx(np.sqrt(2 * row["drift_cosine"]))
+    assert max(r["drift_euclidean"] for r in embeddings) > 1.0
+    panic = cli("tda", "plots", "latest", "--out", workdir / "p2", "--drift", "euclidean")
+    assert panic.exit_code == 0 and (workdir / "p2" / "drift_dummy-embed.png").is_file()
 
 
 def test_persistence_of_may_name_a_sibling_cycle(cli: Callable[..., Result], workdir: Path) -> None:
@@ -341,6 +350,29 @@ def test_exported_tables_join_and_keep_their_columns_when_empty(
         else:
             header = (out / "persistence.csv").read_text().splitlines()[0]
             assert "homology_dim" in header
+
+
+def test_compare_says_when_every_diagram_is_empty_in_the_dimension(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    """Three points never make an H1 loop: the H1 matrix was all zeros, which reads as
+    "identical trajectories"; now the empty diagrams are named instead."""
+    path = workdir / "short.yaml"
+    path.write_text(
+        "genarun: 1\nname: short\nmatrix:\n  seed: [1, 2, 3]\nnodes:\n  - id: traj\n    kind: cycle\n"
+        "    network: [dummy-t2i, dummy-i2t]\n    start: a fox\n    steps: 3\n"
+        "    embed: [dummy-embed]\n    children:\n      - id: topo\n        kind: persistence\n"
+        "        of: traj\n"
+    )
+    assert cli("run", path).exit_code == 0
+    result = cli("tda", "compare", "latest", "--dim", "1")
+    assert result.exit_code == 0, result.output
+    assert "all 3 H1 diagrams of dummy-embed embeddings are empty" in result.output
+    assert "wasserstein" not in result.output and "0.0000" not in result.output
+    csv_out = cli("tda", "compare", "latest", "--dim", "1", "--csv", workdir / "d.csv")
+    assert csv_out.exit_code == 0 and "are empty" in csv_out.output
+    h0 = cli("tda", "compare", "latest", "--dim", "0")
+    assert "wasserstein" in h0.output and "empty" not in h0.output
 
 
 def test_tda_and_export_bad_input_is_a_message(

@@ -210,12 +210,21 @@ def tda_compare(
                                 ]
                             )
         click.echo(f"wrote {csv_path}")
+        for result in results:
+            note = result.emptiness_note()
+            if note:
+                click.echo(f"note: {note}", err=True)
         return
     for n, result in enumerate(results):
         ids = [f"[{i}]" for i in range(len(result.labels))]
         click.echo(("\n" if n else "") + f"H{dim} diagrams of {result.model} embeddings")
         for i, label in enumerate(result.labels):
             click.echo(f"  [{i}] {label}")
+        note = result.emptiness_note()
+        if note:
+            click.echo(f"\nnote: {note}")
+        if all(result.empty):
+            continue  # an all-zero matrix would read as "identical"
         for name in chosen:
             m = getattr(result, name)
             click.echo(f"\n{name}")
@@ -237,8 +246,16 @@ def tda_compare(
 )
 @db_option
 @click.option("--maxdim", type=click.IntRange(0, 3), default=1, show_default=True)
+@click.option(
+    "--drift",
+    type=click.Choice(["cosine", "euclidean"]),
+    default="cosine",
+    show_default=True,
+    help="Semantic drift as cosine distance (orthogonal = 1) or as PANIC-TDA's Euclidean "
+    "distance between normalised vectors (orthogonal = sqrt 2).",
+)
 @handle_errors
-def tda_plots(refs: tuple[str, ...], out: Path, db: Path | None, maxdim: int) -> None:
+def tda_plots(refs: tuple[str, ...], out: Path, db: Path | None, maxdim: int, drift: str) -> None:
     """PNG plots: persistence diagrams, entropy grouped by each matrix key and embedding model,
     semantic drift over the steps, trajectories in 2-D."""
     from genarun.experiments.plots import experiment_plots
@@ -247,7 +264,7 @@ def tda_plots(refs: tuple[str, ...], out: Path, db: Path | None, maxdim: int) ->
     store = Store.existing(db)
     runs = _runs(store, refs)
     with writing_to(out):
-        written = experiment_plots(store, runs, out, maxdim=maxdim)
+        written = experiment_plots(store, runs, out, maxdim=maxdim, drift=drift)  # type: ignore[arg-type]
     click.echo(f"wrote {len(written)} plots to {out}")
 
 

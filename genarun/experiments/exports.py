@@ -103,6 +103,7 @@ def _schemas() -> dict[str, Any]:
                 ("status", pa.string()),
                 ("stop_reason", pa.string()),
                 ("loop_length", pa.int64()),
+                ("hit_limit", pa.int64()),
                 ("seed", pa.int64()),
                 ("seed_random", pa.bool_()),
                 ("embed_models", pa.string()),
@@ -118,6 +119,7 @@ def _schemas() -> dict[str, Any]:
                 ("sha256", pa.string()),
                 ("seed", pa.int64()),
                 ("duration", pa.float64()),
+                ("hit_limit", pa.bool_()),
                 ("created", pa.float64()),
                 ("network", pa.string()),
                 ("start", pa.string()),
@@ -134,6 +136,10 @@ def _schemas() -> dict[str, Any]:
                 ("dim", pa.int64()),
                 ("source", pa.string()),
                 ("vector", pa.list_(pa.float32())),
+                # Distance from the trajectory's start prompt (step -1) under the same model:
+                # cosine (genarun's plots) and PANIC-TDA's Euclidean of unit vectors.
+                ("drift_cosine", pa.float64()),
+                ("drift_euclidean", pa.float64()),
             ]
         ),
         "persistence": pa.schema(
@@ -224,6 +230,7 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
                 "status": t["status"],
                 "stop_reason": t["stop_reason"],
                 "loop_length": t["loop_length"],
+                "hit_limit": t.get("hit_limit"),
                 "seed": t["seed"],
                 "seed_random": bool(t["seed_random"]),
                 "embed_models": t["embed_models"],
@@ -244,6 +251,7 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
                     "sha256": s["sha256"],
                     "seed": s["seed"],
                     "duration": s["duration"],
+                    "hit_limit": None if s.get("hit_limit") is None else bool(s["hit_limit"]),
                     "created": s["created"],
                     "network": t.get("network"),
                     "start": t.get("start"),
@@ -267,6 +275,7 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
                 "vector": np.frombuffer(e["vector"], dtype="<f4").tolist(),
             }
         )
+    _add_drift(embedding_rows)
     diagram_rows = []
     # One row per diagram too: an empty diagram (no H1 loop in a short trajectory) has no point
     # rows, so its entropy (0) was missing when grouping entropy by network or prompt.
@@ -309,6 +318,27 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
         "persistence": diagram_rows,
         "entropy": entropy_rows,
     }
+
+
+def _add_drift(rows: list[dict[str, Any]]) -> None:
+    """Each embedding's distance from its trajectory's start prompt (step -1), both ways."""
+    import numpy as np
+
+    from genarun.analysis.drift import drift_from_start
+
+    starts = {
+        (r["run_id"], r["node_id"], r["path"], r["model"]): r["vector"]
+        for r in rows
+        if r["step"] == -1
+    }
+    for r in rows:
+        start = starts.get((r["run_id"], r["node_id"], r["path"], r["model"]))
+        if start is None or len(start) != len(r["vector"]):
+            r["drift_cosine"] = r["drift_euclidean"] = None
+            continue
+        point = np.asarray([r["vector"]], dtype=np.float64)
+        r["drift_cosine"] = float(drift_from_start(point, np.asarray(start), "cosine")[0])
+        r["drift_euclidean"] = float(drift_from_start(point, np.asarray(start), "euclidean")[0])
 
 
 def write_tables(tables: dict[str, list[dict[str, Any]]], out: Path, fmt: str) -> list[Path]:

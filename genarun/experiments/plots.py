@@ -11,6 +11,7 @@ from genarun.experiments.topology import diagrams_for, require_keys
 from genarun.store import trajectories as tstore
 
 if TYPE_CHECKING:
+    from genarun.analysis.drift import DriftMetric
     from genarun.store.db import Store
 
 
@@ -23,11 +24,18 @@ def _value(v: Any) -> str:
 
 
 def experiment_plots(
-    store: Store, runs: list[dict[str, Any]], out: Path, *, maxdim: int = 1
+    store: Store,
+    runs: list[dict[str, Any]],
+    out: Path,
+    *,
+    maxdim: int = 1,
+    drift: DriftMetric = "cosine",
 ) -> list[Path]:
     """Persistence diagrams per run, entropy grouped by each matrix key and by embedding model,
-    drift from the start prompt over the steps, and trajectories projected to 2-D."""
+    drift from the start prompt over the steps (`drift`: its definition), and trajectories
+    projected to 2-D."""
     from genarun.analysis import drift_from_start
+    from genarun.analysis.drift import DRIFT_LABELS
     from genarun.analysis.plots import (
         plot_diagram,
         plot_drift,
@@ -84,7 +92,7 @@ def experiment_plots(
                 continue
             bindings = json.loads(by_id[key.run_id]["bindings"] or "{}")
             label = f"{key.run_id[:6]} " + " ".join(_value(v)[:18] for v in bindings.values())
-            drifts[label] = drift_from_start(points, start)
+            drifts[label] = drift_from_start(points, start, drift)
             drift_steps[label] = [s for s in steps if s >= 0]
             paths[label] = points
         if drifts:
@@ -93,7 +101,8 @@ def experiment_plots(
                     drifts,
                     out / f"drift_{_slug(model)}.png",
                     steps=drift_steps,
-                    title=f"Semantic drift from the start prompt ({model})",
+                    ylabel=DRIFT_LABELS[drift],
+                    title=f"Semantic drift from the start prompt ({model}, {drift})",
                 )
             )
             dims = {p.shape[1] for p in paths.values()}

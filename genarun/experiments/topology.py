@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import StoreError
@@ -145,6 +145,23 @@ class Comparison:
     model: str
     wasserstein: np.ndarray
     bottleneck: np.ndarray
+    # Which diagrams have no feature in `dim`: all of them make every distance 0, which says
+    # nothing about how the trajectories differ.
+    empty: list[bool] = field(default_factory=list)
+
+    def emptiness_note(self) -> str | None:
+        """What a reader must know about empty diagrams before reading the matrix, or None."""
+        n, count = len(self.empty), sum(self.empty)
+        if count == 0:
+            return None
+        if count == n:
+            return (
+                f"all {n} H{self.dim} diagrams of {self.model} embeddings are empty (no H{self.dim} "
+                f"feature in any trajectory), so every distance is 0 and says nothing about how "
+                f"they differ: compare another dimension (--dim 0), or run longer trajectories"
+            )
+        shown = ", ".join(f"[{i}]" for i, e in enumerate(self.empty) if e)
+        return f"{count} of {n} H{self.dim} diagrams of {self.model} embeddings are empty: {shown}"
 
 
 def compare(
@@ -193,6 +210,7 @@ def compare(
         model,
         distance_matrix(diagrams, dim, "wasserstein"),
         distance_matrix(diagrams, dim, "bottleneck"),
+        [dim >= len(d.diagrams) or len(d.diagrams[dim]) == 0 for d in diagrams],
     )
 
 

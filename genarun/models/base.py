@@ -61,6 +61,24 @@ class Invocation:
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 
+class GeneratedText(str):
+    """A text a model returned, and whether it stopped at the token ceiling (`max_tokens`, or
+    the model's position table) instead of ending by itself: a cut caption is a different
+    experimental condition from a natural one, so trajectories count them."""
+
+    hit_limit: bool
+
+    def __new__(cls, text: str, *, hit_limit: bool = False) -> GeneratedText:
+        made = super().__new__(cls, text)
+        made.hit_limit = hit_limit
+        return made
+
+
+def hit_limit(output: Any) -> bool:
+    """Whether a model's text output stopped at its token ceiling (False when not known)."""
+    return bool(getattr(output, "hit_limit", False))
+
+
 def batch_key(task: str, settings: Mapping[str, Any]) -> tuple:
     """Invocations with equal keys may share one batched call."""
     return (task, tuple(sorted((k, repr(v)) for k, v in settings.items())))

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from genarun.models.base import TASKS, Invocation, LoadedModel, ModelSpec, Provider
+from genarun.models.base import TASKS, GeneratedText, Invocation, LoadedModel, ModelSpec, Provider
 from genarun.models.catalog import CatalogEntry
 
 if TYPE_CHECKING:
@@ -115,8 +115,10 @@ class DummyModel(LoadedModel):
                 return "\n".join(f"- {t}" for t in titles)
             return json.dumps(titles)
         limit = int(inv.settings.get("max_tokens", 32))
-        count = max(1, min(limit, 12 + digest[0] % 12))
-        return " ".join(_words(digest, count, self.vocabulary)).capitalize() + "."
+        natural = 12 + digest[0] % 12  # words, standing in for tokens
+        count = max(1, min(limit, natural))
+        text = " ".join(_words(digest, count, self.vocabulary)).capitalize() + "."
+        return GeneratedText(text, hit_limit=count < natural)
 
     def _image(self, inv: Invocation) -> Any:
         import numpy as np
@@ -140,7 +142,9 @@ class DummyModel(LoadedModel):
             hashlib.sha256(_image_bytes(inv.input)).hexdigest(),
             inv.settings.get("prompt"),
         )
-        return "A picture of " + " ".join(_words(digest, 6, self.vocabulary)) + "."
+        count = max(1, min(int(inv.settings.get("max_tokens", 1024)), 6))  # 6 words naturally
+        words = " ".join(_words(digest, count, self.vocabulary))
+        return GeneratedText(f"A picture of {words}.", hit_limit=count < 6)
 
     def _embed_text(self, inv: Invocation) -> Any:
         import numpy as np

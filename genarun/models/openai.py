@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genarun.errors import GenarunError, ModelError
-from genarun.models.base import Invocation, LoadedModel, ModelSpec, Provider
+from genarun.models.base import GeneratedText, Invocation, LoadedModel, ModelSpec, Provider
 from genarun.models.embedding_shapes import POOLING_HINT, EmbeddingShapeError, embedding_vectors
 from genarun.redaction import redact, remember_secret, safe_url
 
@@ -308,7 +308,7 @@ class OpenAIModel(LoadedModel):
         if not isinstance(content, str):
             reason = choice.get("finish_reason") or choice["message"].get("refusal") or "unknown"
             raise self._bad_answer("/chat/completions", f"no text in the reply ({reason})")
-        return content
+        return GeneratedText(content, hit_limit=choice.get("finish_reason") == "length")
 
     def _embed(self, batch: Sequence[Invocation]) -> list[Any]:
         texts = [str(invocation.input) for invocation in batch]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from genarun.errors import ModelError
 from genarun.models import weights
-from genarun.models.base import Invocation, LoadedModel, ModelSpec
+from genarun.models.base import GeneratedText, Invocation, LoadedModel, ModelSpec
 from genarun.models.catalog import CatalogEntry
 from genarun.models.torch_model import TorchModuleModel, rgb
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from genarun.plugins import Registry
 
 GENERATE_DEFAULTS = {"max_tokens": 128, "temperature": 0.7}
-CAPTION_DEFAULTS = {"max_tokens": 30, "temperature": 0.0, "min_tokens": 1}
+CAPTION_DEFAULTS = {"max_tokens": 1024, "temperature": 0.0, "min_tokens": 1}
 
 # Model families by what `config.json` says (`kind` in a spec's options overrides).
 CAUSAL = "causal"
@@ -176,7 +176,13 @@ class CausalLM(_TorchModel):
             pad_id=self.pad_id,
             min_new_tokens=int(settings.get("min_tokens", 0)),
         )
-        return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in new_tokens]
+        return [
+            GeneratedText(
+                self.tokenizer.decode(t, skip_special_tokens=True).strip(),
+                hit_limit=len(t) >= max_new,  # no end token within the ceiling
+            )
+            for t in new_tokens
+        ]
 
 
 class ImageToText(_TorchModel):
@@ -211,6 +217,8 @@ class ImageToText(_TorchModel):
         else:
             eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        decoder = config.decoder if self.is_ved else getattr(config, "text_config", config)
+        self.max_positions: int | None = getattr(decoder, "max_position_embeddings", None)
 
     def _inputs(self, images: list[Any], prompt: str | None) -> dict[str, Any]:
         import torch
@@ -264,10 +272,16 @@ class ImageToText(_TorchModel):
         if not self.is_blip:  # BLIP's generate passes its own pad id
             pad = self.model.generation_config.pad_token_id
             extra["pad_token_id"] = pad if pad is not None else min(self.eos_ids, default=0)
+        max_new = int(settings["max_tokens"])
+        if self.max_positions:
+            # A generous ceiling (1024) must stay inside the decoder's position table.
+            given = inputs.get("decoder_input_ids", inputs.get("input_ids"))
+            used = int(given.shape[1]) if given is not None else 1
+            max_new = max(1, min(max_new, self.max_positions - used))
         with torch.inference_mode():
             sequences = self.model.generate(
                 **inputs,
-                max_new_tokens=int(settings["max_tokens"]),
+                max_new_tokens=max_new,
                 do_sample=False,  # RowSampler already picked each row's token
                 num_beams=1,
                 logits_processor=LogitsProcessorList([sampler]),
@@ -281,7 +295,8 @@ class ImageToText(_TorchModel):
         captions = []
         for row in new.tolist():
             cut = next((i for i, t in enumerate(row) if t in self.eos_ids), len(row))
-            captions.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
+            text = self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip()
+            captions.append(GeneratedText(text, hit_limit=cut >= max_new))
         return captions
 
 

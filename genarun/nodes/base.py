@@ -117,6 +117,14 @@ class ExecutionContext:
         return self.run.tree_dir
 
 
+def ceiling_message(max_tokens: Any) -> str:
+    """The warning for a text a model stopped at its token ceiling instead of ending it."""
+    return (
+        f"the text was cut at the token ceiling (max_tokens {max_tokens}, or the model's "
+        "position table) instead of ending by itself: raise max_tokens for the whole text"
+    )
+
+
 ParseMode = Literal["text", "json", "lines", "yaml"]
 
 

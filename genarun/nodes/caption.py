@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import Field
 
-from genarun.models.base import Invocation
-from genarun.nodes.base import ExecutionContext, Invoke, NodeKind
+from genarun.models.base import Invocation, hit_limit
+from genarun.nodes.base import ExecutionContext, Invoke, NodeKind, ceiling_message
 from genarun.tree.schema import NodeBase, Tpl
 
 
@@ -16,7 +16,10 @@ class CaptionNode(NodeBase):
     model: str | dict[str, Any] = Field(description="Image-to-text model.")
     image: Any = Field(description="An image output (`{{ cover }}`) or an image file path.")
     prompt: str | None = Field(None, description="Optional prompt or question about the image.")
-    max_tokens: Tpl[int] = Field(40, description="Maximum new tokens.")
+    max_tokens: Tpl[int] = Field(
+        1024,
+        description="Most new tokens: a ceiling, the caption normally ends by itself before it (a caption cut there is logged).",
+    )
 
 
 def run(ctx: ExecutionContext, node: CaptionNode) -> Generator[Invoke, Any, str]:
@@ -26,6 +29,8 @@ def run(ctx: ExecutionContext, node: CaptionNode) -> Generator[Invoke, Any, str]
     if node.prompt:
         settings["prompt"] = node.prompt
     text = yield Invoke(spec, Invocation("caption", image, ctx.seed, settings))
+    if hit_limit(text):
+        ctx.log("warning", ceiling_message(node.max_tokens))
     return str(text)
 
 

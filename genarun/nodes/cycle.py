@@ -19,12 +19,12 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
 from genarun.errors import ModelError
-from genarun.models.base import Invocation
+from genarun.models.base import Invocation, hit_limit
 from genarun.nodes.base import ExecutionContext, Invoke, NodeKind
 from genarun.nodes.networks import (
     NetworkError,
@@ -50,9 +50,9 @@ class CycleNode(NodeBase):
     )
     start: str = Field(description="The initial prompt (a template).")
     steps: Tpl[int] = Field(description="The most invocations in the trajectory (at least 1).")
-    stop_on_repeat: Tpl[bool] = Field(
+    stop_on_repeat: Tpl[bool | Literal["any", "position"]] = Field(
         True,
-        description="With a fixed seed, stop when an output repeats exactly (the trajectory has entered a loop); a template such as '{{ repeat }}' lets a matrix vary it.",
+        description="With a fixed seed, stop when an output repeats exactly (the trajectory has entered a loop): true or any = it equals any earlier output (PANIC-TDA's rule; images compared by their pixels), position = an earlier output at the same network position, false = never; a template such as '{{ repeat }}' lets a matrix vary it.",
     )
     embed: Any = Field(
         default_factory=list,
@@ -64,7 +64,10 @@ class CycleNode(NodeBase):
     height: Tpl[int] | None = Field(
         None, description="Image height for text-to-image models (model default if omitted)."
     )
-    max_tokens: Tpl[int] = Field(40, description="Most new tokens for captioning and text models.")
+    max_tokens: Tpl[int] = Field(
+        1024,
+        description="Most new tokens for captioning and text models: a ceiling (PANIC-TDA's), texts normally end by themselves first; each step records whether it was cut there.",
+    )
     settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="More settings per task, e.g. {image: {steps: 1, guidance: 0}, caption: {min_tokens: 20}}.",
@@ -155,6 +158,9 @@ def run(
     seed_random = node.seed == "random" or (
         node.seed is None and bool(getattr(ctx.run, "seed_is_random", False))
     )
+    # Fresh randomness per step never settles into a loop: only a fixed seed stops on repeats.
+    mode = None if seed_random else repeat_mode(node.stop_on_repeat)
+    period = len(links)
     settings = {
         "image": {
             k: int(v) for k, v in (("width", node.width), ("height", node.height)) if v is not None
@@ -172,12 +178,12 @@ def run(
     # Resume: steps already stored (by an earlier attempt or an interrupted run) are kept.
     stored = tstore.stored_steps(store, run_id, ctx.node_id, path)
     records: list[dict[str, Any]] = []
-    seen: dict[tuple[str, int], int] = {}
+    seen: dict[Any, int] = {}  # repeat key of each output -> its first step
     for row in stored:
         if row["step"] != len(records):
             break  # keep only a gap-free prefix
         records.append(_record_from_row(row, ctx))
-        seen.setdefault((row["sha256"], row["step"] % len(links)), row["step"])
+        seen.setdefault(repeat_key(mode, row["sha256"], row["step"], period), row["step"])
     tstore.begin_trajectory(
         store,
         {
@@ -191,6 +197,7 @@ def run(
             "seed": None if seed_random else ctx.seed,
             "seed_random": int(seed_random),
             "length": len(records),
+            "hit_limit": sum(1 for r in records if r.get("hit_limit")),
             "status": "running",
         },
     )
@@ -214,9 +221,9 @@ def run(
     stop_reason, loop_length = "max_steps", None
     try:
         step = len(records)
-        if records and node.stop_on_repeat and not seed_random and _repeats(records, len(links)):
+        if records and mode and _repeats(records, mode, period):
             step = max_steps  # it had already stopped on a repeat before the interruption
-            stop_reason, loop_length = "repeat", _repeats(records, len(links))
+            stop_reason, loop_length = "repeat", _repeats(records, mode, period)
         while step < max_steps:
             link = links[step % len(links)]
             seed = fresh_seed() if seed_random else ctx.seed
@@ -246,6 +253,7 @@ def run(
                 value = str(output)
                 digest = _text_hash(value)
                 pending_source = value
+            limited = hit_limit(output) if link.gives == "text" else None
             records.append(
                 {
                     "step": step,
@@ -256,13 +264,14 @@ def run(
                     "sha256": digest,
                     "embeddings": {},
                     "duration": duration,
+                    "hit_limit": limited,
                 }
             )
             pending, pending_users = embed_invokes(link.gives, output)
             pending_step = step
             current, current_input = value, output
-            if node.stop_on_repeat and not seed_random:
-                key = (digest, step % len(links))
+            if mode:
+                key = repeat_key(mode, digest, step, period)
                 if key in seen:
                     stop_reason, loop_length = "repeat", step - seen[key]
                     step += 1
@@ -303,10 +312,17 @@ def run(
             "info",
             f"stopped at step {len(records) - 1}: the output repeats (loop of {loop_length} steps)",
         )
+    cut = sum(1 for r in records if r.get("hit_limit"))
+    if cut:
+        texts = sum(1 for r in records if r["kind"] == "text")
+        ctx.log(
+            "warning",
+            f"{cut} of {texts} texts were cut at the token ceiling (max_tokens {node.max_tokens}, "
+            "or the model's position table) instead of ending by themselves",
+        )
     for record in records:
-        record.pop("sha256", None)
-        record.pop("stored", None)
-        record.pop("duration", None)
+        for internal in ("sha256", "stored", "duration", "hit_limit"):
+            record.pop(internal, None)
     return records
 
 
@@ -315,11 +331,24 @@ def stored_or(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("stored")]
 
 
-def _repeats(records: list[dict[str, Any]], period: int) -> int | None:
-    """The loop length if the last record repeats an earlier one at the same network position."""
+def repeat_mode(value: Any) -> str | None:
+    """`stop_on_repeat` as a rule: "any" (true), "position", or None (false: never stop)."""
+    if value is True or value == "any":
+        return "any"
+    return "position" if value == "position" else None
+
+
+def repeat_key(mode: str | None, digest: str, step: int, period: int) -> Any:
+    """What must recur for a repeat: the output itself, or the output at its network position."""
+    return digest if mode == "any" else (digest, step % period)
+
+
+def _repeats(records: list[dict[str, Any]], mode: str, period: int) -> int | None:
+    """The loop length if the last record repeats an earlier one under `mode`."""
     last = records[-1]
+    key = repeat_key(mode, last["sha256"], last["step"], period)
     for earlier in reversed(records[:-1]):
-        if earlier["sha256"] == last["sha256"] and (last["step"] - earlier["step"]) % period == 0:
+        if repeat_key(mode, earlier["sha256"], earlier["step"], period) == key:
             return last["step"] - earlier["step"]
     return None
 
@@ -363,10 +392,16 @@ def _store_pending(
                 "seed": record["seed"],
                 "embeddings": json.dumps({m: [r.id, r.dim] for m, r in refs.items()}),
                 "duration": record.get("duration"),
+                "hit_limit": None if record["hit_limit"] is None else int(record["hit_limit"]),
             },
         )
         tstore.update_trajectory(
-            ctx.run.store, ctx.run.id, ctx.node_id, path_key(ctx.path), length=step + 1
+            ctx.run.store,
+            ctx.run.id,
+            ctx.node_id,
+            path_key(ctx.path),
+            length=step + 1,
+            hit_limit=sum(1 for r in records[: step + 1] if r.get("hit_limit")),
         )
     record["stored"] = True
 
@@ -390,6 +425,7 @@ def _record_from_row(row: dict[str, Any], ctx: ExecutionContext) -> dict[str, An
         "sha256": row["sha256"],
         "embeddings": embeds,
         "stored": True,
+        "hit_limit": None if row.get("hit_limit") is None else bool(row["hit_limit"]),
     }
 
 

@@ -7,8 +7,15 @@ from typing import Any
 
 from pydantic import Field
 
-from genarun.models.base import Invocation
-from genarun.nodes.base import ExecutionContext, Invoke, NodeKind, ParseMode, parse_output
+from genarun.models.base import Invocation, hit_limit
+from genarun.nodes.base import (
+    ExecutionContext,
+    Invoke,
+    NodeKind,
+    ParseMode,
+    ceiling_message,
+    parse_output,
+)
 from genarun.tree.schema import NodeBase, Tpl
 
 
@@ -31,6 +38,8 @@ def run(ctx: ExecutionContext, node: GenerateNode) -> Generator[Invoke, Any, Any
     if node.parse != "text":
         settings["format"] = node.parse  # a hint; the dummy model answers in that format
     text = yield Invoke(spec, Invocation("generate", str(node.prompt), ctx.seed, settings))
+    if hit_limit(text):
+        ctx.log("warning", ceiling_message(node.max_tokens))
     return parse_output(text, node.parse)
 
 

@@ -152,6 +152,7 @@ trajectories = Table(
     Column("status", String, nullable=False),  # running, done, failed
     Column("stop_reason", String),  # max_steps, repeat, failed
     Column("loop_length", Integer),
+    Column("hit_limit", Integer),  # how many text outputs stopped at the token ceiling
     Column("error", Text),
     Column("updated", Float),
     Index("ix_trajectories_run_node", "run_id", "node_id", "path", unique=True),
@@ -172,6 +173,7 @@ trajectory_steps = Table(
     Column("seed", Integer),
     Column("embeddings", Text),  # JSON list of embedding ids
     Column("duration", Float),
+    Column("hit_limit", Integer),  # a text cut at the token ceiling: 1; ended by itself: 0
     Column("created", Float),
     Index("ix_trajectory_steps_key", "run_id", "node_id", "path", "step", unique=True),
 )

@@ -63,7 +63,8 @@ def trajectory_summary(trajectories: list[dict[str, Any]], run_status: str | Non
             reason = "interrupted"
         if reason == "repeat" and t["loop_length"]:
             reason = f"repeat (loop {t['loop_length']})"
-        parts.append(f"{t['length']}/{t['max_steps']} {reason}")
+        cut = f", {t['hit_limit']} cut at max_tokens" if t.get("hit_limit") else ""
+        parts.append(f"{t['length']}/{t['max_steps']} {reason}{cut}")
     return "; ".join(parts)
 
 

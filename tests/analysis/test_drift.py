@@ -19,6 +19,22 @@ def test_drift_from_start_hand_values() -> None:
         drift_from_start(points, start=np.ones(3))
 
 
+def test_panic_tdas_euclidean_drift_between_unit_vectors() -> None:
+    """PANIC-TDA measures drift as the Euclidean distance between normalised vectors: orthogonal
+    is sqrt 2, not genarun's cosine distance 1; both are offered and convert exactly."""
+    points = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 3.0], [-2.0, 0.0]])
+    euclidean = drift_from_start(points, metric="euclidean")
+    np.testing.assert_allclose(euclidean, [0.0, np.sqrt(2 - np.sqrt(2)), np.sqrt(2), 2.0])
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    np.testing.assert_allclose(euclidean, np.linalg.norm(unit - unit[0], axis=1))
+    np.testing.assert_allclose(euclidean, np.sqrt(2 * drift_from_start(points)))
+    np.testing.assert_allclose(
+        step_distances(points, metric="euclidean"), np.linalg.norm(unit[1:] - unit[:-1], axis=1)
+    )
+    with pytest.raises(ValueError, match="cosine or euclidean"):
+        drift_from_start(points, metric="manhattan")  # type: ignore[arg-type]
+
+
 def test_step_distances() -> None:
     points = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 5.0], [0.0, -1.0]])
     np.testing.assert_allclose(step_distances(points), [1.0, 0.0, 2.0])

@@ -133,6 +133,30 @@ def test_caption_sampling_follows_seeds() -> None:
     assert model.run("caption", batch) != model.run("caption", reseeded)
 
 
+@pytest.mark.parametrize("name", ["tiny-blip", "tiny-vit-gpt2"])
+def test_captions_run_to_their_end_under_a_ceiling_and_say_when_cut(name: str) -> None:
+    """PANIC-TDA lets captions run to a 1024-token ceiling: that ceiling stays inside the
+    decoder's position table (tiny-blip's has 64; it failed with IndexError), and a caption
+    cut at it says so (these random weights never end a caption by themselves)."""
+    from genarun.models.base import hit_limit
+
+    model = load(name)
+    few = model.run("caption", invocations("caption", images()[:1], max_tokens=4))
+    assert hit_limit(few[0]) and 0 < len(few[0].split()) <= 4
+    if name == "tiny-blip":
+        ceiling = model.run("caption", invocations("caption", images()[:1], max_tokens=1024))
+        assert hit_limit(ceiling[0]) and len(ceiling[0]) > len(few[0])
+
+
+def test_generated_text_says_whether_it_ended_or_was_cut() -> None:
+    from genarun.models.base import hit_limit
+
+    model = load("tiny-gpt2")
+    cut = model.run("generate", invocations("generate", PROMPTS, max_tokens=3, temperature=1.0))
+    assert all(hit_limit(t) for t in cut)
+    assert all(len(t.split()) <= 3 for t in cut)
+
+
 def test_wrong_task_is_a_model_error() -> None:
     with pytest.raises(ModelError, match="text generation"):
         load("tiny-gpt2").run("caption", invocations("caption", images()[:1]))
