@@ -406,6 +406,8 @@ def _chat(body: dict[str, Any], modes: dict[str, Any] | None = None) -> dict[str
     reply = (modes or {}).get("reply") or chat_reply(
         messages, body.get("seed"), body.get("max_tokens")
     )
+    # As real servers do: "length" when max_tokens cut the reply, "stop" when it ended.
+    cut = len(reply) < len(chat_reply(messages, body.get("seed")))
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -414,7 +416,7 @@ def _chat(body: dict[str, Any], modes: dict[str, Any] | None = None) -> dict[str
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": reply},
-                "finish_reason": "stop",
+                "finish_reason": "length" if cut and not (modes or {}).get("reply") else "stop",
             }
         ],
         "usage": {"prompt_tokens": 0, "completion_tokens": len(reply.split()), "total_tokens": 0},

@@ -142,8 +142,13 @@ def test_chat_sends_system_message(server: FakeOpenAIServer) -> None:
 
 
 def test_max_tokens_shapes_the_reply(server: FakeOpenAIServer) -> None:
+    from genarun.models.base import hit_limit
+
     [reply] = load(server.base_url).run("generate", [chat("one two three four", max_tokens=3)])
     assert len(reply.split()) == 3
+    assert hit_limit(reply)  # finish_reason "length": the text was cut, and says so
+    [whole] = load(server.base_url).run("generate", [chat("one two", max_tokens=1024)])
+    assert whole.endswith("one two") and not hit_limit(whole)
 
 
 def test_large_seed_is_folded_deterministically(server: FakeOpenAIServer) -> None:
