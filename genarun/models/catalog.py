@@ -9,6 +9,7 @@ from typing import Any
 
 from genarun.errors import ModelError, did_you_mean
 from genarun.models.base import ModelSpec
+from genarun.tree.schema import model_ref_problem
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,16 @@ def resolve_model(ref: str | dict[str, Any], aliases: dict[str, Any] | None = No
     while isinstance(ref, str) and ref in aliases and ref not in seen:
         seen.add(ref)
         ref = aliases[ref]
+    # A reference comes from the tree or from a template's value: anything may arrive here.
+    problem = model_ref_problem(ref)
+    if problem:
+        raise ModelError(f"model '{name}': {problem[1]}" if name else problem[1])
     if isinstance(ref, dict):
         return _spec_from_dict(ref, name, aliases)
     if ref in reg.catalog:
         return reg.catalog[ref].spec(name=name or ref)
     # A Hugging Face id or local path: the provider is read from the files when present.
-    path = Path(os.path.expanduser(ref))
-    if path.exists() or "/" in ref:
+    if path_exists(ref) or "/" in ref:
         provider = detect_provider(ref)
         if provider is None:
             raise ModelError(
@@ -80,13 +84,6 @@ def _spec_from_dict(ref: dict[str, Any], name: str, aliases: dict[str, Any]) -> 
     from genarun.plugins import registry
 
     reg = registry()
-    unknown = set(ref) - {"provider", "id", "options", "revision"}
-    if unknown:
-        raise ModelError(
-            f"model spec: unknown field(s) {sorted(unknown)}; allowed: provider, id, options, revision"
-        )
-    if "id" not in ref:
-        raise ModelError("model spec needs an 'id'")
     model_id = str(ref["id"])
     options = dict(ref.get("options") or {})
     provider = ref.get("provider")
@@ -144,8 +141,24 @@ def detect_provider(ref: str) -> str | None:
     return None
 
 
+def path_exists(ref: str) -> bool:
+    """Whether a model reference names a local file or folder. A name no file system takes
+    (too long, a NUL byte) names none: it is reported as an unknown model, not an OS error."""
+    try:
+        return Path(os.path.expanduser(ref)).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def local_model_dir(ref: str, revision: str | None = None) -> Path | None:
     """The local folder holding a model: the path itself, or its Hugging Face cache snapshot."""
+    try:
+        return _local_model_dir(ref, revision)
+    except (OSError, ValueError):  # not a name a file system takes (see path_exists)
+        return None
+
+
+def _local_model_dir(ref: str, revision: str | None) -> Path | None:
     path = Path(os.path.expanduser(ref))
     if path.is_dir():
         return path

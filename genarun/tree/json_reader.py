@@ -15,7 +15,7 @@ from json.scanner import NUMBER_RE
 from typing import Any
 
 from genarun.errors import TreeError
-from genarun.tree.reader_common import EMPTY, PathKey, TreeFileReader
+from genarun.tree.reader_common import EMPTY, MAX_DEPTH, PathKey, TreeFileReader
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _JSON_HINTS = {
@@ -50,7 +50,8 @@ class JsonReader(TreeFileReader):
         if not self.text.strip():
             return EMPTY, self.lines
         try:
-            json.loads(self.text)
+            # Numbers are read in the second pass, which reports one too long with its line.
+            json.loads(self.text, parse_int=len)
         except json.JSONDecodeError as exc:
             hint = next((h for m, h in _JSON_HINTS.items() if exc.msg.startswith(m)), None)
             raise TreeError(
@@ -61,13 +62,8 @@ class JsonReader(TreeFileReader):
                 )
             ) from None
         except RecursionError:
-            raise TreeError(self.problem("the JSON is nested too deeply")) from None
-        except ValueError as exc:  # e.g. an integer longer than Python's digit limit
-            raise TreeError(self.problem(f"invalid JSON: {exc}")) from None
-        try:
-            value, _ = self.value(self.skip(0), ())
-        except RecursionError:
-            raise TreeError(self.problem("the JSON is nested too deeply")) from None
+            raise self.too_deep(None) from None
+        value, _ = self.value(self.skip(0), ())
         return self.result(value)
 
     def skip(self, offset: int) -> int:
@@ -78,6 +74,8 @@ class JsonReader(TreeFileReader):
     def value(self, offset: int, path: PathKey) -> tuple[Any, int]:
         """Parse the (already validated) value at `offset`; return it and the offset after it."""
         text = self.text
+        if len(path) > MAX_DEPTH:
+            raise self.too_deep(self.line_at(offset))
         self.lines.setdefault(path, self.line_at(offset))
         char = text[offset]
         if char == "{":
@@ -101,7 +99,11 @@ class JsonReader(TreeFileReader):
             if not math.isfinite(number):
                 self.report_non_finite(match.group(), self.line_at(offset))
             return number, match.end()
-        return int(integer), match.end()
+        try:
+            return int(integer), match.end()
+        except ValueError:  # longer than Python's integer digit limit
+            self.report_too_long(integer, self.line_at(offset))
+            return 0, match.end()
 
     def object(self, offset: int, path: PathKey) -> tuple[dict[str, Any], int]:
         result: dict[str, Any] = {}

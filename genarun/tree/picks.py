@@ -172,6 +172,10 @@ _WEIGHT = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*::")
 _BRACKET_CLOSERS = {"(": ")", "[": "]", "{": "}"}
 
 
+# How deeply picks (and literal brackets) may nest in one template.
+MAX_PICK_DEPTH = 50
+
+
 def parse_picks(text: str) -> Template:
     """Parse `text` into an immutable Template; raise PickSyntaxError on malformed picks."""
     if _SPECIAL.search(text) is None:
@@ -198,6 +202,7 @@ class _Parser:
 
     def __init__(self, text: str):
         self.text = text
+        self.depth = 0  # brackets open at the current position
 
     def error(self, message: str, position: int) -> PickSyntaxError:
         # A short excerpt around the offending character, which a message alone cannot show.
@@ -270,6 +275,16 @@ class _Parser:
 
     def parse_group(self, open_at: int) -> tuple[tuple[str | Pick, ...], int]:
         """Parse `[ ... ]` at `open_at`: a Pick, or literal brackets around its contents."""
+        if self.depth >= MAX_PICK_DEPTH:
+            # Parsing and drawing recurse once per level: bounded far below Python's limit.
+            raise self.error(f"brackets nest more than {MAX_PICK_DEPTH} levels deep", open_at)
+        self.depth += 1
+        try:
+            return self._parse_group(open_at)
+        finally:
+            self.depth -= 1
+
+    def _parse_group(self, open_at: int) -> tuple[tuple[str | Pick, ...], int]:
         text = self.text
         options: list[tuple[tuple[str | Pick, ...], int, int]] = []
         i = open_at + 1

@@ -13,6 +13,12 @@ from genarun.errors import Problem, TreeError
 PathKey = tuple[str | int, ...]
 
 
+# How deeply values may nest (mappings in lists in mappings...). Real trees stay under 20
+# levels; the limit keeps every later step, which walks values recursively, far from
+# Python's recursion limit.
+MAX_DEPTH = 100
+
+
 class _Empty:
     """Marks a document with no value at all, which differs from an explicit null."""
 
@@ -38,9 +44,27 @@ class TreeFileReader:
         """Note a problem and read on, so that one run reports all of them."""
         self.problems.append(self.problem(message, line, hint=hint))
 
+    def too_deep(self, line: int | None) -> TreeError:
+        """The error for a value nested more than MAX_DEPTH levels deep."""
+        return TreeError(
+            self.problem(
+                f"values nest more than {MAX_DEPTH} levels deep here",
+                line,
+                hint="a tree's lists and mappings nest a few levels; flatten this value",
+            )
+        )
+
     def report_non_finite(self, token: str, line: int) -> None:
         """`NaN`, `Infinity` or a number too large for a float: JSON types hold none of them."""
         self.report(f"{token!r} is not a finite number", line, hint="quote it if you mean text")
+
+    def report_too_long(self, digits: str, line: int) -> None:
+        """A whole number longer than Python reads (4300 digits)."""
+        self.report(
+            f"a number of {len(digits.lstrip('+-'))} digits is too long to read",
+            line,
+            hint="quote it if you mean text",
+        )
 
     def report_duplicate(self, key: str, line: int, first: int, path: PathKey) -> None:
         """A key written twice in the mapping at `path`: refused rather than the last kept."""

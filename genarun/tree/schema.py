@@ -51,6 +51,41 @@ def seed_problem(value: Any) -> str | None:
     return f"a seed is a whole number or 'random', not {shown}"
 
 
+# A model spec's fields (`{provider, id, options, revision}`) and what each must hold.
+MODEL_SPEC_FIELDS = {"provider": str, "id": str | int, "options": dict, "revision": str}
+_SPEC_FIELD_WORDS = {"provider": "text", "id": "text", "options": "a mapping", "revision": "text"}
+
+
+def model_ref_problem(ref: Any) -> tuple[str | None, str] | None:
+    """Why `ref` is not a model reference (a name, or a mapping {provider, id, options,
+    revision}): the spec field at fault (None for the whole value) and the message; or None."""
+    if isinstance(ref, str):
+        return None
+    if not isinstance(ref, dict):
+        got = "a list" if isinstance(ref, list) else "null" if ref is None else repr(ref)
+        return None, (
+            f"a model is a name (a catalog name, alias, Hugging Face id or local path) or a "
+            f"mapping {{provider, id, options}}, not {got}"
+        )
+    unknown = sorted(str(key) for key in ref if key not in MODEL_SPEC_FIELDS)
+    if unknown:
+        return unknown[0], (
+            f"model spec: unknown field(s) {', '.join(repr(k) for k in unknown)}; "
+            "allowed: provider, id, options, revision"
+        )
+    if "id" not in ref:
+        return None, "model spec needs an 'id'"
+    for key, wanted in MODEL_SPEC_FIELDS.items():
+        value = ref.get(key)
+        if value is None and key != "id":
+            continue
+        if not isinstance(value, wanted) or isinstance(value, bool):
+            return key, f"model spec: '{key}' must be {_SPEC_FIELD_WORDS[key]}, not {value!r:.60}"
+    if any(not isinstance(key, str) for key in ref.get("options") or {}):
+        return "options", "model spec: the names of 'options' must be text"
+    return None
+
+
 T = TypeVar("T")
 # A typed field that may instead hold a Jinja template rendered at run time.
 Tpl = T | TemplateStr  # type: ignore[valid-type]

@@ -8,14 +8,15 @@ adding a field or a node never changes another's picks.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import UndefinedError
@@ -81,6 +82,7 @@ ENV.filters["json"] = _json_filter
 JINJA_GLOBALS = frozenset(ENV.globals)
 
 _MISSING = object()
+T = TypeVar("T")
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 
 
@@ -204,7 +206,34 @@ def _flat_globals(template: Template) -> None:
     template.globals = dict(template.globals)
 
 
+def _readable(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Jinja parses and compiles recursively and reads numbers with int(): a template that
+    nests too deeply, or holds a number past Python's digit limit, is a TemplateProblem."""
+
+    @functools.wraps(parse)
+    def wrapper(source: str) -> T:
+        try:
+            return parse(source)
+        except RecursionError:
+            raise TemplateProblem(
+                "the template nests too deeply to read (brackets, operators or filters "
+                "inside one another)",
+                "split it into several vars",
+            ) from None
+        except TemplateProblem:
+            raise
+        except ValueError as exc:
+            if "digits" not in str(exc):
+                raise
+            raise TemplateProblem(
+                "a number in the template has too many digits (Python reads at most 4300)"
+            ) from None
+
+    return wrapper
+
+
 @lru_cache(maxsize=4096)
+@_readable
 def _compile_expression(source: str) -> tuple[Any, frozenset[str]]:
     """A bare expression compiled once per distinct source: (function, names it reads)."""
     try:
@@ -301,6 +330,7 @@ class Text(Compiled):
 
 
 @lru_cache(maxsize=4096)
+@_readable
 def _parse_text(source: str) -> tuple[PickTemplate, frozenset[str]]:
     """A string template parsed once per distinct source (generated trees repeat them):
     its picks and the names its Jinja reads. Both results are immutable."""

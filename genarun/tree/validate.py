@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from genarun.errors import Problem, TreeError, did_you_mean
 from genarun.tree.load import Document, load_document
-from genarun.tree.schema import NodeBase, TreeSpec
+from genarun.tree.schema import NodeBase, TreeSpec, model_ref_problem
 
 Loc = tuple[str | int, ...]
 
@@ -85,7 +85,7 @@ def validate_document(doc: Document) -> LoadedTree:
     try:
         spec = TreeSpec.model_validate(data)
     except ValidationError as exc:
-        tree_problems = _pydantic_problems(exc, TreeSpec, (), doc, None)
+        tree_problems = _pydantic_problems(exc, TreeSpec, data, (), doc, None)
         # The version is reported above, with its fix.
         tree_problems = [
             p
@@ -95,6 +95,13 @@ def validate_document(doc: Document) -> LoadedTree:
         ]
         problems.extend(tree_problems)
         spec = None
+    models = data.get("models")
+    if isinstance(models, dict):
+        for alias, ref in models.items():
+            problem = model_ref_problem(ref)
+            if problem:
+                place = ("models", alias) if problem[0] is None else ("models", alias, problem[0])
+                problems.append(Problem(f"model '{alias}': {problem[1]}", file, doc.line(place)))
     nodes_raw = data.get("nodes")
     roots: list[TreeNode] = []
     if isinstance(nodes_raw, list):
@@ -184,7 +191,9 @@ def _validate_nodes(
                 )
             )
             continue
-        node_name = str(raw.get("id", f"#{i + 1}"))
+        raw_id = raw.get("id")
+        # An id of the wrong type or size is reported by the kind's model; messages say '#3'.
+        node_name = raw_id if isinstance(raw_id, str) and len(raw_id) <= 100 else f"#{i + 1}"
         kind_name = raw.get("kind")
         if kind_name is None:
             problems.append(
@@ -192,6 +201,17 @@ def _validate_nodes(
                     "missing 'kind'",
                     file,
                     line,
+                    node_name,
+                    hint=f"one of: {', '.join(sorted(kinds))}",
+                )
+            )
+            continue
+        if not isinstance(kind_name, str):
+            problems.append(
+                Problem(
+                    f"field 'kind': expected the name of a node kind, got {_shown(kind_name)}",
+                    file,
+                    doc.line((*node_loc, "kind")),
                     node_name,
                     hint=f"one of: {', '.join(sorted(kinds))}",
                 )
@@ -216,7 +236,7 @@ def _validate_nodes(
         try:
             spec = model.model_validate(raw)
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc, model, node_loc, doc, node_name))
+            problems.extend(_pydantic_problems(exc, model, raw, node_loc, doc, node_name))
             continue
         node = TreeNode(spec, node_loc, line, parent)
         children = raw.get("children") or []
@@ -229,8 +249,14 @@ def _validate_nodes(
 
 
 def _pydantic_problems(
-    exc: ValidationError, model: type[BaseModel], loc: Loc, doc: Document, node: str | None
+    exc: ValidationError,
+    model: type[BaseModel],
+    data: Any,
+    loc: Loc,
+    doc: Document,
+    node: str | None,
 ) -> list[Problem]:
+    """Pydantic's errors of validating `data` (found at `loc`) as `model`, as Problems."""
     file = str(doc.path)
     fields = {f.alias or name for name, f in model.model_fields.items()}
     problems = []
@@ -238,7 +264,7 @@ def _pydantic_problems(
     # one mistake gives an error per branch, reported here as one message.
     by_loc: dict[Loc, list[Any]] = {}
     for err in exc.errors():
-        clean = tuple(p for p in err["loc"] if isinstance(p, int) or not _is_type_tag(str(p)))
+        clean = _place(err["loc"], data)
         by_loc.setdefault(clean, []).append(err)
     for clean, errs in by_loc.items():
         if loc == () and len(clean) > 1 and clean[0] == "nodes":
@@ -253,7 +279,7 @@ def _pydantic_problems(
         if err["type"] == "extra_forbidden":
             msg = f"unknown field '{name}'"
             hint = (
-                did_you_mean(str(clean[-1]), fields)
+                did_you_mean(str(clean[-1]) if clean else "", fields)
                 or f"allowed fields: {', '.join(sorted(fields))}"
             )
         elif err["type"] == "missing":
@@ -355,6 +381,25 @@ _TYPE_HINTS = {
     ("", "dict_type"): "write it as 'name: value' lines indented under it",
     ("", "list_type"): "write a list: [a, b] or one '- item' line each",
 }
+
+
+def _place(loc: tuple[Any, ...], data: Any) -> Loc:
+    """Where in `data` a pydantic error is: its location without the union branches' type
+    tags ('int', 'function-after[...]'). A part that is a key or index of the data is a place
+    even when it looks like a tag (an unknown key 'a[0]'); only the rest are judged by name."""
+    out: list[str | int] = []
+    current = data
+    for part in loc:
+        if (isinstance(current, dict) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        ):
+            current = current[part]
+        elif isinstance(part, str) and _is_type_tag(part):
+            continue
+        else:
+            current = None  # a missing field: nothing below it is in the data
+        out.append(part)
+    return tuple(out)
 
 
 def _is_type_tag(part: str) -> bool:

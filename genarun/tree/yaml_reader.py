@@ -16,7 +16,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from genarun.errors import TreeError
-from genarun.tree.reader_common import EMPTY, PathKey, TreeFileReader
+from genarun.tree.reader_common import EMPTY, MAX_DEPTH, PathKey, TreeFileReader
 from genarun.tree.yaml_errors import syntax_problem
 
 # YAML 1.2 core schema, for plain (unquoted, untagged) scalars.
@@ -53,10 +53,25 @@ class _Loader(yaml.SafeLoader):
         return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
 
     def compose_node(self, parent: Node | None, index: Any) -> Any:
-        if self.check_event(AliasEvent):
-            line = self.peek_event().start_mark.line + 1
-            return _AliasUse(super().compose_node(parent, index), line)
-        return super().compose_node(parent, index)
+        # PyYAML composes recursively: stop at the depth trees may have, with its line.
+        self.depth = getattr(self, "depth", 0) + 1
+        try:
+            if self.depth > MAX_DEPTH + 1:
+                raise _TooDeep(self.peek_event().start_mark.line + 1)
+            if self.check_event(AliasEvent):
+                line = self.peek_event().start_mark.line + 1
+                return _AliasUse(super().compose_node(parent, index), line)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _TooDeep(Exception):
+    """Composing stopped at a value nested deeper than MAX_DEPTH, on `line`."""
+
+    def __init__(self, line: int):
+        super().__init__(line)
+        self.line = line
 
 
 class YamlReader(TreeFileReader):
@@ -78,8 +93,10 @@ class YamlReader(TreeFileReader):
             position = getattr(exc, "position", None)
             line = self.text.count("\n", 0, position) + 1 if position is not None else None
             raise TreeError(self.problem(f"YAML cannot read this file: {exc}", line)) from None
+        except _TooDeep as exc:
+            raise self.too_deep(exc.line) from None
         except RecursionError:
-            raise TreeError(self.problem("the YAML is nested too deeply")) from None
+            raise self.too_deep(None) from None
         finally:
             if loader is not None:
                 loader.dispose()
@@ -89,11 +106,13 @@ class YamlReader(TreeFileReader):
         try:
             value = self.convert(root, (), root.start_mark.line + 1)
         except RecursionError:
-            raise TreeError(self.problem("the YAML is nested too deeply")) from None
+            raise self.too_deep(None) from None
         return self.result(value)
 
     def convert(self, item: Node | _AliasUse, path: PathKey, line: int) -> Any:
         """Convert one node (or alias use) at `path`, whose key or item starts at `line`."""
+        if len(path) > MAX_DEPTH:
+            raise self.too_deep(line)
         self.lines[path] = line
         node = item.node if isinstance(item, _AliasUse) else item
         self._count += 1
@@ -175,7 +194,7 @@ class YamlReader(TreeFileReader):
             try:
                 return int(value)
             except ValueError:  # longer than Python's integer digit limit
-                self.report("number too long", line, hint="quote it")
+                self.report_too_long(value, line)
                 return 0
         if _OCT.fullmatch(value):
             return int(value[2:], 8)
