@@ -457,3 +457,46 @@ def _dump(plain: Any, fmt: str, bigs: list[str]) -> str:
         return re.sub(r'"BIGINT(\d+)X"', lambda m: bigs[int(m.group(1))], text)
     text = yaml.safe_dump(plain, allow_unicode=True, sort_keys=False, width=10_000)
     return re.sub(r"\bBIGINT(\d+)X\b", lambda m: bigs[int(m.group(1))], text)
+
+
+# `--set` values are command-line text, read as YAML: YAML syntax that is hostile to readers.
+SET_VALUES = [
+    "",
+    "42",
+    "-1",
+    "1" + "0" * 5000,
+    "1e999",
+    ".inf",
+    ".nan",
+    "no",
+    "2024-01-01",
+    "[a | b]",
+    "[" * 3000,
+    "[" * 120 + "]" * 120,
+    "{a: " * 200,
+    "&a [*a, *a]",
+    "&a [&b [*b, *b], *a]",
+    "!!python/object/apply:os.system [ls]",
+    "!!binary aGk=",
+    "a: b: c",
+    "a\n---\nb",
+    "{{ x }}",
+    "{{ " + "(" * 2000 + " }}",
+    "- a\n- b",
+    "'unclosed",
+]
+
+
+def set_args(data: Any) -> st.SearchStrategy[list[str]]:
+    """Zero to two `--set NAME=VALUE` arguments: names of the tree's vars and matrix keys
+    (and some that are none), hostile values."""
+    names = ["seed", "x", "", "a b", "[", "vars"]
+    if isinstance(data, dict):
+        for section in ("vars", "matrix"):
+            if isinstance(data.get(section), dict):
+                names.extend(str(k) for k in data[section])
+    value = st.one_of(
+        st.sampled_from(SET_VALUES), st.sampled_from(ODD_STRINGS), st.text(max_size=20)
+    )
+    pair = st.tuples(st.sampled_from(names), value).map(lambda nv: f"{nv[0]}={nv[1]}")
+    return st.lists(pair, max_size=2).map(lambda pairs: [a for p in pairs for a in ("--set", p)])

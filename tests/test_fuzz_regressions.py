@@ -237,3 +237,56 @@ def test_every_class_in_a_real_process(workdir: Path) -> None:
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
     for name in payloads:
         assert f"error: {name}:" in proc.stderr, (name, proc.stderr)
+
+
+def test_a_network_text_nested_too_deeply(cli: Callable[..., Result], workdir: Path) -> None:
+    """A network given as text that starts with '[' is read as a JSON list when it is one."""
+    path = workdir / "t.json"
+    network = "[" * 5000 + "]" * 5000
+    tree = {
+        "genarun": 1,
+        "name": "t",
+        "matrix": {"net": [network, '["dummy-t2i", ' + "1" * 5000 + "]"]},
+        "nodes": [{"id": "a", "kind": "cycle", "network": "{{ net }}", "start": "x", "steps": 2}],
+    }
+    path.write_text(json.dumps(tree))
+    _refused(cli, path, "t.json:1 node 'a'")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1" + "0" * 5000,
+        "[" * 3000,
+        "[" * 3000 + "]" * 3000,
+        "&a [*a, *a]",
+        "&a [&b [*b, *b, *b, *b], *a]",
+        "!!python/object/apply:os.system [ls]",
+    ],
+)
+@pytest.mark.parametrize("name", ["v", "m", "seed"])
+def test_a_set_value_yaml_does_not_read(
+    cli: Callable[..., Result], workdir: Path, value: str, name: str
+) -> None:
+    """`--set` values are read by the tree's YAML rules (bounded depth and digits, no tags,
+    no recursive aliases); what those rules do not read is text, never a crash."""
+    path = workdir / "t.yaml"
+    path.write_text(_tree("vars:\n  v: x\nmatrix:\n  m: [a, b]\n"))
+    result = cli("validate", path, "--set", f"{name}={value}")
+    assert result.exit_code in (0, 2), result.output
+    assert "internal error" not in result.output, result.output
+
+
+def test_set_values_read_as_in_a_tree() -> None:
+    from genarun.cli.common import parse_set
+
+    values = parse_set(("a=42", "b=no", "c=2024-01-01", "d=[a | b]", "e=", "f=[1, 2]", "g=1e999"))
+    assert values == {
+        "a": 42,
+        "b": "no",
+        "c": "2024-01-01",
+        "d": "[a | b]",
+        "e": "",
+        "f": [1, 2],
+        "g": "1e999",
+    }

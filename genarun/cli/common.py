@@ -54,20 +54,16 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
-    """`--set name=value` pairs; values are read as YAML scalars (42 is a number)."""
-    import yaml
-
+    """`--set name=value` pairs; values are read as YAML, as in a tree (42 is a number)."""
     from genarun.errors import UserError
+    from genarun.tree.load import read_set_value
 
     out: dict[str, Any] = {}
     for item in values:
         name, sep, raw = item.partition("=")
         if not sep or not name.strip():
             raise UserError(f"--set {item!r}: expected name=value")
-        try:
-            out[name.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            out[name.strip()] = raw
+        out[name.strip()] = read_set_value(raw)
     return out
 
 

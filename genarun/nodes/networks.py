@@ -42,7 +42,7 @@ def models_list(value: Any) -> list[Any]:
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             parsed = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested or long past reading
             parsed = None
         if isinstance(parsed, list):
             return parsed

@@ -21,7 +21,7 @@ from genarun.tree.json_reader import JsonReader
 from genarun.tree.reader_common import EMPTY, PathKey
 from genarun.tree.yaml_reader import YamlReader
 
-__all__ = ["Document", "PathKey", "load_document", "load_text"]
+__all__ = ["Document", "PathKey", "load_document", "load_text", "read_set_value"]
 
 
 @dataclass
@@ -82,6 +82,17 @@ def load_text(
     if fmt not in ("yaml", "json"):
         raise ValueError(f"fmt must be 'yaml' or 'json', not {fmt!r}")
     return _load(text, Path(name), fmt, require_mapping=require_mapping)
+
+
+def read_set_value(raw: str) -> Any:
+    """A `--set name=value` value: read as YAML by the same rules as a tree's values (YAML 1.2
+    plain scalars, bounded nesting and numbers, no tags); what they do not read is text."""
+    if not raw.strip():
+        return ""
+    try:
+        return load_text(raw, "--set", "yaml", require_mapping=False).data
+    except TreeError:
+        return raw
 
 
 def _load(
