@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench fuzz
 
 $(BIN)/genarun: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
+
+# A longer hunt than the test run's 60 seeded cases, from a fresh seed each time (hypothesis
+# prints the seed and a minimal tree for any failure).
+fuzz: setup
+	HF_HUB_OFFLINE=1 GENARUN_FUZZ_EXAMPLES=3000 GENARUN_FUZZ_SEED=random $(BIN)/pytest -q tests/test_fuzz.py
 
 lint: setup
 	$(BIN)/ruff check genarun tests bench

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from genarun.cli import main
 from tests.fuzzing import corpus, mutated_trees, set_args, tree_text
+from tests.helpers import genarun_subprocess
 
 EXAMPLES = int(os.environ.get("GENARUN_FUZZ_EXAMPLES", "60"))
 SEED = os.environ.get("GENARUN_FUZZ_SEED", "")
@@ -124,3 +125,22 @@ def test_validate_never_crashes_on_a_mutated_tree(
     name, tree = case
     sets = data.draw(set_args(tree), label="--set")
     check_validate(fuzz_folder, name, tree_text(tree, fmt), fmt, sets)
+
+
+@_seeded
+@_fuzz_settings(max(1, EXAMPLES // 30))
+@given(cases=st.lists(mutated_trees(), min_size=12, max_size=12))
+def test_a_real_process_validates_mutated_trees(
+    fuzz_folder: Path, cases: list[tuple[str, object]]
+) -> None:
+    """Mutated trees, all given to one `python -m genarun validate` process: it ends in time
+    with 0 or 2 and no traceback (nothing in-process, such as click's runner, hides a crash)."""
+    paths = []
+    for i, (name, tree) in enumerate(cases):
+        fmt = "json" if i % 2 else "yaml"
+        path = fuzz_folder / f"{i}-{Path(name).stem}.{fmt}"
+        path.write_text(tree_text(tree, fmt), encoding="utf-8")
+        paths.append(path.name)
+    proc = genarun_subprocess("validate", *paths, cwd=fuzz_folder, timeout=TIME_LIMIT_S * 4)
+    assert proc.returncode in (0, 2), proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
