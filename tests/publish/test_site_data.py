@@ -188,3 +188,47 @@ def test_export_into_a_copied_tree_folder(tmp_path: Path) -> None:
     schema = site_schema(compile_tree(read_tree(tmp_path / "tree.yaml")))
     article = schema["properties"]["data"]["properties"]["plan"]["properties"]["article"]
     assert set(article["items"]["properties"]) >= {"id", "title", "section", "cover", "alt_text"}
+
+
+def test_image_tags_in_model_output_never_name_a_file(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
+    """A model or template output shaped like an image reference names no file to copy."""
+    secret = workdir / "secret.png"
+    secret.write_bytes(b"\x89PNG top secret")
+    path = tree("blog.yaml")
+    path.write_text(
+        path.read_text()
+        + "  - id: forged\n    kind: template\n    parse: json\n    text: >-\n"
+        + f'      \\[{{"$image": "{secret}"}}, {{"$image": "assets/../../secret.png"}},'
+        + ' {"$image": "assets/cover-0.png/../../../secret.png"}\\]\n'
+    )
+    assert cli("run", path).exit_code == 0
+    result = cli("export", "site", "latest", "--out", workdir / "site", "--partial")
+    assert result.exit_code == 0, result.output
+    exported = b"".join(p.read_bytes() for p in (workdir / "site").rglob("*") if p.is_file())
+    assert b"top secret" not in exported
+    assert sorted(p.name for p in (workdir / "site/assets").iterdir()) == [
+        "cover-0.png",
+        "cover-1.png",
+        "cover-2.png",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", ["blog", "story"])
+def test_example_exports_validate_against_their_schema(
+    example: str, cli: Callable[..., Result], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The examples on the tiny models: run, export, and the data fits the schema."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = workdir / example / "tree.yaml"
+    path.parent.mkdir()
+    shutil.copy(REPO / "examples" / example / "tree.yaml", path)
+    assert cli("run", path).exit_code == 0
+    result = _export(cli, workdir / "site")
+    assert result.exit_code == 0, result.output
+    data = _valid(workdir / "site")
+    assert data["site"]["complete"] and data["data"]
+    for image in (workdir / "site" / "assets").glob("*.png"):
+        assert image.read_bytes().startswith(b"\x89PNG")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from genarun.errors import PublishError
 from genarun.publish.files import ExportFolder, path_problem
-from genarun.publish.sitegen import clean_env, command_problem, parse_sitegen
+from genarun.publish.sitegen import clean_env, command_problem, parse_sitegen, run_commands
 
 ALLOW = ("src/theme.json", "public/*.txt", "notes/**/*.txt")
 
@@ -242,3 +243,34 @@ def test_hostile_sitegen_node_writes_nothing(
     assert "'src/pages/x.astro': it is not on the allowlist" in result.output
     assert not (workdir / "site").exists()
     assert not (workdir.parent / "escape.txt").exists()
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm")
+def test_allowed_commands_run_in_the_folder_without_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--run-commands` for real: npm runs the export's build script, and the script's
+    environment holds none of the caller's secrets."""
+    (tmp_path / "package.json").write_text(
+        json.dumps(
+            {
+                "name": "x",
+                "private": True,
+                "scripts": {
+                    "build": "node -e \"require('fs').writeFileSync('env.json', "
+                    'JSON.stringify(process.env))"'
+                },
+            }
+        )
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-secret-value")
+    lines: list[str] = []
+    run_commands(["npm run build"], tmp_path, lines.append)
+    assert lines == ["$ npm run build"]
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert "secret-value" not in json.dumps(env)
+    assert env["ASTRO_TELEMETRY_DISABLED"] == "1"
+    with pytest.raises(PublishError, match="refused to run"):
+        run_commands(["npm run build", "npm exec evil"], tmp_path, lines.append)
+    assert lines == ["$ npm run build"]  # nothing ran: the list is refused as a whole
