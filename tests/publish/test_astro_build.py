@@ -61,11 +61,23 @@ def node_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def build(out: Path, node_modules: Path) -> Path:
-    """`npm run build` in an export, with the packages `npm ci` installed from the same lockfile."""
+    """`npm run build` in an export, with the packages `npm ci` installed from the same lockfile.
+    It runs as a first-time user would (a fresh home, no ASTRO_TELEMETRY_DISABLED in the
+    environment): the starter itself turns telemetry off, so Astro records nothing (its debug
+    log says so; Astro's first-run notice still prints before the config is read)."""
     for name in ("package.json", "package-lock.json"):
         assert (out / name).read_bytes() == (TEMPLATE / name).read_bytes()
     (out / "node_modules").symlink_to(node_modules, target_is_directory=True)
-    _npm("run", "build", cwd=out)
+    home = out.parent / "fresh-home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in ENV.items() if "TELEMETRY" not in k}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), DEBUG="astro:telemetry")
+    done = subprocess.run(
+        ["npm", "run", "build"], cwd=out, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    records = [line for line in (done.stdout + done.stderr).splitlines() if "[record]" in line]
+    assert records and all("telemetry has been disabled" in line for line in records), records
     return out / "dist"
 
 
