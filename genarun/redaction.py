@@ -32,9 +32,13 @@ _SHARED_RUN = 8
 # backslashes and whitespace end a token, so masking never breaks the JSON it sits in.
 _TOKEN = re.compile(r"[A-Za-z0-9_\-.~+/=*:@%!$&]+")
 
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+# Each pattern with the lowercase words that must be in a text for it to match: a text without
+# them (most outputs and parameters) is never scanned by the pattern (Python's re is slow on
+# these alternations: a scan of every row cost a millisecond).
+_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     # Authorization header values: Bearer/Basic/Token followed by a credential-like string.
     (
+        ("bearer", "basic", "token ", "token\t"),
         re.compile(
             r"\b(Bearer|Basic|Token)(\s+)(?=[A-Za-z\-._~+/]*[0-9])[A-Za-z0-9\-._~+/]{12,}=*",
             re.IGNORECASE,
@@ -43,17 +47,32 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # Well-known key shapes: OpenAI-style sk-..., GitHub, Hugging Face, Slack, AWS, Google.
     (
+        ("sk-", "gh", "hf_", "xox", "akia", "aiza"),
         re.compile(
-            r"\b(?:sk-(?=[A-Za-z_\-*.]*[0-9])[A-Za-z0-9_\-*.]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,}"
-            r"|hf_[A-Za-z0-9]{16,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16}"
-            r"|AIza[0-9A-Za-z_\-]{30,})"
+            r"\b(?:sk-(?=[A-Za-z_\-*.]*[0-9])[A-Za-z0-9_\-*.]{8,}|gh[pousr]_[A-Za-z0-9]{16,}"
+            r"|github_pat_[A-Za-z0-9_]{16,}|hf_[A-Za-z0-9]{16,}|xox[abprs]-[A-Za-z0-9\-]{10,}"
+            r"|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{30,})"
         ),
         MASK,
     ),
     # user:password@ in a URL (and a bare user@ is harmless, so only with a colon).
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@\"']*:[^/\s@\"']*@"), rf"\1{MASK}@"),
+    (
+        ("@",),
+        re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@\"']*:[^/\s@\"']*@"),
+        rf"\1{MASK}@",
+    ),
     # key=value pairs whose name says secret (query strings, form bodies, JSON-ish text).
     (
+        (
+            "key",
+            'token"',
+            "token'",
+            "token:",
+            "token=",
+            "token ",
+            "secret",
+            "passw",
+        ),
         re.compile(
             r"(?i)(\b(?:api[_-]?key|apikey|access[_-]?token|auth[_-]?token|token|secret"
             r"|password|passwd|client[_-]?secret|x-api-key)\b[\"']?\s*[:=]\s*[\"']?)"
@@ -63,16 +82,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # Query parameters that carry credentials under short names (Google's key=, signed URLs).
     (
+        ("key=", "sig=", "signature=", "code=", "auth="),
         re.compile(
             r"(?i)([?&;](?:key|sig|signature|code|access_key|auth)=)(?!\*\*\*)[^&#\s\"'\\]{6,}"
         ),
         rf"\1{MASK}",
     ),
-)
-# One cheap search decides whether the pattern pass can change anything at all.
-_ANY_PATTERN = re.compile(
-    r"(?i)bearer|basic|token|sk-|gh[pousr]_|github_pat_|hf_|xox|AKIA|AIza|://[^/\s]*@|key|secret"
-    r"|passw"
 )
 
 
@@ -84,6 +99,9 @@ class _Secrets:
         self._values: set[str] = set()
         self._runs: set[str] = set()  # lowercase runs of _SHARED_RUN characters of long secrets
         self._exact: re.Pattern[str] | None = None
+        # Lowercase strings of which one is in any text that holds a secret or its echo: a
+        # text with none of them is returned as it is, without a regex pass.
+        self._needles: tuple[str, ...] = ()
 
     def remember(self, value: str) -> None:
         forms = {value, value.strip()}
@@ -102,14 +120,16 @@ class _Secrets:
             self._runs = runs
             ordered = sorted(self._values, key=len, reverse=True)  # longest first
             self._exact = re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
+            short = {v.lower() for v in self._values if len(v) < _MIN_FUZZY_SECRET}
+            self._needles = tuple(sorted(runs | short))
 
     def forget_all(self) -> None:
         with self._lock:
-            self._values, self._runs, self._exact = set(), set(), None
+            self._values, self._runs, self._exact, self._needles = set(), set(), None, ()
 
-    def mask(self, text: str) -> str:
-        exact, runs = self._exact, self._runs
-        if exact is None:
+    def mask(self, text: str, low: str) -> str:
+        exact, runs, needles = self._exact, self._runs, self._needles
+        if exact is None or not any(needle in low for needle in needles):
             return text
         text = exact.sub(MASK, text)
         if not runs:
@@ -146,16 +166,22 @@ def forget_secrets() -> None:
     _secrets.forget_all()
 
 
-def redact(text: str) -> str:
-    """`text` with every remembered secret, its echoes and credential-shaped strings masked."""
+def redact(text: str, *, patterns: bool = True) -> str:
+    """`text` with every remembered secret and its echoes masked, and (`patterns`) strings
+    shaped like credentials. Outputs are masked by value only: the shapes would mangle ordinary
+    model text and cost a scan of every large output."""
     if not text:
         return text
-    text = _secrets.mask(text)
-    if _ANY_PATTERN.search(text) is None:
-        return text
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+    low = text.lower()
+    masked = _secrets.mask(text, low)
+    if not patterns:
+        return masked
+    if masked is not text:
+        low = masked.lower()
+    for words, pattern, replacement in _PATTERNS:
+        if any(word in low for word in words):
+            masked = pattern.sub(replacement, masked)
+    return masked
 
 
 def redact_value(value: Any) -> Any:
@@ -169,9 +195,16 @@ def redact_value(value: Any) -> Any:
     return value
 
 
+VALUE_ONLY_COLUMNS = frozenset({"output"})
+
+
 def redact_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A store row with its text columns redacted (other columns untouched)."""
-    return {k: redact(v) if isinstance(v, str) else v for k, v in row.items()}
+    """A store row with its text columns redacted (other columns untouched); outputs by value
+    only (see `redact`)."""
+    return {
+        k: redact(v, patterns=k not in VALUE_ONLY_COLUMNS) if isinstance(v, str) else v
+        for k, v in row.items()
+    }
 
 
 def safe_url(url: str) -> str:

@@ -238,7 +238,7 @@ class RunState:
 
     def write_folder(self, status: str, logs: list[dict[str, Any]]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_json(self.folder / "output.json", self.output_tree())
+        write_json(self.folder / "output.json", self.output_tree(), outputs=True)
         write_json(self.folder / "logs.json", logs)
         write_json(self.folder / "run.json", self._run_json(status, ended=time.time()))
 

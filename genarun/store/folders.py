@@ -90,13 +90,15 @@ def _slug(value: Any) -> str:
     return text[:40] or "x"
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: readers never see half a file."""
+def write_json(path: Path, data: Any, *, outputs: bool = False) -> None:
+    """Write JSON atomically: readers never see half a file. `outputs`: the data is model and
+    node outputs, masked by secret value only (see genarun.redaction.redact)."""
     from genarun.redaction import redact
 
     tmp = path.with_name(f".{path.name}.tmp")
     # Secrets and their echoes never reach the output folder (output.json, logs.json, run.json).
-    text = redact(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    text = redact(text, patterns=not outputs)
     tmp.write_text(text + "\n")
     os.replace(tmp, path)
 
