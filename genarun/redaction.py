@@ -131,18 +131,35 @@ class _Secrets:
         exact, runs, needles = self._exact, self._runs, self._needles
         if exact is None or not any(needle in low for needle in needles):
             return text
-        text = exact.sub(MASK, text)
+        text = exact.sub(lambda m: _keep_escape(m, m.string) + MASK, text)
         if not runs:
             return text
-        return _TOKEN.sub(lambda m: _mask_token(m.group(), runs), text)
+        return _TOKEN.sub(lambda m: _mask_token(m, runs), text)
 
 
-def _mask_token(token: str, runs: set[str]) -> str:
+def _keep_escape(match: re.Match[str], text: str) -> str:
+    """The start of a match that completes a JSON escape (the `n` of `\\n`, the `u0041` of
+    `\\u0041`), which masking must keep or the JSON text around it breaks."""
+    start = match.start()
+    backslashes = 0
+    while start - backslashes > 0 and text[start - backslashes - 1] == "\\":
+        backslashes += 1
+    if backslashes % 2 == 0:
+        return ""
+    group = match.group()
+    return group[:5] if group[:1] == "u" else group[:1]
+
+
+def _mask_token(match: re.Match[str], runs: set[str]) -> str:
+    token = match.group()
     if not _shares_a_run(token, runs):
         return token
+    kept = _keep_escape(match, match.string)
     # Sentence punctuation after a key ("provided: sk-...abcd.") stays outside the mask.
     core = token.rstrip(".:!,")
-    return MASK + token[len(core) :]
+    if len(core) <= len(kept):
+        return token
+    return kept + MASK + token[len(core) :]
 
 
 def _shares_a_run(token: str, runs: set[str]) -> bool:
