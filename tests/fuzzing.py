@@ -376,10 +376,28 @@ def same_type_values(value: Any) -> st.SearchStrategy[Any]:
     return hostile_values()
 
 
+def _names(data: Any) -> list[str]:
+    """The node ids, var names and matrix keys of a tree: what its templates may name."""
+    names = []
+    for path in _places(data):
+        value = _get(data, path)
+        if isinstance(value, dict):
+            if isinstance(value.get("id"), str) and "kind" in value:
+                names.append(value["id"])
+            if path and path[-1] in ("vars", "matrix"):
+                names.extend(str(k) for k in value)
+    return names or ["x"]
+
+
 def _gentle_edit(draw: st.DrawFn, data: Any) -> Any:
-    """One edit that keeps the value's type, at a leaf."""
+    """One edit that keeps the value's type, at a leaf; or one that names another node, var
+    or matrix key (dependency edges, cycles, foreach over anything)."""
     leaves = [p for p in _places(data) if p and not isinstance(_get(data, p), dict)]
     path = draw(st.sampled_from(leaves))
+    if isinstance(_get(data, path), str) and draw(st.integers(0, 3)) == 0:
+        name = draw(st.sampled_from(_names(data)))
+        form = draw(st.sampled_from(["{{ %s }}", "%s", "{{ %s[0] }}", "{{ %s.x }}", "[%s | b]"]))
+        return _set(data, path, form % name)
     return _set(data, path, draw(same_type_values(_get(data, path))))
 
 
