@@ -518,3 +518,91 @@ def set_args(data: Any) -> st.SearchStrategy[list[str]]:
     )
     pair = st.tuples(st.sampled_from(names), value).map(lambda nv: f"{nv[0]}={nv[1]}")
     return st.lists(pair, max_size=2).map(lambda pairs: [a for p in pairs for a in ("--set", p)])
+
+
+# Pieces of YAML and JSON syntax that readers and their error messages must survive.
+SYNTAX_PIECES = [
+    ":",
+    ": ",
+    "-",
+    "- ",
+    "?",
+    "? ",
+    ",",
+    "[",
+    "]",
+    "{",
+    "}",
+    "'",
+    '"',
+    "\\",
+    "#",
+    "&a ",
+    "*a",
+    "*nope",
+    "!",
+    "!!str ",
+    "!!int ",
+    "!tag ",
+    "%YAML 1.2\n",
+    "---\n",
+    "...\n",
+    "<<: *a\n",
+    "|",
+    ">",
+    "|-\n",
+    "\t",
+    "  ",
+    "\n",
+    "\r\n",
+    "\r",
+    "\x00",
+    "\ufeff",
+    "\u2028",
+    "\x85",
+    "\x7f",
+    "\ud7ff",
+    "\U0001f98e",
+    "@",
+    "`",
+    "%",
+    "a: b: c",
+    '"\\x"',
+    '"\\uZZZZ"',
+    "'a''",
+    "1e999",
+    "0o9",
+    "0x",
+    "~",
+    "=",
+    "<<",
+    "{{",
+    "}}",
+    "[a | b]",
+]
+
+
+@st.composite
+def mangled_texts(draw: st.DrawFn) -> tuple[str, str, str]:
+    """(name of the corpus tree, its text after one to three character-level edits, format):
+    syntax errors of every kind, for the readers and the messages that explain them."""
+    trees = corpus()
+    name = draw(st.sampled_from(sorted(trees)))
+    fmt = draw(st.sampled_from(["yaml", "json"]))
+    text = tree_text(trees[name], fmt)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(text)))
+        edit = draw(st.sampled_from(["insert", "insert", "delete", "line", "indent"]))
+        if edit == "insert":
+            text = text[:at] + draw(st.sampled_from(SYNTAX_PIECES)) + text[at:]
+        elif edit == "delete":
+            text = text[:at] + text[at + draw(st.integers(1, 40)) :]
+        else:
+            lines = text.split("\n")
+            i = draw(st.integers(0, len(lines) - 1))
+            if edit == "line":  # a line repeated or moved
+                lines.insert(draw(st.integers(0, len(lines))), lines[i])
+            else:  # a line indented out of step
+                lines[i] = " " * draw(st.integers(1, 5)) + lines[i]
+            text = "\n".join(lines)
+    return name, text, fmt

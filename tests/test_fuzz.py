@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from genarun.cli import main
-from tests.fuzzing import corpus, mutated_trees, set_args, tree_text
+from tests.fuzzing import corpus, mangled_texts, mutated_trees, set_args, tree_text
 from tests.helpers import genarun_subprocess
 
 EXAMPLES = int(os.environ.get("GENARUN_FUZZ_EXAMPLES", "60"))
@@ -130,6 +130,17 @@ def test_validate_never_crashes_on_a_mutated_tree(
     name, tree = case
     sets = data.draw(set_args(tree), label="--set")
     check_validate(fuzz_folder, name, tree_text(tree, fmt), fmt, sets)
+
+
+@_seeded
+@_fuzz_settings(EXAMPLES // 2)
+@given(case=mangled_texts())
+def test_validate_never_crashes_on_mangled_text(
+    fuzz_folder: Path, case: tuple[str, str, str]
+) -> None:
+    """Character-level edits: syntax errors for the YAML and JSON readers and their messages."""
+    name, text, fmt = case
+    check_validate(fuzz_folder, name, text, fmt, [])
 
 
 @_seeded
