@@ -56,6 +56,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
     """`--set name=value` pairs; values are read as YAML, as in a tree (42 is a number)."""
     from genarun.errors import UserError
+    from genarun.tree.limits import LIMITS
     from genarun.tree.load import read_set_value
 
     out: dict[str, Any] = {}
@@ -63,7 +64,18 @@ def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
         name, sep, raw = item.partition("=")
         if not sep or not name.strip():
             raise UserError(f"--set {item!r}: expected name=value")
-        out[name.strip()] = read_set_value(raw)
+        value = read_set_value(raw)
+        big = (
+            value.bit_length() > LIMITS.int_bits
+            if isinstance(value, int) and not isinstance(value, bool)
+            else isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9_]+\s*", raw) is not None
+        )
+        if big:  # templates compute with integers of at most LIMITS.int_bits
+            raise UserError(
+                f"--set {name.strip()}: a whole number of {len(raw.strip()):,} digits is over "
+                f"the limit of {LIMITS.int_bits:,} bits (about 1,233 digits) templates compute with"
+            )
+        out[name.strip()] = value
     return out
 
 

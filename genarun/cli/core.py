@@ -17,6 +17,16 @@ from genarun.cli.common import (
     parse_set,
 )
 
+# genarun.graph.compile.MAX_RUNS, written here so that --help does not import the compiler.
+_MAX_RUNS = 10_000
+max_runs_option = click.option(
+    "--max-runs",
+    type=click.IntRange(1),
+    default=_MAX_RUNS,
+    show_default=True,
+    help="The most runs the tree's matrix may expand into; a larger matrix is refused.",
+)
+
 
 @click.command()
 @click.argument("tree", type=click.Path(path_type=Path))
@@ -63,6 +73,7 @@ from genarun.cli.common import (
     help="Most invocations sent to a model at once.",
 )
 @click.option("--dry-run", is_flag=True, help="Validate, compile and check models, then stop.")
+@max_runs_option
 @handle_errors
 def run(
     tree: Path,
@@ -77,6 +88,7 @@ def run(
     device: str | None,
     batch_size: int,
     dry_run: bool,
+    max_runs: int,
 ) -> None:
     """Run TREE: every node, every matrix combination.
 
@@ -110,6 +122,7 @@ def run(
         only=set(only),
         from_run=from_run,
         cache=not no_cache,
+        max_runs=max_runs,
     )
     if dry_run:
         compiled = prepare(tree, options)
@@ -127,8 +140,9 @@ def run(
 @click.command()
 @click.argument("trees", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
+@max_runs_option
 @handle_errors
-def validate(trees: tuple[Path, ...], sets: tuple[str, ...]) -> None:
+def validate(trees: tuple[Path, ...], sets: tuple[str, ...], max_runs: int) -> None:
     """Check TREES: format, names, dependencies and models (exit 0 or 2); runs nothing.
 
     A folder stands for the trees in it (its .yaml, .yml and .json files that start a tree
@@ -143,7 +157,9 @@ def validate(trees: tuple[Path, ...], sets: tuple[str, ...]) -> None:
     for position, tree in enumerate(trees):
         try:
             loaded = read_tree(tree)
-            compiled = compile_tree(loaded, check_matrix_sets(loaded, parse_set(sets)))
+            compiled = compile_tree(
+                loaded, check_matrix_sets(loaded, parse_set(sets)), max_runs=max_runs
+            )
             check_all_models(compiled)
         except KeyboardInterrupt:
             done = f" ({position} of {len(trees)} checked)" if len(trees) > 1 else ""
@@ -175,7 +191,7 @@ def graph(tree: Path, fmt: str) -> None:
     from genarun.graph.render import render_mermaid, render_text
     from genarun.tree.validate import read_tree
 
-    compiled = compile_tree(read_tree(one_tree(tree)))
+    compiled = compile_tree(read_tree(one_tree(tree)), max_runs=None)  # not expanded
     if fmt in ("text", "both"):
         click.echo(render_text(compiled))
     if fmt == "both":

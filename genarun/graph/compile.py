@@ -8,6 +8,7 @@ an ancestor adds a dependency edge. Errors found here stop the run before anythi
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -81,12 +82,20 @@ class CompiledTree:
         return self.loaded.spec.name
 
 
+# The most runs a matrix may expand into unless `--max-runs` says more: a cross product grows
+# fast (7 keys of 10 values: 10,000,000 runs), and is refused before it is expanded.
+MAX_RUNS = 10_000
+
+
 def compile_tree(
     loaded: LoadedTree,
     overrides: dict[str, Any] | None = None,
     skip: set[str] | None = None,
+    max_runs: int | None = MAX_RUNS,
 ) -> CompiledTree:
-    """Compile a validated tree; `overrides` are `--set` values, `skip` node ids not to run."""
+    """Compile a validated tree; `overrides` are `--set` values, `skip` node ids not to run,
+    `max_runs` the most runs its matrix may give (None: no limit, for commands that do not
+    expand it)."""
     file = str(loaded.path)
     spec = loaded.spec
     overrides = dict(overrides or {})
@@ -127,6 +136,8 @@ def compile_tree(
                     hint=hint or f"vars and matrix keys: {known}",
                 )
             )
+    if max_runs is not None:
+        problems.extend(_matrix_size(loaded, matrix, max_runs))
     for name in set(spec.vars) & set(matrix):
         problems.append(
             Problem(
@@ -228,6 +239,23 @@ def compile_tree(
     _mark_skipped(compiled_nodes, graph, skip or set())
     roots = [tn.id for tn in loaded.roots]
     return CompiledTree(loaded, compiled_nodes, roots, graph, tree_vars, matrix, overrides)
+
+
+def _matrix_size(loaded: LoadedTree, matrix: dict[str, list[Any]], max_runs: int) -> list[Problem]:
+    """The matrix's run count, refused when over `max_runs` (counted, not expanded)."""
+    runs = math.prod(len(values) for values in matrix.values())
+    if runs <= max_runs:
+        return []
+    sizes = " x ".join(f"{len(values)} {key}" for key, values in matrix.items())
+    return [
+        Problem(
+            f"matrix: {sizes} make {runs:,} runs, over the limit of {max_runs:,}",
+            str(loaded.path),
+            loaded.line(("matrix",)),
+            hint=f"fix keys to one value with --set KEY=VALUE, or pass --max-runs {runs} "
+            "if you mean to run them all",
+        )
+    ]
 
 
 def check_matrix_sets(loaded: LoadedTree, overrides: dict[str, Any]) -> dict[str, Any]:

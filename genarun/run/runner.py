@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from genarun.errors import GenarunError, ModelError, NodeFailed, Problem, TreeError, UserError
-from genarun.graph.compile import CompiledTree, check_matrix_sets, compile_tree
+from genarun.graph.compile import MAX_RUNS, CompiledTree, check_matrix_sets, compile_tree
 from genarun.run.executor import Executor, ExecutorOptions
 from genarun.run.only import plan_runs, source_store
 from genarun.run.seeds import fresh_seed
@@ -47,6 +47,7 @@ class RunOptions:
     only: set[str] = field(default_factory=set)  # run these subtrees, reuse what they need
     from_run: str | None = None  # where --only takes what it needs (default: latest run)
     cache: bool = True  # reuse identical stored executions from any run
+    max_runs: int = MAX_RUNS  # the most runs the matrix may expand into (--max-runs)
 
 
 @dataclass
@@ -68,7 +69,7 @@ def prepare(path: Path | str, options: RunOptions) -> CompiledTree:
     """Validate and compile a tree: every error surfaces here, before anything runs."""
     loaded = read_tree(path)
     options.overrides = check_matrix_sets(loaded, options.overrides)
-    compiled = compile_tree(loaded, options.overrides, options.skip)
+    compiled = compile_tree(loaded, options.overrides, options.skip, options.max_runs)
     if options.seed is not None and "seed" in compiled.matrix:  # it would be ignored
         values = ", ".join(map(str, compiled.matrix["seed"]))
         raise UserError(

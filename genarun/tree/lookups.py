@@ -9,6 +9,7 @@ from typing import Any
 from jinja2 import nodes
 
 from genarun.errors import did_you_mean
+from genarun.tree.sandbox import allowed_attributes
 
 
 def _kind_of(value: Any) -> str:
@@ -61,7 +62,8 @@ def missing_message(obj: Any, name: Any, subject: str | None) -> str:
             base = subject or "the list"
             message += f" (its items have it: one is {base}[0].{name}, all are {base} | map(attribute='{name}') | list)"
         return message
-    methods = [a for a in dir(obj) if not a.startswith("_")]
+    allowed = allowed_attributes(obj)
+    methods = [a for a in dir(obj) if not a.startswith("_") and (allowed is None or a in allowed)]
     message = (
         f"{what} is {_kind_of(obj)}, which has no attribute {shown}"
         if subject

@@ -19,15 +19,16 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
-from jinja2.exceptions import UndefinedError
+from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import Undefined
-from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
 from genarun.errors import did_you_mean
+from genarun.tree.limits import LimitExceeded, end_budget, start_budget
 from genarun.tree.lookups import missing_message, source_of
 from genarun.tree.picks import PickRecord, PickSyntaxError, parse_picks
 from genarun.tree.picks import Template as PickTemplate
+from genarun.tree.sandbox import bound_filters, check_constants, make_environment
 
 
 def _json_filter(value: Any, indent: int | None = None) -> str:
@@ -67,18 +68,9 @@ class _Undefined(StrictUndefined):
         return str(super()._undefined_message)
 
 
-class _Environment(SandboxedEnvironment):
-    """Jinja's sandbox, where an output's key wins over a dict method of the same name:
-    `plan.items` is plan's field `items` (JSON outputs often have one), not dict.items."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, dict) and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
-
-
-ENV = _Environment(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
+ENV = make_environment(_Undefined)
 ENV.filters["json"] = _json_filter
+bound_filters(ENV)
 JINJA_GLOBALS = frozenset(ENV.globals)
 
 _MISSING = object()
@@ -114,8 +106,24 @@ def _check_names(ast: nodes.Template, source: str) -> None:
         raise TemplateProblem(f"unknown {what} '{node.name}'", hint)
 
 
+def _check_constants(ast: nodes.Template) -> None:
+    try:
+        check_constants(ast)
+    except LimitExceeded as exc:
+        raise TemplateProblem(
+            f"template limit: {exc}", "docs/security.md lists the limits templates run under"
+        ) from None
+
+
 class RenderError(RuntimeError):
     """A template that failed while rendering (an error in the node's execution)."""
+
+
+def _refused(exc: Exception) -> str:
+    """A sandbox refusal or a template limit, as the node's error says it."""
+    if isinstance(exc, LimitExceeded):
+        return f"template limit: {exc} (docs/security.md lists the limits)"
+    return str(exc)
 
 
 # --- failed lookups: which expression was looked into (the message: tree/lookups.py) -------
@@ -239,6 +247,7 @@ def _compile_expression(source: str) -> tuple[Any, frozenset[str]]:
     try:
         ast = ENV.parse("{{ " + source + " }}")
         _check_names(ast, source)
+        _check_constants(ast)
         fn = ENV.compile_expression(source, undefined_to_none=False)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"invalid expression '{source}': {exc.message}") from None
@@ -279,6 +288,7 @@ class Expression(Compiled):
                 raise RenderError(f"'{self.source}' is undefined")
             return value
         prefix = f"{self.label}: " if self.label else ""
+        budget = start_budget()
         try:
             value = self._fn(**scope)
             if isinstance(value, Undefined):
@@ -289,10 +299,14 @@ class Expression(Compiled):
             ) from None
         except UndefinedError as exc:
             raise RenderError(f"{prefix}in '{{{{ {self.source} }}}}': {exc.message}") from None
+        except (LimitExceeded, SecurityError) as exc:
+            raise RenderError(f"{prefix}in '{{{{ {self.source} }}}}': {_refused(exc)}") from None
         except Exception as exc:  # a template error is the user's, reported on the node
             raise RenderError(
                 f"{prefix}in '{{{{ {self.source} }}}}': {type(exc).__name__}: {exc}"
             ) from None
+        finally:
+            end_budget(budget)
         return value
 
 
@@ -345,6 +359,7 @@ def _parse_text(source: str) -> tuple[PickTemplate, frozenset[str]]:
             f"template syntax (line {exc.lineno} of the field): {exc.message}"
         ) from None
     _check_names(ast, source)
+    _check_constants(ast)
     return picks, frozenset(meta.find_undeclared_variables(ast)) - JINJA_GLOBALS
 
 
@@ -367,6 +382,7 @@ def _compile_jinja(text: str) -> tuple[Any, Any]:
 
 def render_jinja(text: str, scope: Mapping[str, Any]) -> Any:
     """Render Jinja in `text` with `scope`; a single expression keeps its value's type."""
+    budget = start_budget()
     try:
         expression, template = _compile_jinja(text)
         if expression is not None:
@@ -377,12 +393,16 @@ def render_jinja(text: str, scope: Mapping[str, Any]) -> Any:
         return template.render(scope)
     except UndefinedError as exc:
         raise RenderError(_render_failure(exc, text, scope)) from None
+    except (LimitExceeded, SecurityError) as exc:
+        raise RenderError(_refused(exc)) from None
     except TemplateSyntaxError as exc:
         raise RenderError(f"template syntax after random picks: {exc.message}") from None
     except RenderError:
         raise
     except Exception as exc:  # errors inside user templates: report on the node
         raise RenderError(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        end_budget(budget)
 
 
 class Container(Compiled):
