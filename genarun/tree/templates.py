@@ -24,11 +24,12 @@ from jinja2.runtime import Undefined
 from jinja2.utils import missing
 
 from genarun.errors import did_you_mean
+from genarun.tree.bounded_filters import bound_filters
 from genarun.tree.limits import LimitExceeded, end_budget, start_budget
 from genarun.tree.lookups import missing_message, source_of
 from genarun.tree.picks import PickRecord, PickSyntaxError, parse_picks
 from genarun.tree.picks import Template as PickTemplate
-from genarun.tree.sandbox import bound_filters, check_constants, make_environment
+from genarun.tree.sandbox import check_constants, make_environment
 
 
 def _json_filter(value: Any, indent: int | None = None) -> str:
