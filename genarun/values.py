@@ -59,8 +59,10 @@ class ImageRef:
         return hash((self.path, self.root))
 
     def __repr__(self) -> str:
-        digest = self._sha256 if isinstance(self._sha256, str) else "<writing>"
-        return f"ImageRef(path={self.path!r}, root={self.root!r}, sha256={digest!r})"
+        # A template printing a list of images (`{{ covers }}`, `pprint`, `'{!r}'`) shows
+        # their paths, as output.json does: the run folder's absolute path (a user's home)
+        # must not reach prompts sent to an API, nor published outputs.
+        return repr(self.path)
 
     def __str__(self) -> str:
         return self.path

@@ -196,3 +196,10 @@ def test_set_refuses_numbers_past_the_integer_limit(
     assert result.exit_code == 2, result.output
     assert f"--set n: a whole number of {digits:,} digits is over the limit" in result.output
     assert cli("run", "t.yaml", "--set", "n=" + "9" * 1000).exit_code == 0
+
+
+def test_a_list_of_images_prints_as_their_paths(tmp_path: Path) -> None:
+    covers = [ImageRef(f"assets/c-{i}.png", tmp_path / "secret-home", "abc") for i in range(2)]
+    for source in ("= {{ covers }}", "= {{ covers|pprint }}", "= {{ '{!r}'.format(covers) }}"):
+        text = render(source, covers=covers)
+        assert text == "= ['assets/c-0.png', 'assets/c-1.png']", source
