@@ -217,7 +217,10 @@ def tda_compare(
         return
     for n, result in enumerate(results):
         ids = [f"[{i}]" for i in range(len(result.labels))]
-        click.echo(("\n" if n else "") + f"H{dim} diagrams of {result.model} embeddings")
+        click.echo(
+            ("\n" if n else "")
+            + f"H{dim} diagrams of {result.model_text or result.model} embeddings"
+        )
         for i, label in enumerate(result.labels):
             click.echo(f"  [{i}] {label}")
         note = result.emptiness_note()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genarun.store import trajectories as tstore
+from genarun.store.reports import run_models
 
 if TYPE_CHECKING:
     from genarun.store.db import Store
@@ -29,6 +30,7 @@ def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png"
     # matrix key named `prompt` or `seed` (PANIC-TDA's own names) overwrote the step's prompt
     # and invocation seed with the run's start prompt and run seed.
     matrix = json.dumps(json.loads(run["bindings"] or "{}"), ensure_ascii=False)
+    models = run_models(run)
     written = []
     for s in steps:
         key = (s["node_id"], s["path"])
@@ -55,6 +57,10 @@ def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png"
             "start": trajectory.get("start") or "",
             "matrix": matrix,
         }
+        record = models.get(s["model"])  # what the tree's name for the model resolved to
+        if record:
+            meta["model_id"] = record["model"]
+            meta.update({k: record[k] for k in ("provider", "revision", "weights") if record[k]})
         index = "".join(f"-{i}" for i in json.loads(s["path"]))
         target = out / f"{run['id'][:8]}_{s['node_id']}{index}_step{s['step']:04d}.{fmt}"
         with Image.open(source) as img:
@@ -79,6 +85,8 @@ def _schemas() -> dict[str, Any]:
     import pyarrow as pa
 
     key = [("run_id", pa.string()), ("node_id", pa.string()), ("path", pa.string())]
+    # Beside `model`, the tree's name for it (an alias such as `painter`), what it resolved to.
+    resolved = [(f"model_{k}", pa.string()) for k in ("id", "provider", "revision", "weights")]
     return {
         "runs": pa.schema(
             [
@@ -91,12 +99,14 @@ def _schemas() -> dict[str, Any]:
                 ("started", pa.float64()),
                 ("ended", pa.float64()),
                 ("folder", pa.string()),
+                ("models", pa.string()),  # JSON: model name -> what it resolved to
             ]
         ),
         "trajectories": pa.schema(
             [
                 *key,
                 ("network", pa.string()),
+                ("network_models", pa.string()),  # JSON: the network's resolved model ids
                 ("start", pa.string()),
                 ("max_steps", pa.int64()),
                 ("length", pa.int64()),
@@ -114,6 +124,7 @@ def _schemas() -> dict[str, Any]:
                 *key,
                 ("step", pa.int64()),
                 ("model", pa.string()),
+                *resolved,
                 ("kind", pa.string()),
                 ("value", pa.string()),
                 ("sha256", pa.string()),
@@ -133,6 +144,7 @@ def _schemas() -> dict[str, Any]:
                 *key,
                 ("step", pa.int64()),
                 ("model", pa.string()),
+                *resolved,
                 ("dim", pa.int64()),
                 ("source", pa.string()),
                 ("vector", pa.list_(pa.float32())),
@@ -197,6 +209,7 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
 
     run_ids = [r["id"] for r in runs]
     matrix = _matrix_columns(runs)
+    resolved_of = {r["id"]: run_models(r) for r in runs}
     run_rows = [
         {
             "run_id": r["id"],
@@ -208,6 +221,7 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
             "started": r["started"],
             "ended": r["ended"],
             "folder": r["out_dir"],
+            "models": json.dumps(run_models(r), ensure_ascii=False),
             **{name: by_run.get(r["id"]) for name, by_run in matrix.items()},
         }
         for r in runs
@@ -224,6 +238,12 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
                 "node_id": t["node_id"],
                 "path": t["path"],
                 "network": t["network"],
+                "network_models": json.dumps(
+                    [
+                        resolved_of[t["run_id"]].get(name, {}).get("model", name)
+                        for name in json.loads(t["network"] or "[]")
+                    ]
+                ),
                 "start": t["start"],
                 "max_steps": t["max_steps"],
                 "length": t["length"],
@@ -246,6 +266,7 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
                     "path": s["path"],
                     "step": s["step"],
                     "model": s["model"],
+                    **_resolved_columns(resolved_of[run_id].get(s["model"])),
                     "kind": s["kind"],
                     "value": s["value"],
                     "sha256": s["sha256"],
@@ -270,6 +291,7 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
                 "path": e["path"],
                 "step": e["item"],
                 "model": e["model"],
+                **_resolved_columns(resolved_of[e["run_id"]].get(e["model"])),
                 "dim": e["dim"],
                 "source": e["source"],
                 "vector": np.frombuffer(e["vector"], dtype="<f4").tolist(),
@@ -318,6 +340,19 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
         "persistence": diagram_rows,
         "entropy": entropy_rows,
     }
+
+
+def _resolved_columns(record: dict[str, str] | None) -> dict[str, str | None]:
+    record = record or {}
+    return {f"model_{k}": record.get(f) or None for k, f in _RESOLVED_FIELDS}
+
+
+_RESOLVED_FIELDS = (
+    ("id", "model"),
+    ("provider", "provider"),
+    ("revision", "revision"),
+    ("weights", "weights"),
+)
 
 
 def _add_drift(rows: list[dict[str, Any]]) -> None:

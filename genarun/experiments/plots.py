@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genarun.experiments.topology import diagrams_for, require_keys
+from genarun.models.weights import resolved_text
 from genarun.store import trajectories as tstore
+from genarun.store.reports import run_models
 
 if TYPE_CHECKING:
     from genarun.analysis.drift import DriftMetric
@@ -19,8 +21,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")[:60] or "x"
 
 
-def _value(v: Any) -> str:
-    return ">".join(map(str, v)) if isinstance(v, list) else str(v)
+def _value(v: Any, models: dict[str, dict[str, str]] | None = None) -> str:
+    """A matrix value for a label; model names (a network, an embedder) with what they resolved
+    to beside them: `painter>captioner (tiny-sd>tiny-blip)`."""
+    names = v if isinstance(v, list) else [v]
+    shown = ">".join(map(str, names))
+    if models and names and all(isinstance(n, str) and n in models for n in names):
+        targets = ">".join(models[n]["model"] for n in names)
+        if targets != shown:
+            return f"{shown} ({targets})"
+    return shown
 
 
 def experiment_plots(
@@ -44,6 +54,9 @@ def experiment_plots(
     )
 
     by_id = {r["id"]: r for r in runs}
+    models: dict[str, dict[str, str]] = {}  # every run's model names -> what they resolved to
+    for r in runs:
+        models.update(run_models(r))
     keys = require_keys(store, list(by_id), maxdim)  # nothing to plot: said, nothing written
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -52,11 +65,12 @@ def experiment_plots(
         diagrams, _fresh = diagrams_for(store, key)
         bindings = json.loads(by_id[key.run_id]["bindings"] or "{}")
         entropy_rows.append((bindings, key.model, list(diagrams.entropy)))
-        label = " ".join(f"{k}={_value(v)}" for k, v in bindings.items())
+        label = " ".join(f"{k}={_value(v, models)}" for k, v in bindings.items())
         index = "" if key.path == "[]" else _slug(key.path)
         name = f"diagram_{key.run_id[:8]}_{key.node_id}{index}_{_slug(key.model)}.png"
+        shown = resolved_text(key.model, models.get(key.model))
         written.append(
-            plot_diagram(diagrams, out / name, title=f"{key.run_id[:8]} {label} ({key.model})")
+            plot_diagram(diagrams, out / name, title=f"{key.run_id[:8]} {label} ({shown})")
         )
     # Entropy grouped by every matrix key and by embedding model, per homology dimension.
     for dim in range(maxdim + 1):
@@ -64,9 +78,11 @@ def experiment_plots(
         for bindings, model, entropy in entropy_rows:
             if dim >= len(entropy):
                 continue
-            groupings["embedding_model"].setdefault(model, []).append(entropy[dim])
+            groupings["embedding_model"].setdefault(_value(model, models), []).append(entropy[dim])
             for k, v in bindings.items():
-                groupings.setdefault(k, {}).setdefault(_value(v)[:40], []).append(entropy[dim])
+                groupings.setdefault(k, {}).setdefault(_value(v, models)[:60], []).append(
+                    entropy[dim]
+                )
         for group, values in groupings.items():
             if values:
                 written.append(
@@ -91,7 +107,9 @@ def experiment_plots(
             if len(points) == 0:
                 continue
             bindings = json.loads(by_id[key.run_id]["bindings"] or "{}")
-            label = f"{key.run_id[:6]} " + " ".join(_value(v)[:18] for v in bindings.values())
+            label = f"{key.run_id[:6]} " + " ".join(
+                _value(v, models)[:40] for v in bindings.values()
+            )
             drifts[label] = drift_from_start(points, start, drift)
             drift_steps[label] = [s for s in steps if s >= 0]
             paths[label] = points
@@ -102,7 +120,8 @@ def experiment_plots(
                     out / f"drift_{_slug(model)}.png",
                     steps=drift_steps,
                     ylabel=DRIFT_LABELS[drift],
-                    title=f"Semantic drift from the start prompt ({model}, {drift})",
+                    title=f"Semantic drift from the start prompt "
+                    f"({resolved_text(model, models.get(model))}, {drift})",
                 )
             )
             dims = {p.shape[1] for p in paths.values()}
@@ -111,7 +130,7 @@ def experiment_plots(
                     plot_trajectories_2d(
                         paths,
                         out / f"trajectories_2d_{_slug(model)}.png",
-                        title=f"Trajectories, PCA ({model})",
+                        title=f"Trajectories, PCA ({resolved_text(model, models.get(model))})",
                     )
                 )
     return written

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import StoreError
+from genarun.models.weights import resolved_text
 from genarun.store import trajectories as tstore
+from genarun.store.reports import run_models
 
 if TYPE_CHECKING:
     import numpy as np
@@ -148,6 +150,8 @@ class Comparison:
     # Which diagrams have no feature in `dim`: all of them make every distance 0, which says
     # nothing about how the trajectories differ.
     empty: list[bool] = field(default_factory=list)
+    # The embedding model's name with what it resolved to (`embedder = tiny-clip (...)`).
+    model_text: str = ""
 
     def emptiness_note(self) -> str | None:
         """What a reader must know about empty diagrams before reading the matrix, or None."""
@@ -211,6 +215,7 @@ def compare(
         distance_matrix(diagrams, dim, "wasserstein"),
         distance_matrix(diagrams, dim, "bottleneck"),
         [dim >= len(d.diagrams) or len(d.diagrams[dim]) == 0 for d in diagrams],
+        resolved_text(model, next((m[model] for m in map(run_models, runs) if model in m), None)),
     )
 
 

@@ -138,3 +138,37 @@ def fingerprint(spec: ModelSpec) -> str:
             f"{f.relative_to(source.folder.parent)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
         )
     return digest.hexdigest()[:16]
+
+
+def resolved(spec: ModelSpec) -> dict[str, str]:
+    """What a tree's name for a model (`painter`) resolved to, recorded beside that name in
+    outputs (PNG metadata, `runs show --json`, exports, plots): the catalog name or id, the
+    provider, the revision asked for, and the weights' fingerprint (a tiny model's build, a Hub
+    snapshot's commit, a local folder's files), so a figure names the weights that made it."""
+    return {
+        "model": spec.id,
+        "provider": spec.provider,
+        "revision": spec.revision or "",
+        "weights": fingerprint(spec),
+    }
+
+
+def resolved_text(name: str, record: dict[str, str] | None) -> str:
+    """`painter = tiny-sd (diffusers, tiny-v1)`: a name with what it resolved to, for labels."""
+    if not record:
+        return name
+    detail = ", ".join(
+        v for v in (record.get("provider"), record.get("revision"), record.get("weights")) if v
+    )
+    target = record.get("model") or name
+    head = target if target == name else f"{name} = {target}"
+    return f"{head} ({detail})" if detail else head
+
+
+def metadata_fields(spec: ModelSpec) -> dict[str, str]:
+    """An image's model metadata: the tree's name for it (`model`) and what that resolved to
+    (`model_id`, `provider`, `revision`, `weights`; empty ones left out)."""
+    record = resolved(spec)
+    fields = {"model": spec.label(), "model_id": record["model"], "provider": record["provider"]}
+    fields.update({k: record[k] for k in ("revision", "weights") if record[k]})
+    return fields

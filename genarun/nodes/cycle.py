@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 
 from genarun.errors import ModelError
 from genarun.models.base import Invocation, hit_limit
+from genarun.models.weights import metadata_fields
 from genarun.nodes.base import ExecutionContext, Invoke, NodeKind
 from genarun.nodes.networks import (
     NetworkError,
@@ -245,8 +246,8 @@ def run(
                     path=(*ctx.path, step),
                     seed=seed,
                     prompt=current_input if isinstance(current_input, str) else "",
-                    model=link.spec.label(),
                     step=step,
+                    **metadata_fields(link.spec),
                 )
                 pending_source = value.path
             else:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from genarun.models.base import Invocation
+from genarun.models.weights import metadata_fields
 from genarun.nodes.base import ExecutionContext, Invoke, NodeKind
 from genarun.tree.schema import NodeBase, Tpl
 from genarun.values import ImageRef
@@ -35,7 +36,7 @@ def run(ctx: ExecutionContext, node: ImageNode) -> Generator[Invoke, Any, ImageR
         if (value := getattr(node, key)) is not None
     }
     image = yield Invoke(spec, Invocation("image", str(node.prompt), ctx.seed, settings))
-    ref = ctx.save_image(image, prompt=str(node.prompt), model=spec.label())
+    ref = ctx.save_image(image, prompt=str(node.prompt), **metadata_fields(spec))
     ref.sha256  # noqa: B018 (the PNG is on disk before the execution is recorded; a failed write fails the node)
     return ref
 

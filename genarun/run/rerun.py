@@ -139,6 +139,7 @@ def rerun_run(
         source_run_id=source["id"],
         plan=plan.to_json(),
         picks=json.dumps(state.var_picks, ensure_ascii=False),
+        models=state.models_json(),
         **process_identity(),
     )
     state.start_folder()
@@ -219,7 +220,7 @@ def _plan_rerun(
         reuse=plan,
     )
     state.scope = _run_scope(state)
-    check_models(compiled, state.scope)
+    state.models_used.update(check_models(compiled, state.scope))
     reasons = {
         format_target(*t): why
         for t, why in affected.items()
@@ -312,6 +313,7 @@ def resume_runs(
             error=None,
             seed_random=int(state.seed_is_random),
             picks=json.dumps(state.var_picks, ensure_ascii=False),
+            models=state.models_json(),
             **process_identity(),
         )
     tree_folder, experiment_folder = _tree_folder(store, rows[0])
@@ -388,6 +390,6 @@ def _resume_state(store: Store, row: dict[str, Any]) -> RunState:
         reuse=plan,
     )
     state.scope = _run_scope(state)
-    check_models(compiled, state.scope)
+    state.models_used.update(check_models(compiled, state.scope))
     folder.mkdir(parents=True, exist_ok=True)
     return state

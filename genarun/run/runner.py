@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from genarun.errors import GenarunError, ModelError, NodeFailed, Problem, TreeError, UserError
 from genarun.graph.compile import MAX_RUNS, CompiledTree, check_matrix_sets, compile_tree
+from genarun.models.base import ModelSpec
 from genarun.run.executor import Executor, ExecutorOptions
 from genarun.run.only import plan_runs, source_store
 from genarun.run.seeds import fresh_seed
@@ -89,8 +90,9 @@ def matrix_bindings(compiled: CompiledTree) -> list[dict[str, Any]]:
     ]
 
 
-def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
-    """Resolve and check every model a node names, before any weight loads or API is called."""
+def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, ModelSpec]:
+    """Resolve and check every model a node names, before any weight loads or API is called;
+    returns them by the name the tree uses (alias or reference)."""
     from genarun.models.catalog import resolve_model
     from genarun.plugins import registry
 
@@ -98,6 +100,7 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
     file = str(compiled.loaded.path)
     problems: list[Problem] = []
     checked: set[str] = set()
+    found: dict[str, ModelSpec] = {}
     for node in compiled.nodes.values():
         if node.skip_reason:
             continue
@@ -118,6 +121,7 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
             line = compiled.loaded.line((*node.tree_node.loc, where[0] if where else "model"))
             try:
                 spec = resolve_model(ref, compiled.loaded.spec.models)
+                found[spec.label()] = spec
                 if task is not None:
                     check_model_task(spec, task, node.id)
                 if spec.key not in checked:
@@ -140,6 +144,7 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> None:
                 )
     if problems:
         raise TreeError(problems)
+    return found
 
 
 def check_all_models(compiled: CompiledTree) -> None:
@@ -198,7 +203,7 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
                 reuse=plan,
             )
             state.scope = _run_scope(state)
-            check_models(compiled, state.scope)
+            state.models_used.update(check_models(compiled, state.scope))
             runs.append(state)
     except BaseException:
         if store is not None:
@@ -239,6 +244,7 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
             source_run_id=state.reuse.source_run_id if state.reuse else None,
             plan=state.reuse.to_json() if state.reuse else None,
             picks=json.dumps(state.var_picks, ensure_ascii=False),
+            models=state.models_json(),
             **process_identity(),
         )
         state.start_folder()
@@ -333,6 +339,7 @@ def execute_runs(
             ended=time.time(),
             error="\n".join(state.failed) or None,
             summary=json.dumps(state.counts),
+            models=state.models_json(),  # with models named through outputs, known only now
         )
         state.write_folder(run_status, _logs_json(store, state.id))
     overall = (

@@ -62,6 +62,8 @@ class RunState:
     # What the run may take instead of executing (rerun, --only, resume, the cache).
     reuse: ReusePlan | None = None
     _models: dict[str, ModelSpec] = field(default_factory=dict)
+    # Every model the run resolved, by the name the tree uses (runs.models).
+    models_used: dict[str, ModelSpec] = field(default_factory=dict)
     _assets: set[str] = field(default_factory=set)
     writing: list[ImageRef] = field(default_factory=list)  # images whose PNG is being written
 
@@ -100,7 +102,17 @@ class RunState:
         if spec is None:
             spec = resolve_model(ref, self.compiled.loaded.spec.models)
             self._models[key] = spec
+            self.models_used[spec.label()] = spec
         return spec
+
+    def models_json(self) -> str:
+        """runs.models: each model name the run used -> what it resolved to."""
+        from genarun.models.weights import resolved
+
+        return json.dumps(
+            {name: resolved(spec) for name, spec in sorted(self.models_used.items())},
+            ensure_ascii=False,
+        )
 
     def save_image(
         self, image: Any, *, node_id: str, path: tuple[int, ...], seed: int, **metadata: Any

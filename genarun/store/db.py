@@ -80,6 +80,9 @@ runs = Table(
     Column("host", String),
     Column("plan", Text),  # JSON: what the run reuses (rerun, --only, cache), for resume
     Column("picks", Text),  # JSON: var name -> random picks drawn in the tree's vars
+    # JSON: each model name the run used (alias or reference) -> what it resolved to
+    # (model, provider, revision, weights: genarun.models.weights.resolved)
+    Column("models", Text),
 )
 
 executions = Table(

@@ -89,7 +89,18 @@ def execution_json(e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_models(run: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """runs.models: each model name the run used -> what it resolved to (model, provider,
+    revision, weights); empty for runs stored before it was recorded."""
+    return json.loads(run["models"]) if run.get("models") else {}
+
+
 def run_report_json(run: dict[str, Any], executions: list[dict[str, Any]]) -> dict[str, Any]:
+    models = run_models(run)
+    rows = [execution_json(e) for e in executions]
+    for row in rows:  # beside the tree's name(s) for its model, what they resolved to
+        names = row["model"].split(" > ") if row["model"] else []
+        row["resolved_models"] = {n: models[n] for n in names if n in models}
     return {
         "run": run["id"],
         "experiment": run["experiment_id"],
@@ -106,7 +117,8 @@ def run_report_json(run: dict[str, Any], executions: list[dict[str, Any]]) -> di
         "source_run": run["source_run_id"],
         "error": run["error"],
         "summary": json.loads(run["summary"]) if run["summary"] else None,
-        "executions": [execution_json(e) for e in executions],
+        "models": models,
+        "executions": rows,
     }
 
 
@@ -120,6 +132,11 @@ def run_report(run: dict[str, Any], executions: list[dict[str, Any]]) -> str:
         + (f"  ({run['ended'] - run['started']:.2f}s)" if run["ended"] else ""),
         f"folder   {run['out_dir']}",
     ]
+    models = run_models(run)
+    if models:
+        from genarun.models.weights import resolved_text
+
+        lines.append("models   " + "; ".join(resolved_text(n, r) for n, r in models.items()))
     picks = json.loads(run["picks"]) if run.get("picks") else {}
     if picks:  # the tree vars' draws; each execution's own are in --json
         drawn = "; ".join(
