@@ -109,15 +109,26 @@ class LocalWeightsProvider(Provider):
             raise missing_weights(spec)
 
 
-@functools.lru_cache(maxsize=256)
 def fingerprint(spec: ModelSpec) -> str:
     """What tells these weights from others under the same name, for the execution cache:
     a tiny model's build version, a Hub snapshot's commit, a local folder's files (names,
     sizes, modification times: hashing gigabytes would cost more than it saves). Empty for
-    models without local weights (APIs, dummy). Computed once per process and spec."""
-    if spec.provider in ("openai", "dummy"):
+    models without local weights (APIs, dummy). Computed once per process and weights."""
+    # Keyed by what locates the weights: a spec's options may hold lists (unhashable), and
+    # they never change which files are loaded.
+    return _fingerprint(spec.provider, spec.id, spec.revision)
+
+
+def forget_fingerprints() -> None:
+    """Compute fingerprints afresh (they are computed once per process: a new one sees a change)."""
+    _fingerprint.cache_clear()
+
+
+@functools.lru_cache(maxsize=256)
+def _fingerprint(provider: str, model_id: str, revision: str | None) -> str:
+    if provider in ("openai", "dummy"):
         return ""
-    source = locate(spec)
+    source = locate(ModelSpec(provider, model_id, revision=revision))
     if source.kind == "builtin":
         from genarun.models.tiny import BUILD_VERSION
 
