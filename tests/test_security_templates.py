@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 BATCH = Path(__file__).parent / "cli_batch.py"
-MEMORY_LIMIT = 3 * 1024**3  # address space of the child: payloads that allocate GBs fail
+MEMORY_LIMIT = 1024**3  # address space of the child: a payload allocating a GB fails
 PAYLOAD_SECONDS = 30  # per payload: the render limit (5 s) plus start-up on a busy machine
 
 # Placeholders replaced in every payload: a file outside the run folder, and its folder.
@@ -298,6 +298,8 @@ def test_payloads_cannot_touch_the_machine(payload_class: str, tmp_path: Path) -
         "HOME": str(home),
         "GENARUN_HOME": str(home / "genarun"),
         "HF_HUB_OFFLINE": "1",
+        # glibc reserves 64 MB of address space per thread arena: keep the limit about data.
+        "MALLOC_ARENA_MAX": "2",
     }
     env.pop("GENARUN_DB", None)
     proc = subprocess.run(
@@ -328,8 +330,6 @@ def test_payloads_cannot_touch_the_machine(payload_class: str, tmp_path: Path) -
             problems.append(f"{where}: expected '{payload.expect}', got {said.strip()[-300:]!r}")
         if secret in said or key in said:
             problems.append(f"{where}: printed the canary")
-    slow = sorted(results, key=lambda r: -r["seconds"])[:5]
-    print("slowest:", [(r["seconds"], r["args"][-1][:60]) for r in slow])
     assert not problems, "\n".join(problems)
 
     # Nothing read outside the run folders reached any output, log or the database...
