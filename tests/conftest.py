@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,30 @@ from click.testing import CliRunner, Result
 
 from genarun.cli import main
 from tests.helpers import TREES
+
+
+def _registry_contents() -> tuple[object, dict[str, dict[str, object]]]:
+    from genarun import plugins
+
+    reg = plugins.registry()
+    return reg, {
+        "kinds": dict(reg.kinds),
+        "providers": dict(reg.providers),
+        "catalog": dict(reg.catalog),
+    }
+
+
+@pytest.fixture(autouse=True)
+def registry_is_not_leaked() -> Iterator[None]:
+    """Fail a test that leaves the process-wide registry changed: registered fakes would leak
+    into every later test. Register them in a copy (`monkeypatch.setattr(plugins, "_registry",
+    ...)`, see tests/cycle_fakes.py:use_fakes)."""
+    before = _registry_contents()
+    yield
+    reg, contents = _registry_contents()
+    assert reg is before[0] and contents == before[1], (
+        "this test changed genarun's process-wide plugin registry and left it changed"
+    )
 
 
 @pytest.fixture
@@ -43,3 +67,20 @@ def cli(workdir: Path) -> Callable[..., Result]:
         return runner.invoke(main, [str(a) for a in args])
 
     return invoke
+
+
+# Slow tests are marked `slow` honestly: the summary names any unmarked test over this time.
+SLOW_SECONDS = 8.0
+_unmarked_slow: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.duration > SLOW_SECONDS and "slow" not in report.keywords:
+        _unmarked_slow.append(f"{report.nodeid} ({report.duration:.1f} s)")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _unmarked_slow:
+        terminalreporter.write_sep("-", f"over {SLOW_SECONDS:g} s and not marked slow")
+        for line in _unmarked_slow:
+            terminalreporter.write_line(line)

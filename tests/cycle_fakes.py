@@ -13,6 +13,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from genarun.models.base import Invocation, LoadedModel, ModelSpec, Provider
 from genarun.models.catalog import CatalogEntry
 
@@ -65,10 +67,19 @@ class FakeProvider(Provider):
         return FakeModel(spec)
 
 
-def register_fakes() -> None:
-    from genarun.plugins import registry
+def use_fakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the fakes for one test: in a copy of the registry, with a fresh model cache.
 
-    reg = registry()
+    Both are put back when the test ends, so the fakes (and their loaded instances, whose call
+    counts drive `fail_calls`) never leak into another test.
+    """
+    from genarun import plugins
+    from genarun.models import cache
+
+    base = plugins.registry()
+    reg = plugins.Registry(dict(base.kinds), dict(base.providers), dict(base.catalog))
+    monkeypatch.setattr(plugins, "_registry", reg)
+    monkeypatch.setattr(cache, "_cache", None)
     reg.add_provider(FakeProvider())
     reg.add_model(
         CatalogEntry(

@@ -30,6 +30,9 @@ nodes:
 
 def run(workdir: Path, options: str, batch_size: int = 16):
     path = workdir / "batching.yaml"
+    # `delay` makes every invocation take a known time, for the busy-seconds statistic.
+    extra = options.removeprefix(", options: {").removesuffix("}")
+    options = ", options: {delay: 0.01" + (f", {extra}" if extra else "") + "}"
     path.write_text(TREE.format(options=options))
     outcome = run_tree(path, RunOptions(db=workdir / "genarun.db", batch_size=batch_size))
     assert outcome.status == "completed", outcome.failures
@@ -51,7 +54,8 @@ def test_max_batch_option_bounds_each_call(
     (stats,) = outcome.model_stats
     assert (stats["task"], stats["items"], stats["batches"]) == ("generate", 7, len(batches))
     assert stats["mean_batch"] == round(7 / len(batches), 1)
-    assert stats["seconds"] >= 0
+    # the model's busy time: at least its 7 invocations of `delay` seconds each
+    assert 7 * 0.01 <= stats["seconds"] < 30
 
 
 def test_outputs_do_not_depend_on_batching(workdir: Path) -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from tests.cycle_fakes import CALLS, register_fakes
+from tests.cycle_fakes import CALLS, use_fakes
 from tests.helpers import query
 
 
 @pytest.fixture(autouse=True)
-def fakes() -> None:
-    register_fakes()
+def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fakes(monkeypatch)
     CALLS.clear()
 
 
@@ -216,9 +216,24 @@ def test_stop_on_repeat_can_vary_in_a_matrix(
 def test_each_step_records_how_long_its_invocation_took(
     tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
 ) -> None:
-    assert cli("run", tree("cycle_basic.yaml")).exit_code == 0
-    durations = [s["duration"] for s in steps_of(workdir / "genarun.db")]
-    assert len(durations) == 12 and all(d is not None and d >= 0 for d in durations)
+    # The painter sleeps 0.1 s per invocation; the captioner does not sleep at all.
+    path = tree("cycle_basic.yaml")
+    path.write_text(
+        path.read_text()
+        .replace(
+            "nodes:",
+            "models:\n  painter: {provider: dummy, id: dummy-t2i, options: {delay: 0.1}}\nnodes:",
+        )
+        .replace("[dummy-t2i, dummy-i2t]", "[painter, dummy-i2t]")
+    )
+    assert cli("run", path).exit_code == 0
+    steps = steps_of(workdir / "genarun.db")
+    assert len(steps) == 12
+    # even steps are the painter's (its position in the network), odd ones the captioner's
+    painted = [s["duration"] for s in steps if s["step"] % 2 == 0]
+    captioned = [s["duration"] for s in steps if s["step"] % 2 == 1]
+    assert len(painted) == len(captioned) == 6
+    assert min(painted) >= 0.1 and 0 <= max(captioned) < min(painted), steps
 
 
 def test_a_step_that_raises_inside_the_cycle_marks_its_trajectory_failed(

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from tests.cycle_fakes import CALLS, register_fakes
+from tests.cycle_fakes import CALLS, use_fakes
 from tests.helpers import query
 
 
 @pytest.fixture(autouse=True)
-def fakes() -> None:
-    register_fakes()
+def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fakes(monkeypatch)
     CALLS.clear()
 
 

@@ -38,25 +38,33 @@ def _start(tree: Path, db: Path, out: Path) -> subprocess.Popen[str]:
     )
 
 
-def _done_count(db: Path) -> int:
-    """Finished executions so far; -1 until the run is stored."""
-    if not db.exists():
-        return -1
-    try:
-        if not query(db, "SELECT id FROM runs"):
-            return -1
-        return query(db, "SELECT count(*) AS n FROM executions WHERE status = 'done'")[0]["n"]
-    except sqlite3.OperationalError:  # tables not created yet
-        return -1
-
-
-def _wait_for(db: Path, proc: subprocess.Popen[str], done: int, timeout: float = 60) -> None:
-    """Until the run is stored and `done` executions have finished (or the process ended)."""
+def _freeze_at(
+    db: Path, proc: subprocess.Popen[str], done: int, timeout: float = 60
+) -> sqlite3.Connection:
+    """Once the run is stored and `done` executions have finished, hold the database's write
+    lock and return its connection: the run can record nothing more (it waits on the lock), so
+    it is certainly unfinished when the test interrupts it. The caller closes the connection."""
     deadline = time.time() + timeout
-    while _done_count(db) < done and proc.poll() is None:
-        if time.time() > deadline:
-            raise AssertionError(f"the run never reached {done} finished executions")
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            err = proc.communicate()[1]
+            raise AssertionError(f"the run ended before {done} finished executions: {err}")
+        if db.exists():
+            conn = sqlite3.connect(db, timeout=0.2, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # the write lock; readers still read
+                stored = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+                finished = conn.execute(
+                    "SELECT count(*) FROM executions WHERE status = 'done'"
+                ).fetchone()[0]
+                if stored and finished >= done:
+                    return conn
+                conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:  # tables not created yet, or the run is writing
+                pass
+            conn.close()
         time.sleep(0.01)
+    raise AssertionError(f"the run never reached {done} finished executions")
 
 
 def _output(folder: str | Path) -> dict:
@@ -105,6 +113,7 @@ def _check_resumed(db: Path, run_id: str, reference: dict) -> None:
     assert _output(run["out_dir"]) == reference
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [0, 7, 14])
 def test_kill_9_then_resume(
     kill_after: int, workdir: Path, cli: Callable[..., Result], reference: dict
@@ -113,16 +122,15 @@ def test_kill_9_then_resume(
     tree.write_text((TREES / SLOW).read_text())
     db = workdir / "kill.db"
     proc = _start(tree, db, workdir / "out")
-    _wait_for(db, proc, kill_after)
+    lock = _freeze_at(db, proc, kill_after)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    lock.close()
     runs = query(db, "SELECT id, status FROM runs")
-    if not runs:  # killed before the run was created: nothing to resume, nothing lost
-        return
     run_id = runs[0]["id"]
-    if runs[0]["status"] == "completed":  # the kill came too late to interrupt anything
-        return
     assert runs[0]["status"] == "running"  # kill -9 leaves no chance to record anything
+    finished = query(db, "SELECT count(*) AS n FROM executions WHERE status = 'done'")[0]["n"]
+    assert kill_after <= finished < EXECUTIONS
     listed = cli("runs", "list", "--db", db)
     assert "crashed" in listed.output
     result = cli("resume", run_id[:10], "--db", db)
@@ -131,17 +139,17 @@ def test_kill_9_then_resume(
     _check_resumed(db, run_id, reference)
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_interrupted_and_says_how_to_resume(
     workdir: Path, cli: Callable[..., Result], reference: dict
 ) -> None:
     tree = workdir / SLOW
-    # Slower than the other tests' copy, so that on a loaded machine the signal still lands
-    # mid-run (the outputs do not depend on the delay).
-    tree.write_text((TREES / SLOW).read_text().replace("delay: 0.08", "delay: 0.25"))
+    tree.write_text((TREES / SLOW).read_text())
     db = workdir / "int.db"
     proc = _start(tree, db, workdir / "out")
-    _wait_for(db, proc, 3)
+    lock = _freeze_at(db, proc, 3)  # the run cannot finish before the signal lands
     proc.send_signal(signal.SIGINT)
+    lock.close()
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     run_id = query(db, "SELECT id FROM runs")[0]["id"]
@@ -159,11 +167,10 @@ def test_interrupted_foreach_has_one_entry_per_item(workdir: Path) -> None:
     tree.write_text((TREES / SLOW).read_text())
     db = workdir / "int.db"
     proc = _start(tree, db, workdir / "out")
-    _wait_for(db, proc, 1)
+    lock = _freeze_at(db, proc, 1)
     proc.send_signal(signal.SIGINT)
+    lock.close()
     _out, err = proc.communicate(timeout=30)
-    if proc.returncode == 0:  # the signal came after the run finished: nothing to check
-        return
     assert proc.returncode == 130, err
     output = _output(query(db, "SELECT out_dir FROM runs")[0]["out_dir"])
     chapters = output["plan"]["chapter"]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from click.testing import Result
 
@@ -105,8 +106,8 @@ def test_tda_compute_skips_what_exists_and_compare_is_true_wasserstein(
     store.close()
 
 
+@pytest.mark.slow
 def test_plots_and_exports(experiment: Path, cli: Callable[..., Result], workdir: Path) -> None:
-    pyarrow = pytest.importorskip("pyarrow.parquet")
     result = cli("tda", "plots", "latest", "--out", workdir / "plots")
     assert result.exit_code == 0, result.output
     names = {p.name for p in (workdir / "plots").iterdir()}
@@ -140,13 +141,13 @@ def test_plots_and_exports(experiment: Path, cli: Callable[..., Result], workdir
 
     result = cli("export", "data", "latest", "--out", workdir / "data", "--format", "parquet")
     assert result.exit_code == 0, result.output
-    invocations = pyarrow.read_table(workdir / "data" / "invocations.parquet")
+    invocations = pq.read_table(workdir / "data" / "invocations.parquet")
     assert invocations.num_rows == 192 and {"step", "model", "kind", "seed", "stop_reason"} <= set(
         invocations.column_names
     )
-    embeddings = pyarrow.read_table(workdir / "data" / "embeddings.parquet").to_pylist()
+    embeddings = pq.read_table(workdir / "data" / "embeddings.parquet").to_pylist()
     assert len(embeddings[0]["vector"]) == embeddings[0]["dim"]
-    diagrams = pyarrow.read_table(workdir / "data" / "persistence.parquet")
+    diagrams = pq.read_table(workdir / "data" / "persistence.parquet")
     assert set(diagrams.column("homology_dim").to_pylist()) == {0, 1}
     assert (
         cli("export", "data", "latest", "--out", workdir / "csv", "--format", "csv").exit_code == 0
@@ -296,7 +297,6 @@ def test_exported_images_carry_the_steps_prompt_and_seed_not_the_matrix_values(
 def test_exported_tables_join_and_keep_their_columns_when_empty(
     experiment: Path, cli: Callable[..., Result], workdir: Path
 ) -> None:
-    pq = pytest.importorskip("pyarrow.parquet")
     assert cli("export", "data", "latest", "--out", workdir / "data").exit_code == 0
     t = {
         name: pq.read_table(workdir / "data" / f"{name}.parquet").to_pylist()

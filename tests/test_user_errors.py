@@ -404,6 +404,7 @@ def test_only_of_one_item_points_at_rerun(
     ) in result.stderr
 
 
+@pytest.mark.slow
 def test_compiling_is_linear_in_the_number_of_nodes() -> None:
     """Each node's scope check once built a set of every other node: a 60,000-node tree took
     minutes to validate. Four times the nodes must take about four times as long, not 16."""

@@ -128,6 +128,7 @@ def test_valid_scenario_trees_validate(name: str) -> None:
     assert tree.nodes
 
 
+@pytest.mark.slow
 def test_validate_subprocess_exit_codes(workdir: Path) -> None:
     good = genarun_subprocess("validate", TREES / "blog.yaml", cwd=workdir)
     assert good.returncode == 0, good.stderr

@@ -7,6 +7,7 @@ import math
 import warnings
 
 import numpy as np
+import persim
 import pytest
 
 from genarun.analysis import Diagrams, bottleneck, distance_matrix, wasserstein
@@ -99,7 +100,6 @@ def test_symmetry_and_triangle_inequality() -> None:
 
 
 def test_against_persim() -> None:
-    persim = pytest.importorskip("persim")
     rng = np.random.default_rng(4)
     for _ in range(10):
         a, b = (

@@ -32,6 +32,7 @@ def embed(model: LoadedModel, task: str, inputs: list) -> list[np.ndarray]:
     return model.run(task, [Invocation(task, x, seed=i) for i, x in enumerate(inputs)])
 
 
+@pytest.mark.slow
 def test_tiny_clip_build_is_byte_identical(tmp_path: Path) -> None:
     from genarun.models.tiny.clip import build_tiny_clip
 

@@ -150,6 +150,7 @@ def test_bad_settings_are_model_errors(models: dict[str, DiffusersModel]) -> Non
         model.run("caption", [Invocation("caption", "a cat", 1)])
 
 
+@pytest.mark.slow
 def test_same_seed_same_png_across_processes(models: dict[str, DiffusersModel]) -> None:
     here = png_sha256(models["tiny-sd"].run("image", [Invocation("image", "a cat", 7)])[0])
     again = png_sha256(models["tiny-sd"].run("image", [Invocation("image", "a cat", 7)])[0])

@@ -125,6 +125,7 @@ def test_caption_batched_equals_unbatched(name: str, settings: dict) -> None:
     assert all(isinstance(t, str) and t for t in together)  # min_tokens keeps captions non-empty
 
 
+@pytest.mark.slow
 def test_caption_sampling_follows_seeds() -> None:
     model = load("tiny-vit-gpt2")
     batch = invocations("caption", images(), max_tokens=8, temperature=1.0)
