@@ -9,14 +9,14 @@ from pydantic import Field
 
 from genarun.models.base import Invocation, hit_limit
 from genarun.nodes.base import ExecutionContext, Invoke, NodeKind, ceiling_message
-from genarun.tree.schema import NodeBase, Tpl
+from genarun.tree.schema import NodeBase, PositiveInt, Tpl
 
 
 class CaptionNode(NodeBase):
     model: str | dict[str, Any] = Field(description="Image-to-text model.")
     image: Any = Field(description="An image output (`{{ cover }}`) or an image file path.")
     prompt: str | None = Field(None, description="Optional prompt or question about the image.")
-    max_tokens: Tpl[int] = Field(
+    max_tokens: Tpl[PositiveInt] = Field(
         1024,
         description="Most new tokens: a ceiling, the caption normally ends by itself before it (a caption cut there is logged).",
     )

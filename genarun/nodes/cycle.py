@@ -35,7 +35,7 @@ from genarun.nodes.networks import (
     plan_network,
 )
 from genarun.run.seeds import fresh_seed
-from genarun.tree.schema import NodeBase, Tpl
+from genarun.tree.schema import NodeBase, PositiveInt, Tpl
 from genarun.tree.templates import RenderError, field_rng
 from genarun.values import EmbeddingRef, ImageRef, renumber_embeddings
 
@@ -50,7 +50,9 @@ class CycleNode(NodeBase):
         description="Models fed into each other in turn, cycled: a list, or a template such as '{{ network }}'."
     )
     start: str = Field(description="The initial prompt (a template).")
-    steps: Tpl[int] = Field(description="The most invocations in the trajectory (at least 1).")
+    steps: Tpl[PositiveInt] = Field(
+        description="The most invocations in the trajectory (at least 1)."
+    )
     stop_on_repeat: Tpl[bool | Literal["any", "position"]] = Field(
         True,
         description="With a fixed seed, stop when an output repeats exactly (the trajectory has entered a loop): true or any = it equals any earlier output (PANIC-TDA's rule; images compared by their pixels), position = an earlier output at the same network position, false = never; a template such as '{{ repeat }}' lets a matrix vary it.",
@@ -59,13 +61,13 @@ class CycleNode(NodeBase):
         default_factory=list,
         description="Embedding models applied to every output: text models to texts, image models to images, joint models to both.",
     )
-    width: Tpl[int] | None = Field(
+    width: Tpl[PositiveInt] | None = Field(
         None, description="Image width for text-to-image models (model default if omitted)."
     )
-    height: Tpl[int] | None = Field(
+    height: Tpl[PositiveInt] | None = Field(
         None, description="Image height for text-to-image models (model default if omitted)."
     )
-    max_tokens: Tpl[int] = Field(
+    max_tokens: Tpl[PositiveInt] = Field(
         1024,
         description="Most new tokens for captioning and text models: a ceiling (PANIC-TDA's), texts normally end by themselves first; each step records whether it was cut there.",
     )

@@ -16,7 +16,7 @@ from genarun.nodes.base import (
     ceiling_message,
     parse_output,
 )
-from genarun.tree.schema import NodeBase, Tpl
+from genarun.tree.schema import NodeBase, NonNegativeFloat, PositiveInt, Tpl
 
 
 class GenerateNode(NodeBase):
@@ -25,8 +25,10 @@ class GenerateNode(NodeBase):
     )
     prompt: str = Field(description="The prompt (a template).")
     system: str | None = Field(None, description="System message, for chat models.")
-    max_tokens: Tpl[int] = Field(256, description="Maximum new tokens.")
-    temperature: Tpl[float] = Field(0.8, description="Sampling temperature; 0 is greedy.")
+    max_tokens: Tpl[PositiveInt] = Field(256, description="Maximum new tokens.")
+    temperature: Tpl[NonNegativeFloat] = Field(
+        0.8, description="Sampling temperature; 0 is greedy."
+    )
     parse: ParseMode = Field("text", description="text, json, lines or yaml.")
 
 

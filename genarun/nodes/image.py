@@ -10,7 +10,7 @@ from pydantic import Field
 from genarun.models.base import Invocation
 from genarun.models.weights import metadata_fields
 from genarun.nodes.base import ExecutionContext, Invoke, NodeKind
-from genarun.tree.schema import NodeBase, Tpl
+from genarun.tree.schema import NodeBase, NonNegativeFloat, PositiveInt, Tpl
 from genarun.values import ImageRef
 
 
@@ -18,12 +18,16 @@ class ImageNode(NodeBase):
     model: str | dict[str, Any] = Field(description="Text-to-image model.")
     prompt: str = Field(description="The prompt (a template).")
     negative_prompt: str | None = Field(None, description="What to avoid.")
-    width: Tpl[int] | None = Field(None, description="Width in pixels (model default if omitted).")
-    height: Tpl[int] | None = Field(
+    width: Tpl[PositiveInt] | None = Field(
+        None, description="Width in pixels (model default if omitted)."
+    )
+    height: Tpl[PositiveInt] | None = Field(
         None, description="Height in pixels (model default if omitted)."
     )
-    steps: Tpl[int] | None = Field(None, description="Denoising steps (model default if omitted).")
-    guidance: Tpl[float] | None = Field(
+    steps: Tpl[PositiveInt] | None = Field(
+        None, description="Denoising steps (model default if omitted)."
+    )
+    guidance: Tpl[NonNegativeFloat] | None = Field(
         None, description="Guidance scale (model default if omitted)."
     )
 

@@ -29,6 +29,7 @@ def tree_json_schema() -> dict[str, Any]:
             "description": "Child nodes.",
         }
         schema["title"] = f"{name} node"
+        _human_titles(props, f"{name} node")
         schema["description"] = f"{kind.description} Output: {kind.output}."
         schema["additionalProperties"] = False
         key = f"{name}_node"
@@ -55,9 +56,24 @@ def tree_json_schema() -> dict[str, Any]:
         "description": "The top-level nodes.",
     }
     tree["additionalProperties"] = False
+    # Editors show a title on hover: the field as written and where it is, never pydantic's
+    # class names (`TreeSpec`) or one generated title per union branch ("Steps || Steps").
+    tree["title"] = "genarun tree (format 1)"
+    _human_titles(tree["properties"], "tree")
+    defs["Node"]["title"] = "node"
+    for key, value in defs.items():
+        if not key.endswith("_node") and key != "Node":
+            value.pop("title", None)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         **tree,
         "$defs": defs,
     }
+
+
+def _human_titles(properties: dict[str, Any], where: str) -> None:
+    for field, prop in properties.items():
+        prop["title"] = f"{field} ({where})"
+        for branch in prop.get("anyOf", ()):
+            branch.pop("title", None)

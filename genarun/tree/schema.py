@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TREE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -31,7 +31,23 @@ def _template_only(value: str) -> str:
     return value
 
 
-TemplateStr = Annotated[str, AfterValidator(_template_only)]
+# A template where a typed value is expected must hold `{{` or `{%`: `steps: many` is a mistake,
+# flagged by the validator and, through this pattern, by editors using `genarun schema`.
+TEMPLATE_PATTERN = r"\{\{|\{%"
+TemplateStr = Annotated[
+    str,
+    AfterValidator(_template_only),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": TEMPLATE_PATTERN,
+            "description": "A template rendered at run time, such as '{{ n }}'.",
+        }
+    ),
+]
+# Bounds of typed fields; a template's rendered value is checked against the same bounds.
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
 # Seeds are stored in SQLite, whose integers are 64-bit.
 SEED_MAX = 2**63 - 1
 Seed = Annotated[int, Field(ge=-SEED_MAX, le=SEED_MAX)]
@@ -98,7 +114,10 @@ class Strict(BaseModel):
 class NodeBase(Strict):
     """Fields every node has. Kinds subclass this and add their own."""
 
-    id: str = Field(description="Unique in the tree; an identifier, usable as a variable.")
+    id: str = Field(
+        description="Unique in the tree; an identifier, usable as a variable.",
+        json_schema_extra={"pattern": IDENTIFIER.pattern, "not": {"enum": sorted(RESERVED_NAMES)}},
+    )
     kind: str = Field(description="The node kind (template, generate, image, ...).")
     description: str | None = Field(None, description="Free text for people; not used.")
     vars: dict[str, Any] = Field(
@@ -112,7 +131,10 @@ class NodeBase(Strict):
         "or a literal list.",
     )
     as_: str | None = Field(
-        None, alias="as", description="Name of the foreach item variable (default: item)."
+        None,
+        alias="as",
+        description="Name of the foreach item variable (default: item).",
+        json_schema_extra={"pattern": IDENTIFIER.pattern},
     )
     when: str | bool | None = Field(
         None, description="An expression; when false the node and its subtree are skipped."
@@ -215,7 +237,10 @@ class TreeSpec(Strict):
     """The top of a tree file."""
 
     genarun: Literal[1] = Field(description="Format version; 1.")
-    name: str = Field(description="Letters, digits, - and _; names the output folder.")
+    name: str = Field(
+        description="Letters, digits, - and _; names the output folder.",
+        json_schema_extra={"pattern": TREE_NAME.pattern},
+    )
     description: str | None = None
     seed: Seed | Literal["random"] | None = Field(
         None, description="Run seed; omitted or random = fresh entropy, recorded in the run."
@@ -231,6 +256,10 @@ class TreeSpec(Strict):
     matrix: dict[str, list[Any]] = Field(
         default_factory=dict,
         description="One run per combination (cartesian product), each value bound as a var.",
+        json_schema_extra={
+            "propertyNames": {"pattern": IDENTIFIER.pattern},
+            "additionalProperties": {"type": "array", "minItems": 1},
+        },
     )
     site: SiteSpec | None = Field(
         None, description="What `genarun export site` publishes, under which names."

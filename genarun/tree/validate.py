@@ -83,7 +83,7 @@ def validate_document(doc: Document) -> LoadedTree:
     elif version != 1 or isinstance(version, bool):
         problems.append(_version_problem(version, file, doc.line(("genarun",))))
     try:
-        spec = TreeSpec.model_validate(data)
+        spec = TreeSpec.model_validate(data, strict=True)
     except ValidationError as exc:
         tree_problems = _pydantic_problems(exc, TreeSpec, data, (), doc, None)
         # The version is reported above, with its fix.
@@ -234,7 +234,9 @@ def _validate_nodes(
             continue
         model = kinds[kind_name].params
         try:
-            spec = model.model_validate(raw)
+            # Strict, like the JSON Schema editors check against: `enabled: yes` and
+            # `retries: "3"` are text where a boolean or a number is due, not converted.
+            spec = model.model_validate(raw, strict=True)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, model, raw, node_loc, doc, node_name))
             continue
@@ -302,6 +304,7 @@ def _pydantic_problems(
                     else _clean_message(err["msg"])
                 )
             hint = _TYPE_HINTS.get((field_name, err["type"])) or _TYPE_HINTS.get(("", err["type"]))
+            hint = hint or _quoted_value_hint(errs)
             literals = [e for e in errs if e["type"] == "literal_error"]
             if literals and isinstance(err["input"], str):
                 options = re.findall(r"'([^']*)'", literals[0].get("ctx", {}).get("expected", ""))
@@ -400,6 +403,25 @@ def _place(loc: tuple[Any, ...], data: Any) -> Loc:
             current = None  # a missing field: nothing below it is in the data
         out.append(part)
     return tuple(out)
+
+
+def _quoted_value_hint(errs: list[Any]) -> str | None:
+    """The fix for a number or boolean written as text ('3', "yes"), which is not converted."""
+    types = {e["type"] for e in errs}
+    value = errs[0]["input"]
+    if not isinstance(value, str):
+        return None
+    if types & {"int_type", "float_type"} and re.fullmatch(
+        r"\s*[-+]?[0-9.]+([eE][-+]?\d+)?\s*", value
+    ):
+        return f"write {value.strip()}, without quotes"
+    if "bool_type" in types:
+        word = value.strip().lower()
+        if word in {"yes", "on", "y", "true", "1"}:
+            return "write true, unquoted: yes and on are text in YAML 1.2"
+        if word in {"no", "off", "n", "false", "0"}:
+            return "write false, unquoted: no and off are text in YAML 1.2"
+    return None
 
 
 def _is_type_tag(part: str) -> bool:
