@@ -132,13 +132,32 @@ ParseMode = Literal["text", "json", "lines", "yaml"]
 class ParseError(ValueError):
     mode: str
     detail: str
+    text: str = ""  # the unparsed text: the executor keeps it with the failed execution
+    hint: str | None = None
 
     def __str__(self) -> str:
-        return f"output is not valid {self.mode}: {self.detail}"
+        message = f"output is not valid {self.mode}: {self.detail}"
+        return f"{message} ({self.hint})" if self.hint else message
 
 
-def parse_output(text: str, mode: ParseMode) -> Any:
-    """Turn a model's or template's text into a value as `parse:` asks."""
+# How to fix a model answer that `parse:` cannot read.
+MODEL_FORMAT_HINT = (
+    "ask for only {mode} in the prompt, with an example; use a model that follows the format; "
+    "or write parse: text and read the text in a template"
+)
+
+
+def parse_output(text: str, mode: ParseMode, *, hint: str | None = None) -> Any:
+    """Turn a model's or template's text into a value as `parse:` asks; a ParseError carries
+    the text and `hint` (how to fix it)."""
+    try:
+        return _parse(text, mode)
+    except ParseError as exc:
+        exc.text, exc.hint = text, hint
+        raise
+
+
+def _parse(text: str, mode: ParseMode) -> Any:
     if mode == "text":
         return text
     if mode == "lines":

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from genarun.models.base import Invocation, hit_limit
 from genarun.nodes.base import (
+    MODEL_FORMAT_HINT,
     ExecutionContext,
     Invoke,
     NodeKind,
@@ -40,9 +41,11 @@ def run(ctx: ExecutionContext, node: GenerateNode) -> Generator[Invoke, Any, Any
     if node.parse != "text":
         settings["format"] = node.parse  # a hint; the dummy model answers in that format
     text = yield Invoke(spec, Invocation("generate", str(node.prompt), ctx.seed, settings))
+    hint = MODEL_FORMAT_HINT.format(mode=node.parse.upper())
     if hit_limit(text):
         ctx.log("warning", ceiling_message(node.max_tokens))
-    return parse_output(text, node.parse)
+        hint = f"the answer was cut at max_tokens {node.max_tokens}: raise it; or {hint}"
+    return parse_output(text, node.parse, hint=hint)
 
 
 KIND = NodeKind(

@@ -19,7 +19,11 @@ class TemplateNode(NodeBase):
 
 def run(ctx: ExecutionContext, node: TemplateNode) -> Any:
     if isinstance(node.text, str):
-        return parse_output(node.text, node.parse)
+        return parse_output(
+            node.text,
+            node.parse,
+            hint=f"fix the text so it is valid {node.parse.upper()}, or write parse: text",
+        )
     return node.text
 
 

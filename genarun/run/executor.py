@@ -26,7 +26,7 @@ from genarun.errors import Interrupted
 from genarun.graph.compile import CompiledNode
 from genarun.nodes.base import ExecutionContext
 from genarun.run.batching import ModelBatcher
-from genarun.run.recording import ExecutionRecorder, short_error
+from genarun.run.recording import ExecutionRecorder, kept_text, short_error
 from genarun.run.reuse import (
     StoredExecution,
     adopt_output,
@@ -393,6 +393,7 @@ class Executor:
             elif first:
                 request = next(inst.gen)
             else:
+                inst.returned = value
                 request = inst.gen.send(value)
         except StopIteration as stop:
             self._finish(inst, NodeResult("done", stop.value))
@@ -437,6 +438,10 @@ class Executor:
     def _error(self, inst: Instance, exc: BaseException) -> None:
         node = inst.node
         message = short_error(exc)
+        raw_output = kept_text(exc, inst.returned)
+        inst.returned = None  # a retry's model calls are its own
+        if raw_output is not None:
+            message += f"; its text is kept: genarun runs show {inst.run.id[:8]}"
         # Close the failed attempt's generator now (not whenever it is garbage collected), so a
         # kind can record how far it got; a retry starts a fresh one.
         if inst.gen is not None:
@@ -451,7 +456,7 @@ class Executor:
             return
         if not isinstance(exc, RenderError | ValueError):
             self.recorder.log(inst.run, "debug", "".join(traceback.format_exception(exc)), inst)
-        self._finish(inst, NodeResult("failed", error=message))
+        self._finish(inst, NodeResult("failed", error=message, raw_output=raw_output))
 
     def _finish(self, inst: Instance, result: NodeResult) -> None:
         run, node = inst.run, inst.node

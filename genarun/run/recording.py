@@ -69,6 +69,7 @@ class ExecutionRecorder:
                 "ended": ended,
                 "duration": ended - inst.started,
                 "error": result.error,
+                "raw_output": result.raw_output,
                 "picks": picks,
                 "attempts": inst.attempts,
                 "reused_from": reused_from,
@@ -127,6 +128,20 @@ class ExecutionRecorder:
         if self.log_rows:
             self.store.add_logs(self.log_rows)
             self.log_rows = []
+
+
+def kept_text(exc: BaseException, returned: Any) -> str | None:
+    """The text a failed execution had produced, as JSON, to store with the failure: the text an
+    error carries (`ParseError.text`: a model's or template's unparseable answer), or else what
+    the models had returned to it when it failed, where that is text (or a list of texts)."""
+    text = getattr(exc, "text", None)
+    if isinstance(text, str):
+        return json.dumps(text)
+    if isinstance(returned, str) or (
+        isinstance(returned, list) and returned and all(isinstance(t, str) for t in returned)
+    ):
+        return json.dumps(returned)
+    return None
 
 
 def short_error(exc: BaseException) -> str:

@@ -31,6 +31,7 @@ class NodeResult:
     status: str  # done, failed, skipped
     value: Any = None
     error: str | None = None
+    raw_output: str | None = None  # a failed execution's model text (or rendered text), as JSON
 
 
 @dataclass

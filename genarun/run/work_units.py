@@ -43,6 +43,9 @@ class Instance:
     stored: StoredExecution | None = None  # the stored execution whose output is reused
     kept: bool = False  # `stored` is this run's own (resume): it is not recorded again
     cache_key: str | None = None
+    # What the models returned to the current attempt, last first: kept with a failure after
+    # it (an unparseable answer), so a model's text is never thrown away.
+    returned: Any = None
 
 
 @dataclass(eq=False)

@@ -104,6 +104,8 @@ executions = Table(
     Column("ended", Float),
     Column("duration", Float),
     Column("error", Text),
+    # JSON: a failed execution's model text (e.g. an answer `parse: json` could not read)
+    Column("raw_output", Text),
     Column("picks", Text),  # JSON list of pick records
     Column("reused_from", Integer),  # execution id whose output was reused
     Column("attempts", Integer, default=1),

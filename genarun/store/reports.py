@@ -83,6 +83,8 @@ def execution_json(e: dict[str, Any]) -> dict[str, Any]:
         "reused_from": e["reused_from"],
         "cache_key": e["cache_key"],
         "error": e["error"],
+        # the text a failed execution's model returned (or its template rendered)
+        "raw_output": json.loads(e["raw_output"]) if e.get("raw_output") else None,
         "params": json.loads(e["params"]) if e["params"] else None,
         "output": json.loads(e["output"]) if e["output"] else None,
         "picks": json.loads(e["picks"]) if e["picks"] else [],
@@ -162,4 +164,9 @@ def run_report(run: dict[str, Any], executions: list[dict[str, Any]]) -> str:
             ]
         )
     lines.append(table(body, ["NODE", "KIND", "STATUS", "SEED", "TIME", "FLAGS", "OUTPUT / ERROR"]))
+    for e in executions:  # a failure's text in full: it is what the model answered
+        if e["status"] == "failed" and e.get("raw_output"):
+            raw = json.loads(e["raw_output"])
+            text = raw if isinstance(raw, str) else "\n---\n".join(raw)
+            lines += ["", f"{e['node_id']}{_index(e['path'])} failed; the text it got:", text]
     return "\n".join(lines)
