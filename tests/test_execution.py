@@ -309,7 +309,10 @@ def test_a_failing_node_fails_the_run_and_keeps_finished_outputs(run: Run) -> No
     assert "Traceback" not in ran.result.stderr
     ex = ran.executions()
     assert ex["bad"]["status"] == "failed"
-    assert ex["bad"]["error"] == "output is not valid JSON: Expecting value at line 1 column 1"
+    assert ex["bad"]["error"].startswith(
+        "output is not valid JSON: Expecting value at line 1 column 1 (fix the text so it is "
+        "valid JSON, or write parse: text); its text is kept: genarun runs show "
+    )
     assert ex["good"]["status"] == "done" and ex["good"]["output"] == "fine"
     assert ran.run["status"] == "failed"
     assert "bad: output is not valid JSON" in ran.run["error"]
