@@ -19,6 +19,7 @@ from jinja2 import TemplateSyntaxError
 
 from genarun.errors import Problem, TreeError, did_you_mean
 from genarun.graph.node_fields import resolve_node_fields
+from genarun.graph.value_types import type_problems
 from genarun.nodes.base import NodeKind
 from genarun.tree.schema import IDENTIFIER, RESERVED_NAMES, seed_problem
 from genarun.tree.templates import (
@@ -198,6 +199,7 @@ def compile_tree(
         compiled_nodes[tn.id] = _compile_node(
             tn, kinds[tn.spec.kind], by_id, descendants, global_names, file, problems, loaded.line
         )
+    problems += type_problems(compiled_nodes, file, loaded.line)
     if problems:
         raise TreeError(problems)
 

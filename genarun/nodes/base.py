@@ -64,6 +64,10 @@ class NodeKind:
     # JSON, its images already adopted) pointing at the copies; image(a path relative to the
     # stored run's folder) -> the adopted copy's path. Never called for the run's own rows.
     adopt: Callable[..., Any] | None = None
+    # The type of the node's output, known from its fields before the run ("text", "image",
+    # "list", "object"; None: known only when it runs), for the type checks of
+    # genarun.graph.value_types: spec -> type.
+    output_type: Callable[[Any], str | None] | None = None
 
 
 RunOutput = Any | Generator["Invoke | list[Invoke]", Any, Any]
@@ -126,6 +130,8 @@ def ceiling_message(max_tokens: Any) -> str:
 
 
 ParseMode = Literal["text", "json", "lines", "yaml"]
+# The output type each parse mode gives, when known before the run (json/yaml: any value).
+PARSED_TYPES: dict[str, str | None] = {"text": "text", "lines": "list", "json": None, "yaml": None}
 
 
 @dataclass

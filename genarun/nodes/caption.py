@@ -41,4 +41,5 @@ KIND = NodeKind(
     description="Image to text: `model`, `image`, optional `prompt`.",
     output="text",
     model_task="caption",
+    output_type=lambda spec: "text",
 )

@@ -479,4 +479,5 @@ KIND = NodeKind(
     # taken from the cache like any execution: adopt copies its rows to the run. A random
     # seed never matches, and `--no-cache` runs it again (to measure nondeterminism).
     adopt=adopt,
+    output_type=lambda spec: "list",
 )

@@ -10,6 +10,7 @@ from pydantic import Field
 from genarun.models.base import Invocation, hit_limit
 from genarun.nodes.base import (
     MODEL_FORMAT_HINT,
+    PARSED_TYPES,
     ExecutionContext,
     Invoke,
     NodeKind,
@@ -55,4 +56,5 @@ KIND = NodeKind(
     description="Text generation: `model`, `prompt`, `system`, `max_tokens`, `temperature`, `parse`.",
     output="text or value",
     model_task="generate",
+    output_type=lambda spec: PARSED_TYPES[spec.parse],
 )

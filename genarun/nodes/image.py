@@ -52,4 +52,5 @@ KIND = NodeKind(
     description="Text to image: `model`, `prompt`, `negative_prompt`, `width`, `height`, `steps`, `guidance`.",
     output="image asset (a PNG path relative to the run folder)",
     model_task="image",
+    output_type=lambda spec: "image",
 )

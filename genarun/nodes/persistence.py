@@ -170,4 +170,5 @@ KIND = NodeKind(
     model_refs=model_refs,
     check=check,
     cacheable=False,
+    output_type=lambda spec: "object",
 )

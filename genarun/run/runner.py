@@ -98,7 +98,7 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
 
     providers = registry().providers
     file = str(compiled.loaded.path)
-    problems: list[Problem] = []
+    problems, bad_aliases = _alias_problems(compiled)
     checked: set[str] = set()
     found: dict[str, ModelSpec] = {}
     for node in compiled.nodes.values():
@@ -119,6 +119,19 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
         refs_ok = True
         for ref, task, *where in refs:
             line = compiled.loaded.line((*node.tree_node.loc, where[0] if where else "model"))
+            if isinstance(ref, str) and ref in bad_aliases:
+                refs_ok = False
+                problems.append(
+                    Problem(
+                        f"model '{ref}': the alias defined on line {bad_aliases[ref]} names "
+                        "no usable model",
+                        file,
+                        line,
+                        node.id,
+                        hint=f"fix the alias on line {bad_aliases[ref]}",
+                    )
+                )
+                continue
             try:
                 spec = resolve_model(ref, compiled.loaded.spec.models)
                 found[spec.label()] = spec
@@ -145,6 +158,39 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
     if problems:
         raise TreeError(problems)
     return found
+
+
+def _alias_problems(compiled: CompiledTree) -> tuple[list[Problem], dict[str, int | None]]:
+    """Aliases under `models:` that name no model, reported at the line that defines them (a
+    node using one is told which line to fix); returns the problems and the bad aliases with
+    that line. Weights are checked where a model is used: an unused alias may name weights
+    that this machine lacks."""
+    from genarun.models.catalog import resolve_model
+
+    loaded = compiled.loaded
+    aliases = loaded.spec.models
+    file = str(loaded.path)
+    problems: list[Problem] = []
+    failed: dict[str, int | None] = {}
+    for alias, value in aliases.items():
+        if isinstance(value, str) and value in aliases and value != alias:
+            continue  # names another alias: that one is checked (and reported) itself
+        line = loaded.line(("models", alias))
+        try:
+            resolve_model(value if isinstance(value, dict) else alias, aliases)
+        except ModelError as exc:
+            failed[alias] = line
+            problems.append(Problem(f"model alias '{alias}': {exc}", file, line))
+    bad = dict(failed)
+    for alias in aliases:  # an alias of a bad alias is bad too, fixed at the same line
+        seen, ref = {alias}, aliases[alias]
+        while isinstance(ref, str) and ref in aliases and ref not in seen:
+            if ref in failed:
+                bad[alias] = failed[ref]
+                break
+            seen.add(ref)
+            ref = aliases[ref]
+    return problems, bad
 
 
 def check_all_models(compiled: CompiledTree) -> None:
