@@ -102,8 +102,7 @@ def test_validate_reports_it_at_its_line_with_the_fix(
         )
         assert message in result.output
         assert "Traceback" not in result.output
-    if "models:" not in body:  # (a run rejected for its models: issue 9 item 3's to clean up)
-        assert not (workdir / "early").exists() and not (workdir / "genarun.db").exists()
+    assert not (workdir / "early").exists() and not (workdir / "genarun.db").exists()
 
 
 def test_an_alias_of_an_unknown_model_is_also_reported_where_it_is_used(
