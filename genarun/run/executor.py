@@ -486,6 +486,7 @@ class Executor:
         # Break inst -> ctx -> log -> inst: the instance is freed now rather than left to the
         # cyclic GC, whose full collections over 10,000s of them cost more than running them.
         inst.ctx = None
+        inst.returned = None  # the last model output (an image, say): not kept past the end
         if result is not None and result.status == "done" and not run.failed and node.children:
             child_scope = dict(inst.scope)
             child_scope[node.id] = result.value
