@@ -189,10 +189,12 @@ def test_foreach_under_a_failed_node_is_absent_and_a_failed_foreach_is_null(
     assert result.exit_code == 1
     assert read(run_folder(result) / "output.json") == {"plan": {"value": None}}
 
+    # Text known as text before the run is refused by validate (tests/test_early_checks.py);
+    # an expression's value is known only when it runs.
     not_a_list = workdir / "not_a_list.yaml"
     not_a_list.write_text(
         "genarun: 1\nname: not-a-list\nnodes:\n"
-        "  - id: plan\n    kind: template\n    text: a, b, c\n"
+        "  - id: plan\n    kind: template\n    text: \"{{ 'a, b, c' }}\"\n"
         "    children:\n"
         "      - id: each\n        kind: template\n        foreach: plan\n"
         "        text: '{{ item }}'\n"
