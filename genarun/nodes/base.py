@@ -165,7 +165,9 @@ def parse_output(text: str, mode: ParseMode, *, hint: str | None = None) -> Any:
 
 def _parse(text: str, mode: ParseMode) -> Any:
     if mode == "text":
-        return text
+        # A plain str: templates see plain data only, and the template sandbox refuses the
+        # methods of a str subclass (a model's GeneratedText) that it does not know.
+        return str(text)
     if mode == "lines":
         return [line.strip() for line in text.splitlines() if line.strip()]
     if mode == "json":
