@@ -290,3 +290,18 @@ def test_set_values_read_as_in_a_tree() -> None:
         "f": [1, 2],
         "g": "1e999",
     }
+
+
+@pytest.mark.parametrize("marker", ["run.json", "experiment.json"])
+def test_a_planted_marker_file_nested_too_deeply(
+    cli: Callable[..., Result], workdir: Path, marker: str
+) -> None:
+    """Folders are checked for a run's marker file before their trees are read; anyone can
+    write one, so one json cannot read is no marker, never a crash."""
+    folder = workdir / "trees"
+    folder.mkdir()
+    (folder / "t.yaml").write_text(_tree(""))
+    (folder / marker).write_text("[" * 100_000 + "]" * 100_000)
+    result = cli("validate", folder)
+    assert result.exit_code == 0, result.output
+    assert "t.yaml: valid" in result.output

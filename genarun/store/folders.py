@@ -27,16 +27,22 @@ from typing import Any
 OUTPUT_MARKERS = {"run.json": ("run", "tree"), "experiment.json": ("experiment", "runs")}
 
 
+def read_marker(marker: Path) -> Any:
+    """The JSON in a run's or experiment's marker file; None when it is missing, unreadable,
+    not JSON, or nested or long past what json reads (anyone can write one)."""
+    try:
+        return json.loads(marker.read_text(errors="replace"))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
 def is_output_folder(folder: Path) -> bool:
     """Whether `folder` is a run's or an experiment's output folder (or `latest/`, a copy of one)."""
     for name, keys in OUTPUT_MARKERS.items():
         marker = folder / name
         if not marker.is_file():
             continue
-        try:
-            data = json.loads(marker.read_text(errors="replace"))
-        except (OSError, ValueError):
-            continue
+        data = read_marker(marker)
         if isinstance(data, dict) and all(key in data for key in keys):
             return True
     return False

@@ -8,13 +8,12 @@ when searching, and named as a mistake when given directly.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
 from genarun.errors import UserError
-from genarun.store.folders import is_output_folder, output_folder_of
+from genarun.store.folders import is_output_folder, output_folder_of, read_marker
 
 TREE_SUFFIXES = (".yaml", ".yml", ".json")
 _TREE_START = re.compile(r'^\s*(genarun\s*:|\{?\s*"genarun"\s*:)', re.MULTILINE)
@@ -71,10 +70,7 @@ def check_not_output(path: Path) -> None:
 def _source_tree(folder: Path) -> str | None:
     """The tree file a run folder came from, as its run.json records it (any run under it)."""
     for marker in (folder / "run.json", *sorted(folder.glob("*/run.json"))):
-        try:
-            data = json.loads(marker.read_text(errors="replace"))
-        except (OSError, ValueError):
-            continue
+        data = read_marker(marker)
         if isinstance(data, dict) and isinstance(data.get("tree_file"), str):
             return data["tree_file"]
     return None
