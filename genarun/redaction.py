@@ -25,6 +25,9 @@ MASK = "***"
 # Secrets shorter than this are masked only where they appear whole: a 4-character value would
 # otherwise mask unrelated words that share its letters.
 _MIN_FUZZY_SECRET = 12
+# Shorter values are not remembered at all: they are placeholders ("EMPTY", "none", "dummy"
+# for local servers that want some key), and masking them would mask those words everywhere.
+MIN_SECRET = 8
 # Runs of this many characters shared with a remembered secret mark a token as its echo.
 _SHARED_RUN = 8
 
@@ -104,19 +107,24 @@ class _Secrets:
         self._needles: tuple[str, ...] = ()
 
     def remember(self, value: str) -> None:
-        forms = {value, value.strip()}
-        forms |= {f.lower() for f in forms}
-        forms = {f for f in forms if len(f.strip()) >= 4}
+        stripped = value.strip()
+        if len(stripped) < MIN_SECRET:
+            return
+        forms = {value, stripped, stripped.lower()}
         with self._lock:
             if forms <= self._values:
                 return
             # New objects, not updates in place: other threads read them without the lock.
             self._values = self._values | forms
             runs = set(self._runs)
-            for form in forms:
-                if len(form) >= _MIN_FUZZY_SECRET:
-                    low = form.lower()
-                    runs |= {low[i : i + _SHARED_RUN] for i in range(len(low) - _SHARED_RUN + 1)}
+            if len(stripped) >= _MIN_FUZZY_SECRET:
+                # Only runs that look like key material: a key such as 'sk-no-key-required'
+                # must not mask every 'required' in the outputs.
+                runs |= {
+                    stripped[i : i + _SHARED_RUN].lower()
+                    for i in range(len(stripped) - _SHARED_RUN + 1)
+                    if _mixed(stripped[i : i + _SHARED_RUN])
+                }
             self._runs = runs
             ordered = sorted(self._values, key=len, reverse=True)  # longest first
             self._exact = re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
@@ -148,6 +156,15 @@ def _keep_escape(match: re.Match[str], text: str) -> str:
         return ""
     group = match.group()
     return group[:5] if group[:1] == "u" else group[:1]
+
+
+def _mixed(run: str) -> bool:
+    """Whether a run mixes at least two of lower case, upper case, digits and other signs."""
+    kinds = {
+        "lower" if c.islower() else "upper" if c.isupper() else "digit" if c.isdigit() else "sign"
+        for c in run
+    }
+    return len(kinds) >= 2
 
 
 def _mask_token(match: re.Match[str], runs: set[str]) -> str:

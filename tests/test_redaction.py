@@ -184,3 +184,16 @@ def test_masking_never_breaks_json(parts: list[str]) -> None:
         decoded = json.loads(redact(text, patterns=patterns))
         assert len(decoded["value"]) == len(parts)
         assert KEY.lower() not in json.dumps(decoded, ensure_ascii=False).lower()
+
+
+def test_placeholder_keys_do_not_mask_ordinary_words() -> None:
+    # Local servers take any key; people set EMPTY or sk-no-key-required, and those words must
+    # survive in outputs while the key itself is still masked where it is quoted.
+    remember_secret("EMPTY")
+    remember_secret("sk-no-key-required")
+    assert redact("the box was EMPTY; a license is required") == (
+        "the box was EMPTY; a license is required"
+    )
+    assert redact("Incorrect API key provided: sk-no-key-required.") == (
+        "Incorrect API key provided: ***."
+    )
