@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -124,7 +125,12 @@ def test_watch_process_reruns_on_an_edit(tree: Callable[[str], Path], workdir: P
         def runs() -> list[str]:
             if not db.exists():
                 return []
-            return [r["id"] for r in query(db, "SELECT id FROM runs WHERE status = 'completed'")]
+            try:
+                return [
+                    r["id"] for r in query(db, "SELECT id FROM runs WHERE status = 'completed'")
+                ]
+            except sqlite3.OperationalError:  # the file exists before its tables do
+                return []
 
         deadline = time.time() + 60
         while len(runs()) < 1 and time.time() < deadline:
