@@ -76,6 +76,8 @@ def export_site_command(
         f"{len(site.images)} image{'s' if len(site.images) != 1 else ''}"
         + (f", template {result.template.name}" if result.template else "")
     )
+    if result.removed:
+        click.echo(f"removed {len(result.removed)} image(s) of an earlier export")
     if result.sitegen is not None:
         click.echo(f"site-gen: wrote {', '.join(result.sitegen.files) or 'no files'}")
         for command in result.sitegen.commands:

@@ -59,7 +59,7 @@ def slug(text: str) -> str:
 def label_of(item: Any, node_id: str, index: int) -> str:
     """An entry's title: its item when that is text, or the item's title/name field."""
     if isinstance(item, dict):
-        for key in ("title", "name", "label", "heading", "id"):
+        for key in ("title", "name", "label", "heading", "id", "key"):
             if isinstance(item.get(key), str | int) and str(item[key]).strip():
                 return str(item[key]).strip()
     elif isinstance(item, str | int | float) and not isinstance(item, bool) and str(item).strip():

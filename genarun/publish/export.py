@@ -35,6 +35,7 @@ class ExportResult:
     template: Path | None
     written: list[str] = field(default_factory=list)
     sitegen: SiteGen | None = None
+    removed: list[str] = field(default_factory=list)  # stale images of an earlier export
 
     @property
     def data_dir(self) -> str:
@@ -133,7 +134,11 @@ def export_site(store: Any, run_ref: str, options: ExportOptions) -> ExportResul
     folder.write(f"{prefix}site-data.schema.json", _json(site.schema))
     for rel, content in site.images.items():
         folder.write(f"{prefix}{rel}", content)
-    result = ExportResult(options.out, site, template, list(folder.written), sitegen)
+    # Images an earlier export wrote here that this run does not have (a rerun with fewer
+    # articles) would linger in the folder, and in what a workflow commits.
+    keep = {f"{prefix}{rel}" for rel in site.images}
+    removed = folder.prune(f"{prefix}assets", keep, ".png") if busy else []
+    result = ExportResult(options.out, site, template, list(folder.written), sitegen, removed)
     if sitegen is not None:
         written = apply_sitegen(sitegen, folder, replaceable=set(result.written))
         result.written.extend(p for p in written if p not in result.written)

@@ -161,6 +161,27 @@ class ExportFolder:
             os.close(fd)
         self.written.append(path)
 
+    def prune(self, folder: str, keep: set[str], suffix: str) -> list[str]:
+        """Remove the files named `*suffix` in `folder` (relative) that are not in `keep`
+        (paths relative to the root): what an earlier export left that this one did not
+        write. Links are removed as links; nothing outside the folder is touched."""
+        try:
+            fd = self._open_parent(f"{folder}/x", create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        removed = []
+        try:
+            for entry in os.scandir(fd):
+                rel = f"{folder}/{entry.name}"
+                if entry.name.endswith(suffix) and rel not in keep:
+                    if entry.is_dir(follow_symlinks=False):
+                        continue
+                    os.unlink(entry.name, dir_fd=fd)
+                    removed.append(rel)
+        finally:
+            os.close(fd)
+        return removed
+
     def _open_parent(self, path: str, *, create: bool) -> int:
         """An fd of the folder that will hold `path`, reached without following any link."""
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)

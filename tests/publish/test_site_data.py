@@ -232,3 +232,32 @@ def test_example_exports_validate_against_their_schema(
     assert data["site"]["complete"] and data["data"]
     for image in (workdir / "site" / "assets").glob("*.png"):
         assert image.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_forced_export_removes_stale_images_only(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
+    """Exporting again over an earlier export (watch, a workflow) leaves no image of the old run
+    behind; other files stay, and a planted link is removed as a link, its target untouched."""
+    path = tree("site_blog.yaml")
+    assert cli("run", path).exit_code == 0
+    out = workdir / "site"
+    assert cli("export", "site", "latest", "--out", out).exit_code == 0
+    (out / "assets/notes.txt").write_text("mine")
+    outside = workdir / "outside.png"
+    outside.write_bytes(b"keep me")
+    (out / "assets/planted.png").symlink_to(outside)
+    path.write_text(
+        path.read_text().replace('      - {title: "Feeding geckos", tags: [food]}\n', "")
+    )
+    assert cli("run", path).exit_code == 0
+    result = cli("export", "site", "latest", "--out", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert "removed 2 image(s) of an earlier export" in result.output
+    assert sorted(p.name for p in (out / "assets").iterdir()) == [
+        "cover-0.png",
+        "cover-1.png",
+        "notes.txt",
+    ]
+    assert outside.read_bytes() == b"keep me"
+    assert len(_valid(out)["data"]["articles"]) == 2
