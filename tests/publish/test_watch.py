@@ -132,7 +132,7 @@ def test_watch_process_reruns_on_an_edit(tree: Callable[[str], Path], workdir: P
             except sqlite3.OperationalError:  # the file exists before its tables do
                 return []
 
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while len(runs()) < 1 and time.time() < deadline:
             time.sleep(0.2)
         assert len(runs()) == 1
