@@ -2,6 +2,11 @@
 
 Both are stored as tagged JSON objects (`{"$image": ...}`, `{"$embedding": ...}`) in SQLite and
 shown as plain strings in `output.json` and in rendered templates.
+
+Only genarun makes tags. Outputs of models, APIs and templates are data: a key of theirs that
+starts with `$` is stored with one more `$` (`{"$image": "/etc/passwd"}` from a model is stored
+as `{"$$image": ...}` and read back as the plain dict it was), so no output can pose as an
+image or embedding reference and make a later run read or copy a file.
 """
 
 from __future__ import annotations
@@ -38,16 +43,16 @@ class ImageRef:
         """Whether the file is complete (a pending write has finished)."""
         return isinstance(self._sha256, str) or self._sha256.done()
 
-    @property
-    def file(self) -> Path:
-        return self.root / self.path
-
     def open(self) -> Any:
-        """The image as a PIL image (RGB)."""
+        """The image as a PIL image (RGB), read only from inside the run folder."""
+        import io
+
         from PIL import Image
 
+        from genarun.store.confined import read_bytes
+
         self.sha256  # noqa: B018 (a pending write must finish before the file is read)
-        with Image.open(self.file) as img:
+        with Image.open(io.BytesIO(read_bytes(self.root, self.path))) as img:
             return img.convert("RGB")
 
     def __eq__(self, other: object) -> bool:
@@ -89,10 +94,18 @@ def to_json(value: Any) -> Any:
     if isinstance(value, EmbeddingRef):
         return {"$embedding": value.id, "model": value.model, "dim": value.dim}
     if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
+        return {_escape(str(k)): to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_json(v) for v in value]
     return str(value)
+
+
+def _escape(key: str) -> str:
+    return "$" + key if key.startswith("$") else key
+
+
+def _unescape(key: str) -> str:
+    return key[1:] if key.startswith("$$") else key
 
 
 # Prebuilt encoders: json.dumps with any option builds a new JSONEncoder per call, which
@@ -140,7 +153,7 @@ def from_json(value: Any, root: Path) -> Any:
             return ImageRef(value["$image"], root, value.get("sha256", ""))
         if "$embedding" in value:
             return EmbeddingRef(int(value["$embedding"]), value["model"], int(value["dim"]))
-        return {k: from_json(v, root) for k, v in value.items()}
+        return {_unescape(k): from_json(v, root) for k, v in value.items()}
     if isinstance(value, list):
         return [from_json(v, root) for v in value]
     return value

@@ -10,6 +10,7 @@ from pathlib import Path
 from click.testing import Result
 
 from genarun.run.reuse import cache_key
+from genarun.values import ImageRef
 from tests.helpers import query
 
 
@@ -117,8 +118,12 @@ def test_cache_key_covers_model_seed_and_image_content() -> None:
     assert cache_key("image", {"prompt": "a"}, "dummy:other[]", 1) != base
     assert cache_key("generate", {"prompt": "a"}, "dummy:dummy[]", 1) != base
     # Images are addressed by their bytes, not by where they lie.
-    one = {"image": {"$image": "assets/a.png", "sha256": "abc"}}
-    two = {"image": {"$image": "assets/b.png", "sha256": "abc"}}
-    three = {"image": {"$image": "assets/a.png", "sha256": "def"}}
+    root = Path("run")
+    one = {"image": ImageRef("assets/a.png", root, "abc")}
+    two = {"image": ImageRef("assets/b.png", root, "abc")}
+    three = {"image": ImageRef("assets/a.png", root, "def")}
     assert cache_key("caption", one, None, 1) == cache_key("caption", two, None, 1)
     assert cache_key("caption", one, None, 1) != cache_key("caption", three, None, 1)
+    # A model's dict that looks like an image tag is data: it is not addressed as an image.
+    fake = {"image": {"$image": "assets/a.png", "sha256": "abc"}}
+    assert cache_key("caption", fake, None, 1) != cache_key("caption", one, None, 1)

@@ -3,11 +3,13 @@ of invocations, embeddings and diagrams as Parquet or CSV for pandas and polars.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genarun.store import trajectories as tstore
+from genarun.store.confined import UnsafePath, read_bytes
 from genarun.store.reports import run_models
 
 if TYPE_CHECKING:
@@ -43,8 +45,9 @@ def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png"
         previous[key] = s
         if s["kind"] != "image":
             continue
-        source = folder / s["value"]
-        if not source.exists():
+        try:  # only inside the run folder, never through a planted link
+            source = io.BytesIO(read_bytes(folder, s["value"]))
+        except (OSError, UnsafePath):
             continue
         meta = {
             "prompt": prompt or "",

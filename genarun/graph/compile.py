@@ -499,7 +499,7 @@ def _check_var_name(
     name: str, problems: list[Problem], file: str, line: int | None, node: str | None
 ) -> None:
     """A var becomes a template variable: it must be an identifier that hides no built-in."""
-    if not IDENTIFIER.match(name):
+    if not IDENTIFIER.fullmatch(name):
         problems.append(
             Problem(
                 f"var '{name}' is not an identifier, so templates cannot name it",

@@ -21,17 +21,17 @@ from genarun.tree.validate import LoadedTree
 # A node and a foreach prefix: ("cover", (3,)) is every execution of cover under item 3.
 Target = tuple[str, tuple[int, ...]]
 
-_NODE_REF = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$")
+_NODE_REF = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[[0-9]+\])*)")
 
 
 def parse_node_ref(text: str) -> Target:
     """`cover`, `cover[3]` or `cover[3][1]` as a node id and foreach indexes."""
-    match = _NODE_REF.match(text.strip())
+    match = _NODE_REF.fullmatch(text.strip())
     if not match:
         raise UserError(
             f"--node {text!r}: expected a node id, optionally with item indexes such as cover[3] or cover[3][1]"
         )
-    indexes = tuple(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
+    indexes = tuple(int(i) for i in re.findall(r"\[([0-9]+)\]", match.group(2)))
     return match.group(1), indexes
 
 

@@ -43,7 +43,7 @@ _HOSTS_NEEDING_KEY = frozenset({"api.openai.com"})
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 60.0  # caps a server's requested wait, so a run never sleeps for hours
 _CONNECT_TIMEOUT_S = 10.0
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ERROR_TEXT_LIMIT = 500
 _MENTIONS_EMBEDDING = re.compile(r"embedding|pooling", re.IGNORECASE)
 EndpointTask = Literal["generate", "image", "embed_text"]
@@ -76,7 +76,7 @@ def parse_options(spec: ModelSpec) -> OpenAIOptions:
     """Validate a spec's options; raise ModelError naming the model and each bad option."""
     raw = spec.option_dict
     env_name = raw.get("api_key_env")
-    if env_name is not None and not (isinstance(env_name, str) and _ENV_NAME.match(env_name)):
+    if env_name is not None and not (isinstance(env_name, str) and _ENV_NAME.fullmatch(env_name)):
         # Deliberately does not echo the value: people paste the key itself here.
         raise ModelError(
             f"model '{spec.label()}': options.api_key_env must be the name of an environment"

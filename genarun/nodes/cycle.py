@@ -35,6 +35,7 @@ from genarun.nodes.networks import (
     plan_network,
 )
 from genarun.run.seeds import fresh_seed
+from genarun.store.confined import UnsafePath, read_bytes
 from genarun.tree.schema import NodeBase, PositiveInt, Tpl
 from genarun.tree.templates import RenderError, field_rng
 from genarun.values import EmbeddingRef, ImageRef, renumber_embeddings
@@ -412,8 +413,10 @@ def _store_pending(
 def _record_from_row(row: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:
     value: Any = row["value"]
     if row["kind"] == "image":
-        file = ctx.run.folder / value
-        digest = hashlib.sha256(file.read_bytes()).hexdigest() if file.exists() else ""
+        try:  # a stored path is read only inside the run folder, never through a link
+            digest = hashlib.sha256(read_bytes(ctx.run.folder, value)).hexdigest()
+        except (OSError, UnsafePath):
+            digest = ""
         value = ImageRef(value, ctx.run.folder, digest)
     embeds = {
         m: EmbeddingRef(int(i), m, int(d))

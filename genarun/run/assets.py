@@ -9,7 +9,6 @@ ever points at a file that is not complete.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,24 +29,23 @@ def _writer() -> ThreadPoolExecutor:
         return _pool
 
 
-def write_png(image: Any, target: Path, text: dict[str, str]) -> Future[str]:
-    """Encode `image` as a PNG with `text` chunks and write it atomically to `target`;
-    the future gives the sha256 of the file's bytes."""
-    return _writer().submit(_write, image, target, text)
+def write_png(image: Any, root: Path, rel: str, text: dict[str, str]) -> Future[str]:
+    """Encode `image` as a PNG with `text` chunks and write it atomically to `root/rel` (never
+    through a link); the future gives the sha256 of the file's bytes."""
+    return _writer().submit(_write, image, root, rel, text)
 
 
-def _write(image: Any, target: Path, text: dict[str, str]) -> str:
+def _write(image: Any, root: Path, rel: str, text: dict[str, str]) -> str:
     from PIL.PngImagePlugin import PngInfo
+
+    from genarun.store.confined import write_file
 
     info = PngInfo()
     for key, value in text.items():
         info.add_text(key, value)
-    tmp = target.with_name(f".{target.name}.tmp")
     # Into a real file: Pillow then encodes in one C call, where into a BytesIO it loops in
     # Python, taking the GIL back every 64 KiB from the threads that drive the models.
     # zlib level 1: level 6 costs about 5x the time for a few percent smaller files.
-    with open(tmp, "wb") as fh:
-        image.save(fh, format="PNG", pnginfo=info, compress_level=1)
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    tmp.replace(target)
-    return digest
+    return write_file(
+        root, rel, lambda fh: image.save(fh, format="PNG", pnginfo=info, compress_level=1)
+    )

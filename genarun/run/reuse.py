@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,8 @@ from sqlalchemy import select
 
 from genarun.graph.plan import Target, covers
 from genarun.run.seeds import derive_seed
+from genarun.store import confined
+from genarun.store.confined import is_asset_ref
 from genarun.store.db import executions, path_key, runs
 from genarun.values import embedding_ids, from_json, renumber_embeddings, to_json
 
@@ -359,24 +360,22 @@ def _adopt_image(
     path: tuple[int, ...],
     images: dict[str, str],
 ) -> dict[str, Any]:
-    if stored.folder is None:
+    # Only references of the form genarun writes, read only from inside the stored run's
+    # folder without following links: a stored value naming any other file is not an image.
+    rel = value["$image"]
+    if stored.folder is None or not is_asset_ref(rel):
         raise _AssetMissing
-    source = stored.folder / value["$image"]
-    if not source.is_file() or (value.get("sha256") and _sha256(source) != value["sha256"]):
+    try:
+        data = confined.read_bytes(stored.folder, rel)
+    except (OSError, confined.UnsafePath):
+        raise _AssetMissing from None
+    if value.get("sha256") and hashlib.sha256(data).hexdigest() != value["sha256"]:
         raise _AssetMissing
     if stored.folder.resolve() == run.folder.resolve():
-        run.claim_asset(value["$image"])  # this run's own file (resume, or a cache hit in the run)
-        images[value["$image"]] = value["$image"]
+        run.claim_asset(rel)  # this run's own file (resume, or a cache hit in the run)
+        images[rel] = rel
         return value
-    rel = run.adopted_asset_name(value["$image"], node_id, path)
-    target = run.folder / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
-    images[value["$image"]] = rel
-    return {**value, "$image": rel}
-
-
-def _sha256(file: Path) -> str:
-    return hashlib.sha256(file.read_bytes()).hexdigest()
+    new = run.adopted_asset_name(rel, node_id, path)
+    confined.write_file(run.folder, new, data)
+    images[rel] = new
+    return {**value, "$image": new}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,8 +126,7 @@ class RunState:
             for key, value in {**metadata, "seed": seed, "run": self.id, "node": node_id}.items()
         }
         rel = self.asset_name(node_id, path)
-        self.assets.mkdir(parents=True, exist_ok=True)
-        ref = ImageRef(rel, self.folder, write_png(image, self.folder / rel, text))
+        ref = ImageRef(rel, self.folder, write_png(image, self.folder, rel, text))
         self.writing.append(ref)
         return ref
 
@@ -164,18 +162,33 @@ class RunState:
         self._assets.add(rel)
 
     def load_image(self, value: Any) -> Any:
-        """A PIL image from an image output or a path (relative to the tree's folder)."""
+        """A PIL image from an image output or a path relative to the tree's folder.
+
+        A string may come from a model or an API (`image: "{{ plan.cover }}"`), so it names
+        only a file inside the tree's folder, reached without `..` or links: outputs never
+        name a file elsewhere on the machine."""
+        import io
+
         from PIL import Image
+
+        from genarun.store.confined import UnsafePath, read_bytes
 
         if isinstance(value, ImageRef):
             return value.open()
         if isinstance(value, str):
-            candidate = Path(value).expanduser()
-            if not candidate.is_absolute():
-                candidate = self.tree_dir / candidate
-            if not candidate.is_file():
-                raise ValueError(f"image '{value}' is not an image output or an existing file")
-            with Image.open(candidate) as img:
+            try:
+                data = read_bytes(self.tree_dir, value)
+            except UnsafePath:
+                raise ValueError(
+                    f"image {value[:200]!r} is not an image output or a file inside the tree's "
+                    f"folder {self.tree_dir} (a relative path without '..' or symbolic links)"
+                ) from None
+            except OSError:
+                raise ValueError(
+                    f"image {value[:200]!r} is not an image output or an existing file "
+                    f"in the tree's folder {self.tree_dir}"
+                ) from None
+            with Image.open(io.BytesIO(data)) as img:
                 return img.convert("RGB")
         if hasattr(value, "convert"):
             return value.convert("RGB")
@@ -259,10 +272,12 @@ class RunState:
         """Make the run's folder with a copy of the tree, marked as output from the start
         (run.json, status running): nothing that searches for trees takes the copy for one,
         even while the run goes on or after it was killed."""
+        from genarun.store.confined import write_file
+
         source = self.compiled.loaded.path
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.folder / "run.json", self._run_json("running", ended=None))
-        shutil.copy2(source, self.folder / f"tree{source.suffix}")
+        write_file(self.folder, f"tree{source.suffix}", source.read_bytes())
 
     def _run_json(self, status: str, ended: float | None) -> dict[str, Any]:
         return {

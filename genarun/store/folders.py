@@ -97,16 +97,15 @@ def _slug(value: Any) -> str:
 
 
 def write_json(path: Path, data: Any, *, outputs: bool = False) -> None:
-    """Write JSON atomically: readers never see half a file. `outputs`: the data is model and
-    node outputs, masked by secret value only (see genarun.redaction.redact)."""
+    """Write JSON atomically (readers never see half a file), never through a link planted at
+    the name. `outputs`: the data is model and node outputs, masked by secret value only (see
+    genarun.redaction.redact)."""
     from genarun.redaction import redact
+    from genarun.store.confined import write_text
 
-    tmp = path.with_name(f".{path.name}.tmp")
     # Secrets and their echoes never reach the output folder (output.json, logs.json, run.json).
     text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
-    text = redact(text, patterns=not outputs)
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    write_text(path, redact(text, patterns=not outputs) + "\n")
 
 
 def refresh_latest(tree_folder: Path, source: Path) -> Path:
@@ -121,7 +120,9 @@ def refresh_latest(tree_folder: Path, source: Path) -> Path:
     tmp = tree_folder / f".latest.tmp-{unique}"
     old = tree_folder / f".latest.old-{unique}"
     try:
-        shutil.copytree(source, tmp)
+        # Links in the source are left out: copying them would copy what a link planted in a
+        # run folder points at (any file of the machine) into latest/.
+        shutil.copytree(source, tmp, ignore=_links)
         for _attempt in range(100):
             with contextlib.suppress(FileNotFoundError):
                 latest.rename(old)
@@ -135,3 +136,7 @@ def refresh_latest(tree_folder: Path, source: Path) -> Path:
         raise OSError(f"could not replace {latest}: other processes keep replacing it")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _links(folder: str, names: list[str]) -> set[str]:
+    return {name for name in names if os.path.islink(os.path.join(folder, name))}

@@ -15,8 +15,9 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TREE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# Checked with fullmatch: `$` also matches before a final newline, so `^...$` let "id\n" in.
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+TREE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # Built-in names of the scope, and Jinja's constants and operators, which a name would hide or
 # which cannot be written as a variable (`{{ not }}`).
 RESERVED_NAMES = frozenset(
@@ -149,7 +150,7 @@ class NodeBase(Strict):
     @field_validator("id")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        if not IDENTIFIER.match(value):
+        if not IDENTIFIER.fullmatch(value):
             raise ValueError(
                 f"node id '{value}' is not an identifier: use letters, digits and _ "
                 "(it becomes a variable name)"
@@ -161,7 +162,7 @@ class NodeBase(Strict):
     @field_validator("as_")
     @classmethod
     def _as_identifier(cls, value: str | None) -> str | None:
-        if value is not None and not IDENTIFIER.match(value):
+        if value is not None and not IDENTIFIER.fullmatch(value):
             raise ValueError(f"'as: {value}' is not an identifier")
         return value
 
@@ -269,7 +270,7 @@ class TreeSpec(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not TREE_NAME.match(value):
+        if not TREE_NAME.fullmatch(value):
             raise ValueError(f"tree name '{value}' may hold only letters, digits, - and _")
         return value
 
@@ -277,7 +278,7 @@ class TreeSpec(Strict):
     @classmethod
     def _matrix(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key, values in value.items():
-            if not IDENTIFIER.match(key):
+            if not IDENTIFIER.fullmatch(key):
                 raise ValueError(f"matrix key '{key}' is not an identifier")
             if not values:
                 raise ValueError(f"matrix key '{key}' has no values")
