@@ -131,7 +131,7 @@ def _echo_seeds(state: Any) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Resume a run marked running even when its process cannot be checked.",
+    help="Resume a run marked running by a process genarun cannot check (another host, no recent heartbeat).",
 )
 @click.option(
     "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."

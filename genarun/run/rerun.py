@@ -38,9 +38,9 @@ from genarun.run.runner import (
 )
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState
+from genarun.store.claims import claim_all, release
 from genarun.store.db import Store, experiments, new_id
 from genarun.store.folders import dated_folder
-from genarun.store.processes import process_alive
 from genarun.tree.load import load_text
 from genarun.tree.validate import LoadedTree, read_tree, validate_document
 
@@ -296,8 +296,13 @@ def resume_runs(
     store = Store(db)
     try:
         rows = _resumable(store, run_refs, force)
+    except BaseException:
+        store.close()
+        raise
+    try:
         states = [_resume_state(store, row) for row in rows]
     except BaseException:
+        release(store, rows)  # nothing ran: the runs are as they were
         store.close()
         raise
     kept = {
@@ -342,27 +347,14 @@ def _resumable(store: Store, run_refs: list[str], force: bool) -> list[dict[str,
             raise StoreError(
                 f"run {short} is completed: nothing to resume (to run nodes again: genarun rerun {short} --node ID)"
             )
-        if row["status"] == "running" and not force:
-            alive = process_alive(row)
-            if alive:
-                raise StoreError(
-                    f"run {short} is still running (pid {row['pid']}); stop it first, or pass --force"
-                )
-            if alive is None:
-                where = (
-                    f"on host {row['host']}"
-                    if row.get("host")
-                    else "by a process genarun cannot check"
-                )
-                raise StoreError(
-                    f"run {short} is marked running {where}; if that process is gone, pass --force"
-                )
         rows.append(row)
     experiments_of = {r["experiment_id"] for r in rows}
     if len(experiments_of) > 1:
         raise StoreError(
             "these runs belong to different experiments: resume one experiment's runs at a time"
         )
+    # One process resumes a run: of two resuming it at once, the second stops here.
+    claim_all(store, rows, force=force)
     return rows
 
 

@@ -7,8 +7,6 @@ import functools
 import hashlib
 import itertools
 import json
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from genarun.run.executor import Executor, ExecutorOptions
 from genarun.run.only import plan_runs, source_store
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState, check_model_task
+from genarun.store.claims import Heartbeat
 from genarun.store.db import Store, new_id
 from genarun.store.folders import (
     dated_folder,
@@ -334,8 +333,11 @@ def _check_output_root(root: Path, compiled: CompiledTree) -> None:
 
 
 def process_identity() -> dict[str, Any]:
-    """The pid and host stored on a running run: a run whose process is gone was killed."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    """The pid, host and heartbeat stored on a running run: its claim (store/claims.py); a run
+    whose process is gone was killed."""
+    from genarun.store.claims import identity
+
+    return identity()
 
 
 def execute_runs(
@@ -362,6 +364,8 @@ def execute_runs(
     if options.progress:
         options.progress.start(runs)
     status = "completed"
+    heartbeat = Heartbeat(store, [state.id for state in runs])
+    heartbeat.start()
     try:
         executor.execute()
     except KeyboardInterrupt:
@@ -372,6 +376,7 @@ def execute_runs(
             for state in runs:
                 state.failed.append(str(exc))
     finally:
+        heartbeat.stop()
         if options.progress:
             options.progress.stop()
     for state in runs:

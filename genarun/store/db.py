@@ -76,8 +76,11 @@ runs = Table(
     Column("source_run_id", String(32)),  # for reruns
     Column("error", Text),
     Column("summary", Text),  # JSON counts
-    Column("pid", Integer),  # the process running it, to tell a killed run from a live one
+    # The claim of the process running it (store/claims.py): tells a killed run from a live
+    # one, and lets one process at a time resume it.
+    Column("pid", Integer),
     Column("host", String),
+    Column("heartbeat", Float),  # refreshed every few seconds while the process runs it
     Column("plan", Text),  # JSON: what the run reuses (rerun, --only, cache), for resume
     Column("picks", Text),  # JSON: var name -> random picks drawn in the tree's vars
     # JSON: each model name the run used (alias or reference) -> what it resolved to
