@@ -42,6 +42,15 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if os.environ.get("GENARUN_DEBUG"):
                 raise
+            # Garbled bytes of a damaged database can surface anywhere (text that is no
+            # longer JSON deep in a reader): if a database this command opened is damaged,
+            # that is the message, naming the file.
+            from genarun.store.opening import diagnose
+
+            damage = diagnose()
+            if damage is not None:
+                click.secho(f"error: {damage}", fg="red", err=True)
+                sys.exit(damage.exit_code)
             click.secho(
                 f"internal error: {type(exc).__name__}: {redact(str(exc))}", fg="red", err=True
             )
@@ -49,6 +58,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 "(this is a bug in genarun; set GENARUN_DEBUG=1 to see the traceback)", err=True
             )
             sys.exit(1)
+        finally:
+            # Several commands in one process (tests, a server): close what this one opened.
+            opening = sys.modules.get("genarun.store.opening")
+            if opening is not None:
+                opening.forget()
 
     return wrapper
 

@@ -38,6 +38,7 @@ from genarun.run.reuse import (
 from genarun.run.seeds import derive_seed, fresh_seed
 from genarun.run.state import NodeResult, RunState
 from genarun.run.work_units import Instance, Request, Slot, is_stale
+from genarun.store.confined import FolderNotWritable
 from genarun.tree.templates import RenderError, field_rng
 
 
@@ -64,6 +65,7 @@ class Executor:
         self.progress = self.options.progress
         self.recorder = ExecutionRecorder(runs[0].store if runs else None, self.progress)
         self.batcher = ModelBatcher(self.options.batch_size, self.options.device, self.recorder.log)
+        self.stopped: FolderNotWritable | None = None  # the run folder became unwritable
 
     # --- public ---------------------------------------------------------------------------
     def execute(self) -> None:
@@ -90,7 +92,7 @@ class Executor:
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         while True:
             flushed = time.monotonic()
-            while self.ready:
+            while self.ready and self.stopped is None:
                 work = self.ready.popleft()
                 if isinstance(work, Slot):
                     self._try_expand(work)
@@ -100,6 +102,8 @@ class Executor:
                 if len(self.recorder.finished_rows) >= 500 or time.monotonic() - flushed > 0.1:
                     self.recorder.flush()
                     flushed = time.monotonic()
+            if self.stopped is not None:
+                raise self.stopped
             self.batcher.dispatch(pool)
             self.recorder.flush()
             if self.progress:
@@ -436,6 +440,9 @@ class Executor:
 
     # --- finishing ------------------------------------------------------------------------
     def _error(self, inst: Instance, exc: BaseException) -> None:
+        if isinstance(exc, FolderNotWritable):  # not the node's fault: stop; resume runs it
+            self.stopped = self.stopped or exc
+            return
         node = inst.node
         message = short_error(exc)
         raw_output = kept_text(exc, inst.returned)

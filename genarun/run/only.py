@@ -41,7 +41,7 @@ def source_store(db: Path | None, compiled: CompiledTree) -> Store:
             f"--only: no earlier run of {compiled.loaded.path.resolve()} (no database at {path}) "
             "to take the other nodes' outputs from; run the whole tree first, or name a run with --from"
         )
-    return Store(path)
+    return Store(path, writing=True)
 
 
 def plan_runs(

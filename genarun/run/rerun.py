@@ -105,7 +105,7 @@ def rerun_run(
     """A new run of RUN's tree that executes the selected nodes, what depends on them and what
     changed in the tree since; every other output is taken from RUN."""
     options = options or RunOptions()
-    store = Store(db)
+    store = Store(db, writing=True)
     try:
         source = store.resolve_run(run_ref)
         state, plan, reasons, changed, notes = _plan_rerun(
@@ -293,7 +293,7 @@ def resume_runs(
     """Finish interrupted, failed or killed runs in place (same id and folder): finished
     executions are kept, failed and unfinished ones run."""
     options = options or RunOptions()
-    store = Store(db)
+    store = Store(db, writing=True)
     try:
         rows = _resumable(store, run_refs, force)
     except BaseException:

@@ -20,6 +20,7 @@ from genarun.run.only import plan_runs, source_store
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState, check_model_task
 from genarun.store.claims import Heartbeat
+from genarun.store.confined import FolderNotWritable, as_folder_error
 from genarun.store.db import Store, new_id
 from genarun.store.folders import (
     dated_folder,
@@ -258,7 +259,7 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
     tree_folder = root / compiled.name
     folder = dated_folder(tree_folder, started)
     try:
-        store = store or Store(options.db)
+        store = store or Store(options.db, writing=True)
     except GenarunError:
         _remove_empty(folder)
         raise
@@ -364,12 +365,15 @@ def execute_runs(
     if options.progress:
         options.progress.start(runs)
     status = "completed"
+    unwritable: FolderNotWritable | None = None
     heartbeat = Heartbeat(store, [state.id for state in runs])
     heartbeat.start()
     try:
         executor.execute()
     except KeyboardInterrupt:
         status = "interrupted"
+    except FolderNotWritable as exc:  # finished work is stored: resumable once it is writable
+        status, unwritable = "interrupted", exc
     except GenarunError as exc:
         status = "interrupted" if exc.exit_code == 130 else "failed"
         if status == "failed":
@@ -384,15 +388,27 @@ def execute_runs(
         run_status = (
             status if status != "completed" else ("failed" if state.failed else "completed")
         )
+        try:
+            state.write_folder(run_status, _logs_json(store, state.id))
+        except (FolderNotWritable, OSError) as exc:
+            # Stored as interrupted: `resume` writes the folder once it can.
+            unwritable = unwritable or as_folder_error(state.folder, exc)
+            run_status = "interrupted"
         store.update_run(
             state.id,
             status=run_status,
             ended=time.time(),
-            error="\n".join(state.failed) or None,
+            error="\n".join(state.failed) or (str(unwritable) if unwritable else None),
             summary=json.dumps(state.counts),
             models=state.models_json(),  # with models named through outputs, known only now
         )
-        state.write_folder(run_status, _logs_json(store, state.id))
+    if unwritable is not None:
+        store.close()
+        ids = " ".join(state.id[:12] for state in runs)
+        raise FolderNotWritable(
+            f"{unwritable}; the run stopped, its finished work is saved: make the folder "
+            f"writable, then: genarun resume {ids}"
+        )
     overall = (
         status
         if status != "completed"

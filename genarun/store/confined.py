@@ -12,6 +12,7 @@ The folder itself is the user's choice (`--out`, a symlinked home) and is opened
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -32,6 +33,27 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 class UnsafePath(StoreError):
     """A path that would leave its folder: absolute, `..`, or through a symlink."""
+
+
+class FolderNotWritable(StoreError):
+    """A run's folder cannot be written (made read-only, full): the run stops, resumable."""
+
+
+# Errors of the folder rather than of one file: the run stops instead of failing node by node.
+_FOLDER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def folder_error(root: Path, exc: OSError) -> FolderNotWritable | None:
+    if exc.errno not in _FOLDER_ERRNOS:
+        return None
+    return FolderNotWritable(f"cannot write to the folder {root}: {exc.strerror}")
+
+
+def as_folder_error(root: Path, exc: BaseException) -> FolderNotWritable:
+    if isinstance(exc, FolderNotWritable):
+        return exc
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return FolderNotWritable(f"cannot write to the folder {root}: {reason}")
 
 
 def parts_of(rel: object) -> list[str]:
@@ -113,6 +135,18 @@ def write_file(root: Path, rel: str, write: bytes | Callable[[BinaryIO], None]) 
     """Write `root/rel` atomically (readers never see half a file) without following links;
     missing folders on the way are created. Returns the sha256 of the bytes written."""
     *dirs, name = parts_of(rel)
+    try:
+        return _write_file(root, dirs, name, write)
+    except OSError as exc:
+        error = folder_error(root, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _write_file(
+    root: Path, dirs: list[str], name: str, write: bytes | Callable[[BinaryIO], None]
+) -> str:
     with _dir_fd(root, dirs, create=True) as dfd:
         tmp = f".{name}.{secrets.token_hex(4)}.tmp"
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC

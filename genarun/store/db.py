@@ -36,10 +36,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError
 
 from genarun.errors import StoreError, did_you_mean
 from genarun.redaction import redact_row
+from genarun.store import opening
 
 metadata = MetaData()
 
@@ -241,24 +242,49 @@ def path_key(path: Sequence[int]) -> str:
 class Store:
     """One SQLite database. Methods commit their own writes."""
 
-    def __init__(self, db_path: Path | str | None = None):
+    def __init__(self, db_path: Path | str | None = None, *, writing: bool = False):
+        """Open (or create) a database; `writing`: the command will write to it, so a
+        read-only one is refused at once, before any other effect."""
         self.path = Path(db_path) if db_path else default_db_path()
-        try:
-            if str(self.path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(
-                f"sqlite:///{self.path}", connect_args={"timeout": 60, "check_same_thread": False}
+        memory = str(self.path) == ":memory:"
+        # Read with the standard library first: damage and a newer schema are reported before
+        # anything is written to the file.
+        found = opening.inspect(self.path, metadata) if not memory else None
+        self.read_only = bool(found and found.read_only)
+        if found and found.read_only and found.missing:
+            raise opening.read_only_error(
+                self.path, "written by an older genarun: open it once writable to upgrade it"
             )
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-            _create_schema(self.engine)
-        except (OSError, DatabaseError) as exc:  # not a database, a folder in the way, ...
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc.orig)
+        self.engine: Engine = create_engine(
+            opening.url(self.path, found.mode if found else None),
+            connect_args={"timeout": 60, "check_same_thread": False},
+        )
+        try:
+            if not memory and not found:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            event.listen(self.engine, "handle_error", opening.translate(self.path, self.read_only))
+            if not self.read_only:
+                event.listen(self.engine, "connect", opening.sqlite_pragmas)
+                opening.create_schema(self.engine, metadata)
+                opening.record_version(self.engine)
+        except BaseException as exc:
+            # No connection may outlive a failed open: one left in the pool holds its locks
+            # for as long as the process lives.
+            self.engine.dispose()
+            if not isinstance(exc, OSError | DatabaseError):
+                raise
+            reason = exc.strerror if isinstance(exc, OSError) else opening.reason(exc.orig)
             if isinstance(exc, FileExistsError | NotADirectoryError):
                 reason = "a folder on its path is a file"
             raise StoreError(
                 f"cannot open the database {self.path}: {reason} "
                 "(name another with --db or $GENARUN_DB)"
             ) from None
+        if not memory:
+            opening.remember(self.path, self)
+        if writing and self.read_only:
+            self.engine.dispose()
+            raise opening.read_only_error(self.path)
         self._conn: Connection | None = None
         self._grouped = False  # inside transaction(): writes wait for its commit
 
@@ -463,61 +489,3 @@ class Store:
         ids = list(ids)
         stmt = select(embeddings.c.id, embeddings.c.vector).where(embeddings.c.id.in_(ids))
         return {row.id: np.frombuffer(row.vector, dtype="<f4") for row in self.conn.execute(stmt)}
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    """Add columns that newer versions define to tables of an older database file."""
-    with engine.begin() as conn:
-        for table in metadata.sorted_tables:
-            present = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
-            for column in table.columns:
-                if column.name not in present:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    conn.exec_driver_sql(
-                        f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
-                    )
-
-
-def _create_schema(engine: Engine) -> None:
-    """Create what is missing; processes opening a new database at once race on this, so the
-    loser of a race (a table or column that already exists) looks again."""
-    for attempt in range(10):
-        try:
-            metadata.create_all(engine)
-            _add_missing_columns(engine)
-            return
-        except OperationalError as exc:
-            if attempt == 9 or not any(
-                s in str(exc) for s in ("already exists", "duplicate column")
-            ):
-                raise
-            time.sleep(0.02 * (attempt + 1))
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=60000")
-    _use_wal(cursor)
-    # NORMAL in WAL mode is durable across process crashes (only an OS crash can lose the
-    # last commits), and several times faster than FULL.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _use_wal(cursor: Any) -> None:
-    """Switch the database to WAL mode (once: the mode is stored in the file). Switching needs
-    the database to itself, and SQLite refuses at once, without waiting, while another process
-    is creating it: wait and try again."""
-    import sqlite3
-
-    for attempt in range(200):
-        try:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-                return
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 199:
-                raise
-            time.sleep(0.05)
