@@ -74,6 +74,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.slow  # real processes killed and resumed
 def test_two_concurrent_resumes_of_a_killed_run(workdir: Path) -> None:
     db, run_id = _killed_run(workdir)
     first = _genarun("resume", run_id, "--db", db, cwd=workdir)
@@ -97,6 +98,7 @@ def test_two_concurrent_resumes_of_a_killed_run(workdir: Path) -> None:
     assert set(per_item.values()) == {1}, [k for k, n in per_item.items() if n > 1]
 
 
+@pytest.mark.slow  # real processes killed and resumed
 def test_a_killed_resume_leaves_a_stale_claim_that_is_taken_over(workdir: Path) -> None:
     db, run_id = _killed_run(workdir, delay=0.08)
     resume = _genarun("resume", run_id, "--db", db, cwd=workdir)

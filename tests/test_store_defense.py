@@ -179,6 +179,7 @@ def _genarun(prefix: list[str], *args: object, cwd: Path) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow  # real processes under dropped privileges
 @pytest.mark.parametrize("what", ["file", "folder"])
 def test_a_read_only_database_reads_and_explains_writes(
     what: str, workdir: Path, cli: Callable[..., Result]
@@ -228,6 +229,7 @@ def test_a_read_only_database_reads_and_explains_writes(
     assert sorted((workdir / "rerun-blog").iterdir()) == outputs  # no run folder was started
 
 
+@pytest.mark.slow  # real processes under dropped privileges
 def test_a_run_folder_made_unwritable_mid_run_stops_with_a_message_and_resumes(
     workdir: Path,
 ) -> None:
