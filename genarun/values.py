@@ -43,6 +43,10 @@ class ImageRef:
         """Whether the file is complete (a pending write has finished)."""
         return isinstance(self._sha256, str) or self._sha256.done()
 
+    @property
+    def file(self) -> Path:
+        return self.root / self.path
+
     def open(self) -> Any:
         """The image as a PIL image (RGB), read only from inside the run folder."""
         import io

@@ -18,6 +18,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 # Checked with fullmatch: `$` also matches before a final newline, so `^...$` let "id\n" in.
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TREE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# The same for JSON Schema, whose `pattern` searches: anchored (`$` there is the end only).
+IDENTIFIER_PATTERN = f"^{IDENTIFIER.pattern}$"
+TREE_NAME_PATTERN = f"^{TREE_NAME.pattern}$"
 # Built-in names of the scope, and Jinja's constants and operators, which a name would hide or
 # which cannot be written as a variable (`{{ not }}`).
 RESERVED_NAMES = frozenset(
@@ -117,7 +120,7 @@ class NodeBase(Strict):
 
     id: str = Field(
         description="Unique in the tree; an identifier, usable as a variable.",
-        json_schema_extra={"pattern": IDENTIFIER.pattern, "not": {"enum": sorted(RESERVED_NAMES)}},
+        json_schema_extra={"pattern": IDENTIFIER_PATTERN, "not": {"enum": sorted(RESERVED_NAMES)}},
     )
     kind: str = Field(description="The node kind (template, generate, image, ...).")
     description: str | None = Field(None, description="Free text for people; not used.")
@@ -135,7 +138,7 @@ class NodeBase(Strict):
         None,
         alias="as",
         description="Name of the foreach item variable (default: item).",
-        json_schema_extra={"pattern": IDENTIFIER.pattern},
+        json_schema_extra={"pattern": IDENTIFIER_PATTERN},
     )
     when: str | bool | None = Field(
         None, description="An expression; when false the node and its subtree are skipped."
@@ -240,7 +243,7 @@ class TreeSpec(Strict):
     genarun: Literal[1] = Field(description="Format version; 1.")
     name: str = Field(
         description="Letters, digits, - and _; names the output folder.",
-        json_schema_extra={"pattern": TREE_NAME.pattern},
+        json_schema_extra={"pattern": TREE_NAME_PATTERN},
     )
     description: str | None = None
     seed: Seed | Literal["random"] | None = Field(
@@ -258,7 +261,7 @@ class TreeSpec(Strict):
         default_factory=dict,
         description="One run per combination (cartesian product), each value bound as a var.",
         json_schema_extra={
-            "propertyNames": {"pattern": IDENTIFIER.pattern},
+            "propertyNames": {"pattern": IDENTIFIER_PATTERN},
             "additionalProperties": {"type": "array", "minItems": 1},
         },
     )
