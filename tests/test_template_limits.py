@@ -203,3 +203,19 @@ def test_a_list_of_images_prints_as_their_paths(tmp_path: Path) -> None:
     for source in ("= {{ covers }}", "= {{ covers|pprint }}", "= {{ '{!r}'.format(covers) }}"):
         text = render(source, covers=covers)
         assert text == "= ['assets/c-0.png', 'assets/c-1.png']", source
+
+
+def test_subclasses_of_text_and_numbers_read_as_plain_values() -> None:
+    """A model's text (GeneratedText) and numpy's numbers offer the plain type's methods,
+    and nothing of their own."""
+    import numpy as np
+
+    from genarun.models.base import GeneratedText
+
+    caption = GeneratedText("a lizard\non a rock", hit_limit=True)
+    assert render("{{ c.upper() }}|{{ c.splitlines()|length }}|{{ c[0] }}", c=caption) == (
+        "A LIZARD\nON A ROCK|2|a"
+    )
+    assert render("{{ x.is_integer() }}", x=np.float64(2.0)) is True
+    with pytest.raises(RenderError, match="hit_limit"):
+        render("{{ c.hit_limit }}", c=caption)

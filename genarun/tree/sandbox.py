@@ -80,6 +80,18 @@ def allowed_attributes(obj: Any) -> frozenset[str] | None:
     return frozenset()
 
 
+def plain(obj: Any) -> Any:
+    """A subclass of text or of a number (a model's GeneratedText, numpy's float64) is seen
+    as its plain value: the subclass's own attributes are not on the allowlist, and the
+    plain type's methods are what a template author expects to call."""
+    if type(obj) in _ALLOWED:
+        return obj
+    for base in (str, float, int):
+        if isinstance(obj, base):
+            return base(obj)
+    return obj
+
+
 def _refusal(obj: Any, attribute: str) -> str:
     if attribute.startswith("_"):
         why = "names starting with '_' are never available to templates"
@@ -170,6 +182,7 @@ class Environment(SandboxedEnvironment):
         """obj.attribute under the allowlist; nothing is read before it is allowed."""
         if attribute.startswith("_"):
             return self.unsafe_undefined(obj, attribute)
+        obj = plain(obj)
         allowed = allowed_attributes(obj)
         if allowed is None:
             return super().getattr(obj, attribute)
@@ -191,6 +204,7 @@ class Environment(SandboxedEnvironment):
         return self._attribute(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        obj = plain(obj)
         if allowed_attributes(obj) is None or type(obj) in _ALLOWED:
             try:
                 return obj[argument]
