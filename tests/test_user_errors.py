@@ -445,3 +445,27 @@ def test_reading_commands_need_a_database_and_never_create_one(
     assert result.exit_code == 2, result.output
     assert "no database at" in result.output and "--db" in result.output
     assert not (workdir / "genarun.db").exists()
+
+
+def test_set_of_a_matrix_key_takes_a_plainly_new_list_or_number(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    """A list or a number for a matrix key is a new value on purpose (a network that is not in
+    the matrix), never a misspelling; a near-miss of a string value still is."""
+    path = workdir / "cycle_experiment.yaml"
+    path.write_text((TREES / "cycle_experiment.yaml").read_text())
+    network = "[dummy-t2i, dummy-i2t, dummy-llm, dummy-llm]"
+    result = cli(
+        "run", path, "--set", f"network={network}", "--set", "seed=5",
+        "--set", "embedding=dummy-embed", "--set", "prompt=a red fox",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = _runs(workdir / "genarun.db")[-1]
+    bindings = json.loads(run["bindings"])
+    assert bindings["network"] == ["dummy-t2i", "dummy-i2t", "dummy-llm", "dummy-llm"]
+    assert bindings["seed"] == 5 and run["seed"] == 5
+    styles = workdir / "styles.yaml"
+    styles.write_text(MATRIX)
+    assert cli("run", styles, "--set", "size=5", "--set", "style=oil").exit_code == 0
+    result = cli("run", styles, "--set", "style=fotos")
+    assert result.exit_code == 2 and "(did you mean 'photo'?" in result.stderr

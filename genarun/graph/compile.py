@@ -264,7 +264,8 @@ def check_matrix_sets(loaded: LoadedTree, overrides: dict[str, Any]) -> dict[str
     """`--set KEY=VALUE` for matrix keys, as a user typed them: a value written as one of the
     key's values (`--set n=3` for "3") becomes that value; a seed must be one; a value that
     looks like a misspelling of one (`Photo` for `photo`) is an error. Any other value runs
-    as given (a new prompt, say). Returns the overrides to compile with."""
+    as given: a new prompt, a new network (a list), a new number. Returns the overrides to
+    compile with."""
     file = str(loaded.path)
     out = dict(overrides)
     problems: list[Problem] = []
@@ -283,16 +284,20 @@ def check_matrix_sets(loaded: LoadedTree, overrides: dict[str, Any]) -> dict[str
         if same_text:
             out[name] = same_text[0]
             continue
-        texts = [str(v) for v in values]
-        close = [t for t in texts if t.casefold() == str(value).casefold()]
-        hint = f"did you mean '{close[0]}'?" if close else did_you_mean(str(value), texts)
+        if not isinstance(value, str):  # a list, a number, a mapping: plainly a new value
+            continue
+        # Only a string can be a misspelling, and only of one of the key's string values
+        # (`--set 'network=[painter, writer]'` is a new network, not a typo of another).
+        texts = [v for v in values if isinstance(v, str)]
+        close = [t for t in texts if t.casefold() == value.casefold()]
+        hint = f"did you mean '{close[0]}'?" if close else did_you_mean(value, texts)
         if hint:
             problems.append(
                 Problem(
                     f"--set {name}={value}: '{value}' is not a value of matrix key '{name}'",
                     file,
                     line,
-                    hint=f"{hint} values: {', '.join(texts)}",
+                    hint=f"{hint} values: {', '.join(map(str, values))}",
                 )
             )
     if problems:
