@@ -192,3 +192,73 @@ def test_only_says_what_the_source_run_is_missing(
     assert result.exit_code == 2
     assert "describe (failed:" in result.output
     assert _row_counts(db) == counts
+
+
+def test_rerun_latest_of_a_matrix_experiment_reruns_every_run_and_says_so(
+    tree: Callable[[str], Path], cli: Callable[..., Result], workdir: Path
+) -> None:
+    db = workdir / "genarun.db"
+    assert cli("run", tree("matrix.yaml")).exit_code == 0
+    sources = {Path(r["out_dir"]).name: r for r in _runs(db)}
+    assert len(sources) == 4
+    result = cli("rerun", "latest", "--node", "caption")
+    assert result.exit_code == 0, result.output
+    new = [r for r in _runs(db) if r["source_run_id"]]
+    experiment = new[0]["experiment_id"]
+    assert (
+        f"rerun of all 4 runs of experiment {sources['01_style-watercolor_animal-gecko']['experiment_id'][:8]}"
+        in result.output
+    )
+    assert len(new) == 4 and {r["experiment_id"] for r in new} == {experiment}
+    for run in new:  # each run again from its own source, into a folder named like it
+        label = Path(run["out_dir"]).name
+        assert run["source_run_id"] == sources[label]["id"]
+        assert json.loads(run["bindings"]) == json.loads(sources[label]["bindings"])
+        assert f"{label} ({sources[label]['id'][:8]} -> {run['id'][:8]})" in result.output
+    folder = Path(new[0]["out_dir"]).parent
+    recorded = json.loads((folder / "experiment.json").read_text())
+    assert recorded["experiment"] == experiment and len(recorded["runs"]) == 4
+    latest = workdir / "matrix" / "latest"
+    assert json.loads((latest / "experiment.json").read_text())["experiment"] == experiment
+
+    # --run picks one run of the (now rerun) experiment; latest/ becomes that one run.
+    result = cli("rerun", "latest", "--node", "caption", "--run", "2")
+    assert result.exit_code == 0, result.output
+    one = _runs(db)[-1]
+    picked = next(r for r in new if Path(r["out_dir"]).name.startswith("02_"))
+    assert one["source_run_id"] == picked["id"]
+    assert (
+        f"rerun of run {picked['id'][:8]} (02_style-watercolor_animal-bearded-dragon, 1 of the 4 runs"
+        in result.output
+    )
+    assert json.loads((latest / "run.json").read_text())["run"] == one["id"]
+    assert not (latest / "experiment.json").exists()
+
+    # A run named by its id is that run, said so, and also becomes latest/.
+    target = sources["03_style-photo_animal-gecko"]
+    result = cli("rerun", target["id"][:8], "--node", "caption")
+    assert result.exit_code == 0, result.output
+    assert "03_style-photo_animal-gecko, 1 of the 4 runs" in result.output
+    assert json.loads((latest / "run.json").read_text())["run"] == _runs(db)[-1]["id"]
+
+    before = _row_counts(db)
+    result = cli("rerun", "latest", "--node", "caption", "--run", "9")
+    assert result.exit_code == 2
+    assert "--run 9 is not a run of this experiment" in result.stderr
+    assert _row_counts(db) == before
+
+
+def test_runs_list_shows_whole_values(cli: Callable[..., Result], workdir: Path) -> None:
+    path = workdir / "seeds.yaml"
+    path.write_text(
+        "genarun: 1\nname: seeds\nmatrix:\n"
+        "  prompt: ['a watercolor painting of a lighthouse at dawn, seen from the sea']\n"
+        "  network: [[dummy-t2i, dummy-i2t]]\n  seed: [545654]\n"
+        "nodes:\n  - id: t\n    kind: template\n    text: '{{ prompt }}'\n"
+    )
+    assert cli("run", path).exit_code == 0
+    listing = cli("runs", "list").output
+    assert (
+        "prompt=a watercolor painting of a lighthouse at dawn, seen from the sea "
+        "network=[dummy-t2i, dummy-i2t] seed=545654" in listing
+    )

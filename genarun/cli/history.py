@@ -49,6 +49,13 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
     help="A node to run again (ID[3] for one foreach item); repeatable.",
 )
 @click.option(
+    "--run",
+    "runs_of",
+    multiple=True,
+    metavar="RUN",
+    help="Of a matrix experiment, rerun only this run (position, folder name or id); repeatable.",
+)
+@click.option(
     "--same-seed",
     is_flag=True,
     help="Keep the stored seeds of the nodes run again (default: new seeds).",
@@ -70,6 +77,7 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
 def rerun(
     run_ref: str,
     nodes: tuple[str, ...],
+    runs_of: tuple[str, ...],
     same_seed: bool,
     no_cache: bool,
     out: Path | None,
@@ -80,7 +88,11 @@ def rerun(
     """A new run of RUN's tree that runs the selected nodes again, with everything depending on
     them, every node whose definition changed in the tree file since, and every node that reads
     run.id or run.started (they are the new run's); all other outputs are reused from RUN
-    (images are copied, so the new run folder is self-contained)."""
+    (images are copied, so the new run folder is self-contained).
+
+    RUN of a matrix experiment: `latest` (or the experiment's folder) reruns every run of the
+    experiment as one new experiment; --run picks some; a run's id reruns that run. latest/
+    becomes the rerun's folder once it completes."""
     from genarun.run.progress import Progress
     from genarun.run.rerun import rerun_run
     from genarun.run.runner import RunOptions
@@ -94,10 +106,9 @@ def rerun(
         cache=not no_cache,
         out=out,
         options=options,
+        runs_of=list(runs_of),
     )
-    source = result.source["id"][:8]
-    state = result.outcome.runs[0]
-    click.echo(f"rerun of run {source}: new run {state.id[:8]}")
+    click.echo(_rerun_headline(result))
     for note in result.notes:
         click.echo(f"note: {note}")
     for node_id, reason in result.changed.items():
@@ -106,11 +117,33 @@ def rerun(
         click.echo(
             "running again: " + ", ".join(f"{label} ({why})" for label, why in result.rerun.items())
         )
-    _echo_seeds(state)
+    for state in result.outcome.runs:
+        _echo_seeds(state, state.label if len(result.outcome.runs) > 1 else "")
     echo_outcome(result.outcome, db)
 
 
-def _echo_seeds(state: Any) -> None:
+def _rerun_headline(result: Any) -> str:
+    """Which runs a rerun started from: never one run of an experiment without saying so."""
+    sources, total = result.sources, result.experiment_runs
+    new = result.outcome.runs
+    experiment = (sources[0].get("experiment_id") or "")[:8]
+    if len(sources) == 1:
+        head = f"rerun of run {sources[0]['id'][:8]}"
+        if total > 1:
+            head += (
+                f" ({Path(sources[0]['out_dir']).name}, 1 of the {total} runs of experiment "
+                f"{experiment}; `genarun rerun latest` reruns them all, --run picks some)"
+            )
+        return head + f": new run {new[0].id[:8]}"
+    which = "all" if len(sources) == total else f"{len(sources)} of the"
+    pairs = ", ".join(
+        f"{Path(s['out_dir']).name} ({s['id'][:8]} -> {n.id[:8]})"
+        for s, n in zip(sources, new, strict=True)
+    )
+    return f"rerun of {which} {total} runs of experiment {experiment}: {pairs}"
+
+
+def _echo_seeds(state: Any, label: str = "") -> None:
     """The seeds of the executions that ran (stored too; shown so a good one can be kept)."""
     ran = [
         e
@@ -122,7 +155,8 @@ def _echo_seeds(state: Any) -> None:
             f"{e['node_id']}{''.join(f'[{i}]' for i in json.loads(e['path']))}={e['seed']}"
             for e in ran[:12]
         )
-        click.echo(f"seeds: {shown}" + (f" (+{len(ran) - 12} more)" if len(ran) > 12 else ""))
+        more = f" (+{len(ran) - 12} more)" if len(ran) > 12 else ""
+        click.echo(f"seeds{' of ' + label if label else ''}: {shown}{more}")
 
 
 @click.command()

@@ -35,6 +35,7 @@ from genarun.run.runner import (
     check_models,
     execute_runs,
     process_identity,
+    write_experiment_json,
 )
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState
@@ -43,15 +44,21 @@ from genarun.store.db import Store, experiments, new_id
 from genarun.store.folders import dated_folder
 from genarun.tree.load import load_text
 from genarun.tree.validate import LoadedTree, read_tree, validate_document
+from genarun.values import to_json
 
 
 @dataclass
 class RerunResult:
     outcome: Outcome
-    source: dict[str, Any]
+    sources: list[dict[str, Any]]  # the runs rerun, in the order of outcome.runs
     rerun: dict[str, str]  # target label -> why it runs again
     changed: dict[str, str]  # node id -> what changed in its definition
     notes: list[str] = field(default_factory=list)
+    experiment_runs: int = 1  # how many runs the sources' experiment has
+
+    @property
+    def source(self) -> dict[str, Any]:
+        return self.sources[0]
 
 
 @dataclass
@@ -101,67 +108,146 @@ def rerun_run(
     cache: bool = True,
     out: Path | None = None,
     options: RunOptions | None = None,
+    runs_of: list[str] | None = None,
 ) -> RerunResult:
-    """A new run of RUN's tree that executes the selected nodes, what depends on them and what
-    changed in the tree since; every other output is taken from RUN."""
+    """New runs of RUN's tree that execute the selected nodes, what depends on them and what
+    changed in the tree since; every other output is taken from the source run.
+
+    RUN names one run (an id, its prefix or its folder), or a whole experiment: `latest` of a
+    matrix experiment, or an experiment's folder, reruns each of its runs (`runs_of` picks
+    some, by id, folder name or position). The new runs form one experiment, executed together
+    like `genarun run`'s, and `latest/` becomes their folder once they complete."""
     options = options or RunOptions()
     store = Store(db, writing=True)
+    started = time.time()
     try:
-        source = store.resolve_run(run_ref)
-        state, plan, reasons, changed, notes = _plan_rerun(
-            store, source, node_refs, same_seed=same_seed, cache=cache
-        )
+        sources, members = _sources(store, run_ref, runs_of or [])
+        planned = [
+            _plan_rerun(store, source, node_refs, same_seed=same_seed, cache=cache, started=started)
+            for source in sources
+        ]
     except BaseException:
         store.close()
         raise
-    # Checks are done: from here on the new run is written.
-    tree_folder, _experiment_folder = _tree_folder(store, source)
+    # Checks are done: from here on the new runs are written.
+    states = [p[0] for p in planned]
+    first = states[0]
+    tree_folder, _experiment_folder = _tree_folder(store, sources[0])
     if out is not None:
-        tree_folder = Path(out) / state.compiled.name
-    folder = dated_folder(tree_folder, state.started)
-    tree_text = state.compiled.loaded.doc.text
+        tree_folder = Path(out) / first.compiled.name
+    folder = dated_folder(tree_folder, started)
+    matrix: dict[str, list[Any]] = {}
+    for state in states:
+        for key, value in state.bindings.items():
+            if value not in matrix.setdefault(key, []):
+                matrix[key].append(value)
     experiment_id = store.create_experiment(
-        name=state.compiled.name, tree_path=str(state.compiled.loaded.path), out_dir=str(folder)
-    )
-    state.folder, state.label, state.experiment_id = folder, folder.name, experiment_id
-    store.create_run(
-        id=state.id,
-        experiment_id=experiment_id,
-        name=state.compiled.name,
-        tree_path=str(state.compiled.loaded.path),
-        tree_text=tree_text,
-        seed=state.seed,
-        seed_random=int(state.seed_is_random),
-        bindings=json.dumps({**state.bindings, **state.compiled.overrides}),
-        status="running",
-        started=state.started,
+        name=first.compiled.name,
+        tree_path=str(first.compiled.loaded.path),
+        matrix=json.dumps(to_json(matrix)),
         out_dir=str(folder),
-        source_run_id=source["id"],
-        plan=plan.to_json(),
-        picks=json.dumps(state.var_picks, ensure_ascii=False),
-        models=state.models_json(),
-        **process_identity(),
     )
-    state.start_folder()
-    single = (
-        len(store.runs_of_experiment(source["experiment_id"])) <= 1
-        if source["experiment_id"]
-        else True
-    )
+    for state, source, (_s, plan, *_rest) in zip(states, sources, planned, strict=True):
+        state.folder = folder if len(states) == 1 else folder / Path(source["out_dir"]).name
+        state.label, state.experiment_id = state.folder.name, experiment_id
+        store.create_run(
+            id=state.id,
+            experiment_id=experiment_id,
+            name=state.compiled.name,
+            tree_path=str(state.compiled.loaded.path),
+            tree_text=state.compiled.loaded.doc.text,
+            seed=state.seed,
+            seed_random=int(state.seed_is_random),
+            bindings=json.dumps(to_json({**state.bindings, **state.compiled.overrides})),
+            status="running",
+            started=state.started,
+            out_dir=str(state.folder),
+            source_run_id=source["id"],
+            plan=plan.to_json(),
+            picks=json.dumps(state.var_picks, ensure_ascii=False),
+            models=state.models_json(),
+            **process_identity(),
+        )
+        state.start_folder()
+    if len(states) > 1:
+        write_experiment_json(folder, experiment_id, first.compiled.name, matrix, states)
     outcome = execute_runs(
-        store,
-        [state],
-        options,
-        tree_folder=tree_folder,
-        folder=folder,
-        experiment_id=experiment_id,
-        refresh=single,
+        store, states, options, tree_folder=tree_folder, folder=folder, experiment_id=experiment_id
     )
-    return RerunResult(outcome, source, reasons, changed, notes)
+    reasons: dict[str, str] = {}
+    notes: list[str] = []
+    for _state, _plan, why, _changed, run_notes in planned:
+        reasons.update(why)
+        notes += [n for n in run_notes if n not in notes]
+    return RerunResult(outcome, sources, reasons, planned[0][3], notes, len(members))
+
+
+def _sources(
+    store: Store, run_ref: str, picks: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The runs a rerun starts from, and all runs of their experiment. A run named by id,
+    prefix or folder is that run; `latest`, or an experiment's folder, is every run of the
+    experiment; picks narrow it to some runs of that experiment."""
+    experiment_json = Path(run_ref) / "experiment.json"
+    if run_ref.strip().lower() != "latest" and experiment_json.is_file():
+        try:
+            experiment_id = str(json.loads(experiment_json.read_text())["experiment"])
+        except (ValueError, KeyError, TypeError):
+            raise StoreError(f"{experiment_json} is not an experiment's record") from None
+        members = store.runs_of_experiment(experiment_id)
+        if not members:
+            raise StoreError(f"no runs of experiment {experiment_id[:8]} in {store.path}")
+        whole = True
+    else:
+        source = store.resolve_run(run_ref)
+        members = (
+            store.runs_of_experiment(source["experiment_id"]) if source["experiment_id"] else []
+        ) or [source]
+        whole = run_ref.strip().lower() == "latest"
+        if not picks and not whole:
+            return [source], members
+    members = sorted(members, key=lambda r: Path(r["out_dir"] or "").name)
+    if not picks:
+        return (members if whole else members[:1]), members
+    chosen: list[dict[str, Any]] = []
+    for pick in picks:
+        row = _pick_run(members, pick)
+        if row not in chosen:
+            chosen.append(row)
+    return chosen, members
+
+
+def _pick_run(members: list[dict[str, Any]], pick: str) -> dict[str, Any]:
+    """One run of an experiment by id prefix, folder name or position (1, 01)."""
+    wanted = pick.strip().lower()
+    found = [
+        r
+        for r in members
+        if (len(wanted) >= 4 and r["id"].startswith(wanted))
+        or Path(r["out_dir"] or "").name.lower() == wanted
+        or (
+            wanted.isdigit()
+            and Path(r["out_dir"] or "").name.split("_")[0].lstrip("0") == wanted.lstrip("0")
+        )
+    ]
+    if len(found) == 1:
+        return found[0]
+    shown = ", ".join(f"{Path(r['out_dir'] or '').name} ({r['id'][:8]})" for r in members)
+    problem = "matches several runs" if found else "is not a run"
+    raise UserError(
+        f"--run {pick} {problem} of this experiment; its runs: {shown} "
+        "(give a position, a folder name or a run id)"
+    )
 
 
 def _plan_rerun(
-    store: Store, source: dict[str, Any], node_refs: list[str], *, same_seed: bool, cache: bool
+    store: Store,
+    source: dict[str, Any],
+    node_refs: list[str],
+    *,
+    same_seed: bool,
+    cache: bool,
+    started: float,
 ) -> tuple[RunState, ReusePlan, dict[str, str], dict[str, str], list[str]]:
     notes: list[str] = []
     tree_path = Path(source["tree_path"]) if source["tree_path"] else None
@@ -216,7 +302,7 @@ def _plan_rerun(
         seed_is_random=seed_mode_of(store, source, compiled),
         bindings=matrix,
         folder=Path(source["out_dir"]),
-        started=time.time(),
+        started=started,
         reuse=plan,
     )
     state.scope = _run_scope(state)

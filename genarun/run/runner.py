@@ -295,25 +295,32 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
         )
         state.start_folder()
     if len(runs) > 1:
-        write_json(
-            folder / "experiment.json",
-            {
-                "experiment": experiment_id,
-                "tree": compiled.name,
-                "matrix": to_json(compiled.matrix),
-                "runs": [
-                    {
-                        "run": r.id,
-                        "folder": r.folder.name,
-                        "bindings": to_json(r.bindings),
-                        "seed": r.seed,
-                    }
-                    for r in runs
-                ],
-            },
-        )
+        write_experiment_json(folder, experiment_id, compiled.name, compiled.matrix, runs)
     return execute_runs(
         store, runs, options, tree_folder=tree_folder, folder=folder, experiment_id=experiment_id
+    )
+
+
+def write_experiment_json(
+    folder: Path, experiment_id: str, name: str, matrix: dict[str, Any], runs: list[RunState]
+) -> None:
+    """experiment.json in an experiment's folder: its runs, their sub-folders and values."""
+    write_json(
+        folder / "experiment.json",
+        {
+            "experiment": experiment_id,
+            "tree": name,
+            "matrix": to_json(matrix),
+            "runs": [
+                {
+                    "run": r.id,
+                    "folder": r.folder.name,
+                    "bindings": to_json(r.bindings),
+                    "seed": r.seed,
+                }
+                for r in runs
+            ],
+        },
     )
 
 

@@ -24,6 +24,21 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def bindings_text(bindings: dict[str, Any]) -> str:
+    """Matrix values and --set overrides in full (`seed=545654 network=[painter, writer]`):
+    cut to a width, `seed=54` read as another seed. The column is the table's last, so a long
+    value widens the line and the terminal wraps it."""
+    return " ".join(f"{k}={_plain(v)}" for k, v in bindings.items())
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "[" + ", ".join(_plain(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def runs_table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
@@ -40,7 +55,7 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
                 str(r.get("executions") or 0),
                 str(summary.get("failed", 0) or ""),
                 str(r["seed"]),
-                " ".join(f"{k}={v}" for k, v in bindings.items())[:40],
+                bindings_text(bindings),
             ]
         )
     header = ["RUN", "TREE", "STATUS", "STARTED", "TIME", "EXEC", "FAILED", "SEED", "BINDINGS"]
