@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,6 +138,19 @@ def test_panic_example_runs_on_tiny_models(cli: Callable[..., Result], workdir: 
     assert len(query(db, "SELECT id FROM persistence")) == 4
     show = cli("experiments", "show", "latest")
     assert "persistence       4 / 4" in show.output
+
+    # The README's pandas snippet, as written, on this experiment's export.
+    export = cli("export", "data", "latest", "--format", "parquet", "--out", "data/")
+    assert export.exit_code == 0, export.output
+    readme = (example.parent / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    assert snippet is not None
+    *body, last = snippet.group(1).strip().splitlines()
+    names: dict[str, object] = {}
+    exec("\n".join(body), names)  # the README's own code
+    means = eval(last, names)
+    assert list(means.index.names) == ["matrix_network", "homology_dim"]
+    assert list(means.index.get_level_values("homology_dim")) == [0, 1]  # one network
 
 
 def test_a_passing_memory_spike_halves_the_batch_then_it_grows_back(

@@ -11,7 +11,7 @@ from typing import Any
 from click.testing import Result
 from PIL import Image
 
-from tests.helpers import TREES, query
+from tests.helpers import TREES, genarun_subprocess, query
 
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(_\d+)?$")
 
@@ -38,8 +38,10 @@ def test_output_json_mirrors_the_tree(
     assert list(plan) == ["value", "article"]
     assert isinstance(plan["value"], list) and len(plan["value"]) == 3
     assert len(plan["article"]) == 3
-    for i, article in enumerate(plan["article"]):
-        assert list(article) == ["value", "cover", "alt_text"]
+    for i, (title, article) in enumerate(zip(plan["value"], plan["article"], strict=True)):
+        # A foreach item's entry names the item it ran for: no pairing with the plan by index.
+        assert list(article) == ["item", "value", "cover", "alt_text"]
+        assert article["item"] == title
         assert isinstance(article["value"], str)
         assert article["cover"] == f"assets/cover-{i}.png"  # relative to the run folder
         assert (folder / article["cover"]).is_file()
@@ -68,7 +70,10 @@ def test_groups_and_references_in_output_json(
         "notes": "notes about 2 topics",
         "topics": ["geckos", "skinks"],
         "section": {
-            "per_item": ["geckos (0)", "skinks (1)"],
+            "per_item": [
+                {"item": "geckos", "value": "geckos (0)"},
+                {"item": "skinks", "value": "skinks (1)"},
+            ],
             "report": "notes about 2 topics / geckos (0), skinks (1)",
         },
     }
@@ -80,7 +85,9 @@ def test_skipped_nodes_in_output_json(
     output = read(run_folder(cli("run", tree("conditions.yaml"))) / "output.json")
     assert "switched_off" not in output
     assert output["draft_only"] == "draft text"
-    assert output["items"] == [None, "even 2", None, "even 4"]
+    assert output["items"] == [
+        {"item": n, "value": f"even {n}" if n % 2 == 0 else None} for n in (1, 2, 3, 4)
+    ]
 
 
 def test_png_assets_carry_their_metadata(
@@ -169,7 +176,10 @@ def test_foreach_over_nothing_is_empty_and_one_that_never_ran_is_absent(
     output = read(run_folder(cli("run", tree("foreach_outputs.yaml"))) / "output.json")
     assert output == {
         "nothing": {"value": [], "each_of_nothing": []},  # ran, over an empty list
-        "some": {"value": ["a", "b"], "each_of_some": ["a!", "b!"]},
+        "some": {
+            "value": ["a", "b"],
+            "each_of_some": [{"item": "a", "value": "a!"}, {"item": "b", "value": "b!"}],
+        },
         "off": {"value": None},  # skipped by `when`: its foreach child never ran
     }
 
@@ -207,3 +217,47 @@ def test_foreach_under_a_failed_node_is_absent_and_a_failed_foreach_is_null(
         result.stderr
     )
     assert "Traceback" not in result.output
+
+
+def test_logs_json_of_a_run_that_went_well(
+    cli: Callable[..., Result], tree: Callable[[str], Path]
+) -> None:
+    """Not `[]`: when each node started and finished and how, model loads, batch sizes, and
+    what came from the cache."""
+    path = tree("blog.yaml")
+    # A process of its own, so that the model is loaded by this run (and its load logged).
+    result = genarun_subprocess("run", path, "--batch-size", "2", cwd=path.parent)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("output: ")]
+    logs = read(Path(line.removeprefix("output: ")) / "logs.json")
+    assert [e["time"] for e in logs] == sorted(e["time"] for e in logs)
+    by_node: dict[str, list[str]] = {}
+    for entry in logs:
+        by_node.setdefault(entry["node"], []).append(entry["message"])
+    assert by_node["plan"] == ["started", by_node["plan"][1]]
+    assert by_node["plan"][1].startswith("finished: 1 done (1 execution, ")
+    assert by_node["article"][0] == "started"
+    assert by_node["article"][-1].startswith("finished: 3 done (3 executions, ")
+    assert set(by_node) == {"plan", "article", "cover", "alt_text", "index_page", None}
+    models = by_node[None]
+    assert all(m.startswith("model dummy (") for m in models)
+    loads = [m for m in models if " loaded on cpu in " in m]
+    assert len(loads) == 1  # one model, loaded once, by whichever queue asked first
+    # Requests of one model with the same settings share batches (of at most 2 here).
+    for line in (
+        "model dummy (generate for plan): 1 item in 1 batch (sizes 1), busy ",
+        "model dummy (generate for article): 3 items in 2 batches (sizes 2, 1), busy ",
+        "model dummy (image for cover): 3 items in 2 batches (sizes 2, 1), busy ",
+        "model dummy (caption for alt_text): 3 items in 2 batches (sizes 2, 1), busy ",
+    ):
+        assert any(m.startswith(line) for m in models), (line, models)
+
+    again = cli("run", path)  # identical: every execution comes from the cache
+    assert again.exit_code == 0, again.output
+    logs = read(run_folder(again) / "logs.json")
+    messages = [(e["node"], e["message"]) for e in logs]
+    assert ("article", "finished: 3 reused (3 executions, ") in [
+        (n, m[: len("finished: 3 reused (3 executions, ")]) for n, m in messages
+    ]
+    reused = [m for n, m in messages if n == "cover" and m.startswith("reused (cache)")]
+    assert len(reused) == 3

@@ -102,6 +102,12 @@ class ModelCache:
             self._enforce_budget(keep=key)
             return model
 
+    def is_loaded(self, spec: ModelSpec, device: str | None = None) -> bool:
+        """Whether `get` would return at once (the model is in memory on that device)."""
+        key = f"{spec.key}@{self._device(self._provider(spec), device)}"
+        with self._lock:
+            return key in self._models
+
     def loaded(self) -> list[str]:
         """Keys of the loaded models, least recently used first."""
         with self._lock:

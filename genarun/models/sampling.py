@@ -11,6 +11,19 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def cache_argument(model: Any) -> str:
+    """The name under which the model's forward takes and returns its KV cache: `cache` in
+    recent transformers (which deprecated `past_key_values`: passing it printed a
+    FutureWarning on every run), `past_key_values` in older versions and remote-code models."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def row_generators(seeds: Sequence[int], device: str) -> list[Any]:
     """One generator per row, on the device where sampling happens."""
     import torch
@@ -75,6 +88,7 @@ def sample_causal(
     outputs: list[list[int]] = [[] for _ in prompts]
     active = [True] * len(prompts)
     past = None
+    cache_arg = cache_argument(model)
     step_ids, step_positions = input_ids, positions
     with torch.inference_mode():
         for step in range(max_new_tokens):
@@ -82,10 +96,10 @@ def sample_causal(
                 input_ids=step_ids,
                 attention_mask=mask,
                 position_ids=step_positions,
-                past_key_values=past,
                 use_cache=True,
+                **{cache_arg: past},
             )
-            past = out.past_key_values
+            past = getattr(out, cache_arg)
             banned = sorted(eos_ids) if step < min_new_tokens else ()
             tokens = pick_tokens(
                 out.logits[:, -1, :], generators, temperature, banned=banned, active=active

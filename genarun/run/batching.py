@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -40,6 +40,12 @@ class ModelQueue:
         self.batches = 0
         self.ran = 0  # items
         self.seconds = 0.0
+        # For the runs' logs: the size of each call, each load of the model (wall-clock start,
+        # seconds, device), and the runs whose requests it served.
+        self.sizes: Counter[int] = Counter()
+        self.loads: list[tuple[float, float, str]] = []
+        self.runs: set[str] = set()
+        self.nodes: dict[str, None] = {}  # in the order they first asked
 
 
 class ModelBatcher:
@@ -64,6 +70,8 @@ class ModelBatcher:
         if q is None:
             q = self.queues[key] = ModelQueue(request.invoke.model, request.invoke.invocation.task)
         q.items.append(request)
+        q.runs.add(request.instance.run.id)
+        q.nodes.setdefault(request.instance.node.id)
 
     def has_queued(self) -> bool:
         return any(q.items for q in self.queues.values())
@@ -82,7 +90,7 @@ class ModelBatcher:
     def _run_batch(self, q: ModelQueue, batch: list[Request]) -> None:
         """On a worker thread: load the model once, run one batch, post the results."""
         try:
-            model = self.models.get(q.spec, self.device)
+            model = self._load(q)
             began = time.perf_counter()
             # A model's own bound (memory), unless its spec's options set `max_batch`.
             limit = int(
@@ -94,6 +102,7 @@ class ModelBatcher:
                     chunk = batch[start : start + limit]
                     results.extend(model.run(q.task, [r.invoke.invocation for r in chunk]))
                     q.batches += 1
+                    q.sizes[len(chunk)] += 1
             if len(results) != len(batch):
                 raise RuntimeError(f"model returned {len(results)} results for {len(batch)} inputs")
             q.ran += len(batch)
@@ -101,6 +110,16 @@ class ModelBatcher:
             self.events.put((batch, results, None))
         except BaseException as exc:  # reported to the instances, on the scheduler thread
             self.events.put((batch, None, exc))
+
+    def _load(self, q: ModelQueue) -> Any:
+        """The queue's model, from the process's cache; a load it had to do is noted."""
+        if self.models.is_loaded(q.spec, self.device):
+            return self.models.get(q.spec, self.device)
+        at, began = time.time(), time.perf_counter()
+        model = self.models.get(q.spec, self.device)
+        device = str(getattr(model, "device", None) or self.device or "cpu")
+        q.loads.append((at, time.perf_counter() - began, device))
+        return model
 
     def finished_batches(self, timeout: float) -> Iterator[FinishedBatch]:
         """Wait up to `timeout` for a batch to finish; yield it and any others finished since."""
@@ -154,7 +173,8 @@ class ModelBatcher:
             )
 
     def model_stats(self) -> list[dict[str, Any]]:
-        """Per model and task: calls made (batches), items, mean batch size and seconds busy."""
+        """Per model, task and settings: calls made (batches), items, mean batch size, seconds
+        busy; for the runs' logs also the call sizes, loads, and the runs and nodes served."""
         return [
             {
                 "model": q.spec.label(),
@@ -163,6 +183,10 @@ class ModelBatcher:
                 "items": q.ran,
                 "mean_batch": round(q.ran / q.batches, 1),
                 "seconds": round(q.seconds, 3),
+                "sizes": dict(sorted(q.sizes.items(), reverse=True)),
+                "loads": list(q.loads),
+                "runs": sorted(q.runs),
+                "nodes": list(q.nodes),
             }
             for q in self.queues.values()
             if q.batches

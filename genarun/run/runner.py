@@ -17,6 +17,7 @@ from genarun.graph.compile import MAX_RUNS, CompiledTree, check_matrix_sets, com
 from genarun.models.base import ModelSpec
 from genarun.run.executor import Executor, ExecutorOptions
 from genarun.run.only import plan_runs, source_store
+from genarun.run.run_log import summary_logs
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState, check_model_task
 from genarun.store.claims import Heartbeat
@@ -375,6 +376,7 @@ def execute_runs(
     unwritable: FolderNotWritable | None = None
     heartbeat = Heartbeat(store, [state.id for state in runs])
     heartbeat.start()
+    began = time.time()
     try:
         executor.execute()
     except KeyboardInterrupt:
@@ -395,6 +397,11 @@ def execute_runs(
         run_status = (
             status if status != "completed" else ("failed" if state.failed else "completed")
         )
+        # Per node start and end, model loads and batches: the log of a run that went well.
+        with contextlib.suppress(Exception):  # best effort: never hides how the run ended
+            store.add_logs(
+                summary_logs(store, state.id, since=began, model_stats=executor.model_stats())
+            )
         try:
             state.write_folder(run_status, _logs_json(store, state.id))
         except (FolderNotWritable, OSError) as exc:
@@ -455,7 +462,7 @@ def _logs_json(store: Store, run_id: str) -> list[dict[str, Any]]:
             "path": json.loads(row["path"]) if row["path"] else None,
             "message": row["message"],
         }
-        for row in store.run_logs(run_id)
+        for row in sorted(store.run_logs(run_id), key=lambda r: (r["time"], r["id"]))
         if row["level"] != "debug"
     ]
 

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from genarun.tree.templates import Compiled
 
 
+_NO_ITEM = object()  # an entry of a node that is not a foreach item
+
+
 @dataclass
 class NodeResult:
     """The outcome of one execution of a node."""
@@ -242,7 +245,10 @@ class RunState:
                 if count is not None:  # one entry per item; an unfinished item is null
                     paths = [(*parent_path, index) for index in range(count)]
                     out[node_id] = [
-                        self._entry(node_id, p) if p in results else None for p in paths
+                        self._entry(node_id, p, self.foreach_values.get((node_id, p), _NO_ITEM))
+                        if p in results
+                        else None
+                        for p in paths
                     ]
                 elif parent_path in results:  # its foreach failed: no items
                     out[node_id] = None
@@ -252,13 +258,18 @@ class RunState:
                 out[node_id] = self._entry(node_id, parent_path)
         return out
 
-    def _entry(self, node_id: str, path: tuple[int, ...]) -> Any:
+    def _entry(self, node_id: str, path: tuple[int, ...], item: Any = _NO_ITEM) -> Any:
+        """One execution's entry: its value; {value, child...} with children; and a foreach
+        item's entry names its item (`item`, a reserved id, never a child's), so an article
+        is found by its title, not paired with the plan by index."""
         node = self.compiled.nodes[node_id]
         result = self.results[node_id][path]
         value = to_plain(result.value) if result.status == "done" else None
-        if not node.children:
+        if not node.children and item is _NO_ITEM:
             return value
-        entry: dict[str, Any] = {} if node.kind.name == "group" else {"value": value}
+        entry: dict[str, Any] = {} if item is _NO_ITEM else {"item": to_plain(item)}
+        if node.kind.name != "group":
+            entry["value"] = value
         entry.update(self._level(node.children, path))
         return entry
 

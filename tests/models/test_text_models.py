@@ -233,3 +233,19 @@ def test_qwen_follows_a_chat_prompt() -> None:
 def test_blip_base_captions() -> None:
     out = load("blip").run("caption", invocations("caption", images()[:2]))
     assert all(isinstance(t, str) and t for t in out)
+
+
+def test_generation_prints_no_deprecation_warning() -> None:
+    """Every tiny-gpt2 run printed transformers' FutureWarning that `past_key_values` is
+    deprecated: the KV cache now goes to the model under the name its forward takes."""
+    import warnings
+
+    model = load("tiny-gpt2")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        texts = model.run("generate", invocations("generate", PROMPTS, max_tokens=5))
+    assert len(texts) == len(PROMPTS)
+    deprecations = [
+        str(w.message) for w in caught if issubclass(w.category, DeprecationWarning | FutureWarning)
+    ]
+    assert deprecations == []
