@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -240,6 +241,12 @@ def test_rerun_latest_of_a_matrix_experiment_reruns_every_run_and_says_so(
     assert result.exit_code == 0, result.output
     assert "03_style-photo_animal-gecko, 1 of the 4 runs" in result.output
     assert json.loads((latest / "run.json").read_text())["run"] == _runs(db)[-1]["id"]
+    # ... and how to rerun them all, by the experiment's folder.
+    hint = re.search(r"to rerun them all: genarun rerun (\S+) --node", result.output)
+    assert hint is not None, result.output
+    again = cli("rerun", hint.group(1), "--node", "caption")
+    assert again.exit_code == 0, again.output
+    assert "rerun of all 4 runs of experiment" in again.output
 
     before = _row_counts(db)
     result = cli("rerun", "latest", "--node", "caption", "--run", "9")

@@ -130,9 +130,10 @@ def _rerun_headline(result: Any) -> str:
     if len(sources) == 1:
         head = f"rerun of run {sources[0]['id'][:8]}"
         if total > 1:
+            folder = Path(sources[0]["out_dir"])
             head += (
-                f" ({Path(sources[0]['out_dir']).name}, 1 of the {total} runs of experiment "
-                f"{experiment}; `genarun rerun latest` reruns them all, --run picks some)"
+                f" ({folder.name}, 1 of the {total} runs of experiment {experiment}; to rerun "
+                f"them all: genarun rerun {folder.parent} --node ...)"
             )
         return head + f": new run {new[0].id[:8]}"
     which = "all" if len(sources) == total else f"{len(sources)} of the"
