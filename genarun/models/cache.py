@@ -89,11 +89,13 @@ class ModelCache:
                 if cached is not None:
                     self._models.move_to_end(key)
                     return cached.model
-            if provider.uses_torch:
-                _quiet_model_libraries()
             self._make_room(device)
             if provider.uses_torch:
+                # Importing under the lock too: diffusers' and transformers' lazy modules are
+                # not thread-safe, and a first import racing a load on another thread failed
+                # with "cannot import name 'DiffusionPipeline' from 'diffusers'".
                 with _TORCH_LOAD_LOCK:
+                    _quiet_model_libraries()
                     model = provider.load(spec, device)
             else:
                 model = provider.load(spec, device)
