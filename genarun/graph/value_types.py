@@ -127,24 +127,21 @@ def type_problems(
             continue
         found, words = value_type(source, node)
         if found == TEXT:
-            problems.append(
-                Problem(
-                    f"foreach: '{name}' is {words}, not a list",
-                    file,
-                    line((*where, "foreach")),
-                    node.id,
-                    hint=f"write parse: json or parse: lines on '{name}' at line {source.line} "
-                    f"so its output is a list, or split the text: foreach: {name}.splitlines()",
-                )
+            hint = (
+                f"write parse: json or parse: lines on '{name}' at line {source.line} "
+                f"so its output is a list, or split the text: foreach: {name}.splitlines()"
             )
         elif found == IMAGE:
-            problems.append(
-                Problem(
-                    f"foreach: '{name}' is {words}, not a list",
-                    file,
-                    line((*where, "foreach")),
-                    node.id,
-                    hint="give a list, a mapping, or a node whose output is one",
-                )
+            hint = "give a list, a mapping, or a node whose output is one"
+        else:
+            continue
+        problems.append(
+            Problem(
+                f"foreach: '{name}' is {words}, not a list",
+                file,
+                line((*where, "foreach")),
+                node.id,
+                hint=hint,
             )
+        )
     return problems

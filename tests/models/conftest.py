@@ -7,6 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
+try:
+    from tests.providers_server import FakeOpenAIServer
+except ImportError:
+    from providers_server import FakeOpenAIServer  # type: ignore[no-redef]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def genarun_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -20,3 +25,10 @@ def genarun_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    """A fake OpenAI-compatible server on 127.0.0.1 for the openai provider's tests."""
+    with FakeOpenAIServer() as running:
+        yield running

@@ -25,12 +25,6 @@ KEY_ENV = "GENARUN_TEST_OPENAI_KEY"
 SECRET = "sk-test-5ecret-do-not-leak-0123456789"
 
 
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as running:
-        yield running
-
-
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in (KEY_ENV, "OPENAI_API_KEY", "OPENAI_BASE_URL"):
