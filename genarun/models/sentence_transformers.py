@@ -112,6 +112,16 @@ def catalog_entries() -> list[CatalogEntry]:
         CatalogEntry("jina-clip", "sentence-transformers", "jinaai/jina-clip-v2", both, "hub",
                      "1.7 GB", "Jina CLIP v2: multilingual text and image embeddings (1024-d)",
                      {"trust_remote_code": True}),
+        # PANIC-TDA's STSB embedders (its STSBMpnet, STSBRoberta, STSBDistilRoberta).
+        CatalogEntry("stsb-mpnet", "sentence-transformers",
+                     "sentence-transformers/stsb-mpnet-base-v2", text, "hub", "440 MB",
+                     "MPNet tuned for semantic similarity (STS-B), 768-d text embeddings"),
+        CatalogEntry("stsb-roberta", "sentence-transformers",
+                     "sentence-transformers/stsb-roberta-base-v2", text, "hub", "500 MB",
+                     "RoBERTa base tuned on STS-B, 768-d text embeddings"),
+        CatalogEntry("stsb-distilroberta", "sentence-transformers",
+                     "sentence-transformers/stsb-distilroberta-base-v2", text, "hub", "330 MB",
+                     "DistilRoBERTa tuned on STS-B, 768-d text embeddings"),
     ]  # fmt: skip
 
 

@@ -54,8 +54,12 @@ class LoadedTree:
 
 def read_tree(path: Path | str) -> LoadedTree:
     """Load and validate a tree file; raise TreeError listing every problem found."""
+    from genarun.tree.panic_config import is_panic_config, panic_tree
+
     path = Path(path)
     doc = load_document(path)
+    if is_panic_config(doc.data):  # PANIC-TDA's ExperimentConfig: run as its equivalent tree
+        doc = panic_tree(doc)
     return validate_document(doc)
 
 
