@@ -10,7 +10,7 @@ $(BIN)/genarun: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: these wheels are on the machine (other installers download ~3 GB).
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[all,dev]'
 	touch $@
 
 setup: $(BIN)/genarun

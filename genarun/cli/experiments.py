@@ -100,7 +100,10 @@ def tda_compute(
     """Compute persistence diagrams (H0..maxdim) of every trajectory and embedding model;
     diagrams already stored are skipped."""
     from genarun.experiments.topology import compute_all
+    from genarun.extras import require_extra
     from genarun.store.db import Store
+
+    require_extra("genarun tda compute", "tda", ("gudhi", "ripser", "scipy"))
 
     store = Store.existing(db)
     run_ids = [r["id"] for r in _runs(store, refs)]
@@ -157,7 +160,10 @@ def tda_compare(
     """The Wasserstein (p=1, optimal matching) and bottleneck distances between the diagrams of
     runs' trajectories, as matrices: one per embedding model (--embedding for one)."""
     from genarun.experiments.topology import compare, embedding_models
+    from genarun.extras import require_extra
     from genarun.store.db import Store
+
+    require_extra("genarun tda compare", "tda", ("gudhi", "ripser", "scipy"))
 
     store = Store.existing(db)
     runs = _runs(store, refs)
@@ -262,6 +268,9 @@ def tda_plots(refs: tuple[str, ...], out: Path, db: Path | None, maxdim: int, dr
     """PNG plots: persistence diagrams, entropy grouped by each matrix key and embedding model,
     semantic drift over the steps, trajectories in 2-D."""
     from genarun.experiments.plots import experiment_plots
+    from genarun.extras import require_extra
+
+    require_extra("genarun tda plots", "tda", ("gudhi", "ripser", "scipy", "matplotlib"))
     from genarun.store.db import Store
 
     store = Store.existing(db)
@@ -337,7 +346,10 @@ def export_images(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -
 def export_data(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -> None:
     """Write runs, invocations, embeddings and persistence diagrams as Parquet or CSV tables."""
     from genarun.experiments.exports import data_tables, write_tables
+    from genarun.extras import require_extra
     from genarun.store.db import Store
+
+    require_extra("genarun export data", "data")
 
     store = Store.existing(db)
     tables = data_tables(store, _runs(store, refs))

@@ -114,6 +114,10 @@ class Provider(ABC):
     # False for providers that never touch torch or the Hugging Face libraries (fakes, HTTP
     # APIs): loading their models then imports neither, to pick a device or to quiet them.
     uses_torch: bool = True
+    # The extra of `pip install genarun[...]` that brings the libraries this provider imports
+    # (checked at validation, before anything loads); None: the core install is enough.
+    extra: str | None = None
+    modules: tuple[str, ...] = ()
 
     @abstractmethod
     def tasks(self, spec: ModelSpec) -> frozenset[str]:

@@ -172,6 +172,8 @@ class DiffusersProvider(Provider):
     """Loads diffusers pipelines: built-in tiny models, Hugging Face ids and local folders."""
 
     name = PROVIDER
+    extra = "local"
+    modules = ("torch", "diffusers", "transformers")
 
     def tasks(self, spec: ModelSpec) -> frozenset[str]:
         return IMAGE_TASKS

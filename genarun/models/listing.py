@@ -8,6 +8,7 @@ from genarun.store.reports import table
 
 
 def catalog_rows() -> list[dict[str, Any]]:
+    from genarun.extras import missing_modules
     from genarun.plugins import registry
 
     reg = registry()
@@ -15,6 +16,15 @@ def catalog_rows() -> list[dict[str, Any]]:
     for name, entry in sorted(reg.catalog.items()):
         provider = reg.providers.get(entry.provider)
         present = provider.weights_present(entry.spec()) if provider else None
+        # A model whose provider's libraries are not installed cannot run here, whatever
+        # weights are on disk: the row names the extra that brings them.
+        needs = None
+        if (
+            provider is not None
+            and provider.extra is not None
+            and missing_modules(provider.extra, provider.modules)
+        ):
+            needs = provider.extra
         rows.append(
             {
                 "name": name,
@@ -24,6 +34,7 @@ def catalog_rows() -> list[dict[str, Any]]:
                 "id": entry.id,
                 "size": entry.size,
                 "local": present,
+                "needs_extra": needs,
                 "description": entry.description,
             }
         )
@@ -39,7 +50,7 @@ def catalog_table(rows: list[dict[str, Any]]) -> str:
             ",".join(r["tasks"]),
             r["source"],
             r["size"],
-            local[r["local"]],
+            f"needs genarun[{r['needs_extra']}]" if r["needs_extra"] else local[r["local"]],
             r["id"],
         ]
         for r in rows

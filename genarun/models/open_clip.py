@@ -23,6 +23,8 @@ TASKS = frozenset({"embed_text", "embed_image"})
 
 class OpenClipProvider(weights.LocalWeightsProvider):
     name = "open_clip"
+    extra = "local"
+    modules = ("torch", "open_clip")
 
     def tasks(self, spec: ModelSpec) -> frozenset[str]:
         return spec.tasks or TASKS

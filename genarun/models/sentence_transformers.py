@@ -36,6 +36,8 @@ def package_model_dir(package_id: str) -> Path | None:
 
 class SentenceTransformersProvider(weights.LocalWeightsProvider):
     name = "sentence-transformers"
+    extra = "local"
+    modules = ("torch", "sentence_transformers")
 
     def tasks(self, spec: ModelSpec) -> frozenset[str]:
         return spec.tasks or frozenset({"embed_text"})

@@ -63,6 +63,8 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 class TransformersProvider(weights.LocalWeightsProvider):
     name = "transformers"
+    extra = "local"
+    modules = ("torch", "transformers")
 
     def tasks(self, spec: ModelSpec) -> frozenset[str]:
         if spec.tasks:

@@ -68,6 +68,10 @@ class NodeKind:
     # "list", "object"; None: known only when it runs), for the type checks of
     # genarun.graph.value_types: spec -> type.
     output_type: Callable[[Any], str | None] | None = None
+    # The extra of `pip install genarun[...]` whose libraries the kind imports, and which of
+    # them (None: all the extra's); a tree using the kind without them is refused at validation.
+    extra: str | None = None
+    extra_modules: tuple[str, ...] | None = None
 
 
 RunOutput = Any | Generator["Invoke | list[Invoke]", Any, Any]

@@ -171,4 +171,6 @@ KIND = NodeKind(
     check=check,
     cacheable=False,
     output_type=lambda spec: "object",
+    extra="tda",
+    extra_modules=("gudhi", "ripser", "scipy"),
 )

@@ -94,6 +94,7 @@ def matrix_bindings(compiled: CompiledTree) -> list[dict[str, Any]]:
 def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, ModelSpec]:
     """Resolve and check every model a node names, before any weight loads or API is called;
     returns them by the name the tree uses (alias or reference)."""
+    from genarun.extras import MissingExtra, missing_extra_message, missing_modules, require_extra
     from genarun.models.catalog import resolve_model
     from genarun.plugins import registry
 
@@ -118,6 +119,18 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
                     (compiled_ref.evaluate(scope, field_rng(0, "model"), []), node.kind.model_task)
                 )
         refs_ok = True
+        if node.kind.extra is not None:
+            missing = missing_modules(node.kind.extra, node.kind.extra_modules)
+            if missing:
+                what = f"kind '{node.kind.name}'"
+                problems.append(
+                    Problem(
+                        missing_extra_message(what, node.kind.extra, missing),
+                        file,
+                        compiled.loaded.line((*node.tree_node.loc, "kind")),
+                        node.id,
+                    )
+                )
         for ref, task, *where in refs:
             line = compiled.loaded.line((*node.tree_node.loc, where[0] if where else "model"))
             if isinstance(ref, str) and ref in bad_aliases:
@@ -139,9 +152,13 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
                 if task is not None:
                     check_model_task(spec, task, node.id)
                 if spec.key not in checked:
-                    providers[spec.provider].check(spec)
+                    provider = providers[spec.provider]
+                    if provider.extra is not None:
+                        what = f"model '{spec.label()}' (provider {provider.name})"
+                        require_extra(what, provider.extra, provider.modules)
+                    provider.check(spec)
                     checked.add(spec.key)
-            except ModelError as exc:
+            except (ModelError, MissingExtra) as exc:
                 refs_ok = False
                 problems.append(Problem(str(exc), file, line, node.id))
         # Checks across a node's models (a cycle's types) run once each model is known good.
