@@ -489,3 +489,7 @@ class Store:
         ids = list(ids)
         stmt = select(embeddings.c.id, embeddings.c.vector).where(embeddings.c.id.in_(ids))
         return {row.id: np.frombuffer(row.vector, dtype="<f4") for row in self.conn.execute(stmt)}
+
+
+# Tables defined in their own modules join `metadata` here, so every Store creates them.
+from genarun.store import human as _human_tables  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Human steps: the answer schema of a question, and how an answer is read and tallied."""

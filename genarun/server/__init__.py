@@ -1,0 +1,1 @@
+"""`genarun serve`: the ASGI app (answer webhooks; the API and pages build on it)."""

@@ -1,0 +1,108 @@
+"""`genarun serve`'s ASGI app (Starlette): the answer webhooks, and later the API and pages.
+
+Handlers read and write SQLite through a Store per worker thread (SQLAlchemy's connection is
+not shared across threads); the blocking work runs in Starlette's thread pool, never on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from genarun.server.hooks import MAX_BODY, answer_hook, parse_hook_path
+from genarun.server.resumer import Resumer
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    db: Path
+    auto_resume: bool = True
+    webhook_secret: str | None = None  # Standard Webhooks secret (whsec_...), from the env
+    token: str | None = None  # guards the API and pages when the server listens beyond 127.0.0.1
+    sweep_every: float = 15.0  # seconds between looks for requests whose timeout passed
+
+
+class _Stores(threading.local):
+    store: Any = None
+
+
+def create_app(options: ServeOptions) -> Starlette:
+    """The app: `POST /runs/<run>/<node>[/<index>...]/hook` and `GET /health`."""
+    stores = _Stores()
+    opened: list[Any] = []
+    resumer = Resumer(options.db, sweep_every=options.sweep_every) if options.auto_resume else None
+
+    def store() -> Any:
+        if stores.store is None:
+            from genarun.store.db import Store
+
+            stores.store = Store(options.db)
+            opened.append(stores.store)
+        return stores.store
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True, "auto_resume": resumer is not None})
+
+    async def hook(request: Request) -> JSONResponse:
+        parsed = parse_hook_path(request.path_params["rest"])
+        if parsed is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return JSONResponse(
+                    {"error": f"the body is over {MAX_BODY} bytes"}, status_code=413
+                )
+        node_id, path = parsed
+        reply = await run_in_threadpool(
+            answer_hook,
+            store(),
+            request.path_params["run_id"],
+            node_id,
+            path,
+            headers=dict(request.headers),
+            query=dict(request.query_params),
+            body=body,
+            webhook_secret=options.webhook_secret,
+            client=request.client.host if request.client else "unknown",
+        )
+        if reply.run_id and resumer is not None:
+            resumer.want(reply.run_id)
+            reply.body["resuming"] = True
+        return JSONResponse(reply.body, status_code=reply.status)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if resumer is not None:
+            resumer.start()
+        try:
+            yield
+        finally:
+            if resumer is not None:
+                resumer.stop()
+            for each in opened:
+                with contextlib.suppress(Exception):
+                    each.close()
+
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/runs/{run_id}/{rest:path}", hook, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.options = options
+    app.state.resumer = resumer
+    return app

@@ -1,0 +1,170 @@
+"""The answer webhook of `genarun serve`, a real uvicorn process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import genarun_subprocess, query
+from tests.human_helpers import free_port, make_request, serving
+
+SECRET = "whsec_" + base64.b64encode(b"a secret of thirty-two bytes!!!!").decode()
+
+
+def _signed(body: bytes, secret: str = SECRET, age: float = 0) -> dict[str, str]:
+    from standardwebhooks.webhooks import Webhook
+
+    message_id = "msg_" + uuid.uuid4().hex
+    stamp = datetime.fromtimestamp(int(time.time() - age), UTC)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(stamp.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, stamp, body),
+        "content-type": "application/json",
+    }
+
+
+def test_the_webhook_answers_and_says_why_it_refuses(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    request, token = make_request(db)
+    other, other_token = make_request(db, node_id="other")
+    item, item_token = make_request(db, node_id="cover", path=(2,), ask="approve", options=None)
+    hook = request.hook_path
+    with serving(db, "--no-auto-resume", env={"GENARUN_WEBHOOK_SECRET": SECRET}) as base:
+        url = base + hook
+        answer = {"answer": "green", "responder": "ana"}
+        assert httpx.post(url, json=answer).status_code == 401
+        assert httpx.post(url, json=answer, params={"token": other_token}).status_code == 403
+        wrong = httpx.post(url, json=answer, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 403 and wrong.json()["error"] == "wrong token for this request"
+        missing = httpx.post(
+            f"{base}/runs/{'f' * 32}/pick/hook", json=answer, params={"token": token}
+        )
+        assert missing.status_code == 404 and "no run" in missing.json()["error"]
+        no_node = httpx.post(
+            f"{base}/runs/{request.run_id}/pikc/hook", json=answer, params={"token": token}
+        )
+        assert no_node.status_code == 404 and "has no request pikc" in no_node.json()["error"]
+        malformed = httpx.post(url, content=b"{not json", params={"token": token})
+        assert malformed.status_code == 422 and "not JSON" in malformed.json()["error"]
+        assert httpx.post(url, json={"answr": 1}, params={"token": token}).status_code == 422
+        invalid = httpx.post(url, json={"answer": "purple"}, params={"token": token})
+        assert invalid.status_code == 422
+        assert "'purple' is not one of" in invalid.json()["error"]
+        assert 'accepted: "red", "green", "blue"' in invalid.json()["error"]
+
+        ok = httpx.post(url, json=answer, params={"token": token}, headers={"Idempotency-Key": "k"})
+        assert ok.status_code == 200, ok.text
+        assert (
+            ok.json().items() >= {"accepted": True, "status": "answered", "result": "green"}.items()
+        )
+        replay = httpx.post(
+            url, json=answer, params={"token": token}, headers={"Idempotency-Key": "k"}
+        )
+        assert replay.status_code == 200 and replay.json()["replayed"] is True
+        late = httpx.post(url, json={"answer": "red"}, params={"token": token})
+        assert (
+            late.status_code == 409 and "answered already by ana via http" in late.json()["error"]
+        )
+
+        # A foreach item's hook, with a Standard Webhooks signature instead of the token.
+        body = json.dumps({"answer": True}).encode()
+        item_url = base + item.hook_path
+        assert item.hook_path.endswith("/cover/2/hook")
+        stale = httpx.post(item_url, content=body, headers=_signed(body, age=600))
+        assert stale.status_code == 403 and "too old" in stale.json()["error"]
+        forged = _signed(body, secret="whsec_" + base64.b64encode(b"x" * 32).decode())
+        assert httpx.post(item_url, content=body, headers=forged).status_code == 403
+        signed = httpx.post(item_url, content=body, headers=_signed(body))
+        assert signed.status_code == 200 and signed.json()["result"] is True
+        del other, item_token
+    rows = query(db, "SELECT responder, via, idempotency_key FROM human_answers ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        ("ana", "http", "k"),
+        ("http:127.0.0.1", "http", rows[1][2]),
+    ]
+
+
+def test_signatures_are_refused_when_the_server_has_no_secret(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    request, _ = make_request(db)
+    body = json.dumps({"answer": "red"}).encode()
+    with serving(db, "--no-auto-resume") as base:
+        reply = httpx.post(base + request.hook_path, content=body, headers=_signed(body))
+    assert reply.status_code == 403 and "no webhook secret" in reply.json()["error"]
+
+
+def test_a_poll_of_five_answers_over_http(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    request, token = make_request(db, collect=5)
+    votes = ["red", "blue", "blue", "green", "blue"]
+    with serving(db, "--no-auto-resume") as base:
+        url = base + request.hook_path
+        replies = [
+            httpx.post(url, json={"answer": v, "responder": f"voter{i}"}, params={"token": token})
+            for i, v in enumerate(votes)
+        ]
+        twice = httpx.post(
+            url, json={"answer": "red", "responder": "voter0"}, params={"token": token}
+        )
+    assert [r.status_code for r in replies] == [200] * 5
+    assert [r.json()["status"] for r in replies] == ["waiting"] * 4 + ["answered"]
+    assert replies[-1].json()["result"] == {
+        "winner": "blue",
+        "tally": {"red": 1, "green": 1, "blue": 3},
+        "answers": 5,
+    }
+    assert twice.status_code == 409
+    assert query(db, "SELECT count(*) FROM human_answers")[0][0] == 5
+
+
+@pytest.mark.slow
+def test_a_request_survives_a_server_restart(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    request, token = make_request(db)
+    port = free_port()
+    with serving(db, "--no-auto-resume", port=port) as base:
+        assert (
+            httpx.post(
+                base + request.hook_path, json={"answer": "x"}, params={"token": token}
+            ).status_code
+            == 422
+        )
+    with serving(db, "--no-auto-resume", port=port) as base:
+        reply = httpx.post(
+            base + request.hook_path, json={"answer": "red"}, params={"token": token}
+        )
+    assert reply.status_code == 200 and reply.json()["result"] == "red"
+
+
+def test_serve_refuses_to_listen_beyond_this_machine_without_a_token(tmp_path: Path) -> None:
+    result = genarun_subprocess(
+        "serve", "--db", tmp_path / "g.db", "--host", "0.0.0.0", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "--host 0.0.0.0: listening beyond this machine needs --token" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "g.db").exists()
+
+
+@pytest.mark.parametrize("secret", ["not base64 !!", ""])
+def test_serve_says_when_the_webhook_secret_is_unusable(tmp_path: Path, secret: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "genarun", "serve", "--db", str(tmp_path / "g.db"), "--port", "1"],
+        env={**os.environ, "GENARUN_WEBHOOK_SECRET": secret or "whsec_"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "$GENARUN_WEBHOOK_SECRET is not a Standard Webhooks secret" in result.stderr
