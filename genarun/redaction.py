@@ -21,6 +21,8 @@ import threading
 import urllib.parse
 from typing import Any
 
+from genarun.tree.secrets import MARKER_START, hide_markers
+
 MASK = "***"
 # Secrets shorter than this are masked only where they appear whole: a 4-character value would
 # otherwise mask unrelated words that share its letters.
@@ -207,6 +209,9 @@ def redact(text: str, *, patterns: bool = True) -> str:
     if not text:
         return text
     low = text.lower()
+    if MARKER_START in low:  # `secret()` placeholders: their display form, without the nonce
+        text = hide_markers(text)
+        low = text.lower()
     masked = _secrets.mask(text, low)
     if not patterns:
         return masked

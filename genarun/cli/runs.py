@@ -50,14 +50,21 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
     """One run (id, unique prefix or `latest`): its executions, statuses, seeds, timings."""
     from genarun.store.db import Store
     from genarun.store.reports import run_report, run_report_json
+    from genarun.store.responses import responses_of, responses_report
 
     store = Store.existing(db)
     run_row = store.resolve_run(run_ref)
     executions = store.run_executions(run_row["id"])
+    responses = responses_of(store, run_row["id"])  # what fetch nodes were answered
     if as_json:
-        click.echo(json.dumps(run_report_json(run_row, executions), indent=2, default=str))
+        report = run_report_json(run_row, executions)
+        if responses:
+            report["responses"] = responses
+        click.echo(json.dumps(report, indent=2, default=str))
     else:
         click.echo(run_report(run_row, executions))
+        if responses:
+            click.echo(responses_report(responses))
 
 
 def register(main: click.Group) -> None:

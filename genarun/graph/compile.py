@@ -19,6 +19,7 @@ from jinja2 import TemplateSyntaxError
 
 from genarun.errors import Problem, TreeError, did_you_mean
 from genarun.graph.node_fields import resolve_node_fields
+from genarun.graph.secret_policy import secret_problems
 from genarun.graph.value_types import type_problems
 from genarun.nodes.base import NodeKind
 from genarun.tree.schema import IDENTIFIER, RESERVED_NAMES, seed_problem
@@ -200,6 +201,7 @@ def compile_tree(
             tn, kinds[tn.spec.kind], by_id, descendants, global_names, file, problems, loaded.line
         )
     problems += type_problems(compiled_nodes, file, loaded.line)
+    problems += secret_problems(loaded, compiled_nodes, tree_vars, matrix)
     if problems:
         raise TreeError(problems)
 

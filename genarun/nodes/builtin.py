@@ -9,7 +9,17 @@ if TYPE_CHECKING:
 
 
 def register(registry: Registry) -> None:
-    from genarun.nodes import caption, cycle, embed, generate, group, image, persistence, template
+    from genarun.nodes import (
+        caption,
+        cycle,
+        embed,
+        fetch,
+        generate,
+        group,
+        image,
+        persistence,
+        template,
+    )
 
-    for module in (template, group, generate, image, caption, embed, cycle, persistence):
+    for module in (template, group, generate, image, caption, embed, cycle, persistence, fetch):
         registry.add_kind(module.KIND)

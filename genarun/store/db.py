@@ -206,6 +206,31 @@ persistence = Table(
     ),
 )
 
+# The answers of `fetch` executions (genarun/store/responses.py): what the API said, for
+# `runs show` and the `cache: {ttl}` reuse. Secret values never reach it (placeholders only).
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("node_id", String, nullable=False),
+    Column("path", String, nullable=False),
+    Column("request", Text, nullable=False),  # JSON: method, url, params, headers, json, body
+    Column("status", Integer),
+    Column("content_type", String),
+    Column("headers", Text),  # JSON of the response's headers
+    Column("body", Text),  # the body, when small
+    Column("asset", String),  # else the file in the run's folder that holds it
+    Column("size", Integer),
+    Column("sha256", String),
+    Column("cache_key", String, index=True),
+    Column("fetched", Float, nullable=False),
+    Column("elapsed", Float),
+    Column("attempts", Integer),
+    Column("reused_from", Integer),  # the response a `cache: {ttl}` reused
+    Index("ix_responses_run_node", "run_id", "node_id", "path"),
+)
+
 # Prebuilt statements for the per-step writes of trajectories (parameters bound per call).
 _INSERT_EMBEDDING = insert(embeddings)
 

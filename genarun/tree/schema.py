@@ -237,6 +237,26 @@ class SiteSpec(Strict):
         return dict(self.publish)
 
 
+class SecretSpec(Strict):
+    """`secrets: {NAME: {hosts: [...]}}`: an environment variable that `secret('NAME')` reads
+    at send time, and the only hosts it may be sent to."""
+
+    hosts: list[str] = Field(
+        min_length=1,
+        description="Hosts the secret may be sent to: api.example.com, *.example.com (its "
+        "subdomains), localhost:8080 (that port only).",
+    )
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        from genarun.tree.secrets import HostRule
+
+        for entry in value:
+            HostRule.parse(entry)
+        return value
+
+
 class TreeSpec(Strict):
     """The top of a tree file."""
 
@@ -268,6 +288,12 @@ class TreeSpec(Strict):
     site: SiteSpec | None = Field(
         None, description="What `genarun export site` publishes, under which names."
     )
+    secrets: dict[str, SecretSpec] = Field(
+        default_factory=dict,
+        description="Environment variables that templates read with secret('NAME') at send "
+        "time, each with the hosts it may be sent to.",
+        json_schema_extra={"propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
+    )
     nodes: list[Any] = Field(description="The top-level nodes.")
 
     @field_validator("name")
@@ -275,6 +301,18 @@ class TreeSpec(Strict):
     def _name(cls, value: str) -> str:
         if not TREE_NAME.fullmatch(value):
             raise ValueError(f"tree name '{value}' may hold only letters, digits, - and _")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, SecretSpec]) -> dict[str, SecretSpec]:
+        from genarun.tree.secrets import SECRET_NAME
+
+        for name in value:
+            if not SECRET_NAME.fullmatch(name):
+                raise ValueError(
+                    f"secret '{name}' is not an environment variable's name (letters, digits, _)"
+                )
         return value
 
     @field_validator("matrix")

@@ -30,6 +30,7 @@ from genarun.tree.lookups import missing_message, source_of
 from genarun.tree.picks import PickRecord, PickSyntaxError, parse_picks
 from genarun.tree.picks import Template as PickTemplate
 from genarun.tree.sandbox import check_constants, make_environment
+from genarun.tree.secrets import secret
 
 
 def _json_filter(value: Any, indent: int | None = None) -> str:
@@ -71,6 +72,8 @@ class _Undefined(StrictUndefined):
 
 ENV = make_environment(_Undefined)
 ENV.filters["json"] = _json_filter
+# A placeholder, never the value: genarun/tree/secrets.py.
+ENV.globals["secret"] = secret
 bound_filters(ENV)
 JINJA_GLOBALS = frozenset(ENV.globals)
 

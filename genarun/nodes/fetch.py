@@ -1,0 +1,383 @@
+"""`fetch`: one HTTP API call per execution; its output is the JSON answer (through `extract`,
+a JMESPath expression) or the text.
+
+    - id: weather
+      kind: fetch
+      url: "{{ base_url }}/v1/forecast"
+      params: {latitude: "{{ city.lat }}", longitude: "{{ city.lon }}", current: temperature_2m}
+      headers: {Authorization: "Bearer {{ secret('WEATHER_KEY') }}"}
+      extract: current.temperature_2m
+      cache: {ttl: 10m}
+
+The request goes through genarun.net.http (deadlines, size limit, limited redirects, retries
+with backoff honouring Retry-After). Its parameters come from the node's fields, rendered as
+templates (`request_fields`): that is the one place where `assemble:` (a text model filling
+them under a schema) plugs in. Secrets stay placeholders until the request leaves (see
+genarun/tree/secrets.py). Every response is stored (genarun/store/responses.py); fetch is never
+content-cached (the world changes) except within a `cache: {ttl}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Generator
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from genarun.nodes.base import ExecutionContext, NodeKind
+from genarun.nodes.fetch_request import (
+    FetchError,
+    FetchRequest,
+    Limits,
+    answer_value,
+    check_secrets,
+    content_type,
+    send,
+)
+from genarun.tree.schema import NodeBase, PositiveInt, Strict, TemplateStr
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+PositiveFloat = float  # bounds are checked by the validators below (a template renders first)
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from 30, '30s', '10m', '1h' or '2d'."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(str(value))
+        if not match:
+            raise ValueError(f"'{value}' is not a duration: write 30, 30s, 10m, 1h or 2d")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"a duration must be more than 0, not {value!r}")
+    return seconds
+
+
+class Timeouts(Strict):
+    """`timeout: {connect, read, total}` in seconds."""
+
+    connect: float = Field(10.0, gt=0, description="Seconds to open the connection.")
+    read: float = Field(30.0, gt=0, description="Seconds any single read may wait.")
+    total: float = Field(30.0, gt=0, description="Seconds for the whole request and answer.")
+
+
+class CacheSpec(Strict):
+    """`cache: {ttl}`: reuse a stored response to the same request younger than `ttl`."""
+
+    ttl: float | str = Field(description="Time to live: 30s, 10m, 1h, 2d, or seconds.")
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: float | str) -> float | str:
+        parse_duration(value)
+        return value
+
+    @property
+    def seconds(self) -> float:
+        return parse_duration(self.ttl)
+
+
+class FetchNode(NodeBase):
+    method: Method = Field("GET", description="HTTP method: GET, POST, PUT, PATCH, DELETE, HEAD.")
+    url: str = Field(description="The URL (a template); http or https.")
+    params: dict[str, Any] | TemplateStr | None = Field(
+        None, description="Query parameters (values are templates)."
+    )
+    headers: dict[str, Any] | TemplateStr | None = Field(
+        None, description="Request headers (values are templates; secrets with secret('NAME'))."
+    )
+    json_: Any = Field(None, alias="json", description="A JSON body (its strings are templates).")
+    body: str | None = Field(None, description="A text body (a template); not with json.")
+    extract: str | None = Field(
+        None,
+        description="A JMESPath expression applied to the JSON answer (current.temperature, "
+        "items[*].title); without it the output is the whole JSON, or the text.",
+    )
+    timeout: float | Timeouts | TemplateStr = Field(
+        30.0, description="Seconds for the whole request, or {connect, read, total}."
+    )
+    retries: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="Retries of a request that failed to connect, timed out, or got 408/429/5xx "
+        "(exponential backoff with jitter, honouring Retry-After). A POST or PATCH is retried "
+        "only with an idempotency key.",
+    )
+    backoff: float = Field(1.0, gt=0, le=60, description="First retry delay in seconds; doubles.")
+    cache: CacheSpec | None = Field(
+        None, description="{ttl: 10m}: reuse a stored response to the same request within ttl."
+    )
+    concurrency: PositiveInt = Field(8, description="Most requests of this node in flight at once.")
+    max_bytes: PositiveInt = Field(
+        10 * 2**20, description="Largest response accepted, in bytes (default 10 MiB)."
+    )
+    hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts this node may send its secrets to, besides the tree's secrets: list.",
+    )
+    idempotency_key: bool = Field(
+        True,
+        description="Send an Idempotency-Key header (from run, node and foreach index) with "
+        "POST and PATCH, so they may be retried; false: never retry them once sent.",
+    )
+    assemble: dict[str, Any] | None = Field(
+        None,
+        description="A text model fills the request's parameters under a schema "
+        "({model, from | schema, instructions}).",
+    )
+    # The executor re-runs a failed execution `retries` times; a fetch retries its request
+    # itself (with backoff and Retry-After), so the field is moved here and the executor's
+    # count set to 0: a request is never retried twice over.
+    _http_retries: int = PrivateAttr(3)
+
+    @model_validator(mode="after")
+    def _own_retries(self) -> FetchNode:
+        self._http_retries, self.retries = self.retries, 0
+        return self
+
+    @field_validator("extract")
+    @classmethod
+    def _extract(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        import jmespath
+
+        try:
+            jmespath.compile(value)
+        except jmespath.exceptions.JMESPathError as exc:
+            detail = str(exc).splitlines()[0]
+            raise ValueError(f"extract '{value}' is not a JMESPath expression: {detail}") from None
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        from genarun.tree.secrets import HostRule
+
+        for entry in value:
+            HostRule.parse(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _one_body(self) -> FetchNode:
+        if self.json_ is not None and self.body is not None:
+            raise ValueError("give json or body, not both")
+        return self
+
+    def limits(self) -> Limits:
+        timeout = self.timeout
+        if isinstance(timeout, Timeouts):
+            connect, read, total = timeout.connect, timeout.read, timeout.total
+        else:
+            total = float(timeout)
+            if total <= 0:
+                raise FetchError(f"timeout must be more than 0 seconds, not {timeout}")
+            connect, read = min(10.0, total), total
+        return Limits(
+            connect=connect,
+            read=read,
+            total=total,
+            max_bytes=self.max_bytes,
+            retries=self._http_retries,
+            backoff=self.backoff,
+            concurrency=self.concurrency,
+        )
+
+
+# --- where the request's parameters come from ------------------------------------------------
+def request_fields(ctx: ExecutionContext, node: FetchNode) -> Generator[Any, Any, FetchRequest]:
+    """The request of this execution: the node's rendered fields, or, with `assemble:`, what a
+    text model fills in under the parameter schema (genarun.nodes.assemble, which may yield
+    model invocations). The one boundary between rendering and sending."""
+    request = FetchRequest(
+        method=node.method,
+        url=str(node.url).strip(),
+        params=_mapping(node.params, "params"),
+        headers={str(k): _header_value(k, v) for k, v in _mapping(node.headers, "headers").items()},
+        json=node.json_,
+        body=node.body,
+    )
+    if node.assemble is not None:
+        from genarun.nodes import assemble  # type: ignore[attr-defined]
+
+        request = yield from assemble.assemble_request(ctx, node, request)
+    return request
+
+
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise FetchError(f"{name} must render to a mapping, got {type(value).__name__}")
+    return value
+
+
+def _header_value(name: Any, value: Any) -> str:
+    if isinstance(value, dict | list) or value is None:
+        raise FetchError(f"header {name}: a header value is text, not {type(value).__name__}")
+    return str(value)
+
+
+# --- running ---------------------------------------------------------------------------------
+def run(ctx: ExecutionContext, node: FetchNode) -> Any:
+    from genarun.store.responses import cached_response
+
+    fields = request_fields(ctx, node)
+    try:
+        next(fields)
+    except StopIteration as stop:
+        request: FetchRequest = stop.value
+    else:  # pragma: no cover - assemble yields model calls once it exists
+        raise FetchError("assemble: not available in this genarun")
+    names = check_secrets(request, _tree_secrets(ctx), node.hosts)
+    cache_key = request.cache_key(node.extract)
+    run_state = ctx.run
+    if node.cache is not None:
+        stored = cached_response(run_state.store, cache_key, node.cache.seconds)
+        if stored is not None:
+            ctx.log(
+                "info",
+                f"{request.shown}: reused the response stored {_age(stored.fetched)} ago"
+                f" (cache ttl {node.cache.ttl})",
+            )
+            _record(
+                ctx,
+                request,
+                stored.status,
+                stored.content_type,
+                {},
+                stored.text,
+                cache_key,
+                elapsed=0.0,
+                attempts=0,
+                reused_from=stored.id,
+            )
+            return answer_value(
+                stored.status, stored.content_type, b"", stored.text, request.shown, node.extract
+            )
+    key = _idempotency_key(ctx) if node.idempotency_key else None
+    response = send(request, node.limits(), names, key)
+    text = response.text()
+    kind = content_type(response)
+    _record(
+        ctx,
+        request,
+        response.status,
+        kind,
+        dict(response.headers),
+        text,
+        cache_key,
+        elapsed=response.elapsed,
+        attempts=response.attempts,
+    )
+    if response.attempts > 1:
+        ctx.log("info", f"{request.shown}: answered after {response.attempts} attempts")
+    return answer_value(response.status, kind, response.body, text, request.shown, node.extract)
+
+
+def _record(
+    ctx: ExecutionContext,
+    request: FetchRequest,
+    status: int,
+    kind: str,
+    headers: dict[str, str],
+    text: str,
+    cache_key: str,
+    *,
+    elapsed: float,
+    attempts: int,
+    reused_from: int | None = None,
+) -> None:
+    from genarun.store.responses import record_response
+
+    run_state = ctx.run
+    record_response(
+        run_state.store,
+        run_id=run_state.id,
+        node_id=ctx.node_id,
+        path=ctx.path,
+        request=request.to_json(),
+        status=status,
+        content_type=kind,
+        headers=headers,
+        text=text,
+        folder=run_state.folder,
+        cache_key=cache_key,
+        elapsed=elapsed,
+        attempts=attempts,
+        reused_from=reused_from,
+    )
+
+
+def _tree_secrets(ctx: ExecutionContext) -> dict[str, list[str]]:
+    spec = ctx.run.compiled.loaded.spec
+    return {name: list(entry.hosts) for name, entry in spec.secrets.items()}
+
+
+def _idempotency_key(ctx: ExecutionContext) -> str:
+    """The same for every attempt and resume of this execution, new for a rerun (new run)."""
+    seed = f"{ctx.run.id}/{ctx.node_id}/{list(ctx.path)}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
+def _age(fetched: float) -> str:
+    import time
+
+    seconds = max(0, int(time.time() - fetched))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def check(node: Any, scope: dict[str, Any], resolve: Any) -> list[tuple[str, str]]:
+    """Before the run: every secret the node's fields name is set in the environment, and an
+    `assemble:` has its module."""
+    from genarun.graph.secret_policy import secret_names_in
+
+    problems: list[tuple[str, str]] = []
+    spec = node.spec
+    seen: set[str] = set()
+    for name in type(spec).model_fields:
+        if name in ("extract", "cache", "hosts", "assemble", "vars", "children"):
+            continue
+        for secret in secret_names_in(getattr(spec, name)):
+            if secret in seen:
+                continue
+            seen.add(secret)
+            # Only before a run (its scope names the run): `validate` needs no secrets set.
+            if scope.get("run") and not os.environ.get(secret, "").strip():
+                alias = type(spec).model_fields[name].alias or name
+                problems.append(
+                    (
+                        alias,
+                        f"secret '{secret}': the environment variable {secret} is not set;"
+                        f" export it (export {secret}=...) before running the tree",
+                    )
+                )
+    if spec.assemble is not None:
+        try:
+            from genarun.nodes import assemble  # type: ignore[attr-defined]  # noqa: F401
+        except ImportError:
+            problems.append(("assemble", "assemble: is not available in this genarun yet"))
+    return problems
+
+
+KIND = NodeKind(
+    name="fetch",
+    params=FetchNode,
+    run=run,
+    description="HTTP API call: `method`, `url`, `params`, `headers`, `json`, `body`, `extract` "
+    "(JMESPath), `timeout`, `retries`, `cache`, `concurrency`, `hosts`, `assemble`.",
+    output="JSON or text",
+    # The outside world changes: a fetch is never reused from the content cache (only a
+    # `cache: {ttl}` reuses a stored response, within its time to live).
+    cacheable=False,
+    raw_fields=frozenset({"extract", "cache", "hosts", "assemble"}),
+    check=check,
+    output_type=lambda spec: None,
+)
