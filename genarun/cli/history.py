@@ -13,13 +13,16 @@ from genarun.cli.common import DeviceType, db_option, handle_errors
 
 
 def echo_outcome(outcome: Any, db: Path | None) -> None:
-    """Print each run's summary line and folder; exit 130 with how to resume if interrupted."""
+    """Print each run's summary line and folder; exit 130 with how to resume if interrupted,
+    and say how to go on (exit 0) when executions wait on the outside world."""
     from genarun.run.runner import raise_for
 
     for state in outcome.runs:
         counts = state.counts
         summary = ", ".join(
-            f"{counts[k]} {k}" for k in ("done", "reused", "skipped", "failed") if counts.get(k)
+            f"{counts[k]} {k}"
+            for k in ("done", "reused", "skipped", "failed", "waiting")
+            if counts.get(k)
         )
         click.echo(
             f"run {state.id[:8]} {state.label if len(outcome.runs) > 1 else ''}".rstrip()
@@ -35,6 +38,21 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
             err=True,
         )
         sys.exit(130)
+    if outcome.status == "waiting":
+        # Not an error: the tree waits on the outside world (a person's answer, say).
+        waiting = [w for state in outcome.runs for w in state.waiting]
+        ids = " ".join(state.id[:12] for state in outcome.runs if state.waiting)
+        db_part = f" --db {db}" if db else ""
+        shown = "; ".join(waiting[:3]) + (
+            f"; and {len(waiting) - 3} more" if len(waiting) > 3 else ""
+        )
+        click.secho(
+            f"waiting: {shown}; the rest of the run is done and saved; once answered: "
+            f"genarun resume {ids}{db_part}",
+            fg="yellow",
+            err=True,
+        )
+        return
     raise_for(outcome)
 
 

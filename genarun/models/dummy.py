@@ -7,7 +7,8 @@ as many as the first number in the prompt, default 3) so trees that plan lists r
 The spec option `delay` (seconds per invocation) makes it slow on purpose, for tests that
 interrupt or kill runs: `{provider: dummy, id: dummy, options: {delay: 0.05}}`; `words` (how
 many distinct words its texts use, default 36) makes captions repeat, so a trajectory with a
-fixed seed soon enters a loop, as small real models do.
+fixed seed soon enters a loop, as small real models do. `max_ok_batch` makes a larger batch
+raise a (simulated) CUDA out-of-memory error, as a GPU would: the executor then halves it.
 """
 
 from __future__ import annotations
@@ -95,8 +96,14 @@ class DummyModel(LoadedModel):
         # Seconds per invocation: a real wait, so tests can interrupt and kill slow runs.
         self.delay = float(spec.option_dict.get("delay", 0))
         self.vocabulary = WORDS[: max(1, int(spec.option_dict.get("words", len(WORDS))))]
+        self.max_ok_batch = int(spec.option_dict.get("max_ok_batch", 0)) or None
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        if self.max_ok_batch is not None and len(batch) > self.max_ok_batch:
+            raise RuntimeError(
+                f"CUDA out of memory (simulated: batch of {len(batch)} > max_ok_batch "
+                f"{self.max_ok_batch})"
+            )
         if self.delay > 0:
             time.sleep(self.delay * len(batch))
         return [getattr(self, f"_{task}")(inv) for inv in batch]

@@ -1,9 +1,11 @@
 """What a node kind is, and what its run function receives.
 
 A kind is a pydantic model of its fields (a `NodeBase` subclass) plus a run function. Run
-functions either return their output, or are generators that `yield` model invocations
-(`Invoke`, or a list of them) and receive the results: the executor gathers the invocations of
-many executions and sends them to a model in batches.
+functions either return their output, or are generators that `yield` effects
+(`genarun.nodes.effects`: `Invoke` a model, `Call` the outside world, `Compute` CPU work, `Wait`
+for an answer; one, or a list of them) and receive the results: the executor gathers the
+invocations of many executions and sends them to a model in batches, and runs calls and CPU
+work on pools of their own.
 """
 
 from __future__ import annotations
@@ -17,19 +19,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from genarun.bounded_yaml import YamlBoundsError, load_bounded_yaml
+from genarun.nodes.effects import Call, Compute, Effect, Invoke, Wait
 from genarun.tree.schema import NodeBase
 
 if TYPE_CHECKING:
-    from genarun.models.base import Invocation, ModelSpec
+    from genarun.models.base import ModelSpec
     from genarun.values import EmbeddingRef, ImageRef
-
-
-@dataclass(frozen=True)
-class Invoke:
-    """A request from a run function to call a model; the executor batches these."""
-
-    model: ModelSpec
-    invocation: Invocation
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,9 @@ class NodeKind:
     extra_modules: tuple[str, ...] | None = None
 
 
-RunOutput = Any | Generator["Invoke | list[Invoke]", Any, Any]
+RunOutput = Any | Generator["Effect | list[Effect]", Any, Any]
+
+__all__ = ["Call", "Compute", "Effect", "Invoke", "Wait"]
 
 
 class ExecutionContext:

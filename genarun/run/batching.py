@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,7 +52,11 @@ class ModelBatcher:
     """Queues model requests, runs them in batches on a thread pool, and reports what finished."""
 
     def __init__(
-        self, batch_size: int, device: str | None, log: Callable[[RunState, str, str], None]
+        self,
+        batch_size: int,
+        device: str | None,
+        log: Callable[[RunState, str, str], None],
+        events: queue.Queue[Any] | None = None,
     ) -> None:
         self.batch_size = batch_size
         self.device = device
@@ -60,11 +64,13 @@ class ModelBatcher:
         self.queues: dict[tuple, ModelQueue] = {}
         self.busy_models: set[str] = set()
         self.in_flight = 0
-        self.events: queue.Queue[FinishedBatch] = queue.Queue()
+        # Where finished batches are posted (the executor's queue of every kind of event).
+        self.events: queue.Queue[Any] = events if events is not None else queue.Queue()
         self._models: Any = None
 
     def enqueue(self, request: Request) -> None:
         request.attempt = request.instance.attempts
+        request.step = request.instance.step
         key = _queue_key(request)
         q = self.queues.get(key)
         if q is None:
@@ -120,19 +126,6 @@ class ModelBatcher:
         device = str(getattr(model, "device", None) or self.device or "cpu")
         q.loads.append((at, time.perf_counter() - began, device))
         return model
-
-    def finished_batches(self, timeout: float) -> Iterator[FinishedBatch]:
-        """Wait up to `timeout` for a batch to finish; yield it and any others finished since."""
-        try:
-            finished = self.events.get(timeout=timeout)
-        except queue.Empty:
-            return
-        while True:
-            yield finished
-            try:
-                finished = self.events.get_nowait()
-            except queue.Empty:
-                return
 
     def settle(self, batch: list[Request], error: BaseException | None) -> bool:
         """Free a finished batch's model and adjust its batch size; True when the batch failed

@@ -1,17 +1,21 @@
 """The scheduler: executes the runs of an experiment recursively, with inherited scope.
 
 It walks the work units of `work_units` (slots, expanded by their foreach into instances) as
-their dependencies finish. Cheap kinds run inline in the scheduler thread; model kinds are
-generators that yield `Invoke`s, which `batching` queues per model and settings and sends to
-the model in batches on worker threads. All runs of an experiment share one scheduler, so
-matrix runs and foreach items that call the same model are batched together. `recording`
-writes what finished to the store.
+their dependencies finish. Cheap kinds run inline in the scheduler thread; other kinds are
+generators that yield effects (`nodes.effects`): `Invoke`s, which `batching` queues per model
+and settings and sends to the model in batches on worker threads; `Call`s and `Compute`s, which
+`effect_pool` runs on its I/O and CPU pools; and `Wait`s, which park the execution until the
+outside world answers (or the run ends `waiting`). Every pool posts what finished to one event
+queue that this thread drains. All runs of an experiment share one scheduler, so matrix runs and
+foreach items that call the same model are batched together. `recording` writes what finished
+to the store.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import queue
 import time
 import traceback
 from collections import defaultdict, deque
@@ -25,7 +29,15 @@ from pydantic import TypeAdapter, ValidationError
 from genarun.errors import Interrupted
 from genarun.graph.compile import CompiledNode
 from genarun.nodes.base import ExecutionContext
+from genarun.nodes.effects import Call, Compute, Invoke, Wait
 from genarun.run.batching import ModelBatcher
+from genarun.run.effect_pool import (
+    DEFAULT_IO_PER_HOST,
+    DEFAULT_IO_WORKERS,
+    EffectDone,
+    EffectPool,
+    EffectRequest,
+)
 from genarun.run.recording import ExecutionRecorder, kept_text, short_error
 from genarun.run.reuse import (
     StoredExecution,
@@ -36,7 +48,7 @@ from genarun.run.reuse import (
     model_identity,
 )
 from genarun.run.seeds import derive_seed, fresh_seed
-from genarun.run.state import NodeResult, RunState
+from genarun.run.state import NodeResult, RunState, Status
 from genarun.run.work_units import Instance, Request, Slot, is_stale
 from genarun.store.confined import FolderNotWritable
 from genarun.tree.templates import RenderError, field_rng
@@ -48,6 +60,18 @@ class ExecutorOptions:
     batch_size: int = 16
     device: str | None = None
     progress: Any = None  # run.progress.Progress
+    io_workers: int = DEFAULT_IO_WORKERS  # threads for `Call`s (I/O waits, not CPU)
+    io_per_host: int = DEFAULT_IO_PER_HOST  # `Call`s at once to one host
+    cpu_workers: int | None = None  # threads for `Compute`s (default: up to 4, by CPU count)
+
+
+@dataclass(eq=False)
+class Waiting:
+    """An execution parked on a `Wait`, and when its poll is due again."""
+
+    instance: Instance
+    wait: Wait
+    due: float
 
 
 class Executor:
@@ -64,7 +88,18 @@ class Executor:
         )
         self.progress = self.options.progress
         self.recorder = ExecutionRecorder(runs[0].store if runs else None, self.progress)
-        self.batcher = ModelBatcher(self.options.batch_size, self.options.device, self.recorder.log)
+        # What the pools finished: model batches (tuples) and effects (EffectDone).
+        self.events: queue.Queue[Any] = queue.Queue()
+        self.batcher = ModelBatcher(
+            self.options.batch_size, self.options.device, self.recorder.log, self.events
+        )
+        self.effects = EffectPool(
+            self.events,
+            io_workers=self.options.io_workers,
+            io_per_host=self.options.io_per_host,
+            cpu_workers=self.options.cpu_workers,
+        )
+        self.waits: list[Waiting] = []
         self.stopped: FolderNotWritable | None = None  # the run folder became unwritable
 
     # --- public ---------------------------------------------------------------------------
@@ -82,6 +117,7 @@ class Executor:
             raise Interrupted("interrupted") from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self.effects.shutdown()
             self.recorder.flush()
 
     def model_stats(self) -> list[dict[str, Any]]:
@@ -108,24 +144,53 @@ class Executor:
             self.recorder.flush()
             if self.progress:
                 self.progress.tick()
-            if not self.batcher.in_flight:
+            if self.waits:
+                self._poll_waits()
+                if self.ready:
+                    continue
+            if not self._busy():
                 if self.blocked:
                     self._unblock()
                     if self.ready:
                         continue
-                    for slot in self.blocked:  # cannot happen for a compiled tree; never hang
-                        self._fail_slot(slot, "dependencies never finished")
-                    self.blocked.clear()
-                    continue
+                    if not self.waits:  # cannot happen for a compiled tree; never hang
+                        for slot in self.blocked:
+                            self._fail_slot(slot, "dependencies never finished")
+                        self.blocked.clear()
+                        continue
+                if self.waits:
+                    # Only waits remain: the run stops here; their dependents stay parked.
+                    if self._park_waits():
+                        return
+                    continue  # one was answered at the last look
                 if not self.batcher.has_queued():
                     return
             arrived = False
-            # Take every batch that has finished, then run the inline work they free in one go.
-            for requests, results, error in self.batcher.finished_batches(timeout=0.1):
-                self._on_batch(requests, results, error)
+            # Take everything that has finished, then run the inline work it frees in one go.
+            for event in self._finished_events(timeout=0.1):
+                if isinstance(event, EffectDone):
+                    self._on_effect(event)
+                else:
+                    self._on_batch(*event)
                 arrived = True
             if arrived:
                 self._unblock()
+
+    def _busy(self) -> bool:
+        """Whether a model batch, an I/O call or CPU work is running or queued."""
+        return bool(self.batcher.in_flight or self.effects.in_flight or self.effects.queued)
+
+    def _finished_events(self, timeout: float) -> list[Any]:
+        """Wait up to `timeout` for a pool to finish something; return it and all since."""
+        try:
+            events = [self.events.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                events.append(self.events.get_nowait())
+            except queue.Empty:
+                return events
 
     # --- slots ----------------------------------------------------------------------------
     def _add_slot(self, slot: Slot) -> None:
@@ -405,15 +470,35 @@ class Executor:
         except Exception as exc:
             self._error(inst, exc)
             return
-        invokes = request if isinstance(request, list) else [request]
+        inst.step += 1
+        if isinstance(request, Wait):
+            self._wait(inst, request)
+            return
+        effects = request if isinstance(request, list) else [request]
         inst.yielded_list = isinstance(request, list)
-        inst.waiting = [None] * len(invokes)
-        inst.pending = len(invokes)
-        if not invokes:
+        for effect in effects:
+            if not isinstance(effect, Invoke | Call | Compute):
+                # A kind's bug, reported on its node: it yields only effects, and a Wait alone.
+                what = "a Wait in a list" if isinstance(effect, Wait) else type(effect).__name__
+                self._advance(
+                    inst,
+                    None,
+                    error=TypeError(
+                        f"a run function yields an effect (Invoke, Call, Compute, Wait alone) "
+                        f"or a list of them, not {what}"
+                    ),
+                )
+                return
+        inst.waiting = [None] * len(effects)
+        inst.pending = len(effects)
+        if not effects:
             self._advance(inst, [])
             return
-        for position, invoke in enumerate(invokes):
-            self.batcher.enqueue(Request(inst, invoke, position))
+        for position, effect in enumerate(effects):
+            if isinstance(effect, Invoke):
+                self.batcher.enqueue(Request(inst, effect, position))
+            else:
+                self.effects.submit(EffectRequest(inst, effect, position, inst.attempts, inst.step))
 
     def _on_batch(
         self, batch: list[Request], results: list[Any] | None, error: BaseException | None
@@ -432,11 +517,96 @@ class Executor:
             if is_stale(request):
                 # Another request of the same yield failed and the instance was restarted.
                 continue
-            inst.waiting[request.slot] = result
-            inst.pending -= 1
-            if inst.pending == 0:
-                value = inst.waiting if inst.yielded_list else inst.waiting[0]
-                self._advance(inst, value)
+            self._deliver(inst, request.slot, result)
+
+    def _deliver(self, inst: Instance, slot: int, result: Any) -> None:
+        """One result of the instance's current yield; the last one resumes its generator."""
+        inst.waiting[slot] = result
+        inst.pending -= 1
+        if inst.pending == 0:
+            value = inst.waiting if inst.yielded_list else inst.waiting[0]
+            self._advance(inst, value)
+
+    def _on_effect(self, done: EffectDone) -> None:
+        self.effects.settle(done)
+        request = done.request
+        if is_stale(request):  # its instance failed, was retried or moved on meanwhile
+            return
+        if done.error is not None:
+            # The kind's to handle (a fetch retries a timeout); uncaught, the execution fails.
+            # The other effects of the same yield become stale.
+            if isinstance(done.error, Exception):
+                self._advance(request.instance, None, error=done.error)
+            else:
+                self._error(request.instance, done.error)
+            return
+        self._deliver(request.instance, request.slot, done.result)
+
+    # --- waits ----------------------------------------------------------------------------
+    def _wait(self, inst: Instance, wait: Wait) -> None:
+        """An execution yielded a Wait: answered already, or parked until it is."""
+        answered, answer = self._poll(inst, wait)
+        if answered:
+            self._advance(inst, answer)
+        elif inst.gen is not None:  # a poll that raised has failed it
+            self.recorder.log(inst.run, "info", f"waiting: {wait.key}", inst)
+            self.waits.append(Waiting(inst, wait, time.monotonic() + wait.poll_every))
+
+    def _poll(self, inst: Instance, wait: Wait) -> tuple[bool, Any]:
+        if wait.poll is None:
+            return False, None
+        try:
+            answer = wait.poll()
+        except Exception as exc:
+            self._advance(inst, None, error=exc)
+            return False, None
+        return answer is not None, answer
+
+    def _poll_waits(self, force: bool = False) -> None:
+        """Poll the waits that are due; an answered one resumes its generator."""
+        now = time.monotonic()
+        still: list[Waiting] = []
+        answered: list[tuple[Waiting, Any]] = []
+        for waiting in self.waits:
+            if waiting.instance.gen is None or waiting.instance.run.failed:
+                still.append(waiting)  # parked as it is at the end
+                continue
+            if not force and now < waiting.due:
+                still.append(waiting)
+                continue
+            step = waiting.instance.step
+            ok, answer = self._poll(waiting.instance, waiting.wait)
+            if ok:
+                answered.append((waiting, answer))
+            elif waiting.instance.step == step and waiting.instance.gen is not None:
+                waiting.due = now + waiting.wait.poll_every
+                still.append(waiting)
+        self.waits = still
+        for waiting, answer in answered:
+            self._advance(waiting.instance, answer)
+
+    def _park_waits(self) -> bool:
+        """Record every execution still waiting as `waiting`, with what it waits for; its
+        dependents stay unrun, and `resume` re-enters it. False when a last look found an
+        answer (the run goes on)."""
+        self._poll_waits(force=True)
+        if self.ready or self._busy():
+            return False
+        for waiting in self.waits:
+            inst, wait = waiting.instance, waiting.wait
+            if inst.gen is None:
+                continue
+            run, node = inst.run, inst.node
+            result = NodeResult(Status.WAITING, {"key": wait.key, "payload": wait.payload})
+            run.results.setdefault(node.id, {})[inst.path] = result
+            self.recorder.record_execution(inst, result, None)
+            run.counts[Status.WAITING.value] = run.counts.get(Status.WAITING.value, 0) + 1
+            run.waiting.append(f"{node.id}{''.join(f'[{i}]' for i in inst.path)}: {wait.key}")
+            gen, inst.gen, inst.ctx = inst.gen, None, None
+            with contextlib.suppress(Exception):
+                gen.close()
+        self.waits = []
+        return True
 
     # --- finishing ------------------------------------------------------------------------
     def _error(self, inst: Instance, exc: BaseException) -> None:

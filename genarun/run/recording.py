@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from genarun.graph.compile import CompiledNode
 from genarun.redaction import redact
 from genarun.run.reuse import StoredExecution
-from genarun.run.state import NodeResult, RunState
+from genarun.run.state import NodeResult, RunState, Status
 from genarun.run.work_units import Instance
 from genarun.tree.templates import RenderError
 from genarun.values import dumps, json_text
@@ -61,7 +61,10 @@ class ExecutionRecorder:
                 "params": params_json,
                 "input_hash": input_hash,
                 "cache_key": cache_key,
-                "output": json_text(result.value) if result.status == "done" else None,
+                # A waiting execution's output is what it waits for ({key, payload}).
+                "output": json_text(result.value)
+                if result.status in (Status.DONE, Status.WAITING)
+                else None,
                 "seed": inst.seed,
                 "model": model,
                 "status": result.status,

@@ -19,7 +19,7 @@ from genarun.run.executor import Executor, ExecutorOptions
 from genarun.run.only import plan_runs, source_store
 from genarun.run.run_log import summary_logs
 from genarun.run.seeds import fresh_seed
-from genarun.run.state import RunState, check_model_task
+from genarun.run.state import RunState, RunStatus, check_model_task
 from genarun.store.claims import Heartbeat
 from genarun.store.confined import FolderNotWritable, as_folder_error
 from genarun.store.db import Store, new_id
@@ -57,7 +57,7 @@ class Outcome:
     experiment_id: str
     runs: list[RunState]
     folder: Path
-    status: str  # completed, failed, interrupted
+    status: str  # completed, failed, interrupted, waiting (RunStatus)
     model_stats: list[dict[str, Any]] = field(
         default_factory=list
     )  # per model: batches, items, seconds
@@ -411,9 +411,7 @@ def execute_runs(
             options.progress.stop()
     for state in runs:
         state.wait_for_assets()
-        run_status = (
-            status if status != "completed" else ("failed" if state.failed else "completed")
-        )
+        run_status = status if status != "completed" else _run_status(state)
         # Per node start and end, model loads and batches: the log of a run that went well.
         with contextlib.suppress(Exception):  # best effort: never hides how the run ended
             store.add_logs(
@@ -440,15 +438,23 @@ def execute_runs(
             f"{unwritable}; the run stopped, its finished work is saved: make the folder "
             f"writable, then: genarun resume {ids}"
         )
-    overall = (
-        status
-        if status != "completed"
-        else ("failed" if any(s.failed for s in runs) else "completed")
-    )
+    ended = {_run_status(state) for state in runs}
+    overall = status
+    if status == "completed":  # a failure outweighs a wait, a wait a completion
+        overall = next(
+            (s for s in (RunStatus.FAILED, RunStatus.WAITING) if s in ended), RunStatus.COMPLETED
+        )
     if overall == "completed" and refresh:
         refresh_latest(tree_folder, folder)
     store.close()
     return Outcome(experiment_id, runs, folder, overall, executor.model_stats())
+
+
+def _run_status(state: RunState) -> RunStatus:
+    """How a run that was not interrupted ended."""
+    if state.failed:
+        return RunStatus.FAILED
+    return RunStatus.WAITING if state.waiting else RunStatus.COMPLETED
 
 
 def _run_scope(state: RunState) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +27,31 @@ if TYPE_CHECKING:
 _NO_ITEM = object()  # an entry of a node that is not a foreach item
 
 
+class Status(StrEnum):
+    """How one execution of a node ended (executions.status); equal to its string."""
+
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    # Parked on a `Wait` when the run stopped: its dependents did not run; resume re-enters it.
+    WAITING = "waiting"
+
+
+class RunStatus(StrEnum):
+    """How a run ended (runs.status, run.json); equal to its string."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    WAITING = "waiting"  # nothing failed, and executions wait on the outside world
+
+
 @dataclass
 class NodeResult:
     """The outcome of one execution of a node."""
 
-    status: str  # done, failed, skipped
+    status: Status | str  # done, failed, skipped, waiting
     value: Any = None
     error: str | None = None
     raw_output: str | None = None  # a failed execution's model text (or rendered text), as JSON
@@ -59,6 +80,8 @@ class RunState:
     # (the item, such as an article's title, is an input, in no execution's output)
     foreach_values: dict[tuple[str, tuple[int, ...]], Any] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
+    # "node[path]: key" of each execution parked on a Wait when the run stopped
+    waiting: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(
         default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0, "reused": 0}
     )

@@ -1,7 +1,8 @@
 """The executor's units of work: slots and instances of nodes, and the model requests they make.
 
 A *slot* is a node under one execution of its parent, not yet expanded by its foreach; an
-*instance* is one execution of a node; a *request* is one model call an instance is waiting for.
+*instance* is one execution of a node; a *request* is one model call an instance is waiting for
+(`effect_pool.EffectRequest`: one I/O call or CPU work).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Instance:
     # What the models returned to the current attempt, last first: kept with a failure after
     # it (an unparseable answer), so a model's text is never thrown away.
     returned: Any = None
+    step: int = 0  # the yields of the current attempt so far: results of an earlier one are stale
 
 
 @dataclass(eq=False)
@@ -54,8 +56,12 @@ class Request:
     invoke: Invoke
     slot: int  # position in the instance's current yield
     attempt: int = 0  # the instance's attempt that asked; a retry makes older requests stale
+    step: int = 0  # the instance's yield that asked
 
 
-def is_stale(request: Request) -> bool:
-    """A request from an earlier attempt of its instance (or of one that has finished)."""
-    return request.attempt != request.instance.attempts or request.instance.gen is None
+def is_stale(request: Any) -> bool:
+    """A request (a `Request`, or an `EffectRequest`) from an earlier attempt or yield of its
+    instance, or of one that has finished: an error thrown into the generator for another
+    effect of the same yield moved it on."""
+    inst = request.instance
+    return request.attempt != inst.attempts or request.step != inst.step or inst.gen is None

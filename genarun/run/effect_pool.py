@@ -1,0 +1,141 @@
+"""I/O calls and CPU work of run functions (`Call`, `Compute`), on thread pools of their own.
+
+Calls wait in one queue and start while their host's limit (`io_per_host`) and their node's
+`concurrency:` allow: the limits are kept here, on the scheduler thread, so no pool thread ever
+blocks on a limit. Each call runs exactly once; what it returned (or raised) is posted to the
+executor's event queue, beside the model batches.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from genarun.nodes.effects import Call, Compute
+from genarun.run.work_units import Instance
+
+DEFAULT_IO_WORKERS = 64
+DEFAULT_IO_PER_HOST = 8
+
+
+def default_cpu_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(eq=False)
+class EffectRequest:
+    """One `Call` or `Compute` an instance is waiting for."""
+
+    instance: Instance
+    effect: Call | Compute
+    slot: int  # position in the instance's current yield
+    attempt: int = 0  # the instance's attempt and yield that asked: later ones make it stale
+    step: int = 0
+
+    @property
+    def node_key(self) -> str:
+        return self.instance.node.id
+
+    @property
+    def node_limit(self) -> int | None:
+        """The node's `concurrency:` (a kind that makes I/O calls declares the field)."""
+        limit = getattr(self.instance.node.spec, "concurrency", None)
+        return limit if isinstance(limit, int) and limit > 0 else None
+
+
+@dataclass(eq=False)
+class EffectDone:
+    """An effect that finished on a pool thread: its result, or the exception it raised."""
+
+    request: EffectRequest
+    result: Any = None
+    error: BaseException | None = None
+
+
+class EffectPool:
+    """Runs `Call`s on the I/O pool within their limits and `Compute`s on the CPU pool."""
+
+    def __init__(
+        self,
+        events: queue.Queue[Any],
+        *,
+        io_workers: int = DEFAULT_IO_WORKERS,
+        io_per_host: int = DEFAULT_IO_PER_HOST,
+        cpu_workers: int | None = None,
+    ) -> None:
+        self.events = events
+        self.io_per_host = io_per_host
+        self.io = ThreadPoolExecutor(max_workers=io_workers, thread_name_prefix="genarun-io")
+        self.cpu = ThreadPoolExecutor(
+            max_workers=cpu_workers or default_cpu_workers(), thread_name_prefix="genarun-cpu"
+        )
+        self.queued: deque[EffectRequest] = deque()  # calls held back by a limit
+        self.per_host: Counter[str] = Counter()
+        self.per_node: Counter[str] = Counter()
+        self.in_flight = 0
+        self.calls = 0  # calls started, for the run summary
+        self.computed = 0
+
+    def submit(self, request: EffectRequest) -> None:
+        if isinstance(request.effect, Compute):
+            self.in_flight += 1
+            self.computed += 1
+            self.cpu.submit(self._run, request)
+        else:
+            self.queued.append(request)
+            self.dispatch()
+
+    def dispatch(self) -> None:
+        """Start every queued call whose host and node are under their limits, in order."""
+        if not self.queued:
+            return
+        held: deque[EffectRequest] = deque()
+        while self.queued:
+            request = self.queued.popleft()
+            if not self._may_start(request):
+                held.append(request)
+                continue
+            effect = request.effect
+            assert isinstance(effect, Call)
+            if effect.host is not None:
+                self.per_host[effect.host] += 1
+            self.per_node[request.node_key] += 1
+            self.in_flight += 1
+            self.calls += 1
+            self.io.submit(self._run, request)
+        self.queued = held
+
+    def _may_start(self, request: EffectRequest) -> bool:
+        host = request.effect.host if isinstance(request.effect, Call) else None
+        if host is not None and self.per_host[host] >= self.io_per_host:
+            return False
+        limit = request.node_limit
+        return limit is None or self.per_node[request.node_key] < limit
+
+    def _run(self, request: EffectRequest) -> None:
+        """On a pool thread: run the effect once and post what came of it."""
+        try:
+            result = request.effect.fn()
+        except BaseException as exc:  # the kind's to handle: thrown into its generator
+            self.events.put(EffectDone(request, error=exc))
+        else:
+            self.events.put(EffectDone(request, result))
+
+    def settle(self, done: EffectDone) -> None:
+        """Free a finished effect's place under its limits (on the scheduler thread)."""
+        self.in_flight -= 1
+        effect = done.request.effect
+        if isinstance(effect, Call):
+            if effect.host is not None:
+                self.per_host[effect.host] -= 1
+            self.per_node[done.request.node_key] -= 1
+            self.dispatch()
+
+    def shutdown(self) -> None:
+        self.queued.clear()
+        self.io.shutdown(wait=True, cancel_futures=True)
+        self.cpu.shutdown(wait=True, cancel_futures=True)
