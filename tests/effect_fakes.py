@@ -46,7 +46,7 @@ class CountingServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+            def do_GET(self) -> None:
                 with server.lock:
                     server.hits[self.path] += 1
                     server.active += 1
@@ -92,7 +92,7 @@ def server() -> Iterator[CountingServer]:
 
 
 def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=20) as response:  # noqa: S310 (a test server)
+    with urllib.request.urlopen(url, timeout=20) as response:
         return response.read().decode()
 
 
