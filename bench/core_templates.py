@@ -2,6 +2,7 @@
 against a hand-written loop doing the same renders and the same SQLite inserts, in one process.
 
     python bench/core_templates.py [--groups 100] [--items 100]
+    python bench/core_templates.py --hand-only DB GROUPS ITEMS   (the loop alone; bench/startup.py)
 
 Also times `genarun --help` in a fresh interpreter. Prints both and the ratio.
 """
@@ -18,8 +19,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import yaml
 
 
 def make_tree(groups: int, items: int) -> dict:
@@ -145,6 +144,10 @@ def help_time() -> float:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--hand-only"]:  # the hand-written script alone, as a process
+        db, groups, items = sys.argv[2:5]
+        hand_written(Path(db), int(groups), int(items))
+        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--groups", type=int, default=100)
     parser.add_argument("--items", type=int, default=100)
@@ -152,6 +155,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         tree_path = tmp_path / "bench.yaml"
+        import yaml
+
         tree_path.write_text(yaml.safe_dump(make_tree(args.groups, args.items), sort_keys=False))
         import genarun.run.runner  # noqa: F401 - import cost is not part of the run
 

@@ -1,5 +1,8 @@
 """Compile a validated tree into a networkx DiGraph with resolved scopes.
 
+The DiGraph (`CompiledTree.graph`) is built on first use: importing networkx takes longer than
+a small run, and a run only needs the checks below (no cycle, an order), done on plain dicts.
+
 Edges come from the parent/child structure and from the names each template and expression
 references (parsed by Jinja, not guessed). Every name must be in scope; naming a node that is not
 an ancestor adds a dependency edge. Errors found here stop the run before anything executes.
@@ -10,11 +13,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from jinja2 import TemplateSyntaxError
 
 from genarun.errors import Problem, TreeError, did_you_mean
@@ -31,6 +35,9 @@ from genarun.tree.templates import (
     label,
 )
 from genarun.tree.validate import LoadedTree, TreeNode
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 BUILTIN_NAMES = frozenset({"seed", "run"})
 
@@ -74,10 +81,22 @@ class CompiledTree:
     loaded: LoadedTree
     nodes: dict[str, CompiledNode]
     roots: list[str]
-    graph: nx.DiGraph
     tree_vars: list[tuple[str, Compiled]]
     matrix: dict[str, list[Any]]
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The tree as a networkx DiGraph: a node per tree node (`kind`, `line`), an edge from
+        parent to child (`edge="child"`) and from a referenced node to its user (`"ref"`)."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        for node in self.nodes.values():
+            graph.add_node(node.id, kind=node.kind.name, line=node.line)
+        for source, target, edge in _edges(self.nodes):
+            graph.add_edge(source, target, edge=edge)
+        return graph
 
     @property
     def name(self) -> str:
@@ -205,20 +224,12 @@ def compile_tree(
     if problems:
         raise TreeError(problems)
 
-    graph = nx.DiGraph()
-    for node in compiled_nodes.values():
-        graph.add_node(node.id, kind=node.kind.name, line=node.line)
-    for node in compiled_nodes.values():
-        if node.parent:
-            graph.add_edge(node.parent, node.id, edge="child")
-        for dep in node.deps:
-            graph.add_edge(dep, node.id, edge="ref")
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        cycle = None
+    successors: dict[str, dict[str, None]] = {node_id: {} for node_id in compiled_nodes}
+    for source, target, _edge in _edges(compiled_nodes):
+        successors[source][target] = None
+    cycle = _find_cycle(successors)
     if cycle:
-        names = [u for u, _v in cycle] + [cycle[0][0]]
+        names = [*cycle, cycle[0]]
         where = ", ".join(f"'{n}' line {by_id[n].line}" for n in names[:-1])
         raise TreeError(
             Problem(
@@ -240,9 +251,60 @@ def compile_tree(
         )
     if problems:
         raise TreeError(problems)
-    _mark_skipped(compiled_nodes, graph, skip or set())
+    _mark_skipped(compiled_nodes, _topological_order(successors), skip or set())
     roots = [tn.id for tn in loaded.roots]
-    return CompiledTree(loaded, compiled_nodes, roots, graph, tree_vars, matrix, overrides)
+    return CompiledTree(loaded, compiled_nodes, roots, tree_vars, matrix, overrides)
+
+
+def _edges(nodes: dict[str, CompiledNode]) -> Iterator[tuple[str, str, str]]:
+    """(source, target, "child" or "ref") for every edge, in a stable order."""
+    for node in nodes.values():
+        if node.parent:
+            yield node.parent, node.id, "child"
+        for dep in sorted(node.deps):
+            yield dep, node.id, "ref"
+
+
+def _find_cycle(successors: dict[str, dict[str, None]]) -> list[str] | None:
+    """The nodes of the first cycle a depth-first search meets (nodes and edges in insertion
+    order, as networkx's find_cycle searches), or None."""
+    done: set[str] = set()
+    for start in successors:
+        if start in done:
+            continue
+        path, on_path, pending = [start], {start: 0}, [iter(successors[start])]
+        while pending:
+            following = next(pending[-1], None)
+            if following is None:
+                finished = path.pop()
+                del on_path[finished]
+                done.add(finished)
+                pending.pop()
+            elif following in on_path:
+                return path[on_path[following] :]
+            elif following not in done:
+                on_path[following] = len(path)
+                path.append(following)
+                pending.append(iter(successors[following]))
+    return None
+
+
+def _topological_order(successors: dict[str, dict[str, None]]) -> list[str]:
+    """Every node after the nodes with an edge to it (the graph has no cycle)."""
+    waiting = dict.fromkeys(successors, 0)
+    for targets in successors.values():
+        for target in targets:
+            waiting[target] += 1
+    ready = deque(node for node, count in waiting.items() if count == 0)
+    order: list[str] = []
+    while ready:
+        node = ready.popleft()
+        order.append(node)
+        for target in successors[node]:
+            waiting[target] -= 1
+            if waiting[target] == 0:
+                ready.append(target)
+    return order
 
 
 def _matrix_size(loaded: LoadedTree, matrix: dict[str, list[Any]], max_runs: int) -> list[Problem]:
@@ -557,9 +619,10 @@ def _undefined(
     )
 
 
-def _mark_skipped(nodes: dict[str, CompiledNode], graph: nx.DiGraph, skip: set[str]) -> None:
-    """Disabled and skipped nodes, their subtrees, and nodes that depend on them are skipped."""
-    for node_id in nx.topological_sort(graph):
+def _mark_skipped(nodes: dict[str, CompiledNode], order: list[str], skip: set[str]) -> None:
+    """Disabled and skipped nodes, their subtrees, and nodes that depend on them are skipped;
+    `order` lists each node after its parent and the nodes it depends on."""
+    for node_id in order:
         node = nodes[node_id]
         if not node.spec.enabled:
             node.skip_reason = "disabled (enabled: false)"
