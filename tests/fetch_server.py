@@ -131,6 +131,8 @@ class FetchServer:
             return _json({"blob": "x" * (3 * 2**20)})
         if prefix == "/big":  # over the inline limit, under the size limit
             return _json({"rows": [{"i": i, "text": "y" * 100} for i in range(1000)]})
+        if prefix == "/empty":
+            return 204, {"Content-Type": "application/json"}, b""
         if prefix == "/missing":
             return _json({"error": "no such thing"}, 404)
         return _json({"error": f"unknown path {path}"}, 404)

@@ -305,3 +305,27 @@ def test_fields_are_validated_before_anything_runs(
     assert "is not a JMESPath expression" in result.output and "api.yaml:" in result.output
     assert server.count.total() == 0
     assert not (workdir / "genarun.db").exists()
+
+
+def test_head_gives_status_and_headers_and_an_empty_answer_is_empty_text(
+    server: FetchServer, cli: Callable[..., Result], workdir: Path
+) -> None:
+    path = write_tree(
+        workdir,
+        f"""  - id: probe
+    kind: fetch
+    method: HEAD
+    url: "{server.url}/items"
+  - id: nothing
+    kind: fetch
+    method: DELETE
+    url: "{server.url}/empty"
+""",
+    )
+    result = cli("run", path)
+    assert result.exit_code == 0, result.output
+    out = output(workdir)
+    assert out["probe"]["status"] == 200
+    assert out["probe"]["headers"]["content-type"] == "application/json"
+    assert out["nothing"] == ""
+    assert [r["method"] for r in server.requests] == ["HEAD", "DELETE"]

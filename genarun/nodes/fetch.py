@@ -279,6 +279,8 @@ def run(ctx: ExecutionContext, node: FetchNode) -> Any:
     )
     if response.attempts > 1:
         ctx.log("info", f"{request.shown}: answered after {response.attempts} attempts")
+    if request.method == "HEAD":  # no body: the answer is its status and headers
+        return {"status": response.status, "headers": dict(response.headers)}
     return answer_value(response.status, kind, response.body, text, request.shown, node.extract)
 
 

@@ -245,6 +245,8 @@ def answer_value(
             f"{shown} answered with {kind} ({len(body):,} bytes), which is neither JSON nor"
             " text: fetch outputs JSON or text; call an endpoint that returns one of them"
         )
+    if not text.strip() and extract is None:
+        return ""  # 204 No Content, or an empty answer: nothing to parse
     wants_json = extract is not None or any(t in kind for t in _JSON_TYPES)
     if not wants_json:
         return text
