@@ -7,6 +7,7 @@ finished work, and two genarun processes can write one database at the same time
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -312,6 +313,9 @@ class Store:
             raise opening.read_only_error(self.path)
         self._conn: Connection | None = None
         self._grouped = False  # inside transaction(): writes wait for its commit
+        # Rows that belong to an execution (a fetch's response), written with the next
+        # executions in one commit: a commit per row cost more than the request (bench/fetch.py).
+        self._deferred: list[tuple[Table, dict[str, Any]]] = []
 
     @classmethod
     def existing(cls, db_path: Path | str | None = None) -> Store:
@@ -332,6 +336,9 @@ class Store:
         return self._conn
 
     def close(self) -> None:
+        if self._deferred and not self.read_only:
+            with contextlib.suppress(Exception):
+                self._write_deferred()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -394,9 +401,22 @@ class Store:
         # The hot write path (one row per execution): plain SQL with positional tuples goes
         # straight to sqlite3's executemany; Core's per-row parameter building cost more than
         # the insert itself. Missing keys are NULL, as before.
-        if rows:
-            rows = [redact_row(row) for row in rows]
-            self._write(_INSERT_EXECUTION, [tuple(map(row.get, _COLUMNS)) for row in rows])
+        if not rows and not self._deferred:
+            return
+        with self.transaction():
+            self._write_deferred()
+            if rows:
+                rows = [redact_row(row) for row in rows]
+                self._write(_INSERT_EXECUTION, [tuple(map(row.get, _COLUMNS)) for row in rows])
+
+    def defer_row(self, table: Table, row: dict[str, Any]) -> None:
+        """Write `row` (already redacted) with the next executions, in their commit."""
+        self._deferred.append((table, row))
+
+    def _write_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for table, group in itertools.groupby(deferred, key=lambda item: item[0]):
+            self._write(insert(table), [row for _table, row in group])
 
     def add_logs(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:

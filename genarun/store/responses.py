@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from genarun.redaction import redact
 from genarun.store.db import responses, runs
@@ -93,7 +93,8 @@ def record_response(
         "attempts": attempts,
         "reused_from": reused_from,
     }
-    store._write(insert(responses), [row])
+    # Written in the commit of the execution it belongs to (which the executor records next).
+    store.defer_row(responses, row)
 
 
 def cached_response(store: Store, cache_key: str, ttl: float) -> StoredResponse | None:
