@@ -47,6 +47,9 @@ class Call:
     fn: Callable[[], Any]
     host: str | None = None
     label: str = ""
+    # Most calls at once to `host` while this call waits or runs, instead of `io_per_host`: a
+    # node that declares its own `concurrency:` (a fetch) asks for that many.
+    host_limit: int | None = None
 
 
 @dataclass(frozen=True)
