@@ -19,6 +19,7 @@ content-cached (the world changes) except within a `cache: {ttl}`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -28,6 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from genarun.nodes.base import ExecutionContext, NodeKind
+from genarun.nodes.effects import Call
 from genarun.nodes.fetch_request import (
     FetchError,
     FetchRequest,
@@ -226,21 +228,14 @@ def _header_value(name: Any, value: Any) -> str:
 
 
 # --- running ---------------------------------------------------------------------------------
-def run(ctx: ExecutionContext, node: FetchNode) -> Any:
+def run(ctx: ExecutionContext, node: FetchNode) -> Generator[Any, Any, Any]:
     from genarun.store.responses import cached_response
 
-    fields = request_fields(ctx, node)
-    try:
-        next(fields)
-    except StopIteration as stop:
-        request: FetchRequest = stop.value
-    else:  # pragma: no cover - assemble yields model calls once it exists
-        raise FetchError("assemble: not available in this genarun")
+    request = yield from request_fields(ctx, node)
     names = check_secrets(request, _tree_secrets(ctx), node.hosts)
     cache_key = request.cache_key(node.extract)
-    run_state = ctx.run
     if node.cache is not None:
-        stored = cached_response(run_state.store, cache_key, node.cache.seconds)
+        stored = cached_response(ctx.run.store, cache_key, node.cache.seconds)
         if stored is not None:
             ctx.log(
                 "info",
@@ -263,7 +258,15 @@ def run(ctx: ExecutionContext, node: FetchNode) -> Any:
                 stored.status, stored.content_type, b"", stored.text, request.shown, node.extract
             )
     key = _idempotency_key(ctx) if node.idempotency_key else None
-    response = send(request, node.limits(), names, key)
+    host, port = request.host()
+    # Sent once, on the executor's I/O pool (at most `concurrency` of this node at once), with
+    # the secrets filled in there: the scheduler thread never blocks and never sees a value.
+    response = yield Call(
+        functools.partial(send, request, node.limits(), names, key),
+        host=f"{host}:{port}",
+        label=request.shown,
+        host_limit=node.concurrency,
+    )
     text = response.text()
     kind = content_type(response)
     _record(
