@@ -329,3 +329,34 @@ def test_head_gives_status_and_headers_and_an_empty_answer_is_empty_text(
     assert out["probe"]["headers"]["content-type"] == "application/json"
     assert out["nothing"] == ""
     assert [r["method"] for r in server.requests] == ["HEAD", "DELETE"]
+
+
+def test_a_post_is_sent_once_while_a_model_batch_of_the_run_is_halved(
+    server: FetchServer, cli: Callable[..., Result], workdir: Path
+) -> None:
+    # The model's batch of 4 runs out of memory and is retried in halves while the POSTs of
+    # the same foreach items are in flight: each POST still reaches the server exactly once.
+    path = write_tree(
+        workdir,
+        f"""  - id: write
+    kind: generate
+    foreach: [a, b, c, d]
+    model: {{provider: dummy, id: dummy-llm, options: {{max_ok_batch: 2}}}}
+    prompt: "Say {{{{ item }}}}"
+  - id: post
+    kind: fetch
+    foreach: [a, b, c, d]
+    method: POST
+    url: "{server.url}/echo/{{{{ item }}}}"
+    json: {{item: "{{{{ item }}}}"}}
+    extract: body
+""",
+    )
+    result = cli("run", path, "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    posts = [r for r in server.requests if r["method"] == "POST"]
+    assert sorted(r["path"] for r in posts) == [f"/echo/{x}" for x in "abcd"]
+    keys = {r["headers"]["idempotency-key"] for r in posts}
+    assert len(keys) == 4  # one per foreach item
+    logs = query(workdir / "genarun.db", "SELECT message FROM logs WHERE level = 'warning'")
+    assert any("out of memory" in r["message"] for r in logs)
