@@ -39,6 +39,9 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
         )
         sys.exit(130)
     if outcome.status == "waiting":
+        from genarun.cli.human import echo_requests
+
+        echo_requests(outcome.runs, db)  # each question, and how to answer it
         # Not an error: the tree waits on the outside world (a person's answer, say).
         waiting = [w for state in outcome.runs for w in state.waiting]
         ids = " ".join(state.id[:12] for state in outcome.runs if state.waiting)

@@ -84,8 +84,7 @@ def inbox(db: Path | None, as_json: bool) -> None:
         )
         click.echo(f"  {r.question}")
         for index, option in enumerate(r.options or []):
-            shown = option if isinstance(option, str) else json.dumps(option, default=str)
-            click.echo(f"    {index}: {shown[:200]}")
+            click.echo(f"    {index}: {_option_text(option)[:200]}")
         for image in r.images or []:
             click.echo(f"    image: {image}")
         if r.notify_status and not r.notify_status.startswith("sent"):
@@ -220,6 +219,41 @@ def serve(
     click.echo(f"serving {path} on http://{shown}:{port} (Ctrl-C to stop)", err=True)
     sys.stderr.flush()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def echo_requests(runs: list[Any], db: Path | None) -> None:
+    """After a run that waits: each human request it waits for, and how to answer it (the
+    webhook URL carries the token only in the process that made the request)."""
+    from genarun.human.notify import answer_url
+    from genarun.store.db import Store
+    from genarun.store.human import run_requests
+
+    store = Store(db)
+    try:
+        for state in runs:
+            for request in run_requests(store, state.id):
+                if request.status != "waiting":
+                    continue
+                short = state.id[:8]
+                db_part = f" --db {db}" if db else ""
+                token = state.answer_tokens.get((request.node_id, request.path))
+                click.echo(f"{request.target} asks ({request.ask}): {request.question[:200]}")
+                if request.options and request.ask in ("choice", "multi", "best"):
+                    shown = [_option_text(o) for o in request.options[:10]]
+                    more = " ..." if len(request.options) > 10 else ""
+                    click.echo("  options: " + ", ".join(shown) + more)
+                click.echo(f"  answer: genarun answer {short} {request.target} VALUE{db_part}")
+                url = answer_url(request.hook_path, token)
+                note = "" if token else " (with the token it was given when asked)"
+                click.echo(f"  webhook: POST {url}{note}")
+    finally:
+        store.close()
+
+
+def _option_text(option: Any) -> str:
+    if isinstance(option, dict) and "$image" in option:
+        return str(option["$image"])
+    return option if isinstance(option, str) else json.dumps(option, default=str)
 
 
 def register(main: click.Group) -> None:

@@ -48,6 +48,7 @@ def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
 @handle_errors
 def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
     """One run (id, unique prefix or `latest`): its executions, statuses, seeds, timings."""
+    from genarun.human.history import run_summaries, summaries_text
     from genarun.store.db import Store
     from genarun.store.reports import run_report, run_report_json
     from genarun.store.responses import responses_of, responses_report
@@ -56,15 +57,20 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
     run_row = store.resolve_run(run_ref)
     executions = store.run_executions(run_row["id"])
     responses = responses_of(store, run_row["id"])  # what fetch nodes were answered
+    human = run_summaries(store, run_row["id"])  # what it asked people, and their answers
     if as_json:
         report = run_report_json(run_row, executions)
         if responses:
             report["responses"] = responses
+        if human:
+            report["human"] = human
         click.echo(json.dumps(report, indent=2, default=str))
     else:
         click.echo(run_report(run_row, executions))
         if responses:
             click.echo(responses_report(responses))
+        if human:
+            click.echo("\n".join(summaries_text(human)))
 
 
 def register(main: click.Group) -> None:

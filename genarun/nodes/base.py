@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from genarun.values import EmbeddingRef, ImageRef
 
 
+class SkipExecution(Exception):
+    """Raised by a run function that decides not to produce an output (a human step whose
+    timeout passed with `on_timeout: skip`): the execution is recorded `skipped` with this
+    message, and its subtree does not run, as with a false `when`."""
+
+
 @dataclass(frozen=True)
 class NodeKind:
     """A registered node kind."""

@@ -16,10 +16,22 @@ def register(registry: Registry) -> None:
         fetch,
         generate,
         group,
+        human,
         image,
         persistence,
         template,
     )
 
-    for module in (template, group, generate, image, caption, embed, cycle, persistence, fetch):
+    for module in (
+        template,
+        group,
+        generate,
+        image,
+        caption,
+        embed,
+        cycle,
+        persistence,
+        fetch,
+        human,
+    ):
         registry.add_kind(module.KIND)

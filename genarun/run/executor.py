@@ -28,7 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from genarun.errors import Interrupted
 from genarun.graph.compile import CompiledNode
-from genarun.nodes.base import ExecutionContext
+from genarun.nodes.base import ExecutionContext, SkipExecution
 from genarun.nodes.effects import Call, Compute, Invoke, Wait
 from genarun.run.batching import ModelBatcher
 from genarun.run.effect_pool import (
@@ -612,6 +612,13 @@ class Executor:
     def _error(self, inst: Instance, exc: BaseException) -> None:
         if isinstance(exc, FolderNotWritable):  # not the node's fault: stop; resume runs it
             self.stopped = self.stopped or exc
+            return
+        if isinstance(exc, SkipExecution):  # the kind's decision, not a failure: no retry
+            if inst.gen is not None:
+                gen, inst.gen = inst.gen, None
+                with contextlib.suppress(Exception):
+                    gen.close()
+            self._finish(inst, NodeResult(Status.SKIPPED, error=str(exc)))
             return
         node = inst.node
         message = short_error(exc)

@@ -82,6 +82,9 @@ class RunState:
     failed: list[str] = field(default_factory=list)
     # "node[path]: key" of each execution parked on a Wait when the run stopped
     waiting: list[str] = field(default_factory=list)
+    # (node id, foreach path) -> the answer token of each human request made by this process:
+    # shown once, in the answer URL the CLI prints (only its hash is stored)
+    answer_tokens: dict[tuple[str, tuple[int, ...]], str] = field(default_factory=dict)
     counts: dict[str, int] = field(
         default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0, "reused": 0}
     )

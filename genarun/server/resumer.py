@@ -34,6 +34,9 @@ class Resumer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._child: subprocess.Popen[bytes] | None = None
+        # Runs whose last resume failed: the sweep leaves them alone (it would retry them every
+        # few seconds forever); a new answer asks again.
+        self._gave_up: set[str] = set()
         self.resumed: list[tuple[str, int]] = []  # (run id, exit code), for the API and tests
 
     def start(self) -> None:
@@ -49,8 +52,11 @@ class Resumer:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
-    def want(self, run_id: str) -> None:
+    def want(self, run_id: str, *, swept: bool = False) -> None:
         with self._lock:
+            if swept and run_id in self._gave_up:
+                return
+            self._gave_up.discard(run_id)
             self._wanted.setdefault(run_id, time.time())
         self._wake.set()
 
@@ -61,7 +67,7 @@ class Resumer:
                 swept = time.monotonic()
                 with contextlib.suppress(Exception):  # a busy or damaged db: try next time
                     for run_id in self._expired_runs():
-                        self.want(run_id)
+                        self.want(run_id, swept=True)
             with self._lock:
                 wanted = sorted(self._wanted, key=self._wanted.__getitem__)
             for run_id in wanted:
@@ -116,5 +122,8 @@ class Resumer:
         finally:
             self._child = None
         self.resumed.append((run_id, code))
+        if code not in (0, 130):
+            with self._lock:
+                self._gave_up.add(run_id)
         tail = output.decode(errors="replace").strip().splitlines()[-3:]
         log.info("run %s resumed (exit %s): %s", run_id[:8], code, " | ".join(tail))
