@@ -1,4 +1,5 @@
-"""`genarun serve`'s ASGI app (Starlette): the answer webhooks, and later the API and pages.
+"""`genarun serve`'s ASGI app (Starlette): the answer webhooks, the JSON API (`/api/v1`) and
+the pages (the inbox).
 
 Handlers read and write SQLite through a Store per worker thread (SQLAlchemy's connection is
 not shared across threads); the blocking work runs in Starlette's thread pool, never on the
@@ -20,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from genarun.server.api import api_routes
 from genarun.server.hooks import MAX_BODY, answer_hook, parse_hook_path
+from genarun.server.pages import Pages
 from genarun.server.resumer import Resumer
 
 
@@ -38,7 +41,7 @@ class _Stores(threading.local):
 
 
 def create_app(options: ServeOptions) -> Starlette:
-    """The app: `POST /runs/<run>/<node>[/<index>...]/hook` and `GET /health`."""
+    """The app: `POST /runs/<run>/<node>[/<index>...]/hook`, `/api/v1/...` and `GET /health`."""
     stores = _Stores()
     opened: list[Any] = []
     resumer = Resumer(options.db, sweep_every=options.sweep_every) if options.auto_resume else None
@@ -96,10 +99,16 @@ def create_app(options: ServeOptions) -> Starlette:
                 with contextlib.suppress(Exception):
                     each.close()
 
+    def continue_run(run_id: str) -> None:
+        if resumer is not None:
+            resumer.want(run_id)
+
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/runs/{run_id}/{rest:path}", hook, methods=["POST"]),
+            *api_routes(store, options.token, continue_run),
+            *Pages(store, options.token, continue_run).routes(),
         ],
         lifespan=lifespan,
     )

@@ -1,0 +1,341 @@
+"""The JSON API, version 1 (`/api/v1`): runs, their executions and human requests, the inbox,
+and answers. Documented by the OpenAPI document at `/api/v1/openapi.json`.
+
+Authorisation: with a server token (`serve --token`), every API route but the OpenAPI
+document needs `Authorization: Bearer <token>`. POSTs must be `application/json`: a page of
+another site cannot send that without a CORS preflight, which this server never grants, so a
+browser cannot be made to answer for its user (CSRF).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from genarun.server.hooks import MAX_BODY, accepted_body
+
+Handler = Callable[[Request], Awaitable[JSONResponse]]
+RUN_STATUSES = ("running", "completed", "failed", "interrupted", "waiting")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.extra = status, extra
+
+
+def api_routes(
+    store: Callable[[], Any], token: str | None, on_answer: Callable[[str], None]
+) -> list[Route]:
+    """The /api/v1 routes over the store of the calling thread; `on_answer(run_id)` is told of
+    an answer that closed a request (the server may continue the run)."""
+
+    def guarded(fn: Callable[..., dict[str, Any] | list[Any]], *, body: bool = False) -> Handler:
+        async def endpoint(request: Request) -> JSONResponse:
+            try:
+                _authorise(request, token)
+                payload = await _json_body(request) if body else None
+                args = (request, payload) if body else (request,)
+                result = await run_in_threadpool(fn, store(), *args)
+            except ApiError as exc:
+                return JSONResponse({"error": str(exc), **exc.extra}, status_code=exc.status)
+            return JSONResponse(result)
+
+        return endpoint
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(openapi_document())
+
+    def answer(store_: Any, request: Request, payload: Any) -> dict[str, Any]:
+        result = _answer(store_, request.path_params["run_id"], payload)
+        if result["status"] == "answered" and not result["replayed"]:
+            on_answer(result["run"])
+        return result
+
+    return [
+        Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/api/v1/runs", guarded(_runs), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}", guarded(_run), methods=["GET"]),
+        Route("/api/v1/inbox", guarded(_inbox), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/answers", guarded(answer, body=True), methods=["POST"]),
+    ]
+
+
+def _authorise(request: Request, token: str | None) -> None:
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not given.lower().startswith("bearer "):
+        raise ApiError(401, "this server needs its token: Authorization: Bearer <token>")
+    if not hmac.compare_digest(given[7:].strip().encode(), token.encode()):
+        raise ApiError(403, "wrong token")
+
+
+async def _json_body(request: Request) -> Any:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise ApiError(415, "send the body as application/json")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ApiError(413, f"the body is over {MAX_BODY} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError(422, "the body is not JSON") from None
+
+
+def _find_run(store: Any, ref: str) -> dict[str, Any]:
+    from genarun.errors import StoreError
+
+    try:
+        return store.resolve_run(ref)
+    except StoreError as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+def _runs(store: Any, request: Request) -> dict[str, Any]:
+    query = request.query_params
+    status = query.get("status")
+    if status is not None and status not in RUN_STATUSES:
+        raise ApiError(422, f"status: one of {', '.join(RUN_STATUSES)}")
+    try:
+        limit = min(max(int(query.get("limit", "50")), 1), 1000)
+    except ValueError:
+        raise ApiError(422, "limit: a whole number") from None
+    text = (query.get("q") or "").lower()
+    rows = []
+    for row in store.list_runs(10_000 if (status or text or query.get("tree")) else limit):
+        if status and row["status"] != status:
+            continue
+        if query.get("tree") and row["name"] != query["tree"]:
+            continue
+        if query.get("experiment") and not str(row["experiment_id"]).startswith(
+            query["experiment"]
+        ):
+            continue
+        if text and text not in f"{row['id']} {row['name']} {row['tree_path']}".lower():
+            continue
+        rows.append(_run_row(row))
+        if len(rows) >= limit:
+            break
+    return {"runs": rows}
+
+
+def _run_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "experiment": row["experiment_id"],
+        "tree": row["name"],
+        "status": row["status"],
+        "seed": row["seed"],
+        "started": row["started"],
+        "ended": row["ended"],
+        "executions": row.get("executions") or 0,
+        "folder": row["out_dir"],
+    }
+
+
+def _run(store: Any, request: Request) -> dict[str, Any]:
+    from genarun.human.history import run_summaries
+    from genarun.store.reports import run_report_json
+
+    run = _find_run(store, request.path_params["run_id"])
+    report = run_report_json(run, store.run_executions(run["id"]))
+    report["human"] = run_summaries(store, run["id"])
+    return report
+
+
+def _inbox(store: Any, request: Request) -> dict[str, Any]:
+    from genarun.store.human import vote_count, waiting_requests
+
+    return {
+        "requests": [
+            {
+                "run": r.run_id,
+                "node": r.node_id,
+                "path": list(r.path),
+                "ask": r.ask,
+                "question": r.question,
+                "options": r.options,
+                "images": r.images,
+                "schema": r.schema,
+                "created": r.created,
+                "expires": r.expires,
+                "collect": r.collect,
+                "votes": vote_count(store, r.id) if r.collect else None,
+            }
+            for r in waiting_requests(store)
+        ]
+    }
+
+
+def _answer(store: Any, run_ref: str, payload: Any) -> dict[str, Any]:
+    from genarun.human.answers import AnswerInvalid, accepted
+    from genarun.store.human import AnswerRefused, RequestNotFound, locate, record_answer
+
+    if not isinstance(payload, dict) or "node" not in payload or "answer" not in payload:
+        raise ApiError(
+            422, 'send {"node": ID, "path": [INDEX...], "answer": VALUE, "responder": ...}'
+        )
+    path = payload.get("path") or []
+    if not isinstance(path, list) or not all(isinstance(i, int) and i >= 0 for i in path):
+        raise ApiError(422, "path: a list of foreach indexes, such as [2]")
+    responder = payload.get("responder") or "api"
+    if not isinstance(responder, str) or len(responder) > 100:
+        raise ApiError(422, "responder: text of up to 100 characters")
+    try:
+        request = locate(store, run_ref, str(payload["node"]), tuple(path))
+    except RequestNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    try:
+        recorded = record_answer(store, request, payload["answer"], responder=responder, via="api")
+    except AnswerInvalid as exc:
+        raise ApiError(422, f"invalid answer: {exc}", accepted=accepted(request.schema)) from None
+    except AnswerRefused as exc:
+        raise ApiError(409, str(exc)) from None
+    return accepted_body(recorded)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API and the answer webhook."""
+    error = {"$ref": "#/components/schemas/Error"}
+
+    def reply(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": schema or error}},
+        }
+
+    run_param = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    errors = {"401": reply("no token"), "403": reply("wrong token")}
+    answer_body = {
+        "type": "object",
+        "required": ["node", "answer"],
+        "properties": {
+            "node": {"type": "string"},
+            "path": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "answer": {},
+            "responder": {"type": "string", "maxLength": 100},
+        },
+    }
+    hook_body = {
+        "type": "object",
+        "required": ["answer"],
+        "properties": {"answer": {}, "responder": {"type": "string", "maxLength": 100}},
+        "additionalProperties": False,
+    }
+    answered = {"$ref": "#/components/schemas/Answered"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "genarun serve", "version": "1"},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+                "Answered": {
+                    "type": "object",
+                    "properties": {
+                        "accepted": {"type": "boolean"},
+                        "replayed": {"type": "boolean"},
+                        "run": {"type": "string"},
+                        "node": {"type": "string"},
+                        "path": {"type": "array", "items": {"type": "integer"}},
+                        "status": {"enum": ["waiting", "answered"]},
+                        "result": {},
+                    },
+                },
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/v1/runs": {
+                "get": {
+                    "summary": "Runs, newest first",
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"enum": list(RUN_STATUSES)}},
+                        {"name": "tree", "in": "query", "schema": {"type": "string"}},
+                        {"name": "experiment", "in": "query", "schema": {"type": "string"}},
+                        {"name": "q", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                    ],
+                    "responses": {"200": reply("the runs", {"type": "object"}), **errors},
+                }
+            },
+            "/api/v1/runs/{run_id}": {
+                "get": {
+                    "summary": "A run (id, prefix or latest): executions and human requests",
+                    "parameters": [run_param],
+                    "responses": {
+                        "200": reply("the run", {"type": "object"}),
+                        "404": reply("no such run"),
+                        **errors,
+                    },
+                }
+            },
+            "/api/v1/inbox": {
+                "get": {
+                    "summary": "Human requests waiting for an answer",
+                    "responses": {"200": reply("the requests", {"type": "object"}), **errors},
+                }
+            },
+            "/api/v1/runs/{run_id}/answers": {
+                "post": {
+                    "summary": "Answer a human request of the run",
+                    "parameters": [run_param],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": answer_body}},
+                    },
+                    "responses": {
+                        "200": reply("accepted", answered),
+                        "404": reply("no such run or request"),
+                        "409": reply("answered or expired already"),
+                        "413": reply("body too large"),
+                        "415": reply("not application/json"),
+                        "422": reply("malformed, or an answer the question does not accept"),
+                        **errors,
+                    },
+                }
+            },
+            "/runs/{run_id}/{node}/hook": {
+                "post": {
+                    "summary": "The answer webhook (its own token, or a Standard Webhooks signature)",
+                    "security": [],
+                    "parameters": [
+                        run_param,
+                        {
+                            "name": "node",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {"name": "token", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": hook_body}},
+                    },
+                    "responses": {
+                        "200": reply("accepted", answered),
+                        "401": reply("no token or signature"),
+                        "403": reply("wrong token or signature"),
+                        "404": reply("no such run or request"),
+                        "409": reply("answered or expired already"),
+                        "422": reply("malformed, or an answer the question does not accept"),
+                    },
+                }
+            },
+        },
+    }
