@@ -59,8 +59,19 @@ def api_routes(
             on_answer(result["run"])
         return result
 
+    async def events(request: Request) -> Any:
+        from genarun.server.events import _after, event_stream
+
+        try:
+            _authorise(request, token)
+            run = await run_in_threadpool(lambda: _find_run(store(), request.path_params["run_id"]))
+        except ApiError as exc:
+            return JSONResponse({"error": str(exc), **exc.extra}, status_code=exc.status)
+        return event_stream(store, run["id"], _after(request))
+
     return [
         Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/events", events, methods=["GET"]),
         Route("/api/v1/runs", guarded(_runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", guarded(_run), methods=["GET"]),
         Route("/api/v1/inbox", guarded(_inbox), methods=["GET"]),
@@ -279,6 +290,24 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [run_param],
                     "responses": {
                         "200": reply("the run", {"type": "object"}),
+                        "404": reply("no such run"),
+                        **errors,
+                    },
+                }
+            },
+            "/api/v1/runs/{run_id}/events": {
+                "get": {
+                    "summary": "Live progress: server-sent events, one per finished execution "
+                    "(id: its row id; Last-Event-ID or ?after= resumes), then `end`",
+                    "parameters": [
+                        run_param,
+                        {"name": "after", "in": "query", "schema": {"type": "integer"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
                         "404": reply("no such run"),
                         **errors,
                     },
