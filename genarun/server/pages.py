@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from genarun.server.hooks import MAX_BODY
+from genarun.server.run_pages import run_page_routes
 
 SESSION_COOKIE = "genarun_session"
 
@@ -38,7 +39,7 @@ body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0
 .images{display:flex;flex-wrap:wrap;gap:.5rem}.images img{width:160px;image-rendering:pixelated}
 button{margin:.2rem}
 </style></head><body>
-<h1>Inbox</h1>
+<p><a href="/runs">Runs</a></p><h1>Inbox</h1>
 {% if message %}<p class="{{ 'error' if failed else 'done' }}" role="status">{{ message }}</p>{% endif %}
 {% if not requests %}<p>No requests waiting for an answer.</p>{% endif %}
 {% for r in requests %}
@@ -89,11 +90,12 @@ class Pages:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/", lambda request: RedirectResponse("/inbox", 303), methods=["GET"]),
+            Route("/", lambda request: RedirectResponse("/runs", 303), methods=["GET"]),
             Route("/login", self.login, methods=["GET"]),
             Route("/inbox", self.inbox, methods=["GET"]),
             Route("/answer", self.answer, methods=["POST"]),
             Route("/runs/{run_id}/files/{rel:path}", self.file, methods=["GET"]),
+            *run_page_routes(self),
         ]
 
     # --- session and CSRF ----------------------------------------------------------------
@@ -153,10 +155,10 @@ class Pages:
                     {
                         "json": json.dumps(option if image is None else image),
                         "label": label,
-                        "image": _file_url(r.run_id, image) if image else None,
+                        "image": file_url(r.run_id, image) if image else None,
                     }
                 )
-            images = [_file_url(r.run_id, i) for i in r.images or [] if isinstance(i, str)]
+            images = [file_url(r.run_id, i) for i in r.images or [] if isinstance(i, str)]
             rows.append(
                 {
                     "id": r.id,
@@ -253,7 +255,7 @@ class Pages:
             return None
 
 
-def _file_url(run_id: str, rel: str) -> str:
+def file_url(run_id: str, rel: str) -> str:
     return f"/runs/{run_id}/files/{urllib.parse.quote(rel)}"
 
 

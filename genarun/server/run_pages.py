@@ -1,0 +1,157 @@
+"""The runs pages of `genarun serve`: the runs (filtered by status, tree, text), and one run:
+its executions with status, reuse, duration, model, seed and errors, a timeline of what ran
+when (and at once), its images and its human requests. Server-rendered, autoescaped, no script.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jinja2 import Environment, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+_STYLE = """<style>
+body{font-family:system-ui,sans-serif;max-width:75rem;margin:2rem auto;padding:0 1rem}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.25rem .5rem;text-align:left;font-size:.9em}
+.badge{border-radius:4px;padding:0 .3rem;font-size:.8em;background:#eee}.done{background:#d4f4d4}
+.failed{background:#f8d0d0}.waiting{background:#fdf0c0}.skipped{background:#e4e4e4}.running{background:#d0e4f8}
+.bar{position:relative;height:.8rem;background:#f4f4f4}.bar span{position:absolute;height:100%;background:#6a9}
+.images{display:flex;flex-wrap:wrap;gap:.5rem}.images figure{margin:0}.images img{width:128px;image-rendering:pixelated}
+</style>"""
+
+_RUNS = (
+    """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>genarun runs</title>"""
+    + _STYLE
+    + """</head><body><h1>Runs</h1><p><a href="/inbox">Inbox</a></p>
+<form method="get"><label>Status <select name="status"><option value="">any</option>
+{% for s in statuses %}<option{% if s == status %} selected{% endif %}>{{ s }}</option>{% endfor %}</select></label>
+<label>Tree <input name="tree" value="{{ tree }}"></label> <label>Search <input name="q" value="{{ q }}"></label>
+<button>Filter</button></form>
+{% if not runs %}<p>No runs{% if status or tree or q %} match{% endif %}.</p>{% else %}
+<table><tr><th>run</th><th>tree</th><th>status</th><th>started</th><th>executions</th></tr>
+{% for r in runs %}<tr><td><a href="/runs/{{ r.id }}">{{ r.id[:8] }}</a></td><td>{{ r.name }}</td>
+<td><span class="badge {{ r.status }}">{{ r.status }}</span></td><td>{{ r.started_text }}</td><td>{{ r.executions or 0 }}</td></tr>{% endfor %}
+</table>{% endif %}</body></html>"""
+)
+
+_RUN = (
+    """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>run {{ run.id[:8] }}</title>"""
+    + _STYLE
+    + """</head><body><p><a href="/runs">All runs</a> · <a href="/inbox">Inbox</a></p>
+<h1>{{ run.name }} <span class="badge {{ run.status }}">{{ run.status }}</span></h1>
+<p>run {{ run.id }} · seed {{ run.seed }} · started {{ started }}{% if took %} · {{ took }}{% endif %}<br>folder {{ run.out_dir }}</p>
+{% if run.error %}<p class="failed">{{ run.error }}</p>{% endif %}
+{% if human %}<h2>Human requests</h2><ul>{% for h in human %}<li>{{ h.target }} ({{ h.ask }}): <span class="badge {{ 'done' if h.status == 'answered' else h.status }}">{{ h.status }}</span> {{ h.question }}{% for a in h.answers %}<br>{{ a.value }} by {{ a.responder }} via {{ a.via }}{% endfor %}</li>{% endfor %}</ul>{% endif %}
+{% if images %}<h2>Images</h2><div class="images">{% for i in images %}<figure><img src="{{ i.src }}" alt="{{ i.label }}"><figcaption>{{ i.label }}</figcaption></figure>{% endfor %}</div>{% endif %}
+<h2>Executions</h2>
+<table><tr><th>node</th><th>kind</th><th>status</th><th>time</th><th>model</th><th>seed</th><th>timeline</th><th>output / error</th></tr>
+{% for e in executions %}<tr><td>{{ e.target }}</td><td>{{ e.kind }}</td><td><span class="badge {{ e.status }}">{{ e.status }}</span>{% if e.reused %} <span class="badge">reused</span>{% endif %}</td>
+<td>{{ e.duration }}</td><td>{{ e.model or '' }}</td><td>{{ e.seed if e.seed is not none else '' }}</td>
+<td><div class="bar"><span style="left:{{ e.left }}%;width:{{ e.width }}%"></span></div></td><td>{{ e.text }}</td></tr>{% endfor %}
+</table></body></html>"""
+)
+
+_MISSING = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>not found</title></head>
+<body><h1>Not found</h1><p>{{ message }}</p><p><a href="/runs">All runs</a></p></body></html>"""
+
+_env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+_runs_template = _env.from_string(_RUNS)
+_run_template = _env.from_string(_RUN)
+_missing_template = _env.from_string(_MISSING)
+STATUSES = ("running", "completed", "failed", "interrupted", "waiting")
+
+
+def run_page_routes(pages: Any) -> list[Route]:
+    """/runs and /runs/{run}, behind the pages' session check."""
+
+    async def runs_page(request: Request) -> Response:
+        if not pages._signed_in(request):
+            return pages._refused()
+        query = {k: request.query_params.get(k, "")[:200] for k in ("status", "tree", "q")}
+        rows = await run_in_threadpool(_runs_rows, pages.store(), query)
+        return HTMLResponse(_runs_template.render(runs=rows, statuses=STATUSES, **query))
+
+    async def run_page(request: Request) -> Response:
+        if not pages._signed_in(request):
+            return pages._refused()
+        found = await run_in_threadpool(_run_context, pages.store(), request.path_params["run_id"])
+        if isinstance(found, str):
+            return HTMLResponse(_missing_template.render(message=found), 404)
+        return HTMLResponse(_run_template.render(**found))
+
+    return [
+        Route("/runs", runs_page, methods=["GET"]),
+        Route("/runs/{run_id}", run_page, methods=["GET"]),
+    ]
+
+
+def _runs_rows(store: Any, query: dict[str, str]) -> list[dict[str, Any]]:
+    from genarun.store.db import iso
+
+    text = query["q"].lower()
+    out = []
+    for row in store.list_runs(1000):
+        if query["status"] and row["status"] != query["status"]:
+            continue
+        if query["tree"] and row["name"] != query["tree"]:
+            continue
+        if text and text not in f"{row['id']} {row['name']} {row['tree_path']}".lower():
+            continue
+        out.append({**row, "started_text": iso(row["started"])})
+    return out[:200]
+
+
+def _run_context(store: Any, ref: str) -> dict[str, Any] | str:
+    from genarun.errors import StoreError
+    from genarun.human.history import run_summaries
+    from genarun.server.pages import file_url
+    from genarun.store.db import iso
+
+    try:
+        run = store.resolve_run(ref)
+    except StoreError as exc:
+        return str(exc)
+    executions = store.run_executions(run["id"])
+    begin = run["started"]
+    end = max([run["ended"] or 0.0, *[(e["ended"] or 0.0) for e in executions], begin + 1e-3])
+    span = end - begin
+    rows, images = [], []
+    for e in executions:
+        path = json.loads(e["path"]) if e["path"] else []
+        target = e["node_id"] + "".join(f"[{i}]" for i in path)
+        started = e["started"] or begin
+        output = json.loads(e["output"]) if e["output"] else None
+        if isinstance(output, dict) and isinstance(output.get("$image"), str):
+            images.append({"src": file_url(run["id"], output["$image"]), "label": target})
+        text = e["error"] if e["status"] != "done" else json.dumps(output, default=str)
+        rows.append(
+            {
+                "target": target,
+                "kind": e["kind"],
+                "status": e["status"],
+                "reused": e["reused_from"] is not None,
+                "duration": f"{e['duration'] or 0:.2f}s",
+                "model": e["model"],
+                "seed": e["seed"],
+                "left": round(100 * max(0.0, started - begin) / span, 2),
+                "width": max(0.5, round(100 * (e["duration"] or 0) / span, 2)),
+                "text": (text or "")[:160],
+            }
+        )
+    human = [
+        {**h, "target": h["node"] + "".join(f"[{i}]" for i in h["path"])}
+        for h in run_summaries(store, run["id"])
+    ]
+    took = f"{run['ended'] - run['started']:.2f}s" if run["ended"] else ""
+    return {
+        "run": run,
+        "started": iso(run["started"]),
+        "took": took,
+        "executions": rows,
+        "images": images,
+        "human": human,
+    }
