@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from starlette.testclient import TestClient
@@ -50,9 +51,9 @@ def test_the_runs_and_a_run_with_its_executions_images_and_requests(workdir: Pat
     assert "Publish" in html and "waiting" in html
     assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<b>bold</b>" not in html  # escaped
     (cover,) = query(db, "SELECT output FROM executions WHERE node_id = 'cover'")
-    src = f"/runs/{run_id}/files/assets/"
+    src = f"/runs/{run_id}/files/{json.loads(cover[0])['$image']}"
     assert src in html and 'class="bar"' in html
-    image = client.get(html[html.index(src) :].split('"')[0])
+    image = client.get(src)
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
     missing = client.get("/runs/abcdef12")
     assert missing.status_code == 404 and 'href="/runs"' in missing.text
