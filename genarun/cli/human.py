@@ -77,7 +77,10 @@ def inbox(db: Path | None, as_json: bool) -> None:
         click.echo("no requests waiting for an answer")
         return
     for r in requests:
-        poll = f", poll {vote_count(store, r.id)}/{r.collect} answers" if r.collect else ""
+        poll = ""
+        if r.collect:  # a poll without a count (only `until`) closes when its time is up
+            wanted = f"/{r.collect}" if r.collect < 2**31 else ""
+            poll = f", poll {vote_count(store, r.id)}{wanted} answers"
         click.echo(
             f"run {r.run_id[:8]}  {r.target}  ({r.ask}; asked {_age(now - r.created)} ago, "
             f"expires {_expiry(r, now)}{poll})"
