@@ -319,3 +319,29 @@ def test_serve_applies_on_timeout_when_the_time_is_up(workdir: Path, cli) -> Non
         _wait_for(lambda: _run_status(db) == "completed", "the sweep to continue the run")
     assert json.loads(query(db, "SELECT output FROM executions WHERE node_id='doubled'")[0][0]) == 6
     assert _executions(db, "skipped")[-1] == "skipped"
+
+
+def test_a_notify_the_asking_process_never_sent_goes_out_on_resume(
+    workdir: Path, receiver: tuple[str, type[_Receiver]], cli
+) -> None:
+    url, handler = receiver
+    tree = _copy(workdir, "human_wait.yaml")
+    tree.write_text(
+        tree.read_text().replace(
+            "options: [short, long]", f"options: [short, long]\n        notify: {url}"
+        )
+    )
+    db = workdir / "genarun.db"
+    assert cli("run", tree).exit_code == 0
+    first = handler.bodies[0]["body"]["answer_url"]
+    # As if the process had been killed between storing the request and sending it.
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE human_requests SET notify_status = NULL, notify_attempts = NULL")
+    assert cli("resume", "latest").exit_code == 0
+    assert len(handler.bodies) == 2
+    second = handler.bodies[1]["body"]["answer_url"]
+    assert second != first and "?token=" in second
+    assert query(db, "SELECT notify_status FROM human_requests")[0][0] == "sent (200)"
+    assert cli("resume", "latest").exit_code == 0 and len(handler.bodies) == 2  # once only

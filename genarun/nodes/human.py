@@ -115,7 +115,7 @@ def _template(value: Any) -> bool:
 
 def run(ctx: ExecutionContext, node: HumanNode) -> Any:
     from genarun.human.notify import answer_url, payload, send_notify
-    from genarun.store.human import open_request, set_notified
+    from genarun.store.human import open_request, rotate_token, set_notified
 
     store, run_id = ctx.run.store, ctx.run.id
     options = _as_list(node.options, "options")
@@ -151,6 +151,10 @@ def run(ctx: ExecutionContext, node: HumanNode) -> Any:
         collect=answers if answers is not None else (2**31 if collect else None),
         notify_url=node.notify,
     )
+    if token is None and request.notify_url and request.notify_status is None:
+        # The process that asked died before telling anyone: a fresh token (only its hash is
+        # kept, so the first one cannot be sent again), and the notify goes out now.
+        token = rotate_token(store, request.id) if request.status == "waiting" else None
     if token is not None:
         ctx.run.answer_tokens[(ctx.node_id, ctx.path)] = token
         ctx.log(
