@@ -177,9 +177,22 @@ def answer(
     show_default=True,
     help="Seconds between looks for requests whose timeout passed.",
 )
+@click.option(
+    "--trees",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=".",
+    show_default=True,
+    help="The folder whose tree files the API may start runs of.",
+)
 @handle_errors
 def serve(
-    db: Path | None, host: str, port: int, token: str | None, no_auto_resume: bool, sweep: float
+    db: Path | None,
+    host: str,
+    port: int,
+    token: str | None,
+    no_auto_resume: bool,
+    sweep: float,
+    trees: Path,
 ) -> None:
     """Serve answer webhooks (POST /runs/RUN/NODE[/INDEX]/hook); answered runs continue in the
     server's worker. Signed webhooks use the secret in $GENARUN_WEBHOOK_SECRET."""
@@ -216,6 +229,7 @@ def serve(
             webhook_secret=secret,
             token=token,
             sweep_every=sweep,
+            trees=trees.absolute(),
         )
     )
     shown = f"[{host}]" if ":" in host else host

@@ -32,7 +32,10 @@ class ApiError(Exception):
 
 
 def api_routes(
-    store: Callable[[], Any], token: str | None, on_answer: Callable[[str], None]
+    store: Callable[[], Any],
+    token: str | None,
+    on_answer: Callable[[str], None],
+    control: Any = None,
 ) -> list[Route]:
     """The /api/v1 routes over the store of the calling thread; `on_answer(run_id)` is told of
     an answer that closed a request (the server may continue the run)."""
@@ -69,8 +72,28 @@ def api_routes(
             return JSONResponse({"error": str(exc), **exc.extra}, status_code=exc.status)
         return event_stream(store, run["id"], _after(request))
 
+    def start(store_: Any, request: Request, payload: Any) -> dict[str, Any]:
+        from genarun.server.control import ControlError, start_run
+
+        if control is None:
+            raise ApiError(403, "this server does not start runs")
+        try:
+            return start_run(store_, control.db, control.trees, payload)
+        except ControlError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+
+    def stop(store_: Any, request: Request, payload: Any) -> dict[str, Any]:
+        from genarun.server.control import ControlError, stop_run
+
+        try:
+            return stop_run(store_, request.path_params["run_id"])
+        except ControlError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+
     return [
         Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/api/v1/runs", guarded(start, body=True), methods=["POST"]),
+        Route("/api/v1/runs/{run_id}/stop", guarded(stop, body=True), methods=["POST"]),
         Route("/api/v1/runs/{run_id}/events", events, methods=["GET"]),
         Route("/api/v1/runs", guarded(_runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", guarded(_run), methods=["GET"]),
@@ -244,6 +267,18 @@ def openapi_document() -> dict[str, Any]:
         "additionalProperties": False,
     }
     answered = {"$ref": "#/components/schemas/Answered"}
+    text_list = {"type": "array", "items": {"type": "string"}}
+    start_body = {
+        "type": "object",
+        "required": ["tree"],
+        "properties": {
+            "tree": {"type": "string"},
+            "set": text_list,
+            "skip": text_list,
+            "only": text_list,
+            "seed": {"oneOf": [{"type": "integer"}, {"const": "random"}]},
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "genarun serve", "version": "1"},
@@ -282,6 +317,35 @@ def openapi_document() -> dict[str, Any]:
                         },
                     ],
                     "responses": {"200": reply("the runs", {"type": "object"}), **errors},
+                },
+                "post": {
+                    "summary": "Start a run of a tree file of the trees folder, in a worker process",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": start_body}},
+                    },
+                    "responses": {
+                        "200": reply("started: the run's id", {"type": "object"}),
+                        "403": reply("outside the trees folder"),
+                        "404": reply("no such tree file"),
+                        "422": reply("the tree or a --set value has a problem (the CLI's message)"),
+                        **errors,
+                    },
+                },
+            },
+            "/api/v1/runs/{run_id}/stop": {
+                "post": {
+                    "summary": "Stop a running run (an interrupt: finished work is kept, resumable)",
+                    "parameters": [run_param],
+                    "requestBody": {
+                        "content": {"application/json": {"schema": {"type": "object"}}}
+                    },
+                    "responses": {
+                        "200": reply("stopping", {"type": "object"}),
+                        "404": reply("no such run"),
+                        "409": reply("not running, or running on another host"),
+                        **errors,
+                    },
                 }
             },
             "/api/v1/runs/{run_id}": {

@@ -34,6 +34,7 @@ class ServeOptions:
     webhook_secret: str | None = None  # Standard Webhooks secret (whsec_...), from the env
     token: str | None = None  # guards the API and pages when the server listens beyond 127.0.0.1
     sweep_every: float = 15.0  # seconds between looks for requests whose timeout passed
+    trees: Path | None = None  # the folder runs may be started from; None: no starting
 
 
 class _Stores(threading.local):
@@ -107,7 +108,7 @@ def create_app(options: ServeOptions) -> Starlette:
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/runs/{run_id}/{rest:path}", hook, methods=["POST"]),
-            *api_routes(store, options.token, continue_run),
+            *api_routes(store, options.token, continue_run, options if options.trees else None),
             *Pages(store, options.token, continue_run).routes(),
         ],
         lifespan=lifespan,

@@ -1,0 +1,155 @@
+"""Pipeline control from `genarun serve`: start a run of a tree file, stop a running one.
+
+`POST /api/v1/runs` checks the request as `genarun run` would (the tree validated and compiled,
+`--set` values read by the same rules; a problem is a 422 with the CLI's own message), then
+starts `genarun run` as a worker process, never in the request handler, and answers with the
+run's id once the worker has stored it. Tree files are taken only from the server's trees
+folder (`serve --trees`, default the current folder). `POST /api/v1/runs/{run}/stop` sends
+the process running it an interrupt: it stops cleanly, its status `interrupted`, resumable.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+START_TIMEOUT = 60.0  # seconds for a worker to store its run
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _tree_path(root: Path, name: Any) -> Path:
+    if not isinstance(name, str) or not name.strip():
+        raise ControlError(422, "tree: the path of a tree file, relative to the trees folder")
+    root = root.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise ControlError(403, f"tree: {name} is outside the trees folder ({root})")
+    if not path.is_file():
+        raise ControlError(404, f"tree: no file {name} in the trees folder ({root})")
+    return path
+
+
+def _strings(payload: dict[str, Any], key: str) -> list[str]:
+    value = payload.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ControlError(422, f"{key}: a list of text")
+    return value
+
+
+def start_run(store: Any, db: Path, trees: Path, payload: Any) -> dict[str, Any]:
+    """Check and start a run; returns its id and worker pid (ControlError otherwise)."""
+    from genarun.cli.common import parse_set
+    from genarun.errors import GenarunError
+    from genarun.run.runner import RunOptions, check_all_models, prepare
+
+    if not isinstance(payload, dict):
+        raise ControlError(422, 'send {"tree": PATH, "set": ["name=value"], "seed": N, ...}')
+    unknown = sorted(set(payload) - {"tree", "set", "seed", "skip", "only"})
+    if unknown:
+        raise ControlError(
+            422, f"unknown field(s) {', '.join(unknown)}: tree, set, seed, skip, only"
+        )
+    path = _tree_path(trees, payload.get("tree"))
+    sets, skip, only = (
+        _strings(payload, "set"),
+        _strings(payload, "skip"),
+        _strings(payload, "only"),
+    )
+    seed = payload.get("seed")
+    if (
+        seed is not None
+        and seed != "random"
+        and (isinstance(seed, bool) or not isinstance(seed, int))
+    ):
+        raise ControlError(422, "seed: a whole number or random")
+    try:
+        overrides = parse_set(tuple(sets))
+        compiled = prepare(path, RunOptions(seed=seed, overrides=overrides, skip=set(skip)))
+        check_all_models(compiled)
+    except GenarunError as exc:
+        raise ControlError(422, str(exc)) from None
+    command = [sys.executable, "-m", "genarun", "run", str(path), "--db", str(db)]
+    for flag, values in (("--set", sets), ("--skip", skip), ("--only", only)):
+        for value in values:
+            command += [flag, value]
+    if seed is not None:
+        command += ["--seed", str(seed)]
+    started = time.time()
+    with tempfile.TemporaryFile() as log:  # what the worker says if it fails to start
+        worker = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=path.parent,
+            start_new_session=True,
+        )
+        run_id = _wait_for_run(store, worker, started)
+        if run_id is None:
+            log.seek(0)
+            said = log.read().decode(errors="replace").strip()[-500:]
+            if worker.poll() is None:
+                worker.kill()
+            raise ControlError(422, said or f"the run did not start (exit {worker.returncode})")
+    _reap_later(worker)
+    return {"run": run_id, "pid": worker.pid, "tree": str(path)}
+
+
+def _wait_for_run(store: Any, worker: subprocess.Popen[bytes], started: float) -> str | None:
+    from genarun.store.db import runs
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        found = store.conn.execute(
+            select(runs.c.id).where(runs.c.pid == worker.pid, runs.c.started >= started - 1)
+        ).scalar()
+        if found:
+            return str(found)
+        if worker.poll() is not None:
+            found = store.conn.execute(
+                select(runs.c.id).where(runs.c.pid == worker.pid, runs.c.started >= started - 1)
+            ).scalar()
+            return str(found) if found else None
+        time.sleep(0.1)
+    return None
+
+
+def _reap_later(worker: subprocess.Popen[bytes]) -> None:
+    """Wait for the worker in a thread, so it leaves no zombie behind."""
+    import threading
+
+    threading.Thread(target=worker.wait, name="genarun-run-worker", daemon=True).start()
+
+
+def stop_run(store: Any, run_ref: str) -> dict[str, Any]:
+    """Interrupt the process running a run (this host only); ControlError otherwise."""
+    from genarun.errors import StoreError
+    from genarun.store.processes import process_alive
+
+    try:
+        run = store.resolve_run(run_ref)
+    except StoreError as exc:
+        raise ControlError(404, str(exc)) from None
+    short = run["id"][:8]
+    if run["status"] != "running":
+        raise ControlError(409, f"run {short} is not running (it is {run['status']})")
+    alive = process_alive(run)
+    if alive is None:
+        raise ControlError(409, f"run {short} runs on another host ({run['host']}): stop it there")
+    if not alive:
+        raise ControlError(409, f"run {short} is not running: its process is gone (resume it)")
+    os.kill(int(run["pid"]), signal.SIGINT)  # Ctrl-C: finished work is kept, resumable
+    return {"run": run["id"], "stopping": True}

@@ -1,0 +1,84 @@
+"""Starting and stopping runs through `genarun serve`'s API."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from genarun.server.app import ServeOptions, create_app
+from tests.helpers import query
+
+SLOW = """genarun: 1
+name: slow-control
+seed: 3
+vars:
+  topic: lizards
+models:
+  slow: {provider: dummy, id: dummy, options: {delay: 1.0}}
+nodes:
+  - id: step
+    kind: generate
+    foreach: range(30)
+    model: slow
+    prompt: "step {{ index }} on {{ topic }}"
+"""
+
+
+def _client(tmp_path: Path) -> TestClient:
+    trees = tmp_path / "trees"
+    trees.mkdir(exist_ok=True)
+    (trees / "slow.yaml").write_text(SLOW)
+    (trees / "broken.yaml").write_text(SLOW.replace("{{ topic }}", "{{ topik }}"))
+    (tmp_path / "outside.yaml").write_text(SLOW)
+    options = ServeOptions(db=tmp_path / "g.db", auto_resume=False, trees=trees)
+    return TestClient(create_app(options))
+
+
+def test_a_start_request_with_bad_input_gets_the_cli_message(tmp_path: Path, cli) -> None:
+    client = _client(tmp_path)
+    bad_set = client.post("/api/v1/runs", json={"tree": "slow.yaml", "set": ["=x"]})
+    assert bad_set.status_code == 422
+    from_cli = cli("run", tmp_path / "trees" / "slow.yaml", "--set", "=x")
+    assert bad_set.json()["error"] in from_cli.output
+    broken = client.post("/api/v1/runs", json={"tree": "broken.yaml"})
+    assert broken.status_code == 422 and "undefined name 'topik'" in broken.json()["error"]
+    assert "broken.yaml:" in broken.json()["error"]
+    assert client.post("/api/v1/runs", json={"tree": "../outside.yaml"}).status_code == 403
+    assert client.post("/api/v1/runs", json={"tree": "nope.yaml"}).status_code == 404
+    assert client.post("/api/v1/runs", json={"tree": "slow.yaml", "seed": "x"}).status_code == 422
+    assert client.post("/api/v1/runs", json={"tree": "slow.yaml", "sets": []}).status_code == 422
+    assert (
+        not (tmp_path / "g.db").exists()
+        or query(tmp_path / "g.db", "SELECT count(*) FROM runs")[0][0] == 0
+    )
+    no_start = TestClient(create_app(ServeOptions(db=tmp_path / "g.db", auto_resume=False)))
+    assert no_start.post("/api/v1/runs", json={"tree": "slow.yaml"}).status_code == 403
+
+
+@pytest.mark.slow
+def test_a_run_started_from_the_api_runs_in_a_worker_and_stops_cleanly(tmp_path: Path) -> None:
+    client = _client(tmp_path)
+    db = tmp_path / "g.db"
+    started = client.post(
+        "/api/v1/runs", json={"tree": "slow.yaml", "set": ["topic=geckos"], "seed": 5}
+    )
+    assert started.status_code == 200, started.text
+    run_id = started.json()["run"]
+    (row,) = query(db, "SELECT status, seed, bindings FROM runs WHERE id = ?", run_id)
+    assert row["status"] == "running" and row["seed"] == 5 and "geckos" in row["bindings"]
+    time.sleep(1.5)
+    stopped = client.post(f"/api/v1/runs/{run_id}/stop", json={})
+    assert stopped.status_code == 200 and stopped.json()["stopping"] is True
+    deadline = time.monotonic() + 60
+    while query(db, "SELECT status FROM runs WHERE id = ?", run_id)[0][0] == "running":
+        assert time.monotonic() < deadline, "the run did not stop"
+        time.sleep(0.1)
+    assert query(db, "SELECT status FROM runs WHERE id = ?", run_id)[0][0] == "interrupted"
+    again = client.post(f"/api/v1/runs/{run_id}/stop", json={})
+    assert (
+        again.status_code == 409 and "is not running (it is interrupted)" in again.json()["error"]
+    )
+    assert client.post("/api/v1/runs/abcdef12/stop", json={}).status_code == 404
