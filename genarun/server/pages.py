@@ -103,7 +103,7 @@ class Pages:
         assert self.token is not None
         return hmac.new(self.token.encode(), b"genarun-session", hashlib.sha256).hexdigest()
 
-    def _signed_in(self, request: Request) -> bool:
+    def signed_in(self, request: Request) -> bool:
         if self.token is None:
             return True
         cookie = request.cookies.get(SESSION_COOKIE, "")
@@ -123,13 +123,13 @@ class Pages:
         response.set_cookie(SESSION_COOKIE, self._session_value(), httponly=True, samesite="strict")
         return response
 
-    def _refused(self) -> Response:
+    def refused(self) -> Response:
         return HTMLResponse('<p>Sign in first: <a href="/login">/login?token=...</a></p>', 401)
 
     # --- pages ---------------------------------------------------------------------------
     async def inbox(self, request: Request) -> Response:
-        if not self._signed_in(request):
-            return self._refused()
+        if not self.signed_in(request):
+            return self.refused()
         requests = await run_in_threadpool(self._inbox_rows)
         message = request.query_params.get("message", "")[:300]
         html = _inbox_template.render(
@@ -177,8 +177,8 @@ class Pages:
         return rows
 
     async def answer(self, request: Request) -> Response:
-        if not self._signed_in(request):
-            return self._refused()
+        if not self.signed_in(request):
+            return self.refused()
         origin = request.headers.get("origin")
         if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
             return HTMLResponse("<p>Refused: this form was sent from another site.</p>", 403)
@@ -229,8 +229,8 @@ class Pages:
         )
 
     async def file(self, request: Request) -> Response:
-        if not self._signed_in(request):
-            return self._refused()
+        if not self.signed_in(request):
+            return self.refused()
         data = await run_in_threadpool(
             self._read_asset, request.path_params["run_id"], request.path_params["rel"]
         )

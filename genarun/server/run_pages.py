@@ -69,15 +69,15 @@ def run_page_routes(pages: Any) -> list[Route]:
     """/runs and /runs/{run}, behind the pages' session check."""
 
     async def runs_page(request: Request) -> Response:
-        if not pages._signed_in(request):
-            return pages._refused()
+        if not pages.signed_in(request):
+            return pages.refused()
         query = {k: request.query_params.get(k, "")[:200] for k in ("status", "tree", "q")}
         rows = await run_in_threadpool(_runs_rows, pages.store(), query)
         return HTMLResponse(_runs_template.render(runs=rows, statuses=STATUSES, **query))
 
     async def run_page(request: Request) -> Response:
-        if not pages._signed_in(request):
-            return pages._refused()
+        if not pages.signed_in(request):
+            return pages.refused()
         found = await run_in_threadpool(_run_context, pages.store(), request.path_params["run_id"])
         if isinstance(found, str):
             return HTMLResponse(_missing_template.render(message=found), 404)
