@@ -22,6 +22,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "data": ("pyarrow",),
     "web": ("starlette", "uvicorn"),
     "ray": ("ray",),
+    # The approximate vector index of `genarun search` (exact numpy search needs nothing).
+    "ann": ("usearch",),
 }
 
 

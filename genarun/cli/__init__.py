@@ -22,10 +22,20 @@ def main() -> None:
 
 
 def _add_commands() -> None:
-    from genarun.cli import core, experiments, history, human, models, publish, runs, toolbox
+    from genarun.cli import (
+        core,
+        experiments,
+        history,
+        human,
+        models,
+        publish,
+        runs,
+        search,
+        toolbox,
+    )
 
     # publish adds `export site` to the export group that experiments makes.
-    for module in (core, models, runs, history, experiments, publish, toolbox, human):
+    for module in (core, models, runs, history, experiments, publish, toolbox, human, search):
         module.register(main)
 
 

@@ -26,6 +26,7 @@ from genarun.graph.node_fields import resolve_node_fields
 from genarun.graph.secret_policy import secret_problems
 from genarun.graph.value_types import type_problems
 from genarun.nodes.base import NodeKind
+from genarun.retrieval.sources import resolve_sources
 from genarun.tree.schema import IDENTIFIER, RESERVED_NAMES, seed_problem
 from genarun.tree.templates import (
     Compiled,
@@ -62,6 +63,8 @@ class CompiledNode:
     skip_reason: str | None = None
     # The nodes its node-id fields name (kind.node_fields: a persistence node's `of`).
     named: dict[str, TreeNode] = field(default_factory=dict)
+    # Nodes whose earlier foreach items it searches and waits for (genarun.retrieval.sources).
+    progressive: frozenset[str] = frozenset()
 
     @property
     def spec(self) -> Any:
@@ -507,6 +510,11 @@ def _compile_node(
     )
     deps |= named_deps
     problems += named_problems
+    sources = resolve_sources(
+        tn, kind.source_fields, by_id, descendants[spec.id], ancestor_ids, file, tn_line
+    )
+    deps |= sources.deps
+    problems += sources.problems
 
     params: dict[str, Compiled] = {}
     for name, raw in spec.param_fields().items():
@@ -533,6 +541,7 @@ def _compile_node(
         deps=frozenset(deps),
         loops=loops,
         named=named,
+        progressive=frozenset(sources.progressive),
     )
 
 

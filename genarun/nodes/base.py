@@ -49,6 +49,9 @@ class NodeKind:
     # Fields whose value is another node's id (persistence's `of`): checked at compile time,
     # and naming a node that is not an ancestor adds a dependency edge (it finishes first).
     node_fields: frozenset[str] = frozenset()
+    # Fields that name what a search looks in (retrieve's `from`): `documents` and node ids
+    # that embed their outputs; see genarun.retrieval.sources for their dependency rules.
+    source_fields: frozenset[str] = frozenset()
     # Other models the node uses, for checks before the run: (node, scope) -> [(ref, task)]
     # or [(ref, task, field)]; a task of None only resolves the model and checks its weights.
     model_refs: Callable[..., list[tuple[Any, ...]]] | None = None

@@ -19,6 +19,7 @@ def register(registry: Registry) -> None:
         human,
         image,
         persistence,
+        retrieve,
         template,
     )
 
@@ -33,5 +34,6 @@ def register(registry: Registry) -> None:
         persistence,
         fetch,
         human,
+        retrieve,
     ):
         registry.add_kind(module.KIND)

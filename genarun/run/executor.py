@@ -30,6 +30,8 @@ from genarun.errors import Interrupted
 from genarun.graph.compile import CompiledNode
 from genarun.nodes.base import ExecutionContext, SkipExecution
 from genarun.nodes.effects import Call, Compute, Invoke, Wait
+from genarun.retrieval.guard import guarded_run
+from genarun.retrieval.progressive import earlier_items_ready
 from genarun.run.batching import ModelBatcher
 from genarun.run.effect_pool import (
     DEFAULT_IO_PER_HOST,
@@ -82,6 +84,8 @@ class Executor:
         self.options = options or ExecutorOptions()
         self.ready: deque[Slot | Instance] = deque()
         self.blocked: list[Slot] = []
+        # Instances waiting for earlier foreach items of what they search (retrieval).
+        self.awaiting_earlier: list[Instance] = []
         # (run id, node id) -> prefix -> unfinished slots and instances
         self.pending: dict[tuple[str, str], dict[tuple[int, ...], int]] = defaultdict(
             lambda: defaultdict(int)
@@ -149,7 +153,7 @@ class Executor:
                 if self.ready:
                     continue
             if not self._busy():
-                if self.blocked:
+                if self.blocked or self.awaiting_earlier:
                     self._unblock()
                     if self.ready:
                         continue
@@ -157,6 +161,11 @@ class Executor:
                         for slot in self.blocked:
                             self._fail_slot(slot, "dependencies never finished")
                         self.blocked.clear()
+                        for inst in self.awaiting_earlier:
+                            self._finish(
+                                inst, NodeResult("failed", error="earlier items never finished")
+                            )
+                        self.awaiting_earlier.clear()
                         continue
                 if self.waits:
                     # Only waits remain: the run stops here; their dependents stay parked.
@@ -286,6 +295,15 @@ class Executor:
         return derive_seed(run.seed, node.node_path, path)
 
     def _unblock(self) -> None:
+        if self.awaiting_earlier:
+            awaiting, self.awaiting_earlier = self.awaiting_earlier, []
+            for inst in awaiting:
+                if inst.run.failed or earlier_items_ready(
+                    inst.run, inst.node, inst.path, self.pending
+                ):
+                    self.ready.append(inst)
+                else:
+                    self.awaiting_earlier.append(inst)
         if not self.blocked:
             return
         still = []
@@ -325,6 +343,9 @@ class Executor:
         if run.failed:
             self._done(inst, None, status=None)
             return
+        if node.progressive and not earlier_items_ready(run, node, inst.path, self.pending):
+            self.awaiting_earlier.append(inst)
+            return
         inst.attempts += 1
         inst.started = time.time()
         inst.picks = []
@@ -362,7 +383,7 @@ class Executor:
                 run=run,
                 log=self.recorder.logger(inst),
             )
-            out = node.kind.run(inst.ctx, spec)
+            out = guarded_run(inst.ctx, node, spec, node.kind.run)
         except Exception as exc:  # a node's error is reported on the node, never a crash
             self._error(inst, exc)
             return
@@ -412,7 +433,8 @@ class Executor:
         """Reuse an identical stored execution (same key) from any run, when allowed."""
         run, node = inst.run, inst.node
         inst.kept, inst.stored = False, None
-        if run.reuse is None or not node.kind.cacheable:
+        # A novelty guard's output depends on what else is stored: never taken from the cache.
+        if run.reuse is None or not node.kind.cacheable or node.spec.novelty is not None:
             return False
         try:
             model = model_identity(run, node, inst.params, inst.scope)

@@ -97,16 +97,20 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
     from genarun.extras import MissingExtra, missing_extra_message, missing_modules, require_extra
     from genarun.models.catalog import resolve_model
     from genarun.plugins import registry
+    from genarun.retrieval.checks import model_refs as retrieval_model_refs
+    from genarun.retrieval.checks import tree_problems as retrieval_problems
 
     providers = registry().providers
     file = str(compiled.loaded.path)
     problems, bad_aliases = _alias_problems(compiled)
+    problems += retrieval_problems(compiled)
     checked: set[str] = set()
     found: dict[str, ModelSpec] = {}
     for node in compiled.nodes.values():
         if node.skip_reason:
             continue
         refs = list(node.kind.model_refs(node, scope)) if node.kind.model_refs else []
+        refs += retrieval_model_refs(node)  # index: and novelty: models, on any kind
         compiled_ref = node.params.get("model")
         # A model named through outputs of other nodes is checked when the node runs.
         if (

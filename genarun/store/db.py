@@ -143,6 +143,20 @@ embeddings = Table(
     Column("source", Text),  # the embedded text, or the image path
 )
 
+# Vectors of the base documents' chunks, once per (content hash, model identity): an edited
+# document re-embeds only the chunks it changed (genarun.retrieval.documents).
+document_vectors = Table(
+    "document_vectors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("content_hash", String, nullable=False),
+    Column("model", String, nullable=False),  # genarun.retrieval.scopes.model_identity
+    Column("dim", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
+    Column("created", Float),
+    Index("ix_document_vectors_key", "content_hash", "model", unique=True),
+)
+
 # Trajectories of `cycle` nodes: one row per cycle execution and one per step, each committed
 # as it happens, so a resumed run continues from its last stored step.
 trajectories = Table(

@@ -115,6 +115,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
 
 
+class NoveltySpec(Strict):
+    """`novelty:` on a generating node: regenerate an output too close to what exists."""
+
+    against: list[str] = Field(
+        min_length=1,
+        description="Node ids (their embedded outputs; this node's own id: its earlier items) "
+        "and `documents`, compared with the new output.",
+    )
+    model: str | dict[str, Any] = Field(description="The embedding model that compares them.")
+    max_similarity: float | dict[Literal["text", "image", "cross"], float] = Field(
+        0.9,
+        description="The highest cosine similarity allowed; per modality pair as {text, image, "
+        "cross} (text-image similarities of CLIP live in a lower range).",
+    )
+    attempts: int = Field(3, ge=1, le=20, description="Generations tried in all.")
+    runs: str = Field("this", description="Whose outputs count: this, tree, all or a run id.")
+
+
 class NodeBase(Strict):
     """Fields every node has. Kinds subclass this and add their own."""
 
@@ -149,6 +167,15 @@ class NodeBase(Strict):
         None, description="Overrides the derived seed: a fixed int, or random (fresh, recorded)."
     )
     children: list[Any] = Field(default_factory=list, description="Child nodes.")
+    index: bool | str | dict[str, Any] | None = Field(
+        None,
+        description="Embed each output as it is produced, so `retrieve` nodes find it: an "
+        "embedding model, or true for the model of the retrieve nodes that name this node.",
+    )
+    novelty: NoveltySpec | None = Field(
+        None,
+        description="Regenerate (derived seed) an output too similar to what `against` holds.",
+    )
 
     @field_validator("id")
     @classmethod
@@ -257,6 +284,18 @@ class SecretSpec(Strict):
         return value
 
 
+class DocumentsSpec(Strict):
+    """`documents:` in its long form: the files and how they are chunked."""
+
+    paths: list[str] = Field(
+        min_length=1, description="Files, folders and globs, relative to the tree's folder."
+    )
+    chunk_size: int = Field(1000, ge=50, le=100_000, description="Most characters per chunk.")
+    overlap: int = Field(
+        100, ge=0, le=10_000, description="Characters repeated where a paragraph is cut."
+    )
+
+
 class TreeSpec(Strict):
     """The top of a tree file."""
 
@@ -293,6 +332,11 @@ class TreeSpec(Strict):
         description="Environment variables that templates read with secret('NAME') at send "
         "time, each with the hosts it may be sent to.",
         json_schema_extra={"propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
+    )
+    documents: list[str] | DocumentsSpec | None = Field(
+        None,
+        description="Base documents that `retrieve` searches: files, folders and globs of "
+        ".md/.txt/.json/.html and images, relative to the tree's folder.",
     )
     nodes: list[Any] = Field(description="The top-level nodes.")
 
