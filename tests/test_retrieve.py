@@ -196,3 +196,18 @@ def test_bad_input_is_refused_before_the_run(case: str, workdir: Path, cli) -> N
     assert expected in result.output
     assert "bad.yaml:" in result.output and "Traceback" not in result.output
     assert not (workdir / "genarun.db").exists()  # nothing written
+
+
+@pytest.mark.slow  # tiny-gpt2 and minilm load and run 12 executions: about 15 s on 2 cores
+def test_rag_blog_example_runs_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENARUN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    example = tmp_path / "rag-blog"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples" / "rag-blog", example)
+    outcome = _run(example / "tree.yaml", tmp_path / "g.db")
+    articles = _output(outcome)["plan"]["article"]
+    assert articles[0]["facts"][0]["source"]["document"] == "docs/feeding.md"  # minilm's sense
+    assert articles[1]["facts"][0]["source"]["document"] == "docs/heat-and-light.md"
+    assert [len(a["earlier"]) for a in articles] == [0, 1, 2, 3]  # progressive, all fit
+    logs = _logs(tmp_path / "g.db", outcome.runs[0].id, "body")
+    assert sum(m.startswith("novelty: passed") for m in logs) == 4
