@@ -96,6 +96,10 @@ _PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
 )
 
 
+# Any word that lets one of the patterns match: a text with none of them needs no pattern pass.
+_TRIGGERS = re.compile("|".join(re.escape(w) for words, _p, _r in _PATTERNS for w in words))
+
+
 class _Secrets:
     """The secret values seen by this process, and the lookups that find their echoes."""
 
@@ -217,6 +221,8 @@ def redact(text: str, *, patterns: bool = True) -> str:
         return masked
     if masked is not text:
         low = masked.lower()
+    if not _TRIGGERS.search(low):  # most texts: one scan in C instead of 25 `in` checks
+        return masked
     for words, pattern, replacement in _PATTERNS:
         if any(word in low for word in words):
             masked = pattern.sub(replacement, masked)

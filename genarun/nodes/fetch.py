@@ -24,6 +24,7 @@ import hashlib
 import os
 import re
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -228,12 +229,24 @@ def _header_value(name: Any, value: Any) -> str:
 
 
 # --- running ---------------------------------------------------------------------------------
+@dataclass
+class Exchange:
+    """What one request came to, made on the I/O thread: the stored response's row, and the
+    output or the error that the answer gives."""
+
+    row: dict[str, Any]
+    value: Any = None
+    error: FetchError | None = None
+    attempts: int = 1
+
+
 def run(ctx: ExecutionContext, node: FetchNode) -> Generator[Any, Any, Any]:
     from genarun.store.responses import cached_response
 
     request = yield from request_fields(ctx, node)
     names = check_secrets(request, _tree_secrets(ctx), node.hosts)
     cache_key = request.cache_key(node.extract)
+    where = _Where(ctx.run.id, ctx.node_id, ctx.path, ctx.run.folder, cache_key)
     if node.cache is not None:
         stored = cached_response(ctx.run.store, cache_key, node.cache.seconds)
         if stored is not None:
@@ -242,83 +255,105 @@ def run(ctx: ExecutionContext, node: FetchNode) -> Generator[Any, Any, Any]:
                 f"{request.shown}: reused the response stored {_age(stored.fetched)} ago"
                 f" (cache ttl {node.cache.ttl})",
             )
-            _record(
-                ctx,
-                request,
-                stored.status,
-                stored.content_type,
-                {},
-                stored.text,
-                cache_key,
-                elapsed=0.0,
-                attempts=0,
-                reused_from=stored.id,
-            )
-            return answer_value(
-                stored.status, stored.content_type, b"", stored.text, request.shown, node.extract
-            )
+            done = _answer(
+                request, node.extract, where, stored.status, stored.content_type, {},
+                stored.text.encode(), stored.text, reused_from=stored.id,
+            )  # fmt: skip
+            return _finish(ctx, request, done)
     key = _idempotency_key(ctx) if node.idempotency_key else None
     host, port = request.host()
-    # Sent once, on the executor's I/O pool (at most `concurrency` of this node at once), with
-    # the secrets filled in there: the scheduler thread never blocks and never sees a value.
-    response = yield Call(
-        functools.partial(send, request, node.limits(), names, key),
+    # Sent once, on the executor's I/O pool (at most `concurrency` of this node at once). The
+    # secrets are filled in there, and the answer is read, parsed and made into its stored row
+    # there too: the scheduler thread never blocks, never sees a value, and only files the row.
+    done = yield Call(
+        functools.partial(_exchange, request, node.limits(), names, key, node.extract, where),
         host=f"{host}:{port}",
         label=request.shown,
         host_limit=node.concurrency,
     )
-    text = response.text()
-    kind = content_type(response)
-    _record(
-        ctx,
-        request,
-        response.status,
-        kind,
-        dict(response.headers),
-        text,
-        cache_key,
-        elapsed=response.elapsed,
-        attempts=response.attempts,
-    )
-    if response.attempts > 1:
-        ctx.log("info", f"{request.shown}: answered after {response.attempts} attempts")
-    if request.method == "HEAD":  # no body: the answer is its status and headers
-        return {"status": response.status, "headers": dict(response.headers)}
-    return answer_value(response.status, kind, response.body, text, request.shown, node.extract)
+    return _finish(ctx, request, done)
 
 
-def _record(
-    ctx: ExecutionContext,
+@dataclass(frozen=True)
+class _Where:
+    """Where a response is stored: its run, execution, run folder and cache key."""
+
+    run_id: str
+    node_id: str
+    path: tuple[int, ...]
+    folder: Any
+    cache_key: str
+
+
+def _exchange(
     request: FetchRequest,
+    limits: Limits,
+    names: list[str],
+    key: str | None,
+    extract: str | None,
+    where: _Where,
+) -> Exchange:
+    """On the I/O thread: send, then read the answer."""
+    response = send(request, limits, names, key)
+    headers = dict(response.headers)
+    done = _answer(
+        request, extract, where, response.status, content_type(response), headers,
+        response.body, response.text(), elapsed=response.elapsed, attempts=response.attempts,
+    )  # fmt: skip
+    return done
+
+
+def _answer(
+    request: FetchRequest,
+    extract: str | None,
+    where: _Where,
     status: int,
     kind: str,
     headers: dict[str, str],
+    body: bytes,
     text: str,
-    cache_key: str,
     *,
-    elapsed: float,
-    attempts: int,
+    elapsed: float = 0.0,
+    attempts: int = 0,
     reused_from: int | None = None,
-) -> None:
-    from genarun.store.responses import record_response
+) -> Exchange:
+    from genarun.store.responses import response_row
 
-    run_state = ctx.run
-    record_response(
-        run_state.store,
-        run_id=run_state.id,
-        node_id=ctx.node_id,
-        path=ctx.path,
+    row = response_row(
+        run_id=where.run_id,
+        node_id=where.node_id,
+        path=where.path,
         request=request.to_json(),
         status=status,
         content_type=kind,
         headers=headers,
         text=text,
-        folder=run_state.folder,
-        cache_key=cache_key,
+        folder=where.folder,
+        cache_key=where.cache_key,
         elapsed=elapsed,
         attempts=attempts,
         reused_from=reused_from,
     )
+    try:
+        if request.method == "HEAD":  # no body: the answer is its status and headers
+            value: Any = {"status": status, "headers": headers}
+        else:
+            value = answer_value(status, kind, body, text, request.shown, extract)
+    except FetchError as exc:
+        return Exchange(row, error=exc, attempts=attempts)
+    return Exchange(row, value, attempts=attempts)
+
+
+def _finish(ctx: ExecutionContext, request: FetchRequest, done: Exchange) -> Any:
+    """On the scheduler thread: file the response (with the execution's commit)."""
+    from genarun.store.responses import file_response
+
+    file_response(ctx.run.store, done.row)
+    if done.attempts > 1:
+        ctx.log("info", f"{request.shown}: answered after {done.attempts} attempts")
+    if done.error is not None:
+        raise done.error
+    return done.value
 
 
 def _tree_secrets(ctx: ExecutionContext) -> dict[str, list[str]]:

@@ -10,6 +10,7 @@ thread, after checking that every secret in it may go to the request's host.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -44,8 +45,17 @@ class FetchRequest:
         """`METHOD url` fit for messages: placeholders in display form, credentials masked."""
         return redact(f"{self.method} {self.url}")
 
+    @functools.cached_property
+    def has_placeholders(self) -> bool:
+        """Whether any string of the request holds something shaped like a placeholder (most
+        requests hold none: the other walks over the request are then skipped)."""
+        start = secret_refs.MARKER_START
+        return any(start in text.lower() for text in secret_refs.strings_in(self._parts()))
+
     def secret_names(self) -> list[str]:
         """The secrets this request carries (by their placeholders), each once, in order."""
+        if not self.has_placeholders:
+            return []
         names: list[str] = []
         for text in secret_refs.strings_in(self._parts()):
             for name in secret_refs.live_names(text):
@@ -54,6 +64,8 @@ class FetchRequest:
         return names
 
     def broken_placeholder(self) -> bool:
+        if not self.has_placeholders:
+            return False
         return any(secret_refs.has_broken_marker(t) for t in secret_refs.strings_in(self._parts()))
 
     def _parts(self) -> list[Any]:
@@ -61,8 +73,10 @@ class FetchRequest:
 
     def cache_key(self, extract: str | None) -> str:
         """A hash of the request as rendered (secrets by name only) and its extract."""
-        hidden = secret_refs.map_strings(self._parts(), secret_refs.hide_markers)
-        canon = json.dumps([self.method, hidden, extract], sort_keys=True, default=str)
+        parts = self._parts()
+        if self.has_placeholders:
+            parts = secret_refs.map_strings(parts, secret_refs.hide_markers)  # type: ignore[assignment]
+        canon = json.dumps([self.method, parts, extract], sort_keys=True, default=str)
         return hashlib.sha256(canon.encode()).hexdigest()
 
     def host(self) -> tuple[str, int | None]:
@@ -85,6 +99,8 @@ class FetchRequest:
             value = getattr(self, name)
             if value not in (None, {}):
                 out[name] = value
+        if not self.has_placeholders:
+            return out
         hidden = secret_refs.map_strings(out, secret_refs.hide_markers)
         assert isinstance(hidden, dict)
         return hidden

@@ -44,8 +44,7 @@ def body_asset_name(node_id: str, path: tuple[int, ...], content_type: str) -> s
     return f"assets/{node_id}{''.join(f'-{i}' for i in path)}.response{suffix}"
 
 
-def record_response(
-    store: Store,
+def response_row(
     *,
     run_id: str,
     node_id: str,
@@ -60,8 +59,9 @@ def record_response(
     elapsed: float,
     attempts: int,
     reused_from: int | None = None,
-) -> None:
-    """Store one response; a large body goes to a file under `folder` (the run's folder)."""
+) -> dict[str, Any]:
+    """The row of one response, redacted; a large body is written to a file under `folder`
+    (the run's folder) now. Thread-safe: fetches make their rows on the I/O threads."""
     from genarun.store.confined import write_file
 
     # An API that echoes a secret back: masked by value, as outputs are.
@@ -93,7 +93,12 @@ def record_response(
         "attempts": attempts,
         "reused_from": reused_from,
     }
-    # Written in the commit of the execution it belongs to (which the executor records next).
+    return row
+
+
+def file_response(store: Store, row: dict[str, Any]) -> None:
+    """Store a response's row, in the commit of the execution it belongs to (which the
+    executor records next): a commit per response cost more than the request."""
     store.defer_row(responses, row)
 
 
