@@ -108,7 +108,7 @@ def genarun_run(url: str, requests: int, concurrency: int, folder: Path) -> floa
             }
         )
     )
-    db = folder / f"bench-{time.monotonic_ns()}.db"
+    db = folder / "genarun.db"  # one database for every round, as a project has
     started = time.perf_counter()
     outcome = run_tree(tree, RunOptions(db=db, out=folder / "out"))
     elapsed = time.perf_counter() - started
