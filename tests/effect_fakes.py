@@ -34,8 +34,12 @@ class CountingServer:
     """A real HTTP server on 127.0.0.1 that answers each GET after `delay` seconds with its
     path, and counts requests per path and the most served at once."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, gather: int = 0) -> None:
         self.delay = delay
+        # Hold each request until this many are being served at once (or 5 s passed), so the
+        # most at once reaches a limit however slowly the machine starts threads.
+        self.gather = gather
+        self.gathered = threading.Condition()
         self.hits: Counter[str] = Counter()
         self.active = 0
         self.max_active = 0
@@ -51,6 +55,10 @@ class CountingServer:
                     server.hits[self.path] += 1
                     server.active += 1
                     server.max_active = max(server.max_active, server.active)
+                if server.gather:
+                    with server.gathered:
+                        server.gathered.notify_all()
+                        server.gathered.wait_for(lambda: server.active >= server.gather, 5)
                 try:
                     status = 200
                     if self.path.startswith("/meet"):

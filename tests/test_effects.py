@@ -29,7 +29,12 @@ def write(workdir: Path, text: str) -> Path:
     return path
 
 
-def test_io_calls_keep_the_per_host_limit(workdir: Path, server: CountingServer) -> None:
+def test_io_calls_keep_the_per_host_limit(workdir: Path) -> None:
+    with CountingServer(delay=0.05, gather=8) as server:
+        check_host_limit(workdir, server)
+
+
+def check_host_limit(workdir: Path, server: CountingServer) -> None:
     tree = write(
         workdir,
         f"name: hosts\nnodes:\n  - id: page\n    kind: get\n    foreach: range(24)\n"
@@ -39,11 +44,17 @@ def test_io_calls_keep_the_per_host_limit(workdir: Path, server: CountingServer)
     assert outcome.status == "completed", outcome.failures
     assert sorted(server.hits) == sorted(f"/page/{i}" for i in range(24))
     assert set(server.hits.values()) == {1}
-    # 24 calls of 0.15 s on 64 I/O threads: only the host limit (8) holds them back.
+    # 24 calls on 64 I/O threads, each held until 8 are served at once: only the host limit
+    # (8) holds them back (without it, all 24 would be served at once).
     assert server.max_active == 8
 
 
-def test_node_concurrency_caps_its_calls(workdir: Path, server: CountingServer) -> None:
+def test_node_concurrency_caps_its_calls(workdir: Path) -> None:
+    with CountingServer(delay=0.05, gather=3) as server:
+        check_node_cap(workdir, server)
+
+
+def check_node_cap(workdir: Path, server: CountingServer) -> None:
     tree = write(
         workdir,
         f"name: capped\nnodes:\n  - id: page\n    kind: get\n    foreach: range(10)\n"
@@ -115,7 +126,8 @@ def test_an_error_in_cpu_work_fails_its_node_with_the_message(workdir: Path) -> 
     tree = write(workdir, "name: cpu\nnodes:\n  - id: work\n    kind: cpu\n    fail: true\n")
     outcome = run_tree(tree, RunOptions())
     assert outcome.status == "failed"
-    assert outcome.failures == ["work: the CPU work broke"]
+    [failure] = outcome.failures
+    assert (failure.node, failure.path, failure.message) == ("work", (), "the CPU work broke")
 
 
 WAIT_TREE = """\

@@ -39,15 +39,29 @@ def trajectory_points(store: Store, run_id: str, node_id: str, path: str, model:
     return matrix[keep]
 
 
-def diagrams_for(
-    store: Store, key: DiagramKey, *, metric: str = "cosine", force: bool = False
-) -> tuple[Diagrams, bool]:
-    """The stored diagrams of a trajectory, computing and storing them when missing or stale
-    (another metric, fewer points than the trajectory now has).
+@dataclass(frozen=True)
+class DiagramJob:
+    """What computing one trajectory's diagrams needs, read from the store: its points, and the
+    stored diagrams when they still answer (same metric, as many points)."""
 
-    Returns (diagrams, computed): computed is False when they were already stored.
-    """
-    from genarun.analysis import Diagrams, persistence_diagrams
+    key: DiagramKey
+    metric: str
+    points: np.ndarray
+    stored: Diagrams | None
+    stale_id: int | None = None  # a stored row of another metric or fewer points: replaced
+
+    def compute(self) -> Diagrams:
+        """The diagrams: pure CPU work, touching no store (a kind runs it as a `Compute`)."""
+        from genarun.analysis import persistence_diagrams
+
+        return persistence_diagrams(self.points, maxdim=self.key.maxdim, metric=self.metric)  # type: ignore[arg-type]
+
+
+def plan_diagrams(
+    store: Store, key: DiagramKey, *, metric: str = "cosine", force: bool = False
+) -> DiagramJob:
+    """Read what a trajectory's diagrams need; `stored` is set when nothing is to compute."""
+    from genarun.analysis import Diagrams
 
     found = tstore.find_persistence(store, key.run_id, key.node_id, key.path, key.model, key.maxdim)
     points = trajectory_points(store, key.run_id, key.node_id, key.path, key.model)
@@ -56,15 +70,19 @@ def diagrams_for(
         # Only a diagram of these very points under this metric answers: one computed under
         # another metric, or before the trajectory had all its steps, is computed again.
         if stored.metric == metric and found["points"] == len(points):
-            return stored, False
+            return DiagramJob(key, metric, points, stored)
     if len(points) == 0:
         raise StoreError(
             f"run {key.run_id[:8]} node '{key.node_id}': no embeddings by '{key.model}' to compute a diagram from"
         )
-    started = time.perf_counter()
-    diagrams = persistence_diagrams(points, maxdim=key.maxdim, metric=metric)  # type: ignore[arg-type]
-    if found is not None:
-        tstore.delete_persistence(store, found["id"])
+    return DiagramJob(key, metric, points, None, found["id"] if found is not None else None)
+
+
+def save_diagrams(store: Store, job: DiagramJob, diagrams: Diagrams, seconds: float) -> None:
+    """Store the diagrams computed for `job`, in place of a stale row."""
+    key = job.key
+    if job.stale_id is not None:
+        tstore.delete_persistence(store, job.stale_id)
     tstore.add_persistence(
         store,
         {
@@ -73,12 +91,28 @@ def diagrams_for(
             "path": key.path,
             "embedding_model": key.model,
             "maxdim": key.maxdim,
-            "points": len(points),
+            "points": len(job.points),
             "diagrams": json.dumps(diagrams.to_json()),
             "entropy": json.dumps(list(diagrams.entropy)),
-            "duration": time.perf_counter() - started,
+            "duration": seconds,
         },
     )
+
+
+def diagrams_for(
+    store: Store, key: DiagramKey, *, metric: str = "cosine", force: bool = False
+) -> tuple[Diagrams, bool]:
+    """The stored diagrams of a trajectory, computing and storing them when missing or stale
+    (another metric, fewer points than the trajectory now has).
+
+    Returns (diagrams, computed): computed is False when they were already stored.
+    """
+    job = plan_diagrams(store, key, metric=metric, force=force)
+    if job.stored is not None:
+        return job.stored, False
+    started = time.perf_counter()
+    diagrams = job.compute()
+    save_diagrams(store, job, diagrams, time.perf_counter() - started)
     return diagrams, True
 
 

@@ -13,18 +13,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from genarun.bounded_yaml import YamlBoundsError, load_bounded_yaml
+from genarun.nodes.context import ExecutionContext
 from genarun.nodes.effects import Call, Compute, Effect, Invoke, Wait
+from genarun.nodes.hooks import Adoption, FieldProblem, ModelRef
 from genarun.tree.schema import NodeBase
 
 if TYPE_CHECKING:
-    from genarun.models.base import ModelSpec
-    from genarun.values import EmbeddingRef, ImageRef
+    pass
 
 
 class SkipExecution(Exception):
@@ -52,22 +52,20 @@ class NodeKind:
     # Fields that name what a search looks in (retrieve's `from`): `documents` and node ids
     # that embed their outputs; see genarun.retrieval.sources for their dependency rules.
     source_fields: frozenset[str] = frozenset()
-    # Other models the node uses, for checks before the run: (node, scope) -> [(ref, task)]
-    # or [(ref, task, field)]; a task of None only resolves the model and checks its weights.
-    model_refs: Callable[..., list[tuple[Any, ...]]] | None = None
+    # Other models the node uses, for checks before the run (nodes/hooks.py):
+    # model_refs(*, node, scope) -> [ModelRef].
+    model_refs: Callable[..., list[ModelRef]] | None = None
     # Checks that need the resolved models (e.g. a cycle's types around its network), before
-    # the run: (node, scope, resolve) -> [(field, message)]; resolve(ref) -> ModelSpec.
-    check: Callable[..., list[tuple[str, str]]] | None = None
+    # the run: check(*, node, scope, resolve) -> [FieldProblem]; resolve(ref) -> ModelSpec.
+    check: Callable[..., list[FieldProblem]] | None = None
     # Whether `genarun run` may reuse an identical stored execution (the content-addressed
     # cache). False for kinds whose output depends on more than their rendered parameters,
     # model and seed: the outside world (fetch), a person (human), or the store (retrieve).
     cacheable: bool = True
     # A kind that keeps rows outside the executions table (a cycle's trajectory, steps and
     # embeddings) copies them when another run reuses its output, so that run owns everything
-    # its output points at: (run, stored, node_id, path, output, image) -> the output (tagged
-    # JSON, its images already adopted) pointing at the copies; image(a path relative to the
-    # stored run's folder) -> the adopted copy's path. Never called for the run's own rows.
-    adopt: Callable[..., Any] | None = None
+    # its output points at: adopt(Adoption) -> the output pointing at the copies.
+    adopt: Callable[[Adoption], Any] | None = None
     # The type of the node's output, known from its fields before the run ("text", "image",
     # "list", "object"; None: known only when it runs), for the type checks of
     # genarun.graph.value_types: spec -> type.
@@ -80,55 +78,18 @@ class NodeKind:
 
 RunOutput = Any | Generator["Effect | list[Effect]", Any, Any]
 
-__all__ = ["Call", "Compute", "Effect", "Invoke", "Wait"]
-
-
-class ExecutionContext:
-    """What a run function may use: its seed, the model resolver, asset and embedding storage."""
-
-    def __init__(
-        self,
-        *,
-        node_id: str,
-        path: tuple[int, ...],
-        seed: int,
-        run: Any,
-        log: Callable[[str, str], None],
-    ):
-        self.node_id = node_id
-        self.path = path
-        self.seed = seed
-        self.run = run  # run.state: RunState of the executor
-        self.log = log
-        self.model_name: str | None = None
-
-    def model(self, ref: Any) -> ModelSpec:
-        """Resolve a model reference (alias, catalog name, id, path or spec)."""
-        spec = self.run.resolve_model(ref)
-        self.model_name = spec.label()
-        return spec
-
-    def save_image(self, image: Any, **metadata: Any) -> ImageRef:
-        """Save a PIL image as PNG in the run's assets/ with its metadata; return its ref."""
-        return self.run.save_image(
-            image, node_id=self.node_id, path=self.path, seed=self.seed, **metadata
-        )
-
-    def load_image(self, value: Any) -> Any:
-        """A PIL image from an image output, or from a file path relative to the tree."""
-        return self.run.load_image(value)
-
-    def store_embeddings(
-        self, vectors: list[Any], model: str, sources: list[str], items: list[int] | None = None
-    ) -> list[EmbeddingRef]:
-        """Store vectors in SQLite; `items` numbers them (a trajectory's step), default 0, 1, ..."""
-        return self.run.store_embeddings(
-            vectors, model, sources, node_id=self.node_id, path=self.path, items=items
-        )
-
-    @property
-    def tree_dir(self) -> Path:
-        return self.run.tree_dir
+# Re-exported: kinds import what they need from here.
+__all__ = [
+    "Adoption",
+    "Call",
+    "Compute",
+    "Effect",
+    "ExecutionContext",
+    "FieldProblem",
+    "Invoke",
+    "ModelRef",
+    "Wait",
+]
 
 
 def ceiling_message(max_tokens: Any) -> str:

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
@@ -26,7 +26,14 @@ from pydantic import Field, field_validator
 from genarun.errors import ModelError
 from genarun.models.base import Invocation, hit_limit
 from genarun.models.weights import metadata_fields
-from genarun.nodes.base import ExecutionContext, Invoke, NodeKind
+from genarun.nodes.base import (
+    Adoption,
+    ExecutionContext,
+    FieldProblem,
+    Invoke,
+    ModelRef,
+    NodeKind,
+)
 from genarun.nodes.networks import (
     NetworkError,
     check_embedders,
@@ -35,7 +42,6 @@ from genarun.nodes.networks import (
     plan_network,
 )
 from genarun.run.seeds import fresh_seed
-from genarun.store.confined import UnsafePath, read_bytes
 from genarun.tree.schema import NodeBase, PositiveInt, Tpl
 from genarun.tree.templates import RenderError, field_rng
 from genarun.values import EmbeddingRef, ImageRef, renumber_embeddings
@@ -43,7 +49,6 @@ from genarun.values import EmbeddingRef, ImageRef, renumber_embeddings
 if TYPE_CHECKING:
     from genarun.graph.compile import CompiledNode
     from genarun.models.base import ModelSpec
-    from genarun.run.reuse import StoredExecution
 
 
 class CycleNode(NodeBase):
@@ -106,31 +111,31 @@ def _field_value(node: CompiledNode, name: str, scope: dict[str, Any]) -> tuple[
         return False, None
 
 
-def model_refs(node: CompiledNode, scope: dict[str, Any]) -> list[tuple[Any, str | None, str]]:
-    refs: list[tuple[Any, str | None, str]] = []
+def model_refs(*, node: CompiledNode, scope: dict[str, Any]) -> list[ModelRef]:
+    refs: list[ModelRef] = []
     known, network = _field_value(node, "network", scope)
     if known:
-        refs += [(ref, None, "network") for ref in models_list(network)]
+        refs += [ModelRef(ref, None, "network") for ref in models_list(network)]
     known, embed = _field_value(node, "embed", scope)
     if known:
-        refs += [(ref, "embed", "embed") for ref in models_list(embed)]
+        refs += [ModelRef(ref, "embed", "embed") for ref in models_list(embed)]
     return refs
 
 
-def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple[str, str]]:
+def check(*, node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[FieldProblem]:
     known, network = _field_value(node, "network", scope)
     if not known:
         return []
     try:
         links = plan_network([resolve(ref) for ref in models_list(network)])
     except (NetworkError, ModelError) as exc:
-        return [("network", str(exc))]
+        return [FieldProblem("network", str(exc))]
     known, embed = _field_value(node, "embed", scope)
     if known:
         try:
             check_embedders(links, [resolve(ref) for ref in models_list(embed)])
         except (NetworkError, ModelError) as exc:
-            return [("embed", str(exc))]
+            return [FieldProblem("embed", str(exc))]
     return []
 
 
@@ -149,9 +154,6 @@ def _text_hash(text: str) -> str:
 def run(
     ctx: ExecutionContext, node: CycleNode
 ) -> Generator[list[Invoke], Any, list[dict[str, Any]]]:
-    from genarun.store import trajectories as tstore
-    from genarun.store.db import path_key
-
     links = plan_network([ctx.model(ref) for ref in models_list(node.network)])
     embedders = [ctx.model(ref) for ref in models_list(node.embed)]
     check_embedders(links, embedders)
@@ -159,9 +161,7 @@ def run(
     max_steps = int(node.steps)
     if max_steps < 1:
         raise ValueError(f"steps must be at least 1 (got {max_steps})")
-    seed_random = node.seed == "random" or (
-        node.seed is None and bool(getattr(ctx.run, "seed_is_random", False))
-    )
+    seed_random = node.seed == "random" or (node.seed is None and ctx.seed_is_random)
     # Fresh randomness per step never settles into a loop: only a fixed seed stops on repeats.
     mode = None if seed_random else repeat_mode(node.stop_on_repeat)
     period = len(links)
@@ -176,11 +176,11 @@ def run(
         if task not in settings:
             raise ValueError(f"settings: unknown task '{task}' (use image, caption or generate)")
         settings[task] = {**settings[task], **extra}
-    store, run_id, path = ctx.run.store, ctx.run.id, path_key(ctx.path)
+    trajectory = ctx.trajectory()
     start = str(node.start)
 
     # Resume: steps already stored (by an earlier attempt or an interrupted run) are kept.
-    stored = tstore.stored_steps(store, run_id, ctx.node_id, path)
+    stored = trajectory.stored_steps()
     records: list[dict[str, Any]] = []
     seen: dict[Any, int] = {}  # repeat key of each output -> its first step
     for row in stored:
@@ -188,22 +188,16 @@ def run(
             break  # keep only a gap-free prefix
         records.append(_record_from_row(row, ctx))
         seen.setdefault(repeat_key(mode, row["sha256"], row["step"], period), row["step"])
-    tstore.begin_trajectory(
-        store,
-        {
-            "run_id": run_id,
-            "node_id": ctx.node_id,
-            "path": path,
-            "network": json.dumps([link.spec.label() for link in links]),
-            "start": start,
-            "max_steps": max_steps,
-            "embed_models": json.dumps([e.label() for e in embedders]),
-            "seed": None if seed_random else ctx.seed,
-            "seed_random": int(seed_random),
-            "length": len(records),
-            "hit_limit": sum(1 for r in records if r.get("hit_limit")),
-            "status": "running",
-        },
+    trajectory.begin(
+        network=json.dumps([link.spec.label() for link in links]),
+        start=start,
+        max_steps=max_steps,
+        embed_models=json.dumps([e.label() for e in embedders]),
+        seed=None if seed_random else ctx.seed,
+        seed_random=int(seed_random),
+        length=len(records),
+        hit_limit=sum(1 for r in records if r.get("hit_limit")),
+        status="running",
     )
     if records:
         ctx.log("info", f"resuming the trajectory at step {len(records)} of {max_steps}")
@@ -243,13 +237,11 @@ def run(
             _store_pending(ctx, records, pending_step, pending_users, vectors, pending_source)
             if link.gives == "image":
                 digest = _pixel_hash(output)
-                value: Any = ctx.run.save_image(
+                value: Any = ctx.save_image(
                     output,
-                    node_id=ctx.node_id,
-                    path=(*ctx.path, step),
+                    step=step,
                     seed=seed,
                     prompt=current_input if isinstance(current_input, str) else "",
-                    step=step,
                     **metadata_fields(link.spec),
                 )
                 pending_source = value.path
@@ -291,21 +283,13 @@ def run(
         # This attempt failed (the executor closed it, or a step raised here): what is stored
         # stays for the retry. The store may be what failed, so marking it is best effort.
         with contextlib.suppress(Exception):
-            tstore.update_trajectory(
-                store,
-                run_id,
-                ctx.node_id,
-                path,
+            trajectory.update(
                 status="failed",
                 stop_reason="failed",
                 length=len(stored_or(records)),
             )
         raise
-    tstore.update_trajectory(
-        store,
-        run_id,
-        ctx.node_id,
-        path,
+    trajectory.update(
         status="done",
         stop_reason=stop_reason,
         loop_length=loop_length,
@@ -366,14 +350,12 @@ def _store_pending(
     source: str,
 ) -> None:
     """Store the embeddings of one output, then commit its step (the start prompt is step -1)."""
-    from genarun.store import trajectories as tstore
-    from genarun.store.db import path_key
-
+    trajectory = ctx.trajectory()
     value = records[step]["value"] if step >= 0 else None
     if isinstance(value, ImageRef):
         value.sha256  # noqa: B018 (its PNG must be on disk before the step is committed)
     refs: dict[str, EmbeddingRef] = {}
-    with ctx.run.store.transaction():  # the step and its embeddings: one commit
+    with trajectory.transaction():  # the step and its embeddings: one commit
         for spec, vector in zip(users, vectors, strict=True):
             refs[spec.label()] = ctx.store_embeddings(
                 [vector], spec.label(), [source], items=[step]
@@ -382,28 +364,18 @@ def _store_pending(
             return
         record = records[step]
         record["embeddings"] = refs
-        tstore.add_step(
-            ctx.run.store,
-            {
-                "run_id": ctx.run.id,
-                "node_id": ctx.node_id,
-                "path": path_key(ctx.path),
-                "step": step,
-                "model": record["model"],
-                "kind": record["kind"],
-                "value": value.path if isinstance(value, ImageRef) else value,
-                "sha256": record["sha256"],
-                "seed": record["seed"],
-                "embeddings": json.dumps({m: [r.id, r.dim] for m, r in refs.items()}),
-                "duration": record.get("duration"),
-                "hit_limit": None if record["hit_limit"] is None else int(record["hit_limit"]),
-            },
+        trajectory.add_step(
+            step=step,
+            model=record["model"],
+            kind=record["kind"],
+            value=value.path if isinstance(value, ImageRef) else value,
+            sha256=record["sha256"],
+            seed=record["seed"],
+            embeddings=json.dumps({m: [r.id, r.dim] for m, r in refs.items()}),
+            duration=record.get("duration"),
+            hit_limit=None if record["hit_limit"] is None else int(record["hit_limit"]),
         )
-        tstore.update_trajectory(
-            ctx.run.store,
-            ctx.run.id,
-            ctx.node_id,
-            path_key(ctx.path),
+        trajectory.update(
             length=step + 1,
             hit_limit=sum(1 for r in records[: step + 1] if r.get("hit_limit")),
         )
@@ -413,11 +385,7 @@ def _store_pending(
 def _record_from_row(row: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:
     value: Any = row["value"]
     if row["kind"] == "image":
-        try:  # a stored path is read only inside the run folder, never through a link
-            digest = hashlib.sha256(read_bytes(ctx.run.folder, value)).hexdigest()
-        except (OSError, UnsafePath):
-            digest = ""
-        value = ImageRef(value, ctx.run.folder, digest)
+        value = ctx.stored_image(value)
     embeds = {
         m: EmbeddingRef(int(i), m, int(d))
         for m, (i, d) in json.loads(row["embeddings"] or "{}").items()
@@ -435,37 +403,20 @@ def _record_from_row(row: dict[str, Any], ctx: ExecutionContext) -> dict[str, An
     }
 
 
-def adopt(
-    run: Any,
-    stored: StoredExecution,
-    node_id: str,
-    path: tuple[int, ...],
-    output: Any,
-    image: Callable[[str], str],
-) -> Any:
+def adopt(adoption: Adoption) -> Any:
     """A trajectory reused by another run (rerun, --only) is copied to it: its row, steps,
     embeddings (new ids, which the output's refs now name) and diagrams, so `runs list`, `tda`,
     exports and a `persistence` node below see the run's own trajectory."""
-    from genarun.store import trajectories as tstore
-    from genarun.store.db import path_key
-
-    store = run.store
-    source = (stored.run_id, stored.node_id, path_key(stored.path))
-    if not tstore.has_trajectory(store, source) and stored.reused_from is not None:
-        # Reused before reuses copied trajectories: the rows are still the original run's.
-        source = tstore.execution_key(store, stored.reused_from) or source
-    # The steps' images are the output's, already adopted (from `stored`'s folder, where the
-    # rows' paths, which may be the original run's, need not exist).
+    output = adoption.output
+    # The steps' images are the output's, already adopted (from the stored run's folder, where
+    # the rows' paths, which may be the original run's, need not exist).
     adopted = {
         r["step"]: r["value"]["$image"]
         for r in output
         if isinstance(r.get("value"), dict) and "$image" in r["value"]
     }
-    ids = tstore.copy_trajectory(
-        store,
-        source,
-        (run.id, node_id, path_key(path)),
-        lambda step, rel: adopted.get(step) or image(rel),
+    ids = adoption.trajectory.copy_from(
+        adoption.stored, lambda step, rel: adopted.get(step) or adoption.image(rel)
     )
     return renumber_embeddings(output, ids)
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from genarun.nodes.base import ExecutionContext, NodeKind
+from genarun.nodes.base import ExecutionContext, FieldProblem, NodeKind
 from genarun.nodes.effects import Call
 from genarun.nodes.fetch_request import (
     FetchError,
@@ -374,12 +374,12 @@ def _age(fetched: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def check(node: Any, scope: dict[str, Any], resolve: Any) -> list[tuple[str, str]]:
+def check(*, node: Any, scope: dict[str, Any], resolve: Any) -> list[FieldProblem]:
     """Before the run: every secret the node's fields name is set in the environment, and an
     `assemble:` has its module."""
     from genarun.graph.secret_policy import secret_names_in
 
-    problems: list[tuple[str, str]] = []
+    problems: list[FieldProblem] = []
     spec = node.spec
     seen: set[str] = set()
     for name in type(spec).model_fields:
@@ -393,7 +393,7 @@ def check(node: Any, scope: dict[str, Any], resolve: Any) -> list[tuple[str, str
             if scope.get("run") and not os.environ.get(secret, "").strip():
                 alias = type(spec).model_fields[name].alias or name
                 problems.append(
-                    (
+                    FieldProblem(
                         alias,
                         f"secret '{secret}': the environment variable {secret} is not set;"
                         f" export it (export {secret}=...) before running the tree",
@@ -403,7 +403,9 @@ def check(node: Any, scope: dict[str, Any], resolve: Any) -> list[tuple[str, str
         try:
             from genarun.nodes import assemble  # type: ignore[attr-defined]  # noqa: F401
         except ImportError:
-            problems.append(("assemble", "assemble: is not available in this genarun yet"))
+            problems.append(
+                FieldProblem("assemble", "assemble: is not available in this genarun yet")
+            )
     return problems
 
 

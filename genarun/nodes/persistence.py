@@ -7,11 +7,13 @@ per trajectory and embedding model: a rerun or `genarun tda compute` reads them 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from genarun.nodes.base import ExecutionContext, NodeKind
+from genarun.nodes.base import Compute, ExecutionContext, FieldProblem, ModelRef, NodeKind
 from genarun.tree.schema import NodeBase
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ class PersistenceNode(NodeBase):
     )
 
 
-def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple[str, str]]:
+def check(*, node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[FieldProblem]:
     from genarun.graph.node_fields import foreach_loops
 
     of = node.spec.of
@@ -41,7 +43,7 @@ def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple
         return []
     if cycle.spec.kind != "cycle":
         return [
-            (
+            FieldProblem(
                 "of",
                 f"of: '{of}' is a {cycle.spec.kind} node; it must be a cycle node (a trajectory) of this tree",
             )
@@ -53,7 +55,7 @@ def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple
         shared = next(k for k, loop in enumerate(loops) if node.loops[k : k + 1] != (loop,))
         outer = loops[shared:]
         return [
-            (
+            FieldProblem(
                 "of",
                 f"of: cycle '{of}' runs once per item of foreach '{outer[0]}', and this node does not "
                 f"(it would see several trajectories); put this node under '{outer[0]}' too, beside "
@@ -67,7 +69,7 @@ def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple
         return []
     if not embed:
         return [
-            (
+            FieldProblem(
                 "of",
                 f"cycle '{of}' embeds nothing (no `embed:` models), so its trajectory has no points to analyse: give it embed: [tiny-clip] (a model that embeds what its network produces)",
             )
@@ -83,7 +85,7 @@ def check(node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[tuple
         if wanted.key not in {spec.key for spec in available}:
             names = ", ".join(spec.label() for spec in available)
             return [
-                (
+                FieldProblem(
                     "embedding",
                     f"embedding: cycle '{of}' does not embed with '{wanted.label()}' (it embeds with: {names}); name one of those, or add it to the cycle's `embed:`",
                 )
@@ -112,40 +114,32 @@ def _embed_models(value: Any, scope: dict[str, Any]) -> tuple[bool, list[Any]]:
     return True, models_list(rendered)
 
 
-def model_refs(node: CompiledNode, scope: dict[str, Any]) -> list[tuple[Any, str | None, str]]:
+def model_refs(*, node: CompiledNode, scope: dict[str, Any]) -> list[ModelRef]:
     embedding = node.spec.embedding
-    return (
-        [] if embedding is None or "{{" in str(embedding) else [(embedding, "embed", "embedding")]
-    )
+    if embedding is None or "{{" in str(embedding):
+        return []
+    return [ModelRef(embedding, "embed", "embedding")]
 
 
-def run(ctx: ExecutionContext, node: PersistenceNode) -> dict[str, Any]:
-    from genarun.experiments.topology import DiagramKey, diagrams_for
-    from genarun.store import trajectories as tstore
-    from genarun.store.db import path_key
+def run(ctx: ExecutionContext, node: PersistenceNode) -> Generator[Compute, Any, dict[str, Any]]:
+    from genarun.run.trajectory_rows import timed
 
-    compiled = ctx.run.compiled.nodes.get(node.of)
-    if compiled is None or compiled.kind.name != "cycle":
-        raise ValueError(f"of: '{node.of}' is not a cycle node")
-    results = ctx.run.results.get(node.of, {})
-    # The cycle's execution for this one: the foreach items they share (checked before the run).
-    prefix = ctx.path[: len(compiled.loops)]
-    if prefix not in results or results[prefix].status != "done":
-        raise ValueError(f"of: '{node.of}' has not run for this item")
-    path = path_key(prefix)
-    store = ctx.run.store
+    trajectory = ctx.trajectory_of(node.of)
     models = (
         [ctx.model(node.embedding).label()]
         if node.embedding is not None
-        else tstore.embedding_models_of(store, ctx.run.id, node.of, path)
+        else trajectory.embedding_models()
     )
     if not models:
         raise ValueError(f"cycle '{node.of}' stored no embeddings: give it `embed:` models")
     out: dict[str, Any] = {}
     for model in models:
-        diagrams, fresh = diagrams_for(
-            store, DiagramKey(ctx.run.id, node.of, path, model, node.maxdim), metric=node.metric
-        )
+        job = trajectory.diagram_job(model, node.maxdim, node.metric)
+        diagrams = job.stored
+        if diagrams is None:
+            # Read and written here, on the scheduler thread; computed on the CPU pool.
+            diagrams, seconds = yield Compute(functools.partial(timed, job), label="diagrams")
+            trajectory.save_diagrams(job, diagrams, seconds)
         out[model] = {
             "points": diagrams.n_points,
             "features": [len(d) for d in diagrams.diagrams],
@@ -154,7 +148,7 @@ def run(ctx: ExecutionContext, node: PersistenceNode) -> dict[str, Any]:
         ctx.log(
             "info",
             f"{model}: H0..H{node.maxdim} of {diagrams.n_points} points"
-            + ("" if fresh else " (stored)"),
+            + ("" if job.stored is None else " (stored)"),
         )
     return out
 

@@ -120,7 +120,7 @@ class Watcher:
             event.error = str(exc)
             return event
         if event.outcome.status != "completed":
-            event.error = "; ".join(event.outcome.failures) or event.outcome.status
+            event.error = "; ".join(map(str, event.outcome.failures)) or event.outcome.status
         site = event.outcome.runs[0].compiled.loaded.spec.site if event.outcome.runs else None
         if site is not None and site.out and event.outcome.status == "completed":
             try:

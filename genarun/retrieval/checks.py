@@ -4,13 +4,14 @@ embed what the node produces."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from genarun.errors import Problem
 from genarun.retrieval.sources import DOCUMENTS, source_lists
 
 if TYPE_CHECKING:
     from genarun.graph.compile import CompiledNode, CompiledTree
+    from genarun.nodes.hooks import ModelRef
 
 
 def tree_problems(compiled: CompiledTree) -> list[Problem]:
@@ -73,14 +74,16 @@ def tree_problems(compiled: CompiledTree) -> list[Problem]:
     return problems
 
 
-def model_refs(node: CompiledNode) -> list[tuple[Any, str | None, str]]:
+def model_refs(node: CompiledNode) -> list[ModelRef]:
     """The embedding models of a node's `index:` and `novelty:` (checked like its own)."""
+    from genarun.nodes.hooks import ModelRef
+
     spec = node.spec
-    refs: list[tuple[Any, str | None, str]] = []
+    refs: list[ModelRef] = []
     if spec.index not in (None, False, True):
-        refs.append((spec.index, _task(node), "index"))
+        refs.append(ModelRef(spec.index, _task(node), "index"))
     if spec.novelty is not None:
-        refs.append((spec.novelty.model, _task(node), "novelty"))
+        refs.append(ModelRef(spec.novelty.model, _task(node), "novelty"))
     return refs
 
 

@@ -50,7 +50,7 @@ from genarun.run.reuse import (
     model_identity,
 )
 from genarun.run.seeds import derive_seed, fresh_seed
-from genarun.run.state import NodeResult, RunState, Status
+from genarun.run.state import Failure, NodeResult, RunState, Status
 from genarun.run.work_units import Instance, Request, Slot, is_stale
 from genarun.store.confined import FolderNotWritable
 from genarun.tree.templates import RenderError, field_rng
@@ -326,10 +326,10 @@ class Executor:
         depth = len(target.loops) - shared
         if depth == 0:
             result = results.get(prefix)
-            return result.value if result is not None and result.status == "done" else None
+            return result.value if result is not None and result.status == Status.DONE else None
         tree: dict[Any, Any] = {}
         for path, result in sorted(results.items()):
-            if path[:shared] != prefix or result.status != "done":
+            if path[:shared] != prefix or result.status != Status.DONE:
                 continue
             level = tree
             for index in path[shared:-1]:
@@ -365,11 +365,11 @@ class Executor:
             if node.when is not None and not node.when.evaluate(
                 scope, field_rng(inst.seed, "when"), inst.picks
             ):
-                self._finish(inst, NodeResult("skipped", error="when is false"))
+                self._finish(inst, NodeResult(Status.SKIPPED, error="when is false"))
                 return
             if (
                 stored is not None
-                and stored.status == "done"
+                and stored.status == Status.DONE
                 and self._reuse(inst, stored, "stored")
             ):
                 return
@@ -391,7 +391,7 @@ class Executor:
             inst.gen = out
             self._advance(inst, None, first=True)
         else:
-            self._finish(inst, NodeResult("done", out))
+            self._finish(inst, NodeResult(Status.DONE, out))
 
     def _stored_for(self, inst: Instance) -> StoredExecution | None:
         """The run's own finished execution (resume), or the source run's (rerun, --only)."""
@@ -426,7 +426,7 @@ class Executor:
                 f"reused ({how}): execution {stored.origin} of run {stored.run_id[:8]}",
                 inst,
             )
-        self._finish(inst, NodeResult("done", value))
+        self._finish(inst, NodeResult(Status.DONE, value))
         return True
 
     def _from_cache(self, inst: Instance) -> bool:
@@ -487,7 +487,7 @@ class Executor:
                 inst.returned = value
                 request = inst.gen.send(value)
         except StopIteration as stop:
-            self._finish(inst, NodeResult("done", stop.value))
+            self._finish(inst, NodeResult(Status.DONE, stop.value))
             return
         except Exception as exc:
             self._error(inst, exc)
@@ -662,7 +662,16 @@ class Executor:
             return
         if not isinstance(exc, RenderError | ValueError):
             self.recorder.log(inst.run, "debug", "".join(traceback.format_exception(exc)), inst)
-        self._finish(inst, NodeResult("failed", error=message, raw_output=raw_output))
+        hint = getattr(exc, "hint", None)
+        self._finish(
+            inst,
+            NodeResult(
+                Status.FAILED,
+                error=message,
+                raw_output=raw_output,
+                hint=hint if isinstance(hint, str) else None,
+            ),
+        )
 
     def _finish(self, inst: Instance, result: NodeResult) -> None:
         run, node = inst.run, inst.node
@@ -675,13 +684,13 @@ class Executor:
         # Kept executions count as they did before the interruption: done, or reused.
         reused = (
             stored is not None
-            and result.status == "done"
+            and result.status == Status.DONE
             and not (inst.kept and stored.reused_from is None)
         )
         counted = "reused" if reused else result.status
         run.counts[counted] = run.counts.get(counted, 0) + 1
-        if result.status == "failed":
-            run.failed.append(f"{node.id}{''.join(f'[{i}]' for i in inst.path)}: {result.error}")
+        if result.status == Status.FAILED:
+            run.failed.append(Failure.of(node.id, inst.path, result))
             self.recorder.log(run, "error", f"failed: {result.error}", inst)
         if self.progress:
             self.progress.finished(run, node.id, counted)
@@ -693,7 +702,7 @@ class Executor:
         # cyclic GC, whose full collections over 10,000s of them cost more than running them.
         inst.ctx = None
         inst.returned = None  # the last model output (an image, say): not kept past the end
-        if result is not None and result.status == "done" and not run.failed and node.children:
+        if result is not None and result.status == Status.DONE and not run.failed and node.children:
             child_scope = dict(inst.scope)
             child_scope[node.id] = result.value
             for child_id in node.children:
@@ -706,7 +715,7 @@ class Executor:
         inst = Instance(run, node, slot.parent_path, slot.scope, 0, attempts=1, started=time.time())
         self._pending_add(run, node.id, slot.parent_path, +1)
         self._pending_add(run, node.id, slot.parent_path, -1)
-        self._finish(inst, NodeResult("failed", error=message))
+        self._finish(inst, NodeResult(Status.FAILED, error=message))
 
 
 @lru_cache(maxsize=512)

@@ -84,7 +84,7 @@ class ExecutionRecorder:
     ) -> None:
         """Add the row of a node that the run does not run (disabled, --skip, or below one)."""
         kept = run.reuse.kept.get((node.id, parent_path)) if run.reuse is not None else None
-        if kept is not None and kept.status == "skipped":  # recorded before the interruption
+        if kept is not None and kept.status == Status.SKIPPED:  # recorded before the interruption
             return
         self.finished_rows.append(
             {
@@ -92,7 +92,7 @@ class ExecutionRecorder:
                 "node_id": node.id,
                 "path": json.dumps(list(parent_path)),
                 "kind": node.kind.name,
-                "status": "skipped",
+                "status": Status.SKIPPED.value,
                 "error": reason,
                 "started": time.time(),
                 "ended": time.time(),

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from genarun.graph.plan import Target, covers
+from genarun.nodes.hooks import Adoption
 from genarun.run.seeds import derive_seed
+from genarun.run.trajectory_rows import TrajectoryRows
 from genarun.store import confined
 from genarun.store.confined import is_asset_ref
 from genarun.store.db import executions, path_key, runs
@@ -210,7 +212,7 @@ def model_identity(
         parts.append(identity(params["model"]))
     if node.kind.model_refs is not None:
         if scope is not None:
-            parts += [identity(ref) for ref, _task, _field in node.kind.model_refs(node, scope)]
+            parts += [identity(m.ref) for m in node.kind.model_refs(node=node, scope=scope)]
         parts.append(json.dumps(run.compiled.loaded.spec.models, sort_keys=True, default=str))
     return "|".join(parts) or None
 
@@ -318,7 +320,14 @@ def adopt_output(
         kind = run.compiled.nodes[node_id].kind
         own = (stored.run_id, stored.node_id, stored.path) == (run.id, node_id, path)
         if kind.adopt is not None and not own:  # resume keeps the run's own rows as they are
-            adopted = kind.adopt(run, stored, node_id, path, adopted, image)
+            adopted = kind.adopt(
+                Adoption(
+                    stored=stored,
+                    output=adopted,
+                    image=image,
+                    trajectory=TrajectoryRows(run.store, run.id, node_id, path_key(path)),
+                )
+            )
         if not own:
             # Vectors it names that are another run's are copied too: a run owns what its
             # outputs point at (its export has them; deleting the source cannot break it).

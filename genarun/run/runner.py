@@ -15,11 +15,12 @@ from typing import Any, cast
 from genarun.errors import GenarunError, ModelError, NodeFailed, Problem, TreeError, UserError
 from genarun.graph.compile import MAX_RUNS, CompiledTree, check_matrix_sets, compile_tree
 from genarun.models.base import ModelSpec
+from genarun.nodes.hooks import ModelRef
 from genarun.run.executor import Executor, ExecutorOptions
 from genarun.run.only import plan_runs, source_store
 from genarun.run.run_log import summary_logs
 from genarun.run.seeds import fresh_seed
-from genarun.run.state import RunState, RunStatus, check_model_task
+from genarun.run.state import Failure, RunState, RunStatus, check_model_task
 from genarun.store.claims import Heartbeat
 from genarun.store.confined import FolderNotWritable, as_folder_error
 from genarun.store.db import Store, new_id
@@ -63,7 +64,7 @@ class Outcome:
     )  # per model: batches, items, seconds
 
     @property
-    def failures(self) -> list[str]:
+    def failures(self) -> list[Failure]:
         return [f for run in self.runs for f in run.failed]
 
 
@@ -109,7 +110,7 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
     for node in compiled.nodes.values():
         if node.skip_reason:
             continue
-        refs = list(node.kind.model_refs(node, scope)) if node.kind.model_refs else []
+        refs = list(node.kind.model_refs(node=node, scope=scope)) if node.kind.model_refs else []
         refs += retrieval_model_refs(node)  # index: and novelty: models, on any kind
         compiled_ref = node.params.get("model")
         # A model named through outputs of other nodes is checked when the node runs.
@@ -120,7 +121,10 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
         ):
             with contextlib.suppress(RenderError):
                 refs.append(
-                    (compiled_ref.evaluate(scope, field_rng(0, "model"), []), node.kind.model_task)
+                    ModelRef(
+                        compiled_ref.evaluate(scope, field_rng(0, "model"), []),
+                        node.kind.model_task,
+                    )
                 )
         refs_ok = True
         if node.kind.extra is not None:
@@ -135,8 +139,9 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
                         node.id,
                     )
                 )
-        for ref, task, *where in refs:
-            line = compiled.loaded.line((*node.tree_node.loc, where[0] if where else "model"))
+        for model_ref in refs:
+            ref, task = model_ref.ref, model_ref.task
+            line = compiled.loaded.line((*node.tree_node.loc, model_ref.field))
             if isinstance(ref, str) and ref in bad_aliases:
                 refs_ok = False
                 problems.append(
@@ -168,12 +173,12 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
         # Checks across a node's models (a cycle's types) run once each model is known good.
         if node.kind.check is not None and refs_ok:
             resolve = functools.partial(resolve_model, aliases=compiled.loaded.spec.models)
-            for field_name, message in node.kind.check(node, scope, resolve):
+            for found_problem in node.kind.check(node=node, scope=scope, resolve=resolve):
                 problems.append(
                     Problem(
-                        message,
+                        found_problem.message,
                         file,
-                        compiled.loaded.line((*node.tree_node.loc, field_name)),
+                        compiled.loaded.line((*node.tree_node.loc, found_problem.field)),
                         node.id,
                     )
                 )
@@ -408,7 +413,7 @@ def execute_runs(
         status = "interrupted" if exc.exit_code == 130 else "failed"
         if status == "failed":
             for state in runs:
-                state.failed.append(str(exc))
+                state.failed.append(Failure(None, (), str(exc)))
     finally:
         heartbeat.stop()
         if options.progress:
@@ -431,7 +436,7 @@ def execute_runs(
             state.id,
             status=run_status,
             ended=time.time(),
-            error="\n".join(state.failed) or (str(unwritable) if unwritable else None),
+            error="\n".join(map(str, state.failed)) or (str(unwritable) if unwritable else None),
             summary=json.dumps(state.counts),
             models=state.models_json(),  # with models named through outputs, known only now
         )
@@ -503,13 +508,16 @@ def _remove_empty(folder: Path) -> None:
 def raise_for(outcome: Outcome) -> None:
     """Turn a failed outcome into the error the CLI reports (exit code 1)."""
     if outcome.status == "failed":
-        first = outcome.failures[0] if outcome.failures else "a node failed"
-        node, _, error = first.partition(": ")
-        more = len(outcome.failures) - 1
-        if more > 0:
+        failures = outcome.failures
+        first = failures[0] if failures else Failure(None, (), "a node failed")
+        error = first.error
+        if len(failures) > 1:
+            more = len(failures) - 1
             error += f" (and {more} more failure{'s' if more > 1 else ''}: genarun runs show {outcome.runs[0].id[:8]})"
+        if first.node is None:  # the run's own failure, not a node's
+            raise GenarunError(error)
         compiled = outcome.runs[0].compiled if outcome.runs else None
-        found = compiled.nodes.get(node.partition("[")[0]) if compiled else None
+        found = compiled.nodes.get(first.node) if compiled else None
         if compiled is None or found is None:
-            raise NodeFailed(node, (), error or first)
-        raise NodeFailed(node, (), error, str(compiled.loaded.path), found.line)
+            raise NodeFailed(first.node, first.path, error)
+        raise NodeFailed(first.node, first.path, error, str(compiled.loaded.path), found.line)

@@ -53,8 +53,45 @@ class NodeResult:
 
     status: Status | str  # done, failed, skipped, waiting
     value: Any = None
-    error: str | None = None
+    error: str | None = None  # as stored: the message, then its hint in parentheses
     raw_output: str | None = None  # a failed execution's model text (or rendered text), as JSON
+    hint: str | None = None  # how to fix it, when the error says
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failure of a run: an execution's (node and foreach path), or the run's own (node
+    None, e.g. a model that could not load); the CLI reports the first."""
+
+    node: str | None
+    path: tuple[int, ...]
+    message: str
+    hint: str | None = None
+
+    @property
+    def where(self) -> str:
+        """`node[0][2]`, or "" for the run's own failure."""
+        return f"{self.node}{''.join(f'[{i}]' for i in self.path)}" if self.node else ""
+
+    @property
+    def error(self) -> str:
+        """The message with its hint, as stored and shown."""
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.error}" if self.node else self.error
+
+    @classmethod
+    def of(cls, node: str, path: tuple[int, ...], result: NodeResult) -> Failure:
+        """The failure of a failed execution's result (its stored error ends with its hint)."""
+        error = result.error or "failed"
+        hint = result.hint
+        suffix = f" ({hint})" if hint else ""
+        if hint and error.endswith(suffix):
+            error = error[: -len(suffix)]
+        elif hint and hint in error:
+            hint = None  # said inside the message already
+        return cls(node, path, error, hint)
 
 
 @dataclass
@@ -79,7 +116,7 @@ class RunState:
     # (node id, path) -> the foreach item it ran for: run.json `items`, which site exports read
     # (the item, such as an article's title, is an input, in no execution's output)
     foreach_values: dict[tuple[str, tuple[int, ...]], Any] = field(default_factory=dict)
-    failed: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
     # "node[path]: key" of each execution parked on a Wait when the run stopped
     waiting: list[str] = field(default_factory=list)
     # (node id, foreach path) -> the answer token of each human request made by this process:

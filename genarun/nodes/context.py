@@ -1,0 +1,119 @@
+"""`ExecutionContext`: what a node kind's run function may use besides its rendered fields.
+
+Its seed, the model resolver, image and embedding storage, the rows of trajectories, and the
+log. A kind goes through these methods, never through the run's state or the store: they are
+the executor's (and, on the scheduler thread only, the store's) to change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from genarun.models.base import ModelSpec
+    from genarun.run.trajectory_rows import TrajectoryRows
+    from genarun.values import EmbeddingRef, ImageRef
+
+
+class ExecutionContext:
+    """What a run function may use: its seed, the model resolver, asset and embedding storage."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        path: tuple[int, ...],
+        seed: int,
+        run: Any,
+        log: Callable[[str, str], None],
+    ):
+        self.node_id = node_id
+        self.path = path
+        self.seed = seed
+        # The executor's RunState. Kinds use the methods below; fetch still reads it (its
+        # response cache), until the context offers what it needs.
+        self.run = run
+        self.log = log
+        self.model_name: str | None = None
+
+    def model(self, ref: Any) -> ModelSpec:
+        """Resolve a model reference (alias, catalog name, id, path or spec)."""
+        spec = self.run.resolve_model(ref)
+        self.model_name = spec.label()
+        return spec
+
+    @property
+    def seed_is_random(self) -> bool:
+        """Whether the run draws a fresh seed (`--seed random`): nothing will repeat."""
+        return bool(self.run.seed_is_random)
+
+    def save_image(
+        self, image: Any, *, step: int | None = None, seed: int | None = None, **metadata: Any
+    ) -> ImageRef:
+        """Save a PIL image as PNG in the run's assets/ with its metadata; return its ref.
+        `step` (a trajectory's) names the file and is kept in the metadata; `seed`: the one
+        that made it, when not the execution's."""
+        path = self.path if step is None else (*self.path, step)
+        if step is not None:
+            metadata["step"] = step
+        return self.run.save_image(
+            image,
+            node_id=self.node_id,
+            path=path,
+            seed=self.seed if seed is None else seed,
+            **metadata,
+        )
+
+    def stored_image(self, rel: str) -> ImageRef:
+        """An image this run saved before (a resumed trajectory's step), read only inside the
+        run's folder; a missing or unsafe one has an empty digest."""
+        from genarun.store.confined import UnsafePath, read_bytes
+        from genarun.values import ImageRef
+
+        folder = self.run.folder
+        try:
+            digest = hashlib.sha256(read_bytes(folder, rel)).hexdigest()
+        except (OSError, UnsafePath):
+            digest = ""
+        return ImageRef(rel, folder, digest)
+
+    def load_image(self, value: Any) -> Any:
+        """A PIL image from an image output, or from a file path relative to the tree."""
+        return self.run.load_image(value)
+
+    def store_embeddings(
+        self, vectors: list[Any], model: str, sources: list[str], items: list[int] | None = None
+    ) -> list[EmbeddingRef]:
+        """Store vectors in SQLite; `items` numbers them (a trajectory's step), default 0, 1, ..."""
+        return self.run.store_embeddings(
+            vectors, model, sources, node_id=self.node_id, path=self.path, items=items
+        )
+
+    def trajectory(self) -> TrajectoryRows:
+        """This execution's trajectory rows (a cycle's)."""
+        from genarun.run.trajectory_rows import TrajectoryRows
+        from genarun.store.db import path_key
+
+        return TrajectoryRows(self.run.store, self.run.id, self.node_id, path_key(self.path))
+
+    def trajectory_of(self, node_id: str) -> TrajectoryRows:
+        """The trajectory of cycle `node_id`'s finished execution that this one sees (under
+        the foreach items they share); ValueError, saying why, when there is none."""
+        from genarun.run.trajectory_rows import TrajectoryRows
+        from genarun.store.db import path_key
+
+        compiled = self.run.compiled.nodes.get(node_id)
+        if compiled is None or compiled.kind.name != "cycle":
+            raise ValueError(f"of: '{node_id}' is not a cycle node")
+        prefix = self.path[: len(compiled.loops)]
+        result = self.run.results.get(node_id, {}).get(prefix)
+        if result is None or result.status != "done":
+            raise ValueError(f"of: '{node_id}' has not run for this item")
+        return TrajectoryRows(self.run.store, self.run.id, node_id, path_key(prefix))
+
+    @property
+    def tree_dir(self) -> Path:
+        return self.run.tree_dir
