@@ -82,3 +82,29 @@ def test_a_run_started_from_the_api_runs_in_a_worker_and_stops_cleanly(tmp_path:
         again.status_code == 409 and "is not running (it is interrupted)" in again.json()["error"]
     )
     assert client.post("/api/v1/runs/abcdef12/stop", json={}).status_code == 404
+
+
+@pytest.mark.slow
+def test_rerunning_one_item_of_a_run_from_the_api(tmp_path: Path, cli) -> None:
+    client = _client(tmp_path)
+    db = tmp_path / "g.db"
+    fast = tmp_path / "trees" / "fast.yaml"
+    fast.write_text(SLOW.replace("delay: 1.0", "delay: 0").replace("range(30)", "range(3)"))
+    assert cli("run", fast, "--db", db).exit_code == 0
+    source = query(db, "SELECT id FROM runs")[0][0]
+    bad = client.post(f"/api/v1/runs/{source}/rerun", json={"node": ["stpe"]})
+    assert bad.status_code == 422 and "stpe" in bad.json()["error"]
+    assert client.post(f"/api/v1/runs/{source}/rerun", json={"node": []}).status_code == 422
+    assert client.post("/api/v1/runs/abcdef12/rerun", json={"node": ["step"]}).status_code == 404
+    again = client.post(f"/api/v1/runs/{source}/rerun", json={"node": ["step[1]"]})
+    assert again.status_code == 200, again.text
+    new = again.json()["run"]
+    assert new != source and again.json()["source"] == source
+    deadline = time.monotonic() + 60
+    while query(db, "SELECT status FROM runs WHERE id = ?", new)[0][0] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (row,) = query(db, "SELECT status, source_run_id FROM runs WHERE id = ?", new)
+    assert row["status"] == "completed" and row["source_run_id"] == source
+    ran = query(db, "SELECT path FROM executions WHERE run_id = ? AND reused_from IS NULL", new)
+    assert [r["path"] for r in ran] == ["[1]"]

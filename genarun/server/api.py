@@ -90,8 +90,19 @@ def api_routes(
         except ControlError as exc:
             raise ApiError(exc.status, str(exc)) from None
 
+    def rerun_nodes(store_: Any, request: Request, payload: Any) -> dict[str, Any]:
+        from genarun.server.control import ControlError, rerun
+
+        if control is None:
+            raise ApiError(403, "this server does not start runs")
+        try:
+            return rerun(store_, control.db, request.path_params["run_id"], payload)
+        except ControlError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+
     return [
         Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/rerun", guarded(rerun_nodes, body=True), methods=["POST"]),
         Route("/api/v1/runs", guarded(start, body=True), methods=["POST"]),
         Route("/api/v1/runs/{run_id}/stop", guarded(stop, body=True), methods=["POST"]),
         Route("/api/v1/runs/{run_id}/events", events, methods=["GET"]),
@@ -332,6 +343,30 @@ def openapi_document() -> dict[str, Any]:
                         **errors,
                     },
                 },
+            },
+            "/api/v1/runs/{run_id}/rerun": {
+                "post": {
+                    "summary": "Rerun nodes or foreach items (cover[2]) of a run, as a new run",
+                    "parameters": [run_param],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["node"],
+                                    "properties": {"node": text_list},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": reply("started: the new run's id", {"type": "object"}),
+                        "404": reply("no such run"),
+                        "422": reply("a node that is not in the tree (the CLI's message)"),
+                        **errors,
+                    },
+                }
             },
             "/api/v1/runs/{run_id}/stop": {
                 "post": {

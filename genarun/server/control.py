@@ -1,4 +1,5 @@
-"""Pipeline control from `genarun serve`: start a run of a tree file, stop a running one.
+"""Pipeline control from `genarun serve`: start a run of a tree file, rerun nodes of a run,
+stop a running one.
 
 `POST /api/v1/runs` checks the request as `genarun run` would (the tree validated and compiled,
 `--set` values read by the same rules; a problem is a 422 with the CLI's own message), then
@@ -18,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import select
 
 START_TIMEOUT = 60.0  # seconds for a worker to store its run
 
@@ -87,42 +86,84 @@ def start_run(store: Any, db: Path, trees: Path, payload: Any) -> dict[str, Any]
             command += [flag, value]
     if seed is not None:
         command += ["--seed", str(seed)]
-    started = time.time()
+    run_id, pid = _launch(store, command, path.parent)
+    return {"run": run_id, "pid": pid, "tree": str(path)}
+
+
+def rerun(store: Any, db: Path, run_ref: str, payload: Any) -> dict[str, Any]:
+    """Rerun nodes (or single foreach items, `cover[2]`) of a run as a new run, in a worker."""
+    from genarun.errors import StoreError, UserError
+    from genarun.graph.plan import parse_node_ref
+
+    if not isinstance(payload, dict) or set(payload) != {"node"}:
+        raise ControlError(422, 'send {"node": ["ID", "ID[INDEX]", ...]}')
+    nodes = _strings(payload, "node")
+    if not nodes:
+        raise ControlError(422, "node: name at least one node to run again")
+    try:
+        run = store.resolve_run(run_ref)
+        for node in nodes:
+            parse_node_ref(node)
+    except StoreError as exc:
+        raise ControlError(404, str(exc)) from None
+    except UserError as exc:
+        raise ControlError(422, str(exc)) from None
+    command = [sys.executable, "-m", "genarun", "rerun", run["id"], "--db", str(db)]
+    for node in nodes:
+        command += ["--node", node]
+    folder = Path(run["tree_path"]).parent if run.get("tree_path") else Path.cwd()
+    run_id, pid = _launch(store, command, folder if folder.is_dir() else Path.cwd())
+    return {"run": run_id, "pid": pid, "source": run["id"]}
+
+
+def _launch(store: Any, command: list[str], cwd: Path) -> tuple[str, int]:
+    """Start a genarun worker; its run's id once stored (ControlError with what it said)."""
     with tempfile.TemporaryFile() as log:  # what the worker says if it fails to start
         worker = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,
-            cwd=path.parent,
+            cwd=cwd,
             start_new_session=True,
         )
-        run_id = _wait_for_run(store, worker, started)
+        run_id = _wait_for_run(store, worker)
         if run_id is None:
             log.seek(0)
             said = log.read().decode(errors="replace").strip()[-500:]
             if worker.poll() is None:
                 worker.kill()
+            said = said.removeprefix("error: ")
             raise ControlError(422, said or f"the run did not start (exit {worker.returncode})")
     _reap_later(worker)
-    return {"run": run_id, "pid": worker.pid, "tree": str(path)}
+    return run_id, worker.pid
 
 
-def _wait_for_run(store: Any, worker: subprocess.Popen[bytes], started: float) -> str | None:
-    from genarun.store.db import runs
+def _wait_for_run(store: Any, worker: subprocess.Popen[bytes]) -> str | None:
+    """The run the worker stored (its claim holds the worker's pid); None if it exited first.
+    Read with a connection of its own each time: a fresh look at what the worker committed."""
+    import sqlite3
 
+    from genarun.store.opening import uri
+
+    def mine() -> set[str]:
+        conn = sqlite3.connect(uri(store.path, "ro"), uri=True, timeout=30)
+        try:
+            return {r[0] for r in conn.execute("SELECT id FROM runs WHERE pid = ?", (worker.pid,))}
+        finally:
+            conn.close()
+
+    # An old run whose process had the same pid is not the worker's (a rerun's `started` is
+    # not the time it was made, so time cannot tell them apart).
+    before = mine()
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        found = store.conn.execute(
-            select(runs.c.id).where(runs.c.pid == worker.pid, runs.c.started >= started - 1)
-        ).scalar()
+        exited = worker.poll() is not None
+        found = mine() - before
         if found:
-            return str(found)
-        if worker.poll() is not None:
-            found = store.conn.execute(
-                select(runs.c.id).where(runs.c.pid == worker.pid, runs.c.started >= started - 1)
-            ).scalar()
-            return str(found) if found else None
+            return found.pop()
+        if exited:
+            return None
         time.sleep(0.1)
     return None
 
