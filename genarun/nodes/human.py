@@ -182,6 +182,7 @@ def run(ctx: ExecutionContext, node: HumanNode) -> Any:
         poll=lambda: _poll(store, request.id),
     )
     status, value = outcome
+    on_timeout = request.on_timeout  # as pinned when it was asked
     if status == "answered":
         from genarun.values import from_json
 
