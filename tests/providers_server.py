@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 import struct
 import threading
 import time
@@ -401,13 +402,59 @@ def image_png(prompt: str, width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
+def structured_reply(response_format: Any, messages: Any, seed: int | None) -> str:
+    """A JSON answer valid under a `response_format: {type: json_schema}`, checked the way the
+    hosted API checks it (a ValueError is a 400): the type, the name's characters, the schema
+    an object, and under `strict` every object closed with all its properties required."""
+    from genarun.models.dummy_json import schema_instance
+
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        raise ValueError(f"response_format.type must be json_schema, got {response_format!r}")
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict) or set(spec) - {"name", "schema", "strict", "description"}:
+        raise ValueError(f"response_format.json_schema has unknown fields: {spec!r}")
+    name = spec.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ValueError(f"response_format.json_schema.name is invalid: {name!r}")
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        raise ValueError("response_format.json_schema.schema must be an object")
+    if spec.get("strict") is True:
+        _check_strict(schema)
+    return json.dumps(schema_instance(schema, _digest(messages, seed), ["fake", "json", "answer"]))
+
+
+def _check_strict(schema: Any) -> None:
+    if isinstance(schema, list):
+        for item in schema:
+            _check_strict(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    if "properties" in schema:
+        if schema.get("additionalProperties") is not False:
+            raise ValueError("strict schemas need additionalProperties: false on every object")
+        if set(schema.get("required") or []) != set(schema["properties"]):
+            raise ValueError("strict schemas must require every property")
+    for key, value in schema.items():
+        if key not in ("enum", "const", "required"):
+            _check_strict(value)
+
+
 def _chat(body: dict[str, Any], modes: dict[str, Any] | None = None) -> dict[str, Any]:
     messages = body["messages"]
-    reply = (modes or {}).get("reply") or chat_reply(
-        messages, body.get("seed"), body.get("max_tokens")
+    structured = (
+        structured_reply(body["response_format"], messages, body.get("seed"))
+        if "response_format" in body
+        else None
+    )
+    reply = (
+        (modes or {}).get("reply")
+        or structured
+        or chat_reply(messages, body.get("seed"), body.get("max_tokens"))
     )
     # As real servers do: "length" when max_tokens cut the reply, "stop" when it ended.
-    cut = len(reply) < len(chat_reply(messages, body.get("seed")))
+    cut = structured is None and len(reply) < len(chat_reply(messages, body.get("seed")))
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",

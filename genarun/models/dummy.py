@@ -3,7 +3,8 @@
 Texts derive from a hash of the prompt and seed; images are small deterministic PNGs; text
 vectors are hashed bags of words, so texts that share words have nearby vectors. When a node
 asks for `parse: json` or `lines`, the dummy answers in that format (a list of short titles,
-as many as the first number in the prompt, default 3) so trees that plan lists run end to end.
+as many as the first number in the prompt, default 3) so trees that plan lists run end to end;
+under a `schema:` it answers with a value valid under the schema (genarun.models.dummy_json).
 The spec option `delay` (seconds per invocation) makes it slow on purpose, for tests that
 interrupt or kill runs: `{provider: dummy, id: dummy, options: {delay: 0.05}}`; `words` (how
 many distinct words its texts use, default 36) makes captions repeat, so a trajectory with a
@@ -112,9 +113,14 @@ class DummyModel(LoadedModel):
         prompt = str(inv.input)
         fmt = inv.settings.get("format")
         digest = _digest(self.spec.id, prompt, inv.seed, inv.settings.get("system"))
+        match = re.search(r"\b(\d{1,2})\b", prompt)
+        count = max(1, min(int(match.group(1)) if match else 3, 20))
+        schema = inv.settings.get("schema")
+        if schema is not None:
+            from genarun.models.dummy_json import schema_instance
+
+            return json.dumps(schema_instance(schema, digest, WORDS, count))
         if fmt in ("json", "lines", "yaml"):
-            match = re.search(r"\b(\d{1,2})\b", prompt)
-            count = max(1, min(int(match.group(1)) if match else 3, 20))
             titles = [" ".join(_words(_digest(digest, i), 3)).title() for i in range(count)]
             if fmt == "lines":
                 return "\n".join(titles)

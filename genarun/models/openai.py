@@ -299,6 +299,8 @@ class OpenAIModel(LoadedModel):
         for name in ("max_tokens", "temperature", "top_p", "stop"):
             if settings.get(name) is not None:
                 body[name] = settings[name]
+        if settings.get("schema") is not None:
+            body["response_format"] = response_format(settings["schema"])
         answer = self.client.post("/chat/completions", body)
         try:
             choice = answer["choices"][0]
@@ -351,6 +353,41 @@ class OpenAIModel(LoadedModel):
             f"model '{self.spec.label()}': POST {self.client.base_url}{path} answered without"
             f" the expected content: {what}"
         )
+
+
+_FORMAT_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def response_format(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The chat request's `response_format` for a node's `schema:` (OpenAI structured outputs,
+    also read by vLLM, llama.cpp's server and Ollama). `strict` is asked for only where the
+    schema meets strict mode's rules (every object closed, every property required), which
+    the hosted API otherwise refuses with a 400; the answer is validated here either way."""
+    title = schema.get("title")
+    name = _FORMAT_NAME.sub("_", title)[:64].strip("_") if isinstance(title, str) else ""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name or "answer", "schema": schema, "strict": _strict(schema)},
+    }
+
+
+def _strict(schema: Any) -> bool:
+    """Whether every object schema inside `schema` is closed and requires all its properties."""
+    if isinstance(schema, list):
+        return all(_strict(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required") or []) != set(properties):
+            return False
+    return all(
+        _strict(value)
+        for key, value in schema.items()
+        if key not in ("enum", "const", "default", "examples", "required")
+    )
 
 
 def _api_seed(seed: int) -> int:

@@ -8,7 +8,10 @@ padding is masked, so a batch gives the same tokens as running each row alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from genarun.models.structured import RowConstraint
 
 
 def cache_argument(model: Any) -> str:
@@ -39,13 +42,17 @@ def pick_tokens(
     *,
     banned: Sequence[int] = (),
     active: Sequence[bool] | None = None,
+    allowed: Any = None,
 ) -> Any:
-    """Next token per row: argmax when temperature is 0, else a draw from that row's generator."""
+    """Next token per row: argmax when temperature is 0, else a draw from that row's generator;
+    `allowed` (bool, rows x vocabulary) limits each row to a grammar's tokens."""
     import torch
 
     logits = logits.float()
     if banned:
         logits[:, list(banned)] = float("-inf")
+    if allowed is not None:
+        logits.masked_fill_(~allowed, float("-inf"))
     chosen = logits.argmax(dim=-1)
     if temperature <= 0:
         return chosen
@@ -69,8 +76,11 @@ def sample_causal(
     eos_ids: set[int],
     pad_id: int,
     min_new_tokens: int = 0,
+    constraints: Sequence[RowConstraint | None] | None = None,
 ) -> list[list[int]]:
-    """Decode a batch of token-id prompts with a KV cache; returns each row's new tokens."""
+    """Decode a batch of token-id prompts with a KV cache; returns each row's new tokens.
+    A row with a constraint takes only the tokens its grammar allows, and ends its value within
+    the budget (genarun.models.structured)."""
     import torch
 
     device = next(model.parameters()).device
@@ -101,9 +111,16 @@ def sample_causal(
             )
             past = getattr(out, cache_arg)
             banned = sorted(eos_ids) if step < min_new_tokens else ()
+            logits = out.logits[:, -1, :]
+            allowed = _allowed(constraints, active, logits) if constraints else None
             tokens = pick_tokens(
-                out.logits[:, -1, :], generators, temperature, banned=banned, active=active
+                logits, generators, temperature, banned=banned, active=active, allowed=allowed
             )
+            if constraints:
+                left_after = max_new_tokens - step - 1
+                for i, constraint in enumerate(constraints):
+                    if constraint is not None and active[i]:
+                        tokens[i] = constraint.choose(int(tokens[i]), left_after)
             for i, token in enumerate(tokens.tolist()):
                 if not active[i]:
                     continue
@@ -117,6 +134,24 @@ def sample_causal(
             step_positions = step_positions[:, -1:] + 1
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
     return outputs
+
+
+def _allowed(
+    constraints: Sequence[RowConstraint | None], active: Sequence[bool], logits: Any
+) -> Any:
+    """The rows' grammar masks as one bool tensor shaped like `logits` (unconstrained and
+    finished rows allow everything; ids past the tokenizer's vocabulary are never allowed)."""
+    import numpy as np
+    import torch
+
+    rows, width = logits.shape
+    mask = np.ones((rows, width), dtype=bool)
+    for i, constraint in enumerate(constraints):
+        if constraint is not None and active[i]:
+            row = constraint.allowed()
+            mask[i, : len(row)] = row[:width]
+            mask[i, len(row) :] = False
+    return torch.from_numpy(mask).to(logits.device)
 
 
 class GreedySteps:

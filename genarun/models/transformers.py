@@ -19,6 +19,7 @@ from genarun.models.catalog import CatalogEntry
 from genarun.models.torch_model import TorchModuleModel, rgb
 
 if TYPE_CHECKING:
+    from genarun.models.structured import RowConstraint, SchemaTokenizer
     from genarun.plugins import Registry
 
 GENERATE_DEFAULTS = {"max_tokens": 128, "temperature": 0.7}
@@ -140,6 +141,20 @@ class CausalLM(_TorchModel):
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
+        self._schema_tokenizer: SchemaTokenizer | None = None
+        self._grammars: dict[str, str] = {}  # JSON Schema text -> llguidance grammar
+
+    def constraints(self, schema: Any, rows: int) -> list[RowConstraint]:
+        """One grammar state per row for decoding under a JSON Schema (`schema:`)."""
+        from genarun.models.structured import RowConstraint, compile_schema, schema_tokenizer
+
+        if self._schema_tokenizer is None:
+            vocab = int(self.model.get_output_embeddings().weight.shape[0])
+            self._schema_tokenizer = schema_tokenizer(self.tokenizer, min(self.eos_ids), vocab)
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = compile_schema(self._schema_tokenizer, schema)
+        return [RowConstraint(self._schema_tokenizer, self._grammars[key]) for _ in range(rows)]
 
     def encode_prompt(self, prompt: str, system: str | None) -> list[int]:
         """Token ids of a prompt: through the chat template where the tokenizer has one."""
@@ -165,7 +180,9 @@ class CausalLM(_TorchModel):
         prompts = [self.encode_prompt(str(inv.input), settings.get("system")) for inv in batch]
         if self.max_positions:
             # Keep prompt + answer inside the position table, dropping the prompt's oldest tokens.
-            max_new = max(1, min(max_new, self.max_positions // 2))
+            # An answer under a schema may take more of it: a cut answer is invalid JSON.
+            share = 4 if settings.get("schema") else 2
+            max_new = max(1, min(max_new, self.max_positions * (share - 1) // share))
             keep = self.max_positions - max_new
             prompts = [p[-keep:] for p in prompts]
         new_tokens = sample_causal(
@@ -177,6 +194,9 @@ class CausalLM(_TorchModel):
             eos_ids=self.eos_ids,
             pad_id=self.pad_id,
             min_new_tokens=int(settings.get("min_tokens", 0)),
+            constraints=(
+                self.constraints(settings["schema"], len(batch)) if settings.get("schema") else None
+            ),
         )
         return [
             GeneratedText(

@@ -29,10 +29,14 @@ class ExecutionContext:
         seed: int,
         run: Any,
         log: Callable[[str, str], None],
+        attempt: int = 1,
     ):
         self.node_id = node_id
         self.path = path
         self.seed = seed
+        # 1 for the first try, 2 for the first of `retries:`: a kind whose failure its seed
+        # decides (an answer outside its schema) samples the retry with another seed.
+        self.attempt = attempt
         # The executor's RunState. Kinds use the methods below; fetch still reads it (its
         # response cache), until the context offers what it needs.
         self.run = run

@@ -382,6 +382,7 @@ class Executor:
                 seed=inst.seed,
                 run=run,
                 log=self.recorder.logger(inst),
+                attempt=inst.attempts,
             )
             out = guarded_run(inst.ctx, node, spec, node.kind.run)
         except Exception as exc:  # a node's error is reported on the node, never a crash

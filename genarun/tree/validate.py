@@ -240,7 +240,8 @@ def _validate_nodes(
         try:
             # Strict, like the JSON Schema editors check against: `enabled: yes` and
             # `retries: "3"` are text where a boolean or a number is due, not converted.
-            spec = model.model_validate(raw, strict=True)
+            # The context gives fields that name files (a schema file) the folder they are in.
+            spec = model.model_validate(raw, strict=True, context={"tree_dir": doc.path.parent})
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, model, raw, node_loc, doc, node_name))
             continue
