@@ -17,7 +17,14 @@ from genarun.errors import UserError
 # extra -> the modules it provides that genarun imports (distribution names differ:
 # open-clip-torch is `open_clip`). Kept in step with [project.optional-dependencies].
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
-    "local": ("torch", "diffusers", "transformers", "open_clip", "sentence_transformers"),
+    "local": (
+        "torch",
+        "diffusers",
+        "transformers",
+        "open_clip",
+        "sentence_transformers",
+        "llguidance",
+    ),
     "tda": ("ripser", "gudhi", "persim", "matplotlib"),
     "data": ("pyarrow",),
     "web": ("starlette", "uvicorn"),
