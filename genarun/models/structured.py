@@ -91,6 +91,9 @@ def _closing_score(text: bytes, inside: bool) -> float:
             score -= 3
         elif byte == 0x2C:  # comma: needed before a required key
             score += 0.5
+        elif byte in b"-0":  # a sign or a leading zero (number ranges may allow 000...) ends
+            score -= 0.25  # no number: prefer 1-9
+
     return score - (2 if inside else 0)
 
 

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import re
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from genarun.nodes.base import ExecutionContext, FieldProblem, NodeKind
+from genarun.nodes.assemble import check_assemble_field
+from genarun.nodes.base import ExecutionContext, FieldProblem, ModelRef, NodeKind
 from genarun.nodes.effects import Call
 from genarun.nodes.fetch_request import (
     FetchError,
@@ -130,6 +132,8 @@ class FetchNode(NodeBase):
         description="Send an Idempotency-Key header (from run, node and foreach index) with "
         "POST and PATCH, so they may be retried; false: never retry them once sent.",
     )
+    # A mapping (not the AssembleSpec model) so that its strings render as templates; it is
+    # checked as an AssembleSpec when the tree is validated and again once rendered.
     assemble: dict[str, Any] | None = Field(
         None,
         description="A text model fills the request's parameters under a schema "
@@ -144,6 +148,11 @@ class FetchNode(NodeBase):
     def _own_retries(self) -> FetchNode:
         self._http_retries, self.retries = self.retries, 0
         return self
+
+    @field_validator("assemble")
+    @classmethod
+    def _assemble(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_assemble_field(value, info.context)
 
     @field_validator("extract")
     @classmethod
@@ -208,7 +217,7 @@ def request_fields(ctx: ExecutionContext, node: FetchNode) -> Generator[Any, Any
         body=node.body,
     )
     if node.assemble is not None:
-        from genarun.nodes import assemble  # type: ignore[attr-defined]
+        from genarun.nodes import assemble
 
         request = yield from assemble.assemble_request(ctx, node, request)
     return request
@@ -375,8 +384,7 @@ def _age(fetched: float) -> str:
 
 
 def check(*, node: Any, scope: dict[str, Any], resolve: Any) -> list[FieldProblem]:
-    """Before the run: every secret the node's fields name is set in the environment, and an
-    `assemble:` has its module."""
+    """Before the run: every secret the node's fields name is set in the environment."""
     from genarun.graph.secret_policy import secret_names_in
 
     problems: list[FieldProblem] = []
@@ -399,14 +407,15 @@ def check(*, node: Any, scope: dict[str, Any], resolve: Any) -> list[FieldProble
                         f" export it (export {secret}=...) before running the tree",
                     )
                 )
-    if spec.assemble is not None:
-        try:
-            from genarun.nodes import assemble  # type: ignore[attr-defined]  # noqa: F401
-        except ImportError:
-            problems.append(
-                FieldProblem("assemble", "assemble: is not available in this genarun yet")
-            )
     return problems
+
+
+def assemble_model_refs(*, node: Any, scope: dict[str, Any]) -> list[ModelRef]:
+    """The model an `assemble:` names (checked before the run, unless it is a template)."""
+    spec = node.spec.assemble
+    if spec is None or "{{" in json.dumps(spec.get("model")):
+        return []
+    return [ModelRef(spec["model"], "generate", "assemble")]
 
 
 KIND = NodeKind(
@@ -419,7 +428,9 @@ KIND = NodeKind(
     # The outside world changes: a fetch is never reused from the content cache (only a
     # `cache: {ttl}` reuses a stored response, within its time to live).
     cacheable=False,
-    raw_fields=frozenset({"extract", "cache", "hosts", "assemble"}),
+    # `assemble` is rendered like other fields (its instructions name the scope's values).
+    raw_fields=frozenset({"extract", "cache", "hosts"}),
+    model_refs=assemble_model_refs,
     check=check,
     output_type=lambda spec: None,
 )

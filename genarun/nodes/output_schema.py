@@ -40,7 +40,7 @@ class SchemaMismatch(ValueError):
 def load_schema(value: dict[str, Any] | str, base: Path) -> dict[str, Any]:
     """The schema `value` gives: itself (a mapping), or the JSON or YAML file it names relative
     to `base` (the tree's folder); raise SchemaProblem naming the fix."""
-    schema = value if isinstance(value, dict) else _read_file(value, base)
+    schema = value if isinstance(value, dict) else read_schema_file(value, base)
     problem = schema_problem(schema)
     if problem:
         where = f"the file {value}" if isinstance(value, str) else "it"
@@ -80,43 +80,43 @@ def schema_output_type(value: Any) -> str | None:
     return None
 
 
-def _read_file(name: str, base: Path) -> dict[str, Any]:
+def read_schema_file(name: str, base: Path, *, what: str = "schema file") -> dict[str, Any]:
+    """The JSON or YAML object in the file `name`, inside `base` (the tree's folder), reached
+    without `..` or links; raise SchemaProblem naming `what` and the fix."""
     from genarun.store.confined import UnsafePath, read_bytes
 
     if not name.strip() or "\n" in name:
-        raise SchemaProblem("give a JSON Schema as a mapping, or the name of a .json/.yaml file")
+        raise SchemaProblem(f"give a {what} as the name of a .json/.yaml file")
     if not name.endswith(SCHEMA_FILE_SUFFIXES):
         raise SchemaProblem(
-            f"'{name[:200]}' is not a schema file name: give a mapping, or a file ending in"
+            f"'{name[:200]}' is not a {what} name: give a mapping, or a file ending in"
             " .json, .yaml or .yml"
         )
     try:
         data = read_bytes(base, name)
     except UnsafePath:
         raise SchemaProblem(
-            f"schema file '{name}' must be inside the tree's folder {base}, named without '..'"
+            f"{what} '{name}' must be inside the tree's folder {base}, named without '..'"
             " or symbolic links"
         ) from None
     except FileNotFoundError:
         raise SchemaProblem(
-            f"schema file '{name}' does not exist in {base}: create it, or fix the name"
+            f"{what} '{name}' does not exist in {base}: create it, or fix the name"
         ) from None
     except OSError as exc:
-        raise SchemaProblem(f"schema file '{name}' cannot be read: {exc.strerror}") from None
+        raise SchemaProblem(f"{what} '{name}' cannot be read: {exc.strerror}") from None
     text = data.decode("utf-8", errors="replace")
     try:
         schema = json.loads(text) if name.endswith(".json") else load_bounded_yaml(text)
     except json.JSONDecodeError as exc:
         raise SchemaProblem(
-            f"schema file '{name}' is not valid JSON: {exc.msg} at line {exc.lineno}"
+            f"{what} '{name}' is not valid JSON: {exc.msg} at line {exc.lineno}"
         ) from None
     except (yaml.YAMLError, YamlBoundsError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SchemaProblem(f"schema file '{name}' is not valid YAML: {first}") from None
+        raise SchemaProblem(f"{what} '{name}' is not valid YAML: {first}") from None
     if not isinstance(schema, dict):
-        raise SchemaProblem(
-            f"schema file '{name}' holds {type(schema).__name__}, not a JSON Schema object"
-        )
+        raise SchemaProblem(f"{what} '{name}' holds {type(schema).__name__}, not an object")
     return schema
 
 

@@ -551,4 +551,5 @@ class Store:
 
 
 # Tables defined in their own modules join `metadata` here, so every Store creates them.
+from genarun.store import assembled as _assembled_tables  # noqa: E402, F401
 from genarun.store import human as _human_tables  # noqa: E402, F401
