@@ -71,6 +71,12 @@ def test_a_model_fills_the_operation_parameters_the_node_does_not_pin(
     stored = json.loads(row["request"])
     assert stored["method"] == "GET" and stored["url"] == f"{server.url}/echo/v1/forecast"
     assert set(json.loads(row["parameters"])) == {"latitude", "longitude"}
+    run_id = query(workdir / "genarun.db", "SELECT id FROM runs")[0]["id"]
+    shown = cli("runs", "show", run_id[:8])
+    assert "assembled requests" in shown.output
+    assert f"weather  GET {server.url}/echo/v1/forecast  <- {model}: {{" in shown.output
+    report = json.loads(cli("runs", "show", run_id[:8], "--json").output)
+    assert report["assembled"][0]["parameters"] == json.loads(row["parameters"])
 
 
 def test_path_and_body_parameters_build_the_request(

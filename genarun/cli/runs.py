@@ -49,6 +49,7 @@ def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
 def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
     """One run (id, unique prefix or `latest`): its executions, statuses, seeds, timings."""
     from genarun.human.history import run_summaries, summaries_text
+    from genarun.store.assembled import assembled_of_run, assembled_report
     from genarun.store.db import Store
     from genarun.store.reports import run_report, run_report_json
     from genarun.store.responses import responses_of, responses_report
@@ -57,16 +58,21 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
     run_row = store.resolve_run(run_ref)
     executions = store.run_executions(run_row["id"])
     responses = responses_of(store, run_row["id"])  # what fetch nodes were answered
+    assembled = assembled_of_run(store, run_row["id"])  # what models filled into requests
     human = run_summaries(store, run_row["id"])  # what it asked people, and their answers
     if as_json:
         report = run_report_json(run_row, executions)
         if responses:
             report["responses"] = responses
+        if assembled:
+            report["assembled"] = assembled
         if human:
             report["human"] = human
         click.echo(json.dumps(report, indent=2, default=str))
     else:
         click.echo(run_report(run_row, executions))
+        if assembled:
+            click.echo(assembled_report(assembled))
         if responses:
             click.echo(responses_report(responses))
         if human:

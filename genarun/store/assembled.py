@@ -127,4 +127,25 @@ def assembled_of_run(store: Store, run_id: str) -> list[dict[str, Any]]:
         .where(assembled_requests.c.run_id == run_id)
         .order_by(assembled_requests.c.id)
     )
-    return [dict(row) for row in store.conn.execute(query).mappings()]
+    out = []
+    for row in store.conn.execute(query).mappings():
+        item = dict(row)
+        item["path"] = json.loads(item["path"])
+        item["parameters"] = json.loads(item["parameters"])
+        item["request"] = json.loads(item["request"])
+        out.append(item)
+    return out
+
+
+def assembled_report(rows: list[dict[str, Any]]) -> str:
+    """A run's assembled requests as text: node, request, model and the parameters it filled."""
+    lines = ["assembled requests"]
+    for row in rows:
+        index = "".join(f"[{i}]" for i in row["path"])
+        request = row["request"]
+        filled = json.dumps(row["parameters"], ensure_ascii=False)
+        lines.append(
+            f"  {row['node_id']}{index}  {request.get('method')} {request.get('url')}"
+            f"  <- {row['model']}: {filled[:300]}"
+        )
+    return "\n".join(lines)
