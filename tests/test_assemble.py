@@ -46,7 +46,7 @@ def sent_query(server: FetchServer) -> dict[str, list[str]]:
     return urllib.parse.parse_qs(urllib.parse.urlsplit(request["path"]).query)
 
 
-@pytest.mark.parametrize("model", ["dummy", "tiny-gpt2"])
+@pytest.mark.parametrize("model", ["dummy", pytest.param("tiny-gpt2", marks=pytest.mark.slow)])
 def test_a_model_fills_the_operation_parameters_the_node_does_not_pin(
     server: FetchServer, cli: Callable[..., Result], workdir: Path, model: str
 ) -> None:
@@ -119,7 +119,7 @@ def test_resume_sends_the_stored_request_without_asking_the_model_again(
     path = write_tree(
         workdir,
         f'    url: "{server.url}/echo"\n    extract: path\n    retries: 0\n'
-        "    assemble:\n      model: tiny-gpt2\n      temperature: 1.0\n"
+        "    assemble:\n      model: dummy\n"
         "      from: forecast.yaml#getForecast\n",
     )
     # The first attempt's request fails (404 for its exact path), after it was assembled.
