@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from genarun.models.base import ModelSpec
     from genarun.run.trajectory_rows import TrajectoryRows
+    from genarun.store.responses import StoredResponse
     from genarun.values import EmbeddingRef, ImageRef
 
 
@@ -37,8 +38,7 @@ class ExecutionContext:
         # 1 for the first try, 2 for the first of `retries:`: a kind whose failure its seed
         # decides (an answer outside its schema) samples the retry with another seed.
         self.attempt = attempt
-        # The executor's RunState. Kinds use the methods below; fetch still reads it (its
-        # response cache), until the context offers what it needs.
+        # The executor's RunState. Kinds use the methods below.
         self.run = run
         self.log = log
         self.model_name: str | None = None
@@ -121,3 +121,31 @@ class ExecutionContext:
     @property
     def tree_dir(self) -> Path:
         return self.run.tree_dir
+
+    # --- what fetch needs -------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        return str(self.run.id)
+
+    @property
+    def run_folder(self) -> Path:
+        """The run's output folder (assets are written under it)."""
+        return Path(self.run.folder)
+
+    def secret_hosts(self) -> dict[str, list[str]]:
+        """The tree's `secrets:`: each secret's name and the hosts it may be sent to."""
+        spec = self.run.compiled.loaded.spec
+        return {name: list(entry.hosts) for name, entry in spec.secrets.items()}
+
+    def cached_response(self, cache_key: str, ttl: float) -> StoredResponse | None:
+        """The newest stored response to the same request within `ttl` seconds, if any."""
+        from genarun.store.responses import cached_response
+
+        return cached_response(self.run.store, cache_key, ttl)
+
+    def file_response(self, row: dict[str, Any]) -> None:
+        """Store a response's row (made by genarun.store.responses.response_row) with this
+        execution's commit."""
+        from genarun.store.responses import file_response
+
+        file_response(self.run.store, row)

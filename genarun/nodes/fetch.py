@@ -250,14 +250,12 @@ class Exchange:
 
 
 def run(ctx: ExecutionContext, node: FetchNode) -> Generator[Any, Any, Any]:
-    from genarun.store.responses import cached_response
-
     request = yield from request_fields(ctx, node)
-    names = check_secrets(request, _tree_secrets(ctx), node.hosts)
+    names = check_secrets(request, ctx.secret_hosts(), node.hosts)
     cache_key = request.cache_key(node.extract)
-    where = _Where(ctx.run.id, ctx.node_id, ctx.path, ctx.run.folder, cache_key)
+    where = _Where(ctx.run_id, ctx.node_id, ctx.path, ctx.run_folder, cache_key)
     if node.cache is not None:
-        stored = cached_response(ctx.run.store, cache_key, node.cache.seconds)
+        stored = ctx.cached_response(cache_key, node.cache.seconds)
         if stored is not None:
             ctx.log(
                 "info",
@@ -355,9 +353,7 @@ def _answer(
 
 def _finish(ctx: ExecutionContext, request: FetchRequest, done: Exchange) -> Any:
     """On the scheduler thread: file the response (with the execution's commit)."""
-    from genarun.store.responses import file_response
-
-    file_response(ctx.run.store, done.row)
+    ctx.file_response(done.row)
     if done.attempts > 1:
         ctx.log("info", f"{request.shown}: answered after {done.attempts} attempts")
     if done.error is not None:
@@ -365,14 +361,9 @@ def _finish(ctx: ExecutionContext, request: FetchRequest, done: Exchange) -> Any
     return done.value
 
 
-def _tree_secrets(ctx: ExecutionContext) -> dict[str, list[str]]:
-    spec = ctx.run.compiled.loaded.spec
-    return {name: list(entry.hosts) for name, entry in spec.secrets.items()}
-
-
 def _idempotency_key(ctx: ExecutionContext) -> str:
     """The same for every attempt and resume of this execution, new for a rerun (new run)."""
-    seed = f"{ctx.run.id}/{ctx.node_id}/{list(ctx.path)}"
+    seed = f"{ctx.run_id}/{ctx.node_id}/{list(ctx.path)}"
     return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
