@@ -168,3 +168,24 @@ def test_serve_says_when_the_webhook_secret_is_unusable(tmp_path: Path, secret: 
     )
     assert result.returncode == 2, result.stderr
     assert "$GENARUN_WEBHOOK_SECRET is not a Standard Webhooks secret" in result.stderr
+
+
+def test_hook_url_gives_a_fresh_token_and_the_old_one_stops_working(workdir: Path, cli) -> None:
+    db = workdir / "genarun.db"
+    request, old = make_request(db)
+    result = cli("hook-url", request.run_id[:8], "pick")
+    assert result.exit_code == 0, result.output
+    url = result.output.strip()
+    assert url.startswith(f"http://127.0.0.1:8765/runs/{request.run_id}/pick/hook?token=")
+    new = url.split("token=")[1]
+    assert new != old
+    from starlette.testclient import TestClient
+
+    from genarun.server.app import ServeOptions, create_app
+
+    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    hook = request.hook_path
+    assert client.post(hook, json={"answer": "red"}, params={"token": old}).status_code == 403
+    assert client.post(hook, json={"answer": "red"}, params={"token": new}).status_code == 200
+    done = cli("hook-url", request.run_id[:8], "pick")
+    assert done.exit_code == 2 and "is answered: it takes no more answers" in done.output

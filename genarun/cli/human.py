@@ -155,6 +155,35 @@ def answer(
     echo_outcome(result.outcome, db)
 
 
+@click.command("hook-url")
+@click.argument("run_ref", metavar="RUN")
+@click.argument("target", metavar="NODE[INDEX]")
+@db_option
+@handle_errors
+def hook_url(run_ref: str, target: str, db: Path | None) -> None:
+    """A fresh answer URL (webhook with a new token) for a waiting request: the token is shown
+    only when it is made, and only its hash is stored; the old URL stops working."""
+    from genarun.errors import UserError
+    from genarun.graph.plan import parse_node_ref
+    from genarun.human.notify import answer_url
+    from genarun.store.db import Store
+    from genarun.store.human import locate, rotate_token
+
+    node_id, path = parse_node_ref(target)
+    store = Store.existing(db)
+    try:
+        request = locate(store, run_ref, node_id, path)
+        if request.status != "waiting":
+            raise UserError(
+                f"{request.target} of run {request.run_id[:8]} is {request.status}: "
+                "it takes no more answers"
+            )
+        token = rotate_token(store, request.id)
+    finally:
+        store.close()
+    click.echo(answer_url(request.hook_path, token))
+
+
 @click.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -274,5 +303,5 @@ def _option_text(option: Any) -> str:
 
 
 def register(main: click.Group) -> None:
-    for command in (inbox, answer, serve):
+    for command in (inbox, answer, hook_url, serve):
         main.add_command(command)
