@@ -71,7 +71,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--size", type=int, default=512, help="image width and height")
-    parser.add_argument("--batch", type=int, default=32, help="most items per model call")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        default=[32, 64],
+        help="most items per model call; the hand loops and genarun run at each",
+    )
+    parser.add_argument(
+        "--cohorts",
+        type=int,
+        default=2,
+        help="cohorts of the pipelined hand loop (0: leave it out)",
+    )
     parser.add_argument("--tokens", type=int, default=20, help="caption length in tokens")
     parser.add_argument("--tiny", action="store_true", help="small architectures (smoke run)")
     parser.add_argument(
@@ -94,6 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--providers",
         action="store_true",
         help="also time one batch per model through genarun's providers alone and by hand",
+    )
+    parser.add_argument("--json", type=Path, help="write every figure here as JSON")
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="record when each of genarun's model batches ran; print busy and idle times",
     )
     parser.add_argument(
         "--profile",
@@ -360,7 +378,7 @@ def providers_alone(
     loaded = {
         name: model_cache().get(resolve_model(name, aliases), args.device) for name in aliases
     }
-    chunk = seeds[: args.batch]
+    chunk = seeds[: max(args.batches)]
     caption = {"max_tokens": args.tokens, "min_tokens": args.tokens, "temperature": 0.0}
 
     def timed(label: str, call: Any) -> Any:
@@ -422,11 +440,70 @@ def providers_alone(
     timed("hand embed_image", lambda: clip.images(images))
 
 
+class Timeline:
+    """When each of genarun's model batches ran (diagnostics only): wraps the batcher's worker
+    function for the duration of one run."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, float, float, int]] = []  # task, start, end, items
+
+    def __enter__(self) -> Timeline:
+        from genarun.run import batching
+
+        self.original = batching.ModelBatcher._run_batch
+        spans, original = self.spans, self.original
+
+        def run_batch(batcher: Any, q: Any, batch: list[Any]) -> None:
+            began = time.perf_counter()
+            try:
+                original(batcher, q, batch)
+            finally:
+                spans.append((q.task, began, time.perf_counter(), len(batch)))
+
+        batching.ModelBatcher._run_batch = run_batch  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from genarun.run import batching
+
+        batching.ModelBatcher._run_batch = self.original  # type: ignore[method-assign]
+
+    def summary(self, start: float, end: float) -> dict[str, float]:
+        """Seconds each task was busy, and seconds in which no model was busy at all."""
+        out: dict[str, float] = {}
+        for task in {t for t, *_ in self.spans}:
+            out[f"busy {task}"] = _union([(a, b) for t, a, b, _ in self.spans if t == task])
+        out["no model busy"] = (end - start) - _union([(a, b) for _, a, b, _ in self.spans])
+        return {k: round(v, 3) for k, v in sorted(out.items())}
+
+
+def _union(spans: list[tuple[float, float]]) -> float:
+    total, reach = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b <= reach:
+            continue
+        total += b - max(a, reach)
+        reach = b
+    return total
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    import json
+
     import torch
+    from gpu_hand_loops import pipelined
 
     matrix_seeds, seeds = run_seeds(args.runs)
+    batches = sorted(set(args.batches))
+    report: dict[str, Any] = {
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "device": torch.cuda.get_device_name(args.device)
+        if args.device.startswith("cuda")
+        else "cpu",
+        "torch": torch.__version__,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     with tempfile.TemporaryDirectory(prefix="genarun-bench-") as tmp:
         work = Path(tmp)
         image_dtype, caption_dtype = dtypes(args.device)
@@ -446,89 +523,144 @@ def main(argv: list[str] | None = None) -> None:
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
-        # genarun first: a 1-step warm-up run loads its models into the process-wide cache.
-        text = tree_text(
-            work / "sd",
-            work / "blip",
-            clip_path,
-            arch,
-            matrix_seeds,
-            args.steps,
-            args.size,
-            args.tokens,
-            args.batch,
-        )
-        warm = tree_text(
-            work / "sd",
-            work / "blip",
-            clip_path,
-            arch,
-            matrix_seeds[: min(args.batch, args.runs)],
-            2,
-            args.size,
-            args.tokens,
-            args.batch,
-        )
-        with_genarun(work, warm, args.device, args.batch, "warmup")
+        def tree(batch: int, runs: list[int], steps: int) -> str:
+            return tree_text(
+                work / "sd",
+                work / "blip",
+                clip_path,
+                arch,
+                runs,
+                steps,
+                args.size,
+                args.tokens,
+                batch,
+            )
+
+        # Warm-ups at every batch size: genarun's first run also loads its models into the
+        # process-wide cache.
+        for batch in batches:
+            with_genarun(
+                work,
+                tree(batch, matrix_seeds[: min(batch, args.runs)], 2),
+                args.device,
+                batch,
+                "warmup",
+            )
         hand = HandWritten(work / "sd", work / "blip", args.device, args.tokens)
         clip = HandClip(clip_path, arch, args.device)
-        lockstep(
-            hand, clip, seeds[: min(args.batch, args.runs)], 2, args.size, args.batch
-        )  # warm-up
+        for batch in batches:
+            lockstep(hand, clip, seeds[: min(batch, args.runs)], 2, args.size, batch)
         if args.providers:
-            providers_alone(text, hand, clip, seeds, args)
+            providers_alone(tree(batches[-1], matrix_seeds, args.steps), hand, clip, seeds, args)
         ways: list[Way] = []
         if not args.skip_one_at_a_time:
             ways.append(one_at_a_time(hand, clip, seeds, args.steps, args.size))
-        # (b) and (c) alternate, so a slower or faster spell of the machine touches both.
+        timelines: dict[str, list[dict[str, float]]] = {}
+        # The ways alternate, so a slower or faster spell of the machine touches all of them.
         for round_ in range(args.repeat):
-            ways.append(lockstep(hand, clip, seeds, args.steps, args.size, args.batch))
-            for i, workers in enumerate(args.workers):
-                name = f"bench{round_}_{i}"
-                way, outcome = with_genarun(
-                    work,
-                    text,
-                    args.device,
-                    args.batch,
-                    name,
-                    workers,
-                    args.profile and round_ == 0 and i == 0,
+            for batch in batches:
+                ways.append(lockstep(hand, clip, seeds, args.steps, args.size, batch))
+            if args.cohorts:
+                way = Way(f"(p) hand pipelined {args.cohorts} cohorts")
+                ways.append(
+                    pipelined(
+                        way, hand, clip, seeds, args.steps, args.size, args.cohorts, PROMPT, sync
+                    )
                 )
-                way.captions = genarun_captions(work, name, outcome, matrix_seeds)
-                ways.append(way)
+                print(f"{way.name}: {way.seconds:.2f} s")
+            for batch in batches:
+                for i, workers in enumerate(args.workers):
+                    name = f"bench{round_}_{batch}_{i}"
+                    timeline = Timeline()
+                    began = time.perf_counter()
+                    cpu = time.thread_time()
+                    if args.timeline:
+                        timeline.__enter__()
+                    try:
+                        way, outcome = with_genarun(
+                            work,
+                            tree(batch, matrix_seeds, args.steps),
+                            args.device,
+                            batch,
+                            name,
+                            workers,
+                            args.profile and round_ == 0 and i == 0,
+                        )
+                    finally:
+                        if args.timeline:
+                            timeline.__exit__()
+                    scheduler_cpu = time.thread_time() - cpu
+                    way.parts["scheduler cpu"] = scheduler_cpu
+                    if args.timeline:
+                        summary = timeline.summary(began, began + way.seconds)
+                        summary["scheduler cpu"] = round(scheduler_cpu, 3)
+                        timelines.setdefault(way.name, []).append(summary)
+                        print(f"  timeline: {summary}")
+                    way.captions = genarun_captions(work, name, outcome, matrix_seeds)
+                    ways.append(way)
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
 
     steps = args.runs * args.steps
     print(
-        f"\n{args.runs} runs x {args.steps} steps ({steps} invocations + {steps + args.runs} embeddings), {args.size}px, batch {args.batch}, {args.device}"
+        f"\n{args.runs} runs x {args.steps} steps ({steps} invocations + {steps + args.runs} embeddings), {args.size}px, batches {batches}, {report['device']}"
     )
-    print(f"{'way':<26} {'seconds':>9} {'steps/s':>8}")
+    print(f"{'way':<34} {'seconds':>9} {'steps/s':>8}")
     for way in ways:
         parts = "  ".join(f"{k} {v:.2f}" for k, v in way.parts.items())
-        print(f"{way.name:<26} {way.seconds:>9.2f} {steps / way.seconds:>8.2f}  {parts}")
+        print(f"{way.name:<34} {way.seconds:>9.2f} {steps / way.seconds:>8.2f}  {parts}")
     medians = {
         name: statistics.median(w.seconds for w in ways if w.name == name)
         for name in dict.fromkeys(w.name for w in ways)
     }
+    print(f"\nmedians over {args.repeat} alternating rounds:")
+    for name, seconds in medians.items():
+        print(f"  {name:<34} {seconds:7.2f} s")
+    hand_ways = {n: t for n, t in medians.items() if n.startswith("(b)")}
+    best_hand = min(hand_ways, key=hand_ways.__getitem__)
     genarun = {n: t for n, t in medians.items() if n.startswith("(c)")}
-    best = min(genarun, key=genarun.__getitem__)  # the best number of model threads
-    hand_name = next(n for n in medians if n.startswith("(b)"))
-    print(
-        f"\nmedians over {args.repeat} alternating rounds: "
-        + ", ".join(f"{n} {t:.2f} s" for n, t in medians.items())
-    )
+    best = min(genarun, key=genarun.__getitem__)
+    ratios: dict[str, float] = {}
+    print(f"\nratios (a way's speed over another's; > 1 is faster); best hand loop: {best_hand}")
     for name in genarun:
-        print(
-            f"{name} vs hand lockstep: {medians[hand_name] / genarun[name]:.2f}x (target >= 0.85x)"
-        )
+        for other in [*hand_ways, *(n for n in medians if n.startswith("(p)"))]:
+            ratios[f"{name} / {other}"] = medians[other] / genarun[name]
+    for other in medians:
+        if other.startswith("(p)"):
+            ratios[f"{other} / {best_hand}"] = medians[best_hand] / medians[other]
     one = next((n for n in medians if n.startswith("(a)")), None)
     if one:
-        print(f"{best} vs one at a time: {medians[one] / genarun[best]:.2f}x (target >= 4x)")
-    b = next(w for w in ways if w.name == hand_name)
-    c = next(w for w in ways if w.name == best)
-    same = sum(b.captions.get(r) == c.captions.get(r) for r in range(args.runs))
+        ratios[f"{best} / {one}"] = medians[one] / genarun[best]
+    for key, value in ratios.items():
+        print(f"  {key:<72} {value:5.2f}x")
     print(
-        f"runs whose captions match between (b) and (c): {same}/{args.runs} (same seeds; bf16/fp16 batching may differ)"
+        f"\ntargets: best genarun / best hand lockstep {medians[best_hand] / genarun[best]:.2f}x"
+        f" (>= 1.0), >= 1.2x with overlap; ({best} vs {best_hand})"
     )
+    b = next(w for w in ways if w.name == best_hand)
+    agree: dict[str, str] = {}
+    for way in ways:
+        if way.name in agree or way is b or not way.captions:
+            continue
+        same = sum(b.captions.get(r) == way.captions.get(r) for r in range(args.runs))
+        agree[way.name] = f"{same}/{args.runs}"
+    print(f"runs whose captions equal {best_hand}'s: {agree}")
+    report.update(
+        {
+            "ways": [
+                {"name": w.name, "seconds": round(w.seconds, 3), "parts": w.parts} for w in ways
+            ],
+            "medians": medians,
+            "ratios": {k: round(v, 3) for k, v in ratios.items()},
+            "best_hand": best_hand,
+            "best_genarun": best,
+            "captions_equal": agree,
+            "timelines": timelines,
+        }
+    )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

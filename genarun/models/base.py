@@ -90,6 +90,9 @@ class LoadedModel(ABC):
     spec: ModelSpec
     device: str = "cpu"
     max_batch: int = 16
+    # CUDA stream priority of the worker running it (genarun.models.device.own_stream): < 0
+    # for latency-bound models (token-by-token decoders) that share the GPU with heavy ones.
+    stream_priority: int = 0
 
     @abstractmethod
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:

@@ -139,7 +139,7 @@ _streams = threading.local()
 
 
 @contextlib.contextmanager
-def own_stream(device: str | None) -> Iterator[None]:
+def own_stream(device: str | None, priority: int = 0) -> Iterator[None]:
     """Run the block on this thread's own CUDA stream (elsewhere: as is).
 
     The executor's worker threads call different models at once; on the one default stream
@@ -147,6 +147,12 @@ def own_stream(device: str | None) -> Iterator[None]:
     painter's long UNet kernels. A stream per thread lets the GPU run them side by side. Results
     leave as host objects (text, PIL images, numpy), but the stream is synchronised anyway before
     the block returns, so nothing computed on it is read early.
+
+    `priority` < 0 asks for a high-priority stream (clamped to what the GPU offers): its
+    waiting thread blocks go first. Autoregressive decoders launch thousands of small kernels,
+    each of which otherwise waits behind a whole wave of a diffusion model's large ones; with
+    priority they slip into the gaps and the painter loses little (models.base.LoadedModel.
+    stream_priority says which models ask).
     """
     if not device or device_type(device) != "cuda":
         yield
@@ -155,11 +161,11 @@ def own_stream(device: str | None) -> Iterator[None]:
 
     index = torch.device(device).index
     key = torch.cuda.current_device() if index is None else index
-    streams: dict[int, Any] = getattr(_streams, "by_device", None) or {}
+    streams: dict[tuple[int, int], Any] = getattr(_streams, "by_device", None) or {}
     _streams.by_device = streams
-    stream = streams.get(key)
+    stream = streams.get((key, priority))
     if stream is None:
-        stream = streams[key] = torch.cuda.Stream(device=key)
+        stream = streams[(key, priority)] = _new_stream(torch, key, priority)
     stream.wait_stream(torch.cuda.default_stream(key))  # weights copied on the default stream
     try:
         with torch.cuda.stream(stream):
@@ -168,3 +174,9 @@ def own_stream(device: str | None) -> Iterator[None]:
         # Also after an error: kernels still queued must not read weights that an unload
         # (on another thread) hands back to the allocator.
         stream.synchronize()
+
+
+def _new_stream(torch: Any, index: int, priority: int) -> Any:
+    # Lower numbers are higher priorities; torch maps a number outside the device's range
+    # (e.g. -5 .. 0) to the nearest one it has.
+    return torch.cuda.Stream(device=index, priority=priority)

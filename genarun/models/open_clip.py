@@ -13,7 +13,7 @@ from genarun.errors import ModelError
 from genarun.models import weights
 from genarun.models.base import Invocation, LoadedModel, ModelSpec
 from genarun.models.catalog import CatalogEntry
-from genarun.models.torch_model import TorchModuleModel, rgb
+from genarun.models.torch_model import TorchModuleModel, map_images, rgb
 
 if TYPE_CHECKING:
     from genarun.plugins import Registry
@@ -70,6 +70,7 @@ class ClipModel(TorchModuleModel):
         )
         self.model: Any = model.eval()
         self.preprocess = preprocess
+        self.compiled = _tune(self.model, spec, device)
         self.tokenizer = open_clip.get_tokenizer(name)
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
@@ -85,7 +86,9 @@ class ClipModel(TorchModuleModel):
                 tokens = self.tokenizer([str(inv.input) for inv in batch]).to(self.device)
                 features = self.model.encode_text(tokens)
             elif task == "embed_image":
-                pixels = torch.stack([self.preprocess(rgb(inv.input)) for inv in batch])
+                pixels = torch.stack(
+                    map_images(lambda im: self.preprocess(rgb(im)), [inv.input for inv in batch])
+                )
                 features = self.model.encode_image(pixels.to(self.device, dtype=dtype))
             else:
                 raise ModelError(
@@ -93,6 +96,19 @@ class ClipModel(TorchModuleModel):
                 )
             vectors = torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
         return [v.astype("float32") for v in vectors]
+
+
+def _tune(model: Any, spec: ModelSpec, device: str) -> list[Any]:
+    """The opt-in `compile` option (genarun.models.tuning): the image and text towers."""
+    from genarun.models import tuning
+
+    tuning.check_options(spec.label(), spec.option_dict)
+    mode = tuning.compile_mode(spec.option_dict)
+    if mode is None:
+        return []
+    towers = {"image tower": getattr(model, "visual", None)}
+    towers["text tower"] = getattr(model, "transformer", None) or getattr(model, "text", None)
+    return tuning.compile_modules(spec.label(), towers, mode, device)
 
 
 def catalog_entries() -> list[CatalogEntry]:

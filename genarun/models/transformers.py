@@ -109,6 +109,10 @@ class TransformersProvider(weights.LocalWeightsProvider):
 class _TorchModel(TorchModuleModel):
     """A transformers model on a device, in the dtype that suits the device."""
 
+    # Decoding launches many small kernels a token; sharing the GPU with a diffusion model,
+    # each would wait behind its large ones without priority (see models.device.own_stream).
+    stream_priority = -1
+
     def __init__(self, spec: ModelSpec, device: str) -> None:
         from genarun.models.device import torch_dtype
 
@@ -233,6 +237,7 @@ class ImageToText(_TorchModel):
             self.tokenizer = self.processor.tokenizer
         model = AutoModelForImageTextToText.from_pretrained(ref, dtype=self.dtype, **common)
         self.model = self._place(model)
+        self.compiled = self._tune_vision()
         gen = self.model.generation_config
         if self.is_blip:
             eos: Any = config.text_config.sep_token_id  # BLIP stops at [SEP]
@@ -241,6 +246,27 @@ class ImageToText(_TorchModel):
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         decoder = config.decoder if self.is_ved else getattr(config, "text_config", config)
         self.max_positions: int | None = getattr(decoder, "max_position_embeddings", None)
+
+    def _tune_vision(self) -> list[Any]:
+        """The opt-in `compile` option (genarun.models.tuning) for the image encoder, whose
+        shapes are static; the text decoder's grow each token, so it stays eager."""
+        from genarun.models import tuning
+
+        tuning.check_options(self.spec.label(), self.spec.option_dict)
+        mode = tuning.compile_mode(self.spec.option_dict)
+        if mode is None:
+            return []
+        encoder = getattr(self.model, "vision_model", None)
+        if encoder is None and self.is_ved:
+            encoder = getattr(self.model, "encoder", None)
+        if encoder is None:
+            tuning.log.warning(
+                "model '%s': compile ignored: no image encoder found to compile", self.spec.label()
+            )
+            return []
+        return tuning.compile_modules(
+            self.spec.label(), {"image encoder": encoder}, mode, self.device
+        )
 
     def _inputs(self, images: list[Any], prompt: str | None) -> dict[str, Any]:
         import torch

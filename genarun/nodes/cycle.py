@@ -141,10 +141,11 @@ def check(*, node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[Fi
 
 # --- running -------------------------------------------------------------------------------
 def _pixel_hash(image: Any) -> str:
-    """A hash of an image's pixels (PNG bytes differ by their metadata, the pixels do not)."""
-    h = hashlib.sha256(f"{image.mode}{image.size}".encode())
-    h.update(image.tobytes())
-    return h.hexdigest()
+    """A hash of an image's pixels (PNG bytes differ by their metadata, the pixels do not);
+    the provider may have started it already, off the scheduler thread."""
+    from genarun.models.pixels import pixel_digest
+
+    return pixel_digest(image)
 
 
 def _text_hash(text: str) -> str:

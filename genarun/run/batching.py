@@ -103,7 +103,8 @@ class ModelBatcher:
                 q.spec.option_dict.get("max_batch") or getattr(model, "max_batch", 0) or len(batch)
             )
             results = []
-            with own_stream(getattr(model, "device", None)):
+            priority = int(getattr(model, "stream_priority", 0) or 0)
+            with own_stream(getattr(model, "device", None), priority):
                 for start in range(0, len(batch), limit):
                     chunk = batch[start : start + limit]
                     results.extend(model.run(q.task, [r.invoke.invocation for r in chunk]))

@@ -1,0 +1,149 @@
+"""Opt-in speed options for torch models: `compile`, `channels_last`, `attention`.
+
+    models:
+      painter: {provider: diffusers, id: sd-turbo, options: {compile: true, channels_last: true}}
+
+- `compile: true` compiles the heavy modules (a diffusion pipeline's UNet or transformer and its
+  VAE decoder; a captioner's or embedder's whole model) with `torch.compile`;
+  `compile: reduce-overhead` also records CUDA graphs (shapes are static per batch size, so
+  each new batch size compiles and records once); `compile: max-autotune` searches kernels
+  (minutes of compiling). Each batch size compiles once (static shapes are the fastest).
+- `channels_last: true` stores convolution weights (and so activations) channels-last, which
+  suits tensor cores on CUDA.
+- `attention: sdpa` (diffusers) uses PyTorch's scaled-dot-product attention (flash or
+  memory-efficient kernels where the GPU has them); diffusers >= 0.20 already defaults to it,
+  so the option states it rather than changes it.
+
+None of these may fail a run: where one cannot work (a CPU, a torch without a compiler, an
+error while compiling at the first call) the model runs as plain eager code and one line is
+logged. Compiled outputs agree with eager ones within float tolerance, not bit for bit (fused
+kernels round differently): bench/gpu_trajectories.py --compile measures the difference.
+
+torch is imported inside the functions (only genarun/models may import it, and lazily).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from genarun.errors import ModelError
+
+log = logging.getLogger("genarun.models")
+
+TUNING_OPTIONS = frozenset({"compile", "channels_last", "attention"})
+COMPILE_MODES = {"default", "reduce-overhead", "max-autotune"}
+ATTENTION = {"sdpa", "default"}
+
+
+def check_options(label: str, options: Mapping[str, Any]) -> None:
+    """Raise ModelError for a tuning option with a value it cannot take (a user error)."""
+    compile_ = options.get("compile")
+    if compile_ not in (None, True, False) and compile_ not in COMPILE_MODES:
+        raise ModelError(
+            f"model '{label}': compile must be true, false or one of"
+            f" {', '.join(sorted(COMPILE_MODES))} (got {compile_!r})"
+        )
+    channels = options.get("channels_last")
+    if channels not in (None, True, False):
+        raise ModelError(f"model '{label}': channels_last must be true or false (got {channels!r})")
+    attention = options.get("attention")
+    if attention is not None and attention not in ATTENTION:
+        raise ModelError(
+            f"model '{label}': attention must be one of {', '.join(sorted(ATTENTION))}"
+            f" (got {attention!r})"
+        )
+
+
+def compile_mode(options: Mapping[str, Any]) -> str | None:
+    """The torch.compile mode asked for, or None when compiling is off."""
+    value = options.get("compile")
+    if value is None or value is False:
+        return None
+    return "default" if value is True else str(value)
+
+
+def compile_unavailable(device: str) -> str | None:
+    """Why torch.compile cannot be used for `device`, or None when it can."""
+    import torch
+
+    from genarun.models.device import device_type
+
+    if device_type(device) != "cuda":
+        return f"compiling is for CUDA GPUs; on '{device}' the model runs uncompiled"
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile"
+    try:
+        import triton  # noqa: F401  (inductor's GPU code generator)
+    except ImportError:
+        return "triton is not installed, which torch.compile needs for GPU code"
+    return None
+
+
+def to_channels_last(module: Any) -> None:
+    """Convolution-heavy modules run faster on tensor cores with channels-last memory."""
+    import torch
+
+    module.to(memory_format=torch.channels_last)
+
+
+def compile_modules(
+    label: str, modules: Mapping[str, Any], mode: str, device: str
+) -> list[CompiledForward]:
+    """Compile each module's forward in place, guarded: an error while compiling makes it fall
+    back to eager for good, with one logged line. Returns the guards (for tests and benches)."""
+    reason = compile_unavailable(device)
+    if reason is not None:
+        log.warning("model '%s': compile ignored: %s", label, reason)
+        return []
+    guards = []
+    for name, module in modules.items():
+        if module is None:
+            continue
+        guards.append(CompiledForward(f"{label} ({name})", module, mode))
+    return guards
+
+
+class CompiledForward:
+    """Replaces `module.forward` with a compiled version that falls back to the eager one.
+
+    torch.compile works lazily: a graph it cannot capture or a backend that fails shows only at
+    the first call, deep inside a batch. That first failure switches the module back to eager
+    code and logs one line; the batch is then run eagerly, so the run never sees the error. A
+    genuine error of the inputs fails the eager run again and is reported as usual.
+    """
+
+    def __init__(self, name: str, module: Any, mode: str, backend: Any = "inductor") -> None:
+        import torch
+
+        self.name = name
+        self.eager: Callable[..., Any] = module.forward
+        kwargs: dict[str, Any] = {"dynamic": False, "backend": backend}
+        if mode != "default":
+            kwargs["mode"] = mode
+        self.compiled = torch.compile(self.eager, **kwargs)
+        self.__wrapped__ = self.eager  # inspect.signature (pipelines read it) sees forward's
+        self.failed: str | None = None
+        self._lock = threading.Lock()
+        module.forward = self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failed is None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as exc:  # compile-time failures surface here, at the first call
+                with self._lock:
+                    if self.failed is None:
+                        # The backend's own error, not the wrapper dynamo puts around it.
+                        inner = getattr(exc, "inner_exception", None) or exc
+                        lines = [line for line in str(inner).splitlines() if line.strip()]
+                        shown = lines[0][:200] if lines else ""
+                        self.failed = f"{type(inner).__name__}: {shown}"
+                        log.warning(
+                            "model '%s': compiling failed, running uncompiled (%s)",
+                            self.name,
+                            self.failed,
+                        )
+        return self.eager(*args, **kwargs)
