@@ -210,3 +210,20 @@ def test_latest_survives_refreshes_racing_each_other(tmp_path: Path) -> None:
     run = json.loads((latest / "output.json").read_text())["run"]
     assert (latest / "assets" / "a.txt").read_text() == str(run)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "run0", "run1", "run2", "run3"]
+
+
+def test_latest_links_images_and_copies_the_rest(tmp_path: Path) -> None:
+    """latest/ shares the run's PNGs (written once, by rename) instead of a second copy of
+    every image; JSON, which a resume rewrites, is copied."""
+    from genarun.store.folders import refresh_latest
+
+    source = tmp_path / "run"
+    (source / "assets").mkdir(parents=True)
+    (source / "output.json").write_text("{}")
+    (source / "assets" / "a.png").write_bytes(b"\x89PNG fake")
+    latest = refresh_latest(tmp_path, source)
+    assert (latest / "assets" / "a.png").stat().st_ino == (
+        source / "assets" / "a.png"
+    ).stat().st_ino
+    assert (latest / "output.json").stat().st_ino != (source / "output.json").stat().st_ino
+    assert (latest / "assets" / "a.png").read_bytes() == b"\x89PNG fake"
