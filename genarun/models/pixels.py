@@ -36,14 +36,35 @@ def attach_digest(image: Any, pixels: Any) -> None:
         if _pool is None:
             workers = max(1, min(4, os.cpu_count() or 1))
             _pool = ThreadPoolExecutor(workers, thread_name_prefix="genarun-digest")
-    image.info[INFO_KEY] = _pool.submit(_digest, image.mode, image.size, pixels)
+    image.info[INFO_KEY] = PendingDigest(_pool.submit(_digest, image.mode, image.size, pixels))
+
+
+class Digest(str):
+    """A finished digest. Its own type: a PNG's text chunks also land in `image.info`, and a
+    planted "genarun:pixel_sha256" text must not pass for the pixels' digest."""
+
+
+class PendingDigest:
+    """A digest being computed. Pickled (an image sent to another process, e.g. by a Ray
+    executor), it becomes the finished Digest: a future cannot travel."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Future[str]) -> None:
+        self.future = future
+
+    def result(self) -> str:
+        return str(self.future.result())
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (Digest, (self.result(),))
 
 
 def pixel_digest(image: Any) -> str:
     """sha256 of an image's mode, size and pixels (PNG bytes differ by metadata; pixels not)."""
     pending = image.info.get(INFO_KEY) if hasattr(image, "info") else None
-    if isinstance(pending, Future):
-        return str(pending.result())
-    if isinstance(pending, str):
-        return pending
+    if isinstance(pending, PendingDigest):
+        return pending.result()
+    if isinstance(pending, Digest):
+        return str(pending)
     return _digest(image.mode, image.size, image.tobytes())

@@ -64,6 +64,14 @@ def test_fast_pil_path_gives_diffusers_own_pixels_and_digests(plain: Any) -> Non
         expected = hashlib.sha256(f"{theirs.mode}{theirs.size}".encode())
         expected.update(theirs.tobytes())
         assert pixel_digest(ours) == pixel_digest(theirs) == expected.hexdigest()
+    # An image sent to another process carries its finished digest (a future cannot travel).
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(images[0]))
+    assert copy.info[INFO_KEY] == pixel_digest(images[0]) == pixel_digest(copy)
+    # A text chunk of that name (a PNG's texts land in info too) is not taken for the digest.
+    reference[0].info[INFO_KEY] = "0" * 64
+    assert pixel_digest(reference[0]) == pixel_digest(images[0])
 
 
 def test_compile_on_the_cpu_falls_back_with_one_logged_line(
