@@ -29,6 +29,8 @@ fuzz: setup
 lint: setup
 	$(BIN)/ruff check genarun tests bench
 	$(BIN)/ruff format --check genarun tests bench
+	# Type check: the files and strictness are in pyproject.toml ([tool.mypy]).
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/core_templates.py

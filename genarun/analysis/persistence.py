@@ -151,7 +151,7 @@ class Diagrams:
             "cover_radius": np.array(self.cover_radius),
         }
         arrays.update({f"dim{k}": d for k, d in enumerate(self.diagrams)})
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         return buffer.getvalue()
 
     @classmethod

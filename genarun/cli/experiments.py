@@ -167,10 +167,10 @@ def tda_compare(
 
     store = Store.existing(db)
     runs = _runs(store, refs)
-    results = [
-        compare(store, runs, model=m, dim=dim)
-        for m in ([model] if model else embedding_models(store, runs) or [None])
-    ]
+    chosen_models: list[str | None] = (
+        [model] if model else list(embedding_models(store, runs)) or [None]
+    )
+    results = [compare(store, runs, model=m, dim=dim) for m in chosen_models]
     chosen = ["wasserstein", "bottleneck"] if metric == "both" else [metric]
     if csv_path:
         import csv

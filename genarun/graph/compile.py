@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from jinja2 import TemplateSyntaxError
 
@@ -415,7 +415,9 @@ def _compile_node(
 
     deps: set[str] = set()
 
-    def check(compiled: Compiled | None, visible: set[str], where: str, loc_suffix: tuple) -> None:
+    def check(
+        compiled: Compiled | None, visible: set[str], where: str, loc_suffix: tuple[str | int, ...]
+    ) -> None:
         if compiled is None:
             return
         line = tn_line(loc_suffix)
@@ -448,8 +450,9 @@ def _compile_node(
                 others = {n for n in by_id if other_node(n)}
                 problems.append(_undefined(name, visible | others, file, line, spec.id, where))
 
-    def tn_line(suffix: tuple) -> int | None:
-        return doc_line((*tn.loc, *suffix))
+    def tn_line(suffix: tuple[str | int, ...]) -> int | None:
+        line: int | None = doc_line((*tn.loc, *suffix))
+        return line
 
     foreach = (
         _compile(
@@ -556,8 +559,9 @@ def _compile(
 ) -> Compiled | None:
     try:
         if fn is compile_expression:  # the executor names foreach in its errors itself
-            return fn(value, "" if where == "foreach" else where)
-        return fn(value, where)
+            expression: Compiled = compile_expression(value, "" if where == "foreach" else where)
+            return expression
+        return cast(Compiled | None, fn(value, where))
     except TemplateProblem as exc:
         problems.append(Problem(f"{label(where)}: {exc}", file, line, node, exc.hint))
         return None

@@ -31,7 +31,7 @@ def resolve_node_fields(
     descendants: set[str],
     ancestor_ids: tuple[str, ...],
     file: str,
-    line: Callable[[tuple], int | None],
+    line: Callable[[tuple[str | int, ...]], int | None],
 ) -> tuple[dict[str, TreeNode], set[str], list[Problem]]:
     """The nodes named by `fields` (field -> node), the dependency edges they add, and the
     mistakes: each names its field's line and the nodes that could be named instead."""

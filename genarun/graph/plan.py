@@ -165,7 +165,10 @@ def changed_nodes(old: LoadedTree | None, new: CompiledTree) -> dict[str, str]:
 
 
 def _definition(spec: Any) -> dict[str, Any]:
-    return spec.model_dump(by_alias=True, exclude={"children", "description"}, mode="json")
+    dumped: dict[str, Any] = spec.model_dump(
+        by_alias=True, exclude={"children", "description"}, mode="json"
+    )
+    return dumped
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> set[str]:

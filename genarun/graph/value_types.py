@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from genarun.errors import Problem
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from genarun.graph.compile import CompiledNode
 
 # Output types a kind can declare.
@@ -42,7 +44,7 @@ def item_names(node: CompiledNode) -> set[str]:
 
 
 @functools.cache
-def text_fields(params: type) -> frozenset[str]:
+def text_fields(params: type[BaseModel]) -> frozenset[str]:
     """A kind's fields typed as text (`str` or `str | None`): a template there must render text."""
     out = set()
     for name, info in params.model_fields.items():
@@ -92,7 +94,7 @@ _FIXES = {
 
 
 def type_problems(
-    nodes: dict[str, CompiledNode], file: str, line: Callable[[tuple], int | None]
+    nodes: dict[str, CompiledNode], file: str, line: Callable[[tuple[str | int, ...]], int | None]
 ) -> list[Problem]:
     """Text fields given a non-text node output, and foreach over text or an image."""
     problems: list[Problem] = []
@@ -100,7 +102,7 @@ def type_problems(
         spec = node.spec
         where = node.tree_node.loc
         shadows = item_names(node)
-        for field in sorted(text_fields(type(spec)) & set(node.params)):
+        for field in sorted(text_fields(type(spec)) & set(node.params)):  # type: ignore[arg-type]
             name = named_node(getattr(spec, field))
             source = nodes.get(name) if name else None
             if source is None or name in shadows:

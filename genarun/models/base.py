@@ -79,7 +79,7 @@ def hit_limit(output: Any) -> bool:
     return bool(getattr(output, "hit_limit", False))
 
 
-def batch_key(task: str, settings: Mapping[str, Any]) -> tuple:
+def batch_key(task: str, settings: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
     """Invocations with equal keys may share one batched call."""
     return (task, tuple(sorted((k, repr(v)) for k, v in settings.items())))
 

@@ -390,13 +390,13 @@ def _weights_source(spec: ModelSpec) -> tuple[str, Path, bool]:
 
         folder = ensure_tiny_model(spec.id)
         return str(folder), folder, False
-    folder = local_model_dir(spec.id, spec.revision)
-    if folder is None or not (folder / "model_index.json").is_file():
+    found = local_model_dir(spec.id, spec.revision)
+    if found is None or not (found / "model_index.json").is_file():
         raise _missing_weights(spec)
     if is_local_path(spec.id):
-        return str(folder), folder, False
+        return str(found), found, False
     # By id, so from_pretrained resolves the revision in the HF cache as it would online.
-    return spec.id, folder, True
+    return spec.id, found, True
 
 
 def _default_dtype(pipeline_class: str, device: str) -> str:

@@ -336,7 +336,7 @@ class OpenAIModel(LoadedModel):
         }
         width, height = settings.get("width"), settings.get("height")
         if width or height:
-            body["size"] = f"{int(width or height)}x{int(height or width)}"
+            body["size"] = f"{int(width or height or 0)}x{int(height or width or 0)}"
         answer = self.client.post("/images/generations", body)
         try:
             encoded = answer["data"][0]["b64_json"]

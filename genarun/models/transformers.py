@@ -285,6 +285,7 @@ class ImageToText(_TorchModel):
             kwargs: dict[str, Any] = {"images": images, "return_tensors": "pt"}
             if text is not None:
                 kwargs["text"] = [text] * len(images)
+            assert self.processor is not None  # set for every model that is not a ViT-GPT2 one
             inputs = dict(self.processor(**kwargs))
         return {
             k: v.to(self.device, dtype=self.dtype) if v.is_floating_point() else v.to(self.device)

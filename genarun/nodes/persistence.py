@@ -64,7 +64,7 @@ def check(*, node: CompiledNode, scope: dict[str, Any], resolve: Any) -> list[Fi
         ]
     # The cycle's embedding models, where known before the run: without any, its trajectory
     # has no points and this node could only fail after the whole trajectory had run.
-    known, embed = _embed_models(cycle.spec.embed, scope)
+    known, embed = _embed_models(getattr(cycle.spec, "embed"), scope)  # noqa: B009 - a cycle's field
     if not known:
         return []
     if not embed:

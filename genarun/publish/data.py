@@ -14,7 +14,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from genarun import __version__
 from genarun.errors import PublishError, StoreError
@@ -46,7 +46,7 @@ def compile_run_tree(run: dict[str, Any]) -> Any:
     from genarun.tree.validate import validate_document
 
     name = run["tree_path"] or f"{run['name']}.yaml"
-    fmt = "json" if name.lower().endswith(".json") else "yaml"
+    fmt: Literal["yaml", "json"] = "json" if name.lower().endswith(".json") else "yaml"
     return compile_tree(validate_document(load_text(run["tree_text"] or "", name, fmt)))
 
 
@@ -252,7 +252,7 @@ class _Builder:
             target = out.get(match.group(1)) if match else None
             caption = out.get(child_id)
             is_image = isinstance(target, dict) and target.get("kind") == "image"
-            if is_image and isinstance(caption, str):
+            if is_image and isinstance(caption, str) and isinstance(target, dict):
                 target["alt"] = caption
 
 

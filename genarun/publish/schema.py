@@ -170,7 +170,9 @@ def check_entry_names(compiled: Any) -> None:
 def entry_schema(compiled: Any, node: Any) -> dict[str, Any]:
     """The schema of what `node` holds in its parent's entry (a list for a foreach node)."""
     value = value_schema(node)
-    nullable_value = {"anyOf": [value, {"type": "null"}]} if value is not None else None
+    nullable_value: dict[str, Any] | None = (
+        {"anyOf": [value, {"type": "null"}]} if value is not None else None
+    )
     if node.foreach is None and not node.children:
         return nullable_value or {"type": "null"}
     properties: dict[str, Any] = {}

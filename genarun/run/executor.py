@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from genarun.errors import Interrupted
 from genarun.graph.compile import CompiledNode
@@ -463,7 +463,7 @@ class Executor:
         # Validate only the rendered fields against their declared types (cheap, per field).
         problems = []
         for name, value in rendered.items():
-            adapter = _field_adapter(type(spec), name)
+            adapter = _field_adapter(type(spec), name)  # type: ignore[arg-type]
             if adapter is None:
                 continue
             try:
@@ -720,10 +720,10 @@ class Executor:
 
 
 @lru_cache(maxsize=512)
-def _field_adapter(model: type, name: str) -> TypeAdapter[Any] | None:
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any] | None:
     """A validator for one field of a kind's model; None for fields typed Any."""
     annotation = model.model_fields[name].annotation
-    return None if annotation is Any else TypeAdapter(annotation)
+    return None if annotation is Any or annotation is None else TypeAdapter(annotation)
 
 
 def _nested_list(tree: dict[Any, Any], depth: int) -> list[Any]:

@@ -113,9 +113,9 @@ def _source_run(
         .where(runs.c.tree_path == tree_path, runs.c.name == compiled.name)
         .order_by(runs.c.started.desc())
     )
-    for row in store.conn.execute(stmt).mappings():
-        if _matches(dict(row), bindings):
-            return dict(row)
+    for found in store.conn.execute(stmt).mappings():
+        if _matches(dict(found), bindings):
+            return dict(found)
     where = f" with {label}" if label else ""
     raise UserError(
         f"--only: no earlier run of {tree_path}{where} in {store.path} to take the other nodes' outputs from; "

@@ -42,6 +42,7 @@ class ExecutionRecorder:
         run, node = inst.run, inst.node
         ended = time.time()
         params_json = json_text(inst.params, sort_keys=True)
+        input_hash: str | None
         if stored is None:
             model = inst.ctx.model_name if inst.ctx else None
             identity = f"{node.kind.name}\0{model}\0{params_json}"

@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 
@@ -70,7 +70,7 @@ class ResumeResult:
 def _tree_from_text(run: dict[str, Any]) -> LoadedTree:
     """The tree exactly as the run ran it (runs.tree_text)."""
     name = run["tree_path"] or f"{run['name']}.yaml"
-    fmt = "json" if name.lower().endswith(".json") else "yaml"
+    fmt: Literal["yaml", "json"] = "json" if name.lower().endswith(".json") else "yaml"
     return validate_document(load_text(run["tree_text"] or "", name, fmt))
 
 

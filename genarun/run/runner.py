@@ -268,7 +268,9 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
                 id=new_id(),
                 compiled=compiled,
                 store=_NOT_OPEN,  # set below, once the checks pass
-                seed=fresh_seed() if seed_random else int(seed_value),
+                seed=int(seed_value)
+                if seed_value is not None and not seed_random
+                else fresh_seed(),
                 seed_is_random=seed_random,
                 bindings=bindings,
                 folder=root,  # set below, once the checks pass

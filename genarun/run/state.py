@@ -272,7 +272,7 @@ class RunState:
     ) -> list[EmbeddingRef]:
         import numpy as np
 
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i, (vector, source) in enumerate(zip(vectors, sources, strict=True)):
             array = np.asarray(vector, dtype="<f4").ravel()
             rows.append(
@@ -288,7 +288,9 @@ class RunState:
                 }
             )
         ids = self.store.add_embeddings(rows)
-        return [EmbeddingRef(id_, model, row["dim"]) for id_, row in zip(ids, rows, strict=True)]
+        return [
+            EmbeddingRef(id_, model, int(row["dim"])) for id_, row in zip(ids, rows, strict=True)
+        ]
 
     # --- output folder --------------------------------------------------------------------
     def output_tree(self) -> dict[str, Any]:

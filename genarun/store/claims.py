@@ -48,7 +48,7 @@ def holder_alive(row: dict[str, Any]) -> bool | None:
     beat = row.get("heartbeat")
     if beat is None:  # claimed by a genarun without heartbeats, on another host
         return None
-    return time.time() - beat < STALE_AFTER
+    return bool(time.time() - beat < STALE_AFTER)
 
 
 def describe_holder(row: dict[str, Any]) -> str:

@@ -396,14 +396,14 @@ class Store:
         values.setdefault("id", new_id())
         values.setdefault("created", now())
         self._write(insert(experiments).values(**values))
-        return values["id"]
+        return str(values["id"])
 
     def create_run(self, **values: Any) -> str:
         values.setdefault("id", new_id())
         values.setdefault("started", now())
         values.setdefault("status", "running")
         self._write(insert(runs).values(**values))
-        return values["id"]
+        return str(values["id"])
 
     def update_run(self, run_id: str, **values: Any) -> None:
         # Secrets and their echoes are masked in every text written here (errors, summaries).
@@ -438,7 +438,7 @@ class Store:
 
     def add_embeddings(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         # One prebuilt statement with parameters: building `.values(**row)` each time cost 4x.
-        ids = [self.conn.execute(_INSERT_EMBEDDING, row).inserted_primary_key[0] for row in rows]
+        ids = [_inserted_id(self.conn.execute(_INSERT_EMBEDDING, row)) for row in rows]
         if not self._grouped:
             self.conn.commit()
         return ids
@@ -553,3 +553,10 @@ class Store:
 # Tables defined in their own modules join `metadata` here, so every Store creates them.
 from genarun.store import assembled as _assembled_tables  # noqa: E402, F401
 from genarun.store import human as _human_tables  # noqa: E402, F401
+
+
+def _inserted_id(result: Any) -> int:
+    """The primary key an INSERT gave its row."""
+    key = result.inserted_primary_key
+    assert key is not None, "an INSERT of one row has a primary key"
+    return int(key[0])

@@ -206,7 +206,7 @@ def copy_trajectory(
     with store.transaction():
         for table in (trajectories, trajectory_steps, embeddings, persistence):
             store._write(delete(table).where(_key(table, target)))
-        store._write(insert(trajectories).values({**_without_id(trajectory), **renamed}))
+        store._write(insert(trajectories).values({**_without_id(dict(trajectory)), **renamed}))
         rows = [
             {**_without_id(v), **renamed, "source": moved.get(v["source"], v["source"])}
             for v in vectors

@@ -71,6 +71,7 @@ def _source_tree(folder: Path) -> str | None:
     """The tree file a run folder came from, as its run.json records it (any run under it)."""
     for marker in (folder / "run.json", *sorted(folder.glob("*/run.json"))):
         data = read_marker(marker)
-        if isinstance(data, dict) and isinstance(data.get("tree_file"), str):
-            return data["tree_file"]
+        tree_file = data.get("tree_file") if isinstance(data, dict) else None
+        if isinstance(tree_file, str):
+            return tree_file
     return None

@@ -10,9 +10,9 @@ import json
 import math
 import re
 from bisect import bisect_right
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from json.scanner import NUMBER_RE
-from typing import Any
+from typing import Any, cast
 
 from genarun.errors import TreeError
 from genarun.tree.reader_common import EMPTY, MAX_DEPTH, PathKey, TreeFileReader
@@ -83,7 +83,7 @@ class JsonReader(TreeFileReader):
         if char == "[":
             return self.array(offset + 1, path)
         if char == '"':
-            return scanstring(text, offset + 1, True)
+            return cast(tuple[Any, int], scanstring(text, offset + 1, True))
         for literal, constant in (("true", True), ("false", False), ("null", None)):
             if text.startswith(literal, offset):
                 return constant, offset + len(literal)

@@ -132,7 +132,7 @@ def measure(value: Any, limit: int | None = None) -> int:
                 stack.extend(item.keys())
                 stack.extend(item.values())
         elif isinstance(item, Namespace):
-            stack.append(item._Namespace__attrs)  # type: ignore[attr-defined]
+            stack.append(item._Namespace__attrs)
         elif isinstance(item, int) and not isinstance(item, bool):
             total += 1 + item.bit_length() // 3
         else:
@@ -289,7 +289,9 @@ def join_check(separator: str, items: list[Any]) -> None:
     check_text(total, "the joined text")
 
 
-def before_str_method(s: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple:
+def before_str_method(
+    s: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
     """Check a call of a text method; returns the arguments to call it with (an iterator
     given to `join` is read once, here, so it is passed on as a list)."""
     if name in ("center", "ljust", "rjust", "zfill"):

@@ -87,7 +87,8 @@ class TreeFileReader:
 def _name_duplicate_nodes(data: Any, duplicates: list[tuple[Problem, PathKey]]) -> None:
     """Name the tree node each duplicate key is in, once the whole file is read."""
     for problem, path in duplicates:
-        current, node_id, i, expected = data, None, 0, "nodes"
+        current, i, expected = data, 0, "nodes"
+        node_id: str | None = None
         # Only the tree's own structure (nodes: [..., children: [...]]) holds nodes.
         while i + 1 < len(path) and path[i] == expected and isinstance(path[i + 1], int):
             try:
@@ -96,6 +97,8 @@ def _name_duplicate_nodes(data: Any, duplicates: list[tuple[Problem, PathKey]]) 
                 break
             if not isinstance(current, dict):
                 break
-            node_id = current["id"] if isinstance(current.get("id"), str) else f"#{path[i + 1] + 1}"
+            node_id = (
+                current["id"] if isinstance(current.get("id"), str) else f"#{int(path[i + 1]) + 1}"
+            )
             expected, i = "children", i + 2
         problem.node = node_id

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from string import Formatter
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
@@ -231,7 +231,7 @@ class Environment(SandboxedEnvironment):
                 "of plain values, their macros and the built-in functions"
             )
         owner = getattr(__obj, "__self__", None)
-        if type(owner) in (str, Markup):
+        if isinstance(owner, str) and type(owner) in (str, Markup):
             args = limits.before_str_method(owner, __obj.__name__, args, kwargs)
         return checked(__context.call(__obj, *args, **kwargs))
 
@@ -277,8 +277,8 @@ def concat(*parts: Any) -> str:
         total += measure(part, LIMITS.text)
     check_text(total, "the joined text")
     if any(isinstance(part, Markup) for part in parts):
-        return checked(Markup("").join(map(str, parts)))
-    return checked("".join(map(str, parts)))
+        return cast(str, checked(Markup("").join(map(str, parts))))
+    return cast(str, checked("".join(map(str, parts))))
 
 
 def container(value: Any) -> Any:
@@ -291,7 +291,8 @@ _HERE = __name__
 
 def _imported(name: str, args: list[nodes.Expr], lineno: int) -> nodes.Call:
     call = nodes.Call(nodes.ImportedName(f"{_HERE}.{name}"), args, [], None, None)
-    return call.set_lineno(lineno)
+    call.set_lineno(lineno)
+    return call
 
 
 def _literal_size(body: list[nodes.Node]) -> int:

@@ -11,7 +11,7 @@ validated against the same model.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
@@ -108,7 +108,7 @@ def model_ref_problem(ref: Any) -> tuple[str | None, str] | None:
 
 T = TypeVar("T")
 # A typed field that may instead hold a Jinja template rendered at run time.
-Tpl = T | TemplateStr  # type: ignore[valid-type]
+Tpl: TypeAlias = Union[T, TemplateStr]  # noqa: UP007 - mypy reads a generic alias only this way
 
 
 class Strict(BaseModel):
@@ -133,12 +133,18 @@ class NoveltySpec(Strict):
     runs: str = Field("this", description="Whose outputs count: this, tree, all or a run id.")
 
 
+_ID_SCHEMA: dict[str, Any] = {
+    "pattern": IDENTIFIER_PATTERN,
+    "not": {"enum": sorted(RESERVED_NAMES)},
+}
+
+
 class NodeBase(Strict):
     """Fields every node has. Kinds subclass this and add their own."""
 
     id: str = Field(
         description="Unique in the tree; an identifier, usable as a variable.",
-        json_schema_extra={"pattern": IDENTIFIER_PATTERN, "not": {"enum": sorted(RESERVED_NAMES)}},
+        json_schema_extra=_ID_SCHEMA,
     )
     kind: str = Field(description="The node kind (template, generate, image, ...).")
     description: str | None = Field(None, description="Free text for people; not used.")

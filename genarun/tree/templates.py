@@ -61,7 +61,9 @@ class _Undefined(StrictUndefined):
     ):
         super().__init__(hint, obj, name, exc)
         if obj is not missing and exc is UndefinedError and hint is None:
-            self._undefined_exception = lambda message: MissingValue(message, obj, name)
+            # Jinja calls this with the message to make the error it raises: ours names the
+            # value that lacks the attribute.
+            self._undefined_exception = lambda message: MissingValue(message, obj, name)  # type: ignore[assignment]
 
     @property
     def _undefined_message(self) -> str:
@@ -141,6 +143,7 @@ def _lookup_subject(source: str, obj: Any, name: Any, scope: Mapping[str, Any]) 
         return None
     fallback = None
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
         if isinstance(node, nodes.Getattr) and node.attr != name:
             continue
         if (

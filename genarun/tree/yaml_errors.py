@@ -68,8 +68,8 @@ def syntax_problem(exc: yaml.MarkedYAMLError, text: str, name: str) -> Problem:
             hint=hint,
         )
     mark = exc.problem_mark or exc.context_mark
-    line = mark.line + 1 if mark is not None else None
-    where = f" at line {line}, column {mark.column + 1}" if mark is not None else ""
+    mark_line = mark.line + 1 if mark is not None else None
+    where = f" at line {mark_line}, column {mark.column + 1}" if mark is not None else ""
     message = exc.problem or exc.context or "invalid YAML"
     if exc.context and exc.problem:
         context = exc.context
@@ -82,8 +82,10 @@ def syntax_problem(exc: yaml.MarkedYAMLError, text: str, name: str) -> Problem:
         else:
             message = f"{context}, {exc.problem}"
     pyyaml_words = f"{exc.problem or ''} {exc.context or ''}"
-    hint = next((h for m, h in _YAML_HINTS.items() if m in pyyaml_words), None)
-    return Problem(f"YAML syntax error{where}: {message}", file=name, line=line, hint=hint)
+    found_hint = next((h for m, h in _YAML_HINTS.items() if m in pyyaml_words), None)
+    return Problem(
+        f"YAML syntax error{where}: {message}", file=name, line=mark_line, hint=found_hint
+    )
 
 
 def _known_mistake(exc: yaml.MarkedYAMLError, text: str) -> tuple[int, int, str, str] | None:

@@ -55,27 +55,32 @@ class _Loader(yaml.SafeLoader):
     def resolve(self, kind: type[Node], value: str | None, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode and implicit[0]:
             return _PLAIN
-        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call, no-any-return]
 
     def compose_node(self, parent: Node | None, index: Any) -> Any:
         # PyYAML composes recursively: stop at the depth trees may have, with its line.
         self.depth = getattr(self, "depth", 0) + 1
         try:
             if self.depth > MAX_DEPTH + 1:
-                raise _TooDeep(self.peek_event().start_mark.line + 1)
+                raise _TooDeep(self._next_line())
             if self.check_event(AliasEvent):
-                line = self.peek_event().start_mark.line + 1
-                return _AliasUse(super().compose_node(parent, index), line)
+                line = self._next_line()
+                anchored = super().compose_node(parent, index)
+                assert anchored is not None  # an alias names a composed node
+                return _AliasUse(anchored, line)
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
+
+    def _next_line(self) -> int:
+        return int(self.peek_event().start_mark.line) + 1  # type: ignore[no-untyped-call]
 
 
 _CLoaderBase: Any = getattr(yaml, "CSafeLoader", None)  # None: PyYAML built without libyaml
 
 if _CLoaderBase is not None:
 
-    class _CLoader(_CLoaderBase):  # type: ignore[misc, valid-type]
+    class _CLoader(_CLoaderBase):  # type: ignore[misc]
         """libyaml's composer, with the same scalar resolution as `_Loader`."""
 
         def resolve(self, kind: type[Node], value: str | None, implicit: tuple[bool, bool]) -> str:
@@ -363,4 +368,4 @@ class YamlReader(TreeFileReader):
 def _line_of(item: Node | _AliasUse) -> int:
     if isinstance(item, _AliasUse):
         return item.line
-    return item.start_mark.line + 1  # type: ignore[no-any-return]
+    return item.start_mark.line + 1
