@@ -166,3 +166,22 @@ db_option = click.option(
     envvar="GENARUN_DB",
     help="SQLite database (default genarun.db here; or $GENARUN_DB).",
 )
+
+
+def verbosity_options(command: Any) -> Any:
+    """`--quiet` / `--verbose` of the commands that run trees (run, rerun, resume): the
+    command receives `verbosity` ("quiet", "normal" or "verbose")."""
+    command = click.option(
+        "--verbose",
+        "-v",
+        "verbosity",
+        flag_value="verbose",
+        help="Also a line per finished node, info logs and the summary table, on a terminal or not.",
+    )(command)
+    return click.option(
+        "--quiet",
+        "-q",
+        "verbosity",
+        flag_value="quiet",
+        help="No progress bars, lines or summary table; errors and the outcome only.",
+    )(command)

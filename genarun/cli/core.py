@@ -15,6 +15,7 @@ from genarun.cli.common import (
     handle_errors,
     one_tree,
     parse_set,
+    verbosity_options,
 )
 
 # genarun.graph.compile.MAX_RUNS, written here so that --help does not import the compiler.
@@ -74,6 +75,7 @@ max_runs_option = click.option(
 )
 @click.option("--dry-run", is_flag=True, help="Validate, compile and check models, then stop.")
 @max_runs_option
+@verbosity_options
 @handle_errors
 def run(
     tree: Path,
@@ -89,6 +91,7 @@ def run(
     batch_size: int,
     dry_run: bool,
     max_runs: int,
+    verbosity: str | None,
 ) -> None:
     """Run TREE: every node, every matrix combination.
 
@@ -132,7 +135,7 @@ def run(
             f"{tree}: valid; {_count(len(compiled.nodes), 'node')}, {_count(runs, 'run')}; nothing was run (--dry-run)"
         )
         return
-    options.progress = Progress()
+    options.progress = Progress(verbosity=verbosity or "normal")
     outcome = run_tree(tree, options)
     echo_outcome(outcome, db)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import DeviceType, db_option, handle_errors
+from genarun.cli.common import DeviceType, db_option, handle_errors, verbosity_options
 
 
 def echo_outcome(outcome: Any, db: Path | None) -> None:
@@ -94,6 +94,7 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
     "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
 )
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
+@verbosity_options
 @handle_errors
 def rerun(
     run_ref: str,
@@ -105,6 +106,7 @@ def rerun(
     db: Path | None,
     device: str | None,
     batch_size: int,
+    verbosity: str | None,
 ) -> None:
     """A new run of RUN's tree that runs the selected nodes again, with everything depending on
     them, every node whose definition changed in the tree file since, and every node that reads
@@ -118,7 +120,9 @@ def rerun(
     from genarun.run.rerun import rerun_run
     from genarun.run.runner import RunOptions
 
-    options = RunOptions(device=device, batch_size=batch_size, progress=Progress())
+    options = RunOptions(
+        device=device, batch_size=batch_size, progress=Progress(verbosity=verbosity or "normal")
+    )
     result = rerun_run(
         run_ref,
         list(nodes),
@@ -193,9 +197,15 @@ def _echo_seeds(state: Any, label: str = "") -> None:
     "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
 )
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
+@verbosity_options
 @handle_errors
 def resume(
-    run_refs: tuple[str, ...], db: Path | None, force: bool, device: str | None, batch_size: int
+    run_refs: tuple[str, ...],
+    db: Path | None,
+    force: bool,
+    device: str | None,
+    batch_size: int,
+    verbosity: str | None,
 ) -> None:
     """Finish runs that were interrupted (Ctrl-C), killed or failed: same run id and folder;
     finished executions are kept, failed and unfinished ones run. RUN is a run id or prefix,
@@ -212,7 +222,9 @@ def resume(
         steps_kept = _trajectory_steps_kept(store, refs)
     finally:
         store.close()
-    options = RunOptions(device=device, batch_size=batch_size, progress=Progress())
+    options = RunOptions(
+        device=device, batch_size=batch_size, progress=Progress(verbosity=verbosity or "normal")
+    )
     result = resume_runs(refs, db=db, force=force, options=options)
     for run_id, kept in result.kept.items():
         # A cycle's finished steps are kept too, though its execution had not finished:

@@ -46,6 +46,7 @@ class ModelQueue:
         self.loads: list[tuple[float, float, str]] = []
         self.runs: set[str] = set()
         self.nodes: dict[str, None] = {}  # in the order they first asked
+        self.loading_since: float | None = None  # while its model loads
 
 
 class ModelBatcher:
@@ -123,7 +124,11 @@ class ModelBatcher:
         if self.models.is_loaded(q.spec, self.device):
             return self.models.get(q.spec, self.device)
         at, began = time.time(), time.perf_counter()
-        model = self.models.get(q.spec, self.device)
+        q.loading_since = at  # shown by the progress display while the load lasts
+        try:
+            model = self.models.get(q.spec, self.device)
+        finally:
+            q.loading_since = None
         device = str(getattr(model, "device", None) or self.device or "cpu")
         q.loads.append((at, time.perf_counter() - began, device))
         return model

@@ -97,6 +97,8 @@ class Executor:
         self.batcher = ModelBatcher(
             self.options.batch_size, self.options.device, self.recorder.log, self.events
         )
+        if self.progress and hasattr(self.progress, "watch"):
+            self.progress.watch(self.batcher)
         self.effects = EffectPool(
             self.events,
             io_workers=self.options.io_workers,
@@ -277,6 +279,8 @@ class Executor:
                 paths_scopes.append(((*slot.parent_path, index), item_scope))
                 run.foreach_values[(node.id, (*slot.parent_path, index))] = item  # run.json
             run.foreach_items[(node.id, slot.parent_path)] = len(paths_scopes)  # for output.json
+        if self.progress:
+            self.progress.scheduled(node.id, len(paths_scopes))
         for path, item_scope in paths_scopes:
             self._pending_add(run, node.id, slot.parent_path, +1)
             self.ready.append(Instance(run, node, path, item_scope, self._seed_of(run, node, path)))

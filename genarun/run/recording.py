@@ -117,9 +117,9 @@ class ExecutionRecorder:
                 "message": message,
             }
         )
-        if self.progress and level in ("warning", "error"):
+        if self.progress:
             where = f"{inst.node.id}{''.join(f'[{i}]' for i in inst.path)}: " if inst else ""
-            self.progress.message(f"{level}: {where}{message}")
+            self.progress.message(f"{level}: {where}{message}", level)
 
     def flush(self) -> None:
         """Commit finished executions and logs: nothing finished is ever lost."""
