@@ -115,11 +115,13 @@ class EffectPool:
         effect = request.effect
         host = effect.host if isinstance(effect, Call) else None
         if host is not None:
-            limit = (effect.host_limit if isinstance(effect, Call) else None) or self.io_per_host
-            if self.per_host[host] >= limit:
+            host_limit = (
+                effect.host_limit if isinstance(effect, Call) else None
+            ) or self.io_per_host
+            if self.per_host[host] >= host_limit:
                 return False
-        limit = request.node_limit
-        return limit is None or self.per_node[request.node_key] < limit
+        node_limit = request.node_limit
+        return node_limit is None or self.per_node[request.node_key] < node_limit
 
     def _run(self, request: EffectRequest) -> None:
         """On a pool thread: run the effect once and post what came of it."""
