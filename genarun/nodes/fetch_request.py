@@ -17,11 +17,15 @@ import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genarun.net.http import HttpClient, HttpError, HttpPolicy, HttpResponse
 from genarun.redaction import redact, remember_secret
 from genarun.tree import secrets as secret_refs
+
+if TYPE_CHECKING:
+    # Imported where a request is sent: httpx and its TLS setup cost a run that fetches
+    # nothing a large part of its start (the kind registers with every run).
+    from genarun.net.http import HttpClient, HttpError, HttpPolicy, HttpResponse
 
 
 class FetchError(ValueError):
@@ -152,6 +156,8 @@ _clients_lock = threading.Lock()
 
 def client_for(policy: HttpPolicy) -> HttpClient:
     """One shared client (and connection pool) per policy, for the life of the process."""
+    from genarun.net.http import HttpClient
+
     with _clients_lock:
         client = _clients.get(policy)
         if client is None:
@@ -160,6 +166,8 @@ def client_for(policy: HttpPolicy) -> HttpClient:
 
 
 def policy_for(limits: Limits, *, carries_secrets: bool) -> HttpPolicy:
+    from genarun.net.http import HttpPolicy
+
     return HttpPolicy(
         connect_timeout=min(limits.connect, limits.total),
         read_timeout=min(limits.read, limits.total),
@@ -182,6 +190,8 @@ def send(
 ) -> HttpResponse:
     """Fill the placeholders and send (blocking: on an I/O thread). Retries follow the limits;
     a POST or PATCH is retried only with an idempotency key."""
+    from genarun.net.http import HttpError
+
     values: dict[str, str] = {}
     for name in secret_names:
         try:
