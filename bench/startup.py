@@ -68,6 +68,8 @@ def yaml_read_times(tree: Path) -> tuple[float, float]:
     from genarun.tree.yaml_reader import YamlReader
 
     text = tree.read_text()
+    if not hasattr(YamlReader, "_read_python"):  # a genarun from before the libyaml path
+        return float("nan"), float("nan")
     out = []
     for read in (lambda r: r.read(), lambda r: r._read_python()):
         best = float("inf")
