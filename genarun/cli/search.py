@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -49,12 +50,13 @@ def search(
     )
     rows = []
     for m in outcome.matches:
-        row = {"id": m.key, "score": round(m.score, 6), "modality": m.modality}
+        row: dict[str, Any] = {"id": m.key, "score": round(m.score, 6), "modality": m.modality}
         if m.chunk is not None:
             row["source"] = {"document": m.chunk.source, "chunk": m.chunk.index}
             row["content"] = m.chunk.text if m.chunk.text is not None else m.chunk.source
         else:
             info = m.row
+            assert info is not None  # a match is a document chunk or a stored row
             row["source"] = {"run": info.run_id, "node": info.node_id, "item": list(info.path)}
             row["content"] = (
                 str(Path(outcome.runs.get(info.run_id, "")) / info.source)

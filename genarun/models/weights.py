@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from genarun.errors import ModelError
 from genarun.models.base import ModelSpec, Provider
@@ -176,7 +177,7 @@ def resolved_text(name: str, record: dict[str, str] | None) -> str:
     return f"{head} ({detail})" if detail else head
 
 
-def metadata_fields(spec: ModelSpec) -> dict[str, str]:
+def metadata_fields(spec: ModelSpec) -> dict[str, Any]:
     """An image's model metadata: the tree's name for it (`model`) and what that resolved to
     (`model_id`, `provider`, `revision`, `weights`; empty ones left out)."""
     record = resolved(spec)

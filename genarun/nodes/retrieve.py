@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 from pydantic import Field, field_validator
 
@@ -98,8 +98,9 @@ def run(ctx: ExecutionContext, node: RetrieveNode) -> Generator[list[Invoke], An
     matches = search(
         pool,
         vector,
-        k=node.k,
-        budget_tokens=node.budget_tokens,
+        # Rendered before the run: templates in these fields are numbers by now.
+        k=cast(int | None, node.k),
+        budget_tokens=cast(int | None, node.budget_tokens),
         diversity=node.diversity,
     )
     ctx.log(

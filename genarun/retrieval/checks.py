@@ -24,7 +24,7 @@ def tree_problems(compiled: CompiledTree) -> list[Problem]:
     problems: list[Problem] = []
     documents = documents_spec(loaded.spec.documents)
     if documents is not None:
-        where = (
+        where: tuple[str, ...] = (
             ("documents",) if isinstance(loaded.spec.documents, list) else ("documents", "paths")
         )
         _files, found = document_files(loaded.path.parent.resolve(), documents)

@@ -37,7 +37,7 @@ def documents_spec(value: list[str] | DocumentsSpec | None) -> DocumentsSpec | N
     """The tree's `documents:` in its long form."""
     if value is None or isinstance(value, DocumentsSpec):
         return value
-    return DocumentsSpec(paths=list(value))
+    return DocumentsSpec.model_validate({"paths": list(value)})
 
 
 def document_files(tree_dir: Path, spec: DocumentsSpec) -> tuple[list[str], list[DocumentProblem]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -106,9 +106,9 @@ def _novelty_check(
     return worst
 
 
-def threshold(max_similarity: float | dict[str, float], pair: str) -> float:
+def threshold(max_similarity: float | Mapping[Any, float], pair: str) -> float:
     """The most similarity allowed between outputs of a modality pair (text, image, cross)."""
-    if isinstance(max_similarity, dict):
+    if isinstance(max_similarity, Mapping):
         return float(max_similarity.get(pair, max_similarity.get("text", 0.9)))
     return float(max_similarity)
 

@@ -90,7 +90,8 @@ def search(
         return candidates[:limit]
     if limit is None and sum(m.tokens for m in candidates) <= budget_tokens:
         return candidates  # the whole corpus fits in the prompt
-    picked, used = [], 0
+    picked: list[Match] = []
+    used = 0
     for match in candidates:
         if limit is not None and len(picked) >= limit:
             break
