@@ -129,10 +129,9 @@ def assemble_request(
 ) -> Generator[Invoke, Any, FetchRequest]:
     """The request with the parameters a text model filled in (or those stored for this
     execution already), validated; yields the model's invocations."""
-    spec = node.assemble
-    assert spec is not None
-    if not isinstance(spec, AssembleSpec):
-        spec = AssembleSpec.model_validate(spec)
+    given = node.assemble
+    assert given is not None
+    spec = given if isinstance(given, AssembleSpec) else AssembleSpec.model_validate(given)
     try:
         operation = load_operation(spec.from_, ctx.tree_dir) if spec.from_ else None
         schema = load_schema(spec.schema_, ctx.tree_dir) if spec.schema_ is not None else None

@@ -182,18 +182,18 @@ def run(ctx: ExecutionContext, node: HumanNode) -> Any:
         poll=lambda: _poll(store, request.id),
     )
     status, value = outcome
-    on_timeout = request.on_timeout  # as pinned when it was asked
+    pinned: str = request.on_timeout  # as pinned when it was asked
     if status == "answered":
         from genarun.values import from_json
 
         return from_json(value, ctx.run.folder)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(request.expires or time.time()))
-    if on_timeout == "default":
+    if pinned == "default":
         from genarun.values import from_json
 
         ctx.log("info", f"no answer by {when}: the default is the output")
         return from_json(request.default, ctx.run.folder)
-    if on_timeout == "skip":
+    if pinned == "skip":
         raise SkipExecution(f"no answer by {when} (on_timeout: skip)")
     raise ValueError(
         f"no answer by {when} (timeout passed; on_timeout: fail): answer sooner, give a longer "

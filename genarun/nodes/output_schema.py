@@ -129,7 +129,7 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
     errors = list(cls(cls.META_SCHEMA).iter_errors(schema))
     if not errors:
         return None
-    error: SchemaError = best_match(errors)  # type: ignore[assignment]
+    error: SchemaError = best_match(errors)
     where = "/".join(str(p) for p in error.absolute_path) or "the top level"
     return f"at {where}: {error.message[:300]}"
 
