@@ -97,6 +97,31 @@ def test_all_problems_of_a_tree_are_reported_at_once(tmp_path: Path) -> None:
     assert f"{path}:13 node 'c': unknown field 'tempature' (allowed fields: " in text
 
 
+def test_a_misspelt_key_in_a_nested_mapping_is_judged_against_that_mapping(
+    tmp_path: Path,
+) -> None:
+    """`cache: {tll}` suggests ttl (not the node's fields), and `documents: {chunk_sise}` (a
+    list or a mapping) names the key at its line, not 'expected a list' plus a class name."""
+    path = tmp_path / "nested.yaml"
+    path.write_text(
+        "genarun: 1\n"
+        "name: nested\n"
+        "documents:\n"
+        "  paths: [docs/]\n"
+        "  chunk_sise: 400\n"
+        "nodes:\n"
+        "  - id: place\n"
+        "    kind: fetch\n"
+        "    url: http://127.0.0.1:9/x\n"
+        "    cache: {tll: 1d}\n"
+    )
+    text = str(tree_error(path))
+    assert f"{path}:5: unknown field 'documents.chunk_sise' (did you mean 'chunk_size'?)" in text
+    assert f"{path}:10 node 'place': unknown field 'cache.tll' (did you mean 'ttl'?)" in text
+    assert "expected a list" not in text
+    assert "DocumentsSpec" not in text
+
+
 def test_missing_version_is_reported_once(tmp_path: Path) -> None:
     path = tmp_path / "noversion.yaml"
     path.write_text("name: t\nnodes:\n  - id: a\n    kind: group\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,7 @@ def _pydantic_problems(
     for err in exc.errors():
         clean = _place(err["loc"], data)
         by_loc.setdefault(clean, []).append(err)
+    _drop_wrong_branches(by_loc)
     for clean, errs in by_loc.items():
         if loc == () and len(clean) > 1 and clean[0] == "nodes":
             continue  # nodes are validated one by one with their kinds
@@ -285,10 +287,15 @@ def _pydantic_problems(
         expected = _expected(errs)
         if err["type"] == "extra_forbidden":
             msg = f"unknown field '{name}'"
-            hint = (
-                did_you_mean(str(clean[-1]) if clean else "", fields)
-                or f"allowed fields: {', '.join(sorted(fields))}"
-            )
+            # A key inside a nested mapping (cache: {tll}) is judged against that mapping's
+            # fields, not the node's.
+            here = _fields_at(model, clean[:-1]) if len(clean) > 1 else fields
+            if here is None:
+                hint = None
+            else:
+                hint = did_you_mean(str(clean[-1]), here) or (
+                    f"allowed fields: {', '.join(sorted(here))}"
+                )
         elif err["type"] == "missing":
             msg = f"missing required field '{name}'"
         else:
@@ -434,7 +441,57 @@ def _is_type_tag(part: str) -> bool:
         part in {"int", "float", "str", "bool", "dict[str,any]", "list[any]", "none"}
         or "[" in part
         or part.startswith(("function-", "literal", "constrained-"))
+        # A union branch that is a model is tagged with its class name (DocumentsSpec); field
+        # names are snake_case, and a key the data has is never judged a tag.
+        or re.fullmatch(r"[A-Z][A-Za-z0-9]*", part) is not None
     )
+
+
+def _drop_wrong_branches(by_loc: dict[Loc, list[Any]]) -> None:
+    """A union field (`documents: [..] | {paths, ...}`) given a mapping with a mistake inside
+    fails both branches: the list branch says 'expected a list' at the field, the mapping
+    branch names the mistake below it. The branch that got inside is the one meant, so the
+    type errors of the others at the field itself are dropped."""
+    for loc in list(by_loc):
+        deeper = any(len(o) > len(loc) and o[: len(loc)] == loc for o in by_loc)
+        if deeper and all(e["type"].endswith("_type") for e in by_loc[loc]):
+            del by_loc[loc]
+
+
+def _fields_at(model: type[BaseModel], path: Loc) -> set[str] | None:
+    """The field names of the model found at `path` under `model` (None where the path does
+    not lead to a model): what an unknown key there could have meant."""
+    current: type[BaseModel] | None = model
+    skip_key = False
+    for part in path:
+        if isinstance(part, int) or skip_key:
+            skip_key = False
+            continue
+        if current is None:
+            return None
+        field = next(
+            (f for n, f in current.model_fields.items() if part in (n, f.alias)),
+            None,
+        )
+        if field is None:
+            return None
+        current, skip_key = _model_in(field.annotation)
+    if current is None:
+        return None
+    return {f.alias or n for n, f in current.model_fields.items()}
+
+
+def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model an annotation holds (in an Optional, union, list or dict), and whether a
+    mapping's key comes before it in a location."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    origin = typing.get_origin(annotation)
+    for arg in typing.get_args(annotation):
+        found, _ = _model_in(arg)
+        if found is not None:
+            return found, origin is dict
+    return None, False
 
 
 def _clean_message(msg: str) -> str:
