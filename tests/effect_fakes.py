@@ -66,14 +66,17 @@ class CountingServer:
                         status = 200 if server.model_started.wait(30) else 504
                     elif server.delay:
                         time.sleep(server.delay)
-                    body = self.path.encode()
-                    self.send_response(status)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
                 finally:
+                    # Counted out before the answer goes: once the client has it, its slot is
+                    # free and the next request may arrive before this thread runs again (a
+                    # decrement after the write saw 9 at once under a limit of 8 under load).
                     with server.lock:
                         server.active -= 1
+                body = self.path.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:
                 pass
