@@ -29,6 +29,15 @@ _HEAD = "genarun: 1\nname: t\nnodes:\n  - id: ask_it\n    kind: human\n    quest
         ("    ask: choice\n    options: [a, b]\n    collect: {}\n", "collect needs answers"),
         ("    ask: text\n    on_timeout: skip\n", "give a timeout too"),
         ("    ask: text\n    notfy: http://x\n", "unknown field 'notfy' (did you mean 'notify'?)"),
+        # A default no person could answer would fail only days later, when time is up.
+        ("    ask: choice\n    options: [a, b]\n    default: c\n    timeout: 1h\n", "'c' is not"),
+        ("    ask: approve\n    default: 'no'\n    timeout: 1h\n", "not of type 'boolean'"),
+        # A bad duration is placed at its own line, not the node's.
+        ("    ask: text\n    timeout: 3 days\n", ":8 node 'ask_it': field 'timeout': '3 days'"),
+        (
+            "    ask: choice\n    options: [a, b]\n    collect: {answers: 2, until: 2 hours}\n",
+            ":9 node 'ask_it': field 'collect.until': '2 hours' is not a duration",
+        ),
     ],
 )
 def test_questions_that_cannot_be_asked_are_refused_with_their_place(
@@ -41,6 +50,15 @@ def test_questions_that_cannot_be_asked_are_refused_with_their_place(
     assert f"{tree}:" in result.output and "ask_it" in result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (workdir / "genarun.db").exists()
+
+
+def test_a_default_that_is_an_answer_is_taken(workdir: Path, cli) -> None:
+    tree = workdir / "t.yaml"
+    tree.write_text(
+        _HEAD + "    ask: choice\n    options: [a, b]\n    default: b\n    timeout: 1h\n"
+    )
+    result = cli("validate", tree)
+    assert result.exit_code == 0, result.output
 
 
 def test_best_over_something_that_is_not_a_list_fails_the_node(workdir: Path, cli) -> None:

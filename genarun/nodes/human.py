@@ -14,9 +14,9 @@ import time
 import urllib.parse
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from genarun.human.answers import ASKS, answer_schema, parse_duration
+from genarun.human.answers import ASKS, answer_schema, parse_duration, validate_answer
 from genarun.nodes.base import ExecutionContext, NodeKind, SkipExecution
 from genarun.nodes.effects import Call, Wait
 from genarun.tree.schema import NodeBase, PositiveInt, Strict, TemplateStr
@@ -35,6 +35,14 @@ class Collect(Strict):
         description="How long the poll stays open after it is asked (90s, 30m, 2h, 3d; seconds "
         "as a number); it then closes with the votes it has.",
     )
+
+    # A field validator (not the model's), so a bad duration is reported at its own line.
+    @field_validator("until")
+    @classmethod
+    def _until(cls, value: str | float | None) -> str | float | None:
+        if value is not None and not _template(value):
+            parse_duration(value)
+        return value
 
     @model_validator(mode="after")
     def _something(self) -> Collect:
@@ -79,6 +87,13 @@ class HumanNode(NodeBase):
         description="A poll: {answers: N, until: duration}; the output is the tally and winner.",
     )
 
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str | float | None) -> str | float | None:
+        if value is not None and not _template(value):
+            parse_duration(value)
+        return value
+
     @model_validator(mode="after")
     def _coherent(self) -> HumanNode:
         literal_options = isinstance(self.options, list)
@@ -92,20 +107,33 @@ class HumanNode(NodeBase):
                 "ask: best picks from a list: options must be one, or an upstream foreach's "
                 "outputs (options: '{{ cover }}')"
             )
+        schema = None
         if self.answer_schema is not None or literal_options:
             options = self.options if literal_options else None
             if self.ask in ("choice", "multi", "best") and not literal_options:
                 options = ["?"]  # known only when it runs
-            answer_schema(self.ask, options, self.answer_schema)
+            schema = answer_schema(self.ask, options, self.answer_schema)
+        elif self.ask in ("text", "number", "approve"):
+            schema = answer_schema(self.ask, None, None)
+        # The default is the output a person could have given (best's is the item, not its
+        # number; a poll's is its tally): one no answer could be fails only after the wait.
+        if (
+            schema is not None
+            and "default" in self.model_fields_set
+            and self.default is not None
+            and self.ask != "best"
+            and self.collect is None
+            and not _template(self.default)
+            and (literal_options or self.ask in ("text", "number", "approve"))
+        ):
+            try:
+                validate_answer(self.default, schema)
+            except ValueError as exc:
+                raise ValueError(f"default is not an answer to this question: {exc}") from None
         if self.on_timeout == "default" and "default" not in self.model_fields_set:
             raise ValueError("on_timeout: default needs a default: the output when time is up")
         if self.on_timeout is not None and self.timeout is None and self.collect is None:
             raise ValueError("on_timeout applies when the timeout passes: give a timeout too")
-        if self.timeout is not None and not _template(self.timeout):
-            parse_duration(self.timeout)
-        until = self.collect.until if self.collect is not None else None
-        if until is not None and not _template(until):
-            parse_duration(until)
         return self
 
 
