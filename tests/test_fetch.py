@@ -307,6 +307,24 @@ def test_fields_are_validated_before_anything_runs(
     assert not (workdir / "genarun.db").exists()
 
 
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ("url: api.example.com/v1\n", ":7 node 'call': field 'url': 'api.example.com/v1' is not"),
+        ("url: http://127.0.0.1:9/x\n    timeout: -1\n", ":8 node 'call': field 'timeout'"),
+    ],
+)
+def test_a_written_out_url_or_timeout_is_checked_before_the_run(
+    cli: Callable[..., Result], workdir: Path, fields: str, expected: str
+) -> None:
+    """A URL without a scheme failed every execution, and only once the run reached it."""
+    path = write_tree(workdir, f"  - id: call\n    kind: fetch\n    {fields}")
+    result = cli("run", path)
+    assert result.exit_code == 2, result.output
+    assert f"{path}{expected}" in result.output and "Traceback" not in result.output
+    assert not (workdir / "genarun.db").exists()
+
+
 def test_head_gives_status_and_headers_and_an_empty_answer_is_empty_text(
     server: FetchServer, cli: Callable[..., Result], workdir: Path
 ) -> None:

@@ -154,6 +154,30 @@ class FetchNode(NodeBase):
     def _assemble(cls, value: Any, info: ValidationInfo) -> Any:
         return check_assemble_field(value, info.context)
 
+    # A URL or timeout written out (no template) is checked before the run: a typo in it
+    # would otherwise fail every execution of the node only once the run reaches it.
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        import urllib.parse
+
+        if "{{" in value or "{%" in value:
+            return value
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"'{value}' is not an absolute http(s) URL: write it as"
+                " https://api.example.com/v1/items"
+            )
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and value <= 0:
+            raise ValueError(f"timeout must be more than 0 seconds, not {value}")
+        return value
+
     @field_validator("extract")
     @classmethod
     def _extract(cls, value: str | None) -> str | None:
