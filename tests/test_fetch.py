@@ -346,7 +346,8 @@ def test_head_gives_status_and_headers_and_an_empty_answer_is_empty_text(
     assert out["probe"]["status"] == 200
     assert out["probe"]["headers"]["content-type"] == "application/json"
     assert out["nothing"] == ""
-    assert [r["method"] for r in server.requests] == ["HEAD", "DELETE"]
+    # Independent nodes: their calls run on the I/O pool at once, in either order.
+    assert sorted(r["method"] for r in server.requests) == ["DELETE", "HEAD"]
 
 
 def test_a_post_is_sent_once_while_a_model_batch_of_the_run_is_halved(
