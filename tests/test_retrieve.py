@@ -181,6 +181,15 @@ BAD_TREES = {
         "    novelty: {against: [cover], model: dummy-text-embed}\n",
         "cannot do 'embed_image'",
     ),
+    "a novelty limit above 1, which would never regenerate": (
+        "  - id: text\n    kind: generate\n    model: dummy-llm\n    prompt: hi\n"
+        "    novelty: {against: [text], model: minilm, max_similarity: 1.5}\n",
+        "field 'novelty.max_similarity': max_similarity 1.5 is not a cosine similarity",
+    ),
+    "documents misspelt in from": (
+        "  - id: found\n    kind: retrieve\n    query: hi\n    from: documnts\n    model: minilm\n",
+        "no node 'documnts' in the tree (did you mean 'documents'?",
+    ),
 }
 
 

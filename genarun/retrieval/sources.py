@@ -91,7 +91,7 @@ def resolve_sources(
             target = by_id.get(name)
             if target is None:
                 if runs == "this":
-                    hint = did_you_mean(name, set(by_id))
+                    hint = did_you_mean(name, set(by_id) | {DOCUMENTS})
                     found.problems.append(
                         Problem(
                             f"{label}: no node '{name}' in the tree",

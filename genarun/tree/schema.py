@@ -132,6 +132,18 @@ class NoveltySpec(Strict):
     attempts: int = Field(3, ge=1, le=20, description="Generations tried in all.")
     runs: str = Field("this", description="Whose outputs count: this, tree, all or a run id.")
 
+    @field_validator("max_similarity")
+    @classmethod
+    def _similarity(cls, value: float | dict[str, float]) -> float | dict[str, float]:
+        # A cosine similarity lies in [-1, 1]: a limit above 1 would never regenerate anything.
+        for limit in value.values() if isinstance(value, dict) else [value]:
+            if not -1.0 <= limit <= 1.0:
+                raise ValueError(
+                    f"max_similarity {limit} is not a cosine similarity: give one from -1 to 1"
+                    " (0.9 regenerates near-copies)"
+                )
+        return value
+
 
 _ID_SCHEMA: dict[str, Any] = {
     "pattern": IDENTIFIER_PATTERN,
