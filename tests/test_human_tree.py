@@ -32,6 +32,7 @@ _HEAD = "genarun: 1\nname: t\nnodes:\n  - id: ask_it\n    kind: human\n    quest
         # A default no person could answer would fail only days later, when time is up.
         ("    ask: choice\n    options: [a, b]\n    default: c\n    timeout: 1h\n", "'c' is not"),
         ("    ask: approve\n    default: 'no'\n    timeout: 1h\n", "not of type 'boolean'"),
+        ("    ask: text\n    notify: chat.example.com/hook\n", "field 'notify': 'chat.example"),
         # A bad duration is placed at its own line, not the node's.
         ("    ask: text\n    timeout: 3 days\n", ":8 node 'ask_it': field 'timeout': '3 days'"),
         (

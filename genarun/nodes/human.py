@@ -87,6 +87,19 @@ class HumanNode(NodeBase):
         description="A poll: {answers: N, until: duration}; the output is the tally and winner.",
     )
 
+    @field_validator("notify")
+    @classmethod
+    def _notify(cls, value: str | None) -> str | None:
+        # A written-out URL is checked now: a typo would only be found when the POST fails.
+        if value is None or _template(value):
+            return value
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"'{value}' is not an absolute http(s) URL: write it as https://chat.example.com/hook"
+            )
+        return value
+
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: str | float | None) -> str | float | None:
