@@ -183,6 +183,10 @@ def test_answers_failing_the_parameter_schema_fail_the_node_after_retries(
         ("{model: dummy}", "assemble needs exactly one of from:"),
         ("{model: dummy, schema: {type: objekt}}", "not a valid JSON Schema"),
         ("{model: dumy, schema: {type: object}}", "unknown model 'dumy'"),
+        (
+            "{model: dummy, schema: {type: object}, instructons: hi}",
+            "instructons: unknown field (did you mean 'instructions'?)",
+        ),
     ],
 )
 def test_bad_assemble_is_an_error_before_anything_runs(

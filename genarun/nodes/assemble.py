@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from genarun.errors import did_you_mean
 from genarun.models.base import Invocation
 from genarun.nodes.effects import Invoke
 from genarun.nodes.openapi import OpenApiProblem, Operation, load_operation
@@ -115,6 +116,11 @@ def check_assemble_field(value: Any, context: Any) -> Any:
         for error in exc.errors(include_url=False):
             where = ".".join(str(p) for p in error["loc"])
             message = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                # A misspelt key: name the one meant, as for any other field of a node.
+                fields = {f.alias or n for n, f in AssembleSpec.model_fields.items()}
+                meant = did_you_mean(str(error["loc"][-1]), fields)
+                message = f"unknown field ({meant or 'allowed: ' + ', '.join(sorted(fields))})"
             problems.append(f"{where}: {message}" if where else message)
         raise ValueError("; ".join(problems)) from None
     return value
