@@ -160,6 +160,23 @@ class DeviceType(click.ParamType):
         )
 
 
+def executor_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`--executor local|ray` and `--ray-address` (also GENARUN_EXECUTOR, RAY_ADDRESS)."""
+    fn = click.option(
+        "--ray-address",
+        envvar="RAY_ADDRESS",
+        help="With --executor ray: the cluster to join (default: start Ray on this machine).",
+    )(fn)
+    return click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        envvar="GENARUN_EXECUTOR",
+        default="local",
+        show_default=True,
+        help="Where model batches, I/O calls and CPU work run: threads here, or Ray.",
+    )(fn)
+
+
 db_option = click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -12,6 +12,7 @@ from genarun.cli.common import (
     DeviceType,
     SeedType,
     db_option,
+    executor_options,
     handle_errors,
     one_tree,
     parse_set,
@@ -76,6 +77,7 @@ max_runs_option = click.option(
 @click.option("--dry-run", is_flag=True, help="Validate, compile and check models, then stop.")
 @max_runs_option
 @verbosity_options
+@executor_options
 @handle_errors
 def run(
     tree: Path,
@@ -92,6 +94,8 @@ def run(
     dry_run: bool,
     max_runs: int,
     verbosity: str | None,
+    executor: str,
+    ray_address: str | None,
 ) -> None:
     """Run TREE: every node, every matrix combination.
 
@@ -126,7 +130,13 @@ def run(
         from_run=from_run,
         cache=not no_cache,
         max_runs=max_runs,
+        executor=executor,
+        ray_address=ray_address,
     )
+    if executor == "ray":  # before anything is written: say how to install it
+        from genarun.run.ray_backend import import_ray
+
+        import_ray()
     if dry_run:
         compiled = prepare(tree, options)
         check_all_models(compiled)

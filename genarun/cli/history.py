@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import DeviceType, db_option, handle_errors, verbosity_options
+from genarun.cli.common import (
+    DeviceType,
+    db_option,
+    executor_options,
+    handle_errors,
+    verbosity_options,
+)
 
 
 def echo_outcome(outcome: Any, db: Path | None) -> None:
@@ -198,6 +204,7 @@ def _echo_seeds(state: Any, label: str = "") -> None:
 )
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
 @verbosity_options
+@executor_options
 @handle_errors
 def resume(
     run_refs: tuple[str, ...],
@@ -206,6 +213,8 @@ def resume(
     device: str | None,
     batch_size: int,
     verbosity: str | None,
+    executor: str,
+    ray_address: str | None,
 ) -> None:
     """Finish runs that were interrupted (Ctrl-C), killed or failed: same run id and folder;
     finished executions are kept, failed and unfinished ones run. RUN is a run id or prefix,
@@ -222,8 +231,16 @@ def resume(
         steps_kept = _trajectory_steps_kept(store, refs)
     finally:
         store.close()
+    if executor == "ray":  # before anything is written: say how to install it
+        from genarun.run.ray_backend import import_ray
+
+        import_ray()
     options = RunOptions(
-        device=device, batch_size=batch_size, progress=Progress(verbosity=verbosity or "normal")
+        device=device,
+        batch_size=batch_size,
+        progress=Progress(verbosity=verbosity or "normal"),
+        executor=executor,
+        ray_address=ray_address,
     )
     result = resume_runs(refs, db=db, force=force, options=options)
     for run_id, kept in result.kept.items():

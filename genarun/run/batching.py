@@ -16,6 +16,7 @@ from typing import Any
 
 from genarun.models.base import ModelSpec, batch_key
 from genarun.models.device import own_stream
+from genarun.run.ray_backend import MAX_ACTOR_DEATHS, ActorDied
 from genarun.run.recording import short_error
 from genarun.run.state import RunState
 from genarun.run.work_units import Request
@@ -58,6 +59,7 @@ class ModelBatcher:
         device: str | None,
         log: Callable[[RunState, str, str], None],
         events: queue.Queue[Any] | None = None,
+        models: Any = None,
     ) -> None:
         self.batch_size = batch_size
         self.device = device
@@ -67,7 +69,8 @@ class ModelBatcher:
         self.in_flight = 0
         # Where finished batches are posted (the executor's queue of every kind of event).
         self.events: queue.Queue[Any] = events if events is not None else queue.Queue()
-        self._models: Any = None
+        # Where models are loaded: the process's cache, or the Ray executor's actors.
+        self._models: Any = models
 
     def enqueue(self, request: Request) -> None:
         request.attempt = request.instance.attempts
@@ -142,7 +145,18 @@ class ModelBatcher:
         if error is None:
             self._regrow(q, batch[0].instance.run, len(batch))
             return False
-        if len(batch) > 1 and not isinstance(error, KeyboardInterrupt):
+        if isinstance(error, ActorDied) and all(r.lost < MAX_ACTOR_DEATHS for r in batch):
+            # Not the batch's fault: Ray restarts the actor; the same batch goes again.
+            for request in batch:
+                request.lost += 1
+            q.items.extendleft(reversed(batch))
+            self.log(
+                batch[0].instance.run,
+                "warning",
+                f"{error}; its batch of {len(batch)} is queued again",
+            )
+            return True
+        if len(batch) > 1 and not isinstance(error, KeyboardInterrupt | ActorDied):
             # Smaller batches: out of memory halves them, and one bad input is isolated.
             q.max_batch = max(1, len(batch) // 2)
             q.good_batches = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,10 @@ from genarun.run.work_units import Instance
 
 DEFAULT_IO_WORKERS = 64
 DEFAULT_IO_PER_HOST = 8
+
+
+def _here(fn: Callable[[], Any]) -> Any:
+    return fn()
 
 
 def default_cpu_workers() -> int:
@@ -66,8 +71,11 @@ class EffectPool:
         io_workers: int = DEFAULT_IO_WORKERS,
         io_per_host: int = DEFAULT_IO_PER_HOST,
         cpu_workers: int | None = None,
+        run_compute: Callable[[Callable[[], Any]], Any] | None = None,
     ) -> None:
         self.events = events
+        # How a Compute's function is run from a pool thread: here, or as a Ray task.
+        self.run_compute = run_compute or _here
         self.io_per_host = io_per_host
         self.io = ThreadPoolExecutor(max_workers=io_workers, thread_name_prefix="genarun-io")
         self.cpu = ThreadPoolExecutor(
@@ -126,7 +134,8 @@ class EffectPool:
     def _run(self, request: EffectRequest) -> None:
         """On a pool thread: run the effect once and post what came of it."""
         try:
-            result = request.effect.fn()
+            effect = request.effect
+            result = self.run_compute(effect.fn) if isinstance(effect, Compute) else effect.fn()
         except BaseException as exc:  # the kind's to handle: thrown into its generator
             self.events.put(EffectDone(request, error=exc))
         else:

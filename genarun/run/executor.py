@@ -65,6 +65,7 @@ class ExecutorOptions:
     io_workers: int = DEFAULT_IO_WORKERS  # threads for `Call`s (I/O waits, not CPU)
     io_per_host: int = DEFAULT_IO_PER_HOST  # `Call`s at once to one host
     cpu_workers: int | None = None  # threads for `Compute`s (default: up to 4, by CPU count)
+    backend: Any = None  # run.ray_backend.RayBackend: model batches and CPU work on Ray
 
 
 @dataclass(eq=False)
@@ -94,8 +95,13 @@ class Executor:
         self.recorder = ExecutionRecorder(runs[0].store if runs else None, self.progress)
         # What the pools finished: model batches (tuples) and effects (EffectDone).
         self.events: queue.Queue[Any] = queue.Queue()
+        backend = self.options.backend
         self.batcher = ModelBatcher(
-            self.options.batch_size, self.options.device, self.recorder.log, self.events
+            self.options.batch_size,
+            self.options.device,
+            self.recorder.log,
+            self.events,
+            models=backend.models if backend is not None else None,
         )
         if self.progress and hasattr(self.progress, "watch"):
             self.progress.watch(self.batcher)
@@ -103,7 +109,11 @@ class Executor:
             self.events,
             io_workers=self.options.io_workers,
             io_per_host=self.options.io_per_host,
-            cpu_workers=self.options.cpu_workers,
+            # On Ray each pool thread only waits for its task: as many as Ray has CPUs for.
+            cpu_workers=self.options.cpu_workers or (16 if backend is not None else None),
+            # Calls stay on this process's I/O pool: they only wait on the network, and what
+            # they carry (a fetch's secrets) never leaves the driver.
+            run_compute=backend.run_compute if backend is not None else None,
         )
         self.waits: list[Waiting] = []
         self.stopped: FolderNotWritable | None = None  # the run folder became unwritable

@@ -51,6 +51,8 @@ class RunOptions:
     from_run: str | None = None  # where --only takes what it needs (default: latest run)
     cache: bool = True  # reuse identical stored executions from any run
     max_runs: int = MAX_RUNS  # the most runs the matrix may expand into (--max-runs)
+    executor: str = "local"  # or "ray" (genarun.run.ray_backend)
+    ray_address: str | None = None  # a Ray cluster to join (default: RAY_ADDRESS, or start one)
 
 
 @dataclass
@@ -389,6 +391,12 @@ def execute_runs(
 ) -> Outcome:
     """Execute prepared runs together, then store their status and write their folders;
     `refresh`: make `latest/` a copy of `folder` when they complete."""
+    backend = None
+    if options.executor == "ray":
+        from genarun.run.ray_backend import RayBackend
+
+        backend = RayBackend(options.ray_address)
+        backend.connect()
     executor = Executor(
         runs,
         ExecutorOptions(
@@ -396,6 +404,7 @@ def execute_runs(
             batch_size=options.batch_size,
             device=options.device,
             progress=options.progress,
+            backend=backend,
         ),
     )
     if options.progress:
@@ -420,6 +429,8 @@ def execute_runs(
         heartbeat.stop()
         if options.progress:
             options.progress.stop()
+        if backend is not None:
+            backend.close()
     for state in runs:
         state.wait_for_assets()
         run_status = status if status != "completed" else _run_status(state)

@@ -57,6 +57,7 @@ class Request:
     slot: int  # position in the instance's current yield
     attempt: int = 0  # the instance's attempt that asked; a retry makes older requests stale
     step: int = 0  # the instance's yield that asked
+    lost: int = 0  # times the Ray actor running its batch died
 
 
 def is_stale(request: Any) -> bool:

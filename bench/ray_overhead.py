@@ -1,0 +1,117 @@
+"""Benchmark: the panic example (examples/panic, 4 trajectories on the built-in tiny models) with
+the Ray executor against the local executor, in one process.
+
+    python bench/ray_overhead.py [--steps 20] [--rounds 3] [--num-cpus 2] [--address ADDR]
+
+Ray is started once (`ray.init(num_cpus=..., include_dashboard=False)`, or joined at
+--address) before the rounds, as a cluster would be up before a run; its start is reported on
+its own. Each round runs the tree locally, then on Ray (fresh databases and folders; every
+execution, trajectory and diagram stored). A Ray round includes starting its model actors and
+loading the models in them. The medians and their ratio are printed, and the outputs of both
+are compared (embedding vectors and image bytes). Target on 2 CPU cores: under 1.3x.
+
+With --tree, any tree (for the GPU trajectory benchmark, a tree of gpu_trajectories' setup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def outputs(folder: Path, db: Path) -> Any:
+    """output.json with embeddings as their vectors and images as their bytes' digests."""
+    conn = sqlite3.connect(db)
+    vectors = dict(conn.execute("SELECT id, vector FROM embeddings").fetchall())
+    conn.close()
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "embedding" in value and "dim" in value:
+                return {**value, "embedding": vectors[value["embedding"]].hex()}
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, str) and value.startswith("assets/"):
+            return hashlib.sha256((folder / value).read_bytes()).hexdigest()
+        return value
+
+    return plain(json.loads((folder / "output.json").read_text()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--address", default=None)
+    parser.add_argument("--tree", type=Path, default=None)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import ray
+
+    from genarun.run.runner import RunOptions, run_tree
+
+    work = Path(tempfile.mkdtemp(prefix="ray-bench-"))
+    os.environ["GENARUN_HOME"] = str(work / "home")
+    if args.tree is None:
+        tree = work / "panic.yaml"
+        text = (REPO / "examples/panic/tree.yaml").read_text()
+        tree.write_text(text.replace("steps: 20", f"steps: {args.steps}"))
+    else:
+        tree = args.tree
+
+    began = time.perf_counter()
+    if args.address:
+        ray.init(address=args.address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    ray_start = time.perf_counter() - began
+
+    times: dict[str, list[float]] = {"local": [], "ray": []}
+    same = True
+    for round_ in range(args.rounds):
+        found = {}
+        for executor in ("local", "ray"):
+            db = work / f"{executor}-{round_}.db"
+            options = RunOptions(
+                db=db,
+                out=work / f"{executor}-{round_}",
+                executor=executor,
+                batch_size=args.batch_size,
+                device=args.device,
+            )
+            began = time.perf_counter()
+            outcome = run_tree(tree, options)
+            times[executor].append(time.perf_counter() - began)
+            if outcome.status != "completed":
+                sys.exit(f"{executor}: {outcome.status}: {outcome.failures[:3]}")
+            found[executor] = [outputs(run.folder, db) for run in outcome.runs]
+        same = same and found["local"] == found["ray"]
+        print(
+            f"round {round_ + 1}: local {times['local'][-1]:.2f} s, ray {times['ray'][-1]:.2f} s",
+            flush=True,
+        )
+    ray.shutdown()
+    local, on_ray = statistics.median(times["local"]), statistics.median(times["ray"])
+    print(f"ray.init: {ray_start:.2f} s (once, before the rounds)")
+    print(f"median local {local:.2f} s, ray {on_ray:.2f} s: ray/local {on_ray / local:.2f}x")
+    print(f"outputs identical: {same}")
+
+
+if __name__ == "__main__":
+    main()

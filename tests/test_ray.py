@@ -1,0 +1,200 @@
+"""The Ray executor on a local Ray (2 CPUs, no dashboard), started once for the module: the same
+outputs as the local executor, an actor killed mid-run recovers, a killed driver resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+from genarun.run.runner import RunOptions, run_tree
+from tests.helpers import query
+
+ray = pytest.importorskip("ray")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A local Ray for the whole module; its address, for drivers in other processes."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def outputs(folder: Path, db: Path) -> Any:
+    """A run's output.json with each embedding's id replaced by its vector (ids depend on the
+    order rows were written), and each image by its bytes' digest."""
+    import hashlib
+
+    conn = sqlite3.connect(db)
+    vectors = dict(conn.execute("SELECT id, vector FROM embeddings").fetchall())
+    conn.close()
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "embedding" in value and "dim" in value:
+                return {**value, "embedding": vectors[value["embedding"]].hex()}
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, str) and value.startswith("assets/"):
+            return hashlib.sha256((folder / value).read_bytes()).hexdigest()
+        return value
+
+    return plain(json.loads((folder / "output.json").read_text()))
+
+
+def run_both(tmp: Path, tree: Path, **options: Any) -> tuple[Any, Any]:
+    """Run `tree` with the local and the Ray executor (separate databases): both outputs."""
+    found = []
+    for executor in ("local", "ray"):
+        db = tmp / f"{executor}.db"
+        outcome = run_tree(
+            tree,
+            RunOptions(db=db, out=tmp / executor, executor=executor, **options),
+        )
+        assert outcome.status == "completed", (executor, outcome.failures)
+        found.append([outputs(run.folder, db) for run in outcome.runs])
+    return found[0], found[1]
+
+
+@pytest.mark.slow  # the tiny models load in the driver and in Ray's actors: about a minute
+@pytest.mark.parametrize("example", ["story", "blog"])
+def test_examples_give_the_same_outputs_on_ray(
+    cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example: str
+) -> None:
+    monkeypatch.setenv("GENARUN_HOME", str(tmp_path / "home"))
+    shutil.copytree(REPO / "examples" / example, tmp_path / example)
+    tree = tmp_path / example / "tree.yaml"
+    local, on_ray = run_both(tmp_path, tree, seed=3)
+    assert local == on_ray
+
+
+@pytest.mark.slow
+def test_panic_gives_the_same_trajectories_on_ray(
+    cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GENARUN_HOME", str(tmp_path / "home"))
+    tree = tmp_path / "panic.yaml"
+    text = (REPO / "examples/panic/tree.yaml").read_text()
+    tree.write_text(text.replace("steps: 20", "steps: 4"))
+    local, on_ray = run_both(tmp_path, tree)
+    assert len(local) == 4 and local == on_ray
+
+
+def stored(db: Path) -> int:
+    """Executions stored so far (0 before the store exists)."""
+    try:
+        return len(query(db, "SELECT id FROM executions"))
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+SLOW_TREE = """\
+genarun: 1
+name: slow
+seed: 5
+models:
+  slow: {provider: dummy, id: dummy-llm, options: {delay: 0.4}}
+nodes:
+  - id: line
+    kind: generate
+    model: slow
+    foreach: range(6)
+    prompt: "line {{ item }}"
+"""
+
+
+def test_a_killed_model_actor_is_restarted_and_its_batch_queued_again(
+    cluster: str, workdir: Path
+) -> None:
+    tree = workdir / "slow.yaml"
+    tree.write_text(SLOW_TREE)
+    killed: list[str] = []
+
+    def kill_the_actor() -> None:
+        # Once the first batch (2 lines, 0.8 s) is stored, the second runs: kill the actor's
+        # process in the middle of it (Ray restarts the actor).
+        db = workdir / "genarun.db"
+        for _ in range(1200):
+            if stored(db) >= 2:
+                time.sleep(0.2)
+                named = [a for a in ray.util.list_named_actors() if a.startswith("genarun-")]
+                ray.kill(ray.get_actor(named[0]), no_restart=False)
+                killed.append(named[0])
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_actor)
+    killer.start()
+    outcome = run_tree(tree, RunOptions(executor="ray", batch_size=2))
+    killer.join()
+    assert killed, "the actor was never found"
+    assert outcome.status == "completed", outcome.failures
+    db = workdir / "genarun.db"
+    died = query(db, "SELECT message FROM logs WHERE message LIKE '%died%queued again%'")
+    assert died, "the actor's death was not logged"
+    rows = query(db, "SELECT status FROM executions")
+    assert [r["status"] for r in rows] == ["done"] * 6
+
+    local = run_tree(tree, RunOptions(db=workdir / "local.db", out=workdir / "local"))
+    assert outputs(outcome.runs[0].folder, db) == outputs(
+        local.runs[0].folder, workdir / "local.db"
+    )
+
+
+def test_a_driver_killed_with_sigkill_is_resumed_on_ray(
+    cluster: str, workdir: Path, cli: Callable[..., Result]
+) -> None:
+    tree = workdir / "slow.yaml"
+    tree.write_text(SLOW_TREE.replace("delay: 0.4", "delay: 0.3"))
+    db = workdir / "genarun.db"
+    env = {**os.environ, "RAY_ADDRESS": cluster}
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "genarun",
+            "run",
+            str(tree),
+            "--executor",
+            "ray",
+            "--batch-size",
+            "1",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(600):  # until two executions are stored
+            if stored(db) >= 2:
+                break
+            time.sleep(0.05)
+        os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        driver.wait(30)
+    done_before = len(query(db, "SELECT id FROM executions"))
+    assert 2 <= done_before < 6
+    run_id = query(db, "SELECT id FROM runs")[0]["id"]
+    resumed = cli("resume", run_id[:8], "--executor", "ray")
+    assert resumed.exit_code == 0, resumed.output
+    rows = query(db, "SELECT node_id, path, status FROM executions")
+    assert sorted(r["path"] for r in rows) == sorted(f"[{i}]" for i in range(6))
+    assert query(db, "SELECT status FROM runs")[0]["status"] == "completed"
