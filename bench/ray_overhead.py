@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def outputs(folder: Path, db: Path) -> Any:
-    """output.json with embeddings as their vectors and images as their bytes' digests."""
+    """output.json with embeddings as their vectors and images as their pixels' digests."""
     conn = sqlite3.connect(db)
     vectors = dict(conn.execute("SELECT id, vector FROM embeddings").fetchall())
     conn.close()
@@ -44,7 +44,11 @@ def outputs(folder: Path, db: Path) -> Any:
         if isinstance(value, list):
             return [plain(v) for v in value]
         if isinstance(value, str) and value.startswith("assets/"):
-            return hashlib.sha256((folder / value).read_bytes()).hexdigest()
+            # The pixels: the PNG's text chunks name the run, which differs between any two.
+            from PIL import Image
+
+            with Image.open(folder / value) as image:
+                return hashlib.sha256(image.mode.encode() + image.tobytes()).hexdigest()
         return value
 
     return plain(json.loads((folder / "output.json").read_text()))

@@ -38,7 +38,7 @@ def cluster() -> Iterator[str]:
 
 def outputs(folder: Path, db: Path) -> Any:
     """A run's output.json with each embedding's id replaced by its vector (ids depend on the
-    order rows were written), and each image by its bytes' digest."""
+    order rows were written), and each image by its pixels' digest."""
     import hashlib
 
     conn = sqlite3.connect(db)
@@ -53,7 +53,11 @@ def outputs(folder: Path, db: Path) -> Any:
         if isinstance(value, list):
             return [plain(v) for v in value]
         if isinstance(value, str) and value.startswith("assets/"):
-            return hashlib.sha256((folder / value).read_bytes()).hexdigest()
+            # The pixels: the PNG's text chunks name the run, which differs between any two.
+            from PIL import Image
+
+            with Image.open(folder / value) as image:
+                return hashlib.sha256(image.mode.encode() + image.tobytes()).hexdigest()
         return value
 
     return plain(json.loads((folder / "output.json").read_text()))

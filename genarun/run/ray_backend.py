@@ -197,6 +197,10 @@ class RayBackend:
             num_cpus=float(spec.option_dict.get("ray_num_cpus", 0)),
             max_restarts=-1,
             max_concurrency=1,
+            # Ray gives a worker one BLAS/torch thread unless told: a model computing with
+            # another thread count sums in another order, and its floats (an image's bytes)
+            # differ from the local executor's. Give it this process's count.
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": _driver_threads()}},
         )
         actor = worker.remote(spec, "cuda" if num_gpus else device)
         info = ray.get(actor.describe.remote())
@@ -222,6 +226,16 @@ class RayBackend:
         if self.started_ray:
             self.ray.shutdown()
             self.started_ray = False
+
+
+def _driver_threads() -> str:
+    """The intra-op thread count torch uses in this process (without importing it here)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return str(torch.get_num_threads())
+    return os.environ.get("OMP_NUM_THREADS") or str(len(os.sched_getaffinity(0)))
 
 
 def gpu_share(spec: ModelSpec, cluster_gpus: float) -> float:
