@@ -90,3 +90,14 @@ def test_genarun_search_finds_a_stored_output(cli, workdir: Path) -> None:
     assert by_run.exit_code == 0 and by_run.output.startswith("1.000  run ")
     other = cli("search", wanted, "--model", "minilm", "--tree", "writer")
     assert other.exit_code == 2 and "nothing embedded with 'minilm'" in other.output
+
+
+def test_search_of_a_tree_file_that_does_not_exist_says_so(cli, workdir: Path) -> None:
+    """--tree takes a name or a file (the README gives a path): a missing file is named as one."""
+    tree = workdir / "one.yaml"
+    tree.write_text("genarun: 1\nname: one\nnodes:\n  - id: a\n    kind: template\n    text: x\n")
+    assert cli("run", tree).exit_code == 0
+    result = cli("search", "hi", "--model", "dummy-text-embed", "--tree", "exampels/tree.yaml")
+    assert result.exit_code == 2, result.output
+    assert "--tree exampels/tree.yaml: no such tree file" in result.output
+    assert "Traceback" not in result.output

@@ -77,6 +77,12 @@ def search_command(
         selector = RunSelector("tree", tree=tree_name)
         known = store.conn.execute(select(runs.c.id).where(runs.c.name == tree_name)).first()
         if known is None and not chunks:
+            if Path(tree_name).suffix in (".yaml", ".yml", ".json") or "/" in tree_name:
+                # Meant as a file (the README's --tree examples/rag-blog/tree.yaml).
+                raise UserError(
+                    f"--tree {tree_name}: no such tree file (give an existing tree file, or the"
+                    f" name: of a tree with runs in {store.path})"
+                )
             raise UserError(f"no runs of a tree named '{tree_name}' in {store.path}")
     else:
         selector = RunSelector("all")
