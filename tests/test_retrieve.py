@@ -94,7 +94,14 @@ def test_a_run_retrieves_outputs_of_a_past_run_of_another_tree(trees: Path) -> N
     assert {m["id"] for m in _output(_run(again, db))["found"]} == {m["id"] for m in reader}
 
 
-def test_each_foreach_item_retrieves_what_the_earlier_items_wrote(trees: Path) -> None:
+@pytest.mark.parametrize("on_cpu_pool", [False, True], ids=["inline", "compute"])
+def test_each_foreach_item_retrieves_what_the_earlier_items_wrote(
+    trees: Path, on_cpu_pool: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if on_cpu_pool:  # every search as a Compute effect, as a large one is
+        from genarun.nodes import retrieve
+
+        monkeypatch.setattr(retrieve, "COMPUTE_THRESHOLD", 0)
     db = trees / "g.db"
     out = _output(_run(trees / "progressive.yaml", db))
     items = out["article"]
@@ -220,3 +227,22 @@ def test_rag_blog_example_runs_offline(tmp_path: Path, monkeypatch: pytest.Monke
     assert [len(a["earlier"]) for a in articles] == [0, 1, 2, 3]  # progressive, all fit
     logs = _logs(tmp_path / "g.db", outcome.runs[0].id, "body")
     assert sum(m.startswith("novelty: passed") for m in logs) == 4
+
+
+def test_a_rerun_keeps_the_retrieved_context(trees: Path, cli) -> None:
+    """The matches are the retrieve execution's stored output: a rerun of a node below it sees
+    the same context, even after the documents changed."""
+    db = trees / "g.db"
+    first = _run(trees / "context.yaml", db)
+    before = _output(first)["found"]
+    # A document that now matches "kitten" better than anything did.
+    (trees / "docs" / "kitten.md").write_text("# Kitten\n\nkitten kitten kitten\n")
+    result = cli("rerun", first.runs[0].id, "--node", "answer", "--db", db)
+    assert result.exit_code == 0, result.output
+    rows = query(db, "SELECT id, out_dir FROM runs ORDER BY started")
+    assert len(rows) == 2
+    again = json.loads((Path(rows[1]["out_dir"]) / "output.json").read_text())
+    assert again["found"]["value"] == before["value"]  # the same ids, scores and contents
+    assert before["value"][0]["source"]["document"] != "docs/kitten.md"
+    fresh = _output(_run(trees / "context.yaml", db))["found"]["value"]
+    assert fresh[0]["source"]["document"] == "docs/kitten.md"  # a new run searches anew

@@ -17,8 +17,12 @@ from pydantic import Field, field_validator
 
 from genarun.models.base import Invocation
 from genarun.nodes.base import ExecutionContext, Invoke, NodeKind
+from genarun.nodes.effects import Compute
 from genarun.tree.schema import NodeBase, PositiveInt, Tpl
 from genarun.values import ImageRef
+
+# From this many candidate rows a search is CPU work for the CPU pool (a few ms and up).
+COMPUTE_THRESHOLD = 20_000
 
 
 class RetrieveNode(NodeBase):
@@ -65,7 +69,7 @@ class RetrieveNode(NodeBase):
         return [self.from_] if isinstance(self.from_, str) else list(self.from_)
 
 
-def run(ctx: ExecutionContext, node: RetrieveNode) -> Generator[list[Invoke], Any, Any]:
+def run(ctx: ExecutionContext, node: RetrieveNode) -> Generator[Any, Any, Any]:
     from genarun.retrieval.pool import build_pool
     from genarun.retrieval.search import search
 
@@ -95,14 +99,23 @@ def run(ctx: ExecutionContext, node: RetrieveNode) -> Generator[list[Invoke], An
             f"nothing to search: {', '.join(node.sources())} hold no vectors of "
             f"'{spec.label()}' yet (runs: {node.runs})"
         )
-    matches = search(
-        pool,
-        vector,
-        # Rendered before the run: templates in these fields are numbers by now.
-        k=cast(int | None, node.k),
-        budget_tokens=cast(int | None, node.budget_tokens),
-        diversity=node.diversity,
-    )
+
+    def ranked() -> list[Any]:
+        return search(
+            pool,
+            vector,
+            # Rendered before the run: templates in these fields are numbers by now.
+            k=cast(int | None, node.k),
+            budget_tokens=cast(int | None, node.budget_tokens),
+            diversity=node.diversity,
+        )
+
+    # A large search runs on the CPU pool, off the scheduler thread (the pool's matrices were
+    # brought up to date above, on the scheduler thread, which owns the store).
+    big = pool.size() >= COMPUTE_THRESHOLD
+    if big:
+        pool.freeze()
+    matches = (yield Compute(ranked, label=f"search {pool.size()} rows")) if big else ranked()
     ctx.log(
         "info",
         f"{len(matches)} of {pool.size()} searched: "

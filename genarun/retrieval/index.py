@@ -17,6 +17,7 @@ import numpy as np
 
 # Above this many rows a search may use the approximate index, where one is installed.
 APPROXIMATE_THRESHOLD = 50_000
+APPROXIMATE_LINKS = 16  # HNSW links per node
 
 
 def normalised(vectors: Any) -> np.ndarray:
@@ -69,20 +70,24 @@ class GrowingMatrix:
 
     def scores(self, query: np.ndarray) -> np.ndarray:
         """Cosine similarity of every row with `query` (normalised here)."""
-        return self.matrix @ normalised(query)[0]
+        return similarities(self.matrix, query)
 
     def top(
         self, query: Any, k: int, mask: np.ndarray | None = None, *, approximate: bool = False
     ) -> list[tuple[int, float]]:
-        """The `k` best rows (row number, score), best first; `mask` keeps only True rows."""
-        n = len(self.keys)
+        """The `k` best rows (row number, score), best first; `mask` keeps only True rows.
+
+        It reads one snapshot of the rows (the first `len(mask)` with a mask): a search may run
+        on the CPU pool while the scheduler thread appends rows."""
+        data = self.matrix
+        n = len(data) if mask is None else min(len(data), len(mask))
         if n == 0 or k < 1:
             return []
         if approximate and mask is None and n >= APPROXIMATE_THRESHOLD:
             found = self._approximate_top(query, k)
             if found is not None:
                 return found
-        scores = self.scores(query)
+        scores = similarities(data[:n], query)
         if mask is not None:
             scores = np.where(mask[:n], scores, -np.inf)
         k = min(k, n)
@@ -92,10 +97,11 @@ class GrowingMatrix:
 
     # --- the approximate index ---------------------------------------------------------
     def _approximate_top(self, query: Any, k: int) -> list[tuple[int, float]] | None:
-        index = self.approximate_index()
+        with self.lock:  # one thread grows the index at a time
+            index = self.approximate_index()
         if index is None:
             return None
-        found = index.search(normalised(query)[0], k)
+        found = index.search(normalised(query)[0], k, threads=1)
         return [
             (int(key), float(1.0 - dist))
             for key, dist in zip(found.keys, found.distances, strict=True)
@@ -109,13 +115,32 @@ class GrowingMatrix:
             return None
         n = len(self.keys)
         if self._approximate is None:
-            self._approximate = Index(ndim=self.dim, metric="cos", dtype="f32")
+            # Half-precision rows and half the default candidates while building: twice as
+            # fast to build as the defaults (f32, 128), recall@10 about 0.99 against exact
+            # search on 384-d rows of low intrinsic dimension (bench/retrieve.py measures it).
+            self._approximate = Index(
+                ndim=self.dim,
+                metric="cos",
+                dtype="f16",
+                connectivity=APPROXIMATE_LINKS,
+                expansion_add=64,
+                expansion_search=128,
+            )
             self._approximate_rows = 0
         if self._approximate_rows < n:
             start = self._approximate_rows
-            self._approximate.add(np.arange(start, n, dtype=np.uint64), self.matrix[start:n])
+            self._approximate.add(
+                np.arange(start, n, dtype=np.uint64), self.matrix[start:n], threads=0
+            )
             self._approximate_rows = n
         return self._approximate
+
+
+def similarities(rows: np.ndarray, query: Any) -> np.ndarray:
+    """rows @ query, by numpy's own loop rather than BLAS: a matrix-vector product is bound by
+    memory, and OpenBLAS's threads for it spin against the rest of the machine (on 2 busy cores
+    3,000 rows took 60 ms through BLAS, 0.2 ms this way)."""
+    return np.einsum("ij,j->i", rows, normalised(query)[0])
 
 
 def maximal_marginal_relevance(
@@ -125,7 +150,7 @@ def maximal_marginal_relevance(
     maximises (1 - diversity) * sim(query, row) - diversity * max sim(row, picked)."""
     if len(candidates) == 0:
         return []
-    relevance = candidates @ normalised(query)[0]
+    relevance = similarities(candidates, query)
     picked: list[int] = []
     closest = np.full(len(candidates), -np.inf, dtype=np.float32)
     available = np.ones(len(candidates), dtype=bool)
@@ -136,5 +161,5 @@ def maximal_marginal_relevance(
         best = int(np.argmax(value))
         picked.append(best)
         available[best] = False
-        closest = np.maximum(closest, candidates @ candidates[best])
+        closest = np.maximum(closest, similarities(candidates, candidates[best]))
     return picked

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from genarun.retrieval.sources import shared_loop_count
 
 if TYPE_CHECKING:
     from genarun.graph.compile import CompiledNode
-    from genarun.retrieval.stored import RowInfo
+    from genarun.retrieval.stored import RowInfo, StoredMatrix
     from genarun.run.state import RunState
 
 
@@ -30,9 +33,11 @@ def earlier_items_ready(
     node: CompiledNode,
     path: tuple[int, ...],
     pending: Mapping[tuple[str, str], Mapping[tuple[int, ...], int]],
+    finished: dict[tuple[Any, ...], int] | None = None,
 ) -> bool:
     """Whether every earlier item of each progressive source has finished (with its subtree
-    down to the source node)."""
+    down to the source node). `finished` remembers how many first items were found finished
+    (they stay so), so waiting items of a long foreach are not checked from 0 each time."""
     for name in node.progressive:
         target = run.compiled.nodes[name]
         rule = _rule(node, target, path)
@@ -43,38 +48,69 @@ def earlier_items_ready(
         chain = (*target.ancestors, target.id)
         members = chain[chain.index(loop_node) + 1 :]
         results = run.results.get(loop_node, {})
-        for j in range(own):
+        key = (run.id, name, base)
+        start = finished.get(key, 0) if finished is not None else 0
+        for j in range(start, own):
             item = (*base, j)
             result = results.get(item)
-            if result is None:
+            ready = result is not None
+            if result is not None and result.status == "done":  # else its subtree never runs
+                for member in members:
+                    counts = pending.get((run.id, member))
+                    if counts is not None and counts.get(item, 0) > 0:
+                        ready = False
+                        break
+            if not ready:
+                if finished is not None:
+                    finished[key] = max(start, j)
                 return False
-            if result.status != "done":
-                continue  # its subtree never runs
-            for member in members:
-                counts = pending.get((run.id, member))
-                if counts is not None and counts.get(item, 0) > 0:
-                    return False
+        if finished is not None:
+            finished[key] = max(start, own)
     return True
 
 
-def earlier_items_filter(
-    run_id: str, node: CompiledNode, path: tuple[int, ...], compiled_nodes: dict[str, Any]
-) -> Callable[[RowInfo], bool] | None:
-    """Which stored rows an execution may see: of progressive sources in this run, only the
-    earlier items; everything else as it is. None when nothing is filtered."""
-    rules: dict[str, tuple[tuple[int, ...], int, int] | None] = {}
-    for name in node.progressive:
-        rules[name] = _rule(node, compiled_nodes[name], path)
-    if not rules:
-        return None
+@dataclass(frozen=True)
+class EarlierItems:
+    """Which stored rows an execution may see: of its progressive sources in this run, only
+    the earlier items (by node id: the shared foreach items above, the level, this item's
+    index; None: this node outside any foreach, nothing earlier); every other row."""
 
-    def keep(row: RowInfo) -> bool:
-        if row.run_id != run_id or row.node_id not in rules:
+    run_id: str
+    rules: dict[str, tuple[tuple[int, ...], int, int] | None]
+
+    def keeps(self, row: RowInfo) -> bool:
+        if row.run_id != self.run_id or row.node_id not in self.rules:
             return True
-        rule = rules[row.node_id]
-        if rule is None:  # this node itself outside any foreach: nothing earlier in this run
+        rule = self.rules[row.node_id]
+        if rule is None:
             return False
         base, level, own = rule
         return len(row.path) > level and row.path[:level] == base and row.path[level] < own
 
-    return keep
+    def mask(self, stored: StoredMatrix) -> np.ndarray:
+        """The rows kept, computed with numpy (a search is not a Python call per row)."""
+        kept = np.ones(len(stored.rows), dtype=bool)
+        run_code = stored.codes.get(self.run_id)
+        if run_code is None:
+            return kept
+        this_run = stored.run_codes == run_code
+        for name, rule in self.rules.items():
+            code = stored.codes.get(name)
+            if code is None:
+                continue
+            selected = this_run & (stored.node_codes == code)
+            if rule is not None and rule[1] == 0:
+                heads = stored.path_heads
+                kept &= ~selected | ((heads >= 0) & (heads < rule[2]))
+            else:  # deeper foreach levels: the few rows of this node, one by one
+                for row in np.nonzero(selected)[0]:
+                    kept[row] = self.keeps(stored.rows[row])
+        return kept
+
+
+def earlier_items_filter(
+    run_id: str, node: CompiledNode, path: tuple[int, ...], compiled_nodes: dict[str, Any]
+) -> EarlierItems | None:
+    """The filter of an execution's search; None when nothing is filtered."""
+    rules = {name: _rule(node, compiled_nodes[name], path) for name in node.progressive}
+    return EarlierItems(run_id, rules) if rules else None

@@ -5,7 +5,6 @@ similarity, optionally diversified (maximal marginal relevance) and fitted to a 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from genarun.retrieval.chunking import Chunk
 from genarun.retrieval.index import GrowingMatrix, maximal_marginal_relevance, normalised
+from genarun.retrieval.progressive import EarlierItems
 from genarun.retrieval.stored import RowInfo, StoredMatrix
 from genarun.store.confined import is_asset_ref
 
@@ -52,9 +52,16 @@ class Pool:
 
     chunks: list[Chunk] = field(default_factory=list)
     chunk_vectors: dict[str, np.ndarray] = field(default_factory=dict)
-    stored: list[tuple[StoredMatrix, Callable[[RowInfo], bool] | None]] = field(
+    stored: list[tuple[StoredMatrix, EarlierItems | np.ndarray | None]] = field(
         default_factory=list
     )
+
+    def freeze(self) -> None:
+        """Compute the filters' masks now (on the scheduler thread, which appends rows), so
+        the search itself may run on another thread."""
+        self.stored = [
+            (m, keep.mask(m) if isinstance(keep, EarlierItems) else keep) for m, keep in self.stored
+        ]
 
     def size(self) -> int:
         return len(self.chunks) + sum(len(m.rows) for m, _ in self.stored)
@@ -130,9 +137,7 @@ def _stored(pool: Pool, query: Any, fetch: int, approximate: bool) -> list[Match
                 f"the query's vector has {len(normalised(query)[0])} dimensions and the stored "
                 f"ones {matrix.dim}: embed both with the same model"
             )
-        mask = None
-        if keep is not None:
-            mask = np.fromiter((keep(r) for r in stored.rows), dtype=bool, count=len(stored.rows))
+        mask = keep.mask(stored) if isinstance(keep, EarlierItems) else keep
         for row, score in matrix.top(query, fetch, mask, approximate=approximate):
             info = stored.rows[row]
             image = is_asset_ref(info.source)

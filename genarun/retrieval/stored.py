@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from genarun.retrieval.index import GrowingMatrix
 from genarun.store.db import document_vectors, embeddings, runs
@@ -69,6 +69,27 @@ class RunSelector:
         return None
 
 
+class Column:
+    """A numpy column that grows by doubling its capacity (a run appends rows one by one)."""
+
+    def __init__(self, dtype: Any) -> None:
+        self._data = np.zeros(64, dtype=dtype)
+        self._size = 0
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._data[: self._size]
+
+    def extend(self, values: list[int]) -> None:
+        end = self._size + len(values)
+        if end > len(self._data):
+            grown = np.zeros(max(end, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : end] = values
+        self._size = end
+
+
 @dataclass
 class StoredMatrix:
     """The vectors of one model identity in one scope (runs x nodes), grown on each refresh."""
@@ -83,6 +104,27 @@ class StoredMatrix:
     labels: dict[str, set[str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     refresh_seconds: float = 0.0  # time spent growing it, for the benchmark
+    # Per row, for filters computed with numpy rather than a Python call per row: the run and
+    # node as small integers (codes), and the first foreach index of its path (-1: none).
+    codes: dict[str, int] = field(default_factory=dict)
+    _run_codes: Column = field(default_factory=lambda: Column(np.int32))
+    _node_codes: Column = field(default_factory=lambda: Column(np.int32))
+    _path_heads: Column = field(default_factory=lambda: Column(np.int64))
+
+    @property
+    def run_codes(self) -> np.ndarray:
+        return self._run_codes.values
+
+    @property
+    def node_codes(self) -> np.ndarray:
+        return self._node_codes.values
+
+    @property
+    def path_heads(self) -> np.ndarray:
+        return self._path_heads.values
+
+    def code(self, name: str) -> int:
+        return self.codes.setdefault(name, len(self.codes))
 
     def refresh(self, store: Store) -> None:
         """Append the rows written since the last refresh."""
@@ -93,6 +135,13 @@ class StoredMatrix:
             wanted = sorted({label for labels in self.labels.values() for label in labels})
             if not wanted:
                 return
+            # Nothing written since the last refresh: one lookup of the largest id.
+            newest = store.conn.execute(select(func.max(embeddings.c.id))).scalar() or 0
+            if newest <= self.last_id:
+                self.refresh_seconds += time.perf_counter() - started
+                return
+            # Only the id range in SQL: with `run_id IN` SQLite would walk the run's index and
+            # read every row of the run at each refresh; the new rows are few.
             stmt = select(
                 embeddings.c.id,
                 embeddings.c.run_id,
@@ -103,13 +152,14 @@ class StoredMatrix:
                 embeddings.c.vector,
                 embeddings.c.source,
             ).where(embeddings.c.id > self.last_id, embeddings.c.model.in_(wanted))
-            if run_ids is not None:
-                stmt = stmt.where(embeddings.c.run_id.in_(run_ids))
-            if self.nodes is not None:
-                stmt = stmt.where(embeddings.c.node_id.in_(sorted(self.nodes)))
+            runs_wanted = set(run_ids) if run_ids is not None else None
             keys, vectors = [], []
             for row in store.conn.execute(stmt.order_by(embeddings.c.id)):
                 self.last_id = max(self.last_id, row.id)
+                if runs_wanted is not None and row.run_id not in runs_wanted:
+                    continue
+                if self.nodes is not None and row.node_id not in self.nodes:
+                    continue
                 if row.model not in self.labels.get(row.run_id, ()):
                     continue
                 if self.matrix is None:
@@ -129,6 +179,10 @@ class StoredMatrix:
                 )
             if keys and self.matrix is not None:
                 self.matrix.append(keys, np.stack(vectors))
+                fresh = self.rows[len(self.rows) - len(keys) :]
+                self._run_codes.extend([self.code(r.run_id) for r in fresh])
+                self._node_codes.extend([self.code(r.node_id) for r in fresh])
+                self._path_heads.extend([r.path[0] if r.path else -1 for r in fresh])
             self.refresh_seconds += time.perf_counter() - started
 
     def _learn_labels(self, store: Store, run_ids: list[str] | None) -> None:

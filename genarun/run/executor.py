@@ -87,6 +87,7 @@ class Executor:
         self.blocked: list[Slot] = []
         # Instances waiting for earlier foreach items of what they search (retrieval).
         self.awaiting_earlier: list[Instance] = []
+        self.earlier_finished: dict[tuple[Any, ...], int] = {}  # see earlier_items_ready
         # (run id, node id) -> prefix -> unfinished slots and instances
         self.pending: dict[tuple[str, str], dict[tuple[int, ...], int]] = defaultdict(
             lambda: defaultdict(int)
@@ -313,7 +314,7 @@ class Executor:
             awaiting, self.awaiting_earlier = self.awaiting_earlier, []
             for inst in awaiting:
                 if inst.run.failed or earlier_items_ready(
-                    inst.run, inst.node, inst.path, self.pending
+                    inst.run, inst.node, inst.path, self.pending, self.earlier_finished
                 ):
                     self.ready.append(inst)
                 else:
@@ -357,7 +358,9 @@ class Executor:
         if run.failed:
             self._done(inst, None, status=None)
             return
-        if node.progressive and not earlier_items_ready(run, node, inst.path, self.pending):
+        if node.progressive and not earlier_items_ready(
+            run, node, inst.path, self.pending, self.earlier_finished
+        ):
             self.awaiting_earlier.append(inst)
             return
         inst.attempts += 1
