@@ -55,6 +55,11 @@ class StoreError(UserError):
     """A run, experiment or execution that cannot be found or used as asked."""
 
 
+class InvalidVector(StoreError):
+    """An embedding that is no usable vector (NaN or infinite values, all zeros, or a length
+    that is not its dimension): refused when written, so analyses never meet it."""
+
+
 class PublishError(UserError):
     """An export that cannot be made as asked: a refused path, a missing template or file."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from genarun.cli.common import handle_errors
+from genarun.cli.common import db_option, handle_errors
 
 
 @click.command()
@@ -50,5 +50,59 @@ def convert(config: Path, out: Path | None) -> None:
     click.echo(f"wrote {out}")
 
 
+@click.command()
+@db_option
+@click.option("--fix", is_flag=True, help="Repair what can be repaired, and say what was done.")
+@click.option("--json", "as_json", is_flag=True, help="Findings (and repairs) as JSON.")
+@handle_errors
+def doctor(db: Path | None, fix: bool, as_json: bool) -> None:
+    """Check the store and the run folders: gaps in trajectories, steps without embeddings,
+    NaN/zero vectors, missing diagrams, orphan rows, missing or corrupt images (sha256), runs
+    left running by a dead process. Exit 1 when anything is wrong (after --fix: when anything
+    is still wrong)."""
+    import json
+    import sys
+
+    from genarun.experiments.doctor import examine
+    from genarun.experiments.doctor_fix import fix as repair
+    from genarun.store.db import Store
+
+    store = Store.existing(db)
+    findings = examine(store)
+    repairs: list[str] = []
+    if fix and findings:
+        store.close()
+        store = Store(store.path, writing=True)
+        repairs = repair(store, findings, say=(lambda _: None) if as_json else click.echo)
+        before, findings = findings, examine(store)
+    if as_json:
+        body: dict[str, object] = {"database": str(store.path), "ok": not findings}
+        body["findings"] = [f.to_json() for f in findings]
+        if fix:
+            body["repairs"] = repairs
+        click.echo(json.dumps(body, indent=2))
+    else:
+        if fix and repairs:
+            click.echo(
+                f"{len(repairs)} repair{'s' if len(repairs) != 1 else ''} made ({len(before)} finding{'s' if len(before) != 1 else ''})"
+            )
+        for f in findings:
+            click.echo(
+                f"{f.check:<18} {f.where}: {f.message}"
+                + ("" if f.fixable else " (not fixable here)")
+            )
+        if findings:
+            hint = "" if fix else "; `genarun doctor --fix` repairs what can be repaired"
+            click.echo(
+                f"{len(findings)} problem{'s' if len(findings) != 1 else ''} in {store.path}{hint}"
+            )
+        else:
+            click.echo(f"ok: no problems in {store.path}")
+    sys.stdout.flush()
+    if findings:
+        sys.exit(1)
+
+
 def register(main: click.Group) -> None:
     main.add_command(convert)
+    main.add_command(doctor)

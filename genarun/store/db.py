@@ -437,6 +437,13 @@ class Store:
             self._write(insert(logs), [redact_row(row) for row in rows])
 
     def add_embeddings(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        # A NaN or zero vector is refused here, where every vector is written, rather than
+        # found later by a distance that is NaN or a diagram that is wrong (`genarun doctor`
+        # finds those written before this check).
+        from genarun.store.vectors import check_vector
+
+        for row in rows:
+            check_vector(row)
         # One prebuilt statement with parameters: building `.values(**row)` each time cost 4x.
         ids = [_inserted_id(self.conn.execute(_INSERT_EMBEDDING, row)) for row in rows]
         if not self._grouped:
