@@ -23,6 +23,7 @@ def main() -> None:
 
 def _add_commands() -> None:
     from genarun.cli import (
+        cluster,
         core,
         experiments,
         history,
@@ -35,7 +36,18 @@ def _add_commands() -> None:
     )
 
     # publish adds `export site` to the export group that experiments makes.
-    for module in (core, models, runs, history, experiments, publish, toolbox, human, search):
+    for module in (
+        core,
+        models,
+        runs,
+        history,
+        experiments,
+        publish,
+        toolbox,
+        human,
+        search,
+        cluster,
+    ):
         module.register(main)
 
 

@@ -335,6 +335,8 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
                         "entropy": entropy[dim],
                     }
                 )
+    from genarun.experiments.clusters import export_tables
+
     return {
         "runs": run_rows,
         "trajectories": trajectory_rows,
@@ -342,6 +344,8 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
         "embeddings": embedding_rows,
         "persistence": diagram_rows,
         "entropy": entropy_rows,
+        # Labels, medoids and transitions of every clustering of these runs (genarun cluster).
+        **export_tables(store, run_ids),
     }
 
 
@@ -384,8 +388,10 @@ def write_tables(tables: dict[str, list[dict[str, Any]]], out: Path, fmt: str) -
     list columns, CSV writes them as JSON."""
     import pyarrow as pa
 
+    from genarun.experiments.clusters import export_schemas
+
     out.mkdir(parents=True, exist_ok=True)
-    schemas = _schemas()
+    schemas = {**_schemas(), **export_schemas()}
     written = []
     for name, rows in tables.items():
         schema = schemas.get(name)
