@@ -25,6 +25,7 @@ def _add_commands() -> None:
     from genarun.cli import (
         cluster,
         core,
+        dynamics,
         experiments,
         history,
         human,
@@ -47,6 +48,7 @@ def _add_commands() -> None:
         human,
         search,
         cluster,
+        dynamics,
     ):
         module.register(main)
 
