@@ -309,9 +309,19 @@ def export() -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True
 )
+@click.option(
+    "--every",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Only every Nth image of each trajectory (its 1st, N+1th, ...).",
+)
+@click.option("--limit", type=click.IntRange(1), help="At most this many images in all.")
 @db_option
 @handle_errors
-def export_images(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -> None:
+def export_images(
+    refs: tuple[str, ...], out: Path, fmt: str, every: int, limit: int | None, db: Path | None
+) -> None:
     """Write the images of trajectories with prompt, seed, model, step and run in their metadata."""
     from genarun.errors import StoreError
     from genarun.experiments.exports import export_images as write_images
@@ -321,7 +331,10 @@ def export_images(refs: tuple[str, ...], out: Path, fmt: str, db: Path | None) -
     total = 0
     with writing_to(out):
         for run in _runs(store, refs):
-            total += len(write_images(store, run, out, fmt))
+            left = None if limit is None else limit - total
+            if left == 0:
+                break
+            total += len(write_images(store, run, out, fmt, every=every, limit=left))
     if not total:  # asked for images, and there are none: not a success
         raise StoreError(
             "no trajectory images in these runs (a cycle node with an image model makes them); "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from genarun.cli.common import db_option, handle_errors
+from genarun.cli.common import DeviceType, db_option, handle_errors
 
 
 @click.command()
@@ -103,6 +103,117 @@ def doctor(db: Path | None, fix: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+@click.command()
+@click.argument("refs", nargs=-1, required=True, metavar="RUN|EXPERIMENT...")
+@click.option(
+    "--model",
+    required=True,
+    metavar="MODEL",
+    help="The embedding model (catalog name, id, or the runs' alias).",
+)
+@db_option
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option(
+    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
+)
+@handle_errors
+def embed(
+    refs: tuple[str, ...], model: str, db: Path | None, batch_size: int, device: str | None
+) -> None:
+    """Embed the stored outputs of past runs with another model (batched, resumable: steps
+    that have a vector by it are skipped), so diagrams can be computed for a new embedder
+    (`genarun tda compute`) without running the generative models again."""
+    from genarun.cli.experiments import _runs
+    from genarun.experiments.manage import embed_runs
+    from genarun.store.db import Store
+
+    store = Store.existing(db)
+    chosen = _runs(store, refs)
+    store = Store(store.path, writing=True)
+    done = [0]
+
+    def progress(n: int) -> None:
+        done[0] += n
+        click.echo(f"  {done[0]} embedded", err=True)
+
+    embedded, present, trajs = embed_runs(
+        store, chosen, model, batch_size=batch_size, device=device, on_batch=progress
+    )
+    click.echo(
+        f"embedded {embedded} output{'s' if embedded != 1 else ''} of {trajs} "
+        f"trajector{'ies' if trajs != 1 else 'y'} with '{model}' ({present} had one already); "
+        f"`genarun tda compute {' '.join(refs)} --embedding {model}` computes their diagrams"
+    )
+
+
+@click.command("db")
+@click.argument("refs", nargs=-1, required=True, metavar="EXPERIMENT...")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The SQLite file to copy into (created if missing).",
+)
+@db_option
+@handle_errors
+def export_db(refs: tuple[str, ...], out: Path, db: Path | None) -> None:
+    """Copy experiments with everything they own (runs, executions, logs, embeddings,
+    trajectories, diagrams, their clusterings) into another SQLite file, ids kept. Run folders
+    stay where they are; the copied runs name them."""
+    from genarun.errors import UserError
+    from genarun.experiments.manage import copy_experiments
+    from genarun.store.db import Store
+    from genarun.store.trajectories import resolve_experiment
+
+    store = Store.existing(db)
+    if out.resolve() == store.path.resolve():
+        raise UserError(f"--out {out} is the database being read: name another file")
+    ids = list(dict.fromkeys(resolve_experiment(store, ref)["id"] for ref in refs))
+    copied = copy_experiments(store, ids, out)
+    counts = ", ".join(f"{n} {table}" for table, n in copied.items() if n)
+    click.echo(f"copied {len(ids)} experiment{'s' if len(ids) != 1 else ''} to {out}: {counts}")
+
+
+@click.command("delete")
+@click.argument("ref", metavar="EXPERIMENT")
+@click.option("--yes", is_flag=True, help="Do not ask (for scripts).")
+@db_option
+@handle_errors
+def experiments_delete(ref: str, yes: bool, db: Path | None) -> None:
+    """Delete an experiment: its runs and everything they own in the database, and its output
+    folders. Asks first; a running experiment is refused."""
+    from genarun.experiments.manage import delete_experiment, plan_deletion
+    from genarun.store.db import Store
+    from genarun.store.trajectories import resolve_experiment
+
+    store = Store.existing(db)
+    found = resolve_experiment(store, ref)
+    plan = plan_deletion(store, found)
+    click.echo(
+        f"experiment {found['id'][:8]} ({found['name']}): {len(plan.runs)} run"
+        f"{'s' if len(plan.runs) != 1 else ''} and everything they own in {store.path}"
+    )
+    for folder in plan.folders:
+        click.echo(f"  folder {folder}")
+    if plan.copy_of:
+        click.echo(f"  (a copy from {plan.copy_of}: the run folders are that database's, kept)")
+    if not yes and not click.confirm("delete it?", default=False):
+        click.echo("nothing was deleted")
+        return
+    store = Store(store.path, writing=True)
+    removed = delete_experiment(store, plan)
+    click.echo(
+        f"deleted experiment {found['id'][:8]}: {removed.get('runs', 0)} runs, "
+        f"{removed.get('executions', 0)} executions, {removed.get('embeddings', 0)} embeddings, "
+        f"{len(plan.folders)} folder{'s' if len(plan.folders) != 1 else ''}"
+    )
+
+
 def register(main: click.Group) -> None:
+    from genarun.cli.experiments import experiments, export
+
     main.add_command(convert)
     main.add_command(doctor)
+    main.add_command(embed)
+    export.add_command(export_db)
+    experiments.add_command(experiments_delete)

@@ -16,9 +16,18 @@ if TYPE_CHECKING:
     from genarun.store.db import Store
 
 
-def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png") -> list[Path]:
+def export_images(
+    store: Store,
+    run: dict[str, Any],
+    out: Path,
+    fmt: str = "png",
+    *,
+    every: int = 1,
+    limit: int | None = None,
+) -> list[Path]:
     """Copy a run's trajectory images to `out` with prompt, seed, model, step and run in their
-    metadata (PNG text chunks, or the JPEG/WebP EXIF ImageDescription as JSON)."""
+    metadata (PNG text chunks, or the JPEG/WebP EXIF ImageDescription as JSON); `every`: only
+    each trajectory's 1st, (every+1)th, ... image; `limit`: at most this many images."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -28,6 +37,7 @@ def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png"
         (t["node_id"], t["path"]): t for t in tstore.trajectories_of(store, [run["id"]])
     }
     previous: dict[tuple[str, str], dict[str, Any]] = {}
+    seen: dict[tuple[str, str], int] = {}  # images met so far per trajectory, for `every`
     # The matrix values go under one key of their own: spread among the step's fields, a
     # matrix key named `prompt` or `seed` (PANIC-TDA's own names) overwrote the step's prompt
     # and invocation seed with the run's start prompt and run seed.
@@ -45,6 +55,11 @@ def export_images(store: Store, run: dict[str, Any], out: Path, fmt: str = "png"
         previous[key] = s
         if s["kind"] != "image":
             continue
+        seen[key] = seen.get(key, 0) + 1
+        if (seen[key] - 1) % every:
+            continue
+        if limit is not None and len(written) >= limit:
+            break
         try:  # only inside the run folder, never through a planted link
             source = io.BytesIO(read_bytes(folder, s["value"]))
         except (OSError, UnsafePath):
