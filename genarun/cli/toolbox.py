@@ -209,6 +209,83 @@ def experiments_delete(ref: str, yes: bool, db: Path | None) -> None:
     )
 
 
+tile_option = click.option(
+    "--tile",
+    type=click.IntRange(16, 2048),
+    default=128,
+    show_default=True,
+    help="Side of each image in the mosaic, in pixels (video: a multiple of 16).",
+)
+every_option = click.option(
+    "--every", type=click.IntRange(1), default=1, show_default=True, help="Every Nth image only."
+)
+
+
+@click.command("video")
+@click.argument("refs", nargs=-1, required=True, metavar="RUN|EXPERIMENT...")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The MP4 file."
+)
+@click.option("--fps", type=click.FloatRange(0.1, 120), default=10.0, show_default=True)
+@tile_option
+@click.option(
+    "--columns", type=click.IntRange(1), help="Trajectories per row (default: a square grid)."
+)
+@every_option
+@db_option
+@handle_errors
+def export_video(
+    refs: tuple[str, ...],
+    out: Path,
+    fps: float,
+    tile: int,
+    columns: int | None,
+    every: int,
+    db: Path | None,
+) -> None:
+    """A mosaic video (MP4, H.264): a grid of trajectories, frame t showing each one's t-th
+    image (one that ended holds its last)."""
+    import time
+
+    from genarun.cli.experiments import _runs, writing_to
+    from genarun.experiments.mosaic import write_video
+    from genarun.extras import require_extra
+    from genarun.store.db import Store
+
+    require_extra("genarun export video", "tda", ("imageio_ffmpeg",))
+    store = Store.existing(db)
+    started = time.perf_counter()
+    with writing_to(out):
+        frames, count, width, height = write_video(
+            store, _runs(store, refs), out, fps=fps, tile=tile, columns=columns, every=every
+        )
+    click.echo(
+        f"wrote {out}: {frames} frames of {count} trajectories, {width}x{height} at {fps:g} fps "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+
+
+@click.command("mosaic")
+@click.argument("refs", nargs=-1, required=True, metavar="RUN|EXPERIMENT...")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The PNG file."
+)
+@tile_option
+@every_option
+@db_option
+@handle_errors
+def export_mosaic(refs: tuple[str, ...], out: Path, tile: int, every: int, db: Path | None) -> None:
+    """A mosaic image (PNG): one row per trajectory, one column per image step."""
+    from genarun.cli.experiments import _runs, writing_to
+    from genarun.experiments.mosaic import write_mosaic_image
+    from genarun.store.db import Store
+
+    store = Store.existing(db)
+    with writing_to(out):
+        rows, columns = write_mosaic_image(store, _runs(store, refs), out, tile=tile, every=every)
+    click.echo(f"wrote {out}: {rows} trajectories x {columns} images")
+
+
 def register(main: click.Group) -> None:
     from genarun.cli.experiments import experiments, export
 
@@ -216,4 +293,6 @@ def register(main: click.Group) -> None:
     main.add_command(doctor)
     main.add_command(embed)
     export.add_command(export_db)
+    export.add_command(export_video)
+    export.add_command(export_mosaic)
     experiments.add_command(experiments_delete)

@@ -561,9 +561,6 @@ class Store:
 # whichever command opened the database.
 from genarun.store import assembled as _assembled_tables  # noqa: E402, F401
 from genarun.store import clusters as _clusters  # noqa: E402, F401
-# Tables defined in their own modules join `metadata` here, so every Store creates them,
-# whichever command opened the database.
-from genarun.store import clusters as _clusters  # noqa: E402, F401
 from genarun.store import copies as _copies  # noqa: E402, F401
 from genarun.store import human as _human_tables  # noqa: E402, F401
 
