@@ -44,7 +44,8 @@ def plot_diagram(diagrams: Diagrams, path: str | Path, *, title: str | None = No
     ax.set_ylim(-0.02 * inf_level, inf_level * 1.08)
     ax.set_xlabel(f"birth ({diagrams.metric} distance)")
     ax.set_ylabel("death")
-    entropy = ", ".join(f"H{k} {e:.2f}" for k, e in enumerate(diagrams.entropy))
+    # Four significant digits: entropies of similar runs differ in the third.
+    entropy = ", ".join(f"H{k} {e:.4g}" for k, e in enumerate(diagrams.entropy))
     # A long title (a run's matrix values) is wrapped, not cut off at the figure's edge, and
     # the entropy stays on its own line under it.
     heading = _wrap(title) if title else f"Persistence diagram, {diagrams.n_points} points"
@@ -74,10 +75,16 @@ def plot_entropy_by_group(
     for position, group in enumerate(values, start=1):
         jitter = rng.uniform(-0.12, 0.12, size=len(group))
         ax.scatter(np.full(len(group), position) + jitter, group, s=14, alpha=0.7, zorder=3)
-    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=20 if len(labels) > 4 else 0)
+    # Whole labels (a network names every model), wrapped rather than cut.
+    ax.set_xticks(
+        range(1, len(labels) + 1),
+        [_wrap(str(label), 24) for label in labels],
+        rotation=20 if len(labels) > 4 else 0,
+        fontsize="small",
+    )
     ax.set_xlabel(group_label)
     ax.set_ylabel("persistence entropy")
-    ax.set_title(title or f"Persistence entropy by {group_label}")
+    ax.set_title(_wrap(title or f"Persistence entropy by {group_label}"))
     return _save(fig, path)
 
 
@@ -106,7 +113,9 @@ def plot_drift(
         x = np.asarray(steps[label]) if steps and label in steps else np.arange(len(values))
         if len(x) != len(values):
             raise ValueError(f"run {label!r}: {len(x)} steps for {len(values)} values")
-        ax.plot(x, values, label=label, lw=1.2, marker="." if len(values) <= 40 else None)
+        ax.plot(
+            x, values, label=_wrap(label, 70), lw=1.2, marker="." if len(values) <= 40 else None
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
@@ -135,7 +144,7 @@ def plot_trajectories_2d(
     for label, array in zip(trajectories, arrays, strict=True):
         xy = flat[offset : offset + len(array)]
         offset += len(array)
-        (line,) = ax.plot(xy[:, 0], xy[:, 1], lw=0.9, alpha=0.8, label=label)
+        (line,) = ax.plot(xy[:, 0], xy[:, 1], lw=0.9, alpha=0.8, label=_wrap(label, 70))
         if len(xy):
             ax.scatter(xy[:1, 0], xy[:1, 1], s=40, color=line.get_color(), edgecolors="black")
     ax.set_xlabel("PC 1")

@@ -277,7 +277,8 @@ def tda_plots(refs: tuple[str, ...], out: Path, db: Path | None, maxdim: int, dr
     runs = _runs(store, refs)
     with writing_to(out):
         written = experiment_plots(store, runs, out, maxdim=maxdim, drift=drift)  # type: ignore[arg-type]
-    click.echo(f"wrote {len(written)} plots to {out}")
+    pictures = sum(1 for p in written if p.suffix == ".png")
+    click.echo(f"wrote {pictures} plots to {out}, each with its data as CSV beside it")
 
 
 def _runs(store: object, refs: tuple[str, ...]) -> list[dict]:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genarun.experiments.cluster_plots import write_csv
 from genarun.experiments.topology import diagrams_for, require_keys
 from genarun.models.weights import resolved_text
 from genarun.store import trajectories as tstore
@@ -41,9 +42,11 @@ def experiment_plots(
     maxdim: int = 1,
     drift: DriftMetric = "cosine",
 ) -> list[Path]:
-    """Persistence diagrams per run, entropy grouped by each matrix key and by embedding model,
-    drift from the start prompt over the steps (`drift`: its definition), and trajectories
-    projected to 2-D."""
+    """Persistence diagrams per run, entropy grouped by each matrix key (with more than one
+    value) and by embedding model, drift from the start prompt over the steps (`drift`: its
+    definition), and trajectories projected to 2-D; each PNG with a CSV of its data beside it."""
+    import numpy as np
+
     from genarun.analysis import drift_from_start
     from genarun.analysis.drift import DRIFT_LABELS
     from genarun.analysis.plots import (
@@ -72,6 +75,17 @@ def experiment_plots(
         written.append(
             plot_diagram(diagrams, out / name, title=f"{key.run_id[:8]} {label} ({shown})")
         )
+        written.append(
+            write_csv(
+                (out / name).with_suffix(".csv"),
+                ["homology_dim", "birth", "death", "entropy"],
+                [
+                    [dim, float(b), float(d), diagrams.entropy[dim]]
+                    for dim, dgm in enumerate(diagrams.diagrams)
+                    for b, d in dgm
+                ],
+            )
+        )
     # Entropy grouped by every matrix key and by embedding model, per homology dimension.
     for dim in range(maxdim + 1):
         groupings: dict[str, dict[str, list[float]]] = {"embedding_model": {}}
@@ -80,19 +94,27 @@ def experiment_plots(
                 continue
             groupings["embedding_model"].setdefault(_value(model, models), []).append(entropy[dim])
             for k, v in bindings.items():
-                groupings.setdefault(k, {}).setdefault(_value(v, models)[:60], []).append(
-                    entropy[dim]
-                )
+                groupings.setdefault(k, {}).setdefault(_value(v, models), []).append(entropy[dim])
         for group, values in groupings.items():
-            if values:
-                written.append(
-                    plot_entropy_by_group(
-                        values,
-                        out / f"entropy_H{dim}_by_{_slug(group)}.png",
-                        group_label=group,
-                        title=f"H{dim} persistence entropy by {group}",
-                    )
+            # A key with one value (one prompt for every run) compares nothing: no box of it.
+            if len(values) < 2:
+                continue
+            target = out / f"entropy_H{dim}_by_{_slug(group)}.png"
+            written.append(
+                plot_entropy_by_group(
+                    values,
+                    target,
+                    group_label=group,
+                    title=f"H{dim} persistence entropy by {group}",
                 )
+            )
+            written.append(
+                write_csv(
+                    target.with_suffix(".csv"),
+                    [group, "homology_dim", "entropy"],
+                    [[label, dim, e] for label, es in values.items() for e in es],
+                )
+            )
     # Drift and 2-D trajectories, one figure per embedding model.
     for model in sorted({k.model for k in keys}):
         drifts: dict[str, Any] = {}
@@ -107,13 +129,23 @@ def experiment_plots(
             if len(points) == 0:
                 continue
             bindings = json.loads(by_id[key.run_id]["bindings"] or "{}")
-            label = f"{key.run_id[:6]} " + " ".join(
-                _value(v, models)[:40] for v in bindings.values()
-            )
+            # Whole values: a network's every model, a prompt in full (the legend wraps).
+            label = f"{key.run_id[:6]} " + " ".join(_value(v, models) for v in bindings.values())
             drifts[label] = drift_from_start(points, start, drift)
             drift_steps[label] = [s for s in steps if s >= 0]
             paths[label] = points
         if drifts:
+            written.append(
+                write_csv(
+                    out / f"drift_{_slug(model)}.csv",
+                    ["trajectory", "step", f"drift_{drift}"],
+                    [
+                        [label, step, float(value)]
+                        for label, series in drifts.items()
+                        for step, value in zip(drift_steps[label], series, strict=True)
+                    ],
+                )
+            )
             written.append(
                 plot_drift(
                     drifts,
@@ -126,6 +158,23 @@ def experiment_plots(
             )
             dims = {p.shape[1] for p in paths.values()}
             if len(dims) == 1:
+                from genarun.analysis import project_2d
+
+                flat = project_2d(np.concatenate(list(paths.values())))
+                rows, offset = [], 0
+                for label, array in paths.items():
+                    for step, (x, y) in zip(
+                        drift_steps[label], flat[offset : offset + len(array)], strict=True
+                    ):
+                        rows.append([label, step, float(x), float(y)])
+                    offset += len(array)
+                written.append(
+                    write_csv(
+                        out / f"trajectories_2d_{_slug(model)}.csv",
+                        ["trajectory", "step", "pc1", "pc2"],
+                        rows,
+                    )
+                )
                 written.append(
                     plot_trajectories_2d(
                         paths,
