@@ -149,6 +149,10 @@ def _schemas() -> dict[str, Any]:
                 ("seed", pa.int64()),
                 ("duration", pa.float64()),
                 ("hit_limit", pa.bool_()),
+                ("tokens", pa.int64()),
+                ("prompt_tokens", pa.int64()),
+                ("prompt_truncated", pa.bool_()),
+                ("bytes", pa.int64()),
                 ("created", pa.float64()),
                 ("network", pa.string()),
                 ("start", pa.string()),
@@ -291,6 +295,12 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
                     "seed": s["seed"],
                     "duration": s["duration"],
                     "hit_limit": None if s.get("hit_limit") is None else bool(s["hit_limit"]),
+                    "tokens": s.get("tokens"),
+                    "prompt_tokens": s.get("prompt_tokens"),
+                    "prompt_truncated": None
+                    if s.get("prompt_truncated") is None
+                    else bool(s["prompt_truncated"]),
+                    "bytes": s.get("bytes"),
                     "created": s["created"],
                     "network": t.get("network"),
                     "start": t.get("start"),

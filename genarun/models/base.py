@@ -67,11 +67,39 @@ class GeneratedText(str):
     experimental condition from a natural one, so trajectories count them."""
 
     hit_limit: bool
+    tokens: int | None  # tokens generated (by the model's tokenizer), when the model knows
 
-    def __new__(cls, text: str, *, hit_limit: bool = False) -> GeneratedText:
+    def __new__(
+        cls, text: str, *, hit_limit: bool = False, tokens: int | None = None
+    ) -> GeneratedText:
         made = super().__new__(cls, text)
         made.hit_limit = hit_limit
+        made.tokens = tokens
         return made
+
+
+def text_tokens(output: Any) -> int | None:
+    """How many tokens a model generated for a text output (None when not known)."""
+    return getattr(output, "tokens", None)
+
+
+# A text-to-image model's count of the prompt's tokens and the most its text encoder reads
+# (77 for CLIP): a longer prompt was cut, silently, before it reached the image.
+PROMPT_TOKENS_KEY = "genarun:prompt_tokens"
+PROMPT_LIMIT_KEY = "genarun:prompt_limit"
+
+
+def mark_prompt_tokens(image: Any, tokens: int, limit: int | None) -> None:
+    """Record on an image (its `info`) how many tokens its prompt had and the encoder's limit."""
+    image.info[PROMPT_TOKENS_KEY] = int(tokens)
+    if limit:
+        image.info[PROMPT_LIMIT_KEY] = int(limit)
+
+
+def prompt_tokens(image: Any) -> tuple[int | None, int | None]:
+    """(tokens of the prompt, the text encoder's limit) recorded on an image, or Nones."""
+    info = getattr(image, "info", None) or {}
+    return info.get(PROMPT_TOKENS_KEY), info.get(PROMPT_LIMIT_KEY)
 
 
 def hit_limit(output: Any) -> bool:

@@ -290,11 +290,24 @@ class DiffusersModel(LoadedModel):
                     output_type="pt" if tensors else "pil",
                     **kwargs,
                 )
-                if not tensors:
-                    return list(out.images)
-                return _to_pil(out.images)
+                images = _to_pil(out.images) if tensors else list(out.images)
         except ValueError as exc:  # the pipeline's check_inputs: bad sizes, too-long prompts
             raise ModelError(f"model '{self.spec.label()}': {exc}") from exc
+        self._mark_prompt_tokens(batch, images)
+        return images
+
+    def _mark_prompt_tokens(self, batch: Sequence[Invocation], images: list[Any]) -> None:
+        """Record each prompt's length in the first text encoder's tokens and its limit (77
+        for CLIP): the pipeline cuts a longer prompt without saying so."""
+        from genarun.models.base import mark_prompt_tokens
+
+        tokenizer = getattr(self.pipe, "tokenizer", None)
+        if tokenizer is None:
+            return
+        limit = getattr(tokenizer, "model_max_length", None)
+        for inv, image in zip(batch, images, strict=True):
+            ids = tokenizer(str(inv.input), truncation=False)["input_ids"]
+            mark_prompt_tokens(image, len(ids), limit if limit and limit < 100_000 else None)
 
     def memory_bytes(self) -> int:
         if self.device == "cpu" or self.pipe is None:

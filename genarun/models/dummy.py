@@ -21,7 +21,15 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from genarun.models.base import TASKS, GeneratedText, Invocation, LoadedModel, ModelSpec, Provider
+from genarun.models.base import (
+    TASKS,
+    GeneratedText,
+    Invocation,
+    LoadedModel,
+    ModelSpec,
+    Provider,
+    mark_prompt_tokens,
+)
 from genarun.models.catalog import CatalogEntry
 
 if TYPE_CHECKING:
@@ -131,7 +139,7 @@ class DummyModel(LoadedModel):
         natural = 12 + digest[0] % 12  # words, standing in for tokens
         count = max(1, min(limit, natural))
         text = " ".join(_words(digest, count, self.vocabulary)).capitalize() + "."
-        return GeneratedText(text, hit_limit=count < natural)
+        return GeneratedText(text, hit_limit=count < natural, tokens=count)
 
     def _image(self, inv: Invocation) -> Any:
         import numpy as np
@@ -147,7 +155,11 @@ class DummyModel(LoadedModel):
         pixels = np.stack(
             [(base[c] + xs * (c + 1) * 3 + ys * (3 - c) * 2) % 256 for c in range(3)], axis=-1
         ).astype(np.uint8)
-        return Image.fromarray(pixels, "RGB")
+        image = Image.fromarray(pixels, "RGB")
+        # Words stand in for tokens, against CLIP's 77 (start and end tokens included), so
+        # trees can see a long prompt reported as cut, as a real painter's would be.
+        mark_prompt_tokens(image, len(str(inv.input).split()) + 2, 77)
+        return image
 
     def _caption(self, inv: Invocation) -> str:
         digest = _digest(
@@ -157,7 +169,7 @@ class DummyModel(LoadedModel):
         )
         count = max(1, min(int(inv.settings.get("max_tokens", 1024)), 6))  # 6 words naturally
         words = " ".join(_words(digest, count, self.vocabulary))
-        return GeneratedText(f"A picture of {words}.", hit_limit=count < 6)
+        return GeneratedText(f"A picture of {words}.", hit_limit=count < 6, tokens=count + 3)
 
     def _embed_text(self, inv: Invocation) -> Any:
         import numpy as np

@@ -206,6 +206,7 @@ class CausalLM(_TorchModel):
             GeneratedText(
                 self.tokenizer.decode(t, skip_special_tokens=True).strip(),
                 hit_limit=len(t) >= max_new,  # no end token within the ceiling
+                tokens=len(t),
             )
             for t in new_tokens
         ]
@@ -345,7 +346,7 @@ class ImageToText(_TorchModel):
         for row in new.tolist():
             cut = next((i for i, t in enumerate(row) if t in self.eos_ids), len(row))
             text = self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip()
-            captions.append(GeneratedText(text, hit_limit=cut >= max_new))
+            captions.append(GeneratedText(text, hit_limit=cut >= max_new, tokens=cut))
         return captions
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 
 from genarun.errors import ModelError
-from genarun.models.base import Invocation, hit_limit
+from genarun.models.base import Invocation, hit_limit, prompt_tokens, text_tokens
 from genarun.models.weights import metadata_fields
 from genarun.nodes.base import (
     Adoption,
@@ -251,6 +251,7 @@ def run(
                 digest = _text_hash(value)
                 pending_source = value
             limited = hit_limit(output) if link.gives == "text" else None
+            measured = _measurements(output, link.gives)
             records.append(
                 {
                     "step": step,
@@ -262,6 +263,7 @@ def run(
                     "embeddings": {},
                     "duration": duration,
                     "hit_limit": limited,
+                    **measured,
                 }
             )
             pending, pending_users = embed_invokes(link.gives, output)
@@ -309,8 +311,17 @@ def run(
             f"{cut} of {texts} texts were cut at the token ceiling (max_tokens {node.max_tokens}, "
             "or the model's position table) instead of ending by themselves",
         )
+    truncated = sum(1 for r in records if r.get("prompt_truncated"))
+    if truncated:
+        images = sum(1 for r in records if r["kind"] == "image")
+        ctx.log(
+            "warning",
+            f"{truncated} of {images} image prompts were longer than the painter's text encoder "
+            "reads (77 tokens for CLIP) and were cut before they reached the image",
+        )
+    internals = ("sha256", "stored", "duration", "hit_limit", "tokens", "prompt_tokens")
     for record in records:
-        for internal in ("sha256", "stored", "duration", "hit_limit"):
+        for internal in (*internals, "prompt_truncated"):
             record.pop(internal, None)
     return records
 
@@ -375,12 +386,35 @@ def _store_pending(
             embeddings=json.dumps({m: [r.id, r.dim] for m, r in refs.items()}),
             duration=record.get("duration"),
             hit_limit=None if record["hit_limit"] is None else int(record["hit_limit"]),
+            tokens=record.get("tokens"),
+            prompt_tokens=record.get("prompt_tokens"),
+            prompt_truncated=record.get("prompt_truncated"),
+            bytes=_file_size(value),
         )
         trajectory.update(
             length=step + 1,
             hit_limit=sum(1 for r in records[: step + 1] if r.get("hit_limit")),
         )
     record["stored"] = True
+
+
+def _measurements(output: Any, gives: str) -> dict[str, Any]:
+    """What a step's output tells beside its value: tokens of a text, the prompt's tokens of an
+    image and whether its text encoder cut the prompt."""
+    if gives == "text":
+        return {"tokens": text_tokens(output)}
+    tokens, limit = prompt_tokens(output)
+    cut = None if tokens is None or limit is None else int(tokens > limit)
+    return {"prompt_tokens": tokens, "prompt_truncated": cut}
+
+
+def _file_size(value: Any) -> int | None:
+    if not isinstance(value, ImageRef):
+        return None
+    try:
+        return value.file.stat().st_size
+    except OSError:
+        return None
 
 
 def _record_from_row(row: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:

@@ -198,6 +198,13 @@ trajectory_steps = Table(
     Column("embeddings", Text),  # JSON list of embedding ids
     Column("duration", Float),
     Column("hit_limit", Integer),  # a text cut at the token ceiling: 1; ended by itself: 0
+    # Measurements (NULL where the model does not tell): tokens generated for a text; for an
+    # image, its prompt's tokens in the painter's text encoder, whether the encoder cut the
+    # prompt (CLIP reads 77), and the PNG's size in bytes.
+    Column("tokens", Integer),
+    Column("prompt_tokens", Integer),
+    Column("prompt_truncated", Integer),
+    Column("bytes", Integer),
     Column("created", Float),
     Index("ix_trajectory_steps_key", "run_id", "node_id", "path", "step", unique=True),
 )
