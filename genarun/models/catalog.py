@@ -11,6 +11,8 @@ from genarun.errors import ModelError, did_you_mean
 from genarun.models.base import ModelSpec
 from genarun.tree.schema import model_ref_problem
 
+DEFAULT_REVISION = "main"
+
 
 @dataclass(frozen=True)
 class CatalogEntry:
@@ -24,15 +26,29 @@ class CatalogEntry:
     size: str = ""  # human-readable weight size, e.g. "1.7 GB"
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # The Hub revision `genarun models pull` fetches and the loaders use: a commit where the
+    # catalog pins one, else the default branch.
+    revision: str = DEFAULT_REVISION
 
-    def spec(self, name: str | None = None, options: dict[str, Any] | None = None) -> ModelSpec:
+    def spec(
+        self,
+        name: str | None = None,
+        options: dict[str, Any] | None = None,
+        revision: str | None = None,
+    ) -> ModelSpec:
+        """The spec a tree gets for this entry; `revision` (a tree's pin) overrides the
+        catalog's."""
         merged = {**self.options, **(options or {})}
+        rev = revision or self.revision
         return ModelSpec(
             provider=self.provider,
             id=self.id,
             name=name or self.name,
             tasks=self.tasks,
             options=tuple(sorted(merged.items())),
+            # The default branch is what no revision resolves to (refs/main): kept None so
+            # that spec keys (the execution cache, stored vectors) stay what they were.
+            revision=None if rev == DEFAULT_REVISION else rev,
         )
 
 
@@ -96,7 +112,7 @@ def _spec_from_dict(ref: dict[str, Any], name: str, aliases: dict[str, Any]) -> 
             name or model_id,
             base.tasks,
             tuple(sorted(merged.items())),
-            ref.get("revision"),
+            ref.get("revision") or base.revision,
         )
     if provider not in reg.providers:
         hint = did_you_mean(provider, set(reg.providers))
@@ -106,7 +122,9 @@ def _spec_from_dict(ref: dict[str, Any], name: str, aliases: dict[str, Any]) -> 
             + f"; known: {', '.join(sorted(reg.providers))}"
         )
     if model_id in reg.catalog and reg.catalog[model_id].provider == provider:
-        return reg.catalog[model_id].spec(name=name or model_id, options=options)
+        return reg.catalog[model_id].spec(
+            name=name or model_id, options=options, revision=ref.get("revision")
+        )
     spec = ModelSpec(
         provider,
         model_id,
@@ -172,10 +190,18 @@ def _local_model_dir(ref: str, revision: str | None) -> Path | None:
     snapshots = repo / "snapshots"
     if not snapshots.is_dir():
         return None
-    if revision is None:
-        ref_file = repo / "refs" / "main"
-        revision = ref_file.read_text().strip() if ref_file.exists() else None
-    if revision and (snapshots / revision).is_dir():
-        return snapshots / revision
+    pinned = revision is not None
+    # A branch or tag name resolves through refs/ to the commit its snapshot is named by.
+    name = revision or DEFAULT_REVISION
+    ref_file = repo / "refs" / name
+    # A revision comes from a tree: one climbing out of refs/ names no ref.
+    is_ref = ".." not in Path(name).parts and ref_file.is_file()
+    commit = ref_file.read_text().strip() if is_ref else revision
+    if commit and (snapshots / commit).is_dir():
+        return snapshots / commit
+    if pinned:
+        # A pinned revision that is not cached is missing: loading another snapshot would
+        # silently give other weights than the tree asked for.
+        return None
     found = sorted(snapshots.iterdir())
     return found[-1] if found else None
