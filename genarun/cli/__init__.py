@@ -26,6 +26,7 @@ def _add_commands() -> None:
         cluster,
         core,
         dynamics,
+        estimate,
         experiments,
         history,
         human,
@@ -39,6 +40,7 @@ def _add_commands() -> None:
     # publish adds `export site` to the export group that experiments makes.
     for module in (
         core,
+        estimate,
         models,
         runs,
         history,

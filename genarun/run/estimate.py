@@ -1,0 +1,231 @@
+"""`genarun estimate TREE`: what a run would do, from the tree and the database's history.
+
+Per node: the executions planned (foreach sizes known before the run, else taken from the last
+run of the same tree), those the execution cache will reuse, the time of one execution from
+past executions of the same kind and model (median and 90th percentile) and the API calls.
+Nothing runs and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, select
+
+from genarun.graph.compile import CompiledNode, CompiledTree
+from genarun.store.db import Store, executions, runs
+from genarun.tree.templates import Compiled
+
+# Kinds whose every execution that is not reused is one request to a remote service.
+API_KINDS = frozenset({"fetch"})
+
+
+@dataclass
+class NodeEstimate:
+    node: str
+    kind: str
+    model: str | None
+    planned: int | None  # executions over all runs of the matrix; None: unknown
+    planned_from: str  # "tree" (sizes known before the run), "last run", "unknown"
+    reused: int  # of those, executions the cache will reuse
+    median_s: float | None  # one execution, past executions of this kind and model
+    p90_s: float | None
+    samples: int  # past executions the times come from
+    api_calls: int
+
+    @property
+    def to_run(self) -> int | None:
+        return None if self.planned is None else max(self.planned - self.reused, 0)
+
+    def total_s(self, per: float | None) -> float | None:
+        """Execution time of the ones to run, one after another (batching makes it less)."""
+        if self.to_run is None or per is None:
+            return None
+        return self.to_run * per
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(
+            to_run=self.to_run,
+            total_median_s=self.total_s(self.median_s),
+            total_p90_s=self.total_s(self.p90_s),
+        )
+        return out
+
+
+def _constant(compiled: Compiled | None) -> tuple[bool, Any]:
+    """(True, value) for a field that reads nothing (a literal, `range(3)`), else (False, None)."""
+    if compiled is None:
+        return True, None
+    if compiled.names:
+        return False, None
+    try:
+        return True, compiled.evaluate({}, None, [])
+    except Exception:  # a random pick or anything needing a run: not known beforehand
+        return False, None
+
+
+def _static_size(tree: CompiledTree, node: CompiledNode) -> int | None:
+    """Executions of `node` in one run when every foreach above it (and its own) has a size
+    known before the run; None otherwise."""
+    size = 1
+    for loop in node.loops:
+        known, items = _constant(tree.nodes[loop].foreach)
+        if not known or not isinstance(items, list | tuple | range | dict):
+            return None
+        size *= len(items)
+    return size
+
+
+def _model_name(node: CompiledNode) -> str | None:
+    known, value = _constant(node.params.get("model"))
+    return value if known and isinstance(value, str) else None
+
+
+def _last_run(store: Store, tree_path: Path) -> dict[str, Any] | None:
+    row = (
+        store.conn.execute(
+            select(runs)
+            .where(runs.c.tree_path == str(tree_path))
+            .order_by(runs.c.started.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted `values`."""
+    return values[max(math.ceil(q * len(values)) - 1, 0)]
+
+
+def estimate(
+    compiled: CompiledTree,
+    store: Store | None,
+    run_count: int,
+    seed: int | None,
+    cache: bool = True,
+) -> list[NodeEstimate]:
+    """Per node of `compiled`, in tree order, what `run_count` runs of it would do."""
+    tree_path = compiled.loaded.path.resolve()
+    last = _last_run(store, tree_path) if store is not None else None
+    last_rows: list[dict[str, Any]] = []
+    if store is not None and last is not None:
+        last_rows = [dict(r) for r in store.run_executions(last["id"])]
+    same_text = last is not None and last.get("tree_text") == compiled.loaded.doc.text
+    seed_now = seed if seed is not None else compiled.loaded.spec.seed
+    # The cache reuses an execution whose kind, rendered parameters, inputs, model and seed are
+    # stored: the same tree text run with the same fixed seed renders the same ones.
+    same_inputs = (
+        cache
+        and same_text
+        and last is not None
+        and not last.get("seed_random")
+        # No seed, or `random`: each run draws a fresh one, which no stored execution has.
+        and isinstance(seed_now, int)
+        and seed_now == last.get("seed")
+        and run_count == 1
+    )
+    out = []
+    for node_id, node in compiled.nodes.items():
+        if node.skip_reason is not None:
+            continue
+        mine = [r for r in last_rows if r["node_id"] == node_id]
+        size = _static_size(compiled, node)
+        if size is not None:
+            planned, source = size * run_count, "tree"
+        elif last is not None:
+            planned, source = len({r["path"] for r in mine}) * run_count, "last run"
+        else:
+            planned, source = None, "unknown"
+        reused = 0
+        # Kinds the cache never serves (template, fetch, human...) run every time.
+        if same_inputs and planned is not None and node.kind.cacheable:
+            keys = {r["cache_key"] for r in mine if r["status"] == "done" and r["cache_key"]}
+            reused = min(len(keys), planned)
+        model = _model_name(node)
+        durations = _durations(store, node.kind.name, model) if store is not None else []
+        median = statistics.median(durations) if durations else None
+        p90 = _percentile(durations, 0.9) if durations else None
+        estimate_row = NodeEstimate(
+            node_id, node.kind.name, model, planned, source, reused, median, p90,
+            len(durations), 0,
+        )  # fmt: skip
+        if _is_api(compiled, node, model):
+            estimate_row.api_calls = estimate_row.to_run or 0
+        out.append(estimate_row)
+    return out
+
+
+def _durations(store: Store, kind: str, model: str | None) -> list[float]:
+    """Durations of past executions that ran (not reused) of `kind` with `model`, sorted."""
+    where = and_(
+        executions.c.kind == kind,
+        executions.c.status == "done",
+        executions.c.reused_from.is_(None),
+        executions.c.duration.is_not(None),
+        executions.c.model == model if model is not None else executions.c.model.is_(None),
+    )
+    rows = store.conn.execute(select(executions.c.duration).where(where)).scalars()
+    return sorted(float(d) for d in rows)
+
+
+def _is_api(compiled: CompiledTree, node: CompiledNode, model: str | None) -> bool:
+    if node.kind.name in API_KINDS:
+        return True
+    if model is None:
+        return False
+    from genarun.errors import GenarunError
+    from genarun.models.catalog import resolve_model
+
+    try:
+        spec = resolve_model(model, compiled.loaded.spec.models or {})
+    except GenarunError:
+        return False
+    return spec.provider == "openai"
+
+
+def estimate_json(rows: list[NodeEstimate]) -> str:
+    return json.dumps([r.to_json() for r in rows], indent=2)
+
+
+def estimate_table(rows: list[NodeEstimate]) -> str:
+    from genarun.store.reports import table
+
+    def seconds(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}s"
+
+    def count(v: int | None) -> str:
+        return "?" if v is None else str(v)
+
+    body = [
+        [
+            r.node,
+            r.kind,
+            r.model or "-",
+            count(r.planned) + ("" if r.planned_from == "tree" else f" ({r.planned_from})"),
+            str(r.reused),
+            seconds(r.median_s),
+            seconds(r.p90_s),
+            seconds(r.total_s(r.median_s)),
+            seconds(r.total_s(r.p90_s)),
+            str(r.api_calls),
+        ]
+        for r in rows
+    ]
+    head = ["NODE", "KIND", "MODEL", "PLANNED", "REUSED", "MEDIAN", "P90", "TIME", "TIME P90"]
+    text = table(body, [*head, "API CALLS"])
+    known = [r.total_s(r.median_s) for r in rows]
+    if all(v is not None for v in known):
+        total = sum(v for v in known if v is not None)
+        text += f"\ntotal: {total:.2f}s of execution time (median), one after another"
+    else:
+        text += "\ntotal: unknown (nodes without past executions or foreach sizes)"
+    return text
