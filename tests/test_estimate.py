@@ -104,6 +104,15 @@ def test_estimate_matches_runs_of_the_tree(workdir: Path, cli: Callable[..., Res
     assert other["fixed"]["reused"] == 0 and other["each"]["to_run"] == 3
     assert other["each"]["total_median_s"] == 3 * other["each"]["median_s"]
     assert _estimate(cli, "--no-cache")["fixed"]["reused"] == 0
+    # `run --dry-run` prints the same estimate after its check, and runs nothing.
+    dry = cli("run", "tree.yaml", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert cli("estimate", "tree.yaml").output in dry.output
+    store = Store(workdir / "genarun.db")
+    try:
+        assert len(store.list_runs(50)) == 2
+    finally:
+        store.close()
 
 
 def test_estimate_of_a_bad_tree_is_a_user_error(workdir: Path, cli: Callable[..., Result]) -> None:

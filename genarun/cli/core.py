@@ -144,6 +144,9 @@ def run(
         click.echo(
             f"{tree}: valid; {_count(len(compiled.nodes), 'node')}, {_count(runs, 'run')}; nothing was run (--dry-run)"
         )
+        from genarun.cli.estimate import estimate_text
+
+        click.echo(estimate_text(compiled, db, seed, no_cache, as_json=False))
         return
     options.progress = Progress(verbosity=verbosity or "normal")
     outcome = run_tree(tree, options)

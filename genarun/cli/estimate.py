@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from genarun.cli.common import SeedType, db_option, handle_errors, one_tree, parse_set
+
+if TYPE_CHECKING:
+    from genarun.graph.compile import CompiledTree
 
 
 @click.command()
@@ -31,13 +35,22 @@ def estimate(
     the tree does not fix them), executions the cache will reuse, the time of one execution
     from past ones of the same kind and model (median, 90th percentile) and API calls.
     Runs and writes nothing."""
-    from genarun.run.estimate import estimate as estimate_tree
-    from genarun.run.estimate import estimate_json, estimate_table
-    from genarun.run.runner import RunOptions, matrix_bindings, prepare
-    from genarun.store.db import Store, default_db_path
+    from genarun.run.runner import RunOptions, prepare
 
     tree = one_tree(tree)
     compiled = prepare(tree, RunOptions(seed=seed, overrides=parse_set(sets)))
+    click.echo(estimate_text(compiled, db, seed, no_cache, as_json))
+
+
+def estimate_text(
+    compiled: CompiledTree, db: Path | None, seed: int | str | None, no_cache: bool, as_json: bool
+) -> str:
+    """The estimate of a compiled tree as a table (or JSON); shared with `run --dry-run`."""
+    from genarun.run.estimate import estimate as estimate_tree
+    from genarun.run.estimate import estimate_json, estimate_table
+    from genarun.run.runner import matrix_bindings
+    from genarun.store.db import Store, default_db_path
+
     path = Path(db) if db else default_db_path()
     # No database yet: no history, nothing to reuse (and none is created here).
     store = Store(path) if path.is_file() else None
@@ -51,7 +64,7 @@ def estimate(
     finally:
         if store is not None:
             store.close()
-    click.echo(estimate_json(rows) if as_json else estimate_table(rows))
+    return estimate_json(rows) if as_json else estimate_table(rows)
 
 
 def register(main: click.Group) -> None:
