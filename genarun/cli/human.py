@@ -211,7 +211,13 @@ def hook_url(run_ref: str, target: str, db: Path | None) -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=".",
     show_default=True,
-    help="The folder whose tree files the API may start runs of.",
+    help="The folder whose tree files the API and the start page may start runs of.",
+)
+@click.option(
+    "--read-only",
+    is_flag=True,
+    help="Serve pages and GET routes only: no answers, starts, stops or webhooks "
+    "(and no auto-resume).",
 )
 @handle_errors
 def serve(
@@ -222,6 +228,7 @@ def serve(
     no_auto_resume: bool,
     sweep: float,
     trees: Path,
+    read_only: bool,
 ) -> None:
     """Serve answer webhooks (POST /runs/RUN/NODE[/INDEX]/hook); answered runs continue in the
     server's worker. Signed webhooks use the secret in $GENARUN_WEBHOOK_SECRET."""
@@ -250,7 +257,9 @@ def serve(
                 f"$GENARUN_WEBHOOK_SECRET is not a Standard Webhooks secret (whsec_ and base64): {exc}"
             ) from None
     path = (db or default_db_path()).absolute()
-    Store(path, writing=True).close()  # a bad or read-only database is said now, not per request
+    Store(
+        path, writing=not read_only
+    ).close()  # a bad or read-only database is said now, not per request
     app = create_app(
         ServeOptions(
             db=path,
@@ -259,6 +268,7 @@ def serve(
             token=token,
             sweep_every=sweep,
             trees=trees.absolute(),
+            read_only=read_only,
         )
     )
     shown = f"[{host}]" if ":" in host else host

@@ -35,6 +35,7 @@ class ServeOptions:
     token: str | None = None  # guards the API and pages when the server listens beyond 127.0.0.1
     sweep_every: float = 15.0  # seconds between looks for requests whose timeout passed
     trees: Path | None = None  # the folder runs may be started from; None: no starting
+    read_only: bool = False  # no POST route (no answers, starts, stops); pages hide controls
 
 
 class _Stores(threading.local):
@@ -45,7 +46,9 @@ def create_app(options: ServeOptions) -> Starlette:
     """The app: `POST /runs/<run>/<node>[/<index>...]/hook`, `/api/v1/...` and `GET /health`."""
     stores = _Stores()
     opened: list[Any] = []
-    resumer = Resumer(options.db, sweep_every=options.sweep_every) if options.auto_resume else None
+    # Read-only changes nothing, so it continues no run either (and records no timeouts).
+    resuming = options.auto_resume and not options.read_only
+    resumer = Resumer(options.db, sweep_every=options.sweep_every) if resuming else None
 
     def store() -> Any:
         if stores.store is None:
@@ -104,15 +107,22 @@ def create_app(options: ServeOptions) -> Starlette:
         if resumer is not None:
             resumer.want(run_id)
 
-    app = Starlette(
-        routes=[
-            Route("/health", health, methods=["GET"]),
-            Route("/runs/{run_id}/{rest:path}", hook, methods=["POST"]),
-            *api_routes(store, options.token, continue_run, options if options.trees else None),
-            *Pages(store, options.token, continue_run).routes(),
-        ],
-        lifespan=lifespan,
+    pages = Pages(
+        store,
+        options.token,
+        continue_run,
+        read_only=options.read_only,
+        start=(options.db, options.trees) if options.trees else None,
     )
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/runs/{run_id}/{rest:path}", hook, methods=["POST"]),
+        *api_routes(store, options.token, continue_run, options if options.trees else None),
+        *pages.routes(),
+    ]
+    if options.read_only:  # every POST route goes, webhooks and API included: a 405 for all
+        routes = [r for r in routes if "GET" in (r.methods or set())]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.options = options
     app.state.resumer = resumer
     return app

@@ -17,6 +17,7 @@ import json
 import secrets
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, select_autoescape
@@ -39,15 +40,16 @@ body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0
 .images{display:flex;flex-wrap:wrap;gap:.5rem}.images img{width:160px;image-rendering:pixelated}
 button{margin:.2rem}
 </style></head><body>
-<p><a href="/runs">Runs</a></p><h1>Inbox</h1>
+<p><a href="/runs">Runs</a>{% if can_start %} · <a href="/start">Start a run</a>{% endif %}</p><h1>Inbox</h1>
+{% if read_only %}<p class="meta">Read-only: answers are given elsewhere (genarun answer, webhooks).</p>{% endif %}
 {% if message %}<p class="{{ 'error' if failed else 'done' }}" role="status">{{ message }}</p>{% endif %}
 {% if not requests %}<p>No requests waiting for an answer.</p>{% endif %}
 {% for r in requests %}
 <section class="request" id="{{ r.id }}">
 <p class="meta">run {{ r.run_id[:8] }} · {{ r.target }} · {{ r.ask }}{% if r.collect %} · poll {{ r.votes }}/{{ r.collect }}{% endif %}{% if r.expires_text %} · expires {{ r.expires_text }}{% endif %}</p>
 <h2>{{ r.question }}</h2>
-{% if r.images and r.ask != 'best' %}<div class="images">{% for src in r.images %}<img src="{{ src }}" alt="image {{ loop.index0 }}">{% endfor %}</div>{% endif %}
-<form method="post" action="answer">
+{% if r.images and (r.ask != 'best' or read_only) %}<div class="images">{% for src in r.images %}<img src="{{ src }}" alt="image {{ loop.index0 }}">{% endfor %}</div>{% endif %}
+{% if not read_only %}<form method="post" action="answer">
 <input type="hidden" name="csrf" value="{{ csrf }}">
 <input type="hidden" name="request" value="{{ r.id }}">
 <label>Your name <input name="responder" maxlength="100" placeholder="optional"></label><br>
@@ -67,7 +69,7 @@ button{margin:.2rem}
 {% else %}
   <textarea name="text" rows="4" cols="60" required></textarea><input type="hidden" name="answer" value="null"><br><button>Answer</button>
 {% endif %}
-</form>
+</form>{% endif %}
 </section>
 {% endfor %}
 </body></html>
@@ -81,15 +83,23 @@ class Pages:
     """The page routes, their session and CSRF checks."""
 
     def __init__(
-        self, store: Callable[[], Any], token: str | None, on_answer: Callable[[str], None]
+        self,
+        store: Callable[[], Any],
+        token: str | None,
+        on_answer: Callable[[str], None],
+        *,
+        read_only: bool = False,
+        start: tuple[Path, Path] | None = None,  # (database, trees folder): the start page
     ):
         self.store = store
         self.token = token
         self.on_answer = on_answer
+        self.read_only = read_only
+        self.start = None if read_only else start
         self.csrf_key = secrets.token_bytes(32)  # per process: a restart asks for a reload
 
     def routes(self) -> list[Route]:
-        return [
+        routes = [
             Route("/", lambda request: RedirectResponse("/runs", 303), methods=["GET"]),
             Route("/login", self.login, methods=["GET"]),
             Route("/inbox", self.inbox, methods=["GET"]),
@@ -97,6 +107,13 @@ class Pages:
             Route("/runs/{run_id}/files/{rel:path}", self.file, methods=["GET"]),
             *run_page_routes(self),
         ]
+        if self.start is not None:
+            from genarun.server.start_page import start_page_routes
+
+            routes += start_page_routes(self, *self.start)
+        if self.read_only:  # no POST route at all: nothing a page or a client can change
+            routes = [r for r in routes if "GET" in (r.methods or set())]
+        return routes
 
     # --- session and CSRF ----------------------------------------------------------------
     def _session_value(self) -> str:
@@ -109,7 +126,7 @@ class Pages:
         cookie = request.cookies.get(SESSION_COOKIE, "")
         return hmac.compare_digest(cookie.encode(), self._session_value().encode())
 
-    def _csrf(self, request: Request) -> str:
+    def csrf(self, request: Request) -> str:
         session = request.cookies.get(SESSION_COOKIE, "local") if self.token else "local"
         return hmac.new(self.csrf_key, session.encode(), hashlib.sha256).hexdigest()
 
@@ -134,7 +151,9 @@ class Pages:
         message = request.query_params.get("message", "")[:300]
         html = _inbox_template.render(
             requests=requests,
-            csrf=self._csrf(request),
+            csrf=self.csrf(request),
+            read_only=self.read_only,
+            can_start=self.start is not None,
             message=message,
             failed=request.query_params.get("failed") == "1",
         )
@@ -176,7 +195,9 @@ class Pages:
             )
         return rows
 
-    async def answer(self, request: Request) -> Response:
+    async def check_form(self, request: Request) -> dict[str, list[str]] | Response:
+        """A posted page form's fields, once its session, origin and CSRF token are checked;
+        otherwise the page that refuses it."""
         if not self.signed_in(request):
             return self.refused()
         origin = request.headers.get("origin")
@@ -186,11 +207,18 @@ class Pages:
         if len(body) > MAX_BODY:
             return HTMLResponse("<p>The form is too large.</p>", 413)
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-        field = {k: v[-1] for k, v in form.items()}
-        if not hmac.compare_digest(field.get("csrf", "").encode(), self._csrf(request).encode()):
+        sent = form.get("csrf", [""])[-1]
+        if not hmac.compare_digest(sent.encode(), self.csrf(request).encode()):
             return HTMLResponse(
-                "<p>Refused: the form is stale or forged; reload the inbox.</p>", 403
+                "<p>Refused: the form is stale or forged; reload the page.</p>", 403
             )
+        return form
+
+    async def answer(self, request: Request) -> Response:
+        form = await self.check_form(request)
+        if isinstance(form, Response):
+            return form
+        field = {k: v[-1] for k, v in form.items()}
         status, message, run_id = await run_in_threadpool(self._record, field, form)
         if run_id:
             self.on_answer(run_id)
@@ -239,8 +267,6 @@ class Pages:
         return Response(data, media_type="image/png", headers={"Cache-Control": "private"})
 
     def _read_asset(self, run_id: str, rel: str) -> bytes | None:
-        from pathlib import Path
-
         from genarun.errors import StoreError
         from genarun.store.confined import is_asset_ref, read_bytes
 

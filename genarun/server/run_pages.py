@@ -26,7 +26,7 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;pad
 _RUNS = (
     """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>genarun runs</title>"""
     + _STYLE
-    + """</head><body><h1>Runs</h1><p><a href="/inbox">Inbox</a></p>
+    + """</head><body><h1>Runs</h1><p><a href="/inbox">Inbox</a>{% if can_start %} · <a href="/start">Start a run</a>{% endif %}</p>
 <form method="get"><label>Status <select name="status"><option value="">any</option>
 {% for s in statuses %}<option{% if s == status %} selected{% endif %}>{{ s }}</option>{% endfor %}</select></label>
 <label>Tree <input name="tree" value="{{ tree }}"></label> <label>Search <input name="q" value="{{ q }}"></label>
@@ -73,7 +73,10 @@ def run_page_routes(pages: Any) -> list[Route]:
             return pages.refused()
         query = {k: request.query_params.get(k, "")[:200] for k in ("status", "tree", "q")}
         rows = await run_in_threadpool(_runs_rows, pages.store(), query)
-        return HTMLResponse(_runs_template.render(runs=rows, statuses=STATUSES, **query))
+        html = _runs_template.render(
+            runs=rows, statuses=STATUSES, can_start=pages.start is not None, **query
+        )
+        return HTMLResponse(html)
 
     async def run_page(request: Request) -> Response:
         if not pages.signed_in(request):
