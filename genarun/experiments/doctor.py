@@ -17,7 +17,7 @@ import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import func, select
 
@@ -342,7 +342,7 @@ def _persistence_nodes(text: str, name: str) -> list[dict[str, Any]]:
     cached = _NODES_CACHE.get((text, name))
     if cached is not None:
         return cached
-    fmt = "json" if name.lower().endswith(".json") else "yaml"
+    fmt: Literal["yaml", "json"] = "json" if name.lower().endswith(".json") else "yaml"
     try:
         data = load_text(text, name or "tree", fmt).data
     except TreeError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import UserError
@@ -188,7 +189,9 @@ def noise_floor_of(
         before = rows.get(step - 1)
         if before is None:
             raise UserError(f"step {step - 1}, the input of step {step}, is not stored")
-        given = _image(folder, before["value"]) if before["kind"] == "image" else before["value"]
+        given = (
+            _image(Path(folder), before["value"]) if before["kind"] == "image" else before["value"]
+        )
     task = "image" if kind == "image" else ("caption" if not isinstance(given, str) else "generate")
     model = model_cache().get(spec, device)
     base_seed = int(t["seed"] or 0)

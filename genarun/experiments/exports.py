@@ -43,7 +43,7 @@ def export_images(
     # and invocation seed with the run's start prompt and run seed.
     matrix = json.dumps(json.loads(run["bindings"] or "{}"), ensure_ascii=False)
     models = run_models(run)
-    written = []
+    written: list[Path] = []
     for s in steps:
         key = (s["node_id"], s["path"])
         trajectory = trajectories.get(key, {})

@@ -135,12 +135,12 @@ def write_video(
             for t in range(start, min(frames, start + chunk)):
                 frame = np.zeros((height, width, 3), np.uint8)
                 for i in range(len(found)):
-                    array = by_frame.get(t, {}).get(i, last.get(i))
-                    if array is None:
+                    held = by_frame.get(t, {}).get(i, last.get(i))
+                    if held is None:
                         continue
-                    last[i] = array
+                    last[i] = held
                     r, c = divmod(i, cols)
-                    frame[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = array
+                    frame[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = held
                 writer.send(np.ascontiguousarray(frame))
     finally:
         writer.close()

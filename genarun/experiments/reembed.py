@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select, update
 
@@ -40,7 +40,7 @@ def _aliases(text: str, name: str) -> dict[str, Any]:
     from genarun.errors import TreeError
     from genarun.tree.load import load_text
 
-    fmt = "json" if name.lower().endswith(".json") else "yaml"
+    fmt: Literal["yaml", "json"] = "json" if name.lower().endswith(".json") else "yaml"
     try:
         data = load_text(text, name or "tree", fmt).data
     except TreeError:
@@ -161,14 +161,14 @@ def embed_trajectory(
         ]
         with store.transaction():  # the vectors and their steps' references: one commit
             ids = store.add_embeddings(new_rows)
-            for (_, _, _, row), id_, new in zip(chunk, ids, new_rows, strict=True):
-                if row is None:
+            for (_, _, _, source), id_, new in zip(chunk, ids, new_rows, strict=True):
+                if source is None:
                     continue
-                refs = json.loads(row["embeddings"] or "{}")
+                refs = json.loads(source["embeddings"] or "{}")
                 refs[label] = [id_, new["dim"]]
                 store._write(
                     update(trajectory_steps)
-                    .where(trajectory_steps.c.id == row["id"])
+                    .where(trajectory_steps.c.id == source["id"])
                     .values(embeddings=json.dumps(refs))
                 )
         report.embedded += len(chunk)

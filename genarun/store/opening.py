@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -35,7 +36,6 @@ from genarun.errors import StoreError
 # tables that older versions ignore needs no bump.
 SCHEMA_VERSION = 1
 
-_HEADER = b"SQLite format 3\x00"
 _DAMAGE = ("malformed", "not a database", "encrypted", "corrupt", "decode")
 _READ_ONLY = ("readonly", "read-only", "unable to open database file")
 _opened: set[Path] = set()  # databases this command opened: checked when an error is a mystery
@@ -103,28 +103,31 @@ def uri(path: Path, mode: str | None) -> str:
 def inspect(path: Path, metadata: MetaData) -> Inspection:
     """What the file holds, read with the standard library and never written; raises
     DatabaseDamaged or DatabaseTooNew."""
+    # The file is looked at with stat and SQLite only, never opened by Python: closing any
+    # descriptor of a database file drops every POSIX lock this process holds on it, so a
+    # plain open+close here (each new Store) let another connection of this process (the
+    # server's) lose its locks, and a writer in another process deleted the WAL under it.
     try:
-        with path.open("rb") as fh:
-            header = fh.read(len(_HEADER))
+        info = path.stat()
     except FileNotFoundError:
         return Inspection(False, 0, False, [])
-    except IsADirectoryError:
-        raise StoreError(
-            f"cannot open the database {path}: it is a folder "
-            "(name a file with --db or $GENARUN_DB)"
-        ) from None
     except OSError as exc:
         raise StoreError(
             f"cannot open the database {path}: {exc.strerror} "
             "(name another with --db or $GENARUN_DB)"
         ) from None
-    if not header:  # an empty file is a new database to SQLite
-        return Inspection(False, 0, False, [])
-    if header != _HEADER:
-        raise DatabaseDamaged(
-            f"cannot open the database {path}: file is not a database (not a SQLite file; "
-            "name another with --db or $GENARUN_DB)"
+    if stat.S_ISDIR(info.st_mode):
+        raise StoreError(
+            f"cannot open the database {path}: it is a folder "
+            "(name a file with --db or $GENARUN_DB)"
         )
+    if not os.access(path, os.R_OK):
+        raise StoreError(
+            f"cannot open the database {path}: Permission denied "
+            "(name another with --db or $GENARUN_DB)"
+        )
+    if info.st_size == 0:  # an empty file is a new database to SQLite
+        return Inspection(False, 0, False, [])
     error: Exception | None = None
     # Without write access to the file and its folder (SQLite writes a journal beside it),
     # open it read-only: as WAL readers need a -shm file there, immutable is the last resort.
@@ -137,6 +140,11 @@ def inspect(path: Path, metadata: MetaData) -> Inspection:
             if isinstance(exc, sqlite3.OperationalError) and _is_read_only(exc):
                 error = exc
                 continue  # try again read-only
+            if "file is not a database" in str(exc):
+                raise DatabaseDamaged(
+                    f"cannot open the database {path}: file is not a database (not a SQLite "
+                    "file; name another with --db or $GENARUN_DB)"
+                ) from None
             raise damaged(path, exc) from None
     raise StoreError(f"cannot open the database {path}: {reason(error)}")
 
