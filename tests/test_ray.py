@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
+from genarun.run.ray_pool import POOL
 from genarun.run.runner import RunOptions, run_tree
 from tests.helpers import query
 
@@ -130,6 +131,7 @@ def test_a_killed_model_actor_is_restarted_and_its_batch_queued_again(
     tree = workdir / "slow.yaml"
     tree.write_text(SLOW_TREE)
     killed: list[str] = []
+    before = set(ray.util.list_named_actors())  # the pool's actors of earlier tests
 
     def kill_the_actor() -> None:
         # Once the first batch (2 lines, 0.8 s) is stored, the second runs: kill the actor's
@@ -138,7 +140,11 @@ def test_a_killed_model_actor_is_restarted_and_its_batch_queued_again(
         for _ in range(1200):
             if stored(db) >= 2:
                 time.sleep(0.2)
-                named = [a for a in ray.util.list_named_actors() if a.startswith("genarun-")]
+                named = [
+                    a
+                    for a in ray.util.list_named_actors()
+                    if a.startswith("genarun-") and a not in before
+                ]
                 ray.kill(ray.get_actor(named[0]), no_restart=False)
                 killed.append(named[0])
                 return
@@ -202,3 +208,55 @@ def test_a_driver_killed_with_sigkill_is_resumed_on_ray(
     rows = query(db, "SELECT node_id, path, status FROM executions")
     assert sorted(r["path"] for r in rows) == sorted(f"[{i}]" for i in range(6))
     assert query(db, "SELECT status FROM runs")[0]["status"] == "completed"
+
+
+QUICK_TREE = SLOW_TREE.replace("slow", "quick").replace("delay: 0.4", "delay: 0, tag: pool")
+
+
+def quick_actors() -> dict[str, int]:
+    """The pool's actors of QUICK_TREE's model: name -> process id."""
+    return {
+        pooled.name: ray.get(pooled.actor.describe.remote())["pid"]
+        for key, pooled in POOL.actors.items()
+        if "tag='pool'" in key[0]
+    }
+
+
+def test_model_actors_outlive_a_run_and_a_dead_one_is_replaced(cluster: str, workdir: Path) -> None:
+    tree = workdir / "quick.yaml"
+    tree.write_text(QUICK_TREE)
+
+    def run(n: int) -> Any:
+        db = workdir / f"{n}.db"
+        outcome = run_tree(tree, RunOptions(db=db, out=workdir / str(n), executor="ray"))
+        assert outcome.status == "completed", outcome.failures
+        return outputs(outcome.runs[0].folder, db)
+
+    first = run(1)
+    actors = quick_actors()
+    assert len(actors) == 1
+    assert run(2) == first
+    assert quick_actors() == actors  # the same actor, the same process: no new start
+
+    # Killed for good between runs: the next run finds it dead and starts another.
+    (pooled,) = [p for k, p in POOL.actors.items() if "tag='pool'" in k[0]]
+    ray.kill(pooled.actor, no_restart=True)
+    assert run(3) == first
+    replaced = quick_actors()
+    assert len(replaced) == 1 and replaced != actors
+
+    # Released (as at interpreter exit): the actor is ended, and a later run starts anew.
+    (pooled,) = [p for k, p in POOL.actors.items() if "tag='pool'" in k[0]]
+    POOL.release(ray)
+    for _ in range(300):  # ray.kill is asynchronous: calls fail once the kill has landed
+        try:
+            ray.get(pooled.actor.describe.remote(), timeout=60)
+        except ray.exceptions.RayActorError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the released actor still answers")
+    (old,) = replaced
+    assert old not in ray.util.list_named_actors()
+    assert run(4) == first
+    assert len(quick_actors()) == 1
