@@ -119,7 +119,12 @@ def test_plots_and_exports(experiment: Path, cli: Callable[..., Result], workdir
         "trajectories_2d_dummy-text-embed.png",
     ):
         assert expected in names
-    assert sum(n.startswith("diagram_") for n in names) == 16
+    diagrams = {n for n in names if n.startswith("diagram_")}
+    # each diagram's PNG has its data beside it as CSV
+    assert sum(n.endswith(".png") for n in diagrams) == 16
+    assert {n.removesuffix(".csv") for n in diagrams if n.endswith(".csv")} == {
+        n.removesuffix(".png") for n in diagrams if n.endswith(".png")
+    }
 
     run = query(
         experiment, "SELECT id, seed FROM runs WHERE bindings LIKE '%dummy-embed%' LIMIT 1"
