@@ -89,7 +89,9 @@ def test_a_run_retrieves_outputs_of_a_past_run_of_another_tree(trees: Path) -> N
     # Naming the run itself finds the same.
     again = trees / "reader_by_id.yaml"
     again.write_text(
-        (trees / "reader.yaml").read_text().replace("runs: all", f"runs: {writer.runs[0].id[:10]}")
+        (trees / "reader.yaml")
+        .read_text()
+        .replace("runs: all", f"runs: '{writer.runs[0].id[:10]}'")
     )
     assert {m["id"] for m in _output(_run(again, db))["found"]} == {m["id"] for m in reader}
 
