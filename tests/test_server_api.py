@@ -7,8 +7,8 @@ from pathlib import Path
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from genarun.server.api import openapi_document
 from genarun.server.app import ServeOptions, create_app
+from genarun.server.openapi import openapi_document
 from tests.human_helpers import make_request
 
 

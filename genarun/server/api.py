@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from genarun.server.hooks import MAX_BODY, accepted_body
+from genarun.server.openapi import RUN_STATUSES, openapi_document
 
 Handler = Callable[[Request], Awaitable[JSONResponse]]
-RUN_STATUSES = ("running", "completed", "failed", "interrupted", "waiting")
 
 
 class ApiError(Exception):
@@ -36,17 +36,26 @@ def api_routes(
     token: str | None,
     on_answer: Callable[[str], None],
     control: Any = None,
+    *,
+    read_only: bool = False,
 ) -> list[Route]:
     """The /api/v1 routes over the store of the calling thread; `on_answer(run_id)` is told of
     an answer that closed a request (the server may continue the run)."""
 
-    def guarded(fn: Callable[..., dict[str, Any] | list[Any]], *, body: bool = False) -> Handler:
+    def guarded(
+        fn: Callable[..., dict[str, Any] | list[Any]], *, body: bool = False, empty: bool = False
+    ) -> Handler:
+        """`body`: a POST with a JSON body; `empty`: one that may also come with no body at
+        all (a command such as stop), read as {}."""
+
         async def endpoint(request: Request) -> JSONResponse:
             try:
                 _authorise(request, token)
-                payload = await _json_body(request) if body else None
+                payload = await _json_body(request, empty_ok=empty) if body else None
                 args = (request, payload) if body else (request,)
-                result = await run_in_threadpool(fn, store(), *args)
+                # store() inside the pool thread: each thread has its own Store (its
+                # connection is not shared), and opening one never blocks the event loop.
+                result = await run_in_threadpool(lambda: fn(store(), *args))
             except ApiError as exc:
                 return JSONResponse({"error": str(exc), **exc.extra}, status_code=exc.status)
             return JSONResponse(result)
@@ -54,7 +63,7 @@ def api_routes(
         return endpoint
 
     async def openapi(request: Request) -> JSONResponse:
-        return JSONResponse(openapi_document())
+        return JSONResponse(openapi_document(read_only=read_only))
 
     def answer(store_: Any, request: Request, payload: Any) -> dict[str, Any]:
         result = _answer(store_, request.path_params["run_id"], payload)
@@ -85,6 +94,7 @@ def api_routes(
     def stop(store_: Any, request: Request, payload: Any) -> dict[str, Any]:
         from genarun.server.control import ControlError, stop_run
 
+        _no_fields(payload)
         try:
             return stop_run(store_, request.path_params["run_id"])
         except ControlError as exc:
@@ -104,7 +114,7 @@ def api_routes(
         Route("/api/v1/openapi.json", openapi, methods=["GET"]),
         Route("/api/v1/runs/{run_id}/rerun", guarded(rerun_nodes, body=True), methods=["POST"]),
         Route("/api/v1/runs", guarded(start, body=True), methods=["POST"]),
-        Route("/api/v1/runs/{run_id}/stop", guarded(stop, body=True), methods=["POST"]),
+        Route("/api/v1/runs/{run_id}/stop", guarded(stop, body=True, empty=True), methods=["POST"]),
         Route("/api/v1/runs/{run_id}/events", events, methods=["GET"]),
         Route("/api/v1/runs", guarded(_runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", guarded(_run), methods=["GET"]),
@@ -123,14 +133,28 @@ def _authorise(request: Request, token: str | None) -> None:
         raise ApiError(403, "wrong token")
 
 
-async def _json_body(request: Request) -> Any:
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        raise ApiError(415, "send the body as application/json")
+def _no_fields(payload: Any) -> None:
+    """A command's body: nothing, or an empty JSON object."""
+    if payload != {}:
+        raise ApiError(422, "send no body, or {}")
+
+
+async def _json_body(request: Request, *, empty_ok: bool = False) -> Any:
+    """The JSON body; `empty_ok`: no body at all reads as {}. A browser sends `Origin` with
+    every cross-site POST, and a page of another site may only ever act through this
+    server's own pages: such a POST is refused whatever its body."""
+    origin = request.headers.get("origin")
+    if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise ApiError(403, "refused: a request sent by a page of another site")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
             raise ApiError(413, f"the body is over {MAX_BODY} bytes")
+    if empty_ok and not body.strip():
+        return {}
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise ApiError(415, "send the body as application/json")
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
@@ -247,223 +271,3 @@ def _answer(store: Any, run_ref: str, payload: Any) -> dict[str, Any]:
     except AnswerRefused as exc:
         raise ApiError(409, str(exc)) from None
     return accepted_body(recorded)
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the API and the answer webhook."""
-    error = {"$ref": "#/components/schemas/Error"}
-
-    def reply(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {
-            "description": description,
-            "content": {"application/json": {"schema": schema or error}},
-        }
-
-    run_param = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    errors = {"401": reply("no token"), "403": reply("wrong token")}
-    answer_body = {
-        "type": "object",
-        "required": ["node", "answer"],
-        "properties": {
-            "node": {"type": "string"},
-            "path": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "answer": {},
-            "responder": {"type": "string", "maxLength": 100},
-        },
-    }
-    hook_body = {
-        "type": "object",
-        "required": ["answer"],
-        "properties": {"answer": {}, "responder": {"type": "string", "maxLength": 100}},
-        "additionalProperties": False,
-    }
-    answered = {"$ref": "#/components/schemas/Answered"}
-    text_list = {"type": "array", "items": {"type": "string"}}
-    start_body = {
-        "type": "object",
-        "required": ["tree"],
-        "properties": {
-            "tree": {"type": "string"},
-            "set": text_list,
-            "skip": text_list,
-            "only": text_list,
-            "seed": {"oneOf": [{"type": "integer"}, {"const": "random"}]},
-        },
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "genarun serve", "version": "1"},
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
-                "Answered": {
-                    "type": "object",
-                    "properties": {
-                        "accepted": {"type": "boolean"},
-                        "replayed": {"type": "boolean"},
-                        "run": {"type": "string"},
-                        "node": {"type": "string"},
-                        "path": {"type": "array", "items": {"type": "integer"}},
-                        "status": {"enum": ["waiting", "answered"]},
-                        "result": {},
-                    },
-                },
-            },
-        },
-        "security": [{"bearer": []}],
-        "paths": {
-            "/api/v1/runs": {
-                "get": {
-                    "summary": "Runs, newest first",
-                    "parameters": [
-                        {"name": "status", "in": "query", "schema": {"enum": list(RUN_STATUSES)}},
-                        {"name": "tree", "in": "query", "schema": {"type": "string"}},
-                        {"name": "experiment", "in": "query", "schema": {"type": "string"}},
-                        {"name": "q", "in": "query", "schema": {"type": "string"}},
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                        },
-                    ],
-                    "responses": {"200": reply("the runs", {"type": "object"}), **errors},
-                },
-                "post": {
-                    "summary": "Start a run of a tree file of the trees folder, in a worker process",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": start_body}},
-                    },
-                    "responses": {
-                        "200": reply("started: the run's id", {"type": "object"}),
-                        "403": reply("outside the trees folder"),
-                        "404": reply("no such tree file"),
-                        "422": reply("the tree or a --set value has a problem (the CLI's message)"),
-                        **errors,
-                    },
-                },
-            },
-            "/api/v1/runs/{run_id}/rerun": {
-                "post": {
-                    "summary": "Rerun nodes or foreach items (cover[2]) of a run, as a new run",
-                    "parameters": [run_param],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["node"],
-                                    "properties": {"node": text_list},
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": reply("started: the new run's id", {"type": "object"}),
-                        "404": reply("no such run"),
-                        "422": reply("a node that is not in the tree (the CLI's message)"),
-                        **errors,
-                    },
-                }
-            },
-            "/api/v1/runs/{run_id}/stop": {
-                "post": {
-                    "summary": "Stop a running run (an interrupt: finished work is kept, resumable)",
-                    "parameters": [run_param],
-                    "requestBody": {
-                        "content": {"application/json": {"schema": {"type": "object"}}}
-                    },
-                    "responses": {
-                        "200": reply("stopping", {"type": "object"}),
-                        "404": reply("no such run"),
-                        "409": reply("not running, or running on another host"),
-                        **errors,
-                    },
-                }
-            },
-            "/api/v1/runs/{run_id}": {
-                "get": {
-                    "summary": "A run (id, prefix or latest): executions and human requests",
-                    "parameters": [run_param],
-                    "responses": {
-                        "200": reply("the run", {"type": "object"}),
-                        "404": reply("no such run"),
-                        **errors,
-                    },
-                }
-            },
-            "/api/v1/runs/{run_id}/events": {
-                "get": {
-                    "summary": "Live progress: server-sent events, one per finished execution "
-                    "(id: its row id; Last-Event-ID or ?after= resumes), then `end`",
-                    "parameters": [
-                        run_param,
-                        {"name": "after", "in": "query", "schema": {"type": "integer"}},
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "the event stream",
-                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                        },
-                        "404": reply("no such run"),
-                        **errors,
-                    },
-                }
-            },
-            "/api/v1/inbox": {
-                "get": {
-                    "summary": "Human requests waiting for an answer",
-                    "responses": {"200": reply("the requests", {"type": "object"}), **errors},
-                }
-            },
-            "/api/v1/runs/{run_id}/answers": {
-                "post": {
-                    "summary": "Answer a human request of the run",
-                    "parameters": [run_param],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": answer_body}},
-                    },
-                    "responses": {
-                        "200": reply("accepted", answered),
-                        "404": reply("no such run or request"),
-                        "409": reply("answered or expired already"),
-                        "413": reply("body too large"),
-                        "415": reply("not application/json"),
-                        "422": reply("malformed, or an answer the question does not accept"),
-                        **errors,
-                    },
-                }
-            },
-            "/runs/{run_id}/{node}/hook": {
-                "post": {
-                    "summary": "The answer webhook (its own token, or a Standard Webhooks signature)",
-                    "security": [],
-                    "parameters": [
-                        run_param,
-                        {
-                            "name": "node",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                        {"name": "token", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": hook_body}},
-                    },
-                    "responses": {
-                        "200": reply("accepted", answered),
-                        "401": reply("no token or signature"),
-                        "403": reply("wrong token or signature"),
-                        "404": reply("no such run or request"),
-                        "409": reply("answered or expired already"),
-                        "422": reply("malformed, or an answer the question does not accept"),
-                    },
-                }
-            },
-        },
-    }

@@ -46,16 +46,23 @@ def create_app(options: ServeOptions) -> Starlette:
     """The app: `POST /runs/<run>/<node>[/<index>...]/hook`, `/api/v1/...` and `GET /health`."""
     stores = _Stores()
     opened: list[Any] = []
+    opened_in: list[str] = []  # the thread each Store was opened in (a test checks them)
     # Read-only changes nothing, so it continues no run either (and records no timeouts).
     resuming = options.auto_resume and not options.read_only
     resumer = Resumer(options.db, sweep_every=options.sweep_every) if resuming else None
 
     def store() -> Any:
+        """The calling thread's Store; only ever from the thread pool (run_in_threadpool):
+        opening one does file I/O, and a Store made on the event loop's thread would have its
+        connection used by every pool thread at once."""
+        if _on_event_loop():
+            raise RuntimeError("store() called on the event loop: call it inside run_in_threadpool")
         if stores.store is None:
             from genarun.store.db import Store
 
             stores.store = Store(options.db)
             opened.append(stores.store)
+            opened_in.append(threading.current_thread().name)
         return stores.store
 
     async def health(request: Request) -> JSONResponse:
@@ -74,16 +81,17 @@ def create_app(options: ServeOptions) -> Starlette:
                 )
         node_id, path = parsed
         reply = await run_in_threadpool(
-            answer_hook,
-            store(),
-            request.path_params["run_id"],
-            node_id,
-            path,
-            headers=dict(request.headers),
-            query=dict(request.query_params),
-            body=body,
-            webhook_secret=options.webhook_secret,
-            client=request.client.host if request.client else "unknown",
+            lambda: answer_hook(
+                store(),
+                request.path_params["run_id"],
+                node_id,
+                path,
+                headers=dict(request.headers),
+                query=dict(request.query_params),
+                body=body,
+                webhook_secret=options.webhook_secret,
+                client=request.client.host if request.client else "unknown",
+            )
         )
         if reply.run_id and resumer is not None:
             resumer.want(reply.run_id)
@@ -117,7 +125,13 @@ def create_app(options: ServeOptions) -> Starlette:
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/runs/{run_id}/{rest:path}", hook, methods=["POST"]),
-        *api_routes(store, options.token, continue_run, options if options.trees else None),
+        *api_routes(
+            store,
+            options.token,
+            continue_run,
+            options if options.trees else None,
+            read_only=options.read_only,
+        ),
         *pages.routes(),
     ]
     if options.read_only:  # every POST route goes, webhooks and API included: a 405 for all
@@ -125,4 +139,16 @@ def create_app(options: ServeOptions) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.options = options
     app.state.resumer = resumer
+    app.state.store_threads = opened_in
     return app
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread is running an asyncio event loop (Starlette's pool threads are not)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -43,9 +43,9 @@ _RUN = (
     + _STYLE
     + """</head><body><p><a href="/runs">All runs</a> · <a href="/inbox">Inbox</a></p>
 <h1>{{ run.name }} <span class="badge {{ run.status }}">{{ run.status }}</span></h1>
-<p>run {{ run.id }} · seed {{ run.seed }} · started {{ started }}{% if took %} · {{ took }}{% endif %}<br>folder {{ run.out_dir }}</p>
+<p>run {{ run.id }} · seed {{ run.seed if run.seed is not none else "none" }} · started {{ started }}{% if took %} · {{ took }}{% endif %}<br>folder {{ run.out_dir }}</p>
 {% if run.error %}<p class="failed">{{ run.error }}</p>{% endif %}
-{% if human %}<h2>Human requests</h2><ul>{% for h in human %}<li>{{ h.target }} ({{ h.ask }}): <span class="badge {{ 'done' if h.status == 'answered' else h.status }}">{{ h.status }}</span> {{ h.question }}{% for a in h.answers %}<br>{{ a.value }} by {{ a.responder }} via {{ a.via }}{% endfor %}</li>{% endfor %}</ul>{% endif %}
+{% if human %}<h2>Human requests</h2><ul>{% for h in human %}<li>{{ h.target }} ({{ h.ask }}): <span class="badge {{ 'done' if h.status == 'answered' else h.status }}">{{ h.status }}</span> {{ h.question }}{% for a in h.answers %}<br>{{ a.value | shown }} by {{ a.responder }} via {{ a.via }}{% endfor %}</li>{% endfor %}</ul>{% endif %}
 {% if images %}<h2>Images</h2><div class="images">{% for i in images %}<figure><img src="{{ i.src }}" alt="{{ i.label }}"><figcaption>{{ i.label }}</figcaption></figure>{% endfor %}</div>{% endif %}
 <h2>Executions</h2>
 <table><tr><th>node</th><th>kind</th><th>status</th><th>time</th><th>model</th><th>seed</th><th>timeline</th><th>output / error</th></tr>
@@ -58,7 +58,17 @@ _RUN = (
 _MISSING = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>not found</title></head>
 <body><h1>Not found</h1><p>{{ message }}</p><p><a href="/runs">All runs</a></p></body></html>"""
 
+
+def shown(value: Any) -> str:
+    """A stored value as a person reads it: text as it is, anything else as JSON (`true`,
+    `null`, `["a", 2]`), never Python's repr (`True`, `None`, `['a', 2]`)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 _env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+_env.filters["shown"] = shown
 _runs_template = _env.from_string(_RUNS)
 _run_template = _env.from_string(_RUN)
 _missing_template = _env.from_string(_MISSING)
@@ -72,7 +82,7 @@ def run_page_routes(pages: Any) -> list[Route]:
         if not pages.signed_in(request):
             return pages.refused()
         query = {k: request.query_params.get(k, "")[:200] for k in ("status", "tree", "q")}
-        rows = await run_in_threadpool(_runs_rows, pages.store(), query)
+        rows = await run_in_threadpool(lambda: _runs_rows(pages.store(), query))
         html = _runs_template.render(
             runs=rows, statuses=STATUSES, can_start=pages.start is not None, **query
         )
@@ -81,7 +91,8 @@ def run_page_routes(pages: Any) -> list[Route]:
     async def run_page(request: Request) -> Response:
         if not pages.signed_in(request):
             return pages.refused()
-        found = await run_in_threadpool(_run_context, pages.store(), request.path_params["run_id"])
+        run_ref = request.path_params["run_id"]
+        found = await run_in_threadpool(lambda: _run_context(pages.store(), run_ref))
         if isinstance(found, str):
             return HTMLResponse(_missing_template.render(message=found), 404)
         return HTMLResponse(_run_template.render(**found))

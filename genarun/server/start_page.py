@@ -142,7 +142,7 @@ def start_page_routes(pages: Any, db: Path, trees: Path) -> list[Route]:
         elif shown:
             payload["skip"] = [n for n in shown if n not in checked]
         try:
-            started = await run_in_threadpool(start_run, pages.store(), db, trees, payload)
+            started = await run_in_threadpool(lambda: start_run(pages.store(), db, trees, payload))
         except ControlError as exc:
             status, message = exc.status, str(exc)
             return await run_in_threadpool(
