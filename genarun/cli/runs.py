@@ -51,11 +51,13 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
     from genarun.human.history import run_summaries, summaries_text
     from genarun.store.assembled import assembled_of_run, assembled_report
     from genarun.store.db import Store
+    from genarun.store.pauses import paused_since
     from genarun.store.reports import run_report, run_report_json
     from genarun.store.responses import responses_of, responses_report
 
     store = Store.existing(db)
     run_row = store.resolve_run(run_ref)
+    run_row["paused"] = paused_since(store, run_row["id"])  # genarun runs pause
     executions = store.run_executions(run_row["id"])
     responses = responses_of(store, run_row["id"])  # what fetch nodes were answered
     assembled = assembled_of_run(store, run_row["id"])  # what models filled into requests
@@ -81,3 +83,37 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
 
 def register(main: click.Group) -> None:
     main.add_command(runs)
+
+
+@runs.command("pause")
+@click.argument("run_ref", metavar="RUN")
+@db_option
+@handle_errors
+def runs_pause(run_ref: str, db: Path | None) -> None:
+    """Pause a running run: no new executions start (running ones finish and are stored)
+    until `genarun runs unpause RUN`. Works for a run of any process, the server's included."""
+    from genarun.store.db import Store
+    from genarun.store.pauses import pause_run
+
+    store = Store.existing(db)
+    run = store.resolve_run(run_ref)
+    pause_run(store, run, by="cli")
+    click.echo(
+        f"run {run['id'][:8]} paused: no new executions start (genarun runs unpause {run['id'][:8]})"
+    )
+
+
+@runs.command("unpause")
+@click.argument("run_ref", metavar="RUN")
+@db_option
+@handle_errors
+def runs_unpause(run_ref: str, db: Path | None) -> None:
+    """Let a paused run start new executions again. (`genarun resume` is another thing: it
+    finishes a run whose process was interrupted or killed.)"""
+    from genarun.store.db import Store
+    from genarun.store.pauses import unpause_run
+
+    store = Store.existing(db)
+    run = store.resolve_run(run_ref)
+    unpause_run(store, run)
+    click.echo(f"run {run['id'][:8]} unpaused: new executions start again")

@@ -86,13 +86,19 @@ class ModelBatcher:
     def has_queued(self) -> bool:
         return any(q.items for q in self.queues.values())
 
-    def dispatch(self, pool: ThreadPoolExecutor) -> None:
-        """Send one batch to every model that has requests waiting and none running."""
+    def dispatch(self, pool: ThreadPoolExecutor, paused: set[str] | None = None) -> None:
+        """Send one batch to every model that has requests waiting and none running; requests
+        of `paused` runs wait in the queue (a paused run starts no new model calls)."""
         for q in self.queues.values():
             if not q.items or q.spec.key in self.busy_models:
                 continue
             limit = q.max_batch or self.batch_size
-            batch = [q.items.popleft() for _ in range(min(limit, len(q.items)))]
+            if paused:
+                batch = _take_unpaused(q.items, limit, paused)
+                if not batch:
+                    continue
+            else:
+                batch = [q.items.popleft() for _ in range(min(limit, len(q.items)))]
             self.busy_models.add(q.spec.key)
             self.in_flight += 1
             pool.submit(self._run_batch, q, batch)
@@ -219,3 +225,18 @@ def _queue_key(request: Request) -> tuple:
     """Requests with equal keys (one model, one task, equal settings) may share a batch."""
     invocation = request.invoke.invocation
     return (request.invoke.model.key, batch_key(invocation.task, invocation.settings))
+
+
+def _take_unpaused(items: deque[Request], limit: int, paused: set[str]) -> list[Request]:
+    """Up to `limit` requests of runs that are not paused, out of `items`; the rest stay, in
+    their order."""
+    batch: list[Request] = []
+    kept: deque[Request] = deque()
+    while items:
+        request = items.popleft()
+        if len(batch) < limit and request.instance.run.id not in paused:
+            batch.append(request)
+        else:
+            kept.append(request)
+    items.extend(kept)
+    return batch

@@ -34,6 +34,7 @@ from genarun.run.effect_pool import (
     EffectPool,
 )
 from genarun.run.instance_start import InstanceStart
+from genarun.run.pausing import PauseWatch
 from genarun.run.recording import ExecutionRecorder
 from genarun.run.state import NodeResult, RunState
 from genarun.run.work_units import Instance, Slot
@@ -93,6 +94,9 @@ class Executor(InstanceStart):
         )
         self.waits: list[Waiting] = []
         self.stopped: FolderNotWritable | None = None  # the run folder became unwritable
+        # Runs paused from another process (genarun runs pause, the server) start nothing new.
+        store = runs[0].store if runs else None
+        self.pauses = PauseWatch(store, [r.id for r in runs]) if store is not None else None
 
     # --- public ---------------------------------------------------------------------------
     def execute(self) -> None:
@@ -118,10 +122,15 @@ class Executor(InstanceStart):
 
     # --- the loop -------------------------------------------------------------------------
     def _loop(self, pool: ThreadPoolExecutor) -> None:
+        pauses = self.pauses
         while True:
             flushed = time.monotonic()
+            if pauses is not None:
+                pauses.release_into(self.ready)  # the work of runs unpaused since
             while self.ready and self.stopped is None:
                 work = self.ready.popleft()
+                if pauses is not None and pauses.hold(work):
+                    continue  # its run is paused: nothing new starts
                 if isinstance(work, Slot):
                     self._try_expand(work)
                 else:
@@ -132,7 +141,7 @@ class Executor(InstanceStart):
                     flushed = time.monotonic()
             if self.stopped is not None:
                 raise self.stopped
-            self.batcher.dispatch(pool)
+            self.batcher.dispatch(pool, pauses.paused() if pauses is not None else None)
             self.recorder.flush()
             if self.progress:
                 self.progress.tick()
@@ -141,6 +150,9 @@ class Executor(InstanceStart):
                 if self.ready:
                     continue
             if not self._busy():
+                if pauses is not None and pauses.holding():
+                    time.sleep(0.05)  # paused, and what ran has finished: wait for unpause
+                    continue
                 if self.blocked or self.awaiting_earlier:
                     self._unblock()
                     if self.ready:

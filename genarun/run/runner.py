@@ -31,6 +31,7 @@ from genarun.store.folders import (
     run_label,
     write_json,
 )
+from genarun.store.pauses import drop_pauses
 from genarun.tree.templates import RenderError, field_rng
 from genarun.tree.validate import read_tree
 from genarun.values import to_json
@@ -453,6 +454,8 @@ def execute_runs(
             summary=json.dumps(state.counts),
             models=state.models_json(),  # with models named through outputs, known only now
         )
+        if run_status != "interrupted":  # a stopped run stays paused when resumed
+            drop_pauses(store, [state.id])
     if unwritable is not None:
         store.close()
         ids = " ".join(state.id[:12] for state in runs)

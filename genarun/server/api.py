@@ -91,14 +91,34 @@ def api_routes(
         except ControlError as exc:
             raise ApiError(exc.status, str(exc)) from None
 
-    def stop(store_: Any, request: Request, payload: Any) -> dict[str, Any]:
-        from genarun.server.control import ControlError, stop_run
+    def command(action: Callable[[Any, str], dict[str, Any]]) -> Handler:
+        """A command on one run (stop, pause, unpause): no body, or {}."""
 
-        _no_fields(payload)
-        try:
-            return stop_run(store_, request.path_params["run_id"])
-        except ControlError as exc:
-            raise ApiError(exc.status, str(exc)) from None
+        def run_command(store_: Any, request: Request, payload: Any) -> dict[str, Any]:
+            from genarun.server.control import ControlError
+
+            _no_fields(payload)
+            try:
+                return action(store_, request.path_params["run_id"])
+            except ControlError as exc:
+                raise ApiError(exc.status, str(exc)) from None
+
+        return guarded(run_command, body=True, empty=True)
+
+    def stop(store_: Any, run_ref: str) -> dict[str, Any]:
+        from genarun.server.control import stop_run
+
+        return stop_run(store_, run_ref)
+
+    def pause(store_: Any, run_ref: str) -> dict[str, Any]:
+        from genarun.server.control import pause
+
+        return pause(store_, run_ref, by="api")
+
+    def unpause(store_: Any, run_ref: str) -> dict[str, Any]:
+        from genarun.server.control import unpause
+
+        return unpause(store_, run_ref)
 
     def rerun_nodes(store_: Any, request: Request, payload: Any) -> dict[str, Any]:
         from genarun.server.control import ControlError, rerun
@@ -114,7 +134,9 @@ def api_routes(
         Route("/api/v1/openapi.json", openapi, methods=["GET"]),
         Route("/api/v1/runs/{run_id}/rerun", guarded(rerun_nodes, body=True), methods=["POST"]),
         Route("/api/v1/runs", guarded(start, body=True), methods=["POST"]),
-        Route("/api/v1/runs/{run_id}/stop", guarded(stop, body=True, empty=True), methods=["POST"]),
+        Route("/api/v1/runs/{run_id}/stop", command(stop), methods=["POST"]),
+        Route("/api/v1/runs/{run_id}/pause", command(pause), methods=["POST"]),
+        Route("/api/v1/runs/{run_id}/unpause", command(unpause), methods=["POST"]),
         Route("/api/v1/runs/{run_id}/events", events, methods=["GET"]),
         Route("/api/v1/runs", guarded(_runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", guarded(_run), methods=["GET"]),
@@ -214,9 +236,11 @@ def _run_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def _run(store: Any, request: Request) -> dict[str, Any]:
     from genarun.human.history import run_summaries
+    from genarun.store.pauses import paused_since
     from genarun.store.reports import run_report_json
 
     run = _find_run(store, request.path_params["run_id"])
+    run["paused"] = paused_since(store, run["id"])
     report = run_report_json(run, store.run_executions(run["id"]))
     report["human"] = run_summaries(store, run["id"])
     return report

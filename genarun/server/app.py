@@ -124,7 +124,6 @@ def create_app(options: ServeOptions) -> Starlette:
     )
     routes = [
         Route("/health", health, methods=["GET"]),
-        Route("/runs/{run_id}/{rest:path}", hook, methods=["POST"]),
         *api_routes(
             store,
             options.token,
@@ -133,6 +132,8 @@ def create_app(options: ServeOptions) -> Starlette:
             read_only=options.read_only,
         ),
         *pages.routes(),
+        # Last: any other POST under a run is an answer webhook (`/runs/RUN/NODE/hook`).
+        Route("/runs/{run_id}/{rest:path}", hook, methods=["POST"]),
     ]
     if options.read_only:  # every POST route goes, webhooks and API included: a 405 for all
         routes = [r for r in routes if "GET" in (r.methods or set())]

@@ -1,5 +1,5 @@
 """Pipeline control from `genarun serve`: start a run of a tree file, rerun nodes of a run,
-stop a running one.
+stop a running one, pause and unpause it.
 
 `POST /api/v1/runs` checks the request as `genarun run` would (the tree validated and compiled,
 `--set` values read by the same rules; a problem is a 422 with the CLI's own message), then
@@ -194,3 +194,31 @@ def stop_run(store: Any, run_ref: str) -> dict[str, Any]:
         raise ControlError(409, f"run {short} is not running: its process is gone (resume it)")
     os.kill(int(run["pid"]), signal.SIGINT)  # Ctrl-C: finished work is kept, resumable
     return {"run": run["id"], "stopping": True}
+
+
+def pause(store: Any, run_ref: str, *, by: str) -> dict[str, Any]:
+    """Pause a running run: no new executions start (ControlError 404/409 otherwise)."""
+    from genarun.errors import StoreError
+    from genarun.store.pauses import PauseRefused, pause_run
+
+    try:
+        run = store.resolve_run(run_ref)
+        return pause_run(store, run, by=by)
+    except PauseRefused as exc:
+        raise ControlError(409, str(exc)) from None
+    except StoreError as exc:
+        raise ControlError(404, str(exc)) from None
+
+
+def unpause(store: Any, run_ref: str) -> dict[str, Any]:
+    """Let a paused run go on (ControlError 404, or 409 when it is not paused)."""
+    from genarun.errors import StoreError
+    from genarun.store.pauses import PauseRefused, unpause_run
+
+    try:
+        run = store.resolve_run(run_ref)
+        return unpause_run(store, run)
+    except PauseRefused as exc:
+        raise ControlError(409, str(exc)) from None
+    except StoreError as exc:
+        raise ControlError(404, str(exc)) from None

@@ -32,8 +32,9 @@ def _after(request: Request) -> int:
     return 0
 
 
-def _read(store: Any, run_id: str, after: int) -> tuple[list[dict[str, Any]], str]:
+def _read(store: Any, run_id: str, after: int) -> tuple[list[dict[str, Any]], str, float | None]:
     from genarun.store.db import executions, runs
+    from genarun.store.pauses import paused_since
 
     rows = store.conn.execute(
         select(
@@ -53,10 +54,12 @@ def _read(store: Any, run_id: str, after: int) -> tuple[list[dict[str, Any]], st
         .limit(BATCH)
     ).mappings()
     status = store.conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
-    return [dict(r) for r in rows], str(status)
+    return [dict(r) for r in rows], str(status), paused_since(store, run_id)
 
 
-def _read_with(store: Callable[[], Any], run_id: str, after: int) -> tuple[list[Any], str]:
+def _read_with(
+    store: Callable[[], Any], run_id: str, after: int
+) -> tuple[list[Any], str, float | None]:
     return _read(store(), run_id, after)
 
 
@@ -71,9 +74,16 @@ def event_stream(store: Callable[[], Any], run_id: str, after: int) -> Streaming
     async def stream() -> AsyncIterator[str]:
         last = after
         beat = time.monotonic()
+        paused: float | None = None
         while True:
             # The store of the pool thread that reads (a Store is not shared across threads).
-            rows, status = await run_in_threadpool(_read_with, store, run_id, last)
+            rows, status, now_paused = await run_in_threadpool(_read_with, store, run_id, last)
+            if now_paused != paused:  # a state, not a row: a new stream hears it at once
+                if now_paused is not None:
+                    yield _event("paused", {"since": now_paused})
+                elif paused is not None:
+                    yield _event("unpaused", {})
+                paused = now_paused
             for row in rows:
                 last = row["id"]
                 path = json.loads(row["path"]) if row["path"] else []

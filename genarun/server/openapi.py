@@ -53,6 +53,28 @@ def _document() -> dict[str, Any]:
         "properties": {"answer": {}, "responder": {"type": "string", "maxLength": 100}},
         "additionalProperties": False,
     }
+    empty_body = {"type": "object", "additionalProperties": False, "maxProperties": 0}
+
+    def command(summary: str, done: str, refused: str) -> dict[str, Any]:
+        """A command on one run: no body, or {}."""
+        return {
+            "post": {
+                "summary": summary,
+                "parameters": [run_param],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": empty_body}},
+                },
+                "responses": {
+                    "200": reply(done, {"type": "object"}),
+                    "404": reply("no such run"),
+                    "409": reply(refused),
+                    "422": reply("a body other than {}"),
+                    **errors,
+                },
+            }
+        }
+
     answered = {"$ref": "#/components/schemas/Answered"}
     text_list = {"type": "array", "items": {"type": "string"}}
     start_body = {
@@ -144,21 +166,21 @@ def _document() -> dict[str, Any]:
                     },
                 }
             },
-            "/api/v1/runs/{run_id}/stop": {
-                "post": {
-                    "summary": "Stop a running run (an interrupt: finished work is kept, resumable)",
-                    "parameters": [run_param],
-                    "requestBody": {
-                        "content": {"application/json": {"schema": {"type": "object"}}}
-                    },
-                    "responses": {
-                        "200": reply("stopping", {"type": "object"}),
-                        "404": reply("no such run"),
-                        "409": reply("not running, or running on another host"),
-                        **errors,
-                    },
-                }
-            },
+            "/api/v1/runs/{run_id}/stop": command(
+                "Stop a running run (an interrupt: finished work is kept, resumable)",
+                "stopping",
+                "not running, or running on another host",
+            ),
+            "/api/v1/runs/{run_id}/pause": command(
+                "Pause a running run: no new executions start; running ones finish",
+                "paused",
+                "not running, or paused already",
+            ),
+            "/api/v1/runs/{run_id}/unpause": command(
+                "Let a paused run start new executions again",
+                "unpaused",
+                "not paused",
+            ),
             "/api/v1/runs/{run_id}": {
                 "get": {
                     "summary": "A run (id, prefix or latest): executions and human requests",

@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from genarun.server.hooks import MAX_BODY
+from genarun.server.run_controls import control_routes
 from genarun.server.run_pages import run_page_routes
 
 SESSION_COOKIE = "genarun_session"
@@ -106,6 +107,7 @@ class Pages:
             Route("/answer", self.answer, methods=["POST"]),
             Route("/runs/{run_id}/files/{rel:path}", self.file, methods=["GET"]),
             *run_page_routes(self),
+            *control_routes(self),
         ]
         if self.start is not None:
             from genarun.server.start_page import start_page_routes

@@ -43,6 +43,7 @@ _RUN = (
     + _STYLE
     + """</head><body><p><a href="/runs">All runs</a> · <a href="/inbox">Inbox</a></p>
 <h1>{{ run.name }} <span class="badge {{ run.status }}">{{ run.status }}</span></h1>
+{{ controls }}
 <p>run {{ run.id }} · seed {{ run.seed if run.seed is not none else "none" }} · started {{ started }}{% if took %} · {{ took }}{% endif %}<br>folder {{ run.out_dir }}</p>
 {% if run.error %}<p class="failed">{{ run.error }}</p>{% endif %}
 {% if human %}<h2>Human requests</h2><ul>{% for h in human %}<li>{{ h.target }} ({{ h.ask }}): <span class="badge {{ 'done' if h.status == 'answered' else h.status }}">{{ h.status }}</span> {{ h.question }}{% for a in h.answers %}<br>{{ a.value | shown }} by {{ a.responder }} via {{ a.via }}{% endfor %}</li>{% endfor %}</ul>{% endif %}
@@ -95,7 +96,10 @@ def run_page_routes(pages: Any) -> list[Route]:
         found = await run_in_threadpool(lambda: _run_context(pages.store(), run_ref))
         if isinstance(found, str):
             return HTMLResponse(_missing_template.render(message=found), 404)
-        return HTMLResponse(_run_template.render(**found))
+        from genarun.server.run_controls import render_controls
+
+        controls = render_controls(pages, request, found["run"])
+        return HTMLResponse(_run_template.render(**found, controls=controls))
 
     return [
         Route("/runs", runs_page, methods=["GET"]),
@@ -124,11 +128,13 @@ def _run_context(store: Any, ref: str) -> dict[str, Any] | str:
     from genarun.human.history import run_summaries
     from genarun.server.pages import file_url
     from genarun.store.db import iso
+    from genarun.store.pauses import paused_since
 
     try:
         run = store.resolve_run(ref)
     except StoreError as exc:
         return str(exc)
+    run["paused"] = paused_since(store, run["id"])  # the controls show it
     executions = store.run_executions(run["id"])
     begin = run["started"]
     end = max([run["ended"] or 0.0, *[(e["ended"] or 0.0) for e in executions], begin + 1e-3])

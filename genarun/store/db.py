@@ -570,6 +570,7 @@ from genarun.store import assembled as _assembled_tables  # noqa: E402, F401
 from genarun.store import clusters as _clusters  # noqa: E402, F401
 from genarun.store import copies as _copies  # noqa: E402, F401
 from genarun.store import human as _human_tables  # noqa: E402, F401
+from genarun.store import pauses as _pauses  # noqa: E402, F401
 
 
 def _inserted_id(result: Any) -> int:

@@ -124,6 +124,8 @@ def run_report_json(run: dict[str, Any], executions: list[dict[str, Any]]) -> di
         "tree": run["name"],
         "tree_path": run["tree_path"],
         "status": run["status"],
+        # Paused (genarun runs pause): when, or null; the caller reads it (store/pauses.py).
+        "paused": run.get("paused"),
         "seed": run["seed"],
         "seed_random": bool(run.get("seed_random")),
         "bindings": json.loads(run["bindings"]) if run["bindings"] else {},
@@ -139,11 +141,18 @@ def run_report_json(run: dict[str, Any], executions: list[dict[str, Any]]) -> di
     }
 
 
+def _paused_text(run: dict[str, Any]) -> str:
+    if not run.get("paused"):
+        return ""
+    short = run["id"][:8]
+    return f", paused since {iso(run['paused'])} (genarun runs unpause {short})"
+
+
 def run_report(run: dict[str, Any], executions: list[dict[str, Any]]) -> str:
     lines = [
         f"run      {run['id']}",
         f"tree     {run['name']} ({run['tree_path']})",
-        f"status   {run['status']}",
+        f"status   {run['status']}" + _paused_text(run),
         f"seed     {run['seed']}" + (" (drawn: seed random)" if run.get("seed_random") else ""),
         f"started  {iso(run['started'])}"
         + (f"  ({run['ended'] - run['started']:.2f}s)" if run["ended"] else ""),

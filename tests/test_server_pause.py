@@ -1,0 +1,217 @@
+"""Pausing and unpausing runs: through the API, the run page's buttons and the CLI, for runs
+run by worker processes (started from the server, or by `genarun run` in another process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from genarun.server.app import ServeOptions, create_app
+from genarun.server.openapi import openapi_document
+from tests.helpers import query
+from tests.human_helpers import make_request, serving
+
+# 80 items in batches of 16 (the default), 0.1 s an item: 1.6 s a batch, a pause lands mid-run
+# and the batch running then finishes.
+SLOW = """genarun: 1
+name: slow-pause
+seed: 3
+models:
+  slow: {provider: dummy, id: dummy, options: {delay: 0.1}}
+nodes:
+  - id: step
+    kind: generate
+    foreach: range(80)
+    model: slow
+    prompt: "step {{ index }}"
+"""
+
+
+def _genarun(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "genarun", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _done(db: Path, run_id: str) -> int:
+    return int(query(db, "SELECT count(*) FROM executions WHERE run_id = ?", run_id)[0][0])
+
+
+def _status(db: Path, run_id: str) -> str:
+    return str(query(db, "SELECT status FROM runs WHERE id = ?", run_id)[0][0])
+
+
+def _first_run(db: Path) -> str | None:
+    try:
+        rows = query(db, "SELECT id FROM runs")
+    except sqlite3.Error:  # the worker has not made its tables yet
+        return None
+    return rows[0][0] if rows else None
+
+
+def _wait(condition, what: str, limit: float = 90) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def _assert_held(db: Path, run_id: str) -> int:
+    """Nothing new starts: once the running ones are recorded, the count stays put."""
+    time.sleep(3.0)  # the flag is read within 0.25 s; the batch running takes 1.6 s
+    held = _done(db, run_id)
+    time.sleep(2.5)  # a batch or more would have finished by now
+    assert _done(db, run_id) == held < 80
+    assert _status(db, run_id) == "running"
+    return held
+
+
+def test_bad_pause_and_unpause_requests_are_clear_409s(tmp_path: Path, cli) -> None:
+    db = tmp_path / "g.db"
+    request, _ = make_request(db)  # a run that waits for a person: not running
+    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    run = request.run_id
+    paused = client.post(f"/api/v1/runs/{run}/pause")
+    assert paused.status_code == 409
+    assert (
+        paused.json()["error"] == f"run {run[:8]} is not running (it is waiting): nothing to pause"
+    )
+    unpaused = client.post(f"/api/v1/runs/{run}/unpause", json={})
+    assert unpaused.status_code == 409
+    assert unpaused.json()["error"] == f"run {run[:8]} is not paused (it is waiting)"
+    assert client.post("/api/v1/runs/abcdef12/pause").status_code == 404
+    assert client.post(f"/api/v1/runs/{run}/pause", json={"now": 1}).status_code == 422
+    assert client.get(f"/api/v1/runs/{run}").json()["paused"] is None
+    from_cli = cli("runs", "pause", run[:8], "--db", db)
+    assert from_cli.exit_code != 0 and "is not running (it is waiting)" in from_cli.output
+    assert "Traceback" not in from_cli.output
+    paths = openapi_document()["paths"]
+    assert "post" in paths["/api/v1/runs/{run_id}/pause"]
+    assert "post" in paths["/api/v1/runs/{run_id}/unpause"]
+    read_only = TestClient(create_app(ServeOptions(db=db, auto_resume=False, read_only=True)))
+    assert read_only.post(f"/api/v1/runs/{run}/pause").status_code in (404, 405)
+    assert "Pause" not in read_only.get(f"/runs/{run}").text
+
+
+def _read_until(response: httpx.Response, wanted: str) -> dict:
+    name = None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: ") and name == wanted:
+            return json.loads(line[6:])
+    raise AssertionError(f"no {wanted} event")
+
+
+@pytest.mark.slow
+def test_a_run_started_from_the_server_pauses_and_unpauses(tmp_path: Path) -> None:
+    trees = tmp_path / "trees"
+    trees.mkdir()
+    (trees / "slow.yaml").write_text(SLOW)
+    db = tmp_path / "g.db"
+    with serving(db, "--no-auto-resume", "--trees", str(trees)) as base:
+        started = httpx.post(f"{base}/api/v1/runs", json={"tree": "slow.yaml"}, timeout=90)
+        assert started.status_code == 200, started.text
+        run_id = started.json()["run"]
+        _wait(lambda: _done(db, run_id) >= 16, "the run did not get going")
+        paused = httpx.post(f"{base}/api/v1/runs/{run_id}/pause", timeout=30)
+        assert paused.status_code == 200 and paused.json()["paused"] is True, paused.text
+        again = httpx.post(f"{base}/api/v1/runs/{run_id}/pause", timeout=30)
+        assert again.status_code == 409 and "paused already" in again.json()["error"]
+        held = _assert_held(db, run_id)
+
+        # Seen everywhere: the API, the events stream, `runs show` in another process.
+        assert httpx.get(f"{base}/api/v1/runs/{run_id}").json()["paused"] > 0
+        with httpx.stream(
+            "GET", f"{base}/api/v1/runs/{run_id}/events", params={"after": 10**9}, timeout=30
+        ) as live:
+            assert _read_until(live, "paused")["since"] > 0
+        shown = _genarun("runs", "show", run_id, "--db", db, cwd=tmp_path)
+        assert shown.returncode == 0 and "status   running, paused since" in shown.stdout
+        assert "genarun runs unpause" in shown.stdout
+
+        # The page's button (its session's CSRF token), as a person would.
+        page = httpx.get(f"{base}/runs/{run_id}", timeout=30).text
+        assert 'value="unpause">Unpause</button>' in page and "paused</span> since" in page
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+        assert csrf is not None
+        forged = httpx.post(
+            f"{base}/runs/{run_id}/control", data={"action": "unpause", "csrf": "0" * 64}
+        )
+        assert forged.status_code == 403 and _done(db, run_id) == held
+        clicked = httpx.post(
+            f"{base}/runs/{run_id}/control",
+            data={"action": "unpause", "csrf": csrf.group(1)},
+            follow_redirects=True,
+            timeout=30,
+        )
+        assert "unpaused" in clicked.text and 'value="pause">Pause</button>' in clicked.text
+        _wait(lambda: _status(db, run_id) != "running", "the run did not finish", limit=120)
+    assert _status(db, run_id) == "completed" and _done(db, run_id) == 80
+    assert query(db, "SELECT count(*) FROM run_pauses")[0][0] == 0
+    logs = [r[0] for r in query(db, "SELECT message FROM logs WHERE run_id = ?", run_id)]
+    assert any(m.startswith("paused: no new executions start") for m in logs)
+    assert "unpaused: new executions start again" in logs
+
+
+@pytest.mark.slow
+def test_a_cli_run_paused_from_another_process_stays_paused_across_stop_and_resume(
+    tmp_path: Path,
+) -> None:
+    tree = tmp_path / "slow.yaml"
+    tree.write_text(SLOW)
+    db = tmp_path / "g.db"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "genarun", "run", str(tree), "--db", str(db)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "GENARUN_DEVICE": "cpu"},
+    )
+    try:
+        _wait(lambda: _first_run(db) is not None, "no run")
+        run_id = str(_first_run(db))
+        _wait(lambda: _done(db, run_id) >= 16, "the run did not get going")
+        paused = _genarun("runs", "pause", run_id[:8], "--db", db, cwd=tmp_path)
+        assert paused.returncode == 0 and f"run {run_id[:8]} paused" in paused.stdout
+        held = _assert_held(db, run_id)
+        run.send_signal(signal.SIGINT)  # stop while paused: clean, resumable
+        assert run.wait(timeout=60) == 130
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert _status(db, run_id) == "interrupted" and _done(db, run_id) == held
+    # `genarun resume` continues the interrupted run, but it is still paused: nothing starts.
+    resumed = subprocess.Popen(
+        [sys.executable, "-m", "genarun", "resume", run_id, "--db", str(db)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: _status(db, run_id) == "running", "resume did not claim the run")
+        assert _assert_held(db, run_id) == held
+        unpaused = _genarun("runs", "unpause", run_id[:8], "--db", db, cwd=tmp_path)
+        assert unpaused.returncode == 0 and "unpaused" in unpaused.stdout
+        assert resumed.wait(timeout=120) == 0
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
+    assert _status(db, run_id) == "completed" and _done(db, run_id) == 80
+    again = _genarun("runs", "unpause", run_id[:8], "--db", db, cwd=tmp_path)
+    assert again.returncode != 0 and "is not paused (it is completed)" in again.stderr
