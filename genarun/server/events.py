@@ -1,7 +1,7 @@
 """Live progress: `GET /api/v1/runs/{run}/events`, server-sent events read from the store.
 
 Every finished execution is a row of the executions table, committed at once, so the stream
-is a replay of those rows in id order, then a look every half second for new ones. An event's
+is a replay of those rows in id order, then a look every quarter second for new ones. An event's
 id is the row's id: a browser that reconnects sends `Last-Event-ID` (or `?after=`) and gets
 only what it missed, from SQLite, whether the server restarted or not. When the run is no
 longer running and nothing new is left, an `end` event carries its status and the stream ends.
@@ -15,14 +15,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-POLL_EVERY = 0.5  # seconds between looks for new executions
+POLL_EVERY = 0.25  # seconds between looks for new executions
 HEARTBEAT_EVERY = 15.0  # seconds between comments that keep proxies from closing the stream
-BATCH = 500  # rows per read
+BATCH = 2000  # rows per read (and per chunk sent)
 
 
 def _after(request: Request) -> int:
@@ -32,35 +31,51 @@ def _after(request: Request) -> int:
     return 0
 
 
-def _read(store: Any, run_id: str, after: int) -> tuple[list[dict[str, Any]], str, float | None]:
-    from genarun.store.db import executions, runs
+_COLUMNS = "id, node_id, path, kind, status, duration, model, seed, reused_from, error"
+
+
+def _read(store: Any, run_id: str, after: int) -> tuple[list[tuple[Any, ...]], str, float | None]:
+    """The run's status, then its executions after row `after`: in this order, so that a
+    status other than running means every execution was committed before the rows were read
+    (read the other way round, rows committed between the reads were never sent)."""
     from genarun.store.pauses import paused_since
 
-    rows = store.conn.execute(
-        select(
-            executions.c.id,
-            executions.c.node_id,
-            executions.c.path,
-            executions.c.kind,
-            executions.c.status,
-            executions.c.duration,
-            executions.c.model,
-            executions.c.seed,
-            executions.c.reused_from,
-            executions.c.error,
-        )
-        .where(executions.c.run_id == run_id, executions.c.id > after)
-        .order_by(executions.c.id)
-        .limit(BATCH)
-    ).mappings()
-    status = store.conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
-    return [dict(r) for r in rows], str(status), paused_since(store, run_id)
+    conn = store.conn
+    status = conn.exec_driver_sql("SELECT status FROM runs WHERE id = ?", (run_id,)).scalar()
+    rows = conn.exec_driver_sql(
+        f"SELECT {_COLUMNS} FROM executions WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+        (run_id, after, BATCH),
+    ).fetchall()
+    return [tuple(r) for r in rows], str(status), paused_since(store, run_id)
+
+
+def _execution_events(rows: list[tuple[Any, ...]]) -> str:
+    """The `execution` events of rows, as one chunk (one write for a batch, not one a row)."""
+    out = []
+    for row_id, node, path, kind, status, duration, model, seed, reused_from, error in rows:
+        data = {
+            "node": node,
+            "index": json.loads(path) if path else [],
+            "kind": kind,
+            "status": status,
+            "duration": duration,
+            "model": model,
+            "seed": seed,
+            "reused": reused_from is not None,
+            "error": error,
+        }
+        out.append(_event("execution", data, row_id))
+    return "".join(out)
 
 
 def _read_with(
     store: Callable[[], Any], run_id: str, after: int
-) -> tuple[list[Any], str, float | None]:
-    return _read(store(), run_id, after)
+) -> tuple[str, int, int, str, float | None]:
+    """In a pool thread (its own Store; the JSON encoding kept off the event loop): the
+    events of the rows after `after`, the last row's id, how many, the status, the pause."""
+    rows, status, paused = _read(store(), run_id, after)
+    last = rows[-1][0] if rows else after
+    return _execution_events(rows), last, len(rows), status, paused
 
 
 def _event(name: str, data: dict[str, Any], event_id: int | None = None) -> str:
@@ -77,32 +92,18 @@ def event_stream(store: Callable[[], Any], run_id: str, after: int) -> Streaming
         paused: float | None = None
         while True:
             # The store of the pool thread that reads (a Store is not shared across threads).
-            rows, status, now_paused = await run_in_threadpool(_read_with, store, run_id, last)
+            events, last, count, status, now_paused = await run_in_threadpool(
+                _read_with, store, run_id, last
+            )
             if now_paused != paused:  # a state, not a row: a new stream hears it at once
                 if now_paused is not None:
                     yield _event("paused", {"since": now_paused})
                 elif paused is not None:
                     yield _event("unpaused", {})
                 paused = now_paused
-            for row in rows:
-                last = row["id"]
-                path = json.loads(row["path"]) if row["path"] else []
-                yield _event(
-                    "execution",
-                    {
-                        "node": row["node_id"],
-                        "index": path,
-                        "kind": row["kind"],
-                        "status": row["status"],
-                        "duration": row["duration"],
-                        "model": row["model"],
-                        "seed": row["seed"],
-                        "reused": row["reused_from"] is not None,
-                        "error": row["error"],
-                    },
-                    row["id"],
-                )
-            if len(rows) == BATCH:
+            if events:
+                yield events
+            if count == BATCH:
                 continue  # more to replay at once
             if status != "running":
                 yield _event("end", {"status": status})

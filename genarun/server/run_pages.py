@@ -47,8 +47,16 @@ _RUN = (
 <p>run {{ run.id }} · seed {{ run.seed if run.seed is not none else "none" }} · started {{ started }}{% if took %} · {{ took }}{% endif %}<br>folder {{ run.out_dir }}</p>
 {% if run.error %}<p class="failed">{{ run.error }}</p>{% endif %}
 {% if human %}<h2>Human requests</h2><ul>{% for h in human %}<li>{{ h.target }} ({{ h.ask }}): <span class="badge {{ 'done' if h.status == 'answered' else h.status }}">{{ h.status }}</span> {{ h.question }}{% for a in h.answers %}<br>{{ a.value | shown }} by {{ a.responder }} via {{ a.via }}{% endfor %}</li>{% endfor %}</ul>{% endif %}
-{% if images %}<h2>Images</h2><div class="images">{% for i in images %}<figure><img src="{{ i.src }}" alt="{{ i.label }}"><figcaption>{{ i.label }}</figcaption></figure>{% endfor %}</div>{% endif %}
-<h2>Executions</h2>
+<h2>Nodes</h2>
+<table><tr><th>node</th><th>kind</th><th>executions</th><th>time (sum · slowest)</th><th>models</th><th>when it ran</th></tr>
+{% for n in nodes %}<tr><td><a href="?node={{ n.node | urlencode }}">{{ n.node }}</a></td><td>{{ n.kind }}</td>
+<td>{% for status, count in n.statuses.items() %}<a class="badge {{ status }}" href="?node={{ n.node | urlencode }}&amp;status={{ status }}">{{ count }} {{ status }}</a> {% endfor %}{% if n.reused %}<span class="badge">{{ n.reused }} reused</span>{% endif %}</td>
+<td>{{ '%.2f' % n.seconds }}s · {{ '%.2f' % n.slowest }}s</td><td>{{ n.models | join(', ') }}</td>
+<td><div class="bar"><span style="left:{{ n.left }}%;width:{{ n.width }}%"></span></div></td></tr>{% endfor %}
+</table>
+{% if images %}<h2>Images{% if more_pages or page > 1 %} on this page{% endif %}</h2><div class="images">{% for i in images %}<figure><img src="{{ i.src }}" alt="{{ i.label }}" loading="lazy"><figcaption>{{ i.label }}</figcaption></figure>{% endfor %}</div>{% endif %}
+<h2 id="executions">Executions{% if node or status %}: {{ node }} {{ status }} <a href="?">(all)</a>{% endif %}</h2>
+<p>{{ shown_from }}-{{ shown_to }} of {{ total }}{% if page > 1 %} · <a href="?{{ nav(page - 1) }}#executions">previous</a>{% endif %}{% if more_pages %} · <a href="?{{ nav(page + 1) }}#executions">next</a>{% endif %}</p>
 <table><tr><th>node</th><th>kind</th><th>status</th><th>time</th><th>model</th><th>seed</th><th>timeline</th><th>output / error</th></tr>
 {% for e in executions %}<tr><td>{{ e.target }}</td><td>{{ e.kind }}</td><td><span class="badge {{ e.status }}">{{ e.status }}</span>{% if e.reused %} <span class="badge">reused</span>{% endif %}</td>
 <td>{{ e.duration }}</td><td>{{ e.model or '' }}</td><td>{{ e.seed if e.seed is not none else '' }}</td>
@@ -93,7 +101,8 @@ def run_page_routes(pages: Any) -> list[Route]:
         if not pages.signed_in(request):
             return pages.refused()
         run_ref = request.path_params["run_id"]
-        found = await run_in_threadpool(lambda: _run_context(pages.store(), run_ref))
+        query = {k: request.query_params.get(k, "")[:200] for k in ("node", "status", "page")}
+        found = await run_in_threadpool(lambda: _run_context(pages.store(), run_ref, query))
         if isinstance(found, str):
             return HTMLResponse(_missing_template.render(message=found), 404)
         from genarun.server.run_controls import render_controls
@@ -123,10 +132,21 @@ def _runs_rows(store: Any, query: dict[str, str]) -> list[dict[str, Any]]:
     return out[:200]
 
 
-def _run_context(store: Any, ref: str) -> dict[str, Any] | str:
+def _run_context(store: Any, ref: str, query: dict[str, str]) -> dict[str, Any] | str:
+    """The run page's values: the run, a summary per node, and one page of executions
+    (`query`: node, status, page) — never every execution of a long run."""
+    import urllib.parse
+
     from genarun.errors import StoreError
     from genarun.human.history import run_summaries
     from genarun.server.pages import file_url
+    from genarun.server.run_summary import (
+        PAGE_SIZE,
+        execution_page,
+        node_summaries,
+        run_span,
+        target,
+    )
     from genarun.store.db import iso
     from genarun.store.pauses import paused_since
 
@@ -135,30 +155,47 @@ def _run_context(store: Any, ref: str) -> dict[str, Any] | str:
     except StoreError as exc:
         return str(exc)
     run["paused"] = paused_since(store, run["id"])  # the controls show it
-    executions = store.run_executions(run["id"])
-    begin = run["started"]
-    end = max([run["ended"] or 0.0, *[(e["ended"] or 0.0) for e in executions], begin + 1e-3])
+    summaries = node_summaries(store, run["id"])
+    begin, end = run_span(run, summaries)
     span = end - begin
+
+    def bar(start: float | None, length: float) -> dict[str, float]:
+        return {
+            "left": round(100 * max(0.0, (start or begin) - begin) / span, 2),
+            "width": max(0.5, round(100 * length / span, 2)),
+        }
+
+    nodes = [
+        {**vars(n), **bar(n.first, (n.last or n.first or begin) - (n.first or begin))}
+        for n in summaries
+    ]
+    node, status = query.get("node", ""), query.get("status", "")
+    page = int(query["page"]) if query.get("page", "").isdigit() else 1
+    page = max(page, 1)
+    total = sum(
+        count
+        for n in summaries
+        if not node or n.node == node
+        for s, count in n.statuses.items()
+        if not status or s == status
+    )
     rows, images = [], []
-    for e in executions:
-        path = json.loads(e["path"]) if e["path"] else []
-        target = e["node_id"] + "".join(f"[{i}]" for i in path)
-        started = e["started"] or begin
+    for e in execution_page(store, run["id"], node=node, status=status, page=page):
+        name = target(e["node_id"], e["path"])
         output = json.loads(e["output"]) if e["output"] else None
         if isinstance(output, dict) and isinstance(output.get("$image"), str):
-            images.append({"src": file_url(run["id"], output["$image"]), "label": target})
+            images.append({"src": file_url(run["id"], output["$image"]), "label": name})
         text = e["error"] if e["status"] != "done" else json.dumps(output, default=str)
         rows.append(
             {
-                "target": target,
+                "target": name,
                 "kind": e["kind"],
                 "status": e["status"],
                 "reused": e["reused_from"] is not None,
                 "duration": f"{e['duration'] or 0:.2f}s",
                 "model": e["model"],
                 "seed": e["seed"],
-                "left": round(100 * max(0.0, started - begin) / span, 2),
-                "width": max(0.5, round(100 * (e["duration"] or 0) / span, 2)),
+                **bar(e["started"], e["duration"] or 0),
                 "text": (text or "")[:160],
             }
         )
@@ -167,11 +204,26 @@ def _run_context(store: Any, ref: str) -> dict[str, Any] | str:
         for h in run_summaries(store, run["id"])
     ]
     took = f"{run['ended'] - run['started']:.2f}s" if run["ended"] else ""
+    first = (page - 1) * PAGE_SIZE
+
+    def nav(to: int) -> str:
+        kept = {"node": node, "status": status, "page": str(to)}
+        return urllib.parse.urlencode({k: v for k, v in kept.items() if v})
+
     return {
         "run": run,
         "started": iso(run["started"]),
         "took": took,
+        "nodes": nodes,
         "executions": rows,
         "images": images,
         "human": human,
+        "node": node,
+        "status": status,
+        "page": page,
+        "total": total,
+        "shown_from": min(first + 1, total),
+        "shown_to": first + len(rows),
+        "more_pages": first + len(rows) < total,
+        "nav": nav,
     }
