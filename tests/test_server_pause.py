@@ -22,7 +22,7 @@ from genarun.server.openapi import openapi_document
 from tests.helpers import query
 from tests.human_helpers import make_request, serving
 
-# 80 items in batches of 16 (the default), 0.1 s an item: 1.6 s a batch, a pause lands mid-run
+# 160 items in batches of 16 (the default), 0.1 s an item: 1.6 s a batch, a pause lands mid-run
 # and the batch running then finishes.
 SLOW = """genarun: 1
 name: slow-pause
@@ -32,7 +32,7 @@ models:
 nodes:
   - id: step
     kind: generate
-    foreach: range(80)
+    foreach: range(160)
     model: slow
     prompt: "step {{ index }}"
 """
@@ -76,7 +76,7 @@ def _assert_held(db: Path, run_id: str) -> int:
     time.sleep(3.0)  # the flag is read within 0.25 s; the batch running takes 1.6 s
     held = _done(db, run_id)
     time.sleep(2.5)  # a batch or more would have finished by now
-    assert _done(db, run_id) == held < 80
+    assert _done(db, run_id) == held < 160
     assert _status(db, run_id) == "running"
     return held
 
@@ -162,7 +162,7 @@ def test_a_run_started_from_the_server_pauses_and_unpauses(tmp_path: Path) -> No
         )
         assert "unpaused" in clicked.text and 'value="pause">Pause</button>' in clicked.text
         _wait(lambda: _status(db, run_id) != "running", "the run did not finish", limit=120)
-    assert _status(db, run_id) == "completed" and _done(db, run_id) == 80
+    assert _status(db, run_id) == "completed" and _done(db, run_id) == 160
     assert query(db, "SELECT count(*) FROM run_pauses")[0][0] == 0
     logs = [r[0] for r in query(db, "SELECT message FROM logs WHERE run_id = ?", run_id)]
     assert any(m.startswith("paused: no new executions start") for m in logs)
@@ -176,11 +176,12 @@ def test_a_cli_run_paused_from_another_process_stays_paused_across_stop_and_resu
     tree = tmp_path / "slow.yaml"
     tree.write_text(SLOW)
     db = tmp_path / "g.db"
+    said = tmp_path / "run.log"
     run = subprocess.Popen(
-        [sys.executable, "-m", "genarun", "run", str(tree), "--db", str(db)],
+        [sys.executable, "-m", "genarun", "run", str(tree), "--db", str(db), "-v"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=said.open("w"),
         env={**os.environ, "GENARUN_DEVICE": "cpu"},
     )
     try:
@@ -196,6 +197,8 @@ def test_a_cli_run_paused_from_another_process_stays_paused_across_stop_and_resu
         if run.poll() is None:
             run.kill()
     assert _status(db, run_id) == "interrupted" and _done(db, run_id) == held
+    # The process running it said so, for whoever watches its terminal.
+    assert f"run {run_id[:8]} paused: no new executions start" in said.read_text()
     # `genarun resume` continues the interrupted run, but it is still paused: nothing starts.
     resumed = subprocess.Popen(
         [sys.executable, "-m", "genarun", "resume", run_id, "--db", str(db)],
@@ -212,6 +215,6 @@ def test_a_cli_run_paused_from_another_process_stays_paused_across_stop_and_resu
     finally:
         if resumed.poll() is None:
             resumed.kill()
-    assert _status(db, run_id) == "completed" and _done(db, run_id) == 80
+    assert _status(db, run_id) == "completed" and _done(db, run_id) == 160
     again = _genarun("runs", "unpause", run_id[:8], "--db", db, cwd=tmp_path)
     assert again.returncode != 0 and "is not paused (it is completed)" in again.stderr

@@ -96,7 +96,11 @@ class Executor(InstanceStart):
         self.stopped: FolderNotWritable | None = None  # the run folder became unwritable
         # Runs paused from another process (genarun runs pause, the server) start nothing new.
         store = runs[0].store if runs else None
-        self.pauses = PauseWatch(store, [r.id for r in runs]) if store is not None else None
+        self.pauses = (
+            PauseWatch(store, [r.id for r in runs], progress=self.progress)
+            if store is not None
+            else None
+        )
 
     # --- public ---------------------------------------------------------------------------
     def execute(self) -> None:

@@ -24,8 +24,11 @@ READ_EVERY = 0.25  # seconds between looks at the flags
 class PauseWatch:
     """The paused runs among an executor's runs, and the work held back for them."""
 
-    def __init__(self, store: Store, run_ids: list[str], every: float = READ_EVERY) -> None:
+    def __init__(
+        self, store: Store, run_ids: list[str], every: float = READ_EVERY, progress: Any = None
+    ) -> None:
         self.store, self.run_ids, self.every = store, run_ids, every
+        self.progress = progress  # run.progress.Progress: a paused run says so on the terminal
         self.held: list[Any] = []  # Slots and Instances of paused runs, in the order they came
         self._paused: set[str] = set()
         self._read_at = float("-inf")
@@ -70,13 +73,17 @@ class PauseWatch:
         self._paused = now_paused
 
     def _log(self, run_id: str, paused: bool) -> None:
-        """A line in the run's log for each change, as the process saw it."""
+        """A line in the run's log for each change, as the process saw it, and on the
+        terminal (a run that stops making progress says why)."""
         short = run_id[:8]
         message = (
             f"paused: no new executions start until `genarun runs unpause {short}`"
             if paused
             else "unpaused: new executions start again"
         )
+        if self.progress is not None:
+            with contextlib.suppress(Exception):
+                self.progress.message(f"run {short} {message}", level="warning")
         with contextlib.suppress(Exception):  # a log line is never the run's failure
             self.store.add_logs(
                 [
