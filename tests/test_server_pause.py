@@ -218,3 +218,28 @@ def test_a_cli_run_paused_from_another_process_stays_paused_across_stop_and_resu
     assert _status(db, run_id) == "completed" and _done(db, run_id) == 160
     again = _genarun("runs", "unpause", run_id[:8], "--db", db, cwd=tmp_path)
     assert again.returncode != 0 and "is not paused (it is completed)" in again.stderr
+
+
+def test_paused_runs_are_marked_in_every_list(tmp_path: Path, cli) -> None:
+    from genarun.store.claims import identity
+    from genarun.store.db import Store
+    from genarun.store.pauses import pause_run
+
+    db = tmp_path / "g.db"
+    store = Store(db)
+    experiment = store.create_experiment(name="t")
+    # Running, claimed by this (live) process: it can be paused.
+    run_id = store.create_run(name="listed", experiment_id=experiment, **identity())
+    other = store.create_run(name="other", experiment_id=experiment, **identity())
+    pause_run(store, store.resolve_run(run_id), by="test")
+    store.close()
+    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    listed = {r["id"]: r["paused"] for r in client.get("/api/v1/runs").json()["runs"]}
+    assert listed[run_id] > 0 and listed[other] is None
+    page = client.get("/runs").text
+    row = next(line for line in page.splitlines() if run_id[:8] in line)
+    assert '<span class="badge waiting">paused</span>' in page and "listed" in row
+    shown = cli("runs", "list", "--db", db)
+    assert shown.exit_code == 0
+    lines = {line.split()[0]: line for line in shown.output.splitlines()[1:] if line.strip()}
+    assert "running, paused" in lines[run_id[:8]] and "paused" not in lines[other[:8]]

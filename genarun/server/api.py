@@ -226,6 +226,7 @@ def _run_row(row: dict[str, Any]) -> dict[str, Any]:
         "experiment": row["experiment_id"],
         "tree": row["name"],
         "status": row["status"],
+        "paused": row.get("paused"),  # when it was paused, or null
         "seed": row["seed"],
         "started": row["started"],
         "ended": row["ended"],

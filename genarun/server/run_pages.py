@@ -34,7 +34,7 @@ _RUNS = (
 {% if not runs %}<p>No runs{% if status or tree or q %} match{% endif %}.</p>{% else %}
 <table><tr><th>run</th><th>tree</th><th>status</th><th>started</th><th>executions</th></tr>
 {% for r in runs %}<tr><td><a href="/runs/{{ r.id }}">{{ r.id[:8] }}</a></td><td>{{ r.name }}</td>
-<td><span class="badge {{ r.status }}">{{ r.status }}</span></td><td>{{ r.started_text }}</td><td>{{ r.executions or 0 }}</td></tr>{% endfor %}
+<td><span class="badge {{ r.status }}">{{ r.status }}</span>{% if r.paused %} <span class="badge waiting">paused</span>{% endif %}</td><td>{{ r.started_text }}</td><td>{{ r.executions or 0 }}</td></tr>{% endfor %}
 </table>{% endif %}</body></html>"""
 )
 

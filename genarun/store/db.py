@@ -531,14 +531,18 @@ class Store:
         return dict(rows[0])
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest runs with their execution counts and `paused` (when, or None)."""
+        from genarun.store.pauses import run_pauses
+
         counts = (
             select(executions.c.run_id, func.count().label("executions"))
             .group_by(executions.c.run_id)
             .subquery()
         )
         stmt = (
-            select(runs, counts.c.executions)
+            select(runs, counts.c.executions, run_pauses.c.paused)
             .outerjoin(counts, counts.c.run_id == runs.c.id)
+            .outerjoin(run_pauses, run_pauses.c.run_id == runs.c.id)
             .order_by(runs.c.started.desc())
             .limit(limit)
         )

@@ -49,7 +49,7 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
             [
                 r["id"][:8],
                 r["name"],
-                display_status(r),
+                display_status(r) + (", paused" if r.get("paused") else ""),
                 iso(r["started"]),
                 duration,
                 str(r.get("executions") or 0),
