@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from genarun.run.ray_pool import POOL
+from genarun.run.ray_pool import POOL, PooledActor
 from genarun.run.runner import RunOptions, run_tree
 from tests.helpers import query
 
@@ -131,22 +131,17 @@ def test_a_killed_model_actor_is_restarted_and_its_batch_queued_again(
     tree = workdir / "slow.yaml"
     tree.write_text(SLOW_TREE)
     killed: list[str] = []
-    before = set(ray.util.list_named_actors())  # the pool's actors of earlier tests
 
     def kill_the_actor() -> None:
-        # Once the first batch (2 lines, 0.8 s) is stored, the second runs: kill the actor's
-        # process in the middle of it (Ray restarts the actor).
+        # Once the first batch (2 lines, 0.8 s) is stored, the second runs: kill the process of
+        # the actor that holds the model in the middle of it (Ray restarts the actor).
         db = workdir / "genarun.db"
         for _ in range(1200):
             if stored(db) >= 2:
                 time.sleep(0.2)
-                named = [
-                    a
-                    for a in ray.util.list_named_actors()
-                    if a.startswith("genarun-") and a not in before
-                ]
-                ray.kill(ray.get_actor(named[0]), no_restart=False)
-                killed.append(named[0])
+                pooled = shared_actor()
+                ray.kill(pooled.actor, no_restart=False)
+                killed.append(pooled.name)
                 return
             time.sleep(0.02)
 
@@ -210,16 +205,19 @@ def test_a_driver_killed_with_sigkill_is_resumed_on_ray(
     assert query(db, "SELECT status FROM runs")[0]["status"] == "completed"
 
 
+def shared_actor() -> PooledActor:
+    """The pool's one actor for models with no GPU or CPUs of their own (the dummy's)."""
+    (pooled,) = [p for key, p in POOL.actors.items() if key[0] == "shared"]
+    return pooled
+
+
 QUICK_TREE = SLOW_TREE.replace("slow", "quick").replace("delay: 0.4", "delay: 0, tag: pool")
 
 
 def quick_actors() -> dict[str, int]:
-    """The pool's actors of QUICK_TREE's model: name -> process id."""
-    return {
-        pooled.name: ray.get(pooled.actor.describe.remote())["pid"]
-        for key, pooled in POOL.actors.items()
-        if "tag='pool'" in key[0]
-    }
+    """The pool's actor holding QUICK_TREE's model: name -> process id."""
+    pooled = shared_actor()
+    return {pooled.name: ray.get(pooled.actor.describe.remote())["pid"]}
 
 
 def test_model_actors_outlive_a_run_and_a_dead_one_is_replaced(cluster: str, workdir: Path) -> None:
@@ -239,14 +237,13 @@ def test_model_actors_outlive_a_run_and_a_dead_one_is_replaced(cluster: str, wor
     assert quick_actors() == actors  # the same actor, the same process: no new start
 
     # Killed for good between runs: the next run finds it dead and starts another.
-    (pooled,) = [p for k, p in POOL.actors.items() if "tag='pool'" in k[0]]
-    ray.kill(pooled.actor, no_restart=True)
+    ray.kill(shared_actor().actor, no_restart=True)
     assert run(3) == first
     replaced = quick_actors()
     assert len(replaced) == 1 and replaced != actors
 
     # Released (as at interpreter exit): the actor is ended, and a later run starts anew.
-    (pooled,) = [p for k, p in POOL.actors.items() if "tag='pool'" in k[0]]
+    pooled = shared_actor()
     POOL.release(ray)
     for _ in range(300):  # ray.kill is asynchronous: calls fail once the kill has landed
         try:
@@ -260,3 +257,40 @@ def test_model_actors_outlive_a_run_and_a_dead_one_is_replaced(cluster: str, wor
     assert old not in ray.util.list_named_actors()
     assert run(4) == first
     assert len(quick_actors()) == 1
+
+
+TWO_MODELS_TREE = """\
+genarun: 1
+name: two
+seed: 2
+models:
+  first: {provider: dummy, id: dummy-llm, options: {load_delay: 2, ray_num_cpus: 0.01}}
+  second: {provider: dummy, id: dummy-llm, options: {load_delay: 2, ray_num_cpus: 0.02}}
+nodes:
+  - id: plan
+    kind: generate
+    model: first
+    prompt: "a plan"
+    children:
+      - id: text
+        kind: generate
+        model: second
+        prompt: "write {{ plan }}"
+"""
+
+
+def test_the_actors_of_a_tree_start_at_once(cluster: str, workdir: Path) -> None:
+    # `second` is first asked for after `first` has answered: started then, its 2 s load would
+    # come after `first`'s. Started with the run, the two loads overlap.
+    tree = workdir / "two.yaml"
+    tree.write_text(TWO_MODELS_TREE)
+    outcome = run_tree(tree, RunOptions(executor="ray"))
+    assert outcome.status == "completed", outcome.failures
+    loads = {}
+    for key, pooled in POOL.actors.items():
+        if "load_delay" in str(key[0]):  # actors of their own (ray_num_cpus): one model each
+            loads.update(ray.get(pooled.actor.describe.remote())["loads"])
+    assert len(loads) == 2, loads
+    (a_began, a_ended), (b_began, b_ended) = loads.values()
+    assert a_ended - a_began >= 2 and b_ended - b_began >= 2
+    assert a_began < b_ended and b_began < a_ended, "the models loaded one after the other"

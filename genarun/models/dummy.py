@@ -10,12 +10,18 @@ interrupt or kill runs: `{provider: dummy, id: dummy, options: {delay: 0.05}}`; 
 many distinct words its texts use, default 36) makes captions repeat, so a trajectory with a
 fixed seed soon enters a loop, as small real models do. `max_ok_batch` makes a larger batch
 raise a (simulated) CUDA out-of-memory error, as a GPU would: the executor then halves it.
+For fault tests: `load_delay` (seconds) makes loading slow; `fail_on: TEXT` makes every
+invocation whose text input (for an image input, its `prompt` setting) contains TEXT raise, as
+a model that keeps failing would (`fail_on: ""` fails every one); `crash_on: TEXT` ends the process instead, as a CUDA error that takes
+it down does, but only in a Ray model actor (`GENARUN_RAY_ACTOR`): anywhere else that would end
+the driver, so it raises there like `fail_on`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -106,6 +112,8 @@ class DummyModel(LoadedModel):
         self.delay = float(spec.option_dict.get("delay", 0))
         self.vocabulary = WORDS[: max(1, int(spec.option_dict.get("words", len(WORDS))))]
         self.max_ok_batch = int(spec.option_dict.get("max_ok_batch", 0)) or None
+        self.fail_on = spec.option_dict.get("fail_on")
+        self.crash_on = spec.option_dict.get("crash_on")
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
         if self.max_ok_batch is not None and len(batch) > self.max_ok_batch:
@@ -113,9 +121,20 @@ class DummyModel(LoadedModel):
                 f"CUDA out of memory (simulated: batch of {len(batch)} > max_ok_batch "
                 f"{self.max_ok_batch})"
             )
+        for inv in batch:
+            self._maybe_fail(inv)
         if self.delay > 0:
             time.sleep(self.delay * len(batch))
         return [getattr(self, f"_{task}")(inv) for inv in batch]
+
+    def _maybe_fail(self, inv: Invocation) -> None:
+        text = inv.input if isinstance(inv.input, str) else str(inv.settings.get("prompt") or "")
+        if self.crash_on is not None and str(self.crash_on) in text:
+            if os.environ.get("GENARUN_RAY_ACTOR"):
+                os._exit(3)  # the process dies mid-batch, as on a CUDA error
+            raise RuntimeError(f"simulated crash on {self.crash_on!r} (crash_on)")
+        if self.fail_on is not None and str(self.fail_on) in text:
+            raise RuntimeError(f"simulated failure on {self.fail_on!r} (fail_on)")
 
     def _generate(self, inv: Invocation) -> str:
         prompt = str(inv.input)
@@ -196,6 +215,7 @@ class DummyProvider(Provider):
         return spec.tasks or frozenset(TASKS)
 
     def load(self, spec: ModelSpec, device: str) -> LoadedModel:
+        time.sleep(float(spec.option_dict.get("load_delay", 0)))
         return DummyModel(spec)
 
     def weights_present(self, spec: ModelSpec) -> bool | None:

@@ -4,10 +4,13 @@ The driver (this process) keeps everything it does with the local executor: comp
 scheduling, seeds, lockstep batching, and writing the store and the output folder (only the
 driver writes them). What changes is where the work runs:
 
-- model batches go to long-lived actors, one per (model, settings) key, each loading its model
-  once and outliving the run: they stay in a process-wide pool (`run.ray_pool`) that later
-  executions in this process take them from; an actor asks Ray for the GPUs (`num_gpus`, a fraction where the model's size lets
-  several share one GPU) and CPUs its model needs;
+- model batches go to long-lived actors (`run.ray_actor`): an actor of its own for each model
+  placed on a GPU (`num_gpus`, a fraction where the model's size lets several share one GPU)
+  or given CPUs (`ray_num_cpus`), one shared actor for the other models (small CPU models, API
+  models). They load each model once and outlive the run: they stay in a process-wide pool
+  (`run.ray_pool`) that later executions in this process take them from. The actors of all
+  the runs' models start at once when the execution starts (`prestart`), not one after
+  another as each model's first batch comes;
 - `Compute`s (CPU work: persistence diagrams) run as Ray tasks. `Call`s (I/O) stay on the
   driver's I/O pool: they only wait on the network, and what they carry (a fetch's secrets)
   never leaves the driver.
@@ -29,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import UserError
+from genarun.run.ray_actor import ModelHost, actor_env, run_effect, unpack
 from genarun.run.ray_pool import POOL
 
 if TYPE_CHECKING:
@@ -39,6 +43,9 @@ if TYPE_CHECKING:
 MAX_ACTOR_DEATHS = 3
 # How long a batch waits for Ray to restart its dead actor (and reload the model).
 RESTART_WAIT = 300.0
+# Threads of the shared actor: at most one batch per model at once, so this bounds nothing in
+# practice (a tree with more models than this queues their batches).
+SHARED_THREADS = 32
 INSTALL_HINT = "the Ray executor needs Ray: pip install 'genarun[ray]'"
 
 
@@ -58,88 +65,48 @@ def import_ray() -> Any:
     return ray
 
 
-# --- on the actors --------------------------------------------------------------------------
-def _pack(value: Any) -> Any:
-    """A model output in the form that crosses the object store cheaply: PIL images as
-    (mode, uint8 array); everything else as it is."""
-    if hasattr(value, "convert") and hasattr(value, "mode") and hasattr(value, "size"):
-        import numpy as np
-
-        return ("__genarun_image__", value.mode, np.asarray(value))
-    return value
-
-
-def _unpack(value: Any) -> Any:
-    if isinstance(value, tuple) and len(value) == 3 and value[0] == "__genarun_image__":
-        from PIL import Image
-
-        return Image.fromarray(value[2], value[1])
-    return value
-
-
-class ModelWorker:
-    """A model held by one Ray actor (the class is wrapped by `ray.remote` when used)."""
-
-    def __init__(self, spec: ModelSpec, device: str | None, niceness: int = 0) -> None:
-        from genarun.models.cache import model_cache
-
-        take_niceness(niceness)
-        self.spec = spec
-        self.model = model_cache().get(spec, device)
-
-    def describe(self) -> dict[str, Any]:
-        """What the driver's batcher asks of a model: its own batch bound, its device, pid."""
-        return {
-            "max_batch": getattr(self.model, "max_batch", 0),
-            "device": str(getattr(self.model, "device", None) or "cpu"),
-            "pid": os.getpid(),
-        }
-
-    def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
-        from genarun.models.device import own_stream
-
-        with own_stream(getattr(self.model, "device", None)):
-            return [_pack(out) for out in self.model.run(task, list(batch))]
-
-
-def _run_effect(fn: Callable[[], Any], niceness: int = 0) -> Any:
-    """A `Call`'s or `Compute`'s function, in a Ray worker."""
-    take_niceness(niceness)
-    return fn()
-
-
-def take_niceness(niceness: int) -> None:
-    """Run at the driver's priority. Ray starts its workers at niceness 15 (its
-    `worker_niceness`), so on a busy machine a model actor gets a small share of the CPU next to
-    other processes, where the local executor's threads get the driver's: on this project's
-    shared 2-core machine a tiny model's batch took 10-60x longer in an actor. Lowering the
-    niceness needs privilege (root or CAP_SYS_NICE); without it the worker keeps Ray's (start
-    the cluster with `RAY_worker_niceness=0` to change it there)."""
-    current = os.nice(0)
-    if current > niceness:
-        try:
-            os.nice(niceness - current)
-        except OSError:  # not allowed here: keep Ray's priority
-            return
-
-
-# --- on the driver ---------------------------------------------------------------------------
 class ActorModel:
-    """The driver's handle on one model actor, shaped like a loaded model for the batcher."""
+    """The driver's handle on one model held by an actor, shaped like a loaded model for the
+    batcher. Made at once (its actor starting, its model loading); `ready` waits for them."""
 
-    def __init__(self, backend: RayBackend, spec: ModelSpec, actor: Any, info: dict[str, Any]):
+    def __init__(self, backend: RayBackend, spec: ModelSpec, device: str | None) -> None:
         self.backend = backend
         self.spec = spec
-        self.actor = actor
-        self.max_batch = info.get("max_batch") or 0
+        self.want_device = device
+        self.lock = threading.Lock()
+        self.info: dict[str, Any] | None = None
+        self.actor, self.info_ref = backend.start_actor(spec, device)
+        self.max_batch = 0
         # The batcher runs the batch on the actor's stream: the driver itself touches no GPU.
         self.device = None
-        self.actor_device = info.get("device")
+        self.actor_device: str | None = None
+
+    def ready(self) -> ActorModel:
+        """Wait until the actor holds the model; an actor that died for good (found dead when
+        this run took it from the pool) is replaced once."""
+        ray = self.backend.ray
+        with self.lock:
+            for attempt in range(2):
+                if self.info is not None:
+                    break
+                try:  # no time limit: a big model may take minutes to load
+                    self.info = ray.get(self.info_ref)
+                except ray.exceptions.RayActorError:
+                    if attempt:
+                        raise
+                    POOL.evict(ray, self.actor)
+                    self.actor, self.info_ref = self.backend.start_actor(
+                        self.spec, self.want_device
+                    )
+            assert self.info is not None
+            self.max_batch = self.info.get("max_batch") or 0
+            self.actor_device = self.info.get("device")
+        return self
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
         ray = self.backend.ray
         try:
-            packed = ray.get(self.actor.run.remote(task, list(batch)))
+            packed = ray.get(self.actor.run.remote(self.spec, task, list(batch)))
         except ray.exceptions.RayActorError as exc:
             back = self._wait_for_restart()
             if not back:  # the batch queued again gets a new actor
@@ -148,16 +115,19 @@ class ActorModel:
                 f"the actor of model '{self.spec.label()}' died ({type(exc).__name__}); "
                 + ("Ray restarted it" if back else f"not back after {RESTART_WAIT:.0f} s")
             ) from None
-        return [_unpack(value) for value in packed]
+        return [unpack(value) for value in packed]
 
     def _wait_for_restart(self) -> bool:
-        """Block until Ray has restarted the actor (its model loaded again), so the batch
+        """Block until Ray has restarted the actor (the model loaded again), so the batch
         queued again finds it; False when it is not back in time."""
         ray = self.backend.ray
         deadline = time.monotonic() + RESTART_WAIT
         while time.monotonic() < deadline:
             try:
-                ray.get(self.actor.describe.remote(), timeout=max(1.0, deadline - time.monotonic()))
+                ray.get(
+                    self.actor.describe.remote(self.spec),
+                    timeout=max(1.0, deadline - time.monotonic()),
+                )
                 return True
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 time.sleep(0.2)
@@ -165,7 +135,8 @@ class ActorModel:
 
 
 class RayModels:
-    """Model actors by (model, settings) key, made on first use; the batcher's model cache."""
+    """Models on actors by (model, settings) key, started on first use or all at once by
+    `start`; the batcher's model cache."""
 
     def __init__(self, backend: RayBackend) -> None:
         self.backend = backend
@@ -173,14 +144,19 @@ class RayModels:
         self.lock = threading.Lock()
 
     def is_loaded(self, spec: ModelSpec, device: str | None = None) -> bool:
-        return spec.key in self.actors
+        found = self.actors.get(spec.key)
+        return found is not None and found.info is not None
 
-    def get(self, spec: ModelSpec, device: str | None = None) -> ActorModel:
-        with self.lock:  # one actor per model, though two batch threads may ask at once
+    def start(self, spec: ModelSpec, device: str | None = None) -> ActorModel:
+        """The model's handle, its actor started (or taken from the pool) without waiting."""
+        with self.lock:  # one handle per model, though two batch threads may ask at once
             found = self.actors.get(spec.key)
             if found is None:
-                found = self.actors[spec.key] = self.backend.start_actor(spec, device)
+                found = self.actors[spec.key] = ActorModel(self.backend, spec, device)
             return found
+
+    def get(self, spec: ModelSpec, device: str | None = None) -> ActorModel:
+        return self.start(spec, device).ready()
 
     def forget(self, model: ActorModel) -> None:
         """Drop an actor that died for good, here and from the pool."""
@@ -198,6 +174,7 @@ class RayBackend:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.models = RayModels(self)
         self._effect_task: Any = None
+        self._gpus: float | None = None
 
     def connect(self) -> None:
         """Join the cluster at `address`, or start Ray on this machine; reuse a connection
@@ -212,31 +189,46 @@ class RayBackend:
             os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))
         self.ray.init(**kwargs)
 
-    def start_actor(self, spec: ModelSpec, device: str | None) -> ActorModel:
-        """The pool's long-lived actor holding `spec`'s model (started when there is none),
-        restarted by Ray if its process dies."""
+    def prestart(self, specs: Sequence[ModelSpec], device: str | None) -> None:
+        """Start the actors of every model of the runs at once, their models loading in
+        parallel while the driver goes on: the first batch of each then finds its model
+        loaded (or loading) instead of starting its actor then, one after another."""
+        for spec in specs:
+            self.models.start(spec, device)
+
+    def start_actor(self, spec: ModelSpec, device: str | None) -> tuple[Any, Any]:
+        """The pool's long-lived actor for `spec`'s model (started when there is none), and a
+        reference to its `describe(spec)`, which is ready once the model is loaded there.
+
+        A model on a GPU, or given CPUs of its own (`ray_num_cpus`), gets an actor of its own,
+        restarted by Ray if its process dies; every other model goes to the one shared actor
+        for this device and thread count (see `ray_actor`)."""
         num_gpus = gpu_share(spec, self._cluster_gpus())
         num_cpus = float(spec.option_dict.get("ray_num_cpus", 0))
         threads = _driver_threads()
         on = "cuda" if num_gpus else device
+        own = bool(num_gpus or num_cpus)
         # Everything that decides what the actor holds and how it computes.
-        key = (spec.key, on, num_gpus, num_cpus, threads, os.nice(0))
+        key = (spec.key if own else "shared", on, num_gpus, num_cpus, threads, os.nice(0))
         pooled = POOL.take(
-            self.ray, key, lambda name: self._new_actor(spec, on, name, num_gpus, num_cpus, threads)
+            self.ray,
+            key,
+            lambda name: self._new_actor(
+                [spec] if own else [], on, name, num_gpus, num_cpus, threads
+            ),
         )
-        return ActorModel(self, spec, pooled.actor, pooled.info)
+        return pooled.actor, pooled.actor.describe.remote(spec)
 
     def _new_actor(
         self,
-        spec: ModelSpec,
+        specs: list[ModelSpec],
         device: str | None,
         name: str,
         num_gpus: float,
         num_cpus: float,
         threads: str,
-    ) -> tuple[Any, dict[str, Any]]:
-        ray = self.ray
-        worker = ray.remote(ModelWorker).options(
+    ) -> Any:
+        host = self.ray.remote(ModelHost).options(
             name=name,
             num_gpus=num_gpus,
             # No CPU reserved by default: a model's work is on its GPU, or shares the CPUs as
@@ -244,22 +236,25 @@ class RayBackend:
             # not hold a tree's 4 models at once, and the run would wait for ever).
             num_cpus=num_cpus,
             max_restarts=-1,
-            max_concurrency=1,
-            # Ray gives a worker one BLAS/torch thread unless told: a model computing with
-            # another thread count sums in another order, and its floats (an image's bytes)
-            # differ from the local executor's. Give it this process's count.
-            runtime_env={"env_vars": {"OMP_NUM_THREADS": threads}},
+            # An actor of one model runs one batch at a time; the shared one runs each of its
+            # models' batches on a thread (the batcher sends one batch per model at a time).
+            max_concurrency=1 if specs else SHARED_THREADS,
+            runtime_env={"env_vars": actor_env(threads)},
         )
-        actor = worker.remote(spec, device, os.nice(0))
-        return actor, ray.get(actor.describe.remote())
+        return host.remote(specs, device, os.nice(0))
 
     def _cluster_gpus(self) -> float:
-        return float(self.ray.cluster_resources().get("GPU", 0))
+        if self._gpus is None:
+            self._gpus = float(self.ray.cluster_resources().get("GPU", 0))
+        return self._gpus
 
     def run_compute(self, fn: Callable[[], Any]) -> Any:
         """A `Compute` as a Ray task (one CPU); the calling pool thread waits for it."""
         if self._effect_task is None:
-            self._effect_task = self.ray.remote(num_cpus=1)(_run_effect)
+            # Ray's own environment (one thread), so the idle workers Ray starts with the
+            # cluster take it: a task with a runtime_env of its own waits for a new worker
+            # process (seconds, cold).
+            self._effect_task = self.ray.remote(num_cpus=1)(run_effect)
         return self.ray.get(self._effect_task.remote(fn, os.nice(0)))
 
     def close(self) -> None:

@@ -11,6 +11,8 @@ connection (`ray.shutdown()`, or the process exiting). The pool notices a new co
 job id changes) and forgets the handles of the old one; at interpreter exit it kills its actors
 before Ray's own shutdown. An actor found dead when an execution takes it (killed without
 restart, or not back from a restart) is replaced by a new one.
+
+Models with no GPU and no CPUs of their own share one actor per key (see `run.ray_actor`).
 """
 
 from __future__ import annotations
@@ -23,18 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# How long taking a pooled actor waits for it to answer (it may be reloading its model after a
-# restart) before it is replaced.
-PING_WAIT = 300.0
-
 
 @dataclass
 class PooledActor:
-    """One live actor: its handle, what it reported at start, and its Ray name."""
+    """One actor: its handle, its Ray name and its key."""
 
     actor: Any
-    info: dict[str, Any]
     name: str
+    key: tuple[Any, ...]
 
 
 @dataclass
@@ -47,24 +45,19 @@ class ActorPool:
     started: int = 0  # actors started by this process (names stay unique after replacements)
     hooked: bool = False
 
-    def take(
-        self, ray: Any, key: tuple[Any, ...], start: Callable[[str], tuple[Any, dict[str, Any]]]
-    ) -> PooledActor:
-        """The live actor for `key`, started with `start(name)` when there is none (or the one
-        there is has died for good)."""
+    def take(self, ray: Any, key: tuple[Any, ...], start: Callable[[str], Any]) -> PooledActor:
+        """The actor for `key`, started with `start(name)` (which returns its handle without
+        waiting for it) when there is none. Whether a pooled actor still lives is found by
+        its caller's first call to it (`ActorModel.ready`), which `evict`s a dead one."""
         with self.lock:
             self._follow_connection(ray)
             found = self.actors.get(key)
             if found is not None:
-                if _answers(ray, found.actor):
-                    return found
-                _kill(ray, found.actor)
-                del self.actors[key]
+                return found
             self.started += 1
             digest = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
             name = f"genarun-{os.getpid()}-{self.started}-{digest}"
-            actor, info = start(name)
-            found = self.actors[key] = PooledActor(actor, info, name)
+            found = self.actors[key] = PooledActor(start(name), name, key)
             if not self.hooked:
                 # Registered after ray.init's own exit hook, so it runs first (atexit is LIFO).
                 atexit.register(self.release, ray)
@@ -98,14 +91,6 @@ class ActorPool:
 
 def _job(ray: Any) -> str:
     return str(ray.get_runtime_context().get_job_id())
-
-
-def _answers(ray: Any, actor: Any) -> bool:
-    try:
-        ray.get(actor.describe.remote(), timeout=PING_WAIT)
-    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-        return False
-    return True
 
 
 def _kill(ray: Any, actor: Any) -> None:

@@ -398,6 +398,9 @@ def execute_runs(
 
         backend = RayBackend(options.ray_address)
         backend.connect()
+        # Every model the runs name (checked before the run): their actors start at once.
+        specs = {spec.key: spec for state in runs for spec in state.models_used.values()}
+        backend.prestart(list(specs.values()), options.device)
     executor = Executor(
         runs,
         ExecutorOptions(

@@ -1,0 +1,124 @@
+"""What runs inside Ray's processes for the Ray executor: model actors and CPU tasks.
+
+One actor class, `ModelHost`, holds models in one process and runs their batches:
+- an actor of its own for a model placed on a GPU (or given CPUs of its own with
+  `ray_num_cpus`): it loads that model when it starts, and runs one batch at a time;
+- one shared actor for every model with no GPU and no CPUs of its own (small CPU models, API
+  models, the dummy): its models load on first use and run their batches on threads at once,
+  as the local executor's model threads do. On a few CPU cores, separate processes for small
+  models cost one torch import each and compete for the cores; one process holds them all once.
+
+Threads: torch's OpenMP threads spin between parallel regions by default. Two or more model
+processes on a few cores then burn each other's CPU while spinning: on this project's 2-core
+machine a tiny captioner's batch took 3-11 s in an actor instead of 0.2 s. Actors therefore
+run with `OMP_WAIT_POLICY=PASSIVE` (see `actor_env`), which changes no result.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from genarun.models.base import Invocation, ModelSpec
+
+IMAGE_TAG = "__genarun_image__"
+
+
+def pack(value: Any) -> Any:
+    """A model output in the form that crosses the object store cheaply: PIL images as
+    (tag, mode, uint8 array), which Ray stores without pickling its pixels; else as it is."""
+    if hasattr(value, "convert") and hasattr(value, "mode") and hasattr(value, "size"):
+        import numpy as np
+
+        return (IMAGE_TAG, value.mode, np.asarray(value))
+    return value
+
+
+def unpack(value: Any) -> Any:
+    if isinstance(value, tuple) and len(value) == 3 and value[0] == IMAGE_TAG:
+        from PIL import Image
+
+        return Image.fromarray(value[2], value[1])
+    return value
+
+
+def actor_env(threads: str) -> dict[str, str]:
+    """Environment of a model actor or task process. Ray gives a worker one BLAS/torch thread
+    unless told: a model computing with another thread count sums in another order, and its
+    floats (an image's bytes) differ from the local executor's, so it gets the driver's count.
+    Its OpenMP threads sleep when idle instead of spinning (see the module docstring), unless
+    the user chose a wait policy."""
+    return {
+        "OMP_NUM_THREADS": threads,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY") or "PASSIVE",
+        "GENARUN_RAY_ACTOR": "1",
+    }
+
+
+class ModelHost:
+    """Models held by one Ray actor (the class is wrapped by `ray.remote` when used).
+
+    `specs` load when the actor starts (also when Ray restarts it); any other model loads on
+    its first call. Models live in the process's model cache, which loads each once even when
+    several threads ask at once."""
+
+    def __init__(self, specs: Sequence[ModelSpec], device: str | None, niceness: int = 0) -> None:
+        take_niceness(niceness)
+        self.device = device
+        # When each model's load began and ended here (wall clock): shows loads overlapping.
+        self.loads: dict[str, tuple[float, float]] = {}
+        for spec in specs:
+            self._model(spec)
+
+    def _model(self, spec: ModelSpec) -> Any:
+        from genarun.models.cache import model_cache
+
+        cache = model_cache()
+        if cache.is_loaded(spec, self.device):
+            return cache.get(spec, self.device)
+        began = time.time()
+        model = cache.get(spec, self.device)
+        self.loads.setdefault(spec.key, (began, time.time()))
+        return model
+
+    def describe(self, spec: ModelSpec | None = None) -> dict[str, Any]:
+        """The process id and when its models loaded; with `spec`, also what the driver's
+        batcher asks of that model (its own batch bound, its device), loading it first if it
+        is not loaded."""
+        info: dict[str, Any] = {"pid": os.getpid(), "loads": dict(self.loads)}
+        if spec is not None:
+            model = self._model(spec)
+            info["max_batch"] = getattr(model, "max_batch", 0)
+            info["device"] = str(getattr(model, "device", None) or "cpu")
+        return info
+
+    def run(self, spec: ModelSpec, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        from genarun.models.device import own_stream
+
+        model = self._model(spec)
+        with own_stream(getattr(model, "device", None)):
+            return [pack(out) for out in model.run(task, list(batch))]
+
+
+def run_effect(fn: Callable[[], Any], niceness: int = 0) -> Any:
+    """A `Compute`'s function, in a Ray worker."""
+    take_niceness(niceness)
+    return fn()
+
+
+def take_niceness(niceness: int) -> None:
+    """Run at the driver's priority. Ray starts its workers at niceness 15 (its
+    `worker_niceness`), so on a busy machine a model actor gets a small share of the CPU next to
+    other processes, where the local executor's threads get the driver's: on this project's
+    shared 2-core machine a tiny model's batch took 10-60x longer in an actor. Lowering the
+    niceness needs privilege (root or CAP_SYS_NICE); without it the worker keeps Ray's (start
+    the cluster with `RAY_worker_niceness=0` to change it there)."""
+    current = os.nice(0)
+    if current > niceness:
+        try:
+            os.nice(niceness - current)
+        except OSError:  # not allowed here: keep Ray's priority
+            return
