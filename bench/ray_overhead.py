@@ -9,9 +9,9 @@ its own. Each round runs the tree locally, then on Ray (fresh databases and fold
 execution, trajectory and diagram stored). The first round is cold on both sides: the local
 executor loads the models into this process, the Ray one starts its model actors and loads the
 models in them; later rounds find them loaded (the local model cache; Ray's actor pool, which
-keeps actors across runs). Each round's ratio, the medians and their ratio are printed, and the
-outputs of both are compared (embedding vectors and image bytes). Target on 2 CPU cores: under
-1.3x.
+keeps actors across runs). Each round's ratio, the cold ratio and the warm rounds' medians and
+their ratio are printed with the load average, and the outputs of both are compared (embedding
+vectors and image pixels). Target on 2 CPU cores: under 1.3x.
 
 With --tree, any tree (for the GPU trajectory benchmark, a tree of gpu_trajectories' setup).
 """
@@ -89,6 +89,10 @@ def main() -> None:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - began
 
+    print(
+        "load average (1, 5, 15 min) at the start: "
+        + ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    )
     times: dict[str, list[float]] = {"local": [], "ray": []}
     same = True
     for round_ in range(args.rounds):
@@ -115,9 +119,19 @@ def main() -> None:
             flush=True,
         )
     ray.shutdown()
-    local, on_ray = statistics.median(times["local"]), statistics.median(times["ray"])
     print(f"ray.init: {ray_start:.2f} s (once, before the rounds)")
-    print(f"median local {local:.2f} s, ray {on_ray:.2f} s: ray/local {on_ray / local:.2f}x")
+    cold_local, cold_ray = times["local"][0], times["ray"][0]
+    print(f"cold: local {cold_local:.2f} s, ray {cold_ray:.2f} s: {cold_ray / cold_local:.2f}x")
+    if args.rounds > 1:
+        local = statistics.median(times["local"][1:])
+        on_ray = statistics.median(times["ray"][1:])
+        print(
+            f"warm (median of rounds 2-{args.rounds}): local {local:.2f} s, ray {on_ray:.2f} s:"
+            f" {on_ray / local:.2f}x"
+        )
+    print(
+        "load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    )
     print(f"outputs identical: {same}")
 
 
