@@ -12,7 +12,8 @@ fixed seed soon enters a loop, as small real models do. `max_ok_batch` makes a l
 raise a (simulated) CUDA out-of-memory error, as a GPU would: the executor then halves it.
 For fault tests: `load_delay` (seconds) makes loading slow; `fail_on: TEXT` makes every
 invocation whose text input (for an image input, its `prompt` setting) contains TEXT raise, as
-a model that keeps failing would (`fail_on: ""` fails every one); `crash_on: TEXT` ends the process instead, as a CUDA error that takes
+a model that keeps failing would (`fail_on: ""` fails every one); `fail_while: PATH` fails
+every invocation while the file PATH exists (a fault that a fix then removes); `crash_on: TEXT` ends the process instead, as a CUDA error that takes
 it down does, but only in a Ray model actor (`GENARUN_RAY_ACTOR`): anywhere else that would end
 the driver, so it raises there like `fail_on`.
 """
@@ -114,6 +115,7 @@ class DummyModel(LoadedModel):
         self.max_ok_batch = int(spec.option_dict.get("max_ok_batch", 0)) or None
         self.fail_on = spec.option_dict.get("fail_on")
         self.crash_on = spec.option_dict.get("crash_on")
+        self.fail_while = spec.option_dict.get("fail_while")
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
         if self.max_ok_batch is not None and len(batch) > self.max_ok_batch:
@@ -135,6 +137,8 @@ class DummyModel(LoadedModel):
             raise RuntimeError(f"simulated crash on {self.crash_on!r} (crash_on)")
         if self.fail_on is not None and str(self.fail_on) in text:
             raise RuntimeError(f"simulated failure on {self.fail_on!r} (fail_on)")
+        if self.fail_while is not None and os.path.exists(str(self.fail_while)):
+            raise RuntimeError(f"simulated failure while {self.fail_while} exists (fail_while)")
 
     def _generate(self, inv: Invocation) -> str:
         prompt = str(inv.input)
