@@ -157,7 +157,7 @@ class EffectDispatch(SlotExpansion):
         still: list[Waiting] = []
         answered: list[tuple[Waiting, Any]] = []
         for waiting in self.waits:
-            if waiting.instance.gen is None or waiting.instance.run.failed:
+            if waiting.instance.gen is None:
                 still.append(waiting)  # parked as it is at the end
                 continue
             if not force and now < waiting.due:

@@ -68,6 +68,9 @@ class Executor(InstanceStart):
         self.pending: dict[tuple[str, str], dict[tuple[int, ...], int]] = defaultdict(
             lambda: defaultdict(int)
         )
+        # (run id, node id) -> paths that failed, or were not run because what they depend on
+        # failed: only what depends on a failure stops (see SlotExpansion._blocked_by_failure).
+        self.broken: dict[tuple[str, str], set[tuple[int, ...]]] = defaultdict(set)
         self.progress = self.options.progress
         self.recorder = ExecutionRecorder(runs[0].store if runs else None, self.progress)
         # What the pools finished: model batches (tuples) and effects (EffectDone).

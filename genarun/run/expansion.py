@@ -34,6 +34,9 @@ class SlotExpansion:
     earlier_finished: dict[tuple[Any, ...], int]  # see earlier_items_ready
     # (run id, node id) -> prefix -> unfinished slots and instances
     pending: dict[tuple[str, str], dict[tuple[int, ...], int]]
+    # (run id, node id) -> paths that failed or were dropped because something they depend on
+    # failed (a slot's parent path, an instance's path)
+    broken: dict[tuple[str, str], set[tuple[int, ...]]]
     progress: Any  # run.progress.Progress
     recorder: ExecutionRecorder
     stopped: FolderNotWritable | None  # the run folder became unwritable
@@ -60,6 +63,25 @@ class SlotExpansion:
                     return False
         return True
 
+    def _blocked_by_failure(self, slot: Slot) -> bool:
+        """Whether something the slot reads (a dependency, or an ancestor of one that is not
+        the slot's own) failed or was not run for a failure, under the shared foreach items.
+
+        A failure stops only what depends on it: the rest of its run (independent branches,
+        the other items of a foreach) and the experiment's other runs go on, and `resume`
+        runs the failed part again. A slot that reads a foreach's items across it stops when
+        any item failed (it would see a partial list otherwise)."""
+        run, node = slot.run, slot.node
+        for dep in node.deps:
+            k, chain = self._dep_chain(run, node, dep)
+            prefix = slot.parent_path[:k]
+            for member in chain:
+                for path in self.broken.get((run.id, member), ()):
+                    n = min(len(path), k)
+                    if path[:n] == prefix[:n]:
+                        return True
+        return False
+
     def _dep_chain(
         self, run: RunState, node: CompiledNode, dep: str
     ) -> tuple[int, tuple[str, ...]]:
@@ -77,11 +99,13 @@ class SlotExpansion:
 
     def _try_expand(self, slot: Slot) -> None:
         run, node = slot.run, slot.node
-        if run.failed:
-            self._pending_add(run, node.id, slot.parent_path, -1)
-            return
         if node.deps and not self._deps_ready(slot):
             self.blocked.append(slot)
+            return
+        if node.deps and self._blocked_by_failure(slot):
+            # Not run, as a child of a failed node is not: what depends on it stops too.
+            self.broken[(run.id, node.id)].add(slot.parent_path)
+            self._pending_add(run, node.id, slot.parent_path, -1)
             return
         scope = slot.scope
         if node.deps:
@@ -137,7 +161,7 @@ class SlotExpansion:
         if self.awaiting_earlier:
             awaiting, self.awaiting_earlier = self.awaiting_earlier, []
             for inst in awaiting:
-                if inst.run.failed or earlier_items_ready(
+                if earlier_items_ready(
                     inst.run, inst.node, inst.path, self.pending, self.earlier_finished
                 ):
                     self.ready.append(inst)
@@ -147,7 +171,7 @@ class SlotExpansion:
             return
         still = []
         for slot in self.blocked:
-            if slot.run.failed or self._deps_ready(slot):
+            if self._deps_ready(slot):
                 self.ready.append(slot)
             else:
                 still.append(slot)
@@ -237,6 +261,7 @@ class SlotExpansion:
         run.counts[counted] = run.counts.get(counted, 0) + 1
         if result.status == Status.FAILED:
             run.failed.append(Failure.of(node.id, inst.path, result))
+            self.broken[(run.id, node.id)].add(inst.path)
             self.recorder.log(run, "error", f"failed: {result.error}", inst)
         if self.progress:
             self.progress.finished(run, node.id, counted)
@@ -248,7 +273,7 @@ class SlotExpansion:
         # cyclic GC, whose full collections over 10,000s of them cost more than running them.
         inst.ctx = None
         inst.returned = None  # the last model output (an image, say): not kept past the end
-        if result is not None and result.status == Status.DONE and not run.failed and node.children:
+        if result is not None and result.status == Status.DONE and node.children:
             child_scope = dict(inst.scope)
             child_scope[node.id] = result.value
             for child_id in node.children:

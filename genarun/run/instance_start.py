@@ -33,9 +33,6 @@ class InstanceStart(EffectDispatch):
 
     def _start(self, inst: Instance) -> None:
         run, node = inst.run, inst.node
-        if run.failed:
-            self._done(inst, None, status=None)
-            return
         if node.progressive and not earlier_items_ready(
             run, node, inst.path, self.pending, self.earlier_finished
         ):

@@ -535,6 +535,12 @@ def raise_for(outcome: Outcome) -> None:
             error += f" (and {more} more failure{'s' if more > 1 else ''}: genarun runs show {outcome.runs[0].id[:8]})"
         if first.node is None:  # the run's own failure, not a node's
             raise GenarunError(error)
+        # A node's failure stopped only what depends on it; the rest ran and is stored.
+        failed = " ".join(run.id[:8] for run in outcome.runs if run.failed)
+        error += (
+            "; everything that did not depend on it ran. Once the cause is fixed, "
+            f"genarun resume {failed} runs what failed and what waited on it"
+        )
         compiled = outcome.runs[0].compiled if outcome.runs else None
         found = compiled.nodes.get(first.node) if compiled else None
         if compiled is None or found is None:
