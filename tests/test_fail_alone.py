@@ -73,8 +73,9 @@ def done_by_node(db: Path, run_id: str) -> Counter[str]:
     return Counter(r["node_id"] for r in rows)
 
 
-def check_failed_alone(db: Path, outcome: Any) -> str:
-    """The bad run failed at `broken` alone; the good run completed. The bad run's id."""
+def check_failed_alone(db: Path, outcome: Any, reason: str = "fail_while") -> str:
+    """The bad run failed at `broken` alone (its error says `reason`); the good run completed.
+    The bad run's id."""
     assert outcome.status == "failed"
     by_writer = {run.bindings["writer"]: run for run in outcome.runs}
     good, bad = by_writer["good"], by_writer["bad"]
@@ -82,7 +83,7 @@ def check_failed_alone(db: Path, outcome: Any) -> str:
     assert done_by_node(db, bad.id) == {"lines": 3, "more": 3, "final": 1}
     failed = query(db, "SELECT node_id, error FROM executions WHERE status = 'failed'")
     assert [r["node_id"] for r in failed] == ["broken"]
-    assert "fail_while" in failed[0]["error"]
+    assert reason in failed[0]["error"], failed[0]["error"]
     statuses = {r["id"]: r["status"] for r in query(db, "SELECT id, status FROM runs")}
     assert statuses == {good.id: "completed", bad.id: "failed"}
     return bad.id

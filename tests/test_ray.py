@@ -22,6 +22,7 @@ from click.testing import Result
 from genarun.run.ray_pool import POOL, PooledActor
 from genarun.run.runner import RunOptions, run_tree
 from tests.helpers import query
+from tests.test_fail_alone import check_failed_alone, check_resumed, fault_tree, kept_rows
 
 ray = pytest.importorskip("ray")
 REPO = Path(__file__).resolve().parent.parent
@@ -294,3 +295,30 @@ def test_the_actors_of_a_tree_start_at_once(cluster: str, workdir: Path) -> None
     (a_began, a_ended), (b_began, b_ended) = loads.values()
     assert a_ended - a_began >= 2 and b_ended - b_began >= 2
     assert a_began < b_ended and b_began < a_ended, "the models loaded one after the other"
+
+
+def test_a_failing_node_fails_alone_on_ray(
+    cluster: str, workdir: Path, cli: Callable[..., Result]
+) -> None:
+    tree, flag = fault_tree(workdir)
+    db = workdir / "genarun.db"
+    bad = check_failed_alone(db, run_tree(tree, RunOptions(executor="ray")))
+    before = kept_rows(db, bad)
+    flag.unlink()  # the fix
+    resumed = cli("resume", bad[:8], "--executor", "ray")
+    assert resumed.exit_code == 0, resumed.output
+    check_resumed(db, bad, before)
+
+
+@pytest.mark.slow  # four actor processes die and restart: 30-100 s on a busy 2-core machine
+def test_a_model_that_keeps_crashing_its_actor_fails_alone(cluster: str, workdir: Path) -> None:
+    # `bad` ends its process on every call (as a CUDA error can): first in the shared actor,
+    # which takes the others' batches down with it once; then in an actor of its own, until
+    # its execution fails. Everything else completes, in both runs.
+    tree, _flag = fault_tree(workdir)
+    text = tree.read_text()
+    tree.write_text(text.replace('fail_while: "', 'crash_on: "a title", unused: "'))
+    db = workdir / "genarun.db"
+    check_failed_alone(db, run_tree(tree, RunOptions(executor="ray")), reason="died 4 times")
+    crashes = query(db, "SELECT message FROM logs WHERE message LIKE '%died%queued again%'")
+    assert len(crashes) >= 3, crashes

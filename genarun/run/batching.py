@@ -151,18 +151,32 @@ class ModelBatcher:
         if error is None:
             self._regrow(q, batch[0].instance.run, len(batch))
             return False
-        if isinstance(error, ActorDied) and all(r.lost < MAX_ACTOR_DEATHS for r in batch):
-            # Not the batch's fault: Ray restarts the actor; the same batch goes again.
+        if isinstance(error, ActorDied):
+            if len(batch) == 1 and batch[0].lost >= MAX_ACTOR_DEATHS:
+                # The process died every time it ran this one input: a crash in the model.
+                error.hint = (
+                    f"the model's process died {batch[0].lost + 1} times running this input; "
+                    "what does not depend on it went on. Fix the model or the input, then "
+                    "resume the run"
+                )
+                return False
+            # Ray restarts the actor; the batch goes again. Lost a second time, it goes in
+            # halves: one input that crashes the model then takes down no other.
+            again = any(r.lost for r in batch)
             for request in batch:
                 request.lost += 1
+            if again and len(batch) > 1:
+                q.max_batch = max(1, len(batch) // 2)
+                q.good_batches = 0
             q.items.extendleft(reversed(batch))
             self.log(
                 batch[0].instance.run,
                 "warning",
-                f"{error}; its batch of {len(batch)} is queued again",
+                f"{error}; its batch of {len(batch)} is queued again"
+                + (f" in batches of {q.max_batch}" if again and len(batch) > 1 else ""),
             )
             return True
-        if len(batch) > 1 and not isinstance(error, KeyboardInterrupt | ActorDied):
+        if len(batch) > 1 and not isinstance(error, KeyboardInterrupt):
             # Smaller batches: out of memory halves them, and one bad input is isolated.
             q.max_batch = max(1, len(batch) // 2)
             q.good_batches = 0

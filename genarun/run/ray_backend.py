@@ -56,6 +56,12 @@ class RayMissing(UserError):
 class ActorDied(RuntimeError):
     """A model actor died while it ran a batch; Ray restarts it, and the batch is re-queued."""
 
+    hint: str | None = None  # set when the batch's executions fail for it
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} ({self.hint})" if self.hint else text
+
 
 def import_ray() -> Any:
     try:
@@ -75,7 +81,7 @@ class ActorModel:
         self.want_device = device
         self.lock = threading.Lock()
         self.info: dict[str, Any] | None = None
-        self.actor, self.info_ref = backend.start_actor(spec, device)
+        self.actor, self.info_ref, self.shared = backend.start_actor(spec, device)
         self.max_batch = 0
         # The batcher runs the batch on the actor's stream: the driver itself touches no GPU.
         self.device = None
@@ -95,7 +101,7 @@ class ActorModel:
                     if attempt:
                         raise
                     POOL.evict(ray, self.actor)
-                    self.actor, self.info_ref = self.backend.start_actor(
+                    self.actor, self.info_ref, self.shared = self.backend.start_actor(
                         self.spec, self.want_device
                     )
             assert self.info is not None
@@ -106,8 +112,17 @@ class ActorModel:
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
         ray = self.backend.ray
         try:
-            packed = ray.get(self.actor.run.remote(self.spec, task, list(batch)))
+            packed = _get(ray, self.actor.run.remote(self.spec, task, list(batch)))
         except ray.exceptions.RayActorError as exc:
+            if self.shared:
+                # Which of the shared actor's models took it down is not known: each one whose
+                # batch was lost moves to an actor of its own, so a model that keeps crashing
+                # takes down only itself from then on (Ray restarts the shared one).
+                self.backend.models.isolate(self)
+                raise ActorDied(
+                    f"the shared actor of model '{self.spec.label()}' died "
+                    f"({type(exc).__name__}); the model moves to an actor of its own"
+                ) from None
             back = self._wait_for_restart()
             if not back:  # the batch queued again gets a new actor
                 self.backend.models.forget(self)
@@ -158,6 +173,13 @@ class RayModels:
     def get(self, spec: ModelSpec, device: str | None = None) -> ActorModel:
         return self.start(spec, device).ready()
 
+    def isolate(self, model: ActorModel) -> None:
+        """From now on `model`'s spec gets an actor of its own (its shared actor died)."""
+        with self.lock:
+            self.backend.isolated.add(model.spec.key)
+            if self.actors.get(model.spec.key) is model:
+                del self.actors[model.spec.key]
+
     def forget(self, model: ActorModel) -> None:
         """Drop an actor that died for good, here and from the pool."""
         with self.lock:
@@ -175,6 +197,8 @@ class RayBackend:
         self.models = RayModels(self)
         self._effect_task: Any = None
         self._gpus: float | None = None
+        # Models whose shared actor died under them: they get actors of their own.
+        self.isolated: set[str] = set()
 
     def connect(self) -> None:
         """Join the cluster at `address`, or start Ray on this machine; reuse a connection
@@ -196,18 +220,20 @@ class RayBackend:
         for spec in specs:
             self.models.start(spec, device)
 
-    def start_actor(self, spec: ModelSpec, device: str | None) -> tuple[Any, Any]:
-        """The pool's long-lived actor for `spec`'s model (started when there is none), and a
-        reference to its `describe(spec)`, which is ready once the model is loaded there.
+    def start_actor(self, spec: ModelSpec, device: str | None) -> tuple[Any, Any, bool]:
+        """The pool's long-lived actor for `spec`'s model (started when there is none), a
+        reference to its `describe(spec)`, which is ready once the model is loaded there, and
+        whether the actor is the shared one.
 
-        A model on a GPU, or given CPUs of its own (`ray_num_cpus`), gets an actor of its own,
-        restarted by Ray if its process dies; every other model goes to the one shared actor
-        for this device and thread count (see `ray_actor`)."""
+        A model on a GPU, or given CPUs of its own (`ray_num_cpus`), or whose shared actor
+        died under it, gets an actor of its own, restarted by Ray if its process dies; every
+        other model goes to the one shared actor for this device and thread count (see
+        `ray_actor`)."""
         num_gpus = gpu_share(spec, self._cluster_gpus())
         num_cpus = float(spec.option_dict.get("ray_num_cpus", 0))
         threads = _driver_threads()
         on = "cuda" if num_gpus else device
-        own = bool(num_gpus or num_cpus)
+        own = bool(num_gpus or num_cpus) or spec.key in self.isolated
         # Everything that decides what the actor holds and how it computes.
         key = (spec.key if own else "shared", on, num_gpus, num_cpus, threads, os.nice(0))
         pooled = POOL.take(
@@ -217,7 +243,7 @@ class RayBackend:
                 [spec] if own else [], on, name, num_gpus, num_cpus, threads
             ),
         )
-        return pooled.actor, pooled.actor.describe.remote(spec)
+        return pooled.actor, pooled.actor.describe.remote(spec), not own
 
     def _new_actor(
         self,
@@ -255,12 +281,25 @@ class RayBackend:
             # cluster take it: a task with a runtime_env of its own waits for a new worker
             # process (seconds, cold).
             self._effect_task = self.ray.remote(num_cpus=1)(run_effect)
-        return self.ray.get(self._effect_task.remote(fn, os.nice(0)))
+        return _get(self.ray, self._effect_task.remote(fn, os.nice(0)))
 
     def close(self) -> None:
         """The end of this execution: its actors stay in the pool for the next one (Ray ends
         them, and a Ray this process started, when the process exits)."""
         self.models.actors.clear()
+
+
+def _get(ray: Any, ref: Any) -> Any:
+    """`ray.get`, raising a failed call's own exception (as the local executor would see it:
+    its type and message, which retries, halving and the stored error read), not Ray's
+    wrapper, whose message names only the actor method."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            raise cause from None
+        raise
 
 
 def _driver_threads() -> str:
