@@ -189,7 +189,9 @@ def test_a_driver_killed_with_sigkill_is_resumed_on_ray(
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(600):  # until two executions are stored
+        # Until two executions are stored (the driver connects, starts its actor and loads
+        # the model first: under a heavy load that took over 30 s).
+        for _ in range(3600):
             if stored(db) >= 2:
                 break
             time.sleep(0.05)
