@@ -243,3 +243,18 @@ def test_paused_runs_are_marked_in_every_list(tmp_path: Path, cli) -> None:
     assert shown.exit_code == 0
     lines = {line.split()[0]: line for line in shown.output.splitlines()[1:] if line.strip()}
     assert "running, paused" in lines[run_id[:8]] and "paused" not in lines[other[:8]]
+
+
+def test_a_run_that_ends_while_being_paused_keeps_no_flag(tmp_path: Path) -> None:
+    from genarun.store.claims import identity
+    from genarun.store.db import Store
+    from genarun.store.pauses import PauseRefused, pause_run
+
+    store = Store(tmp_path / "g.db")
+    run_id = store.create_run(name="ending", **identity())
+    seen = store.resolve_run(run_id)  # read while running...
+    store.update_run(run_id, status="completed", ended=time.time())  # ...then it ends
+    with pytest.raises(PauseRefused, match="is not running \\(it is completed\\)"):
+        pause_run(store, seen, by="test")
+    assert query(tmp_path / "g.db", "SELECT count(*) FROM run_pauses")[0][0] == 0
+    store.close()

@@ -14,11 +14,11 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, Float, ForeignKey, String, Table, delete, insert, select
+from sqlalchemy import Column, Float, ForeignKey, String, Table, delete, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from genarun.errors import StoreError
-from genarun.store.db import metadata
+from genarun.store.db import metadata, runs
 from genarun.store.processes import process_alive
 
 if TYPE_CHECKING:
@@ -48,12 +48,22 @@ def pause_run(store: Store, run: dict[str, Any], *, by: str) -> dict[str, Any]:
             f"run {short} is not running: its process is gone (genarun resume {short})"
         )
     when = time.time()
+    # Inserted only while the row still says running: a run that ends between the check above
+    # and this write is not left with a flag (its process drops flags after its last status).
+    still_running = select(runs.c.id, literal(when, Float), literal(by, String)).where(
+        runs.c.id == run["id"], runs.c.status == "running"
+    )
     try:
-        store._write(insert(run_pauses).values(run_id=run["id"], paused=when, by=by))
+        result = store._write(
+            insert(run_pauses).from_select(["run_id", "paused", "by"], still_running)
+        )
     except IntegrityError:
         raise PauseRefused(
             f"run {short} is paused already: genarun runs unpause {short} lets it go on"
         ) from None
+    if result.rowcount == 0:
+        now = store.conn.execute(select(runs.c.status).where(runs.c.id == run["id"])).scalar()
+        raise PauseRefused(f"run {short} is not running (it is {now}): nothing to pause")
     return {"run": run["id"], "paused": True, "since": when}
 
 
