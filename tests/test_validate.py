@@ -97,6 +97,46 @@ def test_all_problems_of_a_tree_are_reported_at_once(tmp_path: Path) -> None:
     assert f"{path}:13 node 'c': unknown field 'tempature' (allowed fields: " in text
 
 
+def test_field_errors_do_not_hide_name_and_template_errors_of_other_nodes() -> None:
+    """One pass reports every independent mistake, and nothing that only follows from a
+    broken node: naming it, or the names its children use (they see its vars)."""
+    problems = tree_error(TREES / "invalid" / "independent_errors.yaml").problems
+    found = [(p.line, p.node, p.message.split(" (")[0]) for p in problems]
+    assert found == [
+        (11, "plan", "missing required field 'prompt'"),
+        (14, "plan", "unknown field 'promt'"),
+        (19, "inner", "field 'retries': expected a whole number, got 'x'"),
+        (23, "article", "field 'prompt': undefined name 'topik'"),
+        (26, "cover", "field 'text': unknown filter 'nosuchfilter'"),
+        (27, "cover", "duplicate id 'cover'"),
+    ]
+
+
+def test_naming_a_node_that_failed_validation_in_a_node_field_is_not_reported(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "persist.yaml"
+    path.write_text(
+        "genarun: 1\n"
+        "name: persist\n"
+        "nodes:\n"
+        "  - id: emb\n"
+        "    kind: embed\n"
+        "    model: dummy-embed\n"
+        "    txet: x\n"
+        "  - id: diagram\n"
+        "    kind: persistence\n"
+        "    of: emb\n"
+        "  - id: other\n"
+        "    kind: template\n"
+        "    text: '{{ emb }} {{ missing }}'\n"
+    )
+    messages = [p.message for p in tree_error(path).problems]
+    assert any("unknown field 'txet'" in m for m in messages), messages
+    assert any("undefined name 'missing'" in m for m in messages), messages
+    assert not any("'emb'" in m and "txet" not in m for m in messages), messages
+
+
 def test_a_misspelt_key_in_a_nested_mapping_is_judged_against_that_mapping(
     tmp_path: Path,
 ) -> None:

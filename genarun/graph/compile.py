@@ -116,18 +116,27 @@ def compile_tree(
     overrides: dict[str, Any] | None = None,
     skip: set[str] | None = None,
     max_runs: int | None = MAX_RUNS,
+    broken: frozenset[str] | set[str] = frozenset(),
 ) -> CompiledTree:
     """Compile a validated tree; `overrides` are `--set` values, `skip` node ids not to run,
     `max_runs` the most runs its matrix may give (None: no limit, for commands that do not
-    expand it)."""
+    expand it), `broken` ids of nodes left out because they did not validate (naming one is
+    not reported: its own error is). Raises TreeError with every problem found."""
     file = str(loaded.path)
     spec = loaded.spec
     overrides = dict(overrides or {})
     problems: list[Problem] = []
-    all_nodes = loaded.walk()
+    all_nodes: list[TreeNode] = []
     by_id: dict[str, TreeNode] = {}
-    for tn in all_nodes:
-        if tn.id in by_id:
+    # A second node of the same id, and its subtree, are left out of the checks below: what
+    # they name, and what names them, is ambiguous until the id is fixed.
+    left_out: set[int] = set()
+    broken = set(broken)
+    for tn in loaded.walk():
+        if tn.parent is not None and id(tn.parent) in left_out:
+            left_out.add(id(tn))
+            broken.add(tn.id)
+        elif tn.id in by_id:
             first = by_id[tn.id]
             problems.append(
                 Problem(
@@ -138,10 +147,10 @@ def compile_tree(
                     hint="ids must be unique in the tree",
                 )
             )
+            left_out.add(id(tn))
         else:
             by_id[tn.id] = tn
-    if problems:
-        raise TreeError(problems)
+            all_nodes.append(tn)
 
     matrix = dict(spec.matrix)
     for name, value in overrides.items():
@@ -210,9 +219,8 @@ def compile_tree(
 
     descendants: dict[str, set[str]] = {}
     for tn in reversed(all_nodes):
-        descendants[tn.id] = {c.id for c in tn.children}.union(
-            *(descendants[c.id] for c in tn.children)
-        )
+        kept = [c for c in tn.children if id(c) not in left_out]
+        descendants[tn.id] = {c.id for c in kept}.union(*(descendants[c.id] for c in kept))
 
     from genarun.plugins import registry
 
@@ -220,12 +228,18 @@ def compile_tree(
     compiled_nodes: dict[str, CompiledNode] = {}
     for tn in all_nodes:
         compiled_nodes[tn.id] = _compile_node(
-            tn, kinds[tn.spec.kind], by_id, descendants, global_names, file, problems, loaded.line
+            tn,
+            kinds[tn.spec.kind],
+            by_id,
+            descendants,
+            global_names,
+            file,
+            problems,
+            loaded.line,
+            frozenset(broken - set(by_id)),
         )
     problems += type_problems(compiled_nodes, file, loaded.line)
     problems += secret_problems(loaded, compiled_nodes, tree_vars, matrix)
-    if problems:
-        raise TreeError(problems)
 
     successors: dict[str, dict[str, None]] = {node_id: {} for node_id in compiled_nodes}
     for source, target, _edge in _edges(compiled_nodes):
@@ -234,7 +248,7 @@ def compile_tree(
     if cycle:
         names = [*cycle, cycle[0]]
         where = ", ".join(f"'{n}' line {by_id[n].line}" for n in names[:-1])
-        raise TreeError(
+        problems.append(
             Problem(
                 f"dependency cycle: {' -> '.join(names)} ({where})",
                 file,
@@ -253,10 +267,20 @@ def compile_tree(
             Problem(f"--skip {node_id}: the tree has no node '{node_id}'", file, None, hint=hint)
         )
     if problems:
-        raise TreeError(problems)
+        raise TreeError(sorted(problems, key=lambda p: p.line or 0))
     _mark_skipped(compiled_nodes, _topological_order(successors), skip or set())
     roots = [tn.id for tn in loaded.roots]
     return CompiledTree(loaded, compiled_nodes, roots, tree_vars, matrix, overrides)
+
+
+def follow_on_problems(loaded: LoadedTree, broken: set[str]) -> list[Problem]:
+    """The compile-time problems (names, templates, types, cycles) of the nodes of a tree
+    that did validate, `loaded` holding only those; `broken` the ids of those that did not."""
+    try:
+        compile_tree(loaded, max_runs=None, broken=frozenset(broken))
+    except TreeError as exc:
+        return exc.problems
+    return []
 
 
 def _edges(nodes: dict[str, CompiledNode]) -> Iterator[tuple[str, str, str]]:
@@ -381,6 +405,7 @@ def _compile_node(
     file: str,
     problems: list[Problem],
     doc_line: Any,
+    broken: frozenset[str],
 ) -> CompiledNode:
     spec = tn.spec
     ancestors: list[TreeNode] = []
@@ -446,6 +471,8 @@ def _compile_node(
                 )
             elif other_node(name):
                 deps.add(name)
+            elif name in broken:
+                continue  # a node that did not validate: its own error is reported
             else:
                 others = {n for n in by_id if other_node(n)}
                 problems.append(_undefined(name, visible | others, file, line, spec.id, where))
@@ -509,12 +536,12 @@ def _compile_node(
     check(when, visible, "when", ("when",))
 
     named, named_deps, named_problems = resolve_node_fields(
-        tn, kind.node_fields, by_id, descendants[spec.id], ancestor_ids, file, tn_line
+        tn, kind.node_fields, by_id, descendants[spec.id], ancestor_ids, file, tn_line, broken
     )
     deps |= named_deps
     problems += named_problems
     sources = resolve_sources(
-        tn, kind.source_fields, by_id, descendants[spec.id], ancestor_ids, file, tn_line
+        tn, kind.source_fields, by_id, descendants[spec.id], ancestor_ids, file, tn_line, broken
     )
     deps |= sources.deps
     problems += sources.problems

@@ -32,9 +32,11 @@ def resolve_node_fields(
     ancestor_ids: tuple[str, ...],
     file: str,
     line: Callable[[tuple[str | int, ...]], int | None],
+    broken: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, TreeNode], set[str], list[Problem]]:
     """The nodes named by `fields` (field -> node), the dependency edges they add, and the
-    mistakes: each names its field's line and the nodes that could be named instead."""
+    mistakes: each names its field's line and the nodes that could be named instead. A name in
+    `broken` (a node that did not validate) is no mistake of this node."""
     named: dict[str, TreeNode] = {}
     deps: set[str] = set()
     problems: list[Problem] = []
@@ -45,6 +47,8 @@ def resolve_node_fields(
             continue
         alias = type(spec).model_fields[name].alias or name
         where = line((alias,))
+        if isinstance(value, str) and value in broken and value not in by_id:
+            continue
         if not isinstance(value, str) or value not in by_id:
             hint = did_you_mean(str(value), set(by_id) - {spec.id} - descendants)
             problems.append(

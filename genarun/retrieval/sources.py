@@ -74,6 +74,7 @@ def resolve_sources(
     ancestor_ids: tuple[str, ...],
     file: str,
     line: Callable[[tuple], int | None],
+    broken: frozenset[str] = frozenset(),
 ) -> Sources:
     found = Sources()
     spec = tn.spec
@@ -90,7 +91,7 @@ def resolve_sources(
                 continue
             target = by_id.get(name)
             if target is None:
-                if runs == "this":
+                if runs == "this" and name not in broken:  # broken: its own error is reported
                     hint = did_you_mean(name, set(by_id) | {DOCUMENTS})
                     found.problems.append(
                         Problem(

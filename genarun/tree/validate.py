@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from genarun.errors import Problem, TreeError, did_you_mean
+from genarun.tree.field_problems import Loc, pydantic_problems, shown
 from genarun.tree.load import Document, load_document
 from genarun.tree.schema import NodeBase, TreeSpec, model_ref_problem
-
-Loc = tuple[str | int, ...]
 
 
 @dataclass
@@ -70,6 +67,9 @@ def validate_document(doc: Document) -> LoadedTree:
     kinds = registry().kinds
     file = str(doc.path)
     problems: list[Problem] = []
+    # Ids of nodes that did not validate, with their subtrees: names other nodes may use
+    # without being told they are undefined (the node's own error says what to fix).
+    broken: set[str] = set()
     data = doc.data
     if not isinstance(data, dict):
         raise TreeError(
@@ -90,7 +90,7 @@ def validate_document(doc: Document) -> LoadedTree:
     try:
         spec = TreeSpec.model_validate(data, strict=True)
     except ValidationError as exc:
-        tree_problems = _pydantic_problems(exc, TreeSpec, data, (), doc, None)
+        tree_problems = pydantic_problems(exc, TreeSpec, data, (), doc, None)
         # The version is reported above, with its fix.
         tree_problems = [
             p
@@ -119,19 +119,29 @@ def validate_document(doc: Document) -> LoadedTree:
                     hint="add at least one node under 'nodes:'",
                 )
             )
-        roots = _validate_nodes(nodes_raw, ("nodes",), None, doc, kinds, problems)
-    if spec is not None and spec.site is not None and not problems:
-        problems.extend(_site_problems(spec, roots, doc))
+        roots = _validate_nodes(nodes_raw, ("nodes",), None, doc, kinds, problems, broken)
+    if spec is not None and spec.site is not None:
+        problems.extend(_site_problems(spec, roots, doc, broken))
+    if problems and spec is not None:
+        # Report the names, templates and types of the nodes that are valid in the same pass,
+        # so fixing one mistake does not reveal the next. Graph builds on tree, hence the late
+        # import; it only happens on the way to an error.
+        from genarun.graph.compile import follow_on_problems
+
+        problems.extend(follow_on_problems(LoadedTree(doc.path, doc, spec, roots), broken))
+        problems.sort(key=lambda p: p.line or 0)
     if problems:
         raise TreeError(_dedupe(problems))
     assert spec is not None
     return LoadedTree(doc.path, doc, spec, roots)
 
 
-def _site_problems(spec: TreeSpec, roots: list[TreeNode], doc: Document) -> list[Problem]:
+def _site_problems(
+    spec: TreeSpec, roots: list[TreeNode], doc: Document, broken: set[str]
+) -> list[Problem]:
     """`site:` names nodes of this tree: a published or generator node that does not exist."""
     assert spec.site is not None
-    ids: set[str] = set()
+    ids: set[str] = set(broken)
     stack = list(roots)
     while stack:
         node = stack.pop()
@@ -181,321 +191,132 @@ def _validate_nodes(
     doc: Document,
     kinds: dict[str, Any],
     problems: list[Problem],
+    broken: set[str],
 ) -> list[TreeNode]:
-    file = str(doc.path)
+    """The valid nodes of `raw_nodes` and their valid children; the problems of the others go
+    to `problems` and their ids (with their subtrees') to `broken`."""
     out: list[TreeNode] = []
     for i, raw in enumerate(raw_nodes):
-        node_loc = (*loc, i)
-        line = doc.line(node_loc)
-        if not isinstance(raw, dict):
-            problems.append(
-                Problem(
-                    f"a node must be a mapping with id and kind, not {type(raw).__name__}",
-                    file,
-                    line,
-                )
-            )
-            continue
-        raw_id = raw.get("id")
-        # An id of the wrong type or size is reported by the kind's model; messages say '#3'.
-        node_name = raw_id if isinstance(raw_id, str) and len(raw_id) <= 100 else f"#{i + 1}"
-        kind_name = raw.get("kind")
-        if kind_name is None:
-            problems.append(
-                Problem(
-                    "missing 'kind'",
-                    file,
-                    line,
-                    node_name,
-                    hint=f"one of: {', '.join(sorted(kinds))}",
-                )
-            )
-            continue
-        if not isinstance(kind_name, str):
-            problems.append(
-                Problem(
-                    f"field 'kind': expected the name of a node kind, got {_shown(kind_name)}",
-                    file,
-                    doc.line((*node_loc, "kind")),
-                    node_name,
-                    hint=f"one of: {', '.join(sorted(kinds))}",
-                )
-            )
-            continue
-        if kind_name not in kinds:
-            hint = (
-                did_you_mean(str(kind_name), set(kinds))
-                or f"known kinds: {', '.join(sorted(kinds))}"
-            )
-            problems.append(
-                Problem(
-                    f"unknown kind '{kind_name}'",
-                    file,
-                    doc.line((*node_loc, "kind")),
-                    node_name,
-                    hint=hint,
-                )
-            )
-            continue
-        model = kinds[kind_name].params
-        try:
-            # Strict, like the JSON Schema editors check against: `enabled: yes` and
-            # `retries: "3"` are text where a boolean or a number is due, not converted.
-            # The context gives fields that name files (a schema file) the folder they are in.
-            spec = model.model_validate(raw, strict=True, context={"tree_dir": doc.path.parent})
-        except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc, model, raw, node_loc, doc, node_name))
-            continue
-        node = TreeNode(spec, node_loc, line, parent)
-        children = raw.get("children") or []
-        if children:
-            node.children = _validate_nodes(
-                children, (*node_loc, "children"), node, doc, kinds, problems
-            )
-        out.append(node)
+        node = _validate_node(raw, (*loc, i), i, parent, doc, kinds, problems, broken)
+        if node is not None:
+            out.append(node)
     return out
 
 
-def _pydantic_problems(
-    exc: ValidationError,
-    model: type[BaseModel],
-    data: Any,
-    loc: Loc,
+def _validate_node(
+    raw: Any,
+    node_loc: Loc,
+    i: int,
+    parent: TreeNode | None,
     doc: Document,
-    node: str | None,
-) -> list[Problem]:
-    """Pydantic's errors of validating `data` (found at `loc`) as `model`, as Problems."""
-    file = str(doc.path)
-    fields = {f.alias or name for name, f in model.model_fields.items()}
-    problems = []
-    # Union branches repeat the location with a type tag (e.g. 'int', 'function-after[...]'):
-    # one mistake gives an error per branch, reported here as one message.
-    by_loc: dict[Loc, list[Any]] = {}
-    for err in exc.errors():
-        clean = _place(err["loc"], data)
-        by_loc.setdefault(clean, []).append(err)
-    _drop_wrong_branches(by_loc)
-    for clean, errs in by_loc.items():
-        if loc == () and len(clean) > 1 and clean[0] == "nodes":
-            continue  # nodes are validated one by one with their kinds
-        if loc and len(clean) > 1 and clean[0] == "children":
-            continue  # children are validated with their own kinds
-        line = doc.line((*loc, *clean))
-        name = ".".join(str(p) for p in clean)
-        err = next((e for e in errs if e["type"] in _BOUNDS), errs[0])
-        hint = None
-        expected = _expected(errs)
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field '{name}'"
-            # A key inside a nested mapping (cache: {tll}) is judged against that mapping's
-            # fields, not the node's.
-            here = _fields_at(model, clean[:-1]) if len(clean) > 1 else fields
-            if here is None:
-                hint = None
-            else:
-                hint = did_you_mean(str(clean[-1]), here) or (
-                    f"allowed fields: {', '.join(sorted(here))}"
-                )
-        elif err["type"] == "missing":
-            msg = f"missing required field '{name}'"
-        else:
-            field_name = str(clean[-1]) if clean else ""
-            bound = _BOUNDS.get(err["type"])
-            if expected and name:
-                expected = _FIELD_EXPECTED.get(field_name, expected)
-                msg = f"field '{name}': expected {expected}, got {_shown(err['input'])}"
-            elif bound and name:
-                words, key = bound
-                msg = (
-                    f"field '{name}': must be {words} {err['ctx'][key]}, got {_shown(err['input'])}"
-                )
-            else:
-                msg = (
-                    f"field '{name}': {_clean_message(err['msg'])}"
-                    if name
-                    else _clean_message(err["msg"])
-                )
-            hint = _TYPE_HINTS.get((field_name, err["type"])) or _TYPE_HINTS.get(("", err["type"]))
-            hint = hint or _quoted_value_hint(errs)
-            literals = [e for e in errs if e["type"] == "literal_error"]
-            if literals and isinstance(err["input"], str):
-                options = re.findall(r"'([^']*)'", literals[0].get("ctx", {}).get("expected", ""))
-                hint = hint or did_you_mean(err["input"], options)
-        problems.append(Problem(msg, file, line, node, hint))
-    return sorted(problems, key=lambda p: p.line or 0)
-
-
-_BOUNDS = {
-    "greater_than": ("more than", "gt"),
-    "greater_than_equal": ("at least", "ge"),
-    "less_than": ("less than", "lt"),
-    "less_than_equal": ("at most", "le"),
-}
-# A field whose expected value reads better in words than by its types.
-_FIELD_EXPECTED = {"when": "an expression such as 'index < 3', or true or false"}
-
-
-# What a value of the wrong type should have been, by pydantic error type.
-_EXPECTED = {
-    "int_parsing": "a whole number",
-    "int_type": "a whole number",
-    "int_from_float": "a whole number",
-    "float_parsing": "a number",
-    "float_type": "a number",
-    "bool_parsing": "true or false",
-    "bool_type": "true or false",
-    "string_type": "text",
-    "dict_type": "a mapping",
-    "list_type": "a list",
-}
-
-
-def _expected(errs: list[Any]) -> str | None:
-    """'a whole number or a template such as {{ n }}' for the errors of one value's type
-    (one per union branch); None when one of them is about something else."""
-    wanted: list[str] = []
-    for err in errs:
-        tag = str(err["loc"][-1]) if err["loc"] else ""
-        if "_template_only" in tag:  # Tpl[...]: the value may be a template instead
-            what = "a template such as '{{ n }}'"
-        elif err["type"] == "literal_error":
-            what = err.get("ctx", {}).get("expected", "")  # "'text', 'json' or 'yaml'"
-        elif err["type"] in _EXPECTED:
-            what = _EXPECTED[err["type"]]
-        else:
-            return None
-        if what and what not in wanted:
-            wanted.append(what)
-    return " or ".join(wanted) or None
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return (
-        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    )
-
-
-# Fixes for values of the wrong shape, by (field, pydantic error type); "" is any field.
-_TYPE_HINTS = {
-    (
-        "nodes",
-        "list_type",
-    ): "write each node as a list item under 'nodes:', starting with '- id: ...'",
-    (
-        "children",
-        "list_type",
-    ): "write each child as a list item under 'children:', starting with '- id: ...'",
-    ("seed", "less_than_equal"): "seeds are stored as 64-bit integers",
-    ("seed", "greater_than_equal"): "seeds are stored as 64-bit integers",
-    ("", "dict_type"): "write it as 'name: value' lines indented under it",
-    ("", "list_type"): "write a list: [a, b] or one '- item' line each",
-}
-
-
-def _place(loc: tuple[Any, ...], data: Any) -> Loc:
-    """Where in `data` a pydantic error is: its location without the union branches' type
-    tags ('int', 'function-after[...]'). A part that is a key or index of the data is a place
-    even when it looks like a tag (an unknown key 'a[0]'); only the rest are judged by name."""
-    out: list[str | int] = []
-    current = data
-    for part in loc:
-        if (isinstance(current, dict) and part in current) or (
-            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
-        ):
-            current = current[part]
-        elif isinstance(part, str) and _is_type_tag(part):
-            continue
-        else:
-            current = None  # a missing field: nothing below it is in the data
-        out.append(part)
-    return tuple(out)
-
-
-def _quoted_value_hint(errs: list[Any]) -> str | None:
-    """The fix for a number or boolean written as text ('3', "yes"), which is not converted."""
-    types = {e["type"] for e in errs}
-    value = errs[0]["input"]
-    if not isinstance(value, str):
+    kinds: dict[str, Any],
+    problems: list[Problem],
+    broken: set[str],
+) -> TreeNode | None:
+    """One node validated by its kind, or None (its problems added) when it is not valid."""
+    node = _node_spec(raw, node_loc, i, parent, doc, kinds, problems)
+    if node is None:
+        if isinstance(raw, dict):
+            if isinstance(raw.get("id"), str):
+                broken.add(raw["id"])
+            # Its children are checked too, field by field: their mistakes are their own. Their
+            # names and templates are not (they would see the broken node's vars and output),
+            # so they count as broken.
+            children = raw.get("children")
+            if isinstance(children, list):
+                for j, child in enumerate(children):
+                    if isinstance(child, dict) and isinstance(child.get("id"), str):
+                        broken.add(child["id"])
+                    valid = _validate_node(
+                        child, (*node_loc, "children", j), j, None, doc, kinds, problems, broken
+                    )
+                    broken.update(n.id for n in _subtree(valid))
         return None
-    if types & {"int_type", "float_type"} and re.fullmatch(
-        r"\s*[-+]?[0-9.]+([eE][-+]?\d+)?\s*", value
-    ):
-        return f"write {value.strip()}, without quotes"
-    if "bool_type" in types:
-        word = value.strip().lower()
-        if word in {"yes", "on", "y", "true", "1"}:
-            return "write true, unquoted: yes and on are text in YAML 1.2"
-        if word in {"no", "off", "n", "false", "0"}:
-            return "write false, unquoted: no and off are text in YAML 1.2"
-    return None
-
-
-def _is_type_tag(part: str) -> bool:
-    return (
-        part in {"int", "float", "str", "bool", "dict[str,any]", "list[any]", "none"}
-        or "[" in part
-        or part.startswith(("function-", "literal", "constrained-"))
-        # A union branch that is a model is tagged with its class name (DocumentsSpec); field
-        # names are snake_case, and a key the data has is never judged a tag.
-        or re.fullmatch(r"[A-Z][A-Za-z0-9]*", part) is not None
-    )
-
-
-def _drop_wrong_branches(by_loc: dict[Loc, list[Any]]) -> None:
-    """A union field (`documents: [..] | {paths, ...}`) given a mapping with a mistake inside
-    fails both branches: the list branch says 'expected a list' at the field, the mapping
-    branch names the mistake below it. The branch that got inside is the one meant, so the
-    type errors of the others at the field itself are dropped."""
-    for loc in list(by_loc):
-        deeper = any(len(o) > len(loc) and o[: len(loc)] == loc for o in by_loc)
-        if deeper and all(e["type"].endswith("_type") for e in by_loc[loc]):
-            del by_loc[loc]
-
-
-def _fields_at(model: type[BaseModel], path: Loc) -> set[str] | None:
-    """The field names of the model found at `path` under `model` (None where the path does
-    not lead to a model): what an unknown key there could have meant."""
-    current: type[BaseModel] | None = model
-    skip_key = False
-    for part in path:
-        if isinstance(part, int) or skip_key:
-            skip_key = False
-            continue
-        if current is None:
-            return None
-        field = next(
-            (f for n, f in current.model_fields.items() if part in (n, f.alias)),
-            None,
+    children = raw.get("children") or []
+    if children:
+        node.children = _validate_nodes(
+            children, (*node_loc, "children"), node, doc, kinds, problems, broken
         )
-        if field is None:
-            return None
-        current, skip_key = _model_in(field.annotation)
-    if current is None:
+    return node
+
+
+def _subtree(node: TreeNode | None) -> list[TreeNode]:
+    if node is None:
+        return []
+    return [node, *(n for child in node.children for n in _subtree(child))]
+
+
+def _node_spec(
+    raw: Any,
+    node_loc: Loc,
+    i: int,
+    parent: TreeNode | None,
+    doc: Document,
+    kinds: dict[str, Any],
+    problems: list[Problem],
+) -> TreeNode | None:
+    """The node itself (not its children) validated by its kind, or None with its problems."""
+    file = str(doc.path)
+    line = doc.line(node_loc)
+    if not isinstance(raw, dict):
+        problems.append(
+            Problem(
+                f"a node must be a mapping with id and kind, not {type(raw).__name__}",
+                file,
+                line,
+            )
+        )
         return None
-    return {f.alias or n for n, f in current.model_fields.items()}
-
-
-def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
-    """The model an annotation holds (in an Optional, union, list or dict), and whether a
-    mapping's key comes before it in a location."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
-    origin = typing.get_origin(annotation)
-    for arg in typing.get_args(annotation):
-        found, _ = _model_in(arg)
-        if found is not None:
-            return found, origin is dict
-    return None, False
-
-
-def _clean_message(msg: str) -> str:
-    return msg.removeprefix("Value error, ")
+    raw_id = raw.get("id")
+    # An id of the wrong type or size is reported by the kind's model; messages say '#3'.
+    node_name = raw_id if isinstance(raw_id, str) and len(raw_id) <= 100 else f"#{i + 1}"
+    kind_name = raw.get("kind")
+    if kind_name is None:
+        problems.append(
+            Problem(
+                "missing 'kind'",
+                file,
+                line,
+                node_name,
+                hint=f"one of: {', '.join(sorted(kinds))}",
+            )
+        )
+        return None
+    if not isinstance(kind_name, str):
+        problems.append(
+            Problem(
+                f"field 'kind': expected the name of a node kind, got {shown(kind_name)}",
+                file,
+                doc.line((*node_loc, "kind")),
+                node_name,
+                hint=f"one of: {', '.join(sorted(kinds))}",
+            )
+        )
+        return None
+    if kind_name not in kinds:
+        hint = (
+            did_you_mean(str(kind_name), set(kinds)) or f"known kinds: {', '.join(sorted(kinds))}"
+        )
+        problems.append(
+            Problem(
+                f"unknown kind '{kind_name}'",
+                file,
+                doc.line((*node_loc, "kind")),
+                node_name,
+                hint=hint,
+            )
+        )
+        return None
+    model = kinds[kind_name].params
+    try:
+        # Strict, like the JSON Schema editors check against: `enabled: yes` and
+        # `retries: "3"` are text where a boolean or a number is due, not converted.
+        # The context gives fields that name files (a schema file) the folder they are in.
+        spec = model.model_validate(raw, strict=True, context={"tree_dir": doc.path.parent})
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, model, raw, node_loc, doc, node_name))
+        return None
+    return TreeNode(spec, node_loc, line, parent)
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
