@@ -182,3 +182,74 @@ def test_schema_file_that_is_not_json_names_the_line(
     assert "schema file 'plan.schema.json' is not valid JSON: Expecting value at line 2" in (
         result.output
     )
+
+
+PERSON = "{type: object, properties: {name: {type: string}, age: {type: integer}}, required: [name, age]}"
+
+
+def test_a_key_the_schema_does_not_have_is_a_validation_error_with_did_you_mean(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    (workdir / "person.schema.json").write_text(
+        json.dumps({"type": "object", "properties": {"city": {"type": "string"}}})
+    )
+    tree = _tree(
+        workdir,
+        "nodes:\n"
+        f"  - id: who\n    kind: generate\n    model: dummy\n    prompt: x\n    schema: {PERSON}\n"
+        "    children:\n"
+        "      - id: line\n        kind: template\n        text: '{{ who.nam }} ({{ who.age }})'\n"
+        "  - id: where\n    kind: generate\n    model: dummy\n    prompt: x\n"
+        "    schema: person.schema.json\n"
+        "  - id: card\n    kind: template\n"
+        "    text: \"{{ who['agee'] }} in {{ where.cty }}, {{ who.items() | list | length }}\"\n",
+    )
+    result = cli("validate", tree)
+    assert result.exit_code == 2, result.output
+    assert (
+        "plan.yaml:13 node 'line': field 'text': 'who' has no field 'nam' (did you mean 'name'?"
+        " its schema's properties: age, name)"
+    ) in result.stderr
+    assert (
+        "plan.yaml:21 node 'card': field 'text': 'who' has no field 'agee' (did you mean 'age'?"
+        in (result.stderr)
+    )
+    assert "'where' has no field 'cty' (did you mean 'city'?" in result.stderr
+    assert "items" not in result.stderr  # a mapping's method, not a key
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        # Other keys allowed, or keys the schema does not list at its top level.
+        "{type: object, properties: {name: {type: string}}, additionalProperties: true}",
+        "{type: object, properties: {name: {type: string}}, patternProperties: {'^n': {}}}",
+        "{type: object, anyOf: [{properties: {nam: {type: string}}}]}",
+        "'{{ \"plan.schema.json\" }}'",
+    ],
+)
+def test_keys_are_not_judged_where_the_schema_allows_others(
+    cli: Callable[..., Result], workdir: Path, schema: str
+) -> None:
+    tree = _tree(
+        workdir,
+        f"nodes:\n  - id: who\n    kind: generate\n    model: dummy\n    prompt: x\n"
+        f"    schema: {schema}\n"
+        "  - id: line\n    kind: template\n    text: '{{ who.nam | default(\"\") }}'\n",
+    )
+    result = cli("validate", tree)
+    assert "has no field" not in result.output, result.output
+
+
+def test_keys_the_schema_has_validate_and_run(cli: Callable[..., Result], workdir: Path) -> None:
+    tree = _tree(
+        workdir,
+        f"nodes:\n  - id: who\n    kind: generate\n    model: dummy\n    prompt: x\n"
+        f"    schema: {PERSON}\n"
+        "    children:\n"
+        "      - id: line\n        kind: template\n        text: '{{ who.name }} ({{ who.age }})'\n",
+    )
+    result = cli("run", tree)
+    assert result.exit_code == 0, result.output
+    assert isinstance(_output(workdir)["who"]["value"]["age"], int)

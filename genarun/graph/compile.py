@@ -23,6 +23,7 @@ from jinja2 import TemplateSyntaxError
 
 from genarun.errors import Problem, TreeError, did_you_mean
 from genarun.graph.node_fields import resolve_node_fields
+from genarun.graph.output_fields import output_field_problems
 from genarun.graph.secret_policy import secret_problems
 from genarun.graph.value_types import type_problems
 from genarun.nodes.base import NodeKind
@@ -239,6 +240,7 @@ def compile_tree(
             frozenset(broken - set(by_id)),
         )
     problems += type_problems(compiled_nodes, file, loaded.line)
+    problems += output_field_problems(compiled_nodes, file, loaded.line, loaded.path.parent)
     problems += secret_problems(loaded, compiled_nodes, tree_vars, matrix)
 
     successors: dict[str, dict[str, None]] = {node_id: {} for node_id in compiled_nodes}

@@ -24,7 +24,7 @@ from genarun.nodes.hooks import Adoption, FieldProblem, ModelRef
 from genarun.tree.schema import NodeBase
 
 if TYPE_CHECKING:
-    pass
+    from pathlib import Path
 
 
 class SkipExecution(Exception):
@@ -70,6 +70,10 @@ class NodeKind:
     # "list", "object"; None: known only when it runs), for the type checks of
     # genarun.graph.value_types: spec -> type.
     output_type: Callable[[Any], str | None] | None = None
+    # The keys of the node's output when known from its fields to be an object with fixed keys
+    # (generate's `schema:`), for the checks of genarun.graph.output_fields; None: not known.
+    # (spec, tree folder) -> keys.
+    output_fields: Callable[[Any, Path], frozenset[str] | None] | None = None
     # The extra of `pip install genarun[...]` whose libraries the kind imports, and which of
     # them (None: all the extra's); a tree using the kind without them is refused at validation.
     extra: str | None = None

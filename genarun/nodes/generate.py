@@ -22,6 +22,7 @@ from genarun.nodes.output_schema import (
     check_schema_field,
     load_schema,
     parse_json_answer,
+    schema_fields,
     schema_output_type,
 )
 from genarun.run.seeds import derive_seed
@@ -101,5 +102,8 @@ KIND = NodeKind(
     model_task="generate",
     output_type=lambda spec: (
         schema_output_type(spec.schema_) if spec.schema_ is not None else PARSED_TYPES[spec.parse]
+    ),
+    output_fields=lambda spec, tree_dir: (
+        schema_fields(spec.schema_, tree_dir) if spec.schema_ is not None else None
     ),
 )

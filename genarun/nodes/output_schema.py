@@ -80,6 +80,33 @@ def schema_output_type(value: Any) -> str | None:
     return None
 
 
+def schema_fields(value: Any, base: Path) -> frozenset[str] | None:
+    """The keys an answer under a schema (inline, or a file in `base`) can have, when its top
+    level is an object whose properties are all listed; None when other keys are allowed
+    (`additionalProperties` given and not false, `patternProperties`, or a combinator) or the
+    schema is a template."""
+    if isinstance(value, str):
+        if "{{" in value or "{%" in value:
+            return None
+        try:
+            schema = load_schema(value, base)
+        except SchemaProblem:
+            return None
+    elif isinstance(value, dict):
+        schema = value
+    else:
+        return None
+    properties = schema.get("properties")
+    if schema.get("type") != "object" or not isinstance(properties, dict):
+        return None
+    extra = schema.get("additionalProperties", False)
+    if extra is not False or any(
+        key in schema for key in ("patternProperties", "allOf", "anyOf", "oneOf", "$ref")
+    ):
+        return None
+    return frozenset(str(key) for key in properties)
+
+
 def read_schema_file(name: str, base: Path, *, what: str = "schema file") -> dict[str, Any]:
     """The JSON or YAML object in the file `name`, inside `base` (the tree's folder), reached
     without `..` or links; raise SchemaProblem naming `what` and the fix."""
