@@ -4,9 +4,11 @@ tests/models/test_openai_hostile.py."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +52,7 @@ class Recorder:
                             "path": self.path,
                             "headers": {k.lower(): v for k, v in self.headers.items()},
                             "body": body,
+                            "port": self.client_address[1],  # one per connection
                         }
                     )
                     count = len(recorder.requests)
@@ -125,6 +128,30 @@ def test_cross_origin_redirect_drops_credentials(client: HttpClient) -> None:
     assert not {"authorization", "x-api-key", "cookie"} & set(sent["headers"])
     assert sent["headers"]["accept"] == "text/plain"  # other headers still go
     assert origin.requests[0]["headers"]["x-api-key"] == CREDENTIALS["X-Api-Key"]
+
+
+def test_a_busy_pool_keeps_its_connections_for_the_next_requests(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """32 threads, bursts of 96 requests: every request goes over one of at most 32 kept
+    connections. httpcore's pool closed idle connections whenever it held more than its
+    keep-alive limit, even one just handed to a waiting request, whose socket could then close
+    under it ([Errno 9] Bad file descriptor, then a retry): 1,546 connections for 1,920
+    requests before."""
+
+    def slow(*_: Any) -> Reply:
+        time.sleep(0.003)
+        return ok()
+
+    caplog.set_level(logging.WARNING, logger="genarun")
+    policy = HttpPolicy(concurrency=32, backoff=0.01)
+    with Recorder(slow) as server, HttpClient(policy) as busy, ThreadPoolExecutor(32) as pool:
+        for _ in range(8):
+            list(pool.map(lambda i: busy.request("GET", f"{server.url}/x/{i}"), range(96)))
+            time.sleep(0.02)
+    assert len(server.requests) == 8 * 96
+    assert len({r["port"] for r in server.requests}) <= 32
+    assert not [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
 
 
 def test_cross_origin_redirect_can_be_refused() -> None:

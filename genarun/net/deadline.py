@@ -106,6 +106,43 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+class _KeepHandedConnections:
+    """httpcore's pool (1.0.x) hands an idle connection to a waiting request and leaves it idle
+    until that request's thread starts using it; meanwhile another thread's pass over the pool
+    may close it (as surplus keep-alive, expired, or to make room), and if the request's thread
+    has begun by then the socket is closed under it: `[Errno 9] Bad file descriptor`, a retry
+    (encode/httpcore#1110). Here each pass leaves the connections already handed out alone."""
+
+    _connections: list[Any]
+    _requests: list[Any]
+    _max_connections: int
+    _max_keepalive_connections: int
+
+    def _assign_requests_to_connections(self) -> list[Any]:
+        handed = {id(r.connection) for r in self._requests if r.connection is not None}
+        kept = [c for c in self._connections if id(c) in handed]
+        if not kept:
+            return super()._assign_requests_to_connections()  # type: ignore[misc]
+        # Out of sight of the pass, and counted against its limits as it would count them.
+        self._connections = [c for c in self._connections if id(c) not in handed]
+        self._max_connections -= len(kept)
+        self._max_keepalive_connections -= len(kept)
+        try:
+            return super()._assign_requests_to_connections()  # type: ignore[misc]
+        finally:
+            self._connections.extend(kept)
+            self._max_connections += len(kept)
+            self._max_keepalive_connections += len(kept)
+
+
+class _ConnectionPool(_KeepHandedConnections, httpcore.ConnectionPool):
+    pass
+
+
+class _ProxyPool(_KeepHandedConnections, httpcore.HTTPProxy):
+    pass
+
+
 class _PoolTransport(httpx.HTTPTransport):
     """httpx's own transport (its request mapping and error translation) over a given pool."""
 
@@ -125,12 +162,16 @@ class DeadlineTransport(httpx.BaseTransport):
         self._ssl_context = httpx.create_ssl_context()
         self._limits: dict[str, Any] = {
             "max_connections": max_connections,
-            "max_keepalive_connections": max(max_connections // 5, 10),
+            # Every connection it may open is kept for the next request: httpcore 1.0.x counts
+            # all connections (not the idle ones) against this limit, so a lower one closed
+            # every idle connection on each pass, and a busy pool opened a connection for
+            # nearly every request (1,546 for 1,920 requests at 32 at once).
+            "max_keepalive_connections": max_connections,
             "keepalive_expiry": 5.0,
         }
         self._backend = _DeadlineBackend()
         self._direct = _PoolTransport(
-            httpcore.ConnectionPool(
+            _ConnectionPool(
                 ssl_context=self._ssl_context, network_backend=self._backend, **self._limits
             ),
             self._ssl_context,
@@ -151,7 +192,7 @@ class DeadlineTransport(httpx.BaseTransport):
                 parsed = httpx.URL(proxy)
                 auth = (parsed.username, parsed.password) if parsed.username else None
                 transport = _PoolTransport(
-                    httpcore.HTTPProxy(
+                    _ProxyPool(
                         proxy_url=httpcore.URL(
                             scheme=parsed.raw_scheme,
                             host=parsed.raw_host,
