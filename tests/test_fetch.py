@@ -127,6 +127,12 @@ def test_500_then_200_is_retried_and_post_carries_one_idempotency_key(
     keys = [r["headers"].get("idempotency-key") for r in server.requests]
     assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
     assert json.loads(server.requests[0]["body"]) == {"title": "hello"}
+    # Stored under the tree's field names (`json`, not the Python field `json_`).
+    [row] = executions(workdir / "genarun.db", "create")
+    assert json.loads(row["params"])["json"] == {"title": "hello"}
+    assert "json_" not in json.loads(row["params"])
+    shown = json.loads(cli("runs", "show", "latest", "--json").output)
+    assert "json" in next(e for e in shown["executions"] if e["node"] == "create")["params"]
 
 
 def test_post_without_idempotency_key_is_never_sent_twice(

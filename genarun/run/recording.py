@@ -41,7 +41,7 @@ class ExecutionRecorder:
             return
         run, node = inst.run, inst.node
         ended = time.time()
-        params_json = json_text(inst.params, sort_keys=True)
+        params_json = json_text(_by_alias(node, inst.params), sort_keys=True)
         input_hash: str | None
         if stored is None:
             model = inst.ctx.model_name if inst.ctx else None
@@ -154,3 +154,13 @@ def short_error(exc: BaseException) -> str:
     if not isinstance(exc, RenderError | ValueError) and type(exc).__name__ not in text:
         text = f"{type(exc).__name__}: {text}"
     return text.splitlines()[0][:500] if len(text) > 500 else text
+
+
+def _by_alias(node: CompiledNode, params: dict[str, Any]) -> dict[str, Any]:
+    """Params under the names the tree writes (`json`, `schema`, `from`), not the Python
+    field names that avoid clashes (`json_`, `schema_`, `from_`)."""
+    fields = type(node.spec).model_fields
+    return {
+        (fields[name].alias or name) if name in fields else name: value
+        for name, value in params.items()
+    }
