@@ -144,6 +144,23 @@ def test_a_request_survives_a_server_restart(tmp_path: Path) -> None:
     assert reply.status_code == 200 and reply.json()["result"] == "red"
 
 
+def test_serving_an_empty_folder_creates_no_database(tmp_path: Path) -> None:
+    """Looking is not writing: pages, the API and the timeout sweep of a folder with no runs
+    answer (empty) and leave no genarun.db behind; an answer to no run is refused."""
+    db = tmp_path / "genarun.db"
+    with serving(db, "--sweep", "0.2") as base:
+        for page in ("/runs", "/inbox", "/api/v1/runs", "/api/v1/inbox"):
+            reply = httpx.get(base + page, timeout=30)
+            assert reply.status_code == 200, (page, reply.text[:300])
+        assert httpx.get(base + "/api/v1/runs", timeout=30).json()["runs"] == []
+        hook = httpx.post(
+            base + "/runs/0123456789abcdef/pick/hook", json={"answer": "x"}, params={"token": "t"}
+        )
+        assert hook.status_code in (403, 404), hook.text
+        time.sleep(0.5)  # the sweep has looked at least twice
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_serve_refuses_to_listen_beyond_this_machine_without_a_token(tmp_path: Path) -> None:
     result = genarun_subprocess(
         "serve", "--db", tmp_path / "g.db", "--host", "0.0.0.0", cwd=tmp_path

@@ -257,9 +257,9 @@ def serve(
                 f"$GENARUN_WEBHOOK_SECRET is not a Standard Webhooks secret (whsec_ and base64): {exc}"
             ) from None
     path = (db or default_db_path()).absolute()
-    Store(
-        path, writing=not read_only
-    ).close()  # a bad or read-only database is said now, not per request
+    if path.exists():  # a bad or read-only database is said now, not per request
+        Store(path, writing=not read_only).close()
+    # A missing one is not created by serving: the first run started makes it.
     app = create_app(
         ServeOptions(
             db=path,

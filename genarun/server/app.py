@@ -57,9 +57,17 @@ def create_app(options: ServeOptions) -> Starlette:
         connection used by every pool thread at once."""
         if _on_event_loop():
             raise RuntimeError("store() called on the event loop: call it inside run_in_threadpool")
-        if stores.store is None:
-            from genarun.store.db import Store
+        from genarun.store.db import Store
 
+        if stores.store is None or stores.store.path != options.db:
+            if not options.db.exists():
+                # Looking creates nothing: until a run makes the database, pages and the API
+                # read an empty one in memory (kept by this thread; replaced once the file is
+                # there). Starting a run is what creates the file.
+                if stores.store is None:
+                    stores.store = Store(":memory:")
+                    opened.append(stores.store)
+                return stores.store
             stores.store = Store(options.db)
             opened.append(stores.store)
             opened_in.append(threading.current_thread().name)

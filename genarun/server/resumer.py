@@ -103,6 +103,8 @@ class Resumer:
         from genarun.store.db import Store
         from genarun.store.human import waiting_requests
 
+        if not Path(self.db).exists():  # no run yet: nothing waits, and looking creates nothing
+            return []
         store = Store(self.db)
         try:
             now = time.time()
