@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -242,3 +243,26 @@ def test_inbox_lists_and_answer_records_through_the_cli(workdir: Path, cli) -> N
         "answered",
         "waiting",
     ]
+
+
+def test_inbox_shows_each_image_of_a_best_request_once(workdir: Path, cli) -> None:
+    """A `best` of images names them as options and as images: each is listed once, as the
+    option to pick; an image that is no option is still shown."""
+    db = workdir / "genarun.db"
+    covers = ["assets/cover-0.png", "assets/cover-1.png"]
+    make_request(
+        db,
+        node_id="best_cover",
+        ask="best",
+        options=[{"$image": c} for c in covers],
+        images=[*covers, "assets/sketch.png"],
+    )
+    text = cli("inbox")
+    assert text.exit_code == 0, text.output
+    for cover in covers:
+        assert text.output.count(cover) == 1, text.output
+    assert "0: assets/cover-0.png" in text.output
+    assert "image: assets/sketch.png" in text.output
+    [row] = json.loads(cli("inbox", "--json").output)
+    assert row["images"] == ["assets/sketch.png"]
+    assert row["options"] == [{"$image": c} for c in covers]

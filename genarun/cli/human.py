@@ -41,6 +41,7 @@ def _expiry(request: Any, now: float) -> str:
 def inbox(db: Path | None, as_json: bool) -> None:
     """Human requests waiting for an answer: run, node and item, question, options, age,
     expiry, and how to answer."""
+    from genarun.human.inbox import inbox_row, shown_images
     from genarun.store.db import Store
     from genarun.store.human import vote_count, waiting_requests
 
@@ -48,30 +49,8 @@ def inbox(db: Path | None, as_json: bool) -> None:
     requests = waiting_requests(store)
     now = time.time()
     if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "run": r.run_id,
-                        "node": r.node_id,
-                        "path": list(r.path),
-                        "ask": r.ask,
-                        "question": r.question,
-                        "options": r.options,
-                        "images": r.images,
-                        "schema": r.schema,
-                        "created": r.created,
-                        "expires": r.expires,
-                        "collect": r.collect,
-                        "votes": vote_count(store, r.id) if r.collect else None,
-                        "notify": r.notify_status,
-                    }
-                    for r in requests
-                ],
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        rows = [inbox_row(store, r) for r in requests]
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not requests:
         click.echo("no requests waiting for an answer")
@@ -88,7 +67,7 @@ def inbox(db: Path | None, as_json: bool) -> None:
         click.echo(f"  {r.question}")
         for index, option in enumerate(r.options or []):
             click.echo(f"    {index}: {_option_text(option)[:200]}")
-        for image in r.images or []:
+        for image in shown_images(r):
             click.echo(f"    image: {image}")
         if r.notify_status and not r.notify_status.startswith("sent"):
             click.echo(f"  notify: {r.notify_status}")

@@ -248,27 +248,10 @@ def _run(store: Any, request: Request) -> dict[str, Any]:
 
 
 def _inbox(store: Any, request: Request) -> dict[str, Any]:
-    from genarun.store.human import vote_count, waiting_requests
+    from genarun.human.inbox import inbox_row
+    from genarun.store.human import waiting_requests
 
-    return {
-        "requests": [
-            {
-                "run": r.run_id,
-                "node": r.node_id,
-                "path": list(r.path),
-                "ask": r.ask,
-                "question": r.question,
-                "options": r.options,
-                "images": r.images,
-                "schema": r.schema,
-                "created": r.created,
-                "expires": r.expires,
-                "collect": r.collect,
-                "votes": vote_count(store, r.id) if r.collect else None,
-            }
-            for r in waiting_requests(store)
-        ]
-    }
+    return {"requests": [inbox_row(store, r) for r in waiting_requests(store)]}
 
 
 def _answer(store: Any, run_ref: str, payload: Any) -> dict[str, Any]:
