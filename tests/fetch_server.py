@@ -19,9 +19,36 @@ class _QuietServer(ThreadingHTTPServer):
     """A client that hangs up (the huge body refused mid-stream) is normal here: socketserver
     would print its traceback to stderr, which the CLI's captured output then contains."""
 
+    daemon_threads = True
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
+
+
+class LoopbackServer:
+    """A quiet threaded HTTP server of `handler` on a free port of 127.0.0.1, serving from a
+    daemon thread while the `with` block runs (the test servers' common part)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._httpd = _QuietServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
 
 
 def _json(value: Any, status: int = 200) -> Reply:
@@ -75,25 +102,18 @@ class FetchServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._server = LoopbackServer(Handler)
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def __enter__(self) -> FetchServer:
-        self._thread.start()
+        self._server.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._server.__exit__(*exc)
 
     def answer(self, method: str, path: str, prefix: str, nth: int, body: bytes) -> Reply:
         if path in self.fail:

@@ -9,16 +9,17 @@ tree runs against it with `--set base_url=...`.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # examples/offline_server.py, run as a script or loaded
+
+from offline_server import run_offline, start_json_server  # noqa: E402
+
 TITLES = [
     "Show HN: A pipeline-tree runner for generative models",
     "The surprising physics of sourdough",
@@ -55,47 +56,23 @@ def item(item_id: int) -> dict[str, Any] | None:
     return story
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        path = self.path.split("?")[0]
-        found = re.fullmatch(r"/v0/item/(\d+)\.json", path)
-        status = 200
-        if path == "/v0/topstories.json":
-            answer: Any = [FIRST_ID + i for i in range(len(TITLES))]
-        elif found:
-            answer = item(int(found.group(1)))
-        else:
-            status, answer = 404, {"error": "Permission denied"}  # what Firebase says
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+def answer(path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+    found = re.fullmatch(r"/v0/item/(\d+)\.json", path)
+    if path == "/v0/topstories.json":
+        return 200, [FIRST_ID + i for i in range(len(TITLES))]
+    if found:
+        return 200, item(int(found.group(1)))
+    return 404, {"error": "Permission denied"}  # what Firebase says
 
 
 def fixture_server() -> ThreadingHTTPServer:
     """A started server on a free port of 127.0.0.1 (stop it with .shutdown())."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return start_json_server(answer)
 
 
 def main(argv: list[str]) -> int:
-    server = fixture_server()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    print(f"fixture server (Hacker News API stand-in) on {url}", file=sys.stderr)
-    try:
-        command = [sys.executable, "-m", "genarun", "run", str(HERE / "tree.yaml")]
-        return subprocess.call([*command, "--set", f"base_url={url}", *argv])
-    finally:
-        server.shutdown()
+    tree = HERE / "tree.yaml"
+    return run_offline(fixture_server(), tree, ["base_url"], "Hacker News API", argv)
 
 
 if __name__ == "__main__":

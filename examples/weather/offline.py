@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # examples/offline_server.py, run as a script or loaded
+
+from offline_server import run_offline, start_json_server  # noqa: E402
+
 CITIES = {
     "lisbon": ("Lisbon", "Portugal", 38.71667, -9.13333),
     "oslo": ("Oslo", "Norway", 59.91273, 10.74609),
@@ -72,45 +73,22 @@ def forecast(query: dict[str, list[str]]) -> tuple[int, Any]:
 ROUTES = {"/v1/search": search, "/v1/forecast": forecast}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        parts = urllib.parse.urlsplit(self.path)
-        route = ROUTES.get(parts.path)
-        if route is None:
-            status, answer = 404, {"error": True, "reason": f"no route {parts.path}"}
-        else:
-            status, answer = route(urllib.parse.parse_qs(parts.query))
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+def answer(path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+    route = ROUTES.get(path)
+    if route is None:
+        return 404, {"error": True, "reason": f"no route {path}"}
+    return route(query)
 
 
 def fixture_server() -> ThreadingHTTPServer:
     """A started server on a free port of 127.0.0.1 (stop it with .shutdown())."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return start_json_server(answer)
 
 
 def main(argv: list[str]) -> int:
-    server = fixture_server()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    print(f"fixture server (Open-Meteo stand-in) on {url}", file=sys.stderr)
-    try:
-        command = [sys.executable, "-m", "genarun", "run", str(HERE / "tree.yaml")]
-        command += ["--set", f"base_url={url}", "--set", f"geocoding_url={url}", *argv]
-        return subprocess.call(command)
-    finally:
-        server.shutdown()
+    tree = HERE / "tree.yaml"
+    url_vars = ["base_url", "geocoding_url"]
+    return run_offline(fixture_server(), tree, url_vars, "Open-Meteo", argv)
 
 
 if __name__ == "__main__":
