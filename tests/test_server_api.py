@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from starlette.routing import Route
@@ -71,7 +72,12 @@ def test_a_server_token_guards_the_api(tmp_path: Path) -> None:
 def test_every_api_route_is_in_the_openapi_document(tmp_path: Path) -> None:
     app = create_app(ServeOptions(db=tmp_path / "g.db", auto_resume=False))
     document = openapi_document()
-    paths = {r.path for r in app.routes if isinstance(r, Route) and r.path.startswith("/api/v1/")}
+    # OpenAPI has no converters: /api/v1/trees/{tree:path} is /api/v1/trees/{tree} there.
+    paths = {
+        re.sub(r":\w+}", "}", r.path)
+        for r in app.routes
+        if isinstance(r, Route) and r.path.startswith("/api/v1/")
+    }
     assert paths - {"/api/v1/openapi.json"} == set(document["paths"]) - {
         "/runs/{run_id}/{node}/hook"
     }

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from genarun.server.api import api_routes
+from genarun.server.graph_pages import graph_api_routes, graph_page_routes
 from genarun.server.hooks import MAX_BODY, answer_hook, parse_hook_path
 from genarun.server.pages import Pages
 from genarun.server.resumer import Resumer
@@ -132,6 +133,7 @@ def create_app(options: ServeOptions) -> Starlette:
     )
     routes = [
         Route("/health", health, methods=["GET"]),
+        *graph_api_routes(store, options.token, options.trees),
         *api_routes(
             store,
             options.token,
@@ -140,6 +142,7 @@ def create_app(options: ServeOptions) -> Starlette:
             read_only=options.read_only,
         ),
         *pages.routes(),
+        *graph_page_routes(pages, options.trees),
         # Last: any other POST under a run is an answer webhook (`/runs/RUN/NODE/hook`).
         Route("/runs/{run_id}/{rest:path}", hook, methods=["POST"]),
     ]

@@ -16,6 +16,7 @@ def openapi_document(*, read_only: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API and the answer webhook; `read_only`: of a
     `serve --read-only` server, which has GET routes only."""
     document = _document()
+    document["paths"].update(_page_api_paths())
     if read_only:
         paths = {
             path: {method: op for method, op in item.items() if method == "get"}
@@ -265,3 +266,10 @@ def _document() -> dict[str, Any]:
             },
         },
     }
+
+
+def _page_api_paths() -> dict[str, Any]:
+    """The paths of the API routes that live beside the pages (the drawn tree, the diff)."""
+    from genarun.server.graph_pages import graph_openapi_paths
+
+    return graph_openapi_paths()

@@ -26,7 +26,7 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;pad
 _RUNS = (
     """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>genarun runs</title>"""
     + _STYLE
-    + """</head><body><h1>Runs</h1><p><a href="/inbox">Inbox</a>{% if can_start %} · <a href="/start">Start a run</a>{% endif %}</p>
+    + """</head><body><h1>Runs</h1><p><a href="/inbox">Inbox</a> · <a href="/trees">Trees</a> · <a href="/experiments">Experiments</a> · <a href="/diff">Diff</a>{% if can_start %} · <a href="/start">Start a run</a>{% endif %}</p>
 <form method="get"><label>Status <select name="status"><option value="">any</option>
 {% for s in statuses %}<option{% if s == status %} selected{% endif %}>{{ s }}</option>{% endfor %}</select></label>
 <label>Tree <input name="tree" value="{{ tree }}"></label> <label>Search <input name="q" value="{{ q }}"></label>
@@ -46,6 +46,7 @@ _RUN = (
 {{ controls }}
 <p>run {{ run.id }} · seed {{ run.seed if run.seed is not none else "none" }} · started {{ started }}{% if took %} · {{ took }}{% endif %}<br>folder {{ run.out_dir }}</p>
 {% if run.error %}<p class="failed">{{ run.error }}</p>{% endif %}
+{% if graph %}<h2>Tree</h2>{{ graph }}{% endif %}
 {% if human %}<h2>Human requests</h2><ul>{% for h in human %}<li>{{ h.target }} ({{ h.ask }}): <span class="badge {{ 'done' if h.status == 'answered' else h.status }}">{{ h.status }}</span> {{ h.question }}{% for a in h.answers %}<br>{{ a.value | shown }} by {{ a.responder }} via {{ a.via }}{% endfor %}</li>{% endfor %}</ul>{% endif %}
 <h2>Nodes</h2>
 <table><tr><th>node</th><th>kind</th><th>executions</th><th>time (sum · slowest)</th><th>models</th><th>when it ran</th></tr>
@@ -139,6 +140,7 @@ def _run_context(store: Any, ref: str, query: dict[str, str]) -> dict[str, Any] 
 
     from genarun.errors import StoreError
     from genarun.human.history import run_summaries
+    from genarun.server.graph_pages import run_graph_svg
     from genarun.server.pages import file_url
     from genarun.server.run_summary import (
         PAGE_SIZE,
@@ -211,6 +213,7 @@ def _run_context(store: Any, ref: str, query: dict[str, str]) -> dict[str, Any] 
         return urllib.parse.urlencode({k: v for k, v in kept.items() if v})
 
     return {
+        "graph": run_graph_svg(store, run),
         "run": run,
         "started": iso(run["started"]),
         "took": took,
