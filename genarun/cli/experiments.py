@@ -39,13 +39,12 @@ def experiments() -> None:
 @handle_errors
 def experiments_list(db: Path | None, limit: int) -> None:
     """The newest experiments in the database."""
-    from genarun.experiments.report import experiments_table
+    from genarun.experiments.report import experiment_rows, experiments_table
     from genarun.store.db import Store
-    from genarun.store.trajectories import list_experiments
 
     store = Store.existing(db)
-    rows = list_experiments(store, limit)
-    click.echo(experiments_table(rows, store) if rows else f"no experiments in {store.path}")
+    rows = experiment_rows(store, limit)
+    click.echo(experiments_table(rows) if rows else f"no experiments in {store.path}")
 
 
 @experiments.command("show")

@@ -321,18 +321,13 @@ def diff(run_a: str, run_b: str, db: Path | None, as_json: bool, show_same: bool
     """Compare two runs per node and foreach item: same, changed (texts as a unified diff,
     images by sha256) or only in one."""
     from genarun.store.db import Store
-    from genarun.store.diff import diff_runs, render_diff, summary
+    from genarun.store.diff import diff_document, diff_runs, render_diff
 
     store = Store.existing(db)
     row_a, row_b = store.resolve_run(run_a), store.resolve_run(run_b)
     entries = diff_runs(store, row_a["id"], row_b["id"])
     if as_json:
-        data = {
-            "a": row_a["id"],
-            "b": row_b["id"],
-            "summary": summary(entries),
-            "executions": [e.to_json() for e in entries],
-        }
+        data = diff_document(row_a, row_b, entries)
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         click.echo(render_diff(row_a, row_b, entries, show_same=show_same))

@@ -14,25 +14,41 @@ if TYPE_CHECKING:
     from genarun.store.db import Store
 
 
-def experiments_table(rows: list[dict[str, Any]], store: Store) -> str:
-    body = []
-    for e in rows:
+def experiment_rows(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest experiments, each with its runs counted by status and its matrix's shape
+    (`genarun experiments list` and the server's experiments page)."""
+    out = []
+    for e in tstore.list_experiments(store, limit):
         runs = store.runs_of_experiment(e["id"])
         statuses: dict[str, int] = {}
         for r in runs:
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
         matrix = json.loads(e["matrix"]) if e.get("matrix") else {}
-        shape = " x ".join(f"{len(v)} {k}" for k, v in matrix.items()) or "-"
-        body.append(
-            [
-                e["id"][:8],
-                e["name"],
-                iso(e["created"]),
-                str(len(runs)),
-                ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())),
-                shape[:50],
-            ]
+        out.append(
+            {
+                "id": e["id"],
+                "name": e["name"],
+                "created": iso(e["created"]),
+                "runs": len(runs),
+                "statuses": sorted(statuses.items()),
+                "matrix": " x ".join(f"{len(v)} {k}" for k, v in matrix.items()) or "-",
+            }
         )
+    return out
+
+
+def experiments_table(rows: list[dict[str, Any]]) -> str:
+    body = [
+        [
+            e["id"][:8],
+            e["name"],
+            e["created"],
+            str(e["runs"]),
+            ", ".join(f"{n} {s}" for s, n in e["statuses"]),
+            e["matrix"][:50],
+        ]
+        for e in rows
+    ]
     return table(body, ["EXPERIMENT", "TREE", "CREATED", "RUNS", "STATUS", "MATRIX"])
 
 

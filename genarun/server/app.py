@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from genarun.server.api import api_routes
+from genarun.server.diff_page import diff_api_routes, diff_page_routes
+from genarun.server.experiments_page import experiments_page_routes
 from genarun.server.graph_pages import graph_api_routes, graph_page_routes
 from genarun.server.hooks import MAX_BODY, answer_hook, parse_hook_path
 from genarun.server.pages import Pages
@@ -134,6 +136,7 @@ def create_app(options: ServeOptions) -> Starlette:
     routes = [
         Route("/health", health, methods=["GET"]),
         *graph_api_routes(store, options.token, options.trees),
+        *diff_api_routes(store, options.token),
         *api_routes(
             store,
             options.token,
@@ -143,6 +146,8 @@ def create_app(options: ServeOptions) -> Starlette:
         ),
         *pages.routes(),
         *graph_page_routes(pages, options.trees),
+        *diff_page_routes(pages),
+        *experiments_page_routes(pages, options.db, options.read_only),
         # Last: any other POST under a run is an answer webhook (`/runs/RUN/NODE/hook`).
         Route("/runs/{run_id}/{rest:path}", hook, methods=["POST"]),
     ]

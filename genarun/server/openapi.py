@@ -270,6 +270,7 @@ def _document() -> dict[str, Any]:
 
 def _page_api_paths() -> dict[str, Any]:
     """The paths of the API routes that live beside the pages (the drawn tree, the diff)."""
+    from genarun.server.diff_page import diff_openapi_paths
     from genarun.server.graph_pages import graph_openapi_paths
 
-    return graph_openapi_paths()
+    return {**graph_openapi_paths(), **diff_openapi_paths()}

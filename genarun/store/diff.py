@@ -171,6 +171,18 @@ def render_diff(
     return "\n".join(lines)
 
 
+def diff_document(
+    run_a: dict[str, Any], run_b: dict[str, Any], entries: list[ExecutionDiff]
+) -> dict[str, Any]:
+    """`genarun diff --json`'s document (also `GET /api/v1/diff`)."""
+    return {
+        "a": run_a["id"],
+        "b": run_b["id"],
+        "summary": summary(entries),
+        "executions": [e.to_json() for e in entries],
+    }
+
+
 def summary(entries: list[ExecutionDiff]) -> dict[str, int]:
     counts = {"same": 0, "changed": 0, "only_a": 0, "only_b": 0}
     for entry in entries:
