@@ -99,6 +99,10 @@ def test_the_run_page_draws_the_tree_with_statuses_and_links_to_each_nodes_execu
     assert {"source": "chapter", "target": "blurb", "edge": "ref"} in graph["edges"]
     assert by_id["blurb"]["layer"] > by_id["chapter"]["layer"] > by_id["title"]["layer"]
     assert client.get("/api/v1/runs/abcdef12/graph").status_code == 404
+    # The trees folder lists tree files only: not the run's folder (its tree.yaml copy, its
+    # JSON outputs, latest/) nor a YAML file that is no tree.
+    (workdir / "ci.yaml").write_text("on: push\n")
+    assert client.get("/api/v1/trees").json() == {"trees": ["drawn.yaml"]}
     paths = client.get("/api/v1/openapi.json").json()["paths"]
     assert {"/api/v1/trees", "/api/v1/trees/{tree}", "/api/v1/runs/{run_id}/graph"} <= set(paths)
 
@@ -153,6 +157,12 @@ def test_the_tree_page_draws_a_file_before_it_runs_with_its_errors_on_their_node
         missing = client.get(f"/trees/{name}")
         assert missing.status_code == 404 and said in missing.text
         assert 'href="/trees"' in missing.text
+
+    # Names no file can have are no file either (they were a 500: ValueError, ENAMETOOLONG).
+    for name in ("a%00b.yaml", "x" * 5000):
+        assert client.get(f"/trees/{name}").status_code == 404
+        assert client.get(f"/api/v1/trees/{name}").status_code == 404
+        assert client.post("/api/v1/runs", json={"tree": name}).status_code == 404
 
     api = client.get("/api/v1/trees/sub/bad.yaml").json()
     assert api["compiled"] is False and api["problems"] == []

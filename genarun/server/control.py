@@ -33,11 +33,16 @@ def _tree_path(root: Path, name: Any) -> Path:
     if not isinstance(name, str) or not name.strip():
         raise ControlError(422, "tree: the path of a tree file, relative to the trees folder")
     root = root.resolve()
-    path = (root / name).resolve()
-    if not path.is_relative_to(root):
+    try:  # a NUL byte or an over-long name is no file either (ValueError, ENAMETOOLONG)
+        path = (root / name).resolve()
+        outside = not path.is_relative_to(root)
+        found = not outside and path.is_file()
+    except (OSError, ValueError):
+        outside, found = False, False
+    if outside:
         raise ControlError(403, f"tree: {name} is outside the trees folder ({root})")
-    if not path.is_file():
-        raise ControlError(404, f"tree: no file {name} in the trees folder ({root})")
+    if not found:
+        raise ControlError(404, f"tree: no file {name[:200]} in the trees folder ({root})")
     return path
 
 

@@ -58,17 +58,36 @@ _start_template = _env.from_string(_START)
 
 
 def tree_files(folder: Path) -> list[str]:
-    """The tree files under the trees folder (relative, sorted), hidden folders left out."""
+    """The tree files under the trees folder (relative, sorted): files that start a tree
+    ('genarun:'), hidden folders and run output folders (a run's tree.yaml copy, its JSON
+    outputs, `latest/`) left out, as `genarun validate FOLDER` finds them."""
+    import os
+
+    from genarun.store.folders import is_output_folder
+    from genarun.tree.discover import is_tree_text
+
     found: list[str] = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or len(rel.parts) > 4:
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        depth = len(here.relative_to(folder).parts)
+        if is_output_folder(here):
+            dirnames.clear()
             continue
-        if path.suffix.lower() in TREE_SUFFIXES and path.is_file():
-            found.append(rel.as_posix())
-            if len(found) >= MAX_TREES:
-                break
-    return found
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if depth < 3 else []
+        for name in sorted(filenames):
+            path = here / name
+            if name.startswith(".") or path.suffix.lower() not in TREE_SUFFIXES:
+                continue
+            try:
+                with path.open("rb") as fh:  # the key is near the top; a huge JSON is not read
+                    head = fh.read(65536).decode("utf-8", "replace")
+            except OSError:
+                continue
+            if is_tree_text(head):
+                found.append(path.relative_to(folder).as_posix())
+                if len(found) >= MAX_TREES:
+                    return sorted(found)
+    return sorted(found)
 
 
 def _tree_nodes(folder: Path, name: str) -> tuple[list[dict[str, Any]], str]:
