@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -183,12 +184,23 @@ def test_tree_graph_errors_on_nodes_node_pages_diff_and_experiments_in_chromium(
             assert "browser-trajectories" in page.content()
             assert page.locator("table.tda tr").count() == 3  # a header and 2 diagrams
             _shot(page, folders, "7-experiment")
+            page.click("text=Draw the plots")  # genarun tda plots, in a worker
+            assert "drawing the plots in a worker" in page.locator("[role=status]").inner_text()
+            experiment_url = page.url.split("?")[0]
+            deadline = time.monotonic() + 240
+            drift = page.locator('.plots img[alt="drift_dummy-embed.png"]')
+            while drift.count() == 0:  # the worker writes the diagrams first, drift later
+                assert time.monotonic() < deadline, page.content()[-3000:]
+                time.sleep(1)
+                page.goto(experiment_url)
+            assert page.evaluate("(img) => img.naturalWidth", drift.element_handle()) > 300
+            _shot(page, folders, "8-experiment-plots")
 
             missing = page.goto(f"{run_url}/nodes/nope")
             assert missing is not None and missing.status == 404
             page.click(f"text=Back to run {run_url.rsplit('/', 1)[1][:8]}")
             page.wait_for_url(run_url)
-            _shot(page, folders, "8-back-from-404")
+            _shot(page, folders, "9-back-from-404")
         finally:
             browser.close()
     for name in ("1-trees", "2-tree-with-an-error", "3-tree-valid", "4-run-graph", "6-diff"):
