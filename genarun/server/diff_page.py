@@ -180,7 +180,7 @@ def diff_page_routes(pages: Any) -> list[Route]:
         if not pages.signed_in(request):
             return pages.refused()
         query = {k: request.query_params.get(k, "")[:100] for k in ("a", "b", "all")}
-        found = await run_in_threadpool(_diff_context, pages.store(), query)
+        found = await run_in_threadpool(lambda: _diff_context(pages.store(), query))
         if isinstance(found, Response):
             return found
         return HTMLResponse(_diff_template.render(**found))

@@ -290,15 +290,14 @@ def experiments_page_routes(pages: Any, db: Path, read_only: bool) -> list[Route
     async def experiments_page(request: Request) -> Response:
         if not pages.signed_in(request):
             return pages.refused()
-        rows = await run_in_threadpool(_experiments_rows, pages.store())
+        rows = await run_in_threadpool(lambda: _experiments_rows(pages.store()))
         return HTMLResponse(_experiments_template.render(experiments=rows))
 
     async def experiment_page(request: Request) -> Response:
         if not pages.signed_in(request):
             return pages.refused()
-        found = await run_in_threadpool(
-            _experiment_context, pages.store(), request.path_params["ref"][:100]
-        )
+        ref = request.path_params["ref"][:100]
+        found = await run_in_threadpool(lambda: _experiment_context(pages.store(), ref))
         if isinstance(found, str):
             return missing_page(found, "/experiments", "All experiments")
         html = _experiment_template.render(
@@ -341,7 +340,7 @@ def experiments_page_routes(pages: Any, db: Path, read_only: bool) -> list[Route
         if isinstance(form, Response):
             return form
         ref = request.path_params["ref"][:100]
-        started, message = await run_in_threadpool(_start_plots, pages.store(), db, ref)
+        started, message = await run_in_threadpool(lambda: _start_plots(pages.store(), db, ref))
         query = urllib.parse.urlencode({"message": message, "failed": "0" if started else "1"})
         return RedirectResponse(f"/experiments/{urllib.parse.quote(ref)}?{query}", 303)
 
