@@ -5,6 +5,7 @@ their JSON under /api/v1, and the layered layout itself. Through Starlette's ASG
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 from starlette.testclient import TestClient
@@ -99,6 +100,14 @@ def test_the_run_page_draws_the_tree_with_statuses_and_links_to_each_nodes_execu
     assert {"source": "chapter", "target": "blurb", "edge": "ref"} in graph["edges"]
     assert by_id["blurb"]["layer"] > by_id["chapter"]["layer"] > by_id["title"]["layer"]
     assert client.get("/api/v1/runs/abcdef12/graph").status_code == 404
+    # A run whose tree text is not stored (written by another tool) has no drawing, no error.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET tree_text = NULL")
+    conn.close()
+    bare = client.get(f"/runs/{run_id}")
+    assert bare.status_code == 200 and "tree-graph" not in bare.text
+    assert client.get(f"/api/v1/runs/{run_id}/graph").json()["nodes"] == []
+
     # The trees folder lists tree files only: not the run's folder (its tree.yaml copy, its
     # JSON outputs, latest/) nor a YAML file that is no tree.
     (workdir / "ci.yaml").write_text("on: push\n")

@@ -98,8 +98,10 @@ def _node_href(run_id: str) -> Any:
 
 
 def run_graph_svg(store: Any, run: dict[str, Any]) -> Any:
-    """The run page's drawing of its tree, each node coloured by its executions."""
-    return render_svg(cached_run_graph(store, run), _node_href(run["id"]))
+    """The run page's drawing of its tree, each node coloured by its executions; nothing for
+    a run whose tree text is not stored (or holds no node)."""
+    graph = cached_run_graph(store, run)
+    return render_svg(graph, _node_href(run["id"])) if graph.nodes else ""
 
 
 def cached_run_graph(store: Any, run: dict[str, Any]) -> Graph:
