@@ -8,6 +8,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pytest
 from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
@@ -62,7 +63,7 @@ def _nodes_in_svg(html: str) -> set[str]:
 
 
 def test_the_run_page_draws_the_tree_with_statuses_and_links_to_each_nodes_executions(
-    workdir: Path, cli
+    workdir: Path, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tree = workdir / "drawn.yaml"
     tree.write_text(TREE)
@@ -85,6 +86,13 @@ def test_the_run_page_draws_the_tree_with_statuses_and_links_to_each_nodes_execu
     assert "On geckos" in node.text and "On skinks" in node.text
     cover = client.get(f"/runs/{run_id}/nodes/cover").text
     assert f'src="/runs/{run_id}/files/assets/' in cover
+
+    # A long foreach: its first page here, and a link to page through all on the run page.
+    with monkeypatch.context() as patched:
+        patched.setattr("genarun.server.run_summary.PAGE_SIZE", 1)
+        first = client.get(f"/runs/{run_id}/nodes/chapter").text
+    assert first.count("chapter[") == 1 and "The first 1 of 2" in first
+    assert f'href="/runs/{run_id}?node=chapter"' in first
 
     missing = client.get(f"/runs/{run_id}/nodes/nope")
     assert missing.status_code == 404

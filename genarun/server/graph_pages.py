@@ -70,7 +70,7 @@ _NODE = (
 {% for e in executions %}<tr><td>{{ e.target }}</td><td><span class="badge {{ e.status }}">{{ e.status }}</span>{% if e.reused %} <span class="badge">reused</span>{% endif %}</td>
 <td>{{ e.duration }}</td><td>{{ e.model or '' }}</td><td>{{ e.seed if e.seed is not none else '' }}</td>
 <td>{% if e.image %}<img src="{{ e.image }}" alt="{{ e.target }}" style="width:128px;image-rendering:pixelated">{% else %}<pre style="white-space:pre-wrap;margin:0">{{ e.text }}</pre>{% endif %}</td></tr>{% endfor %}
-</table>{% endif %}</body></html>"""
+</table>{% if more %}<p>The first {{ executions|length }} of {{ total }}: <a href="/runs/{{ run.id }}?{{ more }}">all of them, page by page, on the run page</a>.</p>{% endif %}{% endif %}</body></html>"""
 )
 
 _MISSING = (
@@ -97,18 +97,22 @@ def _node_href(run_id: str) -> Any:
     return lambda n: f"/runs/{run_id}/nodes/{urllib.parse.quote(n.id)}"
 
 
-def run_graph_svg(store: Any, run: dict[str, Any]) -> Any:
-    """The run page's drawing of its tree, each node coloured by its executions; nothing for
-    a run whose tree text is not stored (or holds no node)."""
-    graph = cached_run_graph(store, run)
+def run_graph_svg(
+    store: Any, run: dict[str, Any], statuses: dict[str, dict[str, int]] | None = None
+) -> Any:
+    """The run page's drawing of its tree, each node coloured by its executions (`statuses`:
+    counted already, by node and status); nothing for a run whose tree text is not stored."""
+    graph = cached_run_graph(store, run, statuses)
     return render_svg(graph, _node_href(run["id"])) if graph.nodes else ""
 
 
-def cached_run_graph(store: Any, run: dict[str, Any]) -> Graph:
+def cached_run_graph(
+    store: Any, run: dict[str, Any], statuses: dict[str, dict[str, int]] | None = None
+) -> Graph:
     """The run's tree as drawn (compiled and laid out once per tree text), with the
-    executions counted now."""
+    executions counted now (or as `statuses` counted them)."""
     base = _run_layout(run["id"], run["tree_text"] or "", run["tree_path"] or "", run["name"])
-    counted = run_graph_statuses(store, run["id"])
+    counted = run_graph_statuses(store, run["id"]) if statuses is None else statuses
     nodes = {
         k: dataclasses.replace(n, statuses=counted.get(k, {}), problems=list(n.problems))
         for k, n in base.nodes.items()
@@ -141,12 +145,13 @@ def _tree_graph(trees: Path, name: str) -> Graph | str:
 
 
 def _node_rows(store: Any, run: dict[str, Any], node_id: str) -> list[dict[str, Any]]:
+    """The node's first page of executions (a foreach of 5,000 items: the run page's node
+    filter pages through the rest)."""
     from genarun.server.pages import file_url
+    from genarun.server.run_summary import execution_page
 
     rows = []
-    for e in store.run_executions(run["id"]):
-        if e["node_id"] != node_id:
-            continue
+    for e in execution_page(store, run["id"], node=node_id):
         path = json.loads(e["path"]) if e["path"] else []
         output = json.loads(e["output"]) if e["output"] else None
         image = None
@@ -214,7 +219,16 @@ def graph_page_routes(pages: Any, trees: Path | None) -> list[Route]:
                 f"Back to run {run['id'][:8]}",
             )
         kind = graph.nodes[node_id].kind if node_id in graph.nodes else "?"
-        return {"run": run, "node": node_id, "kind": kind, "executions": rows}
+        total = sum(graph.nodes[node_id].statuses.values()) if node_id in graph.nodes else 0
+        more = urllib.parse.urlencode({"node": node_id}) if total > len(rows) else ""
+        return {
+            "run": run,
+            "node": node_id,
+            "kind": kind,
+            "executions": rows,
+            "total": total,
+            "more": more,
+        }
 
     async def node_page(request: Request) -> Response:
         if not pages.signed_in(request):

@@ -213,7 +213,7 @@ def _run_context(store: Any, ref: str, query: dict[str, str]) -> dict[str, Any] 
         return urllib.parse.urlencode({k: v for k, v in kept.items() if v})
 
     return {
-        "graph": run_graph_svg(store, run),
+        "graph": run_graph_svg(store, run, {n.node: dict(n.statuses) for n in summaries}),
         "run": run,
         "started": iso(run["started"]),
         "took": took,
