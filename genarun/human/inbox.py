@@ -21,10 +21,10 @@ def shown_images(request: Any) -> list[Any]:
     return [image for image in request.images or [] if str(image) not in picked]
 
 
-def inbox_row(store: Any, request: Any) -> dict[str, Any]:
-    """A waiting request (store.human.HumanRequest) as a JSON-ready mapping."""
-    from genarun.store.human import vote_count
-
+def request_fields(request: Any) -> dict[str, Any]:
+    """What a person needs to answer a request (store.human.HumanRequest): where it is, the
+    question and its options, the answer's schema and its limits. The inbox and the notify
+    POST both start from it."""
     return {
         "run": request.run_id,
         "node": request.node_id,
@@ -32,11 +32,20 @@ def inbox_row(store: Any, request: Any) -> dict[str, Any]:
         "ask": request.ask,
         "question": request.question,
         "options": request.options,
-        "images": shown_images(request),
+        "images": request.images,
         "schema": request.schema,
-        "created": request.created,
         "expires": request.expires,
         "collect": request.collect,
+    }
+
+
+def inbox_row(store: Any, request: Any) -> dict[str, Any]:
+    """A waiting request as the inbox lists it (JSON-ready)."""
+    from genarun.store.human import vote_count
+
+    return request_fields(request) | {
+        "images": shown_images(request),
+        "created": request.created,
         "votes": vote_count(store, request.id) if request.collect else None,
         "notify": request.notify_status,
     }

@@ -33,18 +33,11 @@ def answer_url(hook_path: str, token: str | None) -> str:
 
 def payload(request: Any, token: str | None) -> dict[str, Any]:
     """What the notify POST says: the question, how to answer it, and until when."""
+    from genarun.human.inbox import request_fields
+
     return {
         "type": "genarun.human.request",
-        "run": request.run_id,
-        "node": request.node_id,
-        "path": list(request.path),
-        "ask": request.ask,
-        "question": request.question,
-        "options": request.options,
-        "images": request.images,
-        "schema": request.schema,
-        "expires": request.expires,
-        "collect": request.collect,
+        **request_fields(request),
         "answer_url": answer_url(request.hook_path, token),
         "answer_body": {"answer": "VALUE", "responder": "optional id"},
     }
