@@ -7,8 +7,9 @@ lazily, once per process, and loading them never imports torch.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,14 +20,74 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "genarun.plugins"
 
 
+class Kinds(dict[str, "NodeKind"]):
+    """Node kinds by name. A kind added with `Registry.add_lazy_kind` is imported when it is
+    first looked up (`kinds[name]`), so a run imports the kinds its tree uses, not every kind's
+    module and models; `name in kinds` imports nothing; iterating imports them all."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, str] = {}  # name -> the module whose KIND it is
+
+    def __missing__(self, name: str) -> NodeKind:
+        module = self.lazy.pop(name, None)
+        if module is None:
+            raise KeyError(name)
+        kind: NodeKind = importlib.import_module(module).KIND
+        assert kind.name == name, f"{module}.KIND is {kind.name!r}, registered as {name!r}"
+        self[name] = kind
+        return kind
+
+    def _load_all(self) -> None:
+        for name in list(self.lazy):
+            self[name]
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or name in self.lazy
+
+    def __iter__(self) -> Iterator[str]:
+        self._load_all()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        return super().__len__() + len(self.lazy)
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        if name in self:  # a lookup that imports a lazy kind
+            return self[name]
+        return default
+
+    def keys(self) -> Any:
+        self._load_all()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._load_all()
+        return super().values()
+
+    def items(self) -> Any:
+        self._load_all()
+        return super().items()
+
+
 @dataclass
 class Registry:
-    kinds: dict[str, NodeKind] = field(default_factory=dict)
+    kinds: dict[str, NodeKind] = field(default_factory=Kinds)
     providers: dict[str, Provider] = field(default_factory=dict)
     catalog: dict[str, CatalogEntry] = field(default_factory=dict)
 
     def add_kind(self, kind: NodeKind) -> None:
+        if isinstance(self.kinds, Kinds):
+            self.kinds.lazy.pop(kind.name, None)
         self.kinds[kind.name] = kind
+
+    def add_lazy_kind(self, name: str, module: str) -> None:
+        """Register the kind `module.KIND` (named `name`), imported on first use."""
+        if not isinstance(self.kinds, Kinds):
+            self.add_kind(importlib.import_module(module).KIND)
+            return
+        dict.pop(self.kinds, name, None)
+        self.kinds.lazy[name] = module
 
     def add_provider(self, provider: Provider) -> None:
         self.providers[provider.name] = provider
@@ -44,6 +105,8 @@ def registry() -> Registry:
     if _registry is None:
         reg = Registry()
         _load_builtins(reg)
+        from importlib.metadata import entry_points
+
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.value in _BUILTIN_MODULES:
                 continue
@@ -59,7 +122,5 @@ _BUILTIN_MODULES = ("genarun.nodes.builtin", "genarun.models.builtin")
 
 
 def _load_builtins(reg: Registry) -> None:
-    import importlib
-
     for name in _BUILTIN_MODULES:
         importlib.import_module(name).register(reg)

@@ -52,7 +52,20 @@ _PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     ),
     # Well-known key shapes: OpenAI-style sk-..., GitHub, Hugging Face, Slack, AWS, Google.
     (
-        ("sk-", "gh", "hf_", "xox", "akia", "aiza"),
+        # (`ghp_`..`ghr_` and `github_pat_`, not `gh`: "weights", "high" are in most texts)
+        (
+            "sk-",
+            "ghp_",
+            "gho_",
+            "ghu_",
+            "ghs_",
+            "ghr_",
+            "github_pat_",
+            "hf_",
+            "xox",
+            "akia",
+            "aiza",
+        ),
         re.compile(
             r"\b(?:sk-(?=[A-Za-z_\-*.]*[0-9])[A-Za-z0-9_\-*.]{8,}|gh[pousr]_[A-Za-z0-9]{16,}"
             r"|github_pat_[A-Za-z0-9_]{16,}|hf_[A-Za-z0-9]{16,}|xox[abprs]-[A-Za-z0-9\-]{10,}"
@@ -136,6 +149,10 @@ class _Secrets:
             self._exact = re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
             short = {v.lower() for v in self._values if len(v) < _MIN_FUZZY_SECRET}
             self._needles = tuple(sorted(runs | short))
+
+    def empty(self) -> bool:
+        """No secret remembered: `mask` changes nothing."""
+        return self._exact is None
 
     def forget_all(self) -> None:
         with self._lock:
@@ -246,6 +263,16 @@ VALUE_ONLY_COLUMNS = frozenset({"output"})
 def redact_row(row: dict[str, Any]) -> dict[str, Any]:
     """A store row with its text columns redacted (other columns untouched); outputs by value
     only (see `redact`)."""
+    if _secrets.empty():
+        # One look at all its texts at once (the hot path: a row per execution): a row with no
+        # placeholder and no word a pattern needs is returned as it is. Texts are joined with
+        # NUL, which no pattern or placeholder matches across.
+        texts = [v for k, v in row.items() if isinstance(v, str) and k not in VALUE_ONLY_COLUMNS]
+        low = "\0".join(texts).lower()
+        if MARKER_START not in low and not _TRIGGERS.search(low):
+            values = [v for k, v in row.items() if isinstance(v, str) and k in VALUE_ONLY_COLUMNS]
+            if not any(MARKER_START in v.lower() for v in values):
+                return dict(row)
     return {
         k: redact(v, patterns=k not in VALUE_ONLY_COLUMNS) if isinstance(v, str) else v
         for k, v in row.items()

@@ -6,11 +6,14 @@ The kinds are registered in a copy of the registry for one test (`use_effect_fak
 - `get_then_paint`: a `Call` and a model `Invoke` (`together`: in one yield, else one after the
   other), for the exactly-once test under a halved batch;
 - `cpu`: `Compute`s the name of the thread it ran on;
+- `gil`: `Compute`s a count that holds the GIL (as ripser does) in a picklable function;
+- `ticks`: `Call`s one after another (each next one needs the scheduler);
 - `ask`: a `Wait` whose poll reads `answers/<key>.txt` beside the tree (the outside world).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import urllib.request
@@ -157,6 +160,47 @@ def run_cpu(ctx: ExecutionContext, node: CpuNode) -> Any:
     return {"ran_on": ran_on, "scheduler": threading.current_thread().name}
 
 
+class GilNode(NodeBase):
+    size: int = Field(description="How far to count, in C, holding the GIL all the while.")
+
+
+def _count_holding_the_gil(size: int, started: str) -> dict[str, Any]:
+    """Module-level, so a `functools.partial` of it pickles: `sum` over a range is one C call
+    that never releases the GIL (as ripser's persistence does). Touches `started` first."""
+    import os
+
+    start = time.time()
+    Path(started).touch()
+    total = sum(range(size))
+    return {"total": total, "started": start, "ended": time.time(), "pid": os.getpid()}
+
+
+def run_gil(ctx: ExecutionContext, node: GilNode) -> Any:
+    marker = str(ctx.tree_dir / "counting")
+    return (yield Compute(functools.partial(_count_holding_the_gil, node.size, marker)))
+
+
+class TicksNode(NodeBase):
+    count: int = Field(description="Calls made one after another, once `counting` exists.")
+
+
+def _wait_for(path: str) -> None:
+    deadline = time.time() + 60
+    while not Path(path).exists() and time.time() < deadline:
+        time.sleep(0.005)
+
+
+def run_ticks(ctx: ExecutionContext, node: TicksNode) -> Any:
+    """Once the `gil` node's count started: calls one after another, each next one sent by
+    the scheduler thread when the last one is done."""
+    yield Call(functools.partial(_wait_for, str(ctx.tree_dir / "counting")))
+    times = []
+    for _ in range(node.count):
+        yield Call(functools.partial(time.sleep, 0.01))
+        times.append(time.time())
+    return {"times": times}
+
+
 class AskNode(NodeBase):
     question: str = Field(description="What to ask.")
     poll_every: float = Field(1.0, description="Seconds between polls.")
@@ -185,6 +229,8 @@ KINDS = [
         cacheable=False,
     ),
     NodeKind("cpu", CpuNode, run_cpu, "CPU work (test kind).", "object", cacheable=False),
+    NodeKind("gil", GilNode, run_gil, "CPU work holding the GIL.", "object", cacheable=False),
+    NodeKind("ticks", TicksNode, run_ticks, "Calls in sequence.", "object", cacheable=False),
     NodeKind("ask", AskNode, run_ask, "Wait for an answer (test kind).", "text", cacheable=False),
 ]
 

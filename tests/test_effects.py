@@ -122,6 +122,27 @@ def test_cpu_work_runs_off_the_scheduler_thread(workdir: Path) -> None:
     assert output["scheduler"] == "MainThread"
 
 
+def test_cpu_work_holding_the_gil_never_stalls_the_scheduler(workdir: Path) -> None:
+    """While one node's CPU work holds the GIL (in C, as ripser's persistence does), another
+    node's calls, each dispatched by the scheduler thread, all go on and finish first."""
+    import os
+
+    tree = write(
+        workdir,
+        "name: gil\nnodes:\n  - id: slow\n    kind: gil\n    size: 60000000\n"
+        "  - id: ticks\n    kind: ticks\n    count: 10\n",
+    )
+    outcome = run_tree(tree, RunOptions())
+    assert outcome.status == "completed", outcome.failures
+    output = json.loads((outcome.runs[0].folder / "output.json").read_text())
+    slow, ticks = output["slow"], output["ticks"]["times"]
+    assert slow["total"] == 60000000 * (60000000 - 1) // 2
+    # The ticks began once the count had started, and the last came while it still ran, not
+    # after it: the scheduler thread went on.
+    assert ticks[-1] < slow["ended"], (ticks[-1] - slow["started"], slow["ended"] - slow["started"])
+    assert slow["pid"] != os.getpid()  # in a worker process
+
+
 def test_an_error_in_cpu_work_fails_its_node_with_the_message(workdir: Path) -> None:
     tree = write(workdir, "name: cpu\nnodes:\n  - id: work\n    kind: cpu\n    fail: true\n")
     outcome = run_tree(tree, RunOptions())

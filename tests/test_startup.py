@@ -1,12 +1,18 @@
 """What a plain run imports: a one-node template tree, run as a process, loads none of the
-libraries it does not use (bench/startup.py times it; issue 18 item 4)."""
+libraries it does not use, and no more modules than it did when this was last made faster
+(bench/startup.py times it; issue 18 item 4)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import click
+
+from genarun import cli
 
 ONE_NODE = """\
 genarun: 1
@@ -19,8 +25,27 @@ nodes:
 """
 
 # networkx: only rerun/--only/graph build the DiGraph; httpx: only a fetch or an API model;
-# rich: only a terminal; the model libraries: only a local model.
-NOT_NEEDED = ("networkx", "httpx", "rich", "torch", "diffusers", "transformers", "open_clip")
+# rich: only a terminal; the model libraries: only a local model; SQLAlchemy: only commands
+# that read runs (a run writes with sqlite3); numpy: only vectors; the other commands' and
+# node kinds' modules: only when used.
+NOT_NEEDED = (
+    "networkx",
+    "httpx",
+    "rich",
+    "torch",
+    "diffusers",
+    "transformers",
+    "open_clip",
+    "sqlalchemy",
+    "numpy",
+    "genarun.cli.runs",
+    "genarun.cli.experiments",
+    "genarun.server",
+)
+
+# Modules loaded by the one-node run, when this was last measured, plus a little room:
+# a change that imports a library a run does not need at top level shows up here.
+MAX_MODULES = 440
 
 PROBE = """\
 import json, runpy, sys
@@ -29,7 +54,7 @@ try:
     runpy.run_module("genarun", run_name="__main__", alter_sys=True)
 except SystemExit as exc:
     assert not exc.code, exc.code
-print(json.dumps(sorted(m for m in {names!r} if m in sys.modules)))
+print(json.dumps([sorted(m for m in {names!r} if m in sys.modules), len(sys.modules)]))
 """
 
 
@@ -43,5 +68,23 @@ def test_a_one_node_run_imports_only_what_it_uses(tmp_path: Path) -> None:
         timeout=120,
     )
     assert probe.returncode == 0, probe.stderr
-    assert json.loads(probe.stdout.splitlines()[-1]) == []
+    unneeded, modules = json.loads(probe.stdout.splitlines()[-1])
+    assert unneeded == []
+    assert modules <= MAX_MODULES, (
+        f"a one-node run loaded {modules} modules (at most {MAX_MODULES})"
+    )
     assert (tmp_path / "one" / "latest" / "output.json").exists()
+
+
+def test_each_command_loads_from_the_module_that_registers_it() -> None:
+    """cli.COMMANDS (what `genarun NAME` imports) says where every command comes from."""
+    group = click.Group("all")
+    added: dict[str, tuple[str, ...]] = {}
+    for name in cli.MODULES:
+        before = set(group.commands)
+        importlib.import_module(f"genarun.cli.{name}").register(group)
+        for command in set(group.commands) - before:
+            added[command] = (name,)
+    added["export"] = added["watch"] = ("experiments", "publish")  # publish extends export
+    assert added == cli.COMMANDS
+    assert sorted(cli.main.list_commands(click.Context(cli.main))) == sorted(added)

@@ -1,17 +1,91 @@
 """The `genarun` command line: parse arguments, call the core, render errors.
 
-Each command module holds one concern; heavy modules are imported inside commands, so
-`genarun --help`, `validate` and `graph` never import torch.
+Each command module holds one concern and is imported when one of its commands runs (or for
+`--help`): `genarun run` loads the run command alone, not the reading, export and server ones.
+Heavy modules are imported inside commands, so `genarun --help`, `validate` and `graph` never
+import torch.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 import click
 
 from genarun import __version__
 
+# The command modules, in the order they register (publish adds `export site` to the export
+# group experiments makes), and the commands each adds (tests/test_startup.py checks this
+# against what their `register` functions add).
+MODULES = (
+    "core",
+    "estimate",
+    "models",
+    "runs",
+    "history",
+    "experiments",
+    "publish",
+    "toolbox",
+    "human",
+    "search",
+    "cluster",
+    "dynamics",
+)
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "run": ("core",),
+    "validate": ("core",),
+    "graph": ("core",),
+    "schema": ("core",),
+    "estimate": ("estimate",),
+    "models": ("models",),
+    "runs": ("runs",),
+    "rerun": ("history",),
+    "resume": ("history",),
+    "diff": ("history",),
+    "experiments": ("experiments",),
+    "tda": ("experiments",),
+    "export": ("experiments", "publish"),
+    "watch": ("experiments", "publish"),
+    "convert": ("toolbox",),
+    "doctor": ("toolbox",),
+    "embed": ("toolbox",),
+    "inbox": ("human",),
+    "answer": ("human",),
+    "hook-url": ("human",),
+    "serve": ("human",),
+    "search": ("search",),
+    "cluster": ("cluster",),
+    "dynamics": ("dynamics",),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class _LazyGroup(click.Group):
+    """Registers a command's module when the command is asked for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: set[str] = set()
+
+    def _load(self, modules: tuple[str, ...]) -> None:
+        for name in modules:
+            if name not in self._loaded:
+                self._loaded.add(name)
+                importlib.import_module(f"genarun.cli.{name}").register(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load(COMMANDS.get(cmd_name, MODULES))  # an unknown name: all, for did-you-mean
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load(MODULES)
+        return super().list_commands(ctx)
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="genarun")
 def main() -> None:
     """genarun: declarative, recursive pipeline trees for generative AI.
@@ -19,40 +93,3 @@ def main() -> None:
     Write a tree (YAML or JSON) of nodes, then `genarun run tree.yaml`.
     Outputs go to SQLite and to a dated folder beside the tree.
     """
-
-
-def _add_commands() -> None:
-    from genarun.cli import (
-        cluster,
-        core,
-        dynamics,
-        estimate,
-        experiments,
-        history,
-        human,
-        models,
-        publish,
-        runs,
-        search,
-        toolbox,
-    )
-
-    # publish adds `export site` to the export group that experiments makes.
-    for module in (
-        core,
-        estimate,
-        models,
-        runs,
-        history,
-        experiments,
-        publish,
-        toolbox,
-        human,
-        search,
-        cluster,
-        dynamics,
-    ):
-        module.register(main)
-
-
-_add_commands()

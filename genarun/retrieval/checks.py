@@ -16,13 +16,16 @@ if TYPE_CHECKING:
 
 def tree_problems(compiled: CompiledTree) -> list[Problem]:
     """Problems of the tree's documents and of the nodes that search them."""
-    from genarun.retrieval.documents import document_files, documents_spec
     from genarun.retrieval.guard import searchers
 
     loaded = compiled.loaded
     file = str(loaded.path)
     problems: list[Problem] = []
-    documents = documents_spec(loaded.spec.documents)
+    documents = None
+    if loaded.spec.documents is not None:  # the documents' modules only for a tree with some
+        from genarun.retrieval.documents import document_files, documents_spec
+
+        documents = documents_spec(loaded.spec.documents)
     if documents is not None:
         where: tuple[str, ...] = (
             ("documents",) if isinstance(loaded.spec.documents, list) else ("documents", "paths")

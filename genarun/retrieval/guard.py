@@ -13,8 +13,6 @@ import json
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from genarun.models.base import Invocation
 from genarun.nodes.base import Invoke
 from genarun.values import ImageRef
@@ -91,7 +89,7 @@ def _novelty_check(
     worst: dict[str, Any] = {"passed": True, "score": None, "nearest": None}
     if pool.size() == 0:
         return worst
-    excess = -np.inf
+    excess = -float("inf")
     for match in search(pool, vector, k=min(pool.size(), MAX_CANDIDATES)):
         pair = modality if match.modality == modality else "cross"
         limit = threshold(novelty.max_similarity, pair)
@@ -171,6 +169,8 @@ def _index(
         for spec, vector in zip(missing, (yield invokes), strict=True):
             vectors[model_identity(spec)] = (spec, vector)
     source = value.path if isinstance(value, ImageRef) else output_text(value)[:MAX_SOURCE]
+    import numpy as np  # only a guarded node's run needs it (a plain run never does)
+
     rows = []
     for spec, vector in vectors.values():
         array = np.asarray(vector, dtype="<f4").ravel()

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from genarun.retrieval.sources import shared_loop_count
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from genarun.graph.compile import CompiledNode
     from genarun.retrieval.stored import RowInfo, StoredMatrix
     from genarun.run.state import RunState
@@ -89,6 +89,8 @@ class EarlierItems:
 
     def mask(self, stored: StoredMatrix) -> np.ndarray:
         """The rows kept, computed with numpy (a search is not a Python call per row)."""
+        import numpy as np  # imported by a search only: a plain run never loads it
+
         kept = np.ones(len(stored.rows), dtype=bool)
         run_code = stored.codes.get(self.run_id)
         if run_code is None:

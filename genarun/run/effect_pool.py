@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genarun.nodes.effects import Call, Compute
+from genarun.run.cpu_processes import ComputeProcesses
 from genarun.run.work_units import Instance
 
 DEFAULT_IO_WORKERS = 64
@@ -74,13 +75,17 @@ class EffectPool:
         run_compute: Callable[[Callable[[], Any]], Any] | None = None,
     ) -> None:
         self.events = events
-        # How a Compute's function is run from a pool thread: here, or as a Ray task.
-        self.run_compute = run_compute or _here
+        cpu_workers = cpu_workers or default_cpu_workers()
+        # How a Compute's function is run from a pool thread: as a Ray task, or in a worker
+        # process (genarun/run/cpu_processes.py), so work that holds the GIL never stalls the
+        # scheduler.
+        self.processes: ComputeProcesses | None = None
+        if run_compute is None:
+            self.processes = ComputeProcesses(cpu_workers)
+        self.run_compute = run_compute or self.processes or _here
         self.io_per_host = io_per_host
         self.io = ThreadPoolExecutor(max_workers=io_workers, thread_name_prefix="genarun-io")
-        self.cpu = ThreadPoolExecutor(
-            max_workers=cpu_workers or default_cpu_workers(), thread_name_prefix="genarun-cpu"
-        )
+        self.cpu = ThreadPoolExecutor(max_workers=cpu_workers, thread_name_prefix="genarun-cpu")
         # Calls held back by a limit, in arrival order per (host, node): every call of one
         # queue waits on the same limits, so a dispatch looks at each queue's head only (one
         # scan of every held call per finished call made 1,000 fetches quadratic).
@@ -155,3 +160,5 @@ class EffectPool:
         self.queued.clear()
         self.io.shutdown(wait=True, cancel_futures=True)
         self.cpu.shutdown(wait=True, cancel_futures=True)
+        if self.processes is not None:
+            self.processes.shutdown()

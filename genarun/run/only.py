@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from genarun.errors import UserError
 from genarun.graph.compile import CompiledTree
 from genarun.graph.plan import check_node_ids, dependents, needed_by, run_bound_nodes, subtree
 from genarun.run.reuse import ReusePlan, finished_executions, stored_var_picks
-from genarun.store.db import Store, executions, runs
+from genarun.store.db import Store
+from genarun.store.schema_sql import COLUMNS
 from genarun.values import to_json
 
 ONLY_REASON = "not selected (--only)"
@@ -108,14 +107,14 @@ def _source_run(
             f"--from {from_run}: run {chosen['id'][:8]} and its experiment have no run with {label}"
         )
     tree_path = str(compiled.loaded.path.resolve())
-    stmt = (
-        select(runs)
-        .where(runs.c.tree_path == tree_path, runs.c.name == compiled.name)
-        .order_by(runs.c.started.desc())
+    candidates = store.query(
+        f"SELECT {', '.join(COLUMNS['runs'])} FROM runs WHERE tree_path = ? AND name = ? "
+        "ORDER BY started DESC",
+        (tree_path, compiled.name),
     )
-    for found in store.conn.execute(stmt).mappings():
-        if _matches(dict(found), bindings):
-            return dict(found)
+    for found in candidates:
+        if _matches(found, bindings):
+            return found
     where = f" with {label}" if label else ""
     raise UserError(
         f"--only: no earlier run of {tree_path}{where} in {store.path} to take the other nodes' outputs from; "
@@ -125,13 +124,11 @@ def _source_run(
 
 def _check_source(store: Store, source: dict[str, Any], needed: set[str], only: set[str]) -> None:
     """Every node --only needs must have finished in the source run."""
-    rows = store.conn.execute(
-        select(executions.c.node_id, executions.c.status, executions.c.error).where(
-            executions.c.run_id == source["id"]
-        )
-    ).all()
-    finished = {r.node_id for r in rows if r.status in ("done", "skipped")}
-    errors = {r.node_id: r.error for r in rows if r.status == "failed"}
+    rows = store.query(
+        "SELECT node_id, status, error FROM executions WHERE run_id = ?", (source["id"],)
+    )
+    finished = {r["node_id"] for r in rows if r["status"] in ("done", "skipped")}
+    errors = {r["node_id"]: r["error"] for r in rows if r["status"] == "failed"}
     missing = []
     for node_id in sorted(needed - finished):
         # A completed run may legitimately have no execution of a node (an empty foreach).

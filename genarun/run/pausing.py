@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -62,10 +63,8 @@ class PauseWatch:
             ready.extendleft(reversed(going))  # first in line again, in their order
 
     def _read(self) -> None:
-        from genarun.store.pauses import paused_among
-
         try:
-            now_paused = paused_among(self.store.conn, self.run_ids)
+            now_paused = paused_among(self.store, self.run_ids)
         except Exception:  # a database busy for a moment: keep the last answer, look again
             return
         for run_id in sorted(now_paused ^ self._paused):
@@ -97,3 +96,23 @@ class PauseWatch:
                     }
                 ]
             )
+
+
+# Plain SQL on the run's store (a run never imports SQLAlchemy; the table is defined with the
+# others in genarun/store/pauses.py).
+def paused_among(store: Store, run_ids: Iterable[str]) -> set[str]:
+    """Which of `run_ids` are paused (one indexed look-up)."""
+    ids = list(run_ids)
+    if not ids:
+        return set()
+    marks = ", ".join("?" * len(ids))
+    rows = store.query(f"SELECT run_id FROM run_pauses WHERE run_id IN ({marks})", ids)
+    return {row["run_id"] for row in rows}
+
+
+def drop_pauses(store: Store, run_ids: Iterable[str]) -> None:
+    """Forget the flags of runs that ended: there is nothing left of them to hold back."""
+    ids = list(run_ids)
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        store._write(f"DELETE FROM run_pauses WHERE run_id IN ({marks})", tuple(ids))

@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from genarun.graph.plan import Target, covers
 from genarun.nodes.hooks import Adoption
 from genarun.run.seeds import derive_seed
 from genarun.run.trajectory_rows import TrajectoryRows
 from genarun.store import confined
 from genarun.store.confined import is_asset_ref
-from genarun.store.db import executions, path_key, runs
+from genarun.store.db import path_key
+from genarun.store.schema_sql import COLUMNS
 from genarun.values import embedding_ids, from_json, renumber_embeddings, to_json
 
 if TYPE_CHECKING:
@@ -87,8 +86,8 @@ def finished_executions(
     store: Store, run_id: str, statuses: tuple[str, ...] = ("done",)
 ) -> dict[Key, StoredExecution]:
     """A run's finished executions by (node, path): the newest done one wins over others."""
-    run_row = store.conn.execute(select(runs.c.out_dir).where(runs.c.id == run_id)).first()
-    folder = run_row.out_dir if run_row else None
+    run_row = store.query("SELECT out_dir FROM runs WHERE id = ?", (run_id,))
+    folder = run_row[0]["out_dir"] if run_row else None
     out: dict[Key, StoredExecution] = {}
     for row in store.run_executions(run_id):
         if row["status"] not in statuses:
@@ -287,17 +286,17 @@ def _content(value: Any) -> Any:
 
 def cached_executions(store: Store, key: str, limit: int = 5) -> list[StoredExecution]:
     """Stored done executions with this key, newest first."""
-    stmt = (
-        select(executions, runs.c.out_dir)
-        .join(runs, runs.c.id == executions.c.run_id)
-        .where(executions.c.cache_key == key, executions.c.status == "done")
-        .order_by(executions.c.id.desc())
-        .limit(limit)
+    rows = store.query(
+        f"SELECT {_EXECUTION_COLUMNS}, runs.out_dir FROM executions "
+        "JOIN runs ON runs.id = executions.run_id "
+        "WHERE executions.cache_key = ? AND executions.status = 'done' "
+        "ORDER BY executions.id DESC LIMIT ?",
+        (key, limit),
     )
-    return [
-        StoredExecution.from_row(dict(row), row["out_dir"])
-        for row in store.conn.execute(stmt).mappings()
-    ]
+    return [StoredExecution.from_row(row, row["out_dir"]) for row in rows]
+
+
+_EXECUTION_COLUMNS = ", ".join(f"executions.{name}" for name in COLUMNS["executions"])
 
 
 # --- taking a stored output into a run --------------------------------------------------------

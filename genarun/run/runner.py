@@ -18,6 +18,7 @@ from genarun.models.base import ModelSpec
 from genarun.nodes.hooks import ModelRef
 from genarun.run.executor import Executor, ExecutorOptions
 from genarun.run.only import plan_runs, source_store
+from genarun.run.pausing import drop_pauses
 from genarun.run.run_log import summary_logs
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import Failure, RunState, RunStatus, check_model_task
@@ -31,7 +32,6 @@ from genarun.store.folders import (
     run_label,
     write_json,
 )
-from genarun.store.pauses import drop_pauses
 from genarun.tree.templates import RenderError, field_rng
 from genarun.tree.validate import read_tree
 from genarun.values import to_json

@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from genarun.store import trajectories as tstore
-
 if TYPE_CHECKING:
     from genarun.analysis import Diagrams
     from genarun.experiments.topology import DiagramJob
@@ -35,17 +33,25 @@ class TrajectoryRows:
     # --- a cycle's own trajectory ---------------------------------------------------------
     def stored_steps(self) -> list[dict[str, Any]]:
         """Its steps already stored (an earlier attempt, an interrupted run), in order."""
+        from genarun.store import trajectories as tstore
+
         return tstore.stored_steps(self._store, self.run_id, self.node_id, self.path)
 
     def begin(self, **values: Any) -> None:
         """Create its row, or mark an existing one (resume) running again."""
+        from genarun.store import trajectories as tstore
+
         tstore.begin_trajectory(self._store, {**self._key(), **values})
 
     def update(self, **values: Any) -> None:
+        from genarun.store import trajectories as tstore
+
         tstore.update_trajectory(self._store, self.run_id, self.node_id, self.path, **values)
 
     def add_step(self, **values: Any) -> None:
         """Store one finished step (committed at once unless inside `transaction()`)."""
+        from genarun.store import trajectories as tstore
+
         tstore.add_step(self._store, {**self._key(), **values})
 
     @contextlib.contextmanager
@@ -57,6 +63,8 @@ class TrajectoryRows:
     # --- reading another cycle's trajectory -----------------------------------------------
     def embedding_models(self) -> list[str]:
         """The embedding models it stored vectors of."""
+        from genarun.store import trajectories as tstore
+
         return tstore.embedding_models_of(self._store, self.run_id, self.node_id, self.path)
 
     def diagram_job(self, model: str, maxdim: int, metric: str) -> DiagramJob:
@@ -80,6 +88,7 @@ class TrajectoryRows:
         """Copy the trajectory of a stored execution (rerun, --only, the cache) to this one:
         its row, steps, embeddings and diagrams; `image(step, path)` -> the adopted image's
         path. Returns the new embedding id of each copied one."""
+        from genarun.store import trajectories as tstore
         from genarun.store.db import path_key
 
         source = (stored.run_id, stored.node_id, path_key(stored.path))

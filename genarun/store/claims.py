@@ -18,10 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
-
 from genarun.errors import StoreError
-from genarun.store.db import runs
 from genarun.store.processes import process_alive
 
 if TYPE_CHECKING:
@@ -61,6 +58,10 @@ def describe_holder(row: dict[str, Any]) -> str:
 def claim(store: Store, row: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
     """Mark `row`'s run as running in this process, or raise RunClaimed naming its holder.
     `force` takes over a claim whose process cannot be checked (never a live local one)."""
+    from sqlalchemy import select, update
+
+    from genarun.store.db import runs
+
     short = row["id"][:8]
     for _attempt in range(20):
         if row["status"] == "running" and (row.get("pid"), row.get("host")) != _me():
@@ -110,6 +111,10 @@ def claim_all(store: Store, rows: list[dict[str, Any]], *, force: bool = False) 
 
 def release(store: Store, rows: Iterable[dict[str, Any]]) -> None:
     """Give claims back unchanged (the status they had), when a resume stops before running."""
+    from sqlalchemy import update
+
+    from genarun.store.db import runs
+
     for row in rows:
         with contextlib.suppress(Exception):
             store._write(
@@ -141,12 +146,18 @@ class Heartbeat:
 
     def _loop(self) -> None:
         pid = os.getpid()
-        while not self._stop.wait(self.every):
-            # A failed beat (the database busy or unwritable for a moment) is not the run's
-            # failure: the next one tries again, and the run's own writes report real trouble.
-            with contextlib.suppress(Exception), self.store.engine.begin() as conn:
-                conn.execute(
-                    update(runs)
-                    .where(runs.c.id.in_(self.run_ids), runs.c.pid == pid)
-                    .values(heartbeat=time.time())
-                )
+        marks = ", ".join("?" * len(self.run_ids))
+        beat = f"UPDATE runs SET heartbeat = ? WHERE id IN ({marks}) AND pid = ?"
+        conn = None  # its own connection (the run's is busy in other threads), on first beat
+        try:
+            while not self._stop.wait(self.every):
+                # A failed beat (the database busy or unwritable for a moment) is not the run's
+                # failure: the next one tries again, and the run's own writes report real
+                # trouble.
+                with contextlib.suppress(Exception):
+                    conn = conn or self.store.connect_another()
+                    with conn:  # commits, or rolls back on an error
+                        conn.execute(beat, (time.time(), *self.run_ids, pid))
+        finally:
+            if conn is not None:
+                conn.close()

@@ -1,7 +1,15 @@
-"""SQLite storage through SQLAlchemy 2 Core: experiments, runs, executions, logs, embeddings.
+"""SQLite storage: experiments, runs, executions, logs, embeddings.
 
 Every finished execution is committed at once (WAL mode), so a crash, kill or Ctrl-C never loses
 finished work, and two genarun processes can write one database at the same time.
+
+A Store holds one sqlite3 connection. What a run does (create the schema, insert experiments,
+runs, executions and logs, read back its own rows and cached executions) goes through it with
+plain SQL from genarun/store/schema_sql.py, so a run never imports SQLAlchemy (a third of a
+small run's start-up). Reading commands query the SQLAlchemy tables of genarun/store/tables.py
+through `Store.conn`: a SQLAlchemy connection made on first use over the same sqlite3
+connection, so both share its transactions. The tables are attributes of this module, loaded on
+first access (`from genarun.store.db import runs` still works).
 """
 
 from __future__ import annotations
@@ -11,254 +19,53 @@ import itertools
 import json
 import os
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import (
-    Column,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DatabaseError
+from typing import TYPE_CHECKING, Any
 
 from genarun.errors import StoreError, did_you_mean
 from genarun.redaction import redact_row
 from genarun.store import opening
+from genarun.store.schema_sql import COLUMNS, DEFAULTS
 
-metadata = MetaData()
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+    from sqlalchemy.engine import Connection, Engine
 
-experiments = Table(
-    "experiments",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("name", String, nullable=False),
-    Column("tree_path", String),
-    Column("tree_hash", String),
-    Column("matrix", Text),  # JSON: key -> values
-    Column("created", Float, nullable=False),
-    Column("out_dir", String),
-)
+    from genarun.store.tables import document_vectors as document_vectors
+    from genarun.store.tables import embeddings as embeddings
+    from genarun.store.tables import executions as executions
+    from genarun.store.tables import experiments as experiments
+    from genarun.store.tables import logs as logs
+    from genarun.store.tables import metadata as metadata
+    from genarun.store.tables import persistence as persistence
+    from genarun.store.tables import responses as responses
+    from genarun.store.tables import runs as runs
+    from genarun.store.tables import trajectories as trajectories
+    from genarun.store.tables import trajectory_steps as trajectory_steps
 
-runs = Table(
-    "runs",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("experiment_id", String(32), ForeignKey("experiments.id"), index=True),
-    Column("name", String, nullable=False),
-    Column("tree_path", String),
-    Column("tree_text", Text),
-    Column("tree_hash", String),
-    Column("seed", Integer),
-    # 1: the seed was drawn (`seed: random`): a resume or rerun keeps drawing fresh randomness
-    # per trajectory step; NULL in databases written before the column (resume infers it).
-    Column("seed_random", Integer),
-    Column("bindings", Text),  # JSON: matrix values and --set overrides
-    Column("status", String, nullable=False),  # running, completed, failed, interrupted
-    Column("started", Float, nullable=False),
-    Column("ended", Float),
-    Column("out_dir", String),
-    Column("source_run_id", String(32)),  # for reruns
-    Column("error", Text),
-    Column("summary", Text),  # JSON counts
-    # The claim of the process running it (store/claims.py): tells a killed run from a live
-    # one, and lets one process at a time resume it.
-    Column("pid", Integer),
-    Column("host", String),
-    Column("heartbeat", Float),  # refreshed every few seconds while the process runs it
-    Column("plan", Text),  # JSON: what the run reuses (rerun, --only, cache), for resume
-    Column("picks", Text),  # JSON: var name -> random picks drawn in the tree's vars
-    # JSON: each model name the run used (alias or reference) -> what it resolved to
-    # (model, provider, revision, weights: genarun.models.weights.resolved)
-    Column("models", Text),
-)
 
-executions = Table(
-    "executions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False),  # foreach indexes as JSON, e.g. "[2, 0]"
-    Column("kind", String, nullable=False),
-    Column("params", Text),  # rendered parameters, JSON
-    Column("input_hash", String),
-    Column("cache_key", String, index=True),
-    Column("output", Text),  # JSON (tagged images and embeddings)
-    Column("seed", Integer),
-    Column("model", String),
-    Column("status", String, nullable=False),  # done, failed, skipped
-    Column("started", Float),
-    Column("ended", Float),
-    Column("duration", Float),
-    Column("error", Text),
-    # JSON: a failed execution's model text (e.g. an answer `parse: json` could not read)
-    Column("raw_output", Text),
-    Column("picks", Text),  # JSON list of pick records
-    Column("reused_from", Integer),  # execution id whose output was reused
-    Column("attempts", Integer, default=1),
-    Index("ix_executions_run_node", "run_id", "node_id", "path"),
-)
+def __getattr__(name: str) -> Any:
+    """The SQLAlchemy tables (and their `metadata`), imported on first use."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from genarun.store import tables
 
-logs = Table(
-    "logs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), index=True),
-    Column("node_id", String),
-    Column("path", String),
-    Column("time", Float, nullable=False),
-    Column("level", String, nullable=False),
-    Column("message", Text, nullable=False),
-)
-
-embeddings = Table(
-    "embeddings",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), index=True),
-    Column("node_id", String),
-    Column("path", String),
-    Column("item", Integer, nullable=False, default=0),
-    Column("model", String, nullable=False),
-    Column("dim", Integer, nullable=False),
-    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
-    Column("source", Text),  # the embedded text, or the image path
-)
-
-# Vectors of the base documents' chunks, once per (content hash, model identity): an edited
-# document re-embeds only the chunks it changed (genarun.retrieval.documents).
-document_vectors = Table(
-    "document_vectors",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("content_hash", String, nullable=False),
-    Column("model", String, nullable=False),  # genarun.retrieval.scopes.model_identity
-    Column("dim", Integer, nullable=False),
-    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
-    Column("created", Float),
-    Index("ix_document_vectors_key", "content_hash", "model", unique=True),
-)
-
-# Trajectories of `cycle` nodes: one row per cycle execution and one per step, each committed
-# as it happens, so a resumed run continues from its last stored step.
-trajectories = Table(
-    "trajectories",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False),
-    Column("network", Text, nullable=False),  # JSON list of model labels
-    Column("start", Text),
-    Column("max_steps", Integer, nullable=False),
-    Column("embed_models", Text),  # JSON list of model labels
-    Column("seed", Integer),
-    Column("seed_random", Integer, nullable=False, default=0),
-    Column("length", Integer, nullable=False, default=0),
-    Column("status", String, nullable=False),  # running, done, failed
-    Column("stop_reason", String),  # max_steps, repeat, failed
-    Column("loop_length", Integer),
-    Column("hit_limit", Integer),  # how many text outputs stopped at the token ceiling
-    Column("error", Text),
-    Column("updated", Float),
-    Index("ix_trajectories_run_node", "run_id", "node_id", "path", unique=True),
-)
-
-trajectory_steps = Table(
-    "trajectory_steps",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False),
-    Column("step", Integer, nullable=False),
-    Column("model", String, nullable=False),
-    Column("kind", String, nullable=False),  # text or image
-    Column("value", Text, nullable=False),  # the text, or the image path in the run folder
-    Column("sha256", String, nullable=False),
-    Column("seed", Integer),
-    Column("embeddings", Text),  # JSON list of embedding ids
-    Column("duration", Float),
-    Column("hit_limit", Integer),  # a text cut at the token ceiling: 1; ended by itself: 0
-    # Measurements (NULL where the model does not tell): tokens generated for a text; for an
-    # image, its prompt's tokens in the painter's text encoder, whether the encoder cut the
-    # prompt (CLIP reads 77), and the PNG's size in bytes.
-    Column("tokens", Integer),
-    Column("prompt_tokens", Integer),
-    Column("prompt_truncated", Integer),
-    Column("bytes", Integer),
-    Column("created", Float),
-    Index("ix_trajectory_steps_key", "run_id", "node_id", "path", "step", unique=True),
-)
-
-persistence = Table(
-    "persistence",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False, default="[]"),
-    Column("embedding_model", String, nullable=False),
-    Column("maxdim", Integer, nullable=False),
-    Column("points", Integer, nullable=False),
-    Column("diagrams", Text, nullable=False),  # JSON of genarun.analysis.Diagrams.to_json()
-    Column("entropy", Text, nullable=False),  # JSON: persistence entropy per dimension
-    Column("duration", Float),
-    Column("created", Float, nullable=False),
-    Index(
-        "ix_persistence_key", "run_id", "node_id", "path", "embedding_model", "maxdim", unique=True
-    ),
-)
-
-# The answers of `fetch` executions (genarun/store/responses.py): what the API said, for
-# `runs show` and the `cache: {ttl}` reuse. Secret values never reach it (placeholders only).
-responses = Table(
-    "responses",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False),
-    Column("request", Text, nullable=False),  # JSON: method, url, params, headers, json, body
-    Column("status", Integer),
-    Column("content_type", String),
-    Column("headers", Text),  # JSON of the response's headers
-    Column("body", Text),  # the body, when small
-    Column("asset", String),  # else the file in the run's folder that holds it
-    Column("size", Integer),
-    Column("sha256", String),
-    Column("cache_key", String, index=True),
-    Column("fetched", Float, nullable=False),
-    Column("elapsed", Float),
-    Column("attempts", Integer),
-    Column("reused_from", Integer),  # the response a `cache: {ttl}` reused
-    Index("ix_responses_run_node", "run_id", "node_id", "path"),
-)
-
-# Prebuilt statements for the per-step writes of trajectories (parameters bound per call).
-_INSERT_EMBEDDING = insert(embeddings)
+    try:
+        return getattr(tables, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
 # Every column but the id, and a plain insert of them for record_executions.
-_COLUMNS = tuple(c.name for c in executions.columns if c.name != "id")
+_COLUMNS = tuple(c for c in COLUMNS["executions"] if c != "id")
+# Every column of a table, for SELECTs: the columns this genarun knows, never a newer one's.
+_RUNS = ", ".join(COLUMNS["runs"])
+_EXECUTIONS = ", ".join(COLUMNS["executions"])
 _INSERT_EXECUTION = (
     f"INSERT INTO executions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
@@ -296,47 +103,52 @@ class Store:
         memory = str(self.path) == ":memory:"
         # Read with the standard library first: damage and a newer schema are reported before
         # anything is written to the file.
-        found = opening.inspect(self.path, metadata) if not memory else None
+        found = opening.inspect(self.path, COLUMNS) if not memory else None
         self.read_only = bool(found and found.read_only)
         if found and found.read_only and found.missing:
             raise opening.read_only_error(
                 self.path, "written by an older genarun: open it once writable to upgrade it"
             )
-        self.engine: Engine = create_engine(
-            opening.url(self.path, found.mode if found else None),
-            connect_args={"timeout": 60, "check_same_thread": False},
-        )
+        db: sqlite3.Connection | None = None
         try:
             if not memory and not found:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            event.listen(self.engine, "handle_error", opening.translate(self.path, self.read_only))
+            db = opening.connect(self.path, found.mode if found else None)
             if not self.read_only:
-                event.listen(self.engine, "connect", opening.sqlite_pragmas)
-                opening.create_schema(self.engine, metadata)
-                opening.record_version(self.engine)
+                opening.sqlite_pragmas(db)
+                opening.create_schema(db, missing=found.missing if found and found.exists else None)
+                opening.record_version(db)
         except BaseException as exc:
-            # No connection may outlive a failed open: one left in the pool holds its locks
-            # for as long as the process lives.
-            self.engine.dispose()
-            if not isinstance(exc, OSError | DatabaseError):
+            # No connection may outlive a failed open: one left open holds its locks for as
+            # long as the process lives.
+            if db is not None:
+                db.close()
+            if isinstance(exc, sqlite3.Error | UnicodeDecodeError):
+                typed = opening.typed_error(self.path, self.read_only, exc)
+                if typed is not None:
+                    raise typed from None
+            elif not isinstance(exc, OSError):
                 raise
-            reason = exc.strerror if isinstance(exc, OSError) else opening.reason(exc.orig)
+            reason = exc.strerror if isinstance(exc, OSError) else opening.reason(exc)
             if isinstance(exc, FileExistsError | NotADirectoryError):
                 reason = "a folder on its path is a file"
             raise StoreError(
                 f"cannot open the database {self.path}: {reason} "
                 "(name another with --db or $GENARUN_DB)"
             ) from None
+        self._db: sqlite3.Connection | None = db
+        self._mode = found.mode if found else None
         if not memory:
             opening.remember(self.path, self)
         if writing and self.read_only:
-            self.engine.dispose()
+            db.close()
             raise opening.read_only_error(self.path)
+        self._engine: Engine | None = None
         self._conn: Connection | None = None
         self._grouped = False  # inside transaction(): writes wait for its commit
         # Rows that belong to an execution (a fetch's response), written with the next
         # executions in one commit: a commit per row cost more than the request (bench/fetch.py).
-        self._deferred: list[tuple[Table, dict[str, Any]]] = []
+        self._deferred: list[tuple[str, dict[str, Any]]] = []
 
     @classmethod
     def existing(cls, db_path: Path | str | None = None) -> Store:
@@ -351,10 +163,43 @@ class Store:
         return cls(path)
 
     @property
+    def db(self) -> sqlite3.Connection:
+        """The store's sqlite3 connection; opened again when used after `close()` (as the
+        SQLAlchemy engine this replaced reconnected)."""
+        if self._db is None:
+            self._db = opening.connect(self.path, self._mode)
+            if not self.read_only:
+                opening.sqlite_pragmas(self._db)
+        return self._db
+
+    @property
+    def engine(self) -> Engine:
+        """A SQLAlchemy engine over this store's one sqlite3 connection (made on first use)."""
+        if self._engine is None:
+            from sqlalchemy import create_engine, event
+            from sqlalchemy.pool import StaticPool
+
+            db = self.db
+            # One connection for both: SQL written here and SQLAlchemy's statements share its
+            # transactions (a second connection would wait on this one's write lock). Returning
+            # it to the pool must not roll back what the plain SQL left uncommitted.
+            self._engine = create_engine(
+                "sqlite://", creator=lambda: db, poolclass=StaticPool, pool_reset_on_return=None
+            )
+            event.listen(self._engine, "handle_error", opening.translate(self.path, self.read_only))
+        return self._engine
+
+    @property
     def conn(self) -> Connection:
         if self._conn is None:
             self._conn = self.engine.connect()
         return self._conn
+
+    def connect_another(self) -> sqlite3.Connection:
+        """A second connection to the file, for another thread (the heartbeat's)."""
+        other = opening.connect(self.path, None)
+        opening.sqlite_pragmas(other)
+        return other
 
     def close(self) -> None:
         if self._deferred and not self.read_only:
@@ -363,7 +208,71 @@ class Store:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.rollback()  # what was not committed is dropped, as the pool did
+            self._db.close()
+            self._db = None
+
+    # --- plain SQL on the store's connection ------------------------------------------------
+    @contextlib.contextmanager
+    def _typed(self) -> Iterator[None]:
+        """SQLite's errors about the file (damage, read-only, disk full) become typed errors
+        naming it."""
+        try:
+            yield
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            typed = opening.typed_error(self.path, self.read_only, exc)
+            if typed is not None:
+                raise typed from None
+            raise
+
+    def _sql(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> sqlite3.Cursor:
+        with self._typed():
+            if many:
+                return self.db.executemany(sql, params)  # type: ignore[arg-type]
+            return self.db.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a plain SQL SELECT, as dicts."""
+        cursor = self.db.cursor()
+        try:
+            with self._typed():
+                cursor.execute(sql, params)
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        finally:
+            # A read that failed half-way (a damaged page) would otherwise keep its statement,
+            # and with it a shared lock on the file, for as long as the error is referenced.
+            cursor.close()
+
+    def _commit(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            self._conn.commit()
+        self.db.commit()
+
+    def _rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            self._conn.rollback()
+        self.db.rollback()
+
+    def _insert(self, table: str, rows: Sequence[dict[str, Any]]) -> sqlite3.Cursor:
+        """INSERT rows into `table` (keys: its columns; SQLAlchemy's scalar defaults filled
+        in), grouped by their key sets."""
+        known, defaults = COLUMNS[table], DEFAULTS.get(table, {})
+        cursor: sqlite3.Cursor | None = None
+        full = [{**defaults, **row} for row in rows]
+        for names, group in itertools.groupby(full, key=lambda row: tuple(row)):
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ValueError(f"{table} has no column {', '.join(unknown)}")
+            sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            cursor = self._write(sql, [tuple(row.values()) for row in group])
+        assert cursor is not None, "rows to insert"
+        return cursor
 
     # --- writes -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -375,73 +284,85 @@ class Store:
         self._grouped = True
         try:
             yield
-            self.conn.commit()
+            self._commit()
         except BaseException:
-            self.conn.rollback()
+            self._rollback()
             raise
         finally:
             self._grouped = False
 
     def _write(self, stmt: Any, rows: Any = None) -> Any:
         try:
-            if isinstance(stmt, str):  # plain SQL with positional rows (record_executions)
-                result = self.conn.exec_driver_sql(stmt, rows)
+            if isinstance(stmt, str):  # plain SQL: positional rows (a list: one per row)
+                if isinstance(rows, list):
+                    result: Any = self._sql(stmt, rows, many=True)
+                else:
+                    result = self._sql(stmt, rows or ())
             elif rows is not None:
                 result = self.conn.execute(stmt, rows)
             else:
                 result = self.conn.execute(stmt)
             if not self._grouped:
-                self.conn.commit()
+                self._commit()
         except BaseException:
             # Ctrl-C between insert and commit: roll back, so writing the rows again (the
             # executor flushes once more) cannot store them twice.
-            self.conn.rollback()
+            self._rollback()
             raise
         return result
 
     def create_experiment(self, **values: Any) -> str:
         values.setdefault("id", new_id())
         values.setdefault("created", now())
-        self._write(insert(experiments).values(**values))
+        self._insert("experiments", [values])
         return str(values["id"])
 
     def create_run(self, **values: Any) -> str:
         values.setdefault("id", new_id())
         values.setdefault("started", now())
         values.setdefault("status", "running")
-        self._write(insert(runs).values(**values))
+        self._insert("runs", [values])
         return str(values["id"])
 
     def update_run(self, run_id: str, **values: Any) -> None:
         # Secrets and their echoes are masked in every text written here (errors, summaries).
         values = redact_row(values)
-        self._write(update(runs).where(runs.c.id == run_id).values(**values))
+        unknown = [n for n in values if n not in COLUMNS["runs"]]
+        if unknown:
+            raise ValueError(f"runs has no column {', '.join(unknown)}")
+        if values:
+            sets = ", ".join(f"{name} = ?" for name in values)
+            self._write(f"UPDATE runs SET {sets} WHERE id = ?", (*values.values(), run_id))
 
     def record_executions(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert finished executions and commit them together."""
         # The hot write path (one row per execution): plain SQL with positional tuples goes
-        # straight to sqlite3's executemany; Core's per-row parameter building cost more than
-        # the insert itself. Missing keys are NULL, as before.
+        # straight to sqlite3's executemany. Missing keys are NULL, or the column's default.
         if not rows and not self._deferred:
             return
         with self.transaction():
             self._write_deferred()
             if rows:
                 rows = [redact_row(row) for row in rows]
-                self._write(_INSERT_EXECUTION, [tuple(map(row.get, _COLUMNS)) for row in rows])
+                defaults = DEFAULTS["executions"]
+                self._write(
+                    _INSERT_EXECUTION,
+                    [tuple(map({**defaults, **row}.get, _COLUMNS)) for row in rows],
+                )
 
-    def defer_row(self, table: Table, row: dict[str, Any]) -> None:
-        """Write `row` (already redacted) with the next executions, in their commit."""
-        self._deferred.append((table, row))
+    def defer_row(self, table: Table | str, row: dict[str, Any]) -> None:
+        """Write `row` (already redacted) into `table` with the next executions, in their
+        commit."""
+        self._deferred.append((table if isinstance(table, str) else table.name, row))
 
     def _write_deferred(self) -> None:
         deferred, self._deferred = self._deferred, []
         for table, group in itertools.groupby(deferred, key=lambda item: item[0]):
-            self._write(insert(table), [row for _table, row in group])
+            self._insert(table, [row for _table, row in group])
 
     def add_logs(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            self._write(insert(logs), [redact_row(row) for row in rows])
+            self._insert("logs", [redact_row(row) for row in rows])
 
     def add_embeddings(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         # A NaN or zero vector is refused here, where every vector is written, rather than
@@ -451,10 +372,23 @@ class Store:
 
         for row in rows:
             check_vector(row)
-        # One prebuilt statement with parameters: building `.values(**row)` each time cost 4x.
-        ids = [_inserted_id(self.conn.execute(_INSERT_EMBEDDING, row)) for row in rows]
-        if not self._grouped:
-            self.conn.commit()
+        ids = []
+        try:
+            for row in rows:
+                full = {**DEFAULTS["embeddings"], **row}
+                names = ", ".join(full)
+                cursor = self._sql(
+                    f"INSERT INTO embeddings ({names}) VALUES ({', '.join('?' * len(full))})",
+                    tuple(full.values()),
+                )
+                assert cursor.lastrowid is not None, "an INSERT of one row has a row id"
+                ids.append(cursor.lastrowid)
+            if not self._grouped:
+                self._commit()
+        except BaseException:
+            if not self._grouped:
+                self._rollback()
+            raise
         return ids
 
     def copy_embeddings(
@@ -466,14 +400,11 @@ class Store:
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        rows = [
-            dict(r)
-            for r in self.conn.execute(
-                select(embeddings)
-                .where(embeddings.c.id.in_(wanted), embeddings.c.run_id != run_id)
-                .order_by(embeddings.c.id)
-            ).mappings()
-        ]
+        rows = self.query(
+            f"SELECT {', '.join(COLUMNS['embeddings'])} FROM embeddings "
+            f"WHERE id IN ({', '.join('?' * len(wanted))}) AND run_id != ? ORDER BY id",
+            (*wanted, run_id),
+        )
         if not rows:
             return {}
         copies = [
@@ -497,14 +428,10 @@ class Store:
         if where == "genarun.db" and not os.environ.get("GENARUN_DB"):  # perhaps the wrong folder
             where += " in this folder (--db or $GENARUN_DB name another database)"
         if ref.strip().lower() == "latest":
-            row = (
-                self.conn.execute(select(runs).order_by(runs.c.started.desc()).limit(1))
-                .mappings()
-                .first()
-            )
-            if row is None:
+            latest = self.query(f"SELECT {_RUNS} FROM runs ORDER BY started DESC LIMIT 1")
+            if not latest:
                 raise StoreError(f"no runs in {where}")
-            return dict(row)
+            return latest[0]
         prefix = ref.strip().lower()
         run_json = Path(ref) / "run.json"
         if not re.fullmatch(r"[0-9a-f]+", prefix) and run_json.is_file():
@@ -516,11 +443,7 @@ class Store:
             raise StoreError(
                 f"'{ref}' is not a run{hint}: give `latest`, a run id or its first characters, or its output folder (see `genarun runs list`)"
             )
-        rows = (
-            self.conn.execute(select(runs).where(runs.c.id.like(prefix + "%")).limit(6))
-            .mappings()
-            .all()
-        )
+        rows = self.query(f"SELECT {_RUNS} FROM runs WHERE id LIKE ? LIMIT 6", (prefix + "%",))
         if not rows:
             raise StoreError(f"no run matches '{ref}' in {where} (see `genarun runs list`)")
         if len(rows) > 1:
@@ -528,57 +451,39 @@ class Store:
             raise StoreError(
                 f"'{ref}' matches several runs ({shown}...): give more characters of the id"
             )
-        return dict(rows[0])
+        return rows[0]
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest runs with their execution counts and `paused` (when, or None)."""
-        from genarun.store.pauses import run_pauses
-
-        counts = (
-            select(executions.c.run_id, func.count().label("executions"))
-            .group_by(executions.c.run_id)
-            .subquery()
+        columns = ", ".join(f"runs.{name}" for name in COLUMNS["runs"])
+        return self.query(
+            f"SELECT {columns}, counts.executions, run_pauses.paused FROM runs LEFT OUTER JOIN "
+            "(SELECT run_id, count(*) AS executions FROM executions GROUP BY run_id) AS counts "
+            "ON counts.run_id = runs.id "
+            "LEFT OUTER JOIN run_pauses ON run_pauses.run_id = runs.id "
+            "ORDER BY runs.started DESC LIMIT ?",
+            (limit,),
         )
-        stmt = (
-            select(runs, counts.c.executions, run_pauses.c.paused)
-            .outerjoin(counts, counts.c.run_id == runs.c.id)
-            .outerjoin(run_pauses, run_pauses.c.run_id == runs.c.id)
-            .order_by(runs.c.started.desc())
-            .limit(limit)
-        )
-        return [dict(r) for r in self.conn.execute(stmt).mappings()]
 
     def run_executions(self, run_id: str) -> list[dict[str, Any]]:
-        stmt = select(executions).where(executions.c.run_id == run_id).order_by(executions.c.id)
-        return [dict(r) for r in self.conn.execute(stmt).mappings()]
+        return self.query(
+            f"SELECT {_EXECUTIONS} FROM executions WHERE run_id = ? ORDER BY id", (run_id,)
+        )
 
     def run_logs(self, run_id: str) -> list[dict[str, Any]]:
-        stmt = select(logs).where(logs.c.run_id == run_id).order_by(logs.c.id)
-        return [dict(r) for r in self.conn.execute(stmt).mappings()]
+        columns = ", ".join(COLUMNS["logs"])
+        return self.query(f"SELECT {columns} FROM logs WHERE run_id = ? ORDER BY id", (run_id,))
 
     def runs_of_experiment(self, experiment_id: str) -> list[dict[str, Any]]:
-        stmt = select(runs).where(runs.c.experiment_id == experiment_id).order_by(runs.c.started)
-        return [dict(r) for r in self.conn.execute(stmt).mappings()]
+        return self.query(
+            f"SELECT {_RUNS} FROM runs WHERE experiment_id = ? ORDER BY started", (experiment_id,)
+        )
 
     def embedding_vectors(self, ids: Iterable[int]) -> dict[int, Any]:
         import numpy as np
 
         ids = list(ids)
-        stmt = select(embeddings.c.id, embeddings.c.vector).where(embeddings.c.id.in_(ids))
-        return {row.id: np.frombuffer(row.vector, dtype="<f4") for row in self.conn.execute(stmt)}
-
-
-# Tables defined in their own modules join `metadata` here, so every Store creates them,
-# whichever command opened the database.
-from genarun.store import assembled as _assembled_tables  # noqa: E402, F401
-from genarun.store import clusters as _clusters  # noqa: E402, F401
-from genarun.store import copies as _copies  # noqa: E402, F401
-from genarun.store import human as _human_tables  # noqa: E402, F401
-from genarun.store import pauses as _pauses  # noqa: E402, F401
-
-
-def _inserted_id(result: Any) -> int:
-    """The primary key an INSERT gave its row."""
-    key = result.inserted_primary_key
-    assert key is not None, "an INSERT of one row has a primary key"
-    return int(key[0])
+        rows = self.query(
+            f"SELECT id, vector FROM embeddings WHERE id IN ({', '.join('?' * len(ids))})", ids
+        )
+        return {row["id"]: np.frombuffer(row["vector"], dtype="<f4") for row in rows}

@@ -1,6 +1,6 @@
 """Opening a database file safely: its schema version, damage, and read-only files or folders.
 
-Before SQLAlchemy touches a file, `inspect` reads it with the standard library: a file that is
+Before a Store writes to a file, `inspect` reads it with the standard library: a file that is
 not SQLite, or whose schema cannot be read, is reported as damaged, naming the file; a file
 whose `PRAGMA user_version` is newer than SCHEMA_VERSION was written by a newer genarun and is
 refused before anything is written to it (no table, column, WAL switch or version). A file
@@ -8,7 +8,11 @@ that cannot be opened for writing (the file or its folder is read-only) is opene
 reading commands work, and the first write says why it cannot be done.
 
 Errors that SQLite raises later, while reading a damaged page or writing to a file made
-read-only, become typed errors naming the file (`translate`, a `handle_error` hook).
+read-only, become typed errors naming the file (`typed_error`; `translate` is the same as
+SQLAlchemy's `handle_error` hook).
+
+The schema is created from genarun/store/schema_sql.py (the DDL of genarun/store/tables.py)
+with the standard library alone.
 """
 
 from __future__ import annotations
@@ -19,16 +23,14 @@ import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import MetaData
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-
 from genarun.errors import StoreError
+from genarun.store import schema_sql
 
 # The layout this genarun reads and writes. 0: a database from before versions were recorded
 # (upgraded in place by adding what is missing). Bump it when a change would mislead an older
@@ -83,11 +85,12 @@ def read_only_error(path: Path, cause: object = "") -> DatabaseReadOnly:
     )
 
 
-def url(path: Path, mode: str | None) -> str:
-    """SQLAlchemy's URL of `path` opened in `mode`."""
+def connect(path: Path, mode: str | None) -> sqlite3.Connection:
+    """A sqlite3 connection to `path` opened in `mode`, as SQLAlchemy opened it before (a
+    60 s busy wait; used from the thread that opened it and the run's writer threads)."""
     if mode is None:
-        return f"sqlite:///{path}"
-    return f"sqlite:///{uri(path, mode)}&uri=true"
+        return sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+    return sqlite3.connect(uri(path, mode), uri=True, timeout=60, check_same_thread=False)
 
 
 def uri(path: Path, mode: str | None) -> str:
@@ -100,7 +103,7 @@ def uri(path: Path, mode: str | None) -> str:
     return text
 
 
-def inspect(path: Path, metadata: MetaData) -> Inspection:
+def inspect(path: Path, columns: Mapping[str, Sequence[str]]) -> Inspection:
     """What the file holds, read with the standard library and never written; raises
     DatabaseDamaged or DatabaseTooNew."""
     # The file is looked at with stat and SQLite only, never opened by Python: closing any
@@ -135,7 +138,7 @@ def inspect(path: Path, metadata: MetaData) -> Inspection:
     modes = [(None, False)] if writable else []
     for mode, read_only in (*modes, ("ro", True), ("immutable", True)):
         try:
-            return _inspect_with(path, metadata, mode, read_only)
+            return _inspect_with(path, columns, mode, read_only)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             if isinstance(exc, sqlite3.OperationalError) and _is_read_only(exc):
                 error = exc
@@ -149,7 +152,9 @@ def inspect(path: Path, metadata: MetaData) -> Inspection:
     raise StoreError(f"cannot open the database {path}: {reason(error)}")
 
 
-def _inspect_with(path: Path, metadata: MetaData, mode: str | None, read_only: bool) -> Inspection:
+def _inspect_with(
+    path: Path, columns: Mapping[str, Sequence[str]], mode: str | None, read_only: bool
+) -> Inspection:
     conn = sqlite3.connect(uri(path, mode), uri=True, timeout=60)
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -167,21 +172,21 @@ def _inspect_with(path: Path, metadata: MetaData, mode: str | None, read_only: b
             "with --db or $GENARUN_DB"
         )
     missing = []
-    for table in metadata.sorted_tables:
-        have = tables.get(table.name)
+    for table, names in columns.items():
+        have = tables.get(table)
         if have is None:
-            missing.append(table.name)
+            missing.append(table)
         else:
-            missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
+            missing += [f"{table}.{name}" for name in names if name not in have]
     return Inspection(True, version, read_only, missing, mode)
 
 
-def record_version(engine: Engine) -> None:
+def record_version(db: sqlite3.Connection) -> None:
     """Stamp the file with SCHEMA_VERSION once its tables are up to date."""
-    with engine.begin() as conn:
-        current = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
-        if current < SCHEMA_VERSION:
-            conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    current = db.execute("PRAGMA user_version").fetchone()[0] or 0
+    if current < SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.commit()
 
 
 def remember(path: Path, store: Any) -> None:
@@ -223,29 +228,37 @@ def diagnose() -> DatabaseDamaged | None:
     return None
 
 
+def typed_error(path: Path, read_only: bool, exc: BaseException) -> StoreError | None:
+    """The typed error SQLite's error `exc` about the file is (damage, read-only, disk full),
+    naming the file; None for the others (locked, busy, a missing column...)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return damaged(path, "text that is not UTF-8")
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    text = reason(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError):
+        if _is_read_only(exc) or (read_only and "attempt to write" in text):
+            return read_only_error(path, exc)
+        if "disk is full" in text or "disk i/o error" in text:
+            return StoreError(
+                f"cannot write to the database {path}: {reason(exc)} (free space, or "
+                "name another database with --db); finished work is kept: "
+                "`genarun resume` continues once it can write"
+            )
+        if "decode" not in text:
+            return None  # locked, busy, a missing column...: not the file's fault
+    if any(word in text for word in _DAMAGE):
+        return damaged(path, exc)
+    return None
+
+
 def translate(path: Path, read_only: bool) -> Any:
-    """A `handle_error` hook: SQLite's errors about the file become typed errors naming it."""
+    """A SQLAlchemy `handle_error` hook raising `typed_error`."""
 
     def hook(context: Any) -> None:
-        exc = context.original_exception
-        if isinstance(exc, UnicodeDecodeError):
-            raise damaged(path, "text that is not UTF-8") from None
-        if not isinstance(exc, sqlite3.DatabaseError):
-            return
-        text = reason(exc).lower()
-        if isinstance(exc, sqlite3.OperationalError):
-            if _is_read_only(exc) or (read_only and "attempt to write" in text):
-                raise read_only_error(path, exc) from None
-            if "disk is full" in text or "disk i/o error" in text:
-                raise StoreError(
-                    f"cannot write to the database {path}: {reason(exc)} (free space, or "
-                    "name another database with --db); finished work is kept: "
-                    "`genarun resume` continues once it can write"
-                ) from None
-            if "decode" not in text:
-                return  # locked, busy, a missing column...: not the file's fault
-        if any(word in text for word in _DAMAGE):
-            raise damaged(path, exc) from None
+        typed = typed_error(path, read_only, context.original_exception)
+        if typed is not None:
+            raise typed from None
 
     return hook
 
@@ -263,28 +276,30 @@ def reason(exc: object) -> str:
 
 
 # --- schema and connection settings ---------------------------------------------------------
-def _add_missing_columns(engine: Engine, metadata: MetaData) -> None:
+def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Add columns that newer versions define to tables of an older database file."""
-    with engine.begin() as conn:
-        for table in metadata.sorted_tables:
-            present = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
-            for column in table.columns:
-                if column.name not in present:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    conn.exec_driver_sql(
-                        f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
-                    )
+    for table, types in schema_sql.TYPES.items():
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column, kind in types.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
-def create_schema(engine: Engine, metadata: MetaData) -> None:
-    """Create what is missing; processes opening a new database at once race on this, so the
-    loser of a race (a table or column that already exists) looks again."""
+def create_schema(db: sqlite3.Connection, missing: Sequence[str] | None = None) -> None:
+    """Create what is missing (`missing`: what `inspect` found lacking in an existing file;
+    None: a new file); processes opening a new database at once race on this, so the loser of
+    a race (a column that already exists) looks again."""
+    if missing is not None and not missing:
+        return
     for attempt in range(10):
         try:
-            metadata.create_all(engine)
-            _add_missing_columns(engine, metadata)
+            for statement in schema_sql.DDL:
+                db.execute(statement)
+            _add_missing_columns(db)
+            db.commit()
             return
-        except OperationalError as exc:
+        except sqlite3.OperationalError as exc:
+            db.rollback()
             if attempt == 9 or not any(
                 s in str(exc) for s in ("already exists", "duplicate column")
             ):
@@ -292,8 +307,8 @@ def create_schema(engine: Engine, metadata: MetaData) -> None:
             time.sleep(0.02 * (attempt + 1))
 
 
-def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
+def sqlite_pragmas(db: sqlite3.Connection) -> None:
+    cursor = db.cursor()
     cursor.execute("PRAGMA busy_timeout=60000")
     _use_wal(cursor)
     # NORMAL in WAL mode is durable across process crashes (only an OS crash can lose the
@@ -307,8 +322,6 @@ def _use_wal(cursor: Any) -> None:
     """Switch the database to WAL mode (once: the mode is stored in the file). Switching needs
     the database to itself, and SQLite refuses at once, without waiting, while another process
     is creating it: wait and try again."""
-    import sqlite3
-
     for attempt in range(200):
         try:
             if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":

@@ -11,7 +11,6 @@ until it is unpaused. The running process reads it cheaply between scheduling ro
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Float, ForeignKey, String, Table, delete, insert, literal, select
@@ -81,19 +80,3 @@ def paused_since(store: Store, run_id: str) -> float | None:
         select(run_pauses.c.paused).where(run_pauses.c.run_id == run_id)
     ).scalar()
     return None if found is None else float(found)
-
-
-def paused_among(conn: Any, run_ids: Iterable[str]) -> set[str]:
-    """Which of `run_ids` are paused, read on `conn` (one indexed look-up)."""
-    ids = list(run_ids)
-    if not ids:
-        return set()
-    rows = conn.execute(select(run_pauses.c.run_id).where(run_pauses.c.run_id.in_(ids)))
-    return {r[0] for r in rows}
-
-
-def drop_pauses(store: Store, run_ids: Iterable[str]) -> None:
-    """Forget the flags of runs that ended: there is nothing left of them to hold back."""
-    ids = list(run_ids)
-    if ids:
-        store._write(delete(run_pauses).where(run_pauses.c.run_id.in_(ids)))
