@@ -52,7 +52,7 @@ class Kinds(dict[str, "NodeKind"]):
     def __len__(self) -> int:
         return super().__len__() + len(self.lazy)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         if name in self:  # a lookup that imports a lazy kind
             return self[name]
         return default

@@ -233,7 +233,7 @@ class Store:
     def _sql(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> sqlite3.Cursor:
         with self._typed():
             if many:
-                return self.db.executemany(sql, params)  # type: ignore[arg-type]
+                return self.db.executemany(sql, params)
             return self.db.execute(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -264,8 +264,9 @@ class Store:
         in), grouped by their key sets."""
         known, defaults = COLUMNS[table], DEFAULTS.get(table, {})
         cursor: sqlite3.Cursor | None = None
-        full = [{**defaults, **row} for row in rows]
-        for names, group in itertools.groupby(full, key=lambda row: tuple(row)):
+        full: list[dict[str, Any]] = [{**defaults, **row} for row in rows]
+        names: tuple[str, ...]
+        for names, group in itertools.groupby(full, key=_keys):
             unknown = [n for n in names if n not in known]
             if unknown:
                 raise ValueError(f"{table} has no column {', '.join(unknown)}")
@@ -487,3 +488,7 @@ class Store:
             f"SELECT id, vector FROM embeddings WHERE id IN ({', '.join('?' * len(ids))})", ids
         )
         return {row["id"]: np.frombuffer(row["vector"], dtype="<f4") for row in rows}
+
+
+def _keys(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(row)

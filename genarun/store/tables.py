@@ -25,7 +25,7 @@ from sqlalchemy import (
     Text,
 )
 
-metadata = MetaData()
+metadata: MetaData = MetaData()
 
 experiments = Table(
     "experiments",
