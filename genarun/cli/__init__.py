@@ -16,8 +16,11 @@ import click
 from genarun import __version__
 
 # The command modules, in the order they register (publish adds `export site` to the export
-# group experiments makes), and the commands each adds (tests/test_startup.py checks this
-# against what their `register` functions add).
+# group experiments makes, toolbox adds `export video`...), and the module of each command that
+# is not a group (tests/test_startup.py checks this against what `register` adds). A group
+# (runs, models, experiments, tda, export) may gain subcommands from any module: asking for one
+# loads them all, as does an unknown name (for did-you-mean) and `--help`. (cluster and
+# dynamics are groups too.)
 MODULES = (
     "core",
     "estimate",
@@ -38,15 +41,10 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "graph": ("core",),
     "schema": ("core",),
     "estimate": ("estimate",),
-    "models": ("models",),
-    "runs": ("runs",),
     "rerun": ("history",),
     "resume": ("history",),
     "diff": ("history",),
-    "experiments": ("experiments",),
-    "tda": ("experiments",),
-    "export": ("experiments", "publish"),
-    "watch": ("experiments", "publish"),
+    "watch": ("experiments", "publish"),  # publish's register looks up the export group
     "convert": ("toolbox",),
     "doctor": ("toolbox",),
     "embed": ("toolbox",),
@@ -55,8 +53,6 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "hook-url": ("human",),
     "serve": ("human",),
     "search": ("search",),
-    "cluster": ("cluster",),
-    "dynamics": ("dynamics",),
 }
 
 
@@ -74,7 +70,7 @@ class _LazyGroup(click.Group):
                 importlib.import_module(f"genarun.cli.{name}").register(self)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        self._load(COMMANDS.get(cmd_name, MODULES))  # an unknown name: all, for did-you-mean
+        self._load(COMMANDS.get(cmd_name, MODULES))  # a group or an unknown name: all
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
