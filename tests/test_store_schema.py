@@ -60,14 +60,14 @@ def test_rows_written_without_sqlalchemy_read_back_through_it(tmp_path: Path) ->
     row = sa.execute(select(tables.runs).where(tables.runs.c.id == run)).mappings().one()
     assert (row["status"], row["seed"], row["summary"]) == ("completed", 3, '{"done": 1}')
     execution = sa.execute(select(tables.executions)).mappings().one()
-    assert execution["attempts"] == 1  # SQLAlchemy's default, filled in by the plain insert
+    assert (execution["node_id"], execution["attempts"]) == ("n", None)  # as record_executions did
     assert sa.execute(select(tables.embeddings.c.item)).scalar_one() == 0
     # SQLAlchemy and plain SQL share one connection, so one transaction.
     with store.transaction():
         store._write(insert(tables.logs).values(run_id=run, time=2.0, level="info", message="x"))
         store.add_logs([{"run_id": run, "time": 3.0, "level": "info", "message": "y"}])
     assert [r["message"] for r in store.run_logs(run)] == ["hi", "x", "y"]
-    assert store.run_executions(run)[0]["attempts"] == 1
+    assert store.run_executions(run)[0]["status"] == "done"
     assert store.embedding_vectors([embedding])[embedding].tolist() == [1.0]
     assert store.resolve_run(run[:6])["id"] == run
     assert store.list_runs()[0]["executions"] == 1

@@ -338,18 +338,14 @@ class Store:
     def record_executions(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert finished executions and commit them together."""
         # The hot write path (one row per execution): plain SQL with positional tuples goes
-        # straight to sqlite3's executemany. Missing keys are NULL, or the column's default.
+        # straight to sqlite3's executemany. Missing keys are NULL, as before.
         if not rows and not self._deferred:
             return
         with self.transaction():
             self._write_deferred()
             if rows:
                 rows = [redact_row(row) for row in rows]
-                defaults = DEFAULTS["executions"]
-                self._write(
-                    _INSERT_EXECUTION,
-                    [tuple(map({**defaults, **row}.get, _COLUMNS)) for row in rows],
-                )
+                self._write(_INSERT_EXECUTION, [tuple(map(row.get, _COLUMNS)) for row in rows])
 
     def defer_row(self, table: Table | str, row: dict[str, Any]) -> None:
         """Write `row` (already redacted) into `table` with the next executions, in their
