@@ -1,16 +1,19 @@
-"""Benchmark: H0+H1 persistence of a 1000-step trajectory of 768-d embeddings.
+"""Benchmark: persistence (H0+H1, or up to H2) of a 1000-step trajectory of 768-d embeddings.
 
 Usage: python bench/tda_persistence.py [--steps 1000] [--dims 768] [--seeds 0 1 2]
-                                       [--data walk attractor] [--repeats 3]
+                                       [--data walk attractor] [--repeats 3] [--maxdim 1]
+                                       [--ways ripser.py 'gudhi whole' default ...]
 
 For each data set and seed it times, on the same distance matrix in the same process, round
 robin over --repeats rounds (medians reported, so that other work on the machine hits every
 way alike):
   ripser.py   the reference engine (``engine="ripser"``; what genarun used before)
   gudhi       gudhi's Ripser on the whole filtration (up to the enclosing radius)
-  default     genarun's exact default: gudhi, stopped early where no class can be left
+  default     genarun's exact default: gudhi, stopped early where no class can be left (H0/H1:
+              witness-free edges; H2: edges whose link may be disconnected), vertices by degree
   giotto-ph   ``gph.ripser_parallel`` on 1 and 2 threads, when it is installed (not a dependency)
-and checks that every exact way gives the same diagrams as ripser.py. Then the approximations:
+and checks that every exact way gives the same diagrams as the first way run (ripser.py unless
+--ways leaves it out), with each way's speed against it. Then the approximations:
   threshold   the filtration stopped at a scale (exact for classes that die below it)
   n_perm      a greedy subsample, with its guaranteed bound and its measured bottleneck distance
               to the exact H1 diagram
@@ -121,27 +124,27 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
     return value, time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def gudhi_whole(dist: np.ndarray) -> Any:
+def gudhi_whole(dist: np.ndarray, maxdim: int) -> Any:
     """genarun's gudhi engine without the early cut (bench only: flips a module constant)."""
-    saved = persistence_module._CUT_MAX_POINTS
-    persistence_module._CUT_MAX_POINTS = 0
+    saved = persistence_module._CUT_MAX_POINTS, persistence_module._HUB_CUT_MAX_POINTS
+    persistence_module._CUT_MAX_POINTS = persistence_module._HUB_CUT_MAX_POINTS = 0
     try:
-        return persistence_from_distances(dist, 1, metric="cosine", engine="gudhi")
+        return persistence_from_distances(dist, maxdim, metric="cosine", engine="gudhi")
     finally:
-        persistence_module._CUT_MAX_POINTS = saved
+        persistence_module._CUT_MAX_POINTS, persistence_module._HUB_CUT_MAX_POINTS = saved
 
 
-def ways() -> dict[str, Callable[[np.ndarray], list[np.ndarray]]]:
-    """Each exact way: distance matrix -> [H0, H1] sorted by birth then death."""
+def ways(maxdim: int) -> dict[str, Callable[[np.ndarray], list[np.ndarray]]]:
+    """Each exact way: distance matrix -> [H0..Hmaxdim] sorted by birth then death."""
 
     def genarun(engine: str) -> Callable[[np.ndarray], list[np.ndarray]]:
         return lambda dist: (
-            persistence_from_distances(dist, 1, metric="cosine", engine=engine).diagrams
+            persistence_from_distances(dist, maxdim, metric="cosine", engine=engine).diagrams
         )  # type: ignore[arg-type]
 
     found: dict[str, Callable[[np.ndarray], list[np.ndarray]]] = {
         "ripser.py": genarun("ripser"),
-        "gudhi whole": lambda dist: gudhi_whole(dist).diagrams,
+        "gudhi whole": lambda dist: gudhi_whole(dist, maxdim).diagrams,
         "default": genarun("auto"),
     }
     try:
@@ -151,7 +154,7 @@ def ways() -> dict[str, Callable[[np.ndarray], list[np.ndarray]]]:
     for threads in (1, 2):
         found[f"giotto-ph {threads}t"] = lambda dist, t=threads: [
             persistence_module._sorted(d)
-            for d in ripser_parallel(dist, maxdim=1, metric="precomputed", n_threads=t)["dgms"]
+            for d in ripser_parallel(dist, maxdim=maxdim, metric="precomputed", n_threads=t)["dgms"]
         ]
     return found
 
@@ -165,14 +168,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--n-perm", type=int, default=600)
+    parser.add_argument("--maxdim", type=int, default=1, choices=[1, 2])
+    parser.add_argument(
+        "--ways", nargs="+", help="exact ways to run (default: all); the first is the reference"
+    )
+    parser.add_argument("--no-approx", action="store_true", help="skip threshold and n_perm")
     args = parser.parse_args()
 
-    exact = ways()
+    exact = ways(args.maxdim)
+    if args.ways:
+        unknown = sorted(set(args.ways) - set(exact))
+        if unknown:
+            parser.error(f"unknown or missing ways {unknown}; have {sorted(exact)}")
+        exact = {name: exact[name] for name in args.ways}
+    first = next(iter(exact))
     warm = pairwise_distances(looping_walk(50, 8, 0), "cosine")
     for way in exact.values():  # imports (ripser.py's take about 0.8 s) stay out of the timings
         way(warm)
     print(
-        f"{args.steps} steps x {args.dims} dims, H0+H1, cosine; {os.cpu_count()} CPUs, "
+        f"{args.steps} steps x {args.dims} dims, H0..H{args.maxdim}, cosine; {os.cpu_count()} CPUs, "
         f"{platform.machine()}, load average {os.getloadavg()[0]:.2f}; medians of "
         f"{args.repeats} rounds; ways: {', '.join(exact)}"
     )
@@ -189,16 +203,18 @@ def main() -> None:
                     results[name], wall, cpu = timed(way, dist)
                     walls[name].append(wall)
                     cpus[name].append(cpu)
-            reference = results["ripser.py"]
+            reference = results[first]
             wall = {name: statistics.median(times) for name, times in walls.items()}
-            total = t_dist + wall["default"]
+            main_way = "default" if "default" in wall else first
+            total = t_dist + wall[main_way]
             totals.append(total)
             h1 = reference[1]
             radius = float(dist.astype(np.float32).max(axis=1).min())
             print(
                 f"{data} seed {seed}: exact total {total:.2f} s (distance matrix "
-                f"{t_dist * 1000:.0f} ms + default {wall['default']:.2f} s); {len(reference[0])} "
-                f"H0 / {len(h1)} H1 points, last H1 death {h1[:, 1].max():.3f}, enclosing "
+                f"{t_dist * 1000:.0f} ms + {main_way} {wall[main_way]:.2f} s); "
+                f"{' / '.join(str(len(r)) for r in reference)} points in H0..H{args.maxdim}, "
+                f"last H1 death {h1[:, 1].max():.3f}, enclosing "
                 f"radius {radius:.3f}, median distance {np.median(dist):.3f}"
             )
             for name in exact:
@@ -208,8 +224,10 @@ def main() -> None:
                 print(
                     f"  {name:13s} {wall[name]:5.2f} s wall ({min(walls[name]):.2f}-"
                     f"{max(walls[name]):.2f}), {statistics.median(cpus[name]):5.2f} s CPU, "
-                    f"{wall['ripser.py'] / wall[name]:4.1f}x ripser.py, identical: {same}"
+                    f"{wall[first] / wall[name]:5.1f}x {first}, identical: {same}"
                 )
+            if args.no_approx:
+                continue
             cut, t_cut, _ = timed(
                 persistence_from_distances, dist, 1, metric="cosine", threshold=args.threshold
             )

@@ -194,9 +194,17 @@ def sphere_walk(steps: int = 160, dims: int = 200, seed: int = 0) -> np.ndarray:
     return np.array(x)
 
 
+def sphere(n: int = 80, seed: int = 0) -> np.ndarray:
+    """n points on the unit 2-sphere in R^3: one long-lived H2 class."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 3))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
 def clouds() -> list[tuple[str, np.ndarray, str]]:
     rng = np.random.default_rng(5)
     grid = rng.integers(0, 4, size=(50, 3)).astype(float)  # many equal distances, duplicates
+    line = np.outer(rng.uniform(0, 5, 40), rng.standard_normal(8))  # collinear
     return [
         ("gaussian", rng.standard_normal((70, 12)), "cosine"),
         ("gaussian", rng.standard_normal((60, 5)), "euclidean"),
@@ -205,6 +213,10 @@ def clouds() -> list[tuple[str, np.ndarray, str]]:
         ("noisy circle", circle(60, dims=4, noise=0.05), "euclidean"),
         ("sphere walk", sphere_walk(), "cosine"),
         ("three points", rng.standard_normal((3, 4)), "euclidean"),
+        ("sphere", sphere(), "euclidean"),
+        ("sphere with duplicates", np.repeat(sphere(40, seed=1), 2, axis=0), "euclidean"),
+        ("collinear", line, "euclidean"),
+        ("random 768-d", rng.standard_normal((50, 768)), "cosine"),
     ]
 
 
@@ -236,6 +248,87 @@ def test_last_birth_bounds_every_birth_and_merge(
     assert bound >= events.max()
     # It is a real edge with no witness, so never above the enclosing radius.
     assert bound <= radius and np.isin(np.float32(bound), d)
+
+
+@pytest.mark.parametrize(("name", "points", "metric"), clouds(), ids=[c[0] for c in clouds()])
+def test_last_h2_birth_bounds_every_h2_birth_and_h1_death(
+    name: str, points: np.ndarray, metric: str
+) -> None:
+    from genarun.analysis._link_cut import last_h2_birth
+
+    d = pairwise_distances(points, metric).astype(np.float32)  # type: ignore[arg-type]
+    _, h1, h2 = persistence_from_distances(d, 2, metric=metric, engine="ripser").diagrams
+    radius = float(d.max(axis=1).min())
+    bound = last_h2_birth(d, radius)
+    events = np.concatenate([h2[:, 0], h1[np.isfinite(h1[:, 1]), 1]])
+    if bound is None:  # no edge whose link can be disconnected: nothing to bound
+        assert not len(events)
+    else:
+        assert bound >= events.max(initial=0.0) and bound <= radius
+        assert np.isin(np.float32(bound), d)
+
+
+def test_sphere_has_one_void_and_the_h2_cut_keeps_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genarun.analysis import persistence
+
+    points = sphere(100)
+    reference = persistence_diagrams(points, maxdim=2, metric="euclidean", engine="ripser")
+    h2 = reference.diagrams[2]
+    assert (h2[:, 1] - h2[:, 0] > 0.5).sum() == 1  # the sphere's void
+    spy = KernelSpy(persistence._gudhi_kernel())
+    monkeypatch.setattr(persistence, "_gudhi_kernel", lambda: spy)
+    monkeypatch.setattr(persistence, "_COLLAPSE_ABOVE", 2.0)  # the dense kernel, spied on
+    assert persistence_diagrams(points, maxdim=2, metric="euclidean") == reference
+    radius = float(pairwise_distances(points, "euclidean").astype(np.float32).max(axis=1).min())
+    assert spy.scales[0] < radius  # the cut was tried
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_h2_cut_on_trajectories_is_exact_and_stops_early(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    from genarun.analysis import persistence
+
+    points = sphere_walk(130, 300, seed)
+    reference = persistence_diagrams(points, maxdim=2, engine="ripser")
+    assert len(reference.diagrams[2])  # walks in high dimension have many small voids
+    spy = KernelSpy(persistence._gudhi_kernel())
+    monkeypatch.setattr(persistence, "_gudhi_kernel", lambda: spy)
+    monkeypatch.setattr(persistence, "_COLLAPSE_ABOVE", 2.0)  # the dense kernel, spied on
+    assert persistence_diagrams(points, maxdim=2) == reference
+    radius = float(pairwise_distances(points).astype(np.float32).max(axis=1).min())
+    assert spy.scales[-1] < radius  # settled at a cut, never run to the radius
+    # Cuts at the last birth leave voids open: then the filtration runs to the radius, exact.
+    monkeypatch.setattr(persistence, "_H2_CUT_MARGINS", (0.0,))
+    spy.scales.clear()
+    assert persistence_diagrams(points, maxdim=2) == reference
+    assert spy.scales[0] < radius and spy.scales[-1] == pytest.approx(radius)
+
+
+@pytest.mark.parametrize(("name", "points", "metric"), clouds(), ids=[c[0] for c in clouds()])
+def test_h2_through_edge_collapse_or_not_gives_ripsers_diagrams(
+    monkeypatch: pytest.MonkeyPatch, name: str, points: np.ndarray, metric: str
+) -> None:
+    from genarun.analysis import persistence
+
+    reference = persistence_diagrams(points, maxdim=2, metric=metric, engine="ripser")
+    for share in (0.0, 2.0):  # always collapse, never
+        monkeypatch.setattr(persistence, "_COLLAPSE_ABOVE", share)
+        assert persistence_diagrams(points, maxdim=2, metric=metric) == reference
+
+
+def test_settling_trajectory_h2_is_exact() -> None:
+    # Two basins of noisy steps and exact repeats: duplicates removed, edges collapsed.
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((2, 64))
+    steps = [c + 0.2 * rng.standard_normal((60, 64)) for c in centres]
+    repeats = np.repeat(centres + 0.3 * rng.standard_normal((2, 64)), 20, axis=0)
+    points = np.concatenate([sphere_walk(40, 64, 4), *steps, repeats])
+    reference = persistence_diagrams(points, maxdim=2, engine="ripser")
+    assert persistence_diagrams(points, maxdim=2) == reference
+    assert persistence_diagrams(points, maxdim=1) == persistence_diagrams(
+        points, maxdim=1, engine="ripser"
+    )
 
 
 class KernelSpy:
