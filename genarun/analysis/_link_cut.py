@@ -56,8 +56,9 @@ def last_h2_birth(d: np.ndarray, radius: float) -> float | None:
     hub_to_hub = to_hubs[:, hubs]
     not_self = ~_pack(np.eye(n, dtype=bool))
     exact = 0
-    for at in range(0, len(lengths), _BLOCK):
-        u, v, t = iu[at : at + _BLOCK], ju[at : at + _BLOCK], lengths[at : at + _BLOCK]
+    block = max(_BLOCK, 8 * n)  # each block packs an (n, n) matrix: keep that a small share
+    for at in range(0, len(lengths), block):
+        u, v, t = iu[at : at + block], ju[at : at + block], lengths[at : at + block]
         lo, hi = float(t[-1]), float(t[0])
         # Every vertex that may be in a link of this block, as bits (its ends left out).
         members = _pack(d <= hi)
