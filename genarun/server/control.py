@@ -91,7 +91,7 @@ def start_run(store: Any, db: Path, trees: Path, payload: Any) -> dict[str, Any]
             command += [flag, value]
     if seed is not None:
         command += ["--seed", str(seed)]
-    run_id, pid = _launch(store, command, path.parent)
+    run_id, pid = _launch(db, command, path.parent)
     return {"run": run_id, "pid": pid, "tree": str(path)}
 
 
@@ -117,11 +117,11 @@ def rerun(store: Any, db: Path, run_ref: str, payload: Any) -> dict[str, Any]:
     for node in nodes:
         command += ["--node", node]
     folder = Path(run["tree_path"]).parent if run.get("tree_path") else Path.cwd()
-    run_id, pid = _launch(store, command, folder if folder.is_dir() else Path.cwd())
+    run_id, pid = _launch(db, command, folder if folder.is_dir() else Path.cwd())
     return {"run": run_id, "pid": pid, "source": run["id"]}
 
 
-def _launch(store: Any, command: list[str], cwd: Path) -> tuple[str, int]:
+def _launch(db: Path, command: list[str], cwd: Path) -> tuple[str, int]:
     """Start a genarun worker; its run's id once stored (ControlError with what it said)."""
     with tempfile.TemporaryFile() as log:  # what the worker says if it fails to start
         worker = subprocess.Popen(
@@ -132,7 +132,7 @@ def _launch(store: Any, command: list[str], cwd: Path) -> tuple[str, int]:
             cwd=cwd,
             start_new_session=True,
         )
-        run_id = _wait_for_run(store, worker)
+        run_id = _wait_for_run(db, worker)
         if run_id is None:
             log.seek(0)
             said = log.read().decode(errors="replace").strip()[-500:]
@@ -144,17 +144,27 @@ def _launch(store: Any, command: list[str], cwd: Path) -> tuple[str, int]:
     return run_id, worker.pid
 
 
-def _wait_for_run(store: Any, worker: subprocess.Popen[bytes]) -> str | None:
+def _wait_for_run(db: Path, worker: subprocess.Popen[bytes]) -> str | None:
     """The run the worker stored (its claim holds the worker's pid); None if it exited first.
-    Read with a connection of its own each time: a fresh look at what the worker committed."""
+    Read with a connection of its own each time: a fresh look at what the worker committed.
+    `db` is the server's database file, not its store's path: a server on a database that is
+    not there yet reads an empty one in memory, where the worker's run never appears."""
     import sqlite3
 
     from genarun.store.opening import uri
 
     def mine() -> set[str]:
-        conn = sqlite3.connect(uri(store.path, "ro"), uri=True, timeout=30)
+        # A server on a new database has not made the file (serving creates none): the
+        # worker makes it and its tables; until then it has stored no run.
         try:
-            return {r[0] for r in conn.execute("SELECT id FROM runs WHERE pid = ?", (worker.pid,))}
+            conn = sqlite3.connect(uri(db, "ro"), uri=True, timeout=30)
+        except sqlite3.OperationalError:
+            return set()
+        try:
+            rows = conn.execute("SELECT id FROM runs WHERE pid = ?", (worker.pid,))
+            return {r[0] for r in rows}
+        except sqlite3.OperationalError:  # the file, not yet its tables
+            return set()
         finally:
             conn.close()
 
