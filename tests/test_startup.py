@@ -26,8 +26,9 @@ nodes:
 
 # networkx: only rerun/--only/graph build the DiGraph; httpx: only a fetch or an API model;
 # rich: only a terminal; the model libraries: only a local model; SQLAlchemy: only commands
-# that read runs (a run writes with sqlite3); numpy: only vectors; the other commands' and
-# node kinds' modules: only when used.
+# that read runs (a run writes with sqlite3); numpy: only vectors; multiprocessing: only CPU
+# work (genarun/run/cpu_processes.py); the other commands' and node kinds' modules: only when
+# used.
 NOT_NEEDED = (
     "networkx",
     "httpx",
@@ -38,6 +39,7 @@ NOT_NEEDED = (
     "open_clip",
     "sqlalchemy",
     "numpy",
+    "multiprocessing",
     "genarun.cli.runs",
     "genarun.cli.experiments",
     "genarun.server",

@@ -11,12 +11,13 @@ it with the GIL released. A function that cannot be pickled (a closure) runs on 
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 
 def _call(data: bytes) -> Any:
@@ -42,6 +43,10 @@ class ComputeProcesses:
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
+                # Imported here: a run without CPU work never loads multiprocessing.
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
                 methods = multiprocessing.get_all_start_methods()
                 method = "forkserver" if "forkserver" in methods else "spawn"
                 self._pool = ProcessPoolExecutor(
