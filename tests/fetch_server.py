@@ -37,9 +37,12 @@ class LoopbackServer:
         )
 
     @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
@@ -155,7 +158,7 @@ class FetchServer:
         if prefix == "/loop":
             return 302, {"Location": "/loop"}, b""
         if prefix == "/away":  # to another origin (same server, other name)
-            port = self._httpd.server_address[1]
+            port = self._server.port
             return 307, {"Location": f"http://localhost:{port}/echo"}, b""
         if prefix == "/huge":
             return _json({"blob": "x" * (3 * 2**20)})
