@@ -10,7 +10,8 @@ import pytest
 from click.testing import Result
 
 from genarun.errors import TreeError
-from genarun.graph.compile import CompiledTree, compile_tree
+from genarun.graph.compile import compile_tree
+from genarun.graph.compiled import CompiledTree
 from genarun.tree.validate import read_tree
 from tests.helpers import TREES
 

@@ -186,7 +186,7 @@ def test_a_huge_matrix_is_refused_before_it_is_expanded(
 
 def test_the_cli_default_is_the_compilers() -> None:
     from genarun.cli.core import _MAX_RUNS
-    from genarun.graph.compile import MAX_RUNS
+    from genarun.graph.matrix import MAX_RUNS
 
     assert _MAX_RUNS == MAX_RUNS
 

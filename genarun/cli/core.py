@@ -19,7 +19,7 @@ from genarun.cli.common import (
     verbosity_options,
 )
 
-# genarun.graph.compile.MAX_RUNS, written here so that --help does not import the compiler.
+# genarun.graph.matrix.MAX_RUNS, written here so that --help does not import the compiler.
 _MAX_RUNS = 10_000
 max_runs_option = click.option(
     "--max-runs",
@@ -164,7 +164,8 @@ def validate(trees: tuple[Path, ...], sets: tuple[str, ...], max_runs: int) -> N
     A folder stands for the trees in it (its .yaml, .yml and .json files that start a tree
     with a 'genarun:' line)."""
     from genarun.errors import Interrupted, TreeError
-    from genarun.graph.compile import check_matrix_sets, compile_tree
+    from genarun.graph.compile import compile_tree
+    from genarun.graph.matrix import check_matrix_sets
     from genarun.run.runner import check_all_models
     from genarun.tree.validate import read_tree
 

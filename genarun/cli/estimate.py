@@ -10,7 +10,7 @@ import click
 from genarun.cli.common import SeedType, db_option, handle_errors, one_tree, parse_set
 
 if TYPE_CHECKING:
-    from genarun.graph.compile import CompiledTree
+    from genarun.graph.compiled import CompiledTree
 
 
 @click.command()

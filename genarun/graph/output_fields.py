@@ -17,7 +17,7 @@ from genarun.graph.value_types import item_names
 from genarun.tree.templates import Compiled, attributes_read
 
 if TYPE_CHECKING:
-    from genarun.graph.compile import CompiledNode
+    from genarun.graph.compiled import CompiledNode
 
 # Attributes of any mapping a template may call (`{{ g.items() }}`), not keys.
 _MAPPING_METHODS = frozenset({"items", "keys", "values", "get"})

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from genarun.errors import UserError, did_you_mean
-from genarun.graph.compile import CompiledTree
+from genarun.graph.compiled import CompiledTree
 from genarun.tree.templates import attributes_read
 from genarun.tree.validate import LoadedTree
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genarun.graph.compile import CompiledNode, CompiledTree
+from genarun.graph.compiled import CompiledNode, CompiledTree
 
 
 def _label(node: CompiledNode) -> str:

@@ -23,7 +23,7 @@ from genarun.errors import Problem
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from genarun.graph.compile import CompiledNode
+    from genarun.graph.compiled import CompiledNode
 
 # Output types a kind can declare.
 TEXT, IMAGE, LIST, OBJECT = "text", "image", "list", "object"

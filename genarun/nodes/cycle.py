@@ -47,7 +47,7 @@ from genarun.tree.templates import RenderError, field_rng
 from genarun.values import EmbeddingRef, ImageRef, renumber_embeddings
 
 if TYPE_CHECKING:
-    from genarun.graph.compile import CompiledNode
+    from genarun.graph.compiled import CompiledNode
     from genarun.models.base import ModelSpec
 
 

@@ -17,7 +17,7 @@ from genarun.nodes.base import Compute, ExecutionContext, FieldProblem, ModelRef
 from genarun.tree.schema import NodeBase
 
 if TYPE_CHECKING:
-    from genarun.graph.compile import CompiledNode
+    from genarun.graph.compiled import CompiledNode
 
 
 class PersistenceNode(NodeBase):

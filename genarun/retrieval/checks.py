@@ -10,7 +10,7 @@ from genarun.errors import Problem
 from genarun.retrieval.sources import DOCUMENTS, source_lists
 
 if TYPE_CHECKING:
-    from genarun.graph.compile import CompiledNode, CompiledTree
+    from genarun.graph.compiled import CompiledNode, CompiledTree
     from genarun.nodes.hooks import ModelRef
 
 

@@ -18,7 +18,7 @@ from genarun.nodes.base import Invoke
 from genarun.values import ImageRef
 
 if TYPE_CHECKING:
-    from genarun.graph.compile import CompiledNode, CompiledTree
+    from genarun.graph.compiled import CompiledNode, CompiledTree
     from genarun.models.base import ModelSpec
     from genarun.nodes.base import ExecutionContext
     from genarun.tree.schema import NoveltySpec

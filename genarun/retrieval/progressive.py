@@ -12,7 +12,7 @@ from genarun.retrieval.sources import shared_loop_count
 if TYPE_CHECKING:
     import numpy as np
 
-    from genarun.graph.compile import CompiledNode
+    from genarun.graph.compiled import CompiledNode
     from genarun.retrieval.stored import RowInfo, StoredMatrix
     from genarun.run.state import RunState
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from genarun.graph.compile import CompiledNode, CompiledTree
+from genarun.graph.compiled import CompiledNode, CompiledTree
 from genarun.store.db import Store, executions, runs
 from genarun.tree.templates import Compiled
 

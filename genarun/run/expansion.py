@@ -13,7 +13,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-from genarun.graph.compile import CompiledNode
+from genarun.graph.compiled import CompiledNode
 from genarun.nodes.base import SkipExecution
 from genarun.retrieval.progressive import earlier_items_ready
 from genarun.run.recording import ExecutionRecorder, kept_text, short_error

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from genarun.errors import UserError
-from genarun.graph.compile import CompiledTree
+from genarun.graph.compiled import CompiledTree
 from genarun.graph.plan import check_node_ids, dependents, needed_by, run_bound_nodes, subtree
 from genarun.run.reuse import ReusePlan, finished_executions, stored_var_picks
 from genarun.store.db import Store

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from genarun.graph.compile import CompiledNode
+from genarun.graph.compiled import CompiledNode
 from genarun.redaction import redact
 from genarun.run.reuse import StoredExecution
 from genarun.run.state import NodeResult, RunState, Status

@@ -16,7 +16,8 @@ from typing import Any, Literal
 from sqlalchemy import select
 
 from genarun.errors import StoreError, TreeError, UserError
-from genarun.graph.compile import CompiledTree, compile_tree
+from genarun.graph.compile import compile_tree
+from genarun.graph.compiled import CompiledTree
 from genarun.graph.plan import (
     Target,
     changed_nodes,

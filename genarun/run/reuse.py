@@ -28,7 +28,7 @@ from genarun.store.schema_sql import COLUMNS
 from genarun.values import embedding_ids, from_json, renumber_embeddings, to_json
 
 if TYPE_CHECKING:
-    from genarun.graph.compile import CompiledNode
+    from genarun.graph.compiled import CompiledNode
     from genarun.run.state import RunState
     from genarun.store.db import Store
 

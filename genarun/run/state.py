@@ -17,7 +17,7 @@ from genarun.tree.templates import field_rng
 from genarun.values import EmbeddingRef, ImageRef, to_json, to_plain
 
 if TYPE_CHECKING:
-    from genarun.graph.compile import CompiledTree
+    from genarun.graph.compiled import CompiledTree
     from genarun.models.base import ModelSpec
     from genarun.run.reuse import ReusePlan
     from genarun.store.db import Store

@@ -11,7 +11,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from genarun.graph.compile import CompiledNode
+from genarun.graph.compiled import CompiledNode
 from genarun.nodes.base import ExecutionContext, Invoke
 from genarun.run.reuse import StoredExecution
 from genarun.run.state import RunState

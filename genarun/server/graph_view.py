@@ -92,7 +92,7 @@ class Graph:
 # --- building ------------------------------------------------------------------------------
 def from_compiled(compiled: Any) -> Graph:
     """The graph of a compiled tree: its nodes in tree order, child and reference edges."""
-    from genarun.graph.compile import _edges
+    from genarun.graph.compiled import _edges
 
     nodes = {
         n.id: GraphNode(
@@ -141,7 +141,8 @@ def tree_file_graph(path: Path, label: str) -> Graph:
     """A tree file as `genarun validate` sees it, drawn: compiled when it validates, else its
     stated structure; every problem placed on the node it names, the rest in `problems`."""
     from genarun.errors import GenarunError, TreeError
-    from genarun.graph.compile import check_matrix_sets, compile_tree
+    from genarun.graph.compile import compile_tree
+    from genarun.graph.matrix import check_matrix_sets
     from genarun.run.runner import check_all_models
     from genarun.tree.load import load_document
     from genarun.tree.panic_config import is_panic_config, panic_tree
