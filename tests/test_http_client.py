@@ -16,14 +16,9 @@ from typing import Any
 
 import pytest
 
-from genarun.net.http import (
-    HttpClient,
-    HttpError,
-    HttpPolicy,
-    clean_headers,
-    is_credential_header,
-    parse_retry_after,
-)
+from genarun.net.headers import clean_headers, is_credential_header
+from genarun.net.http import HttpClient, HttpPolicy
+from genarun.net.http_errors import HttpError, parse_retry_after
 from genarun.redaction import forget_secrets
 from tests.fetch_server import LoopbackServer
 

@@ -48,7 +48,8 @@ def send_notify(url: str, body: dict[str, Any]) -> tuple[str, int]:
     server's failures: they are recorded, and the request stays answerable."""
     import json
 
-    from genarun.net.http import HttpClient, HttpError, HttpPolicy
+    from genarun.net.http import HttpClient, HttpPolicy
+    from genarun.net.http_errors import HttpError
 
     content = json.dumps(body, ensure_ascii=False).encode()
     # Random hex only: the client treats a *-Key header as a credential and masks its value

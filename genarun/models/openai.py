@@ -34,7 +34,7 @@ from genarun.models.embedding_shapes import POOLING_HINT, EmbeddingShapeError, e
 from genarun.redaction import redact, remember_secret, safe_url
 
 if TYPE_CHECKING:
-    from genarun.net.http import HttpError
+    from genarun.net.http_errors import HttpError
     from genarun.plugins import Registry
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -187,7 +187,7 @@ class EndpointClient:
 
     def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST `body` as JSON to base_url + path; return the decoded JSON answer."""
-        from genarun.net.http import HttpError
+        from genarun.net.http_errors import HttpError
 
         headers = {"Accept": "application/json"}
         key = self._api_key()

@@ -22,42 +22,41 @@ What it guarantees, whatever the server does:
 from __future__ import annotations
 
 import base64
-import email.utils
 import json as jsonlib
 import random
-import re
 import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Literal
 
 import httpx
 
-from genarun.errors import GenarunError
 from genarun.net.deadline import DeadlineTransport, deadline
+from genarun.net.headers import clean_headers, is_credential_header, split_userinfo
+from genarun.net.http_errors import (
+    DETERMINISTIC_SERVER_ERROR,
+    HttpError,
+    _Retryable,
+    _snippet,
+    parse_retry_after,
+    server_error_text,
+)
+from genarun.net.redirects import (
+    _REDIRECTS,
+    _origin,
+    _origin_text,
+    _redirect_target,
+    _redirected_method,
+)
 from genarun.redaction import redact, redacting_logger, remember_secret, safe_url
 
 log = redacting_logger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_ERROR_TEXT_LIMIT = 500
 _ERROR_BODY_LIMIT = 64 * 1024  # an error page is read this far for its message, no further
-# A server error whose text says the request itself is the problem: retrying cannot help.
-DETERMINISTIC_SERVER_ERROR = re.compile(
-    r"embeddings?\s*=\s*true|--embeddings?\b|--pooling|pooling type|not supported|unsupported"
-    r"|does not support|not implemented|must be (?:created|loaded|started|run) with"
-    r"|context (?:length|size|window)|exceeds? the (?:maximum|context)|invalid (?:model|argument)",
-    re.IGNORECASE,
-)
-# Header names that carry credentials, and words that mark a custom one (X-Api-Key, X-Auth-Token).
-_CREDENTIAL_NAMES = frozenset({"authorization", "proxy-authorization", "cookie"})
-_CREDENTIAL_WORDS = ("key", "token", "secret", "auth", "cookie", "session", "password", "signature")
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 RedirectRule = Literal["drop-credentials", "refuse"]
 
@@ -85,28 +84,6 @@ class HttpPolicy:
                 raise ValueError(f"{name} must be greater than 0")
         if self.max_response_bytes < 1 or self.max_redirects < 0 or self.max_retries < 0:
             raise ValueError("max_response_bytes >= 1, max_redirects and max_retries >= 0")
-
-
-Reason = Literal[
-    "status", "timeout", "connection", "too_large", "redirect", "header", "url", "body"
-]
-
-
-class HttpError(GenarunError):
-    """A request that failed: the message names method, URL (without secrets) and why."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: Reason,
-        status: int | None = None,
-        attempts: int = 1,
-        server_text: str = "",
-    ):
-        super().__init__(redact(message))
-        self.reason, self.status, self.attempts = reason, status, attempts
-        self.server_text = redact(server_text)
 
 
 @dataclass(frozen=True)
@@ -138,19 +115,6 @@ class HttpResponse:
                 reason="body",
                 status=self.status,
             ) from None
-
-
-@dataclass
-class _Retryable(Exception):
-    reason: Reason
-    text: str
-    status: int | None = None
-    retry_after: float | None = None
-    unsent: bool = False  # the request certainly never reached the server
-    server_text: str = ""
-
-    def __str__(self) -> str:
-        return self.text
 
 
 @dataclass
@@ -441,130 +405,3 @@ def _too_large(where: str, limit: int, detail: str) -> HttpError:
 
 def _unsent(exc: httpx.HTTPError) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    default = {"http": 80, "https": 443}.get(url.scheme)
-    return url.scheme, url.host.lower(), url.port or default
-
-
-def _origin_text(url: httpx.URL) -> str:
-    port = f":{url.port}" if url.port else ""
-    return f"{url.scheme}://{url.host}{port}"
-
-
-def _redirect_target(base: httpx.URL, location: str, where: str, method: str) -> httpx.URL:
-    try:
-        target = base.join(location.strip())
-    except httpx.InvalidURL:
-        raise HttpError(
-            f"{method} {where}: redirected to an invalid URL {redact(location[:200])!r}",
-            reason="redirect",
-        ) from None
-    if target.scheme not in ("http", "https"):
-        raise HttpError(
-            f"{method} {where}: redirected to a {target.scheme or 'relative'} URL, which is"
-            " refused (only http and https)",
-            reason="redirect",
-        )
-    # A server-supplied user:password@ is never turned into credentials.
-    return target.copy_with(userinfo=b"") if target.userinfo else target
-
-
-def _redirected_method(status: int, method: str, body: bytes | None) -> tuple[str, bytes | None]:
-    # As browsers and RFC 9110 do: 303 turns anything but HEAD into GET; 301/302 turn POST
-    # into GET; 307/308 repeat the request as it was.
-    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
-        return "GET", None
-    return method, body
-
-
-def is_credential_header(name: str) -> bool:
-    """Whether a header carries credentials (never sent to another origin, masked everywhere)."""
-    lower = name.lower()
-    return lower in _CREDENTIAL_NAMES or any(word in lower for word in _CREDENTIAL_WORDS)
-
-
-def clean_headers(headers: Mapping[str, str], where: str = "request") -> dict[str, str]:
-    """Header values stripped of surrounding whitespace, checked for characters that would
-    break the request (CR, LF, other controls, non-Latin-1). Credential values are remembered
-    for masking, and never quoted in the error."""
-    cleaned: dict[str, str] = {}
-    for name, value in headers.items():
-        name = str(name).strip()
-        if not _HEADER_NAME.fullmatch(name):
-            raise HttpError(f"{where}: {name[:60]!r} is not a valid header name", reason="header")
-        text = str(value)
-        secret = is_credential_header(name)
-        if secret:
-            remember_secret(text)
-        stripped = text.strip()
-        for position, char in enumerate(stripped):
-            if (ord(char) < 32 and char != "\t") or ord(char) == 127 or ord(char) > 255:
-                shown = f"U+{ord(char):04X}"
-                raise HttpError(
-                    f"{where}: the value of header {name} has a character that HTTP does not"
-                    f" allow ({shown}) at position {position}; fix where the value comes from",
-                    reason="header",
-                )
-        if secret:
-            remember_secret(stripped)
-        cleaned[name] = stripped
-    return cleaned
-
-
-def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
-    """(the URL without `user:password@`, (user, password) or None)."""
-    try:
-        parts = urllib.parse.urlsplit(url.strip())
-    except ValueError:
-        raise HttpError(f"{safe_url(url)!r} is not a valid URL", reason="url") from None
-    if "@" not in parts.netloc:
-        return url.strip(), None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    user, password = urllib.parse.unquote(user), urllib.parse.unquote(password)
-    remember_secret(password)
-    return urllib.parse.urlunsplit(parts._replace(netloc=host)), (user, password)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After value (seconds or an HTTP date); None for anything
-    else: a malformed value means 'back off as usual', never a failure."""
-    if not value:
-        return None
-    text = value.strip()
-    if re.fullmatch(r"\d{1,10}(?:\.\d{1,6})?", text):
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
-
-
-def server_error_text(raw: bytes) -> str:
-    """The message of an error reply: OpenAI-style {"error": {"message"}}, {"error": "..."},
-    {"message"}/{"detail"}, else the start of the body."""
-    try:
-        body = jsonlib.loads(raw)
-    except (ValueError, RecursionError):
-        return _snippet(raw)
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:_ERROR_TEXT_LIMIT]
-        for candidate in (error, body.get("message"), body.get("detail")):
-            if isinstance(candidate, str) and candidate:
-                return candidate[:_ERROR_TEXT_LIMIT]
-    return _snippet(raw)
-
-
-def _snippet(raw: bytes) -> str:
-    return redact(
-        raw[: _ERROR_TEXT_LIMIT * 4].decode("utf-8", "replace").strip()[:_ERROR_TEXT_LIMIT]
-    )

@@ -25,7 +25,8 @@ from genarun.tree import secrets as secret_refs
 if TYPE_CHECKING:
     # Imported where a request is sent: httpx and its TLS setup cost a run that fetches
     # nothing a large part of its start (the kind registers with every run).
-    from genarun.net.http import HttpClient, HttpError, HttpPolicy, HttpResponse
+    from genarun.net.http import HttpClient, HttpPolicy, HttpResponse
+    from genarun.net.http_errors import HttpError
 
 
 class FetchError(ValueError):
@@ -190,7 +191,7 @@ def send(
 ) -> HttpResponse:
     """Fill the placeholders and send (blocking: on an I/O thread). Retries follow the limits;
     a POST or PATCH is retried only with an idempotency key."""
-    from genarun.net.http import HttpError
+    from genarun.net.http_errors import HttpError
 
     values: dict[str, str] = {}
     for name in secret_names:
