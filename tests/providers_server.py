@@ -466,7 +466,12 @@ def _chat(body: dict[str, Any], modes: dict[str, Any] | None = None) -> dict[str
                 "finish_reason": "length" if cut and not (modes or {}).get("reply") else "stop",
             }
         ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": len(reply.split()), "total_tokens": 0},
+        # Words stand in for tokens, as the API counts them: the messages read, the reply made.
+        "usage": {
+            "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in messages),
+            "completion_tokens": len(reply.split()),
+            "total_tokens": 0,
+        },
     }
 
 
@@ -487,7 +492,13 @@ def _embeddings(body: dict[str, Any], modes: dict[str, Any]) -> dict[str, Any]:
         {"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)
     ]
     # Answer in reverse order: clients must sort by `index`, as the API allows.
-    return {"object": "list", "model": body["model"], "data": data[::-1]}
+    words = sum(len(str(t).split()) for t in texts)
+    return {
+        "object": "list",
+        "model": body["model"],
+        "data": data[::-1],
+        "usage": {"prompt_tokens": words, "total_tokens": words},
+    }
 
 
 def _images(body: dict[str, Any], modes: dict[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,13 @@ max_runs_option = click.option(
     help="Most invocations sent to a model at once.",
 )
 @click.option("--dry-run", is_flag=True, help="Validate, compile and check models, then stop.")
+@click.option(
+    "--budget",
+    type=float,
+    metavar="AMOUNT",
+    help="Most to spend, in the price table's currency (USD): refuse to start when the estimate "
+    "exceeds it; stop, resumable, when the recorded spend reaches it.",
+)
 @max_runs_option
 @verbosity_options
 @executor_options
@@ -92,6 +99,7 @@ def run(
     device: str | None,
     batch_size: int,
     dry_run: bool,
+    budget: float | None,
     max_runs: int,
     verbosity: str | None,
     executor: str,
@@ -132,11 +140,18 @@ def run(
         max_runs=max_runs,
         executor=executor,
         ray_address=ray_address,
+        budget=budget,
     )
     if executor == "ray":  # before anything is written: say how to install it
         from genarun.run.ray_backend import import_ray
 
         import_ray()
+    if budget is not None:  # refused before anything is written
+        from genarun.cli.estimate import check_budget
+        from genarun.usage.budget import check_budget_value
+
+        check_budget_value(budget)
+        check_budget(prepare(tree, options), db, seed, no_cache, budget)
     if dry_run:
         compiled = prepare(tree, options)
         check_all_models(compiled)

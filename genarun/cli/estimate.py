@@ -11,6 +11,7 @@ from genarun.cli.common import SeedType, db_option, handle_errors, one_tree, par
 
 if TYPE_CHECKING:
     from genarun.graph.compiled import CompiledTree
+    from genarun.run.estimate import NodeEstimate
 
 
 @click.command()
@@ -46,8 +47,17 @@ def estimate_text(
     compiled: CompiledTree, db: Path | None, seed: int | str | None, no_cache: bool, as_json: bool
 ) -> str:
     """The estimate of a compiled tree as a table (or JSON); shared with `run --dry-run`."""
-    from genarun.run.estimate import estimate as estimate_tree
     from genarun.run.estimate import estimate_json, estimate_table
+
+    rows = estimate_rows(compiled, db, seed, no_cache)
+    return estimate_json(rows) if as_json else estimate_table(rows)
+
+
+def estimate_rows(
+    compiled: CompiledTree, db: Path | None, seed: int | str | None, no_cache: bool
+) -> list[NodeEstimate]:
+    """Per node, what a run of a compiled tree would do (estimate, --dry-run, --budget)."""
+    from genarun.run.estimate import estimate as estimate_tree
     from genarun.run.runner import matrix_bindings
     from genarun.store.db import Store, default_db_path
 
@@ -58,13 +68,35 @@ def estimate_text(
         fixed_seed = seed if isinstance(seed, int) else None
         if seed == "random":
             no_cache = True  # a fresh seed renders executions no stored one matches
-        rows = estimate_tree(
+        return estimate_tree(
             compiled, store, len(matrix_bindings(compiled)), fixed_seed, cache=not no_cache
         )
     finally:
         if store is not None:
             store.close()
-    return estimate_json(rows) if as_json else estimate_table(rows)
+
+
+def check_budget(
+    compiled: CompiledTree,
+    db: Path | None,
+    seed: int | str | None,
+    no_cache: bool,
+    budget: float,
+) -> None:
+    """Refuse (exit 2) a run whose estimated cost exceeds --budget; warn about usage that
+    has no price, which the budget cannot count."""
+    from genarun.errors import UserError
+    from genarun.run.estimate import total_cost
+    from genarun.usage.budget import check_estimate, unpriced_warning
+
+    rows = estimate_rows(compiled, db, seed, no_cache)
+    estimated = total_cost(rows)
+    refusal = check_estimate(estimated, budget, [(r.node, r.usage.cost) for r in rows])
+    if refusal:
+        raise UserError(f"{compiled.loaded.path}: {refusal}; nothing was run")
+    warning = unpriced_warning(estimated)
+    if warning:
+        click.secho(warning, fg="yellow", err=True)
 
 
 def register(main: click.Group) -> None:

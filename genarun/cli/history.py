@@ -35,6 +35,15 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
             + f": {summary or 'nothing to do'}"
         )
     click.echo(f"output: {outcome.folder}")
+    if outcome.status == "interrupted" and outcome.stopped:  # its --budget was reached
+        ids = " ".join(state.id[:12] for state in outcome.runs)
+        db_part = f" --db {db}" if db else ""
+        click.secho(
+            f"{outcome.stopped}; to go on: genarun resume {ids}{db_part} --budget MORE",
+            fg="yellow",
+            err=True,
+        )
+        sys.exit(3)
     if outcome.status == "interrupted":
         ids = " ".join(state.id[:12] for state in outcome.runs)
         db_part = f" --db {db}" if db else ""
@@ -203,6 +212,13 @@ def _echo_seeds(state: Any, label: str = "") -> None:
     "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
 )
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
+@click.option(
+    "--budget",
+    type=float,
+    metavar="AMOUNT",
+    help="Most the runs may have spent in all, earlier sessions included (price table's "
+    "currency): stop, resumable, when the recorded spend reaches it.",
+)
 @verbosity_options
 @executor_options
 @handle_errors
@@ -212,6 +228,7 @@ def resume(
     force: bool,
     device: str | None,
     batch_size: int,
+    budget: float | None,
     verbosity: str | None,
     executor: str,
     ray_address: str | None,
@@ -229,6 +246,8 @@ def resume(
     try:
         refs = unfinished_runs(store, run_refs)
         steps_kept = _trajectory_steps_kept(store, refs)
+        if budget is not None:
+            _check_spent(store, refs, budget)
     finally:
         store.close()
     if executor == "ray":  # before anything is written: say how to install it
@@ -241,6 +260,7 @@ def resume(
         progress=Progress(verbosity=verbosity or "normal"),
         executor=executor,
         ray_address=ray_address,
+        budget=budget,
     )
     result = resume_runs(refs, db=db, force=force, options=options)
     for run_id, kept in result.kept.items():
@@ -252,6 +272,23 @@ def resume(
             + (f"; trajectory steps kept: {steps}" if steps else "")
         )
     echo_outcome(result.outcome, db)
+
+
+def _check_spent(store: Any, refs: list[str], budget: float) -> None:
+    """Refuse a resume whose runs have spent --budget already (exit 2, nothing written)."""
+    from genarun.errors import UserError
+    from genarun.usage.budget import BudgetGuard, check_budget_value
+    from genarun.usage.cost import money
+
+    check_budget_value(budget)
+    ids = [store.resolve_run(ref)["id"] for ref in refs]
+    guard = BudgetGuard(store, ids, budget)
+    if guard.check() is not None:
+        currency = guard.table.currency
+        raise UserError(
+            f"the runs have spent {money(guard.spent, currency)} already (earlier sessions "
+            f"included), at least --budget {money(budget, currency)}: give a larger --budget"
+        )
 
 
 def _trajectory_steps_kept(store: Any, refs: list[str]) -> dict[str, str]:

@@ -54,6 +54,7 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
     from genarun.store.pauses import paused_since
     from genarun.store.reports import run_report, run_report_json
     from genarun.store.responses import responses_of, responses_report
+    from genarun.usage.summary import run_usage, usage_table
 
     store = Store.existing(db)
     run_row = store.resolve_run(run_ref)
@@ -62,6 +63,7 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
     responses = responses_of(store, run_row["id"])  # what fetch nodes were answered
     assembled = assembled_of_run(store, run_row["id"])  # what models filled into requests
     human = run_summaries(store, run_row["id"])  # what it asked people, and their answers
+    usage = run_usage(store, run_row, executions)  # the same figures as the run page's
     if as_json:
         report = run_report_json(run_row, executions)
         if responses:
@@ -70,6 +72,7 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
             report["assembled"] = assembled
         if human:
             report["human"] = human
+        report["usage"] = usage.to_json()
         click.echo(json.dumps(report, indent=2, default=str))
     else:
         click.echo(run_report(run_row, executions))
@@ -79,6 +82,7 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
             click.echo(responses_report(responses))
         if human:
             click.echo("\n".join(summaries_text(human)))
+        click.echo("\n" + usage_table(usage))
 
 
 def register(main: click.Group) -> None:

@@ -35,6 +35,9 @@ class ModelSpec:
     tasks: frozenset[str] = frozenset()
     options: tuple[tuple[str, Any], ...] = ()  # sorted (key, value) pairs, hashable
     revision: str | None = None
+    # The tree's `price:` for this model (genarun.usage.prices), sorted pairs. Not part of its
+    # identity: a new price changes no output, so it neither splits batches nor the cache.
+    price: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
 
     @property
     def option_dict(self) -> dict[str, Any]:
@@ -68,13 +71,20 @@ class GeneratedText(str):
 
     hit_limit: bool
     tokens: int | None  # tokens generated (by the model's tokenizer), when the model knows
+    prompt_tokens: int | None  # tokens of the prompt the model read, when it knows
 
     def __new__(
-        cls, text: str, *, hit_limit: bool = False, tokens: int | None = None
+        cls,
+        text: str,
+        *,
+        hit_limit: bool = False,
+        tokens: int | None = None,
+        prompt_tokens: int | None = None,
     ) -> GeneratedText:
         made = super().__new__(cls, text)
         made.hit_limit = hit_limit
         made.tokens = tokens
+        made.prompt_tokens = prompt_tokens
         return made
 
 

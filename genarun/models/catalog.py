@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,14 @@ def resolve_model(ref: str | dict[str, Any], aliases: dict[str, Any] | None = No
 
 
 def _spec_from_dict(ref: dict[str, Any], name: str, aliases: dict[str, Any]) -> ModelSpec:
+    spec = _spec_of_dict(ref, name, aliases)
+    price = ref.get("price")
+    if isinstance(price, dict) and price:  # checked by model_ref_problem
+        spec = dataclasses.replace(spec, price=tuple(sorted(price.items())))
+    return spec
+
+
+def _spec_of_dict(ref: dict[str, Any], name: str, aliases: dict[str, Any]) -> ModelSpec:
     from genarun.plugins import registry
 
     reg = registry()
@@ -113,6 +122,7 @@ def _spec_from_dict(ref: dict[str, Any], name: str, aliases: dict[str, Any]) -> 
             base.tasks,
             tuple(sorted(merged.items())),
             ref.get("revision") or base.revision,
+            base.price,  # an alias's price stays with what names it
         )
     if provider not in reg.providers:
         hint = did_you_mean(provider, set(reg.providers))

@@ -72,6 +72,25 @@ def device_type(device: str) -> str:
     return device.split(":", 1)[0]
 
 
+_GPU_NAMES: dict[str, str | None] = {}
+
+
+def gpu_name(device: str) -> str | None:
+    """The name of the CUDA GPU `device` is ("NVIDIA H100 80GB HBM3"), for pricing its time
+    (genarun.usage); None for any other device or when it cannot be told."""
+    if not device.startswith("cuda"):
+        return None
+    if device not in _GPU_NAMES:
+        name = None
+        with contextlib.suppress(Exception):  # a name only prices: never fail a batch for it
+            import torch
+
+            index = int(device.split(":", 1)[1]) if ":" in device else torch.cuda.current_device()
+            name = str(torch.cuda.get_device_name(index))
+        _GPU_NAMES[device] = name
+    return _GPU_NAMES[device]
+
+
 def default_dtype_name(device: str) -> str:
     """float32 on CPU (half precision is slow and lossy there); half precision on accelerators."""
     kind = device_type(device)

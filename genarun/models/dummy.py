@@ -129,6 +129,22 @@ class DummyModel(LoadedModel):
             time.sleep(self.delay * len(batch))
         return [getattr(self, f"_{task}")(inv) for inv in batch]
 
+    def token_counts(
+        self, task: str, inv: Invocation, result: Any
+    ) -> tuple[int | None, int | None]:
+        """Deterministic token counts (genarun.usage.meter): words stand in for tokens, a
+        system text's included; an image has no prompt tokens, a vector no completion."""
+        prompt: int | None = None
+        if task in ("generate", "image", "embed_text"):
+            system = inv.settings.get("system") if task == "generate" else None
+            prompt = len(str(inv.input).split()) + len(str(system or "").split())
+        completion: int | None = None
+        if task in ("generate", "caption"):
+            completion = getattr(result, "tokens", None)
+            if completion is None:  # a format or schema answer: a plain text
+                completion = len(re.findall(r"\w+", str(result)))
+        return prompt, completion
+
     def _maybe_fail(self, inv: Invocation) -> None:
         text = inv.input if isinstance(inv.input, str) else str(inv.settings.get("prompt") or "")
         if self.crash_on is not None and str(self.crash_on) in text:
@@ -162,7 +178,9 @@ class DummyModel(LoadedModel):
         natural = 12 + digest[0] % 12  # words, standing in for tokens
         count = max(1, min(limit, natural))
         text = " ".join(_words(digest, count, self.vocabulary)).capitalize() + "."
-        return GeneratedText(text, hit_limit=count < natural, tokens=count)
+        # Carried on the text too, for the Ray executor's driver (it cannot ask the model).
+        words = len(prompt.split()) + len(str(inv.settings.get("system") or "").split())
+        return GeneratedText(text, hit_limit=count < natural, tokens=count, prompt_tokens=words)
 
     def _image(self, inv: Invocation) -> Any:
         import numpy as np

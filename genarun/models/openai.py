@@ -254,6 +254,9 @@ class OpenAIModel(LoadedModel):
         self.device = "remote"
         self.client = EndpointClient(options.resolved_base_url(), options, spec.label())
         self.dimension: int | None = None  # of the vectors this model returned so far
+        # Prompt tokens of the vectors of the last embeddings request, by id (the API counts
+        # the request's tokens; genarun.usage.meter asks per vector while they are alive).
+        self._embedded_tokens: dict[int, int] = {}
 
     def __repr__(self) -> str:
         return f"OpenAIModel({self.spec.id!r} at {self.client.base_url!r})"
@@ -310,7 +313,20 @@ class OpenAIModel(LoadedModel):
         if not isinstance(content, str):
             reason = choice.get("finish_reason") or choice["message"].get("refusal") or "unknown"
             raise self._bad_answer("/chat/completions", f"no text in the reply ({reason})")
-        return GeneratedText(content, hit_limit=choice.get("finish_reason") == "length")
+        usage = _usage(answer)
+        return GeneratedText(
+            content,
+            hit_limit=choice.get("finish_reason") == "length",
+            tokens=_count(usage.get("completion_tokens")),
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+        )
+
+    def token_counts(self, task: str, invocation: Invocation, result: Any) -> Any:
+        """(prompt, completion) tokens as the API's `usage` told them (genarun.usage.meter);
+        None: ask the result."""
+        if task == "embed_text":
+            return self._embedded_tokens.pop(id(result), None), None
+        return None
 
     def _embed(self, batch: Sequence[Invocation]) -> list[Any]:
         texts = [str(invocation.input) for invocation in batch]
@@ -320,6 +336,15 @@ class OpenAIModel(LoadedModel):
         except EmbeddingShapeError as exc:
             raise self._bad_answer("/embeddings", str(exc)) from None
         self.dimension = int(vectors[0].shape[0]) if vectors else self.dimension
+        usage = _usage(answer)
+        total = _count(usage.get("prompt_tokens"))
+        self._embedded_tokens = {}
+        if total is not None and vectors:
+            # One count for the request: shared by the texts in proportion to their length.
+            lengths = [max(len(text), 1) for text in texts]
+            shares = [total * n // sum(lengths) for n in lengths]
+            shares[-1] += total - sum(shares)
+            self._embedded_tokens = {id(v): s for v, s in zip(vectors, shares, strict=True)}
         return vectors
 
     def _image(self, invocation: Invocation) -> Any:
@@ -388,6 +413,19 @@ def _strict(schema: Any) -> bool:
         for key, value in schema.items()
         if key not in ("enum", "const", "default", "examples", "required")
     )
+
+
+def _usage(answer: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An answer's `usage` object (token counts), or an empty one."""
+    usage = answer.get("usage")
+    return usage if isinstance(usage, dict) else {}
+
+
+def _count(value: Any) -> int | None:
+    """A token count from an API's `usage`, or None when it is missing or no count."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def _api_seed(seed: int) -> int:

@@ -207,8 +207,9 @@ class CausalLM(_TorchModel):
                 self.tokenizer.decode(t, skip_special_tokens=True).strip(),
                 hit_limit=len(t) >= max_new,  # no end token within the ceiling
                 tokens=len(t),
+                prompt_tokens=len(prompt),  # as read, after any cut to the position table
             )
-            for t in new_tokens
+            for t, prompt in zip(new_tokens, prompts, strict=True)
         ]
 
 

@@ -20,6 +20,7 @@ from genarun.run.ray_backend import MAX_ACTOR_DEATHS, ActorDied
 from genarun.run.recording import short_error
 from genarun.run.state import RunState
 from genarun.run.work_units import Request
+from genarun.usage.meter import meter_chunk
 
 # Good batches in a row after which a batch size halved by a failure is doubled again.
 REGROW_AFTER = 4
@@ -117,7 +118,11 @@ class ModelBatcher:
             with own_stream(getattr(model, "device", None), priority):
                 for start in range(0, len(batch), limit):
                     chunk = batch[start : start + limit]
-                    results.extend(model.run(q.task, [r.invoke.invocation for r in chunk]))
+                    called = time.perf_counter()
+                    answers = model.run(q.task, [r.invoke.invocation for r in chunk])
+                    # Tokens, images, requests and busy time, onto each request's execution.
+                    meter_chunk(model, q.spec, q.task, chunk, answers, time.perf_counter() - called)
+                    results.extend(answers)
                     q.batches += 1
                     q.sizes[len(chunk)] += 1
             if len(results) != len(batch):

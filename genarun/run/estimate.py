@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from sqlalchemy import and_, select
 from genarun.graph.compiled import CompiledNode, CompiledTree
 from genarun.store.db import Store, executions, runs
 from genarun.tree.templates import Compiled
+from genarun.usage.cost import Cost
+from genarun.usage.forecast import Forecast, forecast
 
 # Kinds whose every execution that is not reused is one request to a remote service.
 API_KINDS = frozenset({"fetch"})
@@ -37,6 +39,8 @@ class NodeEstimate:
     p90_s: float | None
     samples: int  # past executions the times come from
     api_calls: int
+    # Tokens, images and cost of the executions to run (genarun.usage.forecast).
+    usage: Forecast = field(default_factory=Forecast)
 
     @property
     def to_run(self) -> int | None:
@@ -49,7 +53,8 @@ class NodeEstimate:
         return self.to_run * per
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "usage"}
+        out.update(self.usage.to_json())
         out.update(
             to_run=self.to_run,
             total_median_s=self.total_s(self.median_s),
@@ -160,6 +165,7 @@ def estimate(
         )  # fmt: skip
         if _is_api(compiled, node, model):
             estimate_row.api_calls = estimate_row.to_run or 0
+        estimate_row.usage = forecast(compiled, node, model, store, estimate_row.to_run)
         out.append(estimate_row)
     return out
 
@@ -205,6 +211,13 @@ def estimate_table(rows: list[NodeEstimate]) -> str:
     def count(v: int | None) -> str:
         return "?" if v is None else str(v)
 
+    from genarun.usage.prices import price_table, table_note
+
+    def tokens(r: NodeEstimate, v: float | None) -> str:
+        if v is None:  # unknown, or nothing a model reads or writes (a template, a fetch)
+            return "?" if r.usage.source == "unknown" else "-"
+        return f"{round(v):,}"
+
     body = [
         [
             r.node,
@@ -217,15 +230,31 @@ def estimate_table(rows: list[NodeEstimate]) -> str:
             seconds(r.total_s(r.median_s)),
             seconds(r.total_s(r.p90_s)),
             str(r.api_calls),
+            tokens(r, r.usage.prompt_tokens),
+            tokens(r, r.usage.completion_tokens),
+            r.usage.cost.text(price_table().currency),
+            r.usage.source,
         ]
         for r in rows
     ]
     head = ["NODE", "KIND", "MODEL", "PLANNED", "REUSED", "MEDIAN", "P90", "TIME", "TIME P90"]
-    text = table(body, [*head, "API CALLS"])
+    text = table(body, [*head, "API CALLS", "TOKENS IN", "TOKENS OUT", "COST", "USAGE FROM"])
     known = [r.total_s(r.median_s) for r in rows]
     if all(v is not None for v in known):
         total = sum(v for v in known if v is not None)
         text += f"\ntotal: {total:.2f}s of execution time (median), one after another"
     else:
         text += "\ntotal: unknown (nodes without past executions or foreach sizes)"
+    cost = total_cost(rows)
+    text += f"\ncost: {cost.text(price_table().currency)} ({table_note(price_table())})"
+    if cost.unpriced:
+        text += "\n  unknown: " + "; ".join(sorted(cost.unpriced))
     return text
+
+
+def total_cost(rows: list[NodeEstimate]) -> Cost:
+    """The estimated cost of the run: the known part, and whether some is unknown."""
+    total = Cost()
+    for row in rows:
+        total.add(row.usage.cost)
+    return total

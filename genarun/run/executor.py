@@ -51,6 +51,7 @@ class ExecutorOptions:
     io_per_host: int = DEFAULT_IO_PER_HOST  # `Call`s at once to one host
     cpu_workers: int | None = None  # threads for `Compute`s (default: up to 4, by CPU count)
     backend: Any = None  # run.ray_backend.RayBackend: model batches and CPU work on Ray
+    budget: Any = None  # usage.budget.BudgetGuard: no new work once the spend reaches it
 
 
 class Executor(InstanceStart):
@@ -104,6 +105,7 @@ class Executor(InstanceStart):
             if store is not None
             else None
         )
+        self.halted: BaseException | None = None  # --budget reached: finish what runs, stop
 
     # --- public ---------------------------------------------------------------------------
     def execute(self) -> None:
@@ -134,7 +136,7 @@ class Executor(InstanceStart):
             flushed = time.monotonic()
             if pauses is not None:
                 pauses.release_into(self.ready)  # the work of runs unpaused since
-            while self.ready and self.stopped is None:
+            while self.ready and self.stopped is None and self.halted is None:
                 work = self.ready.popleft()
                 if pauses is not None and pauses.hold(work):
                     continue  # its run is paused: nothing new starts
@@ -148,8 +150,12 @@ class Executor(InstanceStart):
                     flushed = time.monotonic()
             if self.stopped is not None:
                 raise self.stopped
-            self.batcher.dispatch(pool, pauses.paused() if pauses is not None else None)
+            if self.halted is None:
+                self.batcher.dispatch(pool, pauses.paused() if pauses is not None else None)
             self.recorder.flush()
+            self._check_budget()
+            if self.halted is not None and not self._busy():
+                raise self.halted  # what was running has finished and is recorded
             if self.progress:
                 self.progress.tick()
             if self.waits:
@@ -191,6 +197,15 @@ class Executor(InstanceStart):
                 arrived = True
             if arrived:
                 self._unblock()
+
+    def _check_budget(self) -> None:
+        """Start no new work once the runs' recorded spend reaches --budget."""
+        guard = self.options.budget
+        if guard is None or self.halted is not None or not guard.due():
+            return
+        self.halted = guard.check()
+        if self.halted is not None:
+            self.effects.queued.clear()  # calls not sent yet stay unsent: resume sends them
 
     def _finished_events(self, timeout: float) -> list[Any]:
         """Wait up to `timeout` for a pool to finish something; return it and all since."""

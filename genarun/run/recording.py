@@ -77,6 +77,8 @@ class ExecutionRecorder:
                 "picks": picks,
                 "attempts": inst.attempts,
                 "reused_from": reused_from,
+                # A reused output cost nothing now; what it cost is on the execution it reuses.
+                "usage": inst.usage.to_json() if stored is None else None,
             }
         )
 

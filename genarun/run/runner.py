@@ -54,6 +54,8 @@ class RunOptions:
     max_runs: int = MAX_RUNS  # the most runs the matrix may expand into (--max-runs)
     executor: str = "local"  # or "ray" (genarun.run.ray_backend)
     ray_address: str | None = None  # a Ray cluster to join (default: RAY_ADDRESS, or start one)
+    # Stop (resumable) once the runs' recorded spend reaches it (genarun.usage.budget).
+    budget: float | None = None
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Outcome:
     model_stats: list[dict[str, Any]] = field(
         default_factory=list
     )  # per model: batches, items, seconds
+    stopped: str | None = None  # why an interrupted run stopped by itself (its --budget)
 
     @property
     def failures(self) -> list[Failure]:
@@ -409,12 +412,14 @@ def execute_runs(
             device=options.device,
             progress=options.progress,
             backend=backend,
+            budget=_budget_guard(store, runs, options.budget),
         ),
     )
     if options.progress:
         options.progress.start(runs)
     status = "completed"
     unwritable: FolderNotWritable | None = None
+    stopped: GenarunError | None = None  # --budget reached
     heartbeat = Heartbeat(store, [state.id for state in runs])
     heartbeat.start()
     began = time.time()
@@ -425,7 +430,9 @@ def execute_runs(
     except FolderNotWritable as exc:  # finished work is stored: resumable once it is writable
         status, unwritable = "interrupted", exc
     except GenarunError as exc:
-        status = "interrupted" if exc.exit_code == 130 else "failed"
+        # --budget reached: finished work is stored, resumable with a larger budget.
+        stopped = exc if _budget_reached(exc) else None
+        status = "interrupted" if exc.exit_code == 130 or stopped else "failed"
         if status == "failed":
             for state in runs:
                 state.failed.append(Failure(None, (), str(exc)))
@@ -453,7 +460,9 @@ def execute_runs(
             state.id,
             status=run_status,
             ended=time.time(),
-            error="\n".join(map(str, state.failed)) or (str(unwritable) if unwritable else None),
+            error="\n".join(map(str, state.failed))
+            or (str(unwritable) if unwritable else None)
+            or (str(stopped) if stopped else None),  # why it stopped: `runs show` says
             summary=json.dumps(state.counts),
             models=state.models_json(),  # with models named through outputs, known only now
         )
@@ -475,7 +484,29 @@ def execute_runs(
     if overall == "completed" and refresh:
         refresh_latest(tree_folder, folder)
     store.close()
-    return Outcome(experiment_id, runs, folder, overall, executor.model_stats())
+    return Outcome(
+        experiment_id,
+        runs,
+        folder,
+        overall,
+        executor.model_stats(),
+        stopped=str(stopped) if stopped else None,
+    )
+
+
+def _budget_reached(exc: BaseException) -> bool:
+    from genarun.usage.budget import BudgetReached
+
+    return isinstance(exc, BudgetReached)
+
+
+def _budget_guard(store: Store, runs: list[RunState], budget: float | None) -> Any:
+    """The guard that stops the runs at --budget (None without one)."""
+    if budget is None:
+        return None
+    from genarun.usage.budget import BudgetGuard
+
+    return BudgetGuard(store, [state.id for state in runs], budget)
 
 
 def _run_status(state: RunState) -> RunStatus:

@@ -15,6 +15,7 @@ from genarun.graph.compiled import CompiledNode
 from genarun.nodes.base import ExecutionContext, Invoke
 from genarun.run.reuse import StoredExecution
 from genarun.run.state import RunState
+from genarun.usage.meter import ExecutionUsage
 
 
 @dataclass(eq=False)
@@ -48,6 +49,8 @@ class Instance:
     # it (an unparseable answer), so a model's text is never thrown away.
     returned: Any = None
     step: int = 0  # the yields of the current attempt so far: results of an earlier one are stale
+    # What its model calls used (tokens, images, time), every attempt's: stored with its row.
+    usage: ExecutionUsage = field(default_factory=ExecutionUsage)
 
 
 @dataclass(eq=False)

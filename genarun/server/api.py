@@ -239,11 +239,14 @@ def _run(store: Any, request: Request) -> dict[str, Any]:
     from genarun.human.history import run_summaries
     from genarun.store.pauses import paused_since
     from genarun.store.reports import run_report_json
+    from genarun.usage.summary import run_usage
 
     run = _find_run(store, request.path_params["run_id"])
     run["paused"] = paused_since(store, run["id"])
-    report = run_report_json(run, store.run_executions(run["id"]))
+    executions = store.run_executions(run["id"])
+    report = run_report_json(run, executions)
     report["human"] = run_summaries(store, run["id"])
+    report["usage"] = run_usage(store, run, executions).to_json()  # as `runs show` has it
     return report
 
 

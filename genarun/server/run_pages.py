@@ -48,6 +48,7 @@ _RUN = (
 {% if run.error %}<p class="failed">{{ run.error }}</p>{% endif %}
 {% if graph %}<h2>Tree</h2>{{ graph }}{% endif %}
 {% if human %}<h2>Human requests</h2><ul>{% for h in human %}<li>{{ h.target }} ({{ h.ask }}): <span class="badge {{ 'done' if h.status == 'answered' else h.status }}">{{ h.status }}</span> {{ h.question }}{% for a in h.answers %}<br>{{ a.value | shown }} by {{ a.responder }} via {{ a.via }}{% endfor %}</li>{% endfor %}</ul>{% endif %}
+{{ usage_html }}
 <h2>Nodes</h2>
 <table><tr><th>node</th><th>kind</th><th>executions</th><th>time (sum · slowest)</th><th>models</th><th>when it ran</th></tr>
 {% for n in nodes %}<tr><td><a href="?node={{ n.node | urlencode }}">{{ n.node }}</a></td><td>{{ n.kind }}</td>
@@ -212,8 +213,13 @@ def _run_context(store: Any, ref: str, query: dict[str, str]) -> dict[str, Any] 
         kept = {"node": node, "status": status, "page": str(to)}
         return urllib.parse.urlencode({k: v for k, v in kept.items() if v})
 
+    from genarun.usage.page import usage_html
+    from genarun.usage.summary import run_usage
+
     return {
         "graph": run_graph_svg(store, run, {n.node: dict(n.statuses) for n in summaries}),
+        # the same figures as `genarun runs show` and the API's run JSON
+        "usage_html": usage_html(run_usage(store, run)),
         "run": run,
         "started": iso(run["started"]),
         "took": took,

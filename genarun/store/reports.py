@@ -103,6 +103,8 @@ def execution_json(e: dict[str, Any]) -> dict[str, Any]:
         "params": json.loads(e["params"]) if e["params"] else None,
         "output": json.loads(e["output"]) if e["output"] else None,
         "picks": json.loads(e["picks"]) if e["picks"] else [],
+        # what its model calls used (genarun.usage.meter); None when no model ran for it
+        "usage": json.loads(e["usage"]) if e.get("usage") else None,
     }
 
 

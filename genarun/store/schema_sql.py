@@ -99,6 +99,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "picks",
         "reused_from",
         "attempts",
+        "usage",
     ),
     "human_requests": (
         "id",
@@ -330,6 +331,7 @@ TYPES: dict[str, dict[str, str]] = {
         "picks": "TEXT",
         "reused_from": "INTEGER",
         "attempts": "INTEGER",
+        "usage": "TEXT",
     },
     "human_requests": {
         "id": "INTEGER",
@@ -471,7 +473,7 @@ DDL: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS ix_assembled_requests_key ON assembled_requests (run_id, node_id, path)",
     "CREATE TABLE IF NOT EXISTS embeddings (\n\tid INTEGER NOT NULL, \n\trun_id VARCHAR(32), \n\tnode_id VARCHAR, \n\tpath VARCHAR, \n\titem INTEGER NOT NULL, \n\tmodel VARCHAR NOT NULL, \n\tdim INTEGER NOT NULL, \n\tvector BLOB NOT NULL, \n\tsource TEXT, \n\tPRIMARY KEY (id), \n\tFOREIGN KEY(run_id) REFERENCES runs (id)\n)",
     "CREATE INDEX IF NOT EXISTS ix_embeddings_run_id ON embeddings (run_id)",
-    "CREATE TABLE IF NOT EXISTS executions (\n\tid INTEGER NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tnode_id VARCHAR NOT NULL, \n\tpath VARCHAR NOT NULL, \n\tkind VARCHAR NOT NULL, \n\tparams TEXT, \n\tinput_hash VARCHAR, \n\tcache_key VARCHAR, \n\toutput TEXT, \n\tseed INTEGER, \n\tmodel VARCHAR, \n\tstatus VARCHAR NOT NULL, \n\tstarted FLOAT, \n\tended FLOAT, \n\tduration FLOAT, \n\terror TEXT, \n\traw_output TEXT, \n\tpicks TEXT, \n\treused_from INTEGER, \n\tattempts INTEGER, \n\tPRIMARY KEY (id), \n\tFOREIGN KEY(run_id) REFERENCES runs (id)\n)",
+    "CREATE TABLE IF NOT EXISTS executions (\n\tid INTEGER NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tnode_id VARCHAR NOT NULL, \n\tpath VARCHAR NOT NULL, \n\tkind VARCHAR NOT NULL, \n\tparams TEXT, \n\tinput_hash VARCHAR, \n\tcache_key VARCHAR, \n\toutput TEXT, \n\tseed INTEGER, \n\tmodel VARCHAR, \n\tstatus VARCHAR NOT NULL, \n\tstarted FLOAT, \n\tended FLOAT, \n\tduration FLOAT, \n\terror TEXT, \n\traw_output TEXT, \n\tpicks TEXT, \n\treused_from INTEGER, \n\tattempts INTEGER, \n\tusage TEXT, \n\tPRIMARY KEY (id), \n\tFOREIGN KEY(run_id) REFERENCES runs (id)\n)",
     "CREATE INDEX IF NOT EXISTS ix_executions_cache_key ON executions (cache_key)",
     "CREATE INDEX IF NOT EXISTS ix_executions_run_node ON executions (run_id, node_id, path)",
     "CREATE TABLE IF NOT EXISTS human_requests (\n\tid INTEGER NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tnode_id VARCHAR NOT NULL, \n\tpath VARCHAR NOT NULL, \n\task VARCHAR NOT NULL, \n\tquestion TEXT NOT NULL, \n\toptions TEXT, \n\timages TEXT, \n\tschema TEXT NOT NULL, \n\tdefault_value TEXT, \n\tseed INTEGER, \n\ttoken_hash VARCHAR NOT NULL, \n\tstatus VARCHAR NOT NULL, \n\tcreated FLOAT NOT NULL, \n\texpires FLOAT, \n\ton_timeout VARCHAR NOT NULL, \n\tcollect INTEGER, \n\tnotify_url TEXT, \n\tnotify_status TEXT, \n\tnotify_attempts INTEGER, \n\tresult TEXT, \n\tresolved FLOAT, \n\tPRIMARY KEY (id), \n\tFOREIGN KEY(run_id) REFERENCES runs (id)\n)",

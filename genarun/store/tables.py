@@ -96,6 +96,10 @@ executions = Table(
     Column("picks", Text),  # JSON list of pick records
     Column("reused_from", Integer),  # execution id whose output was reused
     Column("attempts", Integer, default=1),
+    # JSON (genarun.usage.meter): per model, invocations, tokens, images, API requests, busy
+    # and GPU seconds, and the batches the execution rode in; NULL when no model ran for it
+    # (and in databases written before the column).
+    Column("usage", Text),
     Index("ix_executions_run_node", "run_id", "node_id", "path"),
 )
 

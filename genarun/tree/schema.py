@@ -72,8 +72,20 @@ def seed_problem(value: Any) -> str | None:
 
 
 # A model spec's fields (`{provider, id, options, revision}`) and what each must hold.
-MODEL_SPEC_FIELDS = {"provider": str, "id": str | int, "options": dict, "revision": str}
-_SPEC_FIELD_WORDS = {"provider": "text", "id": "text", "options": "a mapping", "revision": "text"}
+MODEL_SPEC_FIELDS = {
+    "provider": str,
+    "id": str | int,
+    "options": dict,
+    "revision": str,
+    "price": dict,  # genarun.usage.prices: what its tokens, images, calls or GPU time cost
+}
+_SPEC_FIELD_WORDS = {
+    "provider": "text",
+    "id": "text",
+    "options": "a mapping",
+    "revision": "text",
+    "price": "a mapping",
+}
 
 
 def model_ref_problem(ref: Any) -> tuple[str | None, str] | None:
@@ -91,7 +103,7 @@ def model_ref_problem(ref: Any) -> tuple[str | None, str] | None:
     if unknown:
         return unknown[0], (
             f"model spec: unknown field(s) {', '.join(repr(k) for k in unknown)}; "
-            "allowed: provider, id, options, revision"
+            "allowed: provider, id, options, revision, price"
         )
     if "id" not in ref:
         return None, "model spec needs an 'id'"
@@ -103,6 +115,12 @@ def model_ref_problem(ref: Any) -> tuple[str | None, str] | None:
             return key, f"model spec: '{key}' must be {_SPEC_FIELD_WORDS[key]}, not {value!r:.60}"
     if any(not isinstance(key, str) for key in ref.get("options") or {}):
         return "options", "model spec: the names of 'options' must be text"
+    if ref.get("price") is not None:
+        from genarun.usage.prices import price_problem
+
+        problem = price_problem(ref["price"])
+        if problem:
+            return "price", f"model spec: {problem}"
     return None
 
 
