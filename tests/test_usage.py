@@ -366,14 +366,15 @@ def test_a_database_from_before_usage_opens_and_says_usage_is_not_recorded(
 
 
 def test_gpu_seconds_are_the_models_share_of_its_busy_time_priced_by_device_class(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from types import SimpleNamespace
 
     from genarun.models import device
     from genarun.models.base import GeneratedText, Invocation, ModelSpec
+    from genarun.store.db import Store
     from genarun.usage.meter import ExecutionUsage, meter_chunk
-    from genarun.usage.summary import summarize
+    from genarun.usage.summary import run_usage
 
     monkeypatch.setitem(device._GPU_NAMES, "cuda:0", "NVIDIA H100 80GB HBM3")
 
@@ -392,12 +393,18 @@ def test_gpu_seconds_are_the_models_share_of_its_busy_time_priced_by_device_clas
     ]
     answers = [GeneratedText("x y", tokens=2, prompt_tokens=3) for _ in requests]
     meter_chunk(FakeGpuModel(), spec, "generate", requests, answers, seconds=8.0)
-    rows = [
-        {"node_id": "n", "kind": "generate", "status": "done", "reused_from": None,
-         "started": 0.0, "ended": 8.0, "model": "local", "usage": u.to_json()}
-        for u in usages
-    ]  # fmt: skip
-    usage = summarize({"id": "r", "started": 0.0, "ended": 8.0}, rows, [], table=price_table())
+    store = Store(tmp_path / "g.db")
+    run_id = store.create_run(name="gpu", started=0.0, ended=8.0, status="completed")
+    store.record_executions(
+        [
+            {"run_id": run_id, "node_id": "n", "path": f"[{i}]", "kind": "generate",
+             "status": "done", "started": 0.0, "ended": 8.0, "model": "local",
+             "usage": u.to_json()}
+            for i, u in enumerate(usages)
+        ]
+    )  # fmt: skip
+    usage = run_usage(store, store.resolve_run(run_id))
+    store.close()
     node = usage.nodes[0]
     # 8 s busy for 4 items on half a GPU: 4 GPU-seconds in all, one batch.
     assert node.busy_s == pytest.approx(8.0) and node.gpu_s == pytest.approx(4.0)

@@ -63,7 +63,7 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
     responses = responses_of(store, run_row["id"])  # what fetch nodes were answered
     assembled = assembled_of_run(store, run_row["id"])  # what models filled into requests
     human = run_summaries(store, run_row["id"])  # what it asked people, and their answers
-    usage = run_usage(store, run_row, executions)  # the same figures as the run page's
+    usage = run_usage(store, run_row)  # the same figures as the run page's
     if as_json:
         report = run_report_json(run_row, executions)
         if responses:

@@ -246,7 +246,7 @@ def _run(store: Any, request: Request) -> dict[str, Any]:
     executions = store.run_executions(run["id"])
     report = run_report_json(run, executions)
     report["human"] = run_summaries(store, run["id"])
-    report["usage"] = run_usage(store, run, executions).to_json()  # as `runs show` has it
+    report["usage"] = run_usage(store, run).to_json()  # as `runs show` has it
     return report
 
 

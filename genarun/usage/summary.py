@@ -9,6 +9,7 @@ time, GPU-seconds, wall time (first start to last end), and the cost under the p
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -118,46 +119,74 @@ def fetch_calls(store: Any, run_id: str) -> list[tuple[str, str, int]]:
     return out
 
 
+# Per node, in the order its first execution was stored: its kind, executions that ran
+# (not skipped, not reused), reused ones, failed ones, the first start and last end of those
+# that ran, and done executions of a model that recorded no usage (an older genarun's rows).
+_NODE_SQL = """
+SELECT node_id, MIN(kind),
+  SUM(status != 'skipped' AND reused_from IS NULL),
+  SUM(status != 'skipped' AND reused_from IS NOT NULL),
+  SUM(status = 'failed' AND reused_from IS NULL),
+  MIN(CASE WHEN status != 'skipped' AND reused_from IS NULL AND ended IS NOT NULL
+      THEN started END),
+  MAX(CASE WHEN status != 'skipped' AND reused_from IS NULL AND started IS NOT NULL
+      THEN ended END),
+  SUM(usage IS NULL AND model IS NOT NULL AND status = 'done' AND reused_from IS NULL)
+FROM executions WHERE run_id = ? GROUP BY node_id ORDER BY MIN(id)
+"""
+_USAGE_SQL = """
+SELECT node_id, usage FROM executions
+WHERE run_id = ? AND usage IS NOT NULL AND reused_from IS NULL AND status != 'skipped'
+"""
+
+
+def run_usage(store: Any, run_row: dict[str, Any]) -> RunUsage:
+    """The usage of a stored run: the one function `runs show`, the API's run JSON and the
+    run page call. Counts and spans are summed by SQLite and only the usage records are read,
+    so the page of a long run stays fast."""
+    import time
+
+    conn = store.conn
+    nodes_rows = conn.exec_driver_sql(_NODE_SQL, (run_row["id"],)).all()
+    usage_rows = conn.exec_driver_sql(_USAGE_SQL, (run_row["id"],)).all()
+    return summarize(
+        run_row, nodes_rows, usage_rows, fetch_calls(store, run_row["id"]), now=time.time()
+    )
+
+
 def summarize(
     run_row: dict[str, Any],
-    executions: list[dict[str, Any]],
+    node_rows: Sequence[Sequence[Any]],
+    usage_rows: Sequence[Sequence[Any]],
     calls: list[tuple[str, str, int]],
     table: PriceTable | None = None,
     now: float | None = None,
 ) -> RunUsage:
-    """The usage of one run from its stored rows (`executions` in id order)."""
+    """The usage of one run from its per-node counts (_NODE_SQL), usage records (_USAGE_SQL)
+    and fetch requests (fetch_calls)."""
     table = table or price_table()
     nodes: dict[str, NodeUsage] = {}
-    spans: dict[str, tuple[float, float]] = {}
     batches: dict[str, set[str]] = {}
-    for row in executions:
-        node_id = row["node_id"]
-        node = nodes.get(node_id)
-        if node is None:
-            node = nodes[node_id] = NodeUsage(node_id, row["kind"])
-            batches[node_id] = set()
-        if row["status"] == "skipped":
-            continue
-        if row.get("reused_from") is not None:
-            node.reused += 1
-            continue
-        node.executions += 1
-        node.failed += row["status"] == "failed"
-        if row.get("started") and row.get("ended"):
-            first, last = spans.get(node_id, (row["started"], row["ended"]))
-            spans[node_id] = (min(first, row["started"]), max(last, row["ended"]))
-        text = row.get("usage")
-        if not text and row.get("model") and row["status"] == "done":
-            node.unrecorded += 1
+    for node_id, kind, ran, reused, failed, first, last, unrecorded in node_rows:
+        node = nodes[node_id] = NodeUsage(node_id, kind)
+        node.executions, node.reused, node.failed = (
+            int(ran or 0),
+            int(reused or 0),
+            int(failed or 0),
+        )
+        node.wall_s = max(float(last or 0) - float(first or 0), 0.0) if first and last else 0.0
+        node.unrecorded = int(unrecorded or 0)
+        if node.unrecorded:
             node.cost.unknown = True
             node.cost.unpriced.add("usage not recorded (stored by an older genarun)")
-        if text:
-            try:
-                usage = json.loads(text)
-            except ValueError:
-                usage = {}
-            if isinstance(usage, dict):
-                _add_models(node, usage, table, batches[node_id])
+        batches[node_id] = set()
+    for node_id, text in usage_rows:
+        try:
+            usage = json.loads(text)
+        except ValueError:
+            continue
+        if node_id in nodes and isinstance(usage, dict):
+            _add_models(nodes[node_id], usage, table, batches[node_id])
     for node_id, host, sent in calls:
         node = nodes.get(node_id) or nodes.setdefault(node_id, NodeUsage(node_id, "fetch"))
         node.api_calls += sent
@@ -167,8 +196,6 @@ def summarize(
     for node_id, node in nodes.items():
         every_batch |= batches.get(node_id, set())
         node.batches = len(batches.get(node_id, ()))
-        first, last = spans.get(node_id, (0.0, 0.0))
-        node.wall_s = max(last - first, 0.0)
         for name in (*COUNTS[:4], *COUNTS[5:], "busy_s", "gpu_s"):
             setattr(total, name, getattr(total, name) + getattr(node, name))
         total.cost.add(node.cost)
@@ -180,32 +207,6 @@ def summarize(
     return RunUsage(
         run_row["id"], list(nodes.values()), total, table.currency, table.as_of, table_note(table)
     )
-
-
-def run_usage(
-    store: Any, run_row: dict[str, Any], executions: list[dict[str, Any]] | None = None
-) -> RunUsage:
-    """The usage of a stored run: the function every view of it calls (`executions`: its rows
-    when the caller has them; else only the columns needed are read, so the run page of a
-    long run stays fast)."""
-    import time
-
-    rows = executions if executions is not None else _usage_rows(store, run_row["id"])
-    return summarize(run_row, rows, fetch_calls(store, run_row["id"]), now=time.time())
-
-
-def _usage_rows(store: Any, run_id: str) -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
-    from genarun.store.db import executions as table
-
-    columns = ("node_id", "kind", "status", "reused_from", "started", "ended", "model", "usage")
-    stmt = (
-        select(*(table.c[name] for name in columns))
-        .where(table.c.run_id == run_id)
-        .order_by(table.c.id)
-    )
-    return [dict(row) for row in store.conn.execute(stmt).mappings()]
 
 
 def _int(value: int, unknown: int = 0) -> str:
