@@ -149,7 +149,8 @@ def test_usage_is_recorded_and_shown_alike_by_runs_show_the_api_and_the_page(
         line = next(row for row in usage_lines if row.startswith(node["node"] + " "))
         cells = re.split(r"\s{2,}", line.strip())
         assert cells[-1] == node["cost"]["text"]
-        assert "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" in section
+        row = f'<tr><th scope="row">{cells[0]}</th>' + "".join(f"<td>{c}</td>" for c in cells[1:])
+        assert row + "</tr>" in section
     assert f"as of {table.as_of}" in text and f"as of {table.as_of}" in section
     assert "no price for model other" not in text  # named by model, not node
     assert "a price: {input_per_1m" in text

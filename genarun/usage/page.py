@@ -9,7 +9,7 @@ from genarun.usage.summary import HEAD, RunUsage, unpriced_lines, usage_rows
 
 _SECTION = """<h2 id="usage">Usage and cost</h2><p>{{ note }}</p>
 <table class="usage"><tr>{% for h in head %}<th>{{ h }}</th>{% endfor %}</tr>
-{% for row in rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}
+{% for row in rows %}<tr><th scope="row">{{ row[0] }}</th>{% for cell in row[1:] %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}
 </table>{% for line in unpriced %}<p>{{ line }}</p>{% endfor %}"""
 
 _template = Environment(
