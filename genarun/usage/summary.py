@@ -100,15 +100,10 @@ def _add_models(node: NodeUsage, usage: dict[str, Any], table: PriceTable, batch
 def fetch_calls(store: Any, run_id: str) -> list[tuple[str, str, int]]:
     """(node, host, requests sent) of each response a run's fetch nodes got (cache reuse sent
     none; retries count)."""
-    from sqlalchemy import select
-
-    from genarun.store.db import responses
-
-    rows = store.conn.execute(
-        select(responses.c.node_id, responses.c.request, responses.c.attempts).where(
-            responses.c.run_id == run_id, responses.c.reused_from.is_(None)
-        )
-    )
+    rows = store.db.execute(
+        "SELECT node_id, request, attempts FROM responses WHERE run_id = ? AND reused_from IS NULL",
+        (run_id,),
+    ).fetchall()
     out = []
     for node_id, request, attempts in rows:
         try:
@@ -146,9 +141,9 @@ def run_usage(store: Any, run_row: dict[str, Any]) -> RunUsage:
     so the page of a long run stays fast."""
     import time
 
-    conn = store.conn
-    nodes_rows = conn.exec_driver_sql(_NODE_SQL, (run_row["id"],)).all()
-    usage_rows = conn.exec_driver_sql(_USAGE_SQL, (run_row["id"],)).all()
+    # Plain SQL on the store's sqlite3 connection (no SQLAlchemy needed to show a run).
+    nodes_rows = store.db.execute(_NODE_SQL, (run_row["id"],)).fetchall()
+    usage_rows = store.db.execute(_USAGE_SQL, (run_row["id"],)).fetchall()
     return summarize(
         run_row, nodes_rows, usage_rows, fetch_calls(store, run_row["id"]), now=time.time()
     )
