@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -312,3 +313,78 @@ def test_texts_cut_at_the_token_ceiling_are_counted(
     assert "6/6 max_steps, 3 cut at max_tokens" in listing
     logs = query(db, "SELECT message FROM logs WHERE level = 'warning'")
     assert any("3 of 3 texts were cut at the token ceiling" in r["message"] for r in logs)
+
+
+def test_a_steps_rows_are_written_after_the_next_steps_batch_is_dispatched(
+    tree: Callable[[str], Path],
+    cli: Callable[..., Result],
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bookkeeping of a step (its embeddings, its row, the wait for its PNG) runs after the
+    next step's model batch has gone out, so the models never wait for it (issue 18: with 64
+    runs, 2 s of a GPU run had no model busy while the scheduler stored the last step)."""
+    from genarun.nodes import cycle
+    from genarun.run.batching import ModelBatcher
+
+    log: list[tuple[str, Any]] = []
+    dispatch, store = ModelBatcher.dispatch, cycle._store_pending
+
+    def logged_dispatch(self: ModelBatcher, *args: Any, **kwargs: Any) -> None:
+        before = {key: len(q.items) for key, q in self.queues.items()}
+        dispatch(self, *args, **kwargs)
+        for key, q in self.queues.items():
+            if len(q.items) < before[key] and q.task in ("image", "caption"):
+                log.append(("dispatch", q.task))
+
+    def logged_store(ctx: Any, records: list[dict[str, Any]], step: int, *rest: Any) -> None:
+        log.append(("store", step))
+        store(ctx, records, step, *rest)
+
+    monkeypatch.setattr(ModelBatcher, "dispatch", logged_dispatch)
+    monkeypatch.setattr(cycle, "_store_pending", logged_store)
+    result = cli("run", tree("cycle_basic.yaml"), "--set", "prompt=a red fox")
+    assert result.exit_code == 0, result.output
+    # One run of 6 steps: the i-th generation batch is step i. Step k's embeddings return
+    # with step k + 1's output; its rows are written only after step k + 2's batch went out
+    # (the start prompt's embedding is step -1).
+    dispatched = [i for i, entry in enumerate(log) if entry[0] == "dispatch"]
+    assert len(dispatched) == 6
+    for step in range(-1, 4):
+        assert log.index(("store", step)) > dispatched[step + 2], log
+    # and every step is stored, in order, once
+    assert [s for kind, s in log if kind == "store"] == list(range(-1, 6))
+    db = workdir / "genarun.db"
+    assert [s["step"] for s in steps_of(db)] == list(range(6))
+
+
+def test_a_deferred_step_write_that_fails_fails_the_attempt_and_the_retry_goes_on(
+    tree: Callable[[str], Path],
+    cli: Callable[..., Result],
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step's rows are written after the generator moved on; their error still reaches the
+    cycle (thrown in where it resumes), which fails the attempt, and the retry continues from
+    the last stored step."""
+    from genarun.nodes import cycle
+
+    store = cycle._store_pending
+    failed: list[int] = []
+
+    def flaky_store(ctx: Any, records: list[dict[str, Any]], step: int, *rest: Any) -> None:
+        if step == 2 and not failed:
+            failed.append(step)
+            raise OSError("disk hiccup")
+        store(ctx, records, step, *rest)
+
+    monkeypatch.setattr(cycle, "_store_pending", flaky_store)
+    result = cli("run", tree("cycle_basic.yaml"), "--set", "prompt=a red fox")
+    assert result.exit_code == 0, result.output
+    assert failed == [2]
+    db = workdir / "genarun.db"
+    assert [s["step"] for s in steps_of(db)] == list(range(6))
+    messages = [r["message"] for r in query(db, "SELECT message FROM logs")]
+    assert any("attempt 1 failed" in m and "disk hiccup" in m for m in messages), messages
+    resumed = [m for m in messages if "resuming the trajectory" in m]
+    assert resumed == ["resuming the trajectory at step 2 of 6"], messages

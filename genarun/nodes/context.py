@@ -31,6 +31,7 @@ class ExecutionContext:
         run: Any,
         log: Callable[[str, str], None],
         attempt: int = 1,
+        on_defer: Callable[[ExecutionContext], None] | None = None,
     ):
         self.node_id = node_id
         self.path = path
@@ -42,6 +43,31 @@ class ExecutionContext:
         self.run = run
         self.log = log
         self.model_name: str | None = None
+        # The executor's hook, told when a write is first deferred (it runs them after its
+        # next dispatch); None: writes run at once.
+        self._on_defer = on_defer
+        self._deferred: list[Callable[[], None]] = []
+
+    def defer(self, write: Callable[[], None]) -> None:
+        """Run `write` (bookkeeping of what an earlier yield returned: rows, commits) once the
+        effects of this execution's next yield have gone to their models, so the models never
+        wait for it; always before the generator resumes, in the order given. An error it
+        raises is thrown into the generator at that resumption. A run function that writes
+        more itself before its next yield calls `run_deferred()` first. Without an executor
+        that defers (a direct call), `write` runs at once."""
+        if self._on_defer is None:
+            write()
+            return
+        if not self._deferred:
+            self._on_defer(self)
+        self._deferred.append(write)
+
+    def run_deferred(self) -> None:
+        """Run the deferred writes now, in order; the first that raises drops the rest (they
+        follow from it) and its error propagates."""
+        writes, self._deferred = self._deferred, []
+        for write in writes:
+            write()
 
     def model(self, ref: Any) -> ModelSpec:
         """Resolve a model reference (alias, catalog name, id, path or spec)."""

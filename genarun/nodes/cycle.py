@@ -15,6 +15,7 @@ embedding overlaps with the next step's generation.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import time
@@ -235,7 +236,20 @@ def run(
             # the experiment's other runs, batched) and any wait for the model's turn.
             duration = time.perf_counter() - asked
             output, vectors = results[0], results[1:]
-            _store_pending(ctx, records, pending_step, pending_users, vectors, pending_source)
+            # Committed once the next step's calls have gone to the models (the executor runs
+            # it before this generator resumes): the step's rows and a wait for its PNG never
+            # hold up the batch that every run of the experiment is waiting to join.
+            ctx.defer(
+                functools.partial(
+                    _store_pending,
+                    ctx,
+                    records,
+                    pending_step,
+                    pending_users,
+                    vectors,
+                    pending_source,
+                )
+            )
             if link.gives == "image":
                 digest = _pixel_hash(output)
                 value: Any = ctx.save_image(
@@ -281,6 +295,7 @@ def run(
             vectors = yield pending
             _store_pending(ctx, records, pending_step, pending_users, vectors, pending_source)
         elif pending_step >= 0:
+            ctx.run_deferred()  # the earlier steps' commits come first
             _store_pending(ctx, records, pending_step, [], [], pending_source)
     except BaseException:
         # This attempt failed (the executor closed it, or a step raised here): what is stored

@@ -45,6 +45,10 @@ class EffectDispatch(SlotExpansion):
         self, inst: Instance, value: Any, first: bool = False, error: BaseException | None = None
     ) -> None:
         assert inst.gen is not None
+        self._flush_deferred(inst)
+        if error is None and inst.deferred_error is not None:
+            error = inst.deferred_error
+        inst.deferred_error = None
         try:
             if error is not None:
                 request = inst.gen.throw(error)
@@ -54,6 +58,12 @@ class EffectDispatch(SlotExpansion):
                 inst.returned = value
                 request = inst.gen.send(value)
         except StopIteration as stop:
+            # Writes deferred after its last yield belong to the execution: before it finishes.
+            self._flush_deferred(inst)
+            if inst.deferred_error is not None:
+                error, inst.deferred_error = inst.deferred_error, None
+                self._error(inst, error)
+                return
             self._finish(inst, NodeResult(Status.DONE, stop.value))
             return
         except Exception as exc:
@@ -191,6 +201,7 @@ class EffectDispatch(SlotExpansion):
             self.recorder.record_execution(inst, result, None)
             run.counts[Status.WAITING.value] = run.counts.get(Status.WAITING.value, 0) + 1
             run.waiting.append(f"{node.id}{''.join(f'[{i}]' for i in inst.path)}: {wait.key}")
+            self._flush_deferred(inst)
             gen, inst.gen, inst.ctx = inst.gen, None, None
             with contextlib.suppress(Exception):
                 gen.close()

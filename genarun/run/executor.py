@@ -106,6 +106,7 @@ class Executor(InstanceStart):
             else None
         )
         self.halted: BaseException | None = None  # --budget reached: finish what runs, stop
+        self.deferring: list[Instance] = []
 
     # --- public ---------------------------------------------------------------------------
     def execute(self) -> None:
@@ -118,6 +119,7 @@ class Executor(InstanceStart):
                     self._add_slot(Slot(run, run.compiled.nodes[node_id], (), run.scope))
             self._loop(pool)
         except KeyboardInterrupt:
+            self._run_deferred()  # finished steps stand: resume continues after them
             self.recorder.flush()
             raise Interrupted("interrupted") from None
         finally:
@@ -152,6 +154,8 @@ class Executor(InstanceStart):
                 raise self.stopped
             if self.halted is None:
                 self.batcher.dispatch(pool, pauses.paused() if pauses is not None else None)
+            # The models have their next batches: now the bookkeeping of the last ones.
+            self._run_deferred()
             self.recorder.flush()
             self._check_budget()
             if self.halted is not None and not self._busy():

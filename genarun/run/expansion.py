@@ -40,6 +40,9 @@ class SlotExpansion:
     progress: Any  # run.progress.Progress
     recorder: ExecutionRecorder
     stopped: FolderNotWritable | None  # the run folder became unwritable
+    # Instances with writes deferred (ExecutionContext.defer) until their yield's model calls
+    # are dispatched.
+    deferring: list[Instance]
 
     # --- slots ----------------------------------------------------------------------------
     def _add_slot(self, slot: Slot) -> None:
@@ -200,8 +203,30 @@ class SlotExpansion:
             level[path[-1]] = result.value
         return _nested_list(tree, depth)
 
+    # --- deferred writes (ExecutionContext.defer) ------------------------------------------
+    def _run_deferred(self) -> None:
+        deferring, self.deferring = self.deferring, []
+        for inst in deferring:
+            self._flush_deferred(inst)
+
+    def _flush_deferred(self, inst: Instance) -> None:
+        """Run an instance's deferred writes; the first error waits for its generator."""
+        if inst.ctx is None:
+            return
+        try:
+            inst.ctx.run_deferred()
+        except FolderNotWritable as exc:
+            self.stopped = self.stopped or exc
+            inst.deferred_error = exc
+        except Exception as exc:
+            inst.deferred_error = exc
+
     # --- finishing ------------------------------------------------------------------------
     def _error(self, inst: Instance, exc: BaseException) -> None:
+        # What the attempt deferred is written first: it stands (a finished step), and a retry
+        # must not race it.
+        self._flush_deferred(inst)
+        inst.deferred_error = None
         if isinstance(exc, FolderNotWritable):  # not the node's fault: stop; resume runs it
             self.stopped = self.stopped or exc
             return

@@ -75,6 +75,7 @@ class InstanceStart(EffectDispatch):
                 run=run,
                 log=self.recorder.logger(inst),
                 attempt=inst.attempts,
+                on_defer=lambda _ctx, inst=inst: self.deferring.append(inst),
             )
             out = guarded_run(inst.ctx, node, spec, node.kind.run)
         except Exception as exc:  # a node's error is reported on the node, never a crash

@@ -51,6 +51,9 @@ class Instance:
     step: int = 0  # the yields of the current attempt so far: results of an earlier one are stale
     # What its model calls used (tokens, images, time), every attempt's: stored with its row.
     usage: ExecutionUsage = field(default_factory=ExecutionUsage)
+    # The first error of a write its run function deferred (ExecutionContext.defer): thrown
+    # into the generator when it resumes.
+    deferred_error: BaseException | None = None
 
 
 @dataclass(eq=False)
