@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--providers",
         action="store_true",
         help="also time one batch per model through genarun's providers alone and by hand",
+    )
+    parser.add_argument(
+        "--executors",
+        nargs="+",
+        choices=["local", "ray"],
+        default=["local"],
+        help="genarun's executors to time, alternating in one process (ray: `--executor ray`, "
+        "a local Ray started here, one actor per model sharing the GPU; issue 16's GPU figure)",
+    )
+    parser.add_argument(
+        "--ray-gpus",
+        type=float,
+        nargs=3,
+        default=[0.4, 0.3, 0.3],
+        metavar=("PAINTER", "CAPTIONER", "EMBEDDER"),
+        help="each model actor's share of the GPU under --executors ray (ray_num_gpus)",
     )
     parser.add_argument("--json", type=Path, help="write every figure here as JSON")
     parser.add_argument(
@@ -254,10 +271,11 @@ def tree_text(
     size: int,
     tokens: int,
     batch: int,
+    ray_gpus: list[float] | None = None,
 ) -> str:
     import json
 
-    models = {
+    models: dict[str, dict[str, Any]] = {
         "painter": {
             "provider": "diffusers",
             "id": str(sd_dir),
@@ -276,6 +294,9 @@ def tree_text(
         },
         "embedder": {"provider": "open_clip", "id": str(clip_path), "options": {"arch": arch}},
     }
+    if ray_gpus is not None:  # local paths have no catalog size: each actor's share is given
+        for name, share in zip(("painter", "captioner", "embedder"), ray_gpus, strict=True):
+            models[name]["options"]["ray_num_gpus"] = share
     tree = {
         "genarun": 1,
         "name": "bench-trajectories",
@@ -306,6 +327,7 @@ def with_genarun(
     name: str,
     workers: int = 4,
     profile: bool = False,
+    executor: str = "local",
 ) -> tuple[Way, Any]:
     import cProfile
     import pstats
@@ -327,12 +349,16 @@ def with_genarun(
             device=device,
             batch_size=batch,
             workers=workers,
+            executor=executor,
         ),
     )
     if profiler:
         profiler.disable()
     sync(device)
-    way = Way(f"(c) genarun x{batch} w{workers}", seconds=time.perf_counter() - start)
+    label = (
+        f"(c) genarun x{batch} w{workers}" if executor == "local" else f"(r) genarun ray x{batch}"
+    )
+    way = Way(label, seconds=time.perf_counter() - start)
     if outcome.status != "completed":
         raise SystemExit(f"genarun run failed: {outcome.failures[:3]}")
     print(f"{way.name}: {way.seconds:.2f} s")
@@ -489,13 +515,9 @@ def _union(spans: list[tuple[float, float]]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    import json
-
     import torch
-    from gpu_hand_loops import pipelined
 
     matrix_seeds, seeds = run_seeds(args.runs)
-    batches = sorted(set(args.batches))
     report: dict[str, Any] = {
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "device": torch.cuda.get_device_name(args.device)
@@ -505,7 +527,39 @@ def main(argv: list[str] | None = None) -> None:
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     with tempfile.TemporaryDirectory(prefix="genarun-bench-") as tmp:
-        work = Path(tmp)
+        bench = Bench(args, Path(tmp), matrix_seeds, seeds, report)
+        bench.build()
+        bench.local_rounds()
+        summarize(bench.ways, bench.timelines, args, report)
+        if "ray" in args.executors:
+            # Last: a local Ray's start and its actors' model loads come after every local
+            # figure is printed, so a Ray that cannot start costs none of them.
+            bench.ray_rounds()
+            summarize(bench.ways, bench.timelines, args, report)
+
+
+class Bench:
+    """The models, the hand-written references and genarun's runs of one benchmark."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        work: Path,
+        matrix_seeds: list[int],
+        seeds: list[int],
+        report: dict[str, Any],
+    ) -> None:
+        self.args, self.work = args, work
+        self.matrix_seeds, self.seeds = matrix_seeds, seeds
+        self.batches = sorted(set(args.batches))
+        self.ways: list[Way] = []
+        self.timelines: dict[str, list[dict[str, float]]] = {}
+        self.report = report
+
+    def build(self) -> None:
+        import torch
+
+        args, work = self.args, self.work
         image_dtype, caption_dtype = dtypes(args.device)
         print(
             f"building random-weight models ({'tiny' if args.tiny else 'SD-Turbo + BLIP-base + ViT-B-32'}) on {args.device} ...",
@@ -519,91 +573,141 @@ def main(argv: list[str] | None = None) -> None:
             dtype=caption_dtype,
             size=args.size,
         )
-        clip_path, arch = build_clip(work, tiny=args.tiny, device=args.device)
+        self.clip_path, self.arch = build_clip(work, tiny=args.tiny, device=args.device)
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
-
-        def tree(batch: int, runs: list[int], steps: int) -> str:
-            return tree_text(
-                work / "sd",
-                work / "blip",
-                clip_path,
-                arch,
-                runs,
-                steps,
-                args.size,
-                args.tokens,
-                batch,
-            )
-
         # Warm-ups at every batch size: genarun's first run also loads its models into the
         # process-wide cache.
-        for batch in batches:
-            with_genarun(
-                work,
-                tree(batch, matrix_seeds[: min(batch, args.runs)], 2),
-                args.device,
-                batch,
-                "warmup",
-            )
-        hand = HandWritten(work / "sd", work / "blip", args.device, args.tokens)
-        clip = HandClip(clip_path, arch, args.device)
-        for batch in batches:
-            lockstep(hand, clip, seeds[: min(batch, args.runs)], 2, args.size, batch)
+        for batch in self.batches:
+            self.warm_up(batch, "local")
+        self.hand = HandWritten(work / "sd", work / "blip", args.device, args.tokens)
+        self.clip = HandClip(self.clip_path, self.arch, args.device)
+        for batch in self.batches:
+            lockstep(self.hand, self.clip, self.seeds[: min(batch, args.runs)], 2, args.size, batch)
         if args.providers:
-            providers_alone(tree(batches[-1], matrix_seeds, args.steps), hand, clip, seeds, args)
-        ways: list[Way] = []
+            providers_alone(
+                self.tree(self.batches[-1], self.matrix_seeds, args.steps),
+                self.hand,
+                self.clip,
+                self.seeds,
+                args,
+            )
+
+    def tree(self, batch: int, runs: list[int], steps: int, executor: str = "local") -> str:
+        args = self.args
+        return tree_text(
+            self.work / "sd",
+            self.work / "blip",
+            self.clip_path,
+            self.arch,
+            runs,
+            steps,
+            args.size,
+            args.tokens,
+            batch,
+            args.ray_gpus if executor == "ray" else None,
+        )
+
+    def warm_up(self, batch: int, executor: str) -> None:
+        began = time.perf_counter()
+        with_genarun(
+            self.work,
+            self.tree(batch, self.matrix_seeds[: min(batch, self.args.runs)], 2, executor),
+            self.args.device,
+            batch,
+            f"warmup-{executor}",
+            executor=executor,
+        )
+        print(f"  warm-up ({executor}, batch {batch}): {time.perf_counter() - began:.1f} s")
+
+    def local_rounds(self) -> None:
+        """(a) once, then rounds of (b), (p) and (c); the ways alternate, so a slower or
+        faster spell of the machine touches all of them."""
+        import torch
+        from gpu_hand_loops import pipelined
+
+        args, hand, clip, seeds = self.args, self.hand, self.clip, self.seeds
         if not args.skip_one_at_a_time:
-            ways.append(one_at_a_time(hand, clip, seeds, args.steps, args.size))
-        timelines: dict[str, list[dict[str, float]]] = {}
-        # The ways alternate, so a slower or faster spell of the machine touches all of them.
+            self.ways.append(one_at_a_time(hand, clip, seeds, args.steps, args.size))
         for round_ in range(args.repeat):
-            for batch in batches:
-                ways.append(lockstep(hand, clip, seeds, args.steps, args.size, batch))
+            for batch in self.batches:
+                self.ways.append(lockstep(hand, clip, seeds, args.steps, args.size, batch))
             if args.cohorts:
                 way = Way(f"(p) hand pipelined {args.cohorts} cohorts")
-                ways.append(
+                self.ways.append(
                     pipelined(
                         way, hand, clip, seeds, args.steps, args.size, args.cohorts, PROMPT, sync
                     )
                 )
                 print(f"{way.name}: {way.seconds:.2f} s")
-            for batch in batches:
+            for batch in self.batches:
                 for i, workers in enumerate(args.workers):
-                    name = f"bench{round_}_{batch}_{i}"
-                    timeline = Timeline()
-                    began = time.perf_counter()
-                    cpu = time.thread_time()
-                    if args.timeline:
-                        timeline.__enter__()
-                    try:
-                        way, outcome = with_genarun(
-                            work,
-                            tree(batch, matrix_seeds, args.steps),
-                            args.device,
-                            batch,
-                            name,
-                            workers,
-                            args.profile and round_ == 0 and i == 0,
-                        )
-                    finally:
-                        if args.timeline:
-                            timeline.__exit__()
-                    scheduler_cpu = time.thread_time() - cpu
-                    way.parts["scheduler cpu"] = scheduler_cpu
-                    if args.timeline:
-                        summary = timeline.summary(began, began + way.seconds)
-                        summary["scheduler cpu"] = round(scheduler_cpu, 3)
-                        timelines.setdefault(way.name, []).append(summary)
-                        print(f"  timeline: {summary}")
-                    way.captions = genarun_captions(work, name, outcome, matrix_seeds)
-                    ways.append(way)
+                    self.genarun(batch, "local", workers, f"bench{round_}_{batch}_{i}", round_)
             if args.device.startswith("cuda"):
                 torch.cuda.empty_cache()
 
+    def ray_rounds(self) -> None:
+        """Issue 16: `--executor ray` against the local executor, alternating, same trees."""
+        args = self.args
+        try:
+            for batch in self.batches:
+                self.warm_up(batch, "ray")
+            for round_ in range(args.repeat):
+                for batch in self.batches:
+                    self.genarun(batch, "ray", args.workers[0], f"ray{round_}_{batch}", round_)
+                    self.genarun(batch, "local", args.workers[0], f"loc{round_}_{batch}", round_)
+        except Exception as exc:  # the local figures stand; say what Ray did
+            print(f"the Ray executor failed, its figures are left out: {exc!r}")
+            traceback.print_exc()
+
+    def genarun(self, batch: int, executor: str, workers: int, name: str, round_: int) -> None:
+        import torch
+
+        args = self.args
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()  # what the last way reserved, for the next
+        timeline = Timeline()
+        began = time.perf_counter()
+        cpu = time.thread_time()
+        if args.timeline:
+            timeline.__enter__()
+        try:
+            way, outcome = with_genarun(
+                self.work,
+                self.tree(batch, self.matrix_seeds, args.steps, executor),
+                args.device,
+                batch,
+                name,
+                workers,
+                args.profile and round_ == 0 and executor == "local" and not self.timelines,
+                executor,
+            )
+        finally:
+            if args.timeline:
+                timeline.__exit__()
+        scheduler_cpu = time.thread_time() - cpu
+        way.parts["scheduler cpu"] = scheduler_cpu
+        if args.timeline:
+            summary = timeline.summary(began, began + way.seconds)
+            summary["scheduler cpu"] = round(scheduler_cpu, 3)
+            self.timelines.setdefault(way.name, []).append(summary)
+            print(f"  timeline: {summary}")
+        way.captions = genarun_captions(self.work, name, outcome, self.matrix_seeds)
+        self.ways.append(way)
+
+
+def summarize(
+    ways: list[Way],
+    timelines: dict[str, list[dict[str, float]]],
+    args: argparse.Namespace,
+    report: dict[str, Any],
+) -> None:
+    """Print every way, the medians, every ratio and the targets; write the JSON."""
+    import json
+
     steps = args.runs * args.steps
     print(
-        f"\n{args.runs} runs x {args.steps} steps ({steps} invocations + {steps + args.runs} embeddings), {args.size}px, batches {batches}, {report['device']}"
+        f"\n{args.runs} runs x {args.steps} steps ({steps} invocations + {steps + args.runs} embeddings), {args.size}px, batches {sorted(set(args.batches))}, {report['device']}"
     )
     print(f"{'way':<34} {'seconds':>9} {'steps/s':>8}")
     for way in ways:
@@ -613,9 +717,10 @@ def main(argv: list[str] | None = None) -> None:
         name: statistics.median(w.seconds for w in ways if w.name == name)
         for name in dict.fromkeys(w.name for w in ways)
     }
-    print(f"\nmedians over {args.repeat} alternating rounds:")
+    print("\nmedians over the alternating rounds:")
     for name, seconds in medians.items():
-        print(f"  {name:<34} {seconds:7.2f} s")
+        runs = [round(w.seconds, 2) for w in ways if w.name == name]
+        print(f"  {name:<34} {seconds:7.2f} s  {runs}")
     hand_ways = {n: t for n, t in medians.items() if n.startswith("(b)")}
     best_hand = min(hand_ways, key=hand_ways.__getitem__)
     genarun = {n: t for n, t in medians.items() if n.startswith("(c)")}
@@ -631,12 +736,24 @@ def main(argv: list[str] | None = None) -> None:
     one = next((n for n in medians if n.startswith("(a)")), None)
     if one:
         ratios[f"{best} / {one}"] = medians[one] / genarun[best]
+    on_ray = {n: t for n, t in medians.items() if n.startswith("(r)")}
+    for name in on_ray:  # issue 16: the Ray executor against the local one, same batch
+        batch_tag = name.rsplit(" ", 1)[-1]
+        for local in (n for n in genarun if f" {batch_tag} " in n):
+            ratios[f"{name} / {local}"] = genarun[local] / on_ray[name]
+        ratios[f"{name} / {best_hand}"] = medians[best_hand] / on_ray[name]
     for key, value in ratios.items():
         print(f"  {key:<72} {value:5.2f}x")
     print(
         f"\ntargets: best genarun / best hand lockstep {medians[best_hand] / genarun[best]:.2f}x"
         f" (>= 1.0), >= 1.2x with overlap; ({best} vs {best_hand})"
     )
+    if on_ray:
+        best_ray = min(on_ray, key=on_ray.__getitem__)
+        print(
+            f"issue 16: best Ray / best local genarun {genarun[best] / on_ray[best_ray]:.2f}x"
+            f" (>= 0.9; {best_ray} vs {best})"
+        )
     b = next(w for w in ways if w.name == best_hand)
     agree: dict[str, str] = {}
     for way in ways:
@@ -660,7 +777,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
-        print(f"wrote {args.json}")
+        print(f"wrote {args.json}", flush=True)
 
 
 if __name__ == "__main__":
