@@ -204,6 +204,9 @@ class SlotExpansion:
         return _nested_list(tree, depth)
 
     # --- deferred writes (ExecutionContext.defer) ------------------------------------------
+    def _note_deferred(self, inst: Instance, _ctx: Any) -> None:
+        self.deferring.append(inst)
+
     def _run_deferred(self) -> None:
         deferring, self.deferring = self.deferring, []
         for inst in deferring:

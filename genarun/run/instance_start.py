@@ -4,6 +4,7 @@ rendered parameters, and then the kind's run function.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from functools import lru_cache
@@ -75,7 +76,7 @@ class InstanceStart(EffectDispatch):
                 run=run,
                 log=self.recorder.logger(inst),
                 attempt=inst.attempts,
-                on_defer=lambda _ctx, inst=inst: self.deferring.append(inst),
+                on_defer=functools.partial(self._note_deferred, inst),
             )
             out = guarded_run(inst.ctx, node, spec, node.kind.run)
         except Exception as exc:  # a node's error is reported on the node, never a crash
