@@ -117,6 +117,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "a local Ray started here, one actor per model sharing the GPU; issue 16's GPU figure)",
     )
     parser.add_argument(
+        "--ray-batches",
+        type=int,
+        nargs="+",
+        help="batch sizes of the Ray comparison (default: the largest of --batches); each "
+        "max_batch is another set of model actors on the GPU",
+    )
+    parser.add_argument(
         "--ray-gpus",
         type=float,
         nargs=3,
@@ -648,12 +655,27 @@ class Bench:
 
     def ray_rounds(self) -> None:
         """Issue 16: `--executor ray` against the local executor, alternating, same trees."""
+        import gc
+
+        import torch
+
+        from genarun.models.cache import model_cache
+
         args = self.args
+        batches = sorted(set(args.ray_batches or [self.batches[-1]]), reverse=True)
+        # The actors' models live in their own processes, beside this one's: the hand loops'
+        # models and every local model copy go first, so both fit on the GPU at once.
+        del self.hand, self.clip
+        model_cache().clear()
+        gc.collect()
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
         try:
-            for batch in self.batches:
+            for batch in batches:
+                self.warm_up(batch, "local")
                 self.warm_up(batch, "ray")
             for round_ in range(args.repeat):
-                for batch in self.batches:
+                for batch in batches:
                     self.genarun(batch, "ray", args.workers[0], f"ray{round_}_{batch}", round_)
                     self.genarun(batch, "local", args.workers[0], f"loc{round_}_{batch}", round_)
         except Exception as exc:  # the local figures stand; say what Ray did
