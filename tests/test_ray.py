@@ -324,3 +324,41 @@ def test_a_model_that_keeps_crashing_its_actor_fails_alone(cluster: str, workdir
     check_failed_alone(db, run_tree(tree, RunOptions(executor="ray")), reason="died 4 times")
     crashes = query(db, "SELECT message FROM logs WHERE message LIKE '%died%queued again%'")
     assert len(crashes) >= 3, crashes
+
+
+def load_fault_tree(folder: Path, options: str) -> Path:
+    """The fault tree of tests/test_fail_alone.py with `bad` given `options` instead."""
+    folder.mkdir(exist_ok=True)
+    tree, flag = fault_tree(folder)
+    tree.write_text(tree.read_text().replace(f'{{fail_while: "{flag}"}}', options))
+    return tree
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["own-actor", "shared-actor"])
+def test_a_model_that_fails_to_load_fails_its_nodes_alone_on_ray(
+    cluster: str, workdir: Path, own: bool
+) -> None:
+    # `bad` raises while loading. The local executor is the reference: the nodes that use it
+    # fail with its error, the rest of both runs completes, and the run ends. On Ray the error
+    # is the model's own too, named (it used to be Ray's "actor died" without it).
+    options = '{fail_load: "weights missing here"' + (", ray_num_cpus: 0.5}" if own else "}")
+    local = workdir / "local"
+    tree = load_fault_tree(local, options)
+    ref = run_tree(tree, RunOptions(executor="local", db=local / "genarun.db"))
+    check_failed_alone(local / "genarun.db", ref, reason="weights missing here")
+
+    tree = load_fault_tree(workdir / "ray", options)
+    db = workdir / "ray" / "genarun.db"
+    check_failed_alone(db, run_tree(tree, RunOptions(executor="ray", db=db)), "weights missing")
+    error = query(db, "SELECT error FROM executions WHERE status = 'failed'")[0]["error"]
+    assert "model 'bad' failed to load" in error and "RuntimeError" in error, error
+
+
+@pytest.mark.slow  # two actor processes die while loading: 10-30 s on a busy 2-core machine
+def test_a_model_whose_loading_kills_its_actor_fails_alone(cluster: str, workdir: Path) -> None:
+    # Loading `bad` ends its actor's process. Ray restarts an actor that dies while it is being
+    # created for ever: the run used to hang. Now its nodes fail and the rest completes.
+    tree = load_fault_tree(workdir, "{crash_load: true, ray_num_cpus: 0.5}")
+    db = workdir / "genarun.db"
+    outcome = run_tree(tree, RunOptions(executor="ray", db=db))
+    check_failed_alone(db, outcome, reason="died while loading it, twice")

@@ -15,7 +15,9 @@ invocation whose text input (for an image input, its `prompt` setting) contains 
 a model that keeps failing would (`fail_on: ""` fails every one); `fail_while: PATH` fails
 every invocation while the file PATH exists (a fault that a fix then removes); `crash_on: TEXT` ends the process instead, as a CUDA error that takes
 it down does, but only in a Ray model actor (`GENARUN_RAY_ACTOR`): anywhere else that would end
-the driver, so it raises there like `fail_on`.
+the driver, so it raises there like `fail_on`. `fail_load: TEXT` makes loading raise with the
+message TEXT, as a model whose weights are missing or broken does; `crash_load: true` ends the
+process while loading instead, in a Ray model actor only (as `crash_on`).
 """
 
 from __future__ import annotations
@@ -238,6 +240,10 @@ class DummyProvider(Provider):
 
     def load(self, spec: ModelSpec, device: str) -> LoadedModel:
         time.sleep(float(spec.option_dict.get("load_delay", 0)))
+        if spec.option_dict.get("crash_load") and os.environ.get("GENARUN_RAY_ACTOR"):
+            os._exit(3)  # the process dies while loading, as on a CUDA error
+        if spec.option_dict.get("fail_load") is not None:
+            raise RuntimeError(str(spec.option_dict["fail_load"]))
         return DummyModel(spec)
 
     def weights_present(self, spec: ModelSpec) -> bool | None:

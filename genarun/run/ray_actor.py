@@ -2,7 +2,7 @@
 
 One actor class, `ModelHost`, holds models in one process and runs their batches:
 - an actor of its own for a model placed on a GPU (or given CPUs of its own with
-  `ray_num_cpus`): it loads that model when it starts, and runs one batch at a time;
+  `ray_num_cpus`): it loads that model as soon as it starts, and runs one batch at a time;
 - one shared actor for every model with no GPU and no CPUs of its own (small CPU models, API
   models, the dummy): its models load on first use and run their batches on threads at once,
   as the local executor's model threads do. On a few CPU cores, separate processes for small
@@ -61,17 +61,19 @@ def actor_env(threads: str) -> dict[str, str]:
 class ModelHost:
     """Models held by one Ray actor (the class is wrapped by `ray.remote` when used).
 
-    `specs` load when the actor starts (also when Ray restarts it); any other model loads on
-    its first call. Models live in the process's model cache, which loads each once even when
-    several threads ask at once."""
+    A model loads on its first call: the driver's `describe(spec)`, sent as soon as the actor
+    starts (and again after Ray restarts it). Never in `__init__`: Ray restarts an actor whose
+    process dies while it is being created for ever (`max_restarts=-1`), with nothing reaching
+    the driver, so a model whose loading crashes its process would hang the run; in a call, a
+    load that raises comes back to the driver as the model's own exception, and a process that
+    dies fails the call. Models live in the process's model cache, which loads each once even
+    when several threads ask at once."""
 
-    def __init__(self, specs: Sequence[ModelSpec], device: str | None, niceness: int = 0) -> None:
+    def __init__(self, device: str | None, niceness: int = 0) -> None:
         take_niceness(niceness)
         self.device = device
         # When each model's load began and ended here (wall clock): shows loads overlapping.
         self.loads: dict[str, tuple[float, float]] = {}
-        for spec in specs:
-            self._model(spec)
 
     def _model(self, spec: ModelSpec) -> Any:
         from genarun.models.cache import model_cache

@@ -20,7 +20,9 @@ object store, not pickled PIL objects), then PIL again on the driver.
 
 An actor that dies (a killed process, a CUDA error that takes the process down) is restarted
 by Ray (`max_restarts=-1`); the batch it was running is queued again, and the run's log says
-so. A batch whose actor dies `MAX_ACTOR_DEATHS` times fails its executions alone.
+so. A batch whose actor dies `MAX_ACTOR_DEATHS` times fails its executions alone. A model that
+cannot load (its loading raises, or kills its actor's process twice) fails the executions that
+use it, with the model's own error (`ModelLoadError`); the rest of the run goes on.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ class ActorDied(RuntimeError):
         return f"{text} ({self.hint})" if self.hint else text
 
 
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded in its actor: its loading raised (the message carries the
+    model's own exception), or the actor's process died while loading it, twice. The
+    executions that use the model fail; Ray does not restart anything for it."""
+
+
 def import_ray() -> Any:
     try:
         import ray
@@ -81,6 +89,7 @@ class ActorModel:
         self.want_device = device
         self.lock = threading.Lock()
         self.info: dict[str, Any] | None = None
+        self.failure: ModelLoadError | None = None  # its load failed: no batch will run
         self.actor, self.info_ref, self.shared = backend.start_actor(spec, device)
         self.max_batch = 0
         # The batcher runs the batch on the actor's stream: the driver itself touches no GPU.
@@ -88,22 +97,39 @@ class ActorModel:
         self.actor_device: str | None = None
 
     def ready(self) -> ActorModel:
-        """Wait until the actor holds the model; an actor that died for good (found dead when
-        this run took it from the pool) is replaced once."""
+        """Wait until the actor holds the model. An actor that died (found dead when this run
+        took it from the pool, or its process ended while loading the model) is replaced once;
+        a model whose loading raised, or whose second actor died too, raises `ModelLoadError`
+        now and for every later batch of this execution (loading it again would fail again),
+        so the executions that use it fail alone."""
         ray = self.backend.ray
         with self.lock:
+            if self.failure is not None:
+                raise self.failure
             for attempt in range(2):
                 if self.info is not None:
                     break
                 try:  # no time limit: a big model may take minutes to load
-                    self.info = ray.get(self.info_ref)
-                except ray.exceptions.RayActorError:
+                    self.info = _get(ray, self.info_ref)
+                except ray.exceptions.RayActorError as exc:
                     if attempt:
-                        raise
+                        self.failure = ModelLoadError(
+                            f"model '{self.spec.label()}': its Ray actor's process died while "
+                            f"loading it, twice ({type(exc).__name__}; out of memory or a crash "
+                            "in the model's code: see Ray's worker logs, "
+                            "/tmp/ray/session_latest/logs on the actor's machine)"
+                        )
+                        raise self.failure from None
                     POOL.evict(ray, self.actor)
                     self.actor, self.info_ref, self.shared = self.backend.start_actor(
                         self.spec, self.want_device
                     )
+                except Exception as exc:  # the model's own error, raised while loading
+                    self.failure = ModelLoadError(
+                        f"model '{self.spec.label()}' failed to load in its Ray actor: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
+                    raise self.failure from exc
             assert self.info is not None
             self.max_batch = self.info.get("max_batch") or 0
             self.actor_device = self.info.get("device")
@@ -239,15 +265,13 @@ class RayBackend:
         pooled = POOL.take(
             self.ray,
             key,
-            lambda name: self._new_actor(
-                [spec] if own else [], on, name, num_gpus, num_cpus, threads
-            ),
+            lambda name: self._new_actor(own, on, name, num_gpus, num_cpus, threads),
         )
         return pooled.actor, pooled.actor.describe.remote(spec), not own
 
     def _new_actor(
         self,
-        specs: list[ModelSpec],
+        own: bool,
         device: str | None,
         name: str,
         num_gpus: float,
@@ -264,10 +288,10 @@ class RayBackend:
             max_restarts=-1,
             # An actor of one model runs one batch at a time; the shared one runs each of its
             # models' batches on a thread (the batcher sends one batch per model at a time).
-            max_concurrency=1 if specs else SHARED_THREADS,
+            max_concurrency=1 if own else SHARED_THREADS,
             runtime_env={"env_vars": actor_env(threads)},
         )
-        return host.remote(specs, device, os.nice(0))
+        return host.remote(device, os.nice(0))
 
     def _cluster_gpus(self) -> float:
         if self._gpus is None:
