@@ -47,7 +47,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             # that is the message, naming the file.
             from genarun.store.opening import diagnose
 
-            damage = diagnose()
+            damage = diagnose(exc)
             if damage is not None:
                 click.secho(f"error: {damage}", fg="red", err=True)
                 sys.exit(damage.exit_code)

@@ -285,7 +285,9 @@ def _content(value: Any) -> Any:
 
 
 def cached_executions(store: Store, key: str, limit: int = 5) -> list[StoredExecution]:
-    """Stored done executions with this key, newest first."""
+    """Stored done executions with this key, newest first. A row whose stored JSON no longer
+    parses (damaged bytes inside a value, which SQLite's page checks cannot see) is not reused:
+    the cache is only a shortcut, so the node runs again instead of failing."""
     rows = store.query(
         f"SELECT {_EXECUTION_COLUMNS}, runs.out_dir FROM executions "
         "JOIN runs ON runs.id = executions.run_id "
@@ -293,7 +295,13 @@ def cached_executions(store: Store, key: str, limit: int = 5) -> list[StoredExec
         "ORDER BY executions.id DESC LIMIT ?",
         (key, limit),
     )
-    return [StoredExecution.from_row(row, row["out_dir"]) for row in rows]
+    out = []
+    for row in rows:
+        try:
+            out.append(StoredExecution.from_row(row, row["out_dir"]))
+        except json.JSONDecodeError:
+            continue
+    return out
 
 
 _EXECUTION_COLUMNS = ", ".join(f"executions.{name}" for name in COLUMNS["executions"])

@@ -18,6 +18,7 @@ with the standard library alone.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import stat
@@ -207,9 +208,13 @@ def forget() -> None:
             store.close()
 
 
-def diagnose() -> DatabaseDamaged | None:
-    """After an unexpected error: a damaged database this process opened, if one is (garbled
-    bytes can decode to valid text that is no longer valid JSON, deep in any reader)."""
+def diagnose(error: BaseException | None = None) -> DatabaseDamaged | None:
+    """After an unexpected `error`: a damaged database this process opened, if one is.
+
+    Garbled bytes inside a stored value leave SQLite's pages sound (`quick_check` passes) but
+    can turn JSON text into text that no longer parses, deep in any reader: genarun writes
+    every stored JSON value with `json.dumps`, so such an error after opening a database is
+    damage to its contents."""
     with _lock:
         paths = list(_opened)
     for path in paths:
@@ -225,6 +230,8 @@ def diagnose() -> DatabaseDamaged | None:
             return damaged(path, exc)
         if result != [("ok",)]:
             return damaged(path, "; ".join(str(r[0]) for r in result[:3]))
+    if isinstance(error, json.JSONDecodeError) and len(paths) == 1:
+        return damaged(paths[0], f"a stored value is no longer valid JSON: {error}")
     return None
 
 
