@@ -20,6 +20,7 @@ Models are loaded and warmed up before timing in every way. Prints steps/s and t
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -35,6 +36,7 @@ for folder in (str(REPO), str(BENCH)):
     if folder not in sys.path:
         sys.path.insert(0, folder)  # runnable from a checkout; gpu_images' builders by import
 
+import watchdog  # noqa: E402
 from gpu_images import HandWritten, build_blip, build_sd, dtypes, sync  # noqa: E402
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
@@ -131,7 +133,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar=("PAINTER", "CAPTIONER", "EMBEDDER"),
         help="each model actor's share of the GPU under --executors ray (ray_num_gpus)",
     )
-    parser.add_argument("--json", type=Path, help="write every figure here as JSON")
+    parser.add_argument(
+        "--ray-only",
+        action="store_true",
+        help="with --executors local ray: only the Ray comparison (its own local runs "
+        "alternate with Ray's); no hand loops, no other local rounds",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        help="seconds; past them print every thread's stack and Ray's state, save the figures "
+        "so far (--json) and exit 3 (for a lent machine's time limit)",
+    )
+    parser.add_argument(
+        "--json", type=Path, help="write every figure here as JSON (also after each way)"
+    )
     parser.add_argument(
         "--timeline",
         action="store_true",
@@ -366,8 +382,8 @@ def with_genarun(
         f"(c) genarun x{batch} w{workers}" if executor == "local" else f"(r) genarun ray x{batch}"
     )
     way = Way(label, seconds=time.perf_counter() - start)
-    if outcome.status != "completed":
-        raise SystemExit(f"genarun run failed: {outcome.failures[:3]}")
+    if outcome.status != "completed":  # an exception: the Ray rounds report it and go on
+        raise RuntimeError(f"genarun run failed: {outcome.failures[:3]}")
     print(f"{way.name}: {way.seconds:.2f} s")
     for stat in outcome.model_stats:
         way.parts[stat["task"]] = stat["seconds"]  # busy time; with several threads they overlap
@@ -535,9 +551,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     with tempfile.TemporaryDirectory(prefix="genarun-bench-") as tmp:
         bench = Bench(args, Path(tmp), matrix_seeds, seeds, report)
+        watchdog.start(args.deadline, bench.save)
         bench.build()
-        bench.local_rounds()
-        summarize(bench.ways, bench.timelines, args, report)
+        if not args.ray_only:
+            bench.local_rounds()
+            summarize(bench.ways, bench.timelines, args, report)
         if "ray" in args.executors:
             # Last: a local Ray's start and its actors' model loads come after every local
             # figure is printed, so a Ray that cannot start costs none of them.
@@ -583,6 +601,8 @@ class Bench:
         self.clip_path, self.arch = build_clip(work, tiny=args.tiny, device=args.device)
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
+        if args.ray_only:  # the Ray rounds warm up both executors themselves
+            return
         # Warm-ups at every batch size: genarun's first run also loads its models into the
         # process-wide cache.
         for batch in self.batches:
@@ -665,7 +685,8 @@ class Bench:
         batches = sorted(set(args.ray_batches or [self.batches[-1]]), reverse=True)
         # The actors' models live in their own processes, beside this one's: the hand loops'
         # models and every local model copy go first, so both fit on the GPU at once.
-        del self.hand, self.clip
+        self.__dict__.pop("hand", None)
+        self.__dict__.pop("clip", None)
         model_cache().clear()
         gc.collect()
         if args.device.startswith("cuda"):
@@ -716,6 +737,17 @@ class Bench:
             print(f"  timeline: {summary}")
         way.captions = genarun_captions(self.work, name, outcome, self.matrix_seeds)
         self.ways.append(way)
+        self.save()
+
+    def save(self) -> None:
+        """The figures so far as JSON (--json): a run cut off by its limit keeps them."""
+        if self.args.json:
+            self.report["ways"] = [
+                {"name": w.name, "seconds": round(w.seconds, 3), "parts": w.parts}
+                for w in self.ways
+            ]
+            self.report["timelines"] = self.timelines
+            self.args.json.write_text(json.dumps(self.report, indent=1))
 
 
 def summarize(
@@ -725,8 +757,6 @@ def summarize(
     report: dict[str, Any],
 ) -> None:
     """Print every way, the medians, every ratio and the targets; write the JSON."""
-    import json
-
     steps = args.runs * args.steps
     print(
         f"\n{args.runs} runs x {args.steps} steps ({steps} invocations + {steps + args.runs} embeddings), {args.size}px, batches {sorted(set(args.batches))}, {report['device']}"
@@ -744,46 +774,50 @@ def summarize(
         runs = [round(w.seconds, 2) for w in ways if w.name == name]
         print(f"  {name:<34} {seconds:7.2f} s  {runs}")
     hand_ways = {n: t for n, t in medians.items() if n.startswith("(b)")}
-    best_hand = min(hand_ways, key=hand_ways.__getitem__)
     genarun = {n: t for n, t in medians.items() if n.startswith("(c)")}
-    best = min(genarun, key=genarun.__getitem__)
+    on_ray = {n: t for n, t in medians.items() if n.startswith("(r)")}
+    # --ray-only has no hand loop: the local executor is then the reference.
+    best_hand = min(hand_ways, key=hand_ways.__getitem__) if hand_ways else None
+    best = min(genarun, key=genarun.__getitem__) if genarun else None
     ratios: dict[str, float] = {}
     print(f"\nratios (a way's speed over another's; > 1 is faster); best hand loop: {best_hand}")
     for name in genarun:
         for other in [*hand_ways, *(n for n in medians if n.startswith("(p)"))]:
             ratios[f"{name} / {other}"] = medians[other] / genarun[name]
     for other in medians:
-        if other.startswith("(p)"):
+        if other.startswith("(p)") and best_hand:
             ratios[f"{other} / {best_hand}"] = medians[best_hand] / medians[other]
     one = next((n for n in medians if n.startswith("(a)")), None)
-    if one:
+    if one and best:
         ratios[f"{best} / {one}"] = medians[one] / genarun[best]
-    on_ray = {n: t for n, t in medians.items() if n.startswith("(r)")}
     for name in on_ray:  # issue 16: the Ray executor against the local one, same batch
         batch_tag = name.rsplit(" ", 1)[-1]
         for local in (n for n in genarun if f" {batch_tag} " in n):
             ratios[f"{name} / {local}"] = genarun[local] / on_ray[name]
-        ratios[f"{name} / {best_hand}"] = medians[best_hand] / on_ray[name]
+        if best_hand:
+            ratios[f"{name} / {best_hand}"] = medians[best_hand] / on_ray[name]
     for key, value in ratios.items():
         print(f"  {key:<72} {value:5.2f}x")
-    print(
-        f"\ntargets: best genarun / best hand lockstep {medians[best_hand] / genarun[best]:.2f}x"
-        f" (>= 1.0), >= 1.2x with overlap; ({best} vs {best_hand})"
-    )
-    if on_ray:
+    if best_hand and best:
+        print(
+            f"\ntargets: best genarun / best hand lockstep {medians[best_hand] / genarun[best]:.2f}x"
+            f" (>= 1.0), >= 1.2x with overlap; ({best} vs {best_hand})"
+        )
+    if on_ray and best:
         best_ray = min(on_ray, key=on_ray.__getitem__)
         print(
             f"issue 16: best Ray / best local genarun {genarun[best] / on_ray[best_ray]:.2f}x"
             f" (>= 0.9; {best_ray} vs {best})"
         )
-    b = next(w for w in ways if w.name == best_hand)
+    reference = best_hand or best
+    b = next((w for w in ways if w.name == reference), None)
     agree: dict[str, str] = {}
     for way in ways:
-        if way.name in agree or way is b or not way.captions:
+        if b is None or way.name in agree or way is b or not way.captions:
             continue
         same = sum(b.captions.get(r) == way.captions.get(r) for r in range(args.runs))
         agree[way.name] = f"{same}/{args.runs}"
-    print(f"runs whose captions equal {best_hand}'s: {agree}")
+    print(f"runs whose captions equal {reference}'s: {agree}")
     report.update(
         {
             "ways": [

@@ -25,6 +25,12 @@ TASK_IO: dict[str, tuple[str, str]] = {
 }
 
 
+# Model options that tell an executor where to place the model (genarun.run.ray_backend), not
+# the provider how to load or call it: `option_dict` leaves them out, so a provider that checks
+# its options (diffusers, openai) accepts a tree written for Ray with any executor.
+EXECUTOR_OPTIONS = frozenset({"ray_num_gpus", "ray_num_cpus"})
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A resolved model reference: which provider loads which weights, with which options."""
@@ -41,7 +47,13 @@ class ModelSpec:
 
     @property
     def option_dict(self) -> dict[str, Any]:
-        return dict(self.options)
+        """The options the provider loads and calls the model with."""
+        return {k: v for k, v in self.options if k not in EXECUTOR_OPTIONS}
+
+    @property
+    def executor_options(self) -> dict[str, Any]:
+        """The placement options (`EXECUTOR_OPTIONS`) the tree gave the model."""
+        return {k: v for k, v in self.options if k in EXECUTOR_OPTIONS}
 
     @property
     def key(self) -> str:

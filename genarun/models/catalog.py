@@ -114,7 +114,7 @@ def _spec_of_dict(ref: dict[str, Any], name: str, aliases: dict[str, Any]) -> Mo
     provider = ref.get("provider")
     if provider is None:
         base = resolve_model(model_id, aliases)
-        merged = {**base.option_dict, **options}
+        merged = {**dict(base.options), **options}  # placement options too
         return ModelSpec(
             base.provider,
             base.id,

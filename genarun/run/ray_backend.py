@@ -232,7 +232,10 @@ class RayBackend:
         until it exits, so the next execution finds its model actors warm)."""
         if self.ray.is_initialized():
             return
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        # Actors' own output (a model's warnings, a load that crashes its process) stays in Ray's
+        # worker logs unless asked for: it would interleave with the CLI's progress lines.
+        show = os.environ.get("GENARUN_RAY_LOG_TO_DRIVER", "") not in ("", "0")
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": show}
         if self.address:
             kwargs["address"] = self.address
         else:  # a Ray of our own: its workers at the driver's priority (see take_niceness)
@@ -256,7 +259,7 @@ class RayBackend:
         other model goes to the one shared actor for this device and thread count (see
         `ray_actor`)."""
         num_gpus = gpu_share(spec, self._cluster_gpus())
-        num_cpus = float(spec.option_dict.get("ray_num_cpus", 0))
+        num_cpus = float(spec.executor_options.get("ray_num_cpus", 0))
         threads = _driver_threads()
         on = "cuda" if num_gpus else device
         own = bool(num_gpus or num_cpus) or spec.key in self.isolated
@@ -347,7 +350,7 @@ def gpu_share(spec: ModelSpec, cluster_gpus: float) -> float:
     provider = registry().providers.get(spec.provider)
     if provider is not None and not provider.uses_torch:
         return 0.0
-    option = spec.option_dict.get("ray_num_gpus")
+    option = spec.executor_options.get("ray_num_gpus")
     if option is not None:
         return float(option)
     entry = registry().catalog.get(spec.id)
