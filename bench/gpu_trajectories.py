@@ -695,6 +695,7 @@ class Bench:
             for batch in batches:
                 self.warm_up(batch, "local")
                 self.warm_up(batch, "ray")
+                print(f"  Ray after its warm-up: {watchdog.ray_state()}", flush=True)
             for round_ in range(args.repeat):
                 for batch in batches:
                     self.genarun(batch, "ray", args.workers[0], f"ray{round_}_{batch}", round_)
