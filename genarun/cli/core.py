@@ -112,14 +112,10 @@ def run(
     """
     from genarun.cli.history import echo_outcome
     from genarun.errors import UserError
+    from genarun.graph.matrix import matrix_bindings
+    from genarun.run.model_checks import check_all_models
     from genarun.run.progress import Progress
-    from genarun.run.runner import (
-        RunOptions,
-        check_all_models,
-        matrix_bindings,
-        prepare,
-        run_tree,
-    )
+    from genarun.run.runner import RunOptions, prepare, run_tree
 
     tree = one_tree(tree)
     if from_run and not only:
@@ -181,7 +177,7 @@ def validate(trees: tuple[Path, ...], sets: tuple[str, ...], max_runs: int) -> N
     from genarun.errors import Interrupted, TreeError
     from genarun.graph.compile import compile_tree
     from genarun.graph.matrix import check_matrix_sets
-    from genarun.run.runner import check_all_models
+    from genarun.run.model_checks import check_all_models
     from genarun.tree.validate import read_tree
 
     failed = False

@@ -57,8 +57,8 @@ def estimate_rows(
     compiled: CompiledTree, db: Path | None, seed: int | str | None, no_cache: bool
 ) -> list[NodeEstimate]:
     """Per node, what a run of a compiled tree would do (estimate, --dry-run, --budget)."""
+    from genarun.graph.matrix import matrix_bindings
     from genarun.run.estimate import estimate as estimate_tree
-    from genarun.run.runner import matrix_bindings
     from genarun.store.db import Store, default_db_path
 
     path = Path(db) if db else default_db_path()

@@ -21,7 +21,7 @@ from genarun.cli.common import (
 def echo_outcome(outcome: Any, db: Path | None) -> None:
     """Print each run's summary line and folder; exit 130 with how to resume if interrupted,
     and say how to go on (exit 0) when executions wait on the outside world."""
-    from genarun.run.runner import raise_for
+    from genarun.run.outcome import raise_for
 
     for state in outcome.runs:
         counts = state.counts

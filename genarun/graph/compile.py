@@ -14,11 +14,8 @@ from typing import Any
 
 from genarun.errors import Problem, TreeError, did_you_mean
 from genarun.graph.compile_node import _check_var_name, _compile, _compile_node, _undefined
-from genarun.graph.compiled import CompiledNode, _edges
-from genarun.graph.compiled import CompiledTree as CompiledTree  # re-exported for run/runner.py
-from genarun.graph.matrix import MAX_RUNS as MAX_RUNS  # re-exported for run/runner.py
-from genarun.graph.matrix import _matrix_size
-from genarun.graph.matrix import check_matrix_sets as check_matrix_sets  # re-exported, as above
+from genarun.graph.compiled import CompiledNode, CompiledTree, _edges
+from genarun.graph.matrix import MAX_RUNS, _matrix_size
 from genarun.graph.order import _find_cycle, _mark_skipped, _topological_order
 from genarun.graph.output_fields import output_field_problems
 from genarun.graph.secret_policy import secret_problems

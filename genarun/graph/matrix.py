@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genarun.errors import Problem, TreeError, did_you_mean
 from genarun.tree.schema import seed_problem
 from genarun.tree.validate import LoadedTree
+
+if TYPE_CHECKING:
+    from genarun.graph.compiled import CompiledTree
 
 # The most runs a matrix may expand into unless `--max-runs` says more: a cross product grows
 # fast (7 keys of 10 values: 10,000,000 runs), and is refused before it is expanded.
@@ -75,3 +79,14 @@ def check_matrix_sets(loaded: LoadedTree, overrides: dict[str, Any]) -> dict[str
     if problems:
         raise TreeError(problems)
     return out
+
+
+def matrix_bindings(compiled: CompiledTree) -> list[dict[str, Any]]:
+    """The values of each run of the matrix: one dict per combination ([{}] without one)."""
+    keys = list(compiled.matrix)
+    if not keys:
+        return [{}]
+    return [
+        dict(zip(keys, combo, strict=True))
+        for combo in itertools.product(*(compiled.matrix[k] for k in keys))
+    ]

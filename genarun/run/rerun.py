@@ -27,17 +27,12 @@ from genarun.graph.plan import (
     parse_node_ref,
     run_bound_nodes,
 )
+from genarun.run.model_checks import check_models
 from genarun.run.only import apply_only
+from genarun.run.options import RunOptions
+from genarun.run.outcome import Outcome, execute_runs
 from genarun.run.reuse import ReusePlan, finished_executions, stored_var_picks
-from genarun.run.runner import (
-    Outcome,
-    RunOptions,
-    _run_scope,
-    check_models,
-    execute_runs,
-    process_identity,
-    write_experiment_json,
-)
+from genarun.run.runner import process_identity, run_scope, write_experiment_json
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState
 from genarun.store.claims import claim_all, release
@@ -306,7 +301,7 @@ def _plan_rerun(
         started=started,
         reuse=plan,
     )
-    state.scope = _run_scope(state)
+    state.scope = run_scope(state)
     state.models_used.update(check_models(compiled, state.scope))
     reasons = {
         format_target(*t): why
@@ -468,7 +463,7 @@ def _resume_state(store: Store, row: dict[str, Any]) -> RunState:
         label=folder.name,
         reuse=plan,
     )
-    state.scope = _run_scope(state)
+    state.scope = run_scope(state)
     state.models_used.update(check_models(compiled, state.scope))
     folder.mkdir(parents=True, exist_ok=True)
     return state

@@ -57,7 +57,8 @@ def start_run(store: Any, db: Path, trees: Path, payload: Any) -> dict[str, Any]
     """Check and start a run; returns its id and worker pid (ControlError otherwise)."""
     from genarun.cli.common import parse_set
     from genarun.errors import GenarunError
-    from genarun.run.runner import RunOptions, check_all_models, prepare
+    from genarun.run.model_checks import check_all_models
+    from genarun.run.runner import RunOptions, prepare
 
     if not isinstance(payload, dict):
         raise ControlError(422, 'send {"tree": PATH, "set": ["name=value"], "seed": N, ...}')

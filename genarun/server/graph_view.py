@@ -143,7 +143,7 @@ def tree_file_graph(path: Path, label: str) -> Graph:
     from genarun.errors import GenarunError, TreeError
     from genarun.graph.compile import compile_tree
     from genarun.graph.matrix import check_matrix_sets
-    from genarun.run.runner import check_all_models
+    from genarun.run.model_checks import check_all_models
     from genarun.tree.load import load_document
     from genarun.tree.panic_config import is_panic_config, panic_tree
     from genarun.tree.validate import validate_document
