@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
+from genarun.run.ray_actor import ModelHost
 from genarun.run.ray_pool import POOL, PooledActor
 from genarun.run.runner import RunOptions, run_tree
 from tests.helpers import query
@@ -164,25 +165,22 @@ def test_a_killed_model_actor_is_restarted_and_its_batch_queued_again(
     )
 
 
-def test_a_driver_killed_with_sigkill_is_resumed_on_ray(
-    cluster: str, workdir: Path, cli: Callable[..., Result]
-) -> None:
+def test_a_driver_killed_with_sigkill_is_resumed_on_ray(cluster: str, workdir: Path) -> None:
+    # Driver and resume are processes of their own that join the cluster (`--ray-address`).
+    # The killed driver's model actors end with it (they are not detached); the resumed
+    # driver connects to the same cluster, starts its actors there and finishes the run.
+    from ray._private import state as gcs  # the job and actor tables, no dashboard needed
+
     tree = workdir / "slow.yaml"
     tree.write_text(SLOW_TREE.replace("delay: 0.4", "delay: 0.3"))
     db = workdir / "genarun.db"
-    env = {**os.environ, "RAY_ADDRESS": cluster}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+    def genarun(*args: str) -> list[str]:
+        return [sys.executable, "-m", "genarun", *args, "--executor", "ray", "--ray-address"]
+
     driver = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "genarun",
-            "run",
-            str(tree),
-            "--executor",
-            "ray",
-            "--batch-size",
-            "1",
-        ],
+        [*genarun("run", str(tree), "--batch-size", "1"), cluster],
         cwd=workdir,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -201,11 +199,28 @@ def test_a_driver_killed_with_sigkill_is_resumed_on_ray(
     done_before = len(query(db, "SELECT id FROM executions"))
     assert 2 <= done_before < 6
     run_id = query(db, "SELECT id FROM runs")[0]["id"]
-    resumed = cli("resume", run_id[:8], "--executor", "ray")
-    assert resumed.exit_code == 0, resumed.output
+    resume = subprocess.run(
+        [*genarun("resume", run_id[:8]), cluster],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resume.returncode == 0, resume.stdout + resume.stderr
     rows = query(db, "SELECT node_id, path, status FROM executions")
     assert sorted(r["path"] for r in rows) == sorted(f"[{i}]" for i in range(6))
     assert query(db, "SELECT status FROM runs")[0]["status"] == "completed"
+
+    # Both drivers were jobs of this cluster; the killed one's actors died with it.
+    jobs = {job["DriverPid"]: job["JobID"] for job in gcs.jobs()}
+    assert driver.pid in jobs, "the killed driver was not on the cluster"
+    killed = [a for a in gcs.actors().values() if a["JobID"] == jobs[driver.pid]]
+    assert killed and all(a["State"] == "DEAD" for a in killed), killed
+    resumed = [job for pid, job in jobs.items() if pid not in (driver.pid, os.getpid())]
+    assert resumed, f"the resumed driver did not join the cluster: {gcs.jobs()}"
+    started = [a for a in gcs.actors().values() if a["JobID"] in resumed]
+    assert any(a["Name"].startswith("genarun-") for a in started), started
 
 
 def shared_actor() -> PooledActor:
@@ -362,3 +377,70 @@ def test_a_model_whose_loading_kills_its_actor_fails_alone(cluster: str, workdir
     db = workdir / "genarun.db"
     outcome = run_tree(tree, RunOptions(executor="ray", db=db))
     check_failed_alone(db, outcome, reason="died while loading it, twice")
+
+
+def test_a_model_asking_more_than_any_node_has_fails_alone_at_once(workdir: Path) -> None:
+    # `bad` asks for more CPUs than this machine has. The driver starts its own Ray (nothing
+    # will join it): the model's nodes fail at once, naming the model, what it asked for and
+    # the fix; the rest completes. Ray itself only leaves such an actor pending: the run hung.
+    tree = load_fault_tree(workdir, "{ray_num_cpus: 512}")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "genarun", "run", str(tree), "--executor", "ray"],
+        cwd=workdir,
+        env={**env, "GENARUN_RAY_PLACEMENT_TIMEOUT": "600"},  # never reached: no waiting
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert time.monotonic() - began < 300
+    assert done.returncode != 0, done.stdout
+    db = workdir / "genarun.db"
+    (failed,) = query(db, "SELECT node_id, error FROM executions WHERE status = 'failed'")
+    error = failed["error"]
+    assert failed["node_id"] == "broken", error
+    assert "model 'bad': its Ray actor asks for 0 GPUs and 512 CPUs" in error, error
+    assert "no node of the cluster has that much" in error and "ray_num_cpus" in error, error
+    statuses = sorted(r["status"] for r in query(db, "SELECT status FROM runs"))
+    assert statuses == ["completed", "failed"]
+
+
+PLACED_TREE = """\
+genarun: 1
+name: placed
+nodes:
+  - id: line
+    kind: generate
+    model: {provider: dummy, id: dummy-llm, options: {ray_num_cpus: 1, tag: placed}}
+    prompt: "a line"
+"""
+
+
+def test_a_model_whose_actor_cannot_be_placed_fails_after_the_wait(
+    cluster: str, workdir: Path, cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another job's actor holds all but half a CPU: the model's actor (1 CPU) fits the
+    # cluster but not what is free, and Ray would leave it pending for ever. After the wait
+    # the node fails with what the cluster has and the fix; once the CPUs are free, resume.
+    free = ray.available_resources().get("CPU", 0.0)
+    assert free > 0.6, ray.available_resources()
+    holder = ray.remote(num_cpus=free - 0.5)(ModelHost).remote(None)  # as another driver's
+    ray.get(holder.__ray_ready__.remote())
+    monkeypatch.setenv("GENARUN_RAY_PLACEMENT_TIMEOUT", "2")
+    tree = workdir / "placed.yaml"
+    tree.write_text(PLACED_TREE)
+    db = workdir / "genarun.db"
+    outcome = run_tree(tree, RunOptions(executor="ray"))
+    assert outcome.status == "failed"
+    (failed,) = query(db, "SELECT error FROM executions WHERE status = 'failed'")
+    error = failed["error"]
+    assert "asks for 0 GPUs and 1 CPU and was not started in 2 s" in error, error
+    assert "0.5 CPUs free" in error and "ray_num_cpus options" in error, error
+    assert not [key for key in POOL.actors if "placed" in str(key[0])], "the actor was kept"
+
+    ray.kill(holder)
+    monkeypatch.setenv("GENARUN_RAY_PLACEMENT_TIMEOUT", "120")
+    resumed = cli("resume", outcome.runs[0].id[:8], "--executor", "ray")
+    assert resumed.exit_code == 0, resumed.output
+    assert query(db, "SELECT status FROM runs")[0]["status"] == "completed"

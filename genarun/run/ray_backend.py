@@ -35,6 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 from genarun.errors import UserError
 from genarun.run.ray_actor import ModelHost, actor_env, run_effect, unpack
+from genarun.run.ray_placement import (
+    ActorNotPlaced,
+    Request,
+    infeasible,
+    not_placed,
+    placement_wait,
+)
 from genarun.run.ray_pool import POOL
 
 if TYPE_CHECKING:
@@ -89,8 +96,10 @@ class ActorModel:
         self.want_device = device
         self.lock = threading.Lock()
         self.info: dict[str, Any] | None = None
-        self.failure: ModelLoadError | None = None  # its load failed: no batch will run
-        self.actor, self.info_ref, self.shared = backend.start_actor(spec, device)
+        # Its load failed, or its actor could not be placed: no batch will run.
+        self.failure: ModelLoadError | ActorNotPlaced | None = None
+        self.actor, self.info_ref, self.shared, self.request = backend.start_actor(spec, device)
+        self.placed = False  # its actor has started (placed on a node with what it asks)
         self.max_batch = 0
         # The batcher runs the batch on the actor's stream: the driver itself touches no GPU.
         self.device = None
@@ -109,7 +118,9 @@ class ActorModel:
             for attempt in range(2):
                 if self.info is not None:
                     break
-                try:  # no time limit: a big model may take minutes to load
+                try:
+                    self._wait_placed()
+                    # No time limit once started: a big model may take minutes to load.
                     self.info = _get(ray, self.info_ref)
                 except ray.exceptions.RayActorError as exc:
                     if attempt:
@@ -121,9 +132,12 @@ class ActorModel:
                         )
                         raise self.failure from None
                     POOL.evict(ray, self.actor)
-                    self.actor, self.info_ref, self.shared = self.backend.start_actor(
+                    self.actor, self.info_ref, self.shared, self.request = self.backend.start_actor(
                         self.spec, self.want_device
                     )
+                    self.placed = False
+                except ActorNotPlaced:
+                    raise
                 except Exception as exc:  # the model's own error, raised while loading
                     self.failure = ModelLoadError(
                         f"model '{self.spec.label()}' failed to load in its Ray actor: "
@@ -134,6 +148,33 @@ class ActorModel:
             self.max_batch = self.info.get("max_batch") or 0
             self.actor_device = self.info.get("device")
         return self
+
+    def _wait_placed(self) -> None:
+        """Wait until Ray has started the actor, at most `placement_wait()` seconds; an actor
+        Ray cannot place (more GPUs or CPUs than the cluster has, or has free) fails the
+        model's nodes with `ActorNotPlaced`, saying why and what to change, instead of
+        waiting for ever. A Ray that dies while creating it raises Ray's actor error."""
+        if self.placed:
+            return
+        ray = self.backend.ray
+        others = [(m.spec.label(), m.request) for m in self.backend.models.actors.values()]
+        if self.backend.started_ray and infeasible(ray, self.request):
+            # This driver's own Ray: no autoscaler, no node will ever join.
+            self._give_up(not_placed(ray, self.spec.label(), self.request, None, others))
+        wait = placement_wait()
+        ready = self.actor.__ray_ready__.remote()
+        done, _ = ray.wait([ready], timeout=wait)
+        if not done:
+            self._give_up(not_placed(ray, self.spec.label(), self.request, wait, others))
+        ray.get(ready)
+        self.placed = True
+
+    def _give_up(self, error: ActorNotPlaced) -> None:
+        """Fail this model's nodes with `error`, its actor ended (it would take the resources
+        once they free up, and hold them for nothing)."""
+        POOL.evict(self.backend.ray, self.actor)
+        self.failure = error
+        raise error
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
         ray = self.backend.ray
@@ -225,6 +266,7 @@ class RayBackend:
         self._gpus: float | None = None
         # Models whose shared actor died under them: they get actors of their own.
         self.isolated: set[str] = set()
+        self.started_ray = False  # this driver started Ray itself (no autoscaler)
 
     def connect(self) -> None:
         """Join the cluster at `address`, or start Ray on this machine; reuse a connection
@@ -241,6 +283,7 @@ class RayBackend:
         else:  # a Ray of our own: its workers at the driver's priority (see take_niceness)
             os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))
         self.ray.init(**kwargs)
+        self.started_ray = not self.address
 
     def prestart(self, specs: Sequence[ModelSpec], device: str | None) -> None:
         """Start the actors of every model of the runs at once, their models loading in
@@ -249,10 +292,10 @@ class RayBackend:
         for spec in specs:
             self.models.start(spec, device)
 
-    def start_actor(self, spec: ModelSpec, device: str | None) -> tuple[Any, Any, bool]:
+    def start_actor(self, spec: ModelSpec, device: str | None) -> tuple[Any, Any, bool, Request]:
         """The pool's long-lived actor for `spec`'s model (started when there is none), a
-        reference to its `describe(spec)`, which is ready once the model is loaded there, and
-        whether the actor is the shared one.
+        reference to its `describe(spec)`, which is ready once the model is loaded there,
+        whether the actor is the shared one, and what it asks Ray for.
 
         A model on a GPU, or given CPUs of its own (`ray_num_cpus`), or whose shared actor
         died under it, gets an actor of its own, restarted by Ray if its process dies; every
@@ -270,7 +313,8 @@ class RayBackend:
             key,
             lambda name: self._new_actor(own, on, name, num_gpus, num_cpus, threads),
         )
-        return pooled.actor, pooled.actor.describe.remote(spec), not own
+        request = Request(num_gpus, num_cpus)
+        return pooled.actor, pooled.actor.describe.remote(spec), not own, request
 
     def _new_actor(
         self,
