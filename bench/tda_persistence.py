@@ -3,6 +3,7 @@
 Usage: python bench/tda_persistence.py [--steps 1000] [--dims 768] [--seeds 0 1 2]
                                        [--data walk attractor] [--repeats 3] [--maxdim 1]
                                        [--ways ripser.py 'gudhi whole' default ...]
+                                       [--baseline CHECKOUT]
 
 For each data set and seed it times, on the same distance matrix in the same process, round
 robin over --repeats rounds (medians reported, so that other work on the machine hits every
@@ -12,6 +13,11 @@ way alike):
   default     genarun's exact default: gudhi, stopped early where no class can be left (H0/H1:
               witness-free edges; H2: edges whose link may be disconnected), vertices by degree
   giotto-ph   ``gph.ripser_parallel`` on 1 and 2 threads, when it is installed (not a dependency)
+  baseline    with --baseline CHECKOUT: the default of another genarun checkout (an older commit in
+              a ``git worktree``), loaded beside this one, so that before and after are timed in
+              one run, round robin, on the same data and load
+For genarun's ways it also gives the CPU seconds spent inside the Ripser kernel (gudhi's, the rest
+being bounds, ordering and checks in Python/numpy).
 and checks that every exact way gives the same diagrams as the first way run (ripser.py unless
 --ways leaves it out), with each way's speed against it. Then the approximations:
   threshold   the filtration stopped at a scale (exact for classes that die below it)
@@ -22,11 +28,15 @@ and checks that every exact way gives the same diagrams as the first way run (ri
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -134,29 +144,89 @@ def gudhi_whole(dist: np.ndarray, maxdim: int) -> Any:
         persistence_module._CUT_MAX_POINTS, persistence_module._HUB_CUT_MAX_POINTS = saved
 
 
-def ways(maxdim: int) -> dict[str, Callable[[np.ndarray], list[np.ndarray]]]:
-    """Each exact way: distance matrix -> [H0..Hmaxdim] sorted by birth then death."""
+def baseline_persistence(checkout: str) -> ModuleType:
+    """``genarun.analysis.persistence`` of another checkout, loaded beside this one.
 
-    def genarun(engine: str) -> Callable[[np.ndarray], list[np.ndarray]]:
+    genarun's modules are taken out of ``sys.modules`` while the other checkout's are imported
+    (its functions keep references to its own modules), then put back.
+    """
+    root = str(Path(checkout).resolve())
+    ours = {k: m for k, m in sys.modules.items() if k == "genarun" or k.startswith("genarun.")}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, root)
+    try:
+        module = importlib.import_module("genarun.analysis.persistence")
+    finally:
+        sys.path.remove(root)
+        for name in [k for k in sys.modules if k == "genarun" or k.startswith("genarun.")]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+    if not str(module.__file__).startswith(root):
+        raise SystemExit(f"--baseline {checkout}: no genarun package there")
+    return module
+
+
+class KernelClock:
+    """CPU seconds spent inside a persistence module's gudhi Ripser kernels (dense and sparse).
+
+    The kernel runs in the calling thread with the GIL released, so the process's CPU time
+    across the call is the kernel's own.
+    """
+
+    def __init__(self, module: ModuleType) -> None:
+        self.seconds = 0.0
+        # Newer modules reach both kernels through _gudhi_ripser, older ones had _gudhi_kernel.
+        name = "_gudhi_ripser" if hasattr(module, "_gudhi_ripser") else "_gudhi_kernel"
+        find = getattr(module, name)
+
+        def timed_find(*args: Any) -> Any:
+            kernel = find(*args)
+            if kernel is None:
+                return None
+
+            def call(*a: Any, **k: Any) -> Any:
+                start = time.process_time()
+                try:
+                    return kernel(*a, **k)
+                finally:
+                    self.seconds += time.process_time() - start
+
+            return call
+
+        setattr(module, name, timed_find)
+
+
+def ways(
+    maxdim: int, baseline: ModuleType | None = None
+) -> tuple[dict[str, Callable[[np.ndarray], list[np.ndarray]]], dict[str, KernelClock]]:
+    """Each exact way: distance matrix -> [H0..Hmaxdim] sorted by birth then death; and the
+    kernel clocks of genarun's default ways."""
+
+    def genarun(engine: str, module: ModuleType) -> Callable[[np.ndarray], list[np.ndarray]]:
         return lambda dist: (
-            persistence_from_distances(dist, maxdim, metric="cosine", engine=engine).diagrams
-        )  # type: ignore[arg-type]
+            module.persistence_from_distances(dist, maxdim, metric="cosine", engine=engine).diagrams
+        )
 
+    clocks = {"default": KernelClock(persistence_module)}
     found: dict[str, Callable[[np.ndarray], list[np.ndarray]]] = {
-        "ripser.py": genarun("ripser"),
+        "ripser.py": genarun("ripser", persistence_module),
         "gudhi whole": lambda dist: gudhi_whole(dist, maxdim).diagrams,
-        "default": genarun("auto"),
+        "default": genarun("auto", persistence_module),
     }
+    if baseline is not None:
+        clocks["baseline"] = KernelClock(baseline)
+        found["baseline"] = genarun("auto", baseline)
     try:
         from gph import ripser_parallel
     except ImportError:
-        return found
+        return found, clocks
     for threads in (1, 2):
         found[f"giotto-ph {threads}t"] = lambda dist, t=threads: [
             persistence_module._sorted(d)
             for d in ripser_parallel(dist, maxdim=maxdim, metric="precomputed", n_threads=t)["dgms"]
         ]
-    return found
+    return found, clocks
 
 
 def main() -> None:
@@ -173,9 +243,15 @@ def main() -> None:
         "--ways", nargs="+", help="exact ways to run (default: all); the first is the reference"
     )
     parser.add_argument("--no-approx", action="store_true", help="skip threshold and n_perm")
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also time the default of this genarun checkout (way 'baseline'), side by side",
+    )
     args = parser.parse_args()
 
-    exact = ways(args.maxdim)
+    baseline = baseline_persistence(args.baseline) if args.baseline else None
+    exact, clocks = ways(args.maxdim, baseline)
     if args.ways:
         unknown = sorted(set(args.ways) - set(exact))
         if unknown:
@@ -197,12 +273,16 @@ def main() -> None:
             dist, t_dist, _ = timed(pairwise_distances, points, "cosine")
             walls: dict[str, list[float]] = {name: [] for name in exact}
             cpus: dict[str, list[float]] = {name: [] for name in exact}
+            kernels: dict[str, list[float]] = {name: [] for name in clocks}
             results: dict[str, list[np.ndarray]] = {}
             for _ in range(args.repeats):
                 for name, way in exact.items():
+                    before = clocks[name].seconds if name in clocks else 0.0
                     results[name], wall, cpu = timed(way, dist)
                     walls[name].append(wall)
                     cpus[name].append(cpu)
+                    if name in clocks:
+                        kernels[name].append(clocks[name].seconds - before)
             reference = results[first]
             wall = {name: statistics.median(times) for name, times in walls.items()}
             main_way = "default" if "default" in wall else first
@@ -221,9 +301,14 @@ def main() -> None:
                 same = all(
                     np.array_equal(a, b) for a, b in zip(results[name], reference, strict=True)
                 )
+                kernel = (
+                    f" (Ripser kernel {statistics.median(kernels[name]):5.2f})"
+                    if kernels.get(name)
+                    else ""
+                )
                 print(
                     f"  {name:13s} {wall[name]:5.2f} s wall ({min(walls[name]):.2f}-"
-                    f"{max(walls[name]):.2f}), {statistics.median(cpus[name]):5.2f} s CPU, "
+                    f"{max(walls[name]):.2f}), {statistics.median(cpus[name]):5.2f} s CPU{kernel}, "
                     f"{wall[first] / wall[name]:5.1f}x {first}, identical: {same}"
                 )
             if args.no_approx:
