@@ -15,6 +15,10 @@ Models are loaded and warmed up before timing in every way. Prints steps/s and t
 
     python bench/gpu_trajectories.py                                        # GPU: 64 runs x 10 steps
     python bench/gpu_trajectories.py --device cpu --runs 4 --steps 2 --size 64 --tiny   # smoke run
+
+`--timeline` also prints, for each model call, the CPU seconds the process's other threads used
+while its batches ran (bench/timeline.py: what competed with it for the GIL), and
+`--switch-intervals MS ...` adds a genarun way per GIL switch interval.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ for folder in (str(REPO), str(BENCH)):
 
 import watchdog  # noqa: E402
 from gpu_images import HandWritten, build_blip, build_sd, dtypes, sync  # noqa: E402
+from timeline import Timeline  # noqa: E402
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 
@@ -152,6 +157,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--timeline",
         action="store_true",
         help="record when each of genarun's model batches ran; print busy and idle times",
+    )
+    parser.add_argument(
+        "--switch-intervals",
+        type=float,
+        nargs="+",
+        metavar="MS",
+        help="also run genarun with the interpreter's GIL switch interval set to each of these "
+        "(milliseconds; Python's default is 5): one (c) way each",
     )
     parser.add_argument(
         "--profile",
@@ -489,53 +502,6 @@ def providers_alone(
     timed("hand embed_image", lambda: clip.images(images))
 
 
-class Timeline:
-    """When each of genarun's model batches ran (diagnostics only): wraps the batcher's worker
-    function for the duration of one run."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, float, float, int]] = []  # task, start, end, items
-
-    def __enter__(self) -> Timeline:
-        from genarun.run import batching
-
-        self.original = batching.ModelBatcher._run_batch
-        spans, original = self.spans, self.original
-
-        def run_batch(batcher: Any, q: Any, batch: list[Any]) -> None:
-            began = time.perf_counter()
-            try:
-                original(batcher, q, batch)
-            finally:
-                spans.append((q.task, began, time.perf_counter(), len(batch)))
-
-        batching.ModelBatcher._run_batch = run_batch  # type: ignore[method-assign]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        from genarun.run import batching
-
-        batching.ModelBatcher._run_batch = self.original  # type: ignore[method-assign]
-
-    def summary(self, start: float, end: float) -> dict[str, float]:
-        """Seconds each task was busy, and seconds in which no model was busy at all."""
-        out: dict[str, float] = {}
-        for task in {t for t, *_ in self.spans}:
-            out[f"busy {task}"] = _union([(a, b) for t, a, b, _ in self.spans if t == task])
-        out["no model busy"] = (end - start) - _union([(a, b) for _, a, b, _ in self.spans])
-        return {k: round(v, 3) for k, v in sorted(out.items())}
-
-
-def _union(spans: list[tuple[float, float]]) -> float:
-    total, reach = 0.0, float("-inf")
-    for a, b in sorted(spans):
-        if b <= reach:
-            continue
-        total += b - max(a, reach)
-        reach = b
-    return total
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     import torch
@@ -670,6 +636,9 @@ class Bench:
             for batch in self.batches:
                 for i, workers in enumerate(args.workers):
                     self.genarun(batch, "local", workers, f"bench{round_}_{batch}_{i}", round_)
+                for ms in args.switch_intervals or []:
+                    label = f"bench{round_}_{batch}_si{ms:g}".replace(".", "_")
+                    self.genarun(batch, "local", args.workers[0], label, round_, ms)
             if args.device.startswith("cuda"):
                 torch.cuda.empty_cache()
 
@@ -704,7 +673,15 @@ class Bench:
             print(f"the Ray executor failed, its figures are left out: {exc!r}")
             traceback.print_exc()
 
-    def genarun(self, batch: int, executor: str, workers: int, name: str, round_: int) -> None:
+    def genarun(
+        self,
+        batch: int,
+        executor: str,
+        workers: int,
+        name: str,
+        round_: int,
+        switch_ms: float | None = None,
+    ) -> None:
         import torch
 
         args = self.args
@@ -715,6 +692,9 @@ class Bench:
         cpu = time.thread_time()
         if args.timeline:
             timeline.__enter__()
+        interval = sys.getswitchinterval()
+        if switch_ms is not None:
+            sys.setswitchinterval(switch_ms / 1000)
         try:
             way, outcome = with_genarun(
                 self.work,
@@ -727,13 +707,21 @@ class Bench:
                 executor,
             )
         finally:
+            sys.setswitchinterval(interval)
             if args.timeline:
                 timeline.__exit__()
+        if switch_ms is not None:
+            way.name += f" si{switch_ms:g}ms"
         scheduler_cpu = time.thread_time() - cpu
         way.parts["scheduler cpu"] = scheduler_cpu
         if args.timeline:
             summary = timeline.summary(began, began + way.seconds)
             summary["scheduler cpu"] = round(scheduler_cpu, 3)
+            # Per model call: its median seconds, and the CPU seconds other threads used
+            # meanwhile (what competed with it for the GIL; bench/timeline.py).
+            for task, row in timeline.beside_summary().items():
+                print(f"  {task:<12} beside: {row}")
+                summary.update({f"{task} {key}": value for key, value in row.items()})
             self.timelines.setdefault(way.name, []).append(summary)
             print(f"  timeline: {summary}")
         way.captions = genarun_captions(self.work, name, outcome, self.matrix_seeds)
