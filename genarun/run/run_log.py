@@ -23,25 +23,31 @@ def summary_logs(
     return sorted(rows, key=lambda r: r["time"])
 
 
+# Per node, in the order its first execution was recorded: when its executions began and
+# ended, and how they ended. Summed by SQLite: a run of 10,000 executions would otherwise read
+# every row back (parameters and outputs too) to count them.
+_NODE_SUMMARY = """
+SELECT node_id,
+    MIN(started) AS first,
+    MAX(COALESCE(NULLIF(ended, 0), started)) AS last,
+    SUM(status = 'done' AND reused_from IS NULL) AS done,
+    SUM(status = 'done' AND reused_from IS NOT NULL) AS reused,
+    SUM(status = 'skipped') AS skipped,
+    SUM(status = 'failed') AS failed,
+    COUNT(*) AS total
+FROM executions
+WHERE run_id = ? AND started IS NOT NULL AND started >= ?
+GROUP BY node_id
+ORDER BY MIN(id)
+"""
+
+
 def _node_lines(store: Store, run_id: str, since: float) -> list[dict[str, Any]]:
-    nodes: dict[str, dict[str, Any]] = {}
-    for e in store.run_executions(run_id):
-        if e["started"] is None or e["started"] < since:
-            continue
-        node = nodes.setdefault(
-            e["node_id"],
-            {"first": e["started"], "last": e["ended"] or e["started"], "counts": {}},
-        )
-        node["first"] = min(node["first"], e["started"])
-        node["last"] = max(node["last"], e["ended"] or e["started"])
-        how = "reused" if e["reused_from"] is not None and e["status"] == "done" else e["status"]
-        node["counts"][how] = node["counts"].get(how, 0) + 1
     lines = []
-    for node_id, node in nodes.items():
-        counts = node["counts"]
-        total = sum(counts.values())
+    for node in store.query(_NODE_SUMMARY, (run_id, since)):
+        node_id, total = node["node_id"], node["total"]
         ended = ", ".join(
-            f"{counts[k]} {k}" for k in ("done", "reused", "skipped", "failed") if counts.get(k)
+            f"{node[k]} {k}" for k in ("done", "reused", "skipped", "failed") if node[k]
         )
         executions = f"{total} execution{'s' if total != 1 else ''}"
         lines.append(_row(run_id, node["first"], "info", "started", node_id))
