@@ -8,8 +8,7 @@ lazily, once per process, and loading them never imports torch.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -70,11 +69,50 @@ class Kinds(dict[str, "NodeKind"]):
         return super().items()
 
 
-@dataclass
 class Registry:
-    kinds: dict[str, NodeKind] = field(default_factory=Kinds)
-    providers: dict[str, Provider] = field(default_factory=dict)
-    catalog: dict[str, CatalogEntry] = field(default_factory=dict)
+    """Node kinds, model providers and catalog models by name.
+
+    The built-in providers' registration (their modules, catalog entries and dataclasses) is
+    deferred until `providers` or `catalog` is first read, so a run of a tree without models
+    does not import them; entries that plugins added before then keep overriding the built-ins,
+    in the order they had."""
+
+    def __init__(
+        self,
+        kinds: dict[str, NodeKind] | None = None,
+        providers: dict[str, Provider] | None = None,
+        catalog: dict[str, CatalogEntry] | None = None,
+    ) -> None:
+        self.kinds: dict[str, NodeKind] = Kinds() if kinds is None else kinds
+        self._providers: dict[str, Provider] = {} if providers is None else providers
+        self._catalog: dict[str, CatalogEntry] = {} if catalog is None else catalog
+        self._deferred: list[Callable[[Registry], None]] = []
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        self._register_deferred()
+        return self._providers
+
+    @property
+    def catalog(self) -> dict[str, CatalogEntry]:
+        self._register_deferred()
+        return self._catalog
+
+    def defer(self, register: Callable[[Registry], None]) -> None:
+        """Call `register(self)` when providers or the catalog are first read, before the
+        entries added in the meantime (as if it had been called now)."""
+        self._deferred.append(register)
+
+    def _register_deferred(self) -> None:
+        if not self._deferred:
+            return
+        deferred, self._deferred = self._deferred, []
+        later_providers, later_catalog = self._providers, self._catalog
+        self._providers, self._catalog = {}, {}
+        for register in deferred:
+            register(self)
+        self._providers.update(later_providers)
+        self._catalog.update(later_catalog)
 
     def add_kind(self, kind: NodeKind) -> None:
         if isinstance(self.kinds, Kinds):
@@ -90,10 +128,10 @@ class Registry:
         self.kinds.lazy[name] = module
 
     def add_provider(self, provider: Provider) -> None:
-        self.providers[provider.name] = provider
+        self._providers[provider.name] = provider
 
     def add_model(self, entry: CatalogEntry) -> None:
-        self.catalog[entry.name] = entry
+        self._catalog[entry.name] = entry
 
 
 _registry: Registry | None = None
@@ -122,5 +160,7 @@ _BUILTIN_MODULES = ("genarun.nodes.builtin", "genarun.models.builtin")
 
 
 def _load_builtins(reg: Registry) -> None:
-    for name in _BUILTIN_MODULES:
-        importlib.import_module(name).register(reg)
+    # Node kinds register lazily themselves; the model providers only add providers and catalog
+    # entries, registered when those are first read.
+    importlib.import_module("genarun.nodes.builtin").register(reg)
+    reg.defer(lambda r: importlib.import_module("genarun.models.builtin").register(r))

@@ -15,6 +15,7 @@ useful. Nothing here imports anything heavy: the store, the CLI and the HTTP cli
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -37,14 +38,30 @@ _SHARED_RUN = 8
 # backslashes and whitespace end a token, so masking never breaks the JSON it sits in.
 _TOKEN = re.compile(r"[A-Za-z0-9_\-.~+/=*:@%!$&]+")
 
+
+class _LazyPattern:
+    """A regular expression compiled when first used: most processes write no text that
+    triggers one, and compiling them all cost 10 ms of every start."""
+
+    def __init__(self, source: str, flags: int = 0) -> None:
+        self.source, self.flags = source, flags
+
+    @functools.cached_property
+    def compiled(self) -> re.Pattern[str]:
+        return re.compile(self.source, self.flags)
+
+    def sub(self, replacement: str, text: str) -> str:
+        return self.compiled.sub(replacement, text)
+
+
 # Each pattern with the lowercase words that must be in a text for it to match: a text without
 # them (most outputs and parameters) is never scanned by the pattern (Python's re is slow on
 # these alternations: a scan of every row cost a millisecond).
-_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
+_PATTERNS: tuple[tuple[tuple[str, ...], _LazyPattern, str], ...] = (
     # Authorization header values: Bearer/Basic/Token followed by a credential-like string.
     (
         ("bearer", "basic", "token ", "token\t"),
-        re.compile(
+        _LazyPattern(
             r"\b(Bearer|Basic|Token)(\s+)(?=[A-Za-z\-._~+/]*[0-9])[A-Za-z0-9\-._~+/]{12,}=*",
             re.IGNORECASE,
         ),
@@ -66,7 +83,7 @@ _PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
             "akia",
             "aiza",
         ),
-        re.compile(
+        _LazyPattern(
             r"\b(?:sk-(?=[A-Za-z_\-*.]*[0-9])[A-Za-z0-9_\-*.]{8,}|gh[pousr]_[A-Za-z0-9]{16,}"
             r"|github_pat_[A-Za-z0-9_]{16,}|hf_[A-Za-z0-9]{16,}|xox[abprs]-[A-Za-z0-9\-]{10,}"
             r"|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{30,})"
@@ -76,7 +93,7 @@ _PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     # user:password@ in a URL (and a bare user@ is harmless, so only with a colon).
     (
         ("@",),
-        re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@\"']*:[^/\s@\"']*@"),
+        _LazyPattern(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@\"']*:[^/\s@\"']*@"),
         rf"\1{MASK}@",
     ),
     # key=value pairs whose name says secret (query strings, form bodies, JSON-ish text).
@@ -91,7 +108,7 @@ _PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
             "secret",
             "passw",
         ),
-        re.compile(
+        _LazyPattern(
             r"(?i)(\b(?:api[_-]?key|apikey|access[_-]?token|auth[_-]?token|token|secret"
             r"|password|passwd|client[_-]?secret|x-api-key)\b[\"']?\s*[:=]\s*[\"']?)"
             r"(?!\*\*\*)[^\s\"'&,;}\\]{8,}"
@@ -101,7 +118,7 @@ _PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     # Query parameters that carry credentials under short names (Google's key=, signed URLs).
     (
         ("key=", "sig=", "signature=", "code=", "auth="),
-        re.compile(
+        _LazyPattern(
             r"(?i)([?&;](?:key|sig|signature|code|access_key|auth)=)(?!\*\*\*)[^&#\s\"'\\]{6,}"
         ),
         rf"\1{MASK}",

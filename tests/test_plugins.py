@@ -5,6 +5,7 @@ them through the `genarun.plugins` entry points."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -102,3 +103,25 @@ def test_plugin_kind_fields_are_validated_like_built_ins(site: Path, tmp_path: P
         "bad.yaml:16 node 'loud': unknown field 'markz' (did you mean 'marks'?)" in refused.stderr
     )
     assert "Traceback" not in refused.stderr
+
+
+def test_providers_registered_on_first_read_keep_a_plugins_override() -> None:
+    """The built-in providers register when providers or the catalog are first read; what a
+    plugin added before then still overrides them, in the order it always had."""
+    from genarun.models.dummy import DummyProvider
+    from genarun.plugins import Registry, _load_builtins
+
+    class Override(DummyProvider):
+        pass
+
+    reg = Registry()
+    _load_builtins(reg)
+    assert reg._deferred, "the built-in providers were registered before anyone read them"
+    reg.add_provider(Override())
+    eager = Registry()
+    importlib.import_module("genarun.nodes.builtin").register(eager)
+    importlib.import_module("genarun.models.builtin").register(eager)
+    eager.add_provider(Override())
+    assert list(reg.providers) == list(eager.providers)
+    assert isinstance(reg.providers["dummy"], Override)
+    assert list(reg.catalog) == list(eager.catalog)

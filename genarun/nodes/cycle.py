@@ -43,7 +43,7 @@ from genarun.nodes.networks import (
     plan_network,
 )
 from genarun.run.seeds import fresh_seed
-from genarun.tree.schema import NodeBase, PositiveInt, Tpl
+from genarun.tree.schema import NodeBase, PositiveInt, Tpl, empty_dict, empty_list
 from genarun.tree.templates import RenderError, field_rng
 from genarun.values import EmbeddingRef, ImageRef, renumber_embeddings
 
@@ -65,7 +65,7 @@ class CycleNode(NodeBase):
         description="With a fixed seed, stop when an output repeats exactly (the trajectory has entered a loop): true or any = it equals any earlier output (PANIC-TDA's rule; images compared by their pixels), position = an earlier output at the same network position, false = never; a template such as '{{ repeat }}' lets a matrix vary it.",
     )
     embed: Any = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Embedding models applied to every output: text models to texts, image models to images, joint models to both.",
     )
     width: Tpl[PositiveInt] | None = Field(
@@ -79,7 +79,7 @@ class CycleNode(NodeBase):
         description="Most new tokens for captioning and text models: a ceiling (PANIC-TDA's), texts normally end by themselves first; each step records whether it was cut there.",
     )
     settings: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
+        default_factory=empty_dict,
         description="More settings per task, e.g. {image: {steps: 1, guidance: 0}, caption: {min_tokens: 20}}.",
     )
     retries: int = Field(

@@ -42,7 +42,7 @@ from genarun.nodes.fetch_request import (
     content_type,
     send,
 )
-from genarun.tree.schema import NodeBase, PositiveInt, Strict, TemplateStr
+from genarun.tree.schema import NodeBase, PositiveInt, Strict, TemplateStr, empty_list
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 PositiveFloat = float  # bounds are checked by the validators below (a template renders first)
@@ -124,7 +124,7 @@ class FetchNode(NodeBase):
         10 * 2**20, description="Largest response accepted, in bytes (default 10 MiB)."
     )
     hosts: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Hosts this node may send its secrets to, besides the tree's secrets: list.",
     )
     idempotency_key: bool = Field(

@@ -8,6 +8,7 @@ good batches. What each model did is counted for the run summary.
 from __future__ import annotations
 
 import queue
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -16,7 +17,6 @@ from typing import Any
 
 from genarun.models.base import ModelSpec, batch_key
 from genarun.models.device import own_stream
-from genarun.run.ray_backend import MAX_ACTOR_DEATHS, ActorDied
 from genarun.run.recording import short_error
 from genarun.run.state import RunState
 from genarun.run.work_units import Request
@@ -156,8 +156,10 @@ class ModelBatcher:
         if error is None:
             self._regrow(q, batch[0].instance.run, len(batch))
             return False
-        if isinstance(error, ActorDied):
-            if len(batch) == 1 and batch[0].lost >= MAX_ACTOR_DEATHS:
+        # Only the Ray executor raises ActorDied: a local run never imports its module (Ray's).
+        ray_backend = sys.modules.get("genarun.run.ray_backend")
+        if ray_backend is not None and isinstance(error, ray_backend.ActorDied):
+            if len(batch) == 1 and batch[0].lost >= ray_backend.MAX_ACTOR_DEATHS:
                 # The process died every time it ran this one input: a crash in the model.
                 error.hint = (
                     f"the model's process died {batch[0].lost + 1} times running this input; "

@@ -20,12 +20,10 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
     """Resolve and check every model a node names, before any weight loads or API is called;
     returns them by the name the tree uses (alias or reference)."""
     from genarun.extras import MissingExtra, missing_extra_message, missing_modules, require_extra
-    from genarun.models.catalog import resolve_model
     from genarun.plugins import registry
     from genarun.retrieval.checks import model_refs as retrieval_model_refs
     from genarun.retrieval.checks import tree_problems as retrieval_problems
 
-    providers = registry().providers
     file = str(compiled.loaded.path)
     problems, bad_aliases = _alias_problems(compiled)
     problems += retrieval_problems(compiled)
@@ -80,12 +78,15 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
                 )
                 continue
             try:
+                from genarun.models.catalog import resolve_model  # only for trees with models
+
                 spec = resolve_model(ref, compiled.loaded.spec.models)
                 found[spec.label()] = spec
                 if task is not None:
                     check_model_task(spec, task, node.id)
                 if spec.key not in checked:
-                    provider = providers[spec.provider]
+                    # Read here, not up front: a tree without models never loads the providers.
+                    provider = registry().providers[spec.provider]
                     if provider.extra is not None:
                         what = f"model '{spec.label()}' (provider {provider.name})"
                         require_extra(what, provider.extra, provider.modules)
@@ -96,6 +97,8 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
                 problems.append(Problem(str(exc), file, line, node.id))
         # Checks across a node's models (a cycle's types) run once each model is known good.
         if node.kind.check is not None and refs_ok:
+            from genarun.models.catalog import resolve_model
+
             resolve = functools.partial(resolve_model, aliases=compiled.loaded.spec.models)
             for found_problem in node.kind.check(node=node, scope=scope, resolve=resolve):
                 problems.append(
@@ -116,10 +119,12 @@ def _alias_problems(compiled: CompiledTree) -> tuple[list[Problem], dict[str, in
     node using one is told which line to fix); returns the problems and the bad aliases with
     that line. Weights are checked where a model is used: an unused alias may name weights
     that this machine lacks."""
-    from genarun.models.catalog import resolve_model
-
     loaded = compiled.loaded
     aliases = loaded.spec.models
+    if not aliases:
+        return [], {}
+    from genarun.models.catalog import resolve_model
+
     file = str(loaded.path)
     problems: list[Problem] = []
     failed: dict[str, int | None] = {}

@@ -173,6 +173,8 @@ class RunState:
 
     def models_json(self) -> str:
         """runs.models: each model name the run used -> what it resolved to."""
+        if not self.models_used:  # a tree without models: nothing to import for it
+            return "{}"
         from genarun.models.weights import resolved
 
         return json.dumps(
