@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from genarun.tree.templates import RenderError, render_jinja
+from genarun.tree.template_env import RenderError
+from genarun.tree.templates import render_jinja
 from tests.fetch_server import FetchServer
 from tests.helpers import genarun_subprocess, query
 

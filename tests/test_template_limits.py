@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from genarun.tree.templates import RenderError, Text, compile_expression
+from genarun.tree.template_env import RenderError
+from genarun.tree.templates import Text, compile_expression
 from genarun.values import EmbeddingRef, ImageRef
 
 
@@ -110,7 +111,7 @@ def test_limits_fail_fast_with_the_limit_named(
 
 
 def test_constant_arithmetic_is_checked_when_compiled() -> None:
-    from genarun.tree.templates import TemplateProblem
+    from genarun.tree.template_env import TemplateProblem
 
     started = time.monotonic()
     with pytest.raises(TemplateProblem, match="template limit: 2 \\*\\* 99999999999 would be"):

@@ -14,13 +14,8 @@ from genarun.graph.node_fields import resolve_node_fields
 from genarun.nodes.base import NodeKind
 from genarun.retrieval.sources import resolve_sources
 from genarun.tree.schema import IDENTIFIER, RESERVED_NAMES
-from genarun.tree.templates import (
-    Compiled,
-    TemplateProblem,
-    compile_expression,
-    compile_value,
-    label,
-)
+from genarun.tree.template_env import TemplateProblem, label
+from genarun.tree.templates import Compiled, compile_expression, compile_value
 from genarun.tree.validate import TreeNode
 
 

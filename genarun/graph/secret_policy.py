@@ -33,7 +33,7 @@ SENDING_KINDS = frozenset({"fetch"})
 def _calls(source: str) -> Iterator[nodes.Call]:
     if "secret" not in source:
         return
-    from genarun.tree.templates import ENV
+    from genarun.tree.template_env import ENV
 
     try:
         ast = ENV.parse(source)

@@ -10,15 +10,8 @@ from typing import Any
 import pytest
 
 from genarun.store.db import Store
-from genarun.tree.templates import (
-    ENV,
-    Expression,
-    RenderError,
-    TemplateProblem,
-    Text,
-    field_rng,
-    render_jinja,
-)
+from genarun.tree.template_env import ENV, RenderError, TemplateProblem
+from genarun.tree.templates import Expression, Text, field_rng, render_jinja
 from genarun.values import dumps, json_text
 
 SCOPE: dict[str, Any] = {"ideas": ["a", "b"], "count": 3, "range": "shadowed", "nothing": None}
