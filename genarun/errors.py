@@ -60,6 +60,15 @@ class InvalidVector(StoreError):
     that is not its dimension): refused when written, so analyses never meet it."""
 
 
+class PriceTableError(UserError):
+    """A price table that cannot be used (the file named by $GENARUN_PRICES, or genarun's own):
+    unreadable, not JSON/YAML, or an entry that is no price. Said before anything is priced."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        super().__init__(str(problem))
+
+
 class PublishError(UserError):
     """An export that cannot be made as asked: a refused path, a missing template or file."""
 

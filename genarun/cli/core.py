@@ -152,12 +152,14 @@ def run(
         compiled = prepare(tree, options)
         check_all_models(compiled)
         runs = len(matrix_bindings(compiled))
+        from genarun.cli.estimate import estimate_text
+
+        # Estimated first: a price table that cannot be used is the one thing said (exit 2).
+        estimated = estimate_text(compiled, db, seed, no_cache, as_json=False)
         click.echo(
             f"{tree}: valid; {_count(len(compiled.nodes), 'node')}, {_count(runs, 'run')}; nothing was run (--dry-run)"
         )
-        from genarun.cli.estimate import estimate_text
-
-        click.echo(estimate_text(compiled, db, seed, no_cache, as_json=False))
+        click.echo(estimated)
         return
     options.progress = Progress(verbosity=verbosity or "normal")
     outcome = run_tree(tree, options)

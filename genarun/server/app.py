@@ -47,6 +47,11 @@ class _Stores(threading.local):
 
 def create_app(options: ServeOptions) -> Starlette:
     """The app: `POST /runs/<run>/<node>[/<index>...]/hook`, `/api/v1/...` and `GET /health`."""
+    from genarun.usage.prices import price_table
+
+    # A price file ($GENARUN_PRICES) that cannot be used is said now, as the CLI says it, not
+    # as a 500 from every page and API answer that shows a cost (one table per process).
+    price_table()
     stores = _Stores()
     opened: list[Any] = []
     opened_in: list[str] = []  # the thread each Store was opened in (a test checks them)

@@ -8,14 +8,16 @@ a tree overrides both for that model. What no entry prices is *unknown*, never 0
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genarun.errors import UserError, did_you_mean
+from genarun.errors import PriceTableError, Problem, did_you_mean
 
 PRICES_ENV = "GENARUN_PRICES"
 TABLE = Path(__file__).with_name("prices.json")
@@ -90,7 +92,13 @@ def price_problem(value: Any) -> str | None:
                 + (f" ({hint})" if hint else "")
                 + f"; allowed: {', '.join(PRICE_KEYS)} (amounts), source, as_of (notes)"
             )
-        if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
+        # inf and NaN are numbers to YAML (.inf, .nan) and Python's JSON, but no price.
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, int | float)
+            or not math.isfinite(amount)
+            or amount < 0
+        ):
             return f"price.{key} must be a number of at least 0 ({PRICE_KEYS[key]}), not {amount!r:.60}"
     if not any(key in PRICE_KEYS for key in value):
         return f"price: names no amount; give one of {', '.join(PRICE_KEYS)}"
@@ -107,24 +115,45 @@ def tree_price(value: dict[str, Any], tree: str) -> Price:
     return make_price(value, f"the model's price: in {tree}", "the tree's")
 
 
+def _problem(path: Path, message: str, line: int | None = None) -> PriceTableError:
+    """The error for a price table that cannot be used, with how to go on."""
+    if path == TABLE:
+        hint = "genarun's own table is damaged: reinstall genarun"
+    else:
+        hint = f"fix the file, or unset {PRICES_ENV} to use genarun's table alone"
+        message = f"price table (${PRICES_ENV}): {message}"
+    return PriceTableError(Problem(message, str(path), line, hint=hint))
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"price table {path}: cannot read it ({exc.strerror})") from None
+        raise _problem(path, f"cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise _problem(
+            path, f"not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#x})"
+        ) from None
+    kind = "YAML" if path.suffix in (".yaml", ".yml") else "JSON"
     try:
-        if path.suffix in (".yaml", ".yml"):
+        if kind == "YAML":
             from genarun.bounded_yaml import load_bounded_yaml
 
             data = load_bounded_yaml(text)
         else:
             data = json.loads(text)
-    except Exception as exc:
-        raise UserError(
-            f"price table {path}: not valid {path.suffix[1:] or 'JSON'}: {exc}"
+    except json.JSONDecodeError as exc:
+        raise _problem(
+            path, f"not valid JSON: {exc.msg} (column {exc.colno})", exc.lineno
+        ) from None
+    except Exception as exc:  # YAMLError, YamlBoundsError: each says where, when it knows
+        mark = getattr(exc, "problem_mark", None)
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise _problem(
+            path, f"not valid {kind}: {what}", mark.line + 1 if mark is not None else None
         ) from None
     if not isinstance(data, dict):
-        raise UserError(f"price table {path}: must be a mapping with models, devices, hosts")
+        raise _problem(path, "must be a mapping with as_of and models, providers, devices, hosts")
     return data
 
 
@@ -133,46 +162,52 @@ _SECTIONS = {"models": ("provider", "id"), "providers": ("provider",), "devices"
 
 def _merge(table: PriceTable, data: dict[str, Any], path: Path) -> None:
     allowed = {"as_of", "currency", "note", "hosts", *_SECTIONS}
-    unknown = sorted(set(data) - allowed)
+    unknown = sorted(str(key) for key in data if key not in allowed)
     if unknown:
         hint = did_you_mean(unknown[0], sorted(allowed))
-        raise UserError(
-            f"price table {path}: unknown key '{unknown[0]}'"
+        raise _problem(
+            path,
+            f"unknown key '{unknown[0]}'"
             + (f" ({hint})" if hint else "")
-            + f"; allowed: {', '.join(sorted(allowed))}"
+            + f"; allowed: {', '.join(sorted(allowed))}",
         )
-    as_of = str(data.get("as_of") or "")
-    if not as_of:
-        raise UserError(f"price table {path}: needs an as_of date (when its prices were read)")
-    currency = str(data.get("currency") or table.currency)
+    as_of = data.get("as_of")
+    if not as_of or not isinstance(as_of, str | datetime.date):
+        raise _problem(path, "needs an as_of date such as '2025-06-01' (when its prices were read)")
+    currency = data.get("currency") or table.currency
+    if not isinstance(currency, str):
+        raise _problem(path, f"currency must be a currency code such as USD, not {currency!r:.60}")
     if currency != table.currency:
-        raise UserError(
-            f"price table {path}: currency {currency} differs from genarun's table "
-            f"({table.currency}); convert its amounts"
+        raise _problem(
+            path,
+            f"currency {currency} differs from genarun's table ({table.currency}); "
+            "convert its amounts",
         )
     source = f"{path.name} ({as_of})"
     for section in (*_SECTIONS, "hosts"):
         entries = data.get(section) or []
         if not isinstance(entries, list):
-            raise UserError(f"price table {path}: {section} must be a list of entries")
+            raise _problem(path, f"{section} must be a list of entries")
         for number, entry in enumerate(entries, 1):
             names = _SECTIONS.get(section, ("host",))
-            where = f"price table {path}: {section} entry {number}"
-            if not isinstance(entry, dict) or any(not entry.get(n) for n in names):
-                raise UserError(f"{where}: needs {' and '.join(names)}")
+            where = f"{section} entry {number}"
+            if not isinstance(entry, dict) or any(
+                not isinstance(entry.get(n), str) or not entry.get(n) for n in names
+            ):
+                raise _problem(path, f"{where}: needs {' and '.join(names)} (text)")
             amounts = {k: v for k, v in entry.items() if k not in names}
             problem = price_problem(amounts)
             if problem:
-                raise UserError(f"{where} ({'/'.join(str(entry[n]) for n in names)}): {problem}")
-            price = make_price(amounts, source, as_of)
+                raise _problem(path, f"{where} ({'/'.join(entry[n] for n in names)}): {problem}")
+            price = make_price(amounts, source, str(as_of))
             if section == "models":
-                table.models[(str(entry["provider"]), str(entry["id"]))] = price
+                table.models[(entry["provider"], entry["id"])] = price
             elif section == "providers":
-                table.providers[str(entry["provider"])] = price
+                table.providers[entry["provider"]] = price
             elif section == "devices":
-                table.devices[str(entry["device"])] = price
+                table.devices[entry["device"]] = price
             else:
-                table.hosts[str(entry["host"])] = price
+                table.hosts[entry["host"]] = price
     table.sources.append(f"{path.name} as of {as_of}")
 
 
