@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from genarun.server.graph_pages import _NAV, missing_page
-from genarun.server.run_pages import _STYLE
+from genarun.server.run_pages import STYLE
 
 MAX_ROWS = 400  # lines of one side-by-side text; the rest is counted, not shown
 MAX_IMAGES = 8  # images of one output shown per side
@@ -25,7 +25,7 @@ STATUS_NAMES = {"same": "same", "changed": "changed", "only_a": "only in A", "on
 
 _DIFF = (
     """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>genarun diff</title>"""
-    + _STYLE
+    + STYLE
     + """<style>
 .sbs{table-layout:fixed}.sbs td{font-family:ui-monospace,monospace;white-space:pre-wrap;vertical-align:top;font-size:.8em;padding:0 .4rem;border:0}
 .sbs .del{background:#fbe0e0}.sbs .ins{background:#dcf5dc}.sbs .rep{background:#fdf3c8}.sbs .pad{background:#f6f6f6}

@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from genarun.server.graph_pages import _NAV, missing_page
-from genarun.server.run_pages import _STYLE
+from genarun.server.run_pages import STYLE
 
 PLOTS = "plots"  # the folder of an experiment's folder that its page shows
 LOG = "tda-plots.log"  # what the last "Draw the plots" worker said
@@ -35,7 +35,7 @@ MAX_PLOTS = 200
 
 _EXPERIMENTS = (
     """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>genarun experiments</title>"""
-    + _STYLE
+    + STYLE
     + "</head><body>"
     + _NAV
     + """<h1>Experiments</h1>
@@ -48,7 +48,7 @@ _EXPERIMENTS = (
 
 _EXPERIMENT = (
     """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>experiment {{ p.experiment[:8] }}</title>"""
-    + _STYLE
+    + STYLE
     + """<style>.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots figure{margin:0;max-width:36rem}.plots img{max-width:100%;border:1px solid #ddd}
 .meta{color:#666;font-size:.9em}.num{text-align:right;font-variant-numeric:tabular-nums}</style></head><body>"""
     + _NAV

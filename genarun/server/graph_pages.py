@@ -27,13 +27,13 @@ from genarun.server.graph_view import (
     status_counts,
     tree_file_graph,
 )
-from genarun.server.run_pages import _STYLE
+from genarun.server.run_pages import STYLE
 
 _NAV = """<p><a href="/runs">Runs</a> · <a href="/trees">Trees</a> · <a href="/experiments">Experiments</a> · <a href="/diff">Diff</a> · <a href="/inbox">Inbox</a></p>"""
 
 _TREES = (
     """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>genarun trees</title>"""
-    + _STYLE
+    + STYLE
     + "</head><body>"
     + _NAV
     + """<h1>Trees</h1><p>The tree files of {{ folder }}: open one to see it drawn and checked before it runs.</p>
@@ -44,7 +44,7 @@ _TREES = (
 
 _TREE = (
     """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tree {{ tree }}</title>"""
-    + _STYLE
+    + STYLE
     + "</head><body>"
     + _NAV
     + """<h1>{{ g.name or tree }} <small>{{ tree }}</small></h1>
@@ -60,7 +60,7 @@ _TREE = (
 
 _NODE = (
     """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{{ node }} of run {{ run.id[:8] }}</title>"""
-    + _STYLE
+    + STYLE
     + "</head><body>"
     + _NAV
     + """<p><a href="/runs/{{ run.id }}">Back to run {{ run.id[:8] }}</a></p>

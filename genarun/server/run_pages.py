@@ -14,18 +14,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-_STYLE = """<style>
+STYLE = """<style>
 body{font-family:system-ui,sans-serif;max-width:75rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.25rem .5rem;text-align:left;font-size:.9em}
-.badge{border-radius:4px;padding:0 .3rem;font-size:.8em;background:#eee}.done{background:#d4f4d4}
-.failed{background:#f8d0d0}.waiting{background:#fdf0c0}.skipped{background:#e4e4e4}.running{background:#d0e4f8}
+.badge{border-radius:4px;padding:0 .3rem;font-size:.8em;background:#eee}
+.done,.completed{background:#d4f4d4}.failed{background:#f8d0d0}.waiting{background:#fdf0c0}
+.interrupted{background:#fbe0c8}.skipped,.expired{background:#e4e4e4}.running{background:#d0e4f8}
 .bar{position:relative;height:.8rem;background:#f4f4f4}.bar span{position:absolute;height:100%;background:#6a9}
 .images{display:flex;flex-wrap:wrap;gap:.5rem}.images figure{margin:0}.images img{width:128px;image-rendering:pixelated}
 </style>"""
 
 _RUNS = (
     """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>genarun runs</title>"""
-    + _STYLE
+    + STYLE
     + """</head><body><h1>Runs</h1><p><a href="/inbox">Inbox</a> · <a href="/trees">Trees</a> · <a href="/experiments">Experiments</a> · <a href="/diff">Diff</a>{% if can_start %} · <a href="/start">Start a run</a>{% endif %}</p>
 <form method="get"><label>Status <select name="status"><option value="">any</option>
 {% for s in statuses %}<option{% if s == status %} selected{% endif %}>{{ s }}</option>{% endfor %}</select></label>
@@ -40,7 +41,7 @@ _RUNS = (
 
 _RUN = (
     """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>run {{ run.id[:8] }}</title>"""
-    + _STYLE
+    + STYLE
     + """</head><body><p><a href="/runs">All runs</a> · <a href="/inbox">Inbox</a></p>
 <h1>{{ run.name }} <span class="badge {{ run.status }}">{{ run.status }}</span></h1>
 {{ controls }}
