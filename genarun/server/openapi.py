@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from genarun.server.hooks import MAX_BODY
+
 RUN_STATUSES = ("running", "completed", "failed", "interrupted", "waiting")
 
 
@@ -38,6 +40,10 @@ def _document() -> dict[str, Any]:
 
     run_param = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
     errors = {"401": reply("no token"), "403": reply("wrong token")}
+    # What every operation with a body may answer before reading it (server/api.py _json_body;
+    # the webhook reads any type and says 422 for one that is not JSON).
+    too_large = {"413": reply(f"the body is over {MAX_BODY} bytes")}
+    body_errors = {**too_large, "415": reply("a body that is not application/json")}
     answer_body = {
         "type": "object",
         "required": ["node", "answer"],
@@ -71,6 +77,7 @@ def _document() -> dict[str, Any]:
                     "404": reply("no such run"),
                     "409": reply(refused),
                     "422": reply("a body other than {}"),
+                    **body_errors,
                     **errors,
                 },
             }
@@ -139,6 +146,7 @@ def _document() -> dict[str, Any]:
                         "403": reply("outside the trees folder"),
                         "404": reply("no such tree file"),
                         "422": reply("the tree or a --set value has a problem (the CLI's message)"),
+                        **body_errors,
                         **errors,
                     },
                 },
@@ -163,6 +171,7 @@ def _document() -> dict[str, Any]:
                         "200": reply("started: the new run's id", {"type": "object"}),
                         "404": reply("no such run"),
                         "422": reply("a node that is not in the tree (the CLI's message)"),
+                        **body_errors,
                         **errors,
                     },
                 }
@@ -229,9 +238,8 @@ def _document() -> dict[str, Any]:
                         "200": reply("accepted", answered),
                         "404": reply("no such run or request"),
                         "409": reply("answered or expired already"),
-                        "413": reply("body too large"),
-                        "415": reply("not application/json"),
                         "422": reply("malformed, or an answer the question does not accept"),
+                        **body_errors,
                         **errors,
                     },
                 }
@@ -261,6 +269,7 @@ def _document() -> dict[str, Any]:
                         "404": reply("no such run or request"),
                         "409": reply("answered or expired already"),
                         "422": reply("malformed, or an answer the question does not accept"),
+                        **too_large,
                     },
                 }
             },
