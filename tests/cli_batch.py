@@ -1,11 +1,12 @@
 """Run many `genarun` command lines in one process, for tests that try many payloads.
 
-    python tests/cli_batch.py < jobs.jsonl
+    python tests/cli_batch.py [--limit=NAME=VALUE ...] < jobs.jsonl
 
 Each stdin line is a JSON list of arguments; each stdout line is a JSON object with the exit
 code, the seconds it took and what it printed. The CLI is the real one (click's main, as the
 `genarun` script calls it); one process for many command lines keeps a test of a hundred
 payloads fast, and the limits the caller sets on this process (memory, time) bound each.
+`--limit=iterations=20000` (any field of genarun.tree.limits.Limits) sets a template limit.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def run(args: list[str]) -> dict[str, object]:
 
 
 if __name__ == "__main__":
+    import dataclasses
+
+    from genarun.tree import limits
+
+    for flag in sys.argv[1:]:
+        name, _, value = flag.removeprefix("--limit=").partition("=")
+        kind = type(getattr(limits.LIMITS, name))
+        limits.LIMITS = dataclasses.replace(limits.LIMITS, **{name: kind(value)})
     for line in sys.stdin:
         if line.strip():
             print(json.dumps(run(json.loads(line))), flush=True)
