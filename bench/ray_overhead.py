@@ -19,42 +19,17 @@ With --tree, any tree (for the GPU trajectory benchmark, a tree of gpu_trajector
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the comparison is the one tests/test_ray.py makes
 
-
-def outputs(folder: Path, db: Path) -> Any:
-    """output.json with embeddings as their vectors and images as their pixels' digests."""
-    conn = sqlite3.connect(db)
-    vectors = dict(conn.execute("SELECT id, vector FROM embeddings").fetchall())
-    conn.close()
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            if "embedding" in value and "dim" in value:
-                return {**value, "embedding": vectors[value["embedding"]].hex()}
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, str) and value.startswith("assets/"):
-            # The pixels: the PNG's text chunks name the run, which differs between any two.
-            from PIL import Image
-
-            with Image.open(folder / value) as image:
-                return hashlib.sha256(image.mode.encode() + image.tobytes()).hexdigest()
-        return value
-
-    return plain(json.loads((folder / "output.json").read_text()))
+from tests.helpers import comparable_outputs  # noqa: E402
 
 
 def main() -> None:
@@ -111,7 +86,7 @@ def main() -> None:
             times[executor].append(time.perf_counter() - began)
             if outcome.status != "completed":
                 sys.exit(f"{executor}: {outcome.status}: {outcome.failures[:3]}")
-            found[executor] = [outputs(run.folder, db) for run in outcome.runs]
+            found[executor] = [comparable_outputs(run.folder, db) for run in outcome.runs]
         same = same and found["local"] == found["ray"]
         print(
             f"round {round_ + 1}: local {times['local'][-1]:.2f} s, ray {times['ray'][-1]:.2f} s"

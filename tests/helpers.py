@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 TREES = Path(__file__).parent / "trees"
 
@@ -31,3 +34,29 @@ def query(db: Path, sql: str, *params: object) -> list[sqlite3.Row]:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+def comparable_outputs(folder: Path, db: Path) -> Any:
+    """A run's output.json with each embedding's id replaced by its vector (ids depend on the
+    order rows were written), and each image by its pixels' digest: equal for two runs that
+    made the same values (the local and the Ray executor; bench/ray_overhead.py too)."""
+    conn = sqlite3.connect(db)
+    vectors = dict(conn.execute("SELECT id, vector FROM embeddings").fetchall())
+    conn.close()
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "embedding" in value and "dim" in value:
+                return {**value, "embedding": vectors[value["embedding"]].hex()}
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, str) and value.startswith("assets/"):
+            # The pixels: the PNG's text chunks name the run, which differs between any two.
+            from PIL import Image
+
+            with Image.open(folder / value) as image:
+                return hashlib.sha256(image.mode.encode() + image.tobytes()).hexdigest()
+        return value
+
+    return plain(json.loads((folder / "output.json").read_text()))

@@ -3,7 +3,6 @@ outputs as the local executor, an actor killed mid-run recovers, a killed driver
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -22,6 +21,7 @@ from click.testing import Result
 from genarun.run.ray_actor import ModelHost
 from genarun.run.ray_pool import POOL, PooledActor
 from genarun.run.runner import RunOptions, run_tree
+from tests.helpers import comparable_outputs as outputs
 from tests.helpers import query
 from tests.test_fail_alone import check_failed_alone, check_resumed, fault_tree, kept_rows
 
@@ -37,33 +37,6 @@ def cluster() -> Iterator[str]:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
-
-
-def outputs(folder: Path, db: Path) -> Any:
-    """A run's output.json with each embedding's id replaced by its vector (ids depend on the
-    order rows were written), and each image by its pixels' digest."""
-    import hashlib
-
-    conn = sqlite3.connect(db)
-    vectors = dict(conn.execute("SELECT id, vector FROM embeddings").fetchall())
-    conn.close()
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            if "embedding" in value and "dim" in value:
-                return {**value, "embedding": vectors[value["embedding"]].hex()}
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, str) and value.startswith("assets/"):
-            # The pixels: the PNG's text chunks name the run, which differs between any two.
-            from PIL import Image
-
-            with Image.open(folder / value) as image:
-                return hashlib.sha256(image.mode.encode() + image.tobytes()).hexdigest()
-        return value
-
-    return plain(json.loads((folder / "output.json").read_text()))
 
 
 def run_both(tmp: Path, tree: Path, **options: Any) -> tuple[Any, Any]:
