@@ -13,12 +13,10 @@ and reports how well the true groups are recovered (adjusted Rand index).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import resource
 import time
 
 import numpy as np
+from measure import cpu_seconds, machine
 
 
 def embeddings(
@@ -109,14 +107,6 @@ def bench_store(args: argparse.Namespace) -> None:
         store.close()
 
 
-def cpu_seconds() -> float:
-    """User + system CPU of this process (all its threads) and its finished children (ffmpeg):
-    on a machine shared with other work, the CPU a task took says more than its wall time."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=100_000)
@@ -125,7 +115,7 @@ def main() -> None:
     parser.add_argument("--min-cluster-size", type=int, default=20)
     parser.add_argument("--store", action="store_true", help="End to end through SQLite.")
     args = parser.parse_args()
-    print(f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    print(machine())
     if args.store:
         bench_store(args)
     else:

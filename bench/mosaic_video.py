@@ -13,12 +13,11 @@ so each of the runs x steps files is decoded on its own.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import resource
 import tempfile
 import time
 from pathlib import Path
+
+from measure import cpu_seconds, machine
 
 
 def build(root: Path, runs: int, steps: int, size: int) -> Path:
@@ -65,14 +64,6 @@ def build(root: Path, runs: int, steps: int, size: int) -> Path:
     return root / "bench.db"
 
 
-def cpu_seconds() -> float:
-    """User + system CPU of this process (all its threads) and its finished children (ffmpeg):
-    on a machine shared with other work, the CPU a task took says more than its wall time."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=64)
@@ -85,7 +76,7 @@ def main() -> None:
     from genarun.experiments.mosaic import write_video
     from genarun.store.db import Store
 
-    print(f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         started = time.perf_counter()
