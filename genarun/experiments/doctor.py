@@ -19,18 +19,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from genarun.errors import GenarunError
 from genarun.store.db import (
     embeddings,
     executions,
-    logs,
     persistence,
     runs,
     trajectories,
     trajectory_steps,
 )
+from genarun.store.run_rows import run_tables
 from genarun.store.vectors import vector_problem
 
 if TYPE_CHECKING:
@@ -103,7 +103,13 @@ def _dead_runs(runs_by_id: dict[str, dict[str, Any]]) -> list[Finding]:
 def _orphans(store: Store, runs_by_id: dict[str, dict[str, Any]]) -> list[Finding]:
     out = []
     known = set(runs_by_id)
-    for table in (executions, logs, embeddings, trajectories, trajectory_steps, persistence):
+    present = set(
+        store.conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'")).scalars()
+    )
+    for owned in run_tables():
+        table = owned.table
+        if owned.via is not None or table.name not in present:  # (an older read-only file)
+            continue
         stmt = select(table.c.run_id, func.count()).group_by(table.c.run_id)
         for run_id, count in store.conn.execute(stmt):
             if run_id not in known:

@@ -16,32 +16,18 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 
 from genarun.errors import StoreError, UserError
-from genarun.store.clusters import cluster_labels, clusterings, clusters
+from genarun.store.clusters import TABLES as cluster_tables
+from genarun.store.clusters import clusterings, clusters
 from genarun.store.db import (
-    embeddings,
-    executions,
     experiments,
-    logs,
-    persistence,
     runs,
     trajectories,
     trajectory_steps,
 )
+from genarun.store.run_rows import run_tables
 
 if TYPE_CHECKING:
     from genarun.store.db import Store
-
-# Tables holding rows of a run, children before parents (deleting in this order never leaves
-# a row pointing at a removed one).
-RUN_TABLES = (
-    cluster_labels,
-    persistence,
-    trajectory_steps,
-    trajectories,
-    embeddings,
-    logs,
-    executions,
-)
 
 
 # --- export db ----------------------------------------------------------------------------------
@@ -69,15 +55,12 @@ def copy_experiments(store: Store, experiment_ids: list[str], target: Path) -> d
             "experiments": (f"id IN ({','.join('?' * len(experiment_ids))})", experiment_ids),
             "runs": (f"id IN ({marks})", run_ids),
         }
-        for table in (
-            "executions",
-            "logs",
-            "embeddings",
-            "trajectories",
-            "trajectory_steps",
-            "persistence",
-        ):
-            wanted[table] = (f"run_id IN ({marks})", run_ids)
+        present = {
+            name for (name,) in source.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        for owned in run_tables():  # parents first; clusterings' tables go whole, below
+            if owned.table.name in present and owned.table not in cluster_tables:
+                wanted[owned.table.name] = (owned.where_sql(marks), run_ids)
         # A clustering is copied when all its runs are (its labels would be half elsewhere).
         inside = set(run_ids)
         whole = [
@@ -159,9 +142,9 @@ def delete_experiment(store: Store, plan: Deletion) -> dict[str, int]:
     run_ids = [r["id"] for r in plan.runs]
     removed: dict[str, int] = {}
     with store.transaction():
-        for table in RUN_TABLES:
-            removed[table.name] = store._write(
-                delete(table).where(table.c.run_id.in_(run_ids))
+        for owned in reversed(run_tables()):  # children first: no row points at a removed one
+            removed[owned.table.name] = store._write(
+                delete(owned.table).where(owned.where(run_ids))
             ).rowcount
         # Clusterings left without any label of a remaining run go too.
         for c in store.conn.execute(select(clusterings.c.id, clusterings.c.run_ids)).all():
