@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     Column,
     Float,
-    ForeignKey,
     Index,
-    Integer,
     String,
     Table,
     Text,
@@ -28,6 +26,7 @@ from sqlalchemy import (
 
 from genarun.redaction import redact
 from genarun.store.db import metadata
+from genarun.store.tables import execution_columns
 
 if TYPE_CHECKING:
     from genarun.store.db import Store
@@ -36,10 +35,7 @@ if TYPE_CHECKING:
 assembled_requests = Table(
     "assembled_requests",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False),  # foreach indexes as JSON, as in executions
+    *execution_columns(),
     Column("inputs", String, nullable=False),  # hash of the spec, schema and the node's request
     Column("model", String),
     Column("prompt", Text),

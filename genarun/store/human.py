@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from genarun.errors import StoreError
 from genarun.human.answers import output_of, tally, validate_answer
 from genarun.store.db import metadata, runs
+from genarun.store.tables import execution_columns
 
 if TYPE_CHECKING:
     from genarun.store.db import Store
@@ -50,10 +51,7 @@ if TYPE_CHECKING:
 human_requests = Table(
     "human_requests",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False),  # foreach indexes as JSON, as in executions
+    *execution_columns(),
     Column("ask", String, nullable=False),
     Column("question", Text, nullable=False),
     Column("options", Text),  # JSON list, rendered once

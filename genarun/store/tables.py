@@ -27,6 +27,18 @@ from sqlalchemy import (
 
 metadata: MetaData = MetaData()
 
+
+def execution_columns() -> tuple[Column[Any], ...]:
+    """The columns that place a row at one execution of a run: its own id, the run, the node
+    and the foreach path (its indexes as JSON, e.g. "[2, 0]"). Fresh columns for each table."""
+    return (
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+        Column("node_id", String, nullable=False),
+        Column("path", String, nullable=False),
+    )
+
+
 experiments = Table(
     "experiments",
     metadata,
@@ -75,10 +87,7 @@ runs = Table(
 executions = Table(
     "executions",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False),  # foreach indexes as JSON, e.g. "[2, 0]"
+    *execution_columns(),
     Column("kind", String, nullable=False),
     Column("params", Text),  # rendered parameters, JSON
     Column("input_hash", String),
@@ -148,10 +157,7 @@ document_vectors = Table(
 trajectories = Table(
     "trajectories",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False),
+    *execution_columns(),
     Column("network", Text, nullable=False),  # JSON list of model labels
     Column("start", Text),
     Column("max_steps", Integer, nullable=False),
@@ -171,10 +177,7 @@ trajectories = Table(
 trajectory_steps = Table(
     "trajectory_steps",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False),
+    *execution_columns(),
     Column("step", Integer, nullable=False),
     Column("model", String, nullable=False),
     Column("kind", String, nullable=False),  # text or image
@@ -219,10 +222,7 @@ persistence = Table(
 responses = Table(
     "responses",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
-    Column("node_id", String, nullable=False),
-    Column("path", String, nullable=False),
+    *execution_columns(),
     Column("request", Text, nullable=False),  # JSON: method, url, params, headers, json, body
     Column("status", Integer),
     Column("content_type", String),
