@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import db_option, handle_errors
+from genarun.cli.common import db_option, handle_errors, limit_option
 
 
 class _ClusterGroup(click.Group):
@@ -102,7 +102,7 @@ def _echo_clusters(rows: list[dict[str, Any]], folders: dict[str, str]) -> None:
 
 @cluster.command("list")
 @db_option
-@click.option("--limit", type=int, default=30, show_default=True)
+@limit_option
 @handle_errors
 def cluster_list(db: Path | None, limit: int) -> None:
     """The newest clusterings."""

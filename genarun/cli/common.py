@@ -184,6 +184,15 @@ db_option = click.option(
     help="SQLite database (default genarun.db here; or $GENARUN_DB).",
 )
 
+# How many of the newest rows a list command shows (runs, experiments, clusterings).
+limit_option = click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=30,
+    show_default=True,
+    help="Show at most this many, newest first.",
+)
+
 
 def verbosity_options(command: Any) -> Any:
     """`--quiet` / `--verbose` of the commands that run trees (run, rerun, resume): the

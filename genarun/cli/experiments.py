@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from genarun.cli.common import db_option, handle_errors
+from genarun.cli.common import db_option, handle_errors, limit_option
 
 
 @contextlib.contextmanager
@@ -35,7 +35,7 @@ def experiments() -> None:
 
 @experiments.command("list")
 @db_option
-@click.option("--limit", type=int, default=30, show_default=True)
+@limit_option
 @handle_errors
 def experiments_list(db: Path | None, limit: int) -> None:
     """The newest experiments in the database."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from genarun.cli.common import db_option, handle_errors
+from genarun.cli.common import db_option, handle_errors, limit_option
 
 
 @click.group()
@@ -17,7 +17,7 @@ def runs() -> None:
 
 @runs.command("list")
 @db_option
-@click.option("--limit", type=int, default=30, show_default=True)
+@limit_option
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
