@@ -15,66 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import TREES
 from tests.human_helpers import serving
 from tests.test_server_browser import CHROMIUM_FLAGS, _chromium, _shot
 
-BOOK = """genarun: 1
-name: drawn-book
-seed: 2
-vars:
-  topics: ["geckos", "skinks"]
-  mood: calm
-nodes:
-  - id: title
-    kind: template
-    text: "A {{ mood }} book"
-    children:
-      - id: chapter
-        kind: template
-        foreach: topics
-        as: topic
-        text: "On {{ topic }}, {{ mood }}"
-      - id: cover
-        kind: image
-        model: dummy
-        prompt: "Cover for {{ title }}"
-        width: 32
-        height: 32
-  - id: blurb
-    kind: template
-    text: "{{ chapter | length }} chapters"
-"""
-
-BAD = """genarun: 1
-name: bad-book
-nodes:
-  - id: title
-    kind: template
-    text: "A title"
-    children:
-      - id: cover
-        kind: image
-        model: dummy
-        prompt: "Cover for {{ titel }}"
-"""
-
-CYCLES = """genarun: 1
-name: browser-trajectories
-matrix:
-  seed: [1, 2]
-nodes:
-  - id: traj
-    kind: cycle
-    network: [dummy-t2i, dummy-i2t]
-    start: "a red fox"
-    steps: 5
-    embed: [dummy-embed]
-    children:
-      - id: topology
-        kind: persistence
-        of: traj
-        maxdim: 1
-"""
+# Scenario trees shared with tests/test_server_graph.py and tests/test_server_experiments.py.
+SERVE_TREES = TREES / "serve"
+BOOK = (SERVE_TREES / "book.yaml").read_text()
+BAD = (SERVE_TREES / "bad_book.yaml").read_text()
+CYCLES = (SERVE_TREES / "trajectories.yaml").read_text()
 
 
 def _run(db: Path, tree: Path, *args: str) -> None:
@@ -178,10 +127,10 @@ def test_tree_graph_errors_on_nodes_node_pages_diff_and_experiments_in_chromium(
             page.goto(f"{base}/experiments")
             page.locator("table a", has_text=re.compile("^[0-9a-f]{8}$")).first.click()
             page.wait_for_url(re.compile(r".*/experiments/[0-9a-f]+$"))
-            if "browser-trajectories" not in page.content():
+            if "fox-trajectories" not in page.content():
                 page.go_back()
                 page.locator("table a").nth(1).click()
-            assert "browser-trajectories" in page.content()
+            assert "fox-trajectories" in page.content()
             assert page.locator("table.tda tr").count() == 3  # a header and 2 diagrams
             _shot(page, folders, "7-experiment")
             page.click("text=Draw the plots")  # genarun tda plots, in a worker

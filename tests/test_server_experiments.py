@@ -12,26 +12,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
-from tests.helpers import query
+from tests.helpers import TREES, query
 
-TREE = """genarun: 1
-name: trajectories
-matrix:
-  seed: [1, 2]
-  prompt: ["a red fox"]
-nodes:
-  - id: traj
-    kind: cycle
-    network: [dummy-t2i, dummy-i2t]
-    start: "{{ prompt }}"
-    steps: 6
-    embed: [dummy-embed]
-    children:
-      - id: topology
-        kind: persistence
-        of: traj
-        maxdim: 1
-"""
+TREE = (TREES / "serve" / "trajectories.yaml").read_text()  # also the browser test's
 
 
 def _experiment(workdir: Path, cli) -> tuple[Path, str, Path]:

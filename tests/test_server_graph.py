@@ -13,49 +13,12 @@ from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
 from genarun.server.graph_view import NODE_H, NODE_W, Graph, GraphNode, layout
-from tests.helpers import query
+from tests.helpers import TREES, query
 
-TREE = """genarun: 1
-name: drawn
-seed: 2
-vars:
-  topics: ["geckos", "skinks"]
-nodes:
-  - id: title
-    kind: template
-    text: "A book"
-    children:
-      - id: chapter
-        kind: template
-        foreach: topics
-        as: topic
-        text: "On {{ topic }}"
-      - id: cover
-        kind: image
-        model: dummy
-        prompt: "Cover for {{ title }}"
-        width: 16
-        height: 16
-  - id: blurb
-    kind: template
-    text: "{{ chapter | length }} chapters"
-"""
-
-BAD = """genarun: 1
-name: bad
-nodes:
-  - id: title
-    kind: template
-    text: "A title"
-    children:
-      - id: cover
-        kind: image
-        model: dummy
-        prompt: "Cover for {{ titel }}"
-  - id: other
-    kind: template
-    text: "fine"
-"""
+# Scenario trees shared with tests/test_server_browser_pages.py.
+SERVE_TREES = TREES / "serve"
+TREE = (SERVE_TREES / "book.yaml").read_text()
+BAD = (SERVE_TREES / "bad_book.yaml").read_text()
 
 
 def _nodes_in_svg(html: str) -> set[str]:
