@@ -8,7 +8,10 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 TREES = Path(__file__).parent / "trees"
 
@@ -24,6 +27,16 @@ def genarun_subprocess(
         text=True,
         timeout=timeout,
     )
+
+
+def app_client(db: Path, **options: Any) -> TestClient:
+    """An ASGI test client of `genarun serve`'s app on `db` (ServeOptions `options`); no
+    worker continues answered runs unless `auto_resume=True` is given."""
+    from starlette.testclient import TestClient
+
+    from genarun.server.app import ServeOptions, create_app
+
+    return TestClient(create_app(ServeOptions(db=db, **{"auto_resume": False, **options})))
 
 
 def query(db: Path, sql: str, *params: object) -> list[sqlite3.Row]:

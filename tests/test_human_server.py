@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import genarun_subprocess, query
+from tests.helpers import app_client, genarun_subprocess, query
 from tests.human_helpers import free_port, make_request, serving
 
 SECRET = "whsec_" + base64.b64encode(b"a secret of thirty-two bytes!!!!").decode()
@@ -196,11 +196,8 @@ def test_hook_url_gives_a_fresh_token_and_the_old_one_stops_working(workdir: Pat
     assert url.startswith(f"http://127.0.0.1:8765/runs/{request.run_id}/pick/hook?token=")
     new = url.split("token=")[1]
     assert new != old
-    from starlette.testclient import TestClient
 
-    from genarun.server.app import ServeOptions, create_app
-
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    client = app_client(db)
     hook = request.hook_path
     assert client.post(hook, json={"answer": "red"}, params={"token": old}).status_code == 403
     assert client.post(hook, json={"answer": "red"}, params={"token": new}).status_code == 200

@@ -10,11 +10,12 @@ from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
 from genarun.server.openapi import openapi_document
+from tests.helpers import app_client
 from tests.human_helpers import make_request
 
 
 def _client(db: Path, token: str | None = None) -> TestClient:
-    return TestClient(create_app(ServeOptions(db=db, auto_resume=False, token=token)))
+    return app_client(db, token=token)
 
 
 def test_runs_a_run_and_the_inbox(tmp_path: Path) -> None:

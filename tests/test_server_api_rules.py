@@ -10,11 +10,12 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
+from tests.helpers import app_client
 from tests.human_helpers import make_request
 
 
 def _client(db: Path, **options: object) -> TestClient:
-    return TestClient(create_app(ServeOptions(db=db, auto_resume=False, **options)))  # type: ignore[arg-type]
+    return app_client(db, **options)
 
 
 def test_the_read_only_document_lists_no_post_route(tmp_path: Path) -> None:

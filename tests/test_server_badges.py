@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from starlette.testclient import TestClient
 
 from genarun.run.state import RunStatus, Status
-from genarun.server.app import ServeOptions, create_app
 from genarun.server.run_pages import STYLE
-from tests.helpers import query
+from tests.helpers import app_client, query
 
 TREE = """\
 genarun: 1
@@ -61,7 +59,7 @@ def test_every_badge_on_the_run_pages_is_styled(workdir: Path, cli: Callable[...
     db = workdir / "genarun.db"
     runs = dict(query(db, "SELECT status, id FROM runs"))
     assert set(runs) == {"failed", "completed"}
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    client = app_client(db)
     (experiment,) = (row[0] for row in query(db, "SELECT id FROM experiments LIMIT 1"))
     pages = ["/runs", *(f"/runs/{run}" for run in runs.values()), "/experiments"]
     pages.append(f"/experiments/{experiment}")

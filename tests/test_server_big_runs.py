@@ -6,10 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from starlette.testclient import TestClient
-
-from genarun.server.app import ServeOptions, create_app
 from genarun.server.run_summary import PAGE_SIZE
+from tests.helpers import app_client
 
 
 def _long_run(db: Path, drafts: int) -> str:
@@ -48,7 +46,7 @@ def _long_run(db: Path, drafts: int) -> str:
 def test_a_long_run_page_shows_nodes_and_pages_its_executions(tmp_path: Path) -> None:
     db = tmp_path / "g.db"
     run_id = _long_run(db, 300)  # 601 executions
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    client = app_client(db)
     html = client.get(f"/runs/{run_id}").text
     assert "1-200 of 601" in html and 'href="?page=2#executions">next</a>' in html
     shown = re.findall(r"<tr><td>(\w+)(?:\[\d+\])?</td>", html)

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
-from tests.helpers import query
+from tests.helpers import app_client, query
 
 SLOW = """genarun: 1
 name: slow-control
@@ -54,7 +54,7 @@ def test_a_start_request_with_bad_input_gets_the_cli_message(tmp_path: Path, cli
         not (tmp_path / "g.db").exists()
         or query(tmp_path / "g.db", "SELECT count(*) FROM runs")[0][0] == 0
     )
-    no_start = TestClient(create_app(ServeOptions(db=tmp_path / "g.db", auto_resume=False)))
+    no_start = app_client(tmp_path / "g.db")
     assert no_start.post("/api/v1/runs", json={"tree": "slow.yaml"}).status_code == 403
 
 

@@ -7,11 +7,8 @@ import json
 import re
 from pathlib import Path
 
-from starlette.testclient import TestClient
-
-from genarun.server.app import ServeOptions, create_app
 from genarun.server.diff_page import side_by_side
-from tests.helpers import query
+from tests.helpers import app_client, query
 
 TREE = """genarun: 1
 name: compared
@@ -60,7 +57,7 @@ def test_the_diff_page_shows_what_genarun_diff_says_texts_and_images_side_by_sid
     expected = _labels_in_cli(said.output)
     assert expected == {"intro": "changed", "cover": "changed", "fixed": "same", "footer": "only_b"}
 
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    client = app_client(db)
     form = client.get("/diff").text
     assert f'<option value="{a}"' in form and f'<option value="{b}"' in form
     page = client.get("/diff", params={"a": a[:8], "b": b[:8], "all": "1"}).text

@@ -9,10 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
-from genarun.server.app import ServeOptions, create_app
-from tests.helpers import TREES, query
+from tests.helpers import TREES, app_client, query
 
 TREE = (TREES / "serve" / "trajectories.yaml").read_text()  # also the browser test's
 
@@ -31,7 +29,7 @@ def test_the_experiment_page_shows_progress_trajectories_tda_tables_and_written_
     workdir: Path, cli
 ) -> None:
     db, experiment, folder = _experiment(workdir, cli)
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    client = app_client(db)
     listing = client.get("/experiments").text
     assert f'<a href="/experiments/{experiment}">{experiment[:8]}</a>' in listing
     assert "2 completed" in listing and "2 seed x 1 prompt" in listing
@@ -88,7 +86,7 @@ def test_the_experiment_page_shows_progress_trajectories_tda_tables_and_written_
 
 def test_read_only_shows_no_draw_button_and_has_no_post_route(workdir: Path, cli) -> None:
     db, experiment, _ = _experiment(workdir, cli)
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False, read_only=True)))
+    client = app_client(db, read_only=True)
     html = client.get(f"/experiments/{experiment}").text
     assert "Draw the plots" not in html and f"genarun tda plots {experiment[:8]} --out" in html
     assert client.post(f"/experiments/{experiment}/plots").status_code in (404, 405)
@@ -97,7 +95,7 @@ def test_read_only_shows_no_draw_button_and_has_no_post_route(workdir: Path, cli
 @pytest.mark.slow
 def test_draw_the_plots_runs_tda_plots_in_a_worker(workdir: Path, cli) -> None:
     db, experiment, folder = _experiment(workdir, cli)
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    client = app_client(db)
     page = client.get(f"/experiments/{experiment}").text
     csrf = page.split('name="csrf" value="')[1].split('"')[0]
     refused = client.post(f"/experiments/{experiment}/plots", data={"csrf": "forged"})

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from genarun.server.app import ServeOptions, create_app
+from tests.helpers import app_client
 from tests.human_helpers import make_request
 
 _json = st.recursive(
@@ -35,7 +35,7 @@ _bodies = st.one_of(
 def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[TestClient, str, str]:
     db = tmp_path_factory.mktemp("fuzz") / "g.db"
     request, token = make_request(db, collect=1000)  # a poll: answers keep being accepted
-    client = TestClient(create_app(ServeOptions(db=Path(db), auto_resume=False)))
+    client = app_client(Path(db))
     return client, request.run_id, token
 
 

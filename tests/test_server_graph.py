@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
 from genarun.server.graph_view import NODE_H, NODE_W, Graph, GraphNode, layout
-from tests.helpers import TREES, query
+from tests.helpers import TREES, app_client, query
 
 # Scenario trees shared with tests/test_server_browser_pages.py.
 SERVE_TREES = TREES / "serve"
@@ -33,7 +33,7 @@ def test_the_run_page_draws_the_tree_with_statuses_and_links_to_each_nodes_execu
     assert cli("run", tree).exit_code == 0
     db = workdir / "genarun.db"
     run_id = query(db, "SELECT id FROM runs")[0][0]
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False, trees=workdir)))
+    client = app_client(db, trees=workdir)
     html = client.get(f"/runs/{run_id}").text
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="tree-graph"' in html
     assert _nodes_in_svg(html) == {"title", "chapter", "cover", "blurb"}

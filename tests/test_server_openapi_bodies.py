@@ -9,9 +9,9 @@ import re
 import pytest
 from starlette.testclient import TestClient
 
-from genarun.server.app import ServeOptions, create_app
 from genarun.server.hooks import MAX_BODY
 from genarun.server.openapi import openapi_document
+from tests.helpers import app_client
 
 
 def _posts() -> list[str]:
@@ -21,7 +21,7 @@ def _posts() -> list[str]:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     folder = tmp_path_factory.mktemp("serve")
-    return TestClient(create_app(ServeOptions(db=folder / "g.db", auto_resume=False, trees=folder)))
+    return app_client(folder / "g.db", trees=folder)
 
 
 @pytest.mark.parametrize("path", _posts())

@@ -8,13 +8,12 @@ from pathlib import Path
 from PIL import Image
 from starlette.testclient import TestClient
 
-from genarun.server.app import ServeOptions, create_app
-from tests.helpers import query
+from tests.helpers import app_client, query
 from tests.human_helpers import make_request
 
 
 def _client(db: Path, token: str | None = None) -> TestClient:
-    return TestClient(create_app(ServeOptions(db=db, auto_resume=False, token=token)))
+    return app_client(db, token=token)
 
 
 def _csrf(html: str) -> str:

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
-from genarun.server.app import ServeOptions, create_app
 from genarun.server.openapi import openapi_document
-from tests.helpers import query
+from tests.helpers import app_client, query
 from tests.human_helpers import make_request, serving
 
 # 160 items in batches of 16 (the default), 0.1 s an item: 1.6 s a batch, a pause lands mid-run
@@ -84,7 +82,7 @@ def _assert_held(db: Path, run_id: str) -> int:
 def test_bad_pause_and_unpause_requests_are_clear_409s(tmp_path: Path, cli) -> None:
     db = tmp_path / "g.db"
     request, _ = make_request(db)  # a run that waits for a person: not running
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    client = app_client(db)
     run = request.run_id
     paused = client.post(f"/api/v1/runs/{run}/pause")
     assert paused.status_code == 409
@@ -103,7 +101,7 @@ def test_bad_pause_and_unpause_requests_are_clear_409s(tmp_path: Path, cli) -> N
     paths = openapi_document()["paths"]
     assert "post" in paths["/api/v1/runs/{run_id}/pause"]
     assert "post" in paths["/api/v1/runs/{run_id}/unpause"]
-    read_only = TestClient(create_app(ServeOptions(db=db, auto_resume=False, read_only=True)))
+    read_only = app_client(db, read_only=True)
     assert read_only.post(f"/api/v1/runs/{run}/pause").status_code in (404, 405)
     assert "Pause" not in read_only.get(f"/runs/{run}").text
 
@@ -233,7 +231,7 @@ def test_paused_runs_are_marked_in_every_list(tmp_path: Path, cli) -> None:
     other = store.create_run(name="other", experiment_id=experiment, **identity())
     pause_run(store, store.resolve_run(run_id), by="test")
     store.close()
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    client = app_client(db)
     listed = {r["id"]: r["paused"] for r in client.get("/api/v1/runs").json()["runs"]}
     assert listed[run_id] > 0 and listed[other] is None
     page = client.get("/runs").text

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from starlette.testclient import TestClient
-
-from genarun.server.app import ServeOptions, create_app
-from tests.helpers import query
+from tests.helpers import app_client, query
 
 TREE = """genarun: 1
 name: pages
@@ -37,7 +34,7 @@ def test_the_runs_and_a_run_with_its_executions_images_and_requests(workdir: Pat
     assert cli("run", tree).exit_code == 0
     db = workdir / "genarun.db"
     run_id = query(db, "SELECT id FROM runs")[0][0]
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    client = app_client(db)
     listing = client.get("/runs").text
     assert f'<a href="/runs/{run_id}">{run_id[:8]}</a>' in listing
     assert '<span class="badge waiting">waiting</span>' in listing

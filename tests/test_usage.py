@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from starlette.testclient import TestClient
 
-from genarun.server.app import ServeOptions, create_app
 from genarun.usage.prices import price_table
-from tests.helpers import query
+from tests.helpers import app_client, query
 from tests.providers_server import FakeOpenAIServer
 
 TREE = """\
@@ -139,7 +137,7 @@ def test_usage_is_recorded_and_shown_alike_by_runs_show_the_api_and_the_page(
     # The same cells in the text of `runs show`, the API's JSON and the run page.
     text = cli("runs", "show", "latest").output
     run_id = shown["run"]
-    client = TestClient(create_app(ServeOptions(db=db, auto_resume=False)))
+    client = app_client(db)
     api = client.get(f"/api/v1/runs/{run_id}").json()["usage"]
     assert api == shown["usage"]
     page = client.get(f"/runs/{run_id}").text
