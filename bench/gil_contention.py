@@ -37,7 +37,7 @@ for folder in (str(BENCH.parent), str(BENCH)):
     if folder not in sys.path:
         sys.path.insert(0, folder)
 
-from gil_models import FakeClip, FakeModels, register_provider  # noqa: E402
+from gil_models import GPU, FakeClip, FakeModels, register_provider  # noqa: E402
 from gpu_hand_loops import pipelined  # noqa: E402
 from gpu_trajectories import PROMPT, Way, genarun_captions, lockstep, run_seeds  # noqa: E402
 from timeline import Timeline  # noqa: E402
@@ -136,6 +136,19 @@ def with_genarun(
     return way, outcome
 
 
+SPENT = ("cpu", "core_wait", "gil_wait", "gpu_wait")
+
+
+def add_spent(way: Way) -> None:
+    """Fold the fakes' account of their launches and syncs (gil_models.Spent) since the last
+    call into `way.parts`: per model call, median seconds per batch of each."""
+    for task, calls in GPU.take_spent().items():
+        for field in SPENT:
+            way.parts[f"{task} launches {field}"] = statistics.median(
+                getattr(c, field) for c in calls
+            )
+
+
 def per_batch(way: Way, runs: int, steps: int, batch: int) -> dict[str, float]:
     """A hand loop's seconds per model call, from its totals per kind of call."""
     chunks = -(-runs // batch)
@@ -164,12 +177,15 @@ def main(argv: list[str] | None = None) -> None:
         with_genarun(work, "warm", tree(matrix[:8], 2, args.size, args.tokens, 8), 8)
         for round_ in range(args.rounds):
             for batch in args.batch:
+                GPU.take_spent()
                 way = lockstep(models, clip, seeds, args.steps, args.size, batch)
                 way.parts = per_batch(way, args.runs, args.steps, batch)
+                add_spent(way)
                 ways.append(way)
                 report(way)
             if args.cohorts:
                 way = Way(f"(p) hand pipelined {args.cohorts} cohorts")
+                GPU.take_spent()
                 # The GPU bench's `sync` is for CUDA; the fakes sync inside each call.
                 ways.append(
                     pipelined(
@@ -177,10 +193,12 @@ def main(argv: list[str] | None = None) -> None:
                         lambda device: None,
                     )
                 )  # fmt: skip
+                add_spent(way)
                 report(way)
             for batch in args.batch:
                 for ms in [None, *args.switch_intervals]:
                     label = f"r{round_}-{batch}-{ms}"
+                    GPU.take_spent()
                     way, outcome = with_genarun(
                         work,
                         label,
@@ -188,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
                         batch,
                         ms,
                     )
+                    add_spent(way)
                     way.captions = genarun_captions(work, label, outcome, matrix)
                     way.name = f"(c) genarun x{batch}" + ("" if ms is None else f" si{ms:g}ms")
                     ways.append(way)
@@ -200,10 +219,15 @@ def report(way: Way) -> None:
 
 
 def _parts(parts: dict[str, float]) -> str:
-    """Seconds per batch of each model call; then, per call, the CPU seconds other threads
-    used while it ran."""
-    calls = {k: v for k, v in parts.items() if " beside " not in k}
+    """Seconds per batch of each model call; per call, where its launches and syncs spent
+    their time (gil_models.Spent), and the CPU seconds other threads used while it ran."""
+    calls = {k: v for k, v in parts.items() if " " not in k}
     text = "per batch: " + "  ".join(f"{k} {v:.3f}" for k, v in sorted(calls.items()))
+    for task in sorted({k.split(" ")[0] for k in parts if " launches " in k}):
+        text += f"\n{'':>46}{task} launches: " + "  ".join(
+            f"{field.replace('_', ' ')} {parts.get(f'{task} launches {field}', 0.0):.3f}"
+            for field in SPENT
+        )
     for task in sorted(calls):
         beside = {
             k.split(" beside ")[1]: v for k, v in parts.items() if k.startswith(f"{task} beside ")

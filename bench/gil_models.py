@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from timeline import schedstat
+
 OP_US = 15.0  # Python per torch op (module call and argument handling), held GIL
 _DISPATCH = b"\0" * 4096  # hashlib releases the GIL for data of 2 KiB or more
 
@@ -39,15 +41,34 @@ class Shape:
     """How one kind of model call uses the interpreter and the (fake) GPU, per batch of 64
     where it scales with the batch. Figures chosen after the H100 runs of bench/RESULTS.md."""
 
+    task: str
     ops: int  # torch ops launched per call (per decoding step for a decoder)
     gpu_s: float  # GPU time of the call, for a batch of 64
     steps: int = 1  # decoding steps, each ending in a sync (generate's stopping check)
 
 
-PAINT = Shape(ops=1800, gpu_s=1.05)  # text encoder + UNet + VAE at 512 px, 1 step
-CAPTION = Shape(ops=300, gpu_s=0.10, steps=20)  # BLIP-base: vision tower, then 20 tokens
-EMBED_IMAGE = Shape(ops=250, gpu_s=0.03)  # ViT-B-32
-EMBED_TEXT = Shape(ops=200, gpu_s=0.01)
+PAINT = Shape("image", ops=1800, gpu_s=1.05)  # text encoder + UNet + VAE at 512 px, 1 step
+CAPTION = Shape("caption", ops=500, gpu_s=0.10, steps=20)  # BLIP-base: 20 tokens
+EMBED_IMAGE = Shape("embed_image", ops=250, gpu_s=0.03)  # ViT-B-32
+EMBED_TEXT = Shape("embed_text", ops=200, gpu_s=0.01)
+
+
+@dataclass
+class Spent:
+    """Where one call's launches and syncs spent their wall time, from the thread's scheduler
+    statistics (Linux): running on a core, runnable but waiting for a core, asleep in a sync
+    (the GPU), and the rest, which is blocked waiting for the GIL (the launches never block
+    otherwise). Telling the GIL from the cores is what a busy machine with few cores cannot do
+    from wall times alone."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+    core_wait: float = 0.0
+    gpu_wait: float = 0.0
+
+    @property
+    def gil_wait(self) -> float:
+        return max(0.0, self.wall - self.cpu - self.core_wait - self.gpu_wait)
 
 
 class _Interpreter:
@@ -59,10 +80,15 @@ class _Interpreter:
     def calibrate(cls) -> None:
         if cls.loops:
             return
+        # Thread CPU time, fastest of a few: on a busy machine wall time would count the
+        # moments the thread waited for a core, and the ops would come out too short.
         n = 20_000
-        began = time.perf_counter()
-        _spin(n)
-        cls.loops = max(1, int(n * OP_US * 1e-6 / (time.perf_counter() - began)))
+        fastest = float("inf")
+        for _ in range(5):
+            began = time.thread_time()
+            _spin(n)
+            fastest = min(fastest, time.thread_time() - began)
+        cls.loops = max(1, int(n * OP_US * 1e-6 / max(fastest, 1e-9)))
 
 
 def _spin(n: int) -> int:
@@ -77,6 +103,12 @@ class FakeGPU:
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self.spent: dict[str, list[Spent]] = {}  # task -> one per call
+
+    def take_spent(self) -> dict[str, list[Spent]]:
+        """The calls' `Spent` since the last take, by task."""
+        spent, self.spent = self.spent, {}
+        return spent
 
     def launch(self, ops: int, gpu_s: float) -> None:
         """Launch `ops` kernels taking `gpu_s` in all."""
@@ -90,17 +122,27 @@ class FakeGPU:
             done = max(done, time.perf_counter()) + per_op
         self._local.done = done
 
-    def sync(self) -> None:
-        """Wait, with the GIL released, until this thread's kernels are done."""
+    def sync(self) -> float:
+        """Wait, with the GIL released, until this thread's kernels are done; the seconds the
+        GPU still had to go."""
         left = getattr(self._local, "done", 0.0) - time.perf_counter()
-        if left > 0:
-            time.sleep(left)
+        if left <= 0:
+            return 0.0
+        time.sleep(left)
+        return left  # an overrun (waking up, taking the GIL back) is not the GPU's
 
     def run(self, shape: Shape, items: int) -> None:
         gpu = shape.gpu_s * items / 64
+        before, began = schedstat(), time.perf_counter()
+        slept = 0.0
         for _ in range(shape.steps):
             self.launch(shape.ops, gpu / shape.steps)
-            self.sync()
+            slept += self.sync()
+        after = schedstat()
+        spent = Spent(wall=time.perf_counter() - began, gpu_wait=slept)
+        if before is not None and after is not None:
+            spent.cpu, spent.core_wait = after[0] - before[0], after[1] - before[1]
+        self.spent.setdefault(shape.task, []).append(spent)
 
 
 GPU = FakeGPU()
@@ -163,12 +205,12 @@ class FakeModels:
         import numpy as np
         from PIL import Image
 
-        # BLIP's processor: resize to 384, rescale and normalise in numpy, per image.
-        pixels = [
-            (np.asarray(im.convert("RGB").resize((384, 384), Image.BICUBIC), np.float32) / 255.0
-             - 0.48) / 0.27
-            for im in images
-        ]  # fmt: skip
+        # BLIP's processor (torchvision-based in transformers 5): each image resized to 384,
+        # then the batch rescaled and normalised at once.
+        resized = np.stack(
+            [np.asarray(im.convert("RGB").resize((384, 384), Image.BICUBIC)) for im in images]
+        )
+        pixels = (resized.astype(np.float32) / 255.0 - 0.48) / 0.27
         GPU.run(CAPTION, len(images))
         out = []
         for array in pixels:  # the tokenizer's decode of each row

@@ -8,7 +8,10 @@ seconds that every *other* thread of the process used while the batch ran, group
 name (the scheduler is MainThread; genarun-model the other models' threads; genarun-assets
 the PNG writers; genarun-preprocess the image preprocessing pool; genarun-digest the pixel
 digests). Thread CPU time includes work done with the GIL released (zlib, PIL resampling,
-hashing), so it bounds from above what competed for the GIL.
+hashing), so it bounds from above what competed for the GIL. The batch's own thread is split
+too, from Linux's per-thread scheduler statistics: "self cpu" (running), "self core wait"
+(runnable, no core free: other processes, or OpenMP threads spinning) and "self blocked" (the
+GIL, GPU syncs, I/O); the three add up to the batch's seconds.
 """
 
 from __future__ import annotations
@@ -34,6 +37,17 @@ def thread_cpu() -> dict[int, tuple[str, float]]:
     return out
 
 
+def schedstat() -> tuple[float, float] | None:
+    """(seconds on a core, seconds runnable but waiting for a core) of the calling thread, from
+    Linux's scheduler statistics; None where there are none."""
+    try:
+        with open("/proc/thread-self/schedstat", encoding="ascii") as fh:
+            on_cpu, waiting = fh.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
 def group(name: str) -> str:
     """A thread's group: "genarun-model_3" -> "genarun-model", MainThread -> "scheduler"."""
     if name == "MainThread":
@@ -57,14 +71,25 @@ class Timeline:
 
         def run_batch(batcher: Any, q: Any, batch: list[Any]) -> None:
             before = thread_cpu()
+            own = schedstat()
             began = time.perf_counter()
             try:
                 original(batcher, q, batch)
             finally:
-                spans.append((q.task, began, time.perf_counter(), len(batch)))
+                ended = time.perf_counter()
+                spans.append((q.task, began, ended, len(batch)))
                 after = thread_cpu()
                 me = threading.get_ident()
                 used: dict[str, float] = {}
+                done = schedstat()
+                if own is not None and done is not None:
+                    # The batch's own thread: running, waiting for a core, and blocked (the
+                    # GIL, GPU syncs, I/O), which add up to the batch's wall time.
+                    used["self cpu"] = done[0] - own[0]
+                    used["self core wait"] = done[1] - own[1]
+                    used["self blocked"] = max(
+                        0.0, ended - began - used["self cpu"] - used["self core wait"]
+                    )
                 for ident, (name, seconds) in after.items():
                     if ident != me:
                         key = group(name)
