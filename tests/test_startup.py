@@ -9,8 +9,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+import pytest
 
 from genarun import cli
 
@@ -111,3 +113,33 @@ def test_each_command_loads_from_the_module_that_registers_it() -> None:
             found = cli.main.get_command(click.Context(cli.main), name)
             assert isinstance(found, click.Group)
             assert sorted(found.commands) == sorted(command.commands), name
+
+
+def test_a_run_keeps_the_start_up_objects_out_of_the_collector_and_gives_them_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While `genarun run` executes, the objects of start-up (modules, classes) are frozen, so
+    the collections of a long run do not walk them; afterwards the process collects as before."""
+    import gc
+
+    from click.testing import CliRunner
+
+    import genarun.run.runner as runner
+
+    frozen_during: list[int] = []
+    real_run_tree = runner.run_tree
+
+    def run_tree(*args: Any, **kwargs: Any) -> Any:
+        frozen_during.append(gc.get_freeze_count())
+        return real_run_tree(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_tree", run_tree)
+    (tmp_path / "one.yaml").write_text(ONE_NODE)
+    result = CliRunner().invoke(
+        cli.main,
+        ["run", str(tmp_path / "one.yaml"), "--db", str(tmp_path / "g.db")],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert frozen_during and frozen_during[0] > 10_000
+    assert gc.get_freeze_count() == 0

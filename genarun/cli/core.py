@@ -16,6 +16,7 @@ from genarun.cli.common import (
     handle_errors,
     one_tree,
     parse_set,
+    startup_objects_frozen,
     verbosity_options,
 )
 
@@ -162,7 +163,8 @@ def run(
         click.echo(estimated)
         return
     options.progress = Progress(verbosity=verbosity or "normal")
-    outcome = run_tree(tree, options)
+    with startup_objects_frozen():
+        outcome = run_tree(tree, options)
     echo_outcome(outcome, db)
 
 

@@ -14,6 +14,7 @@ from genarun.cli.common import (
     db_option,
     executor_options,
     handle_errors,
+    startup_objects_frozen,
     verbosity_options,
 )
 
@@ -138,16 +139,17 @@ def rerun(
     options = RunOptions(
         device=device, batch_size=batch_size, progress=Progress(verbosity=verbosity or "normal")
     )
-    result = rerun_run(
-        run_ref,
-        list(nodes),
-        db=db,
-        same_seed=same_seed,
-        cache=not no_cache,
-        out=out,
-        options=options,
-        runs_of=list(runs_of),
-    )
+    with startup_objects_frozen():
+        result = rerun_run(
+            run_ref,
+            list(nodes),
+            db=db,
+            same_seed=same_seed,
+            cache=not no_cache,
+            out=out,
+            options=options,
+            runs_of=list(runs_of),
+        )
     click.echo(_rerun_headline(result))
     for note in result.notes:
         click.echo(f"note: {note}")
@@ -262,7 +264,8 @@ def resume(
         ray_address=ray_address,
         budget=budget,
     )
-    result = resume_runs(refs, db=db, force=force, options=options)
+    with startup_objects_frozen():
+        result = resume_runs(refs, db=db, force=force, options=options)
     for run_id, kept in result.kept.items():
         # A cycle's finished steps are kept too, though its execution had not finished:
         # "0 executions had finished" alone read as if the trajectory started over.
