@@ -105,11 +105,17 @@ class Timeline:
         batching.ModelBatcher._run_batch = self.original  # type: ignore[method-assign]
 
     def summary(self, start: float, end: float) -> dict[str, float]:
-        """Seconds each task was busy, and seconds in which no model was busy at all."""
+        """Seconds each task was busy, and seconds in which no model was busy at all: in all,
+        before the first batch (the run's start), after the last (its end) and between."""
         out: dict[str, float] = {}
         for task in {t for t, *_ in self.spans}:
             out[f"busy {task}"] = _union([(a, b) for t, a, b, _ in self.spans if t == task])
         out["no model busy"] = (end - start) - _union([(a, b) for _, a, b, _ in self.spans])
+        if self.spans:
+            out["no model busy: before the first batch"] = (
+                min(a for _, a, _, _ in self.spans) - start
+            )
+            out["no model busy: after the last batch"] = end - max(b for _, _, b, _ in self.spans)
         return {k: round(v, 3) for k, v in sorted(out.items())}
 
     def beside_summary(self) -> dict[str, dict[str, float]]:
