@@ -8,23 +8,11 @@ person failed on the foreign key, and a copy left those rows behind.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, Table, select
-
-# The modules that define tables besides genarun/store/tables.py (importing one adds its tables
-# to the shared metadata). tests/test_run_rows.py checks no other module defines one.
-TABLE_MODULES = (
-    "genarun.store.tables",
-    "genarun.store.assembled",
-    "genarun.store.clusters",
-    "genarun.store.copies",
-    "genarun.store.human",
-    "genarun.store.pauses",
-)
 
 
 @dataclass(frozen=True)
@@ -58,9 +46,7 @@ class RunTable:
 def run_tables() -> list[RunTable]:
     """Every table holding rows of runs, parents before children (copy in this order; delete
     in the reverse, so that no row is left pointing at a removed one)."""
-    for module in TABLE_MODULES:
-        importlib.import_module(module)
-    from genarun.store.tables import metadata
+    from genarun.store.tables import metadata  # with the tables of the other store modules
 
     found: list[RunTable] = []
     by_name: dict[str, RunTable] = {}
