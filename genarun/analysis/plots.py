@@ -25,7 +25,7 @@ DPI = 100
 
 def plot_diagram(diagrams: Diagrams, path: str | Path, *, title: str | None = None) -> Path:
     """Scatter each dimension's (birth, death) points; classes that never die sit on a top band."""
-    fig = _figure(5.5, 5.0)
+    fig = new_figure(5.5, 5.0)
     ax = fig.add_subplot()
     finite_values = np.concatenate(
         [d[np.isfinite(d)].ravel() for d in diagrams.diagrams] + [np.zeros(1)]
@@ -48,11 +48,11 @@ def plot_diagram(diagrams: Diagrams, path: str | Path, *, title: str | None = No
     entropy = ", ".join(f"H{k} {e:.4g}" for k, e in enumerate(diagrams.entropy))
     # A long title (a run's matrix values) is wrapped, not cut off at the figure's edge, and
     # the entropy stays on its own line under it.
-    heading = _wrap(title) if title else f"Persistence diagram, {diagrams.n_points} points"
+    heading = wrap_text(title) if title else f"Persistence diagram, {diagrams.n_points} points"
     ax.set_title(f"{heading}\nentropy {entropy}", fontsize="medium")
     if any(len(d) for d in diagrams.diagrams):
         ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_entropy_by_group(
@@ -67,7 +67,7 @@ def plot_entropy_by_group(
         raise ValueError("entropies is empty: give at least one group")
     labels = list(entropies)
     values = [np.asarray(entropies[label], dtype=np.float64) for label in labels]
-    fig = _figure(max(5.0, 1.1 * len(labels) + 2.0), 4.5)
+    fig = new_figure(max(5.0, 1.1 * len(labels) + 2.0), 4.5)
     ax = fig.add_subplot()
     ax.boxplot(values, showfliers=False, widths=0.5)
     # Seeded jitter: the same data gives the same picture.
@@ -78,14 +78,14 @@ def plot_entropy_by_group(
     # Whole labels (a network names every model), wrapped rather than cut.
     ax.set_xticks(
         range(1, len(labels) + 1),
-        [_wrap(str(label), 24) for label in labels],
+        [wrap_text(str(label), 24) for label in labels],
         rotation=20 if len(labels) > 4 else 0,
         fontsize="small",
     )
     ax.set_xlabel(group_label)
     ax.set_ylabel("persistence entropy")
-    ax.set_title(_wrap(title or f"Persistence entropy by {group_label}"))
-    return _save(fig, path)
+    ax.set_title(wrap_text(title or f"Persistence entropy by {group_label}"))
+    return save_figure(fig, path)
 
 
 def plot_drift(
@@ -106,7 +106,7 @@ def plot_drift(
 
     if not drifts:
         raise ValueError("drifts is empty: give at least one run")
-    fig = _figure(7.0, 4.0)
+    fig = new_figure(7.0, 4.0)
     ax = fig.add_subplot()
     for label, series in drifts.items():
         values = np.asarray(series, dtype=np.float64)
@@ -114,14 +114,14 @@ def plot_drift(
         if len(x) != len(values):
             raise ValueError(f"run {label!r}: {len(x)} steps for {len(values)} values")
         ax.plot(
-            x, values, label=_wrap(label, 70), lw=1.2, marker="." if len(values) <= 40 else None
+            x, values, label=wrap_text(label, 70), lw=1.2, marker="." if len(values) <= 40 else None
         )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
-    ax.set_title(_wrap(title or "Semantic drift"))
+    ax.set_title(wrap_text(title or "Semantic drift"))
     _legend_outside(ax, len(drifts))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_trajectories_2d(
@@ -138,23 +138,24 @@ def plot_trajectories_2d(
         raise ValueError(f"trajectories have different dimensions {sorted(dims)}")
     # One projection for all runs, so their positions can be compared.
     flat = project_2d(np.concatenate(arrays))
-    fig = _figure(6.0, 6.0)
+    fig = new_figure(6.0, 6.0)
     ax = fig.add_subplot()
     offset = 0
     for label, array in zip(trajectories, arrays, strict=True):
         xy = flat[offset : offset + len(array)]
         offset += len(array)
-        (line,) = ax.plot(xy[:, 0], xy[:, 1], lw=0.9, alpha=0.8, label=_wrap(label, 70))
+        (line,) = ax.plot(xy[:, 0], xy[:, 1], lw=0.9, alpha=0.8, label=wrap_text(label, 70))
         if len(xy):
             ax.scatter(xy[:1, 0], xy[:1, 1], s=40, color=line.get_color(), edgecolors="black")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
-    ax.set_title(_wrap(title or "Trajectories (PCA)"))
+    ax.set_title(wrap_text(title or "Trajectories (PCA)"))
     _legend_outside(ax, len(trajectories))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _wrap(text: str, width: int = 60) -> str:
+def wrap_text(text: str, width: int = 60) -> str:
+    """A long label or title broken into lines of `width` characters."""
     import textwrap
 
     return "\n".join(textwrap.wrap(text, width)) or text
@@ -170,7 +171,8 @@ def _legend_outside(ax: Axes, entries: int) -> None:
         fig.legend(fontsize="small", loc="outside lower center")
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A matplotlib figure drawn without pyplot (no global state, no GUI backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -179,7 +181,8 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """The figure written as a PNG at `path` (its folder made)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, format="png", dpi=DPI)

@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genarun.analysis.plots import _figure, _save, _wrap
+from genarun.analysis.plots import new_figure, save_figure, wrap_text
 
 if TYPE_CHECKING:
     from genarun.store.db import Store
@@ -51,7 +51,7 @@ def clustering_plots(store: Store, clustering: dict[str, Any], out: Path) -> lis
             out / "cluster_timeline.csv", ["run_id", "node_id", "path", "step", "cluster"], rows
         )
     )
-    fig = _figure(9.0, 1.5 + 0.25 * max(len(keys), 4))
+    fig = new_figure(9.0, 1.5 + 0.25 * max(len(keys), 4))
     ax = fig.add_subplot()
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
@@ -75,10 +75,12 @@ def clustering_plots(store: Store, clustering: dict[str, Any], out: Path) -> lis
     ax.set_yticks(range(len(keys)), [f"{k[0][:8]} {k[1]}{k[2]}" for k in keys], fontsize="x-small")
     ax.set_xlabel("step")
     ax.set_title(
-        _wrap(f"Cluster of each step, clustering {cid[:8]} of '{model}' embeddings (grey: noise)"),
+        wrap_text(
+            f"Cluster of each step, clustering {cid[:8]} of '{model}' embeddings (grey: noise)"
+        ),
         fontsize="medium",
     )
-    written.append(_save(fig, out / "cluster_timeline.png"))
+    written.append(save_figure(fig, out / "cluster_timeline.png"))
 
     # Transition matrix: counts of step-to-next-step moves, summed over trajectories.
     tables = transition_tables(store, cid)
@@ -97,7 +99,7 @@ def clustering_plots(store: Store, clustering: dict[str, Any], out: Path) -> lis
             ],
         )
     )
-    fig = _figure(6.0 + 0.15 * size, 5.0 + 0.15 * size)
+    fig = new_figure(6.0 + 0.15 * size, 5.0 + 0.15 * size)
     ax = fig.add_subplot()
     shown = ax.imshow(matrix, cmap="viridis")
     ticks = [("noise" if lab == -1 else str(lab)) for lab in labels]
@@ -120,10 +122,10 @@ def clustering_plots(store: Store, clustering: dict[str, Any], out: Path) -> lis
                     )
     fig.colorbar(shown, ax=ax, label="moves (step to next step)")
     ax.set_title(
-        _wrap(f"Transitions between clusters, clustering {cid[:8]} of '{model}' embeddings"),
+        wrap_text(f"Transitions between clusters, clustering {cid[:8]} of '{model}' embeddings"),
         fontsize="medium",
     )
-    written.append(_save(fig, out / "cluster_transitions.png"))
+    written.append(save_figure(fig, out / "cluster_transitions.png"))
     return written
 
 

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genarun.analysis.plots import _figure, _save, _wrap
+from genarun.analysis.plots import new_figure, save_figure, wrap_text
 from genarun.experiments.cluster_plots import write_csv
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ def plot_ftle(results: list[GroupResult], rows: list[dict[str, Any]], out: Path)
     header = list(rows[0]) if rows else ["network", "group", "exponent"]
     written = [write_csv(out / "ftle.csv", header, [[r[k] for k in header] for r in rows])]
     networks = sorted({g.network for g in results})
-    fig = _figure(max(6.0, 1.6 * len(results) + 2), 5.0)
+    fig = new_figure(max(6.0, 1.6 * len(results) + 2), 5.0)
     ax = fig.add_subplot()
     ticks = []
     for x, g in enumerate(results):
@@ -29,17 +29,17 @@ def plot_ftle(results: list[GroupResult], rows: list[dict[str, Any]], out: Path)
         if math.isfinite(g.result.pooled):
             ax.bar(x, g.result.pooled, width=0.6, color=colour, alpha=0.35)
         ax.scatter([x] * len(values), values, color=colour, s=18, zorder=3)
-        ticks.append(_wrap(f"{g.network}\n{g.prompt[:40]}", 24))
+        ticks.append(wrap_text(f"{g.network}\n{g.prompt[:40]}", 24))
     ax.axhline(0, color="0.4", linewidth=0.8)
     ax.set_xticks(range(len(results)), ticks, fontsize="x-small")
     ax.set_ylabel("exponent (log distance per step)")
     model = results[0].model if results else ""
     ax.set_title(
-        _wrap(f"Finite-time Lyapunov exponents of pairs of runs, '{model}' embeddings "
+        wrap_text(f"Finite-time Lyapunov exponents of pairs of runs, '{model}' embeddings "
               "(points: pairs; bars: pooled fit per group)"),
         fontsize="medium",
     )  # fmt: skip
-    written.append(_save(fig, out / "ftle.png"))
+    written.append(save_figure(fig, out / "ftle.png"))
     return written
 
 
@@ -55,7 +55,7 @@ def plot_drift_vs_noise(report: NoiseReport, run: dict[str, Any], out: Path) -> 
             rows,
         )
     ]
-    fig = _figure(8.0, 4.5)
+    fig = new_figure(8.0, 4.5)
     ax = fig.add_subplot()
     if report.drift:
         steps, drift = zip(*report.drift, strict=True)
@@ -72,10 +72,10 @@ def plot_drift_vs_noise(report: NoiseReport, run: dict[str, Any], out: Path) -> 
     ax.set_xlabel("step")
     ax.set_ylabel("drift distance (orthogonal = √2)")
     ax.set_title(
-        _wrap(f"Run {run['id'][:8]}: drift against the noise of step {report.step} ({report.model}) "
+        wrap_text(f"Run {run['id'][:8]}: drift against the noise of step {report.step} ({report.model}) "
               f"regenerated under {f.samples} seeds, '{report.embedding_model}' embeddings"),
         fontsize="medium",
     )  # fmt: skip
     ax.legend(fontsize="small")
-    written.append(_save(fig, out / "drift_vs_noise.png"))
+    written.append(save_figure(fig, out / "drift_vs_noise.png"))
     return written

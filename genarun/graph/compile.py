@@ -13,10 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from genarun.errors import Problem, TreeError, did_you_mean
-from genarun.graph.compile_node import _check_var_name, _compile, _compile_node, _undefined
-from genarun.graph.compiled import CompiledNode, CompiledTree, _edges
-from genarun.graph.matrix import MAX_RUNS, _matrix_size
-from genarun.graph.order import _find_cycle, _mark_skipped, _topological_order
+from genarun.graph.compile_node import (
+    check_var_name,
+    compile_field,
+    compile_node,
+    undefined_problem,
+)
+from genarun.graph.compiled import CompiledNode, CompiledTree, tree_edges
+from genarun.graph.matrix import MAX_RUNS, matrix_size_problems
+from genarun.graph.order import find_cycle, mark_skipped, topological_order
 from genarun.graph.output_fields import output_field_problems
 from genarun.graph.secret_policy import secret_problems
 from genarun.graph.value_types import type_problems
@@ -85,7 +90,7 @@ def compile_tree(
                 )
             )
     if max_runs is not None:
-        problems.extend(_matrix_size(loaded, matrix, max_runs))
+        problems.extend(matrix_size_problems(loaded, matrix, max_runs))
     for name in set(spec.vars) & set(matrix):
         problems.append(
             Problem(
@@ -111,15 +116,15 @@ def compile_tree(
     tree_vars: list[tuple[str, Compiled]] = []
     seen_vars = set(BUILTIN_NAMES) | set(matrix)
     for name, raw in spec.vars.items():
-        _check_var_name(name, problems, file, loaded.line(("vars", name)), None)
+        check_var_name(name, problems, file, loaded.line(("vars", name)), None)
         value = overrides.get(name, raw)
-        compiled = _compile(
+        compiled = compile_field(
             compile_value, value, problems, file, loaded.line(("vars", name)), None, f"vars.{name}"
         )
         if compiled is not None:
             for ref in sorted(compiled.names - seen_vars):
                 problems.append(
-                    _undefined(
+                    undefined_problem(
                         ref,
                         seen_vars,
                         file,
@@ -142,7 +147,7 @@ def compile_tree(
     kinds = registry().kinds
     compiled_nodes: dict[str, CompiledNode] = {}
     for tn in all_nodes:
-        compiled_nodes[tn.id] = _compile_node(
+        compiled_nodes[tn.id] = compile_node(
             tn,
             kinds[tn.spec.kind],
             by_id,
@@ -158,9 +163,9 @@ def compile_tree(
     problems += secret_problems(loaded, compiled_nodes, tree_vars, matrix)
 
     successors: dict[str, dict[str, None]] = {node_id: {} for node_id in compiled_nodes}
-    for source, target, _edge in _edges(compiled_nodes):
+    for source, target, _edge in tree_edges(compiled_nodes):
         successors[source][target] = None
-    cycle = _find_cycle(successors)
+    cycle = find_cycle(successors)
     if cycle:
         names = [*cycle, cycle[0]]
         where = ", ".join(f"'{n}' line {by_id[n].line}" for n in names[:-1])
@@ -184,7 +189,7 @@ def compile_tree(
         )
     if problems:
         raise TreeError(sorted(problems, key=lambda p: p.line or 0))
-    _mark_skipped(compiled_nodes, _topological_order(successors), skip or set())
+    mark_skipped(compiled_nodes, topological_order(successors), skip or set())
     roots = [tn.id for tn in loaded.roots]
     return CompiledTree(loaded, compiled_nodes, roots, tree_vars, matrix, overrides)
 

@@ -19,7 +19,7 @@ from genarun.tree.templates import Compiled, compile_expression, compile_value
 from genarun.tree.validate import TreeNode
 
 
-def _compile_node(
+def compile_node(
     tn: TreeNode,
     kind: NodeKind,
     by_id: dict[str, TreeNode],
@@ -30,6 +30,8 @@ def _compile_node(
     doc_line: Any,
     broken: frozenset[str],
 ) -> CompiledNode:
+    """One tree node compiled: its scope and its fields; what is wrong goes to `problems`
+    (located), so that every node's problems are said at once."""
     spec = tn.spec
     ancestors: list[TreeNode] = []
     p = tn.parent
@@ -98,14 +100,16 @@ def _compile_node(
                 continue  # a node that did not validate: its own error is reported
             else:
                 others = {n for n in by_id if other_node(n)}
-                problems.append(_undefined(name, visible | others, file, line, spec.id, where))
+                problems.append(
+                    undefined_problem(name, visible | others, file, line, spec.id, where)
+                )
 
     def tn_line(suffix: tuple[str | int, ...]) -> int | None:
         line: int | None = doc_line((*tn.loc, *suffix))
         return line
 
     foreach = (
-        _compile(
+        compile_field(
             compile_expression,
             spec.foreach,
             problems,
@@ -130,7 +134,9 @@ def _compile_node(
         foreach = None
     check(foreach, outer, "foreach", ("foreach",))
     when = (
-        _compile(compile_expression, spec.when, problems, file, tn_line(("when",)), spec.id, "when")
+        compile_field(
+            compile_expression, spec.when, problems, file, tn_line(("when",)), spec.id, "when"
+        )
         if spec.when is not None
         else None
     )
@@ -138,7 +144,7 @@ def _compile_node(
     var_list: list[tuple[str, Compiled]] = []
     visible = set(inner)
     for name, raw in spec.vars.items():
-        _check_var_name(name, problems, file, tn_line(("vars", name)), spec.id)
+        check_var_name(name, problems, file, tn_line(("vars", name)), spec.id)
         if name in by_id:
             problems.append(
                 Problem(
@@ -149,7 +155,7 @@ def _compile_node(
                     hint="rename the var",
                 )
             )
-        compiled = _compile(
+        compiled = compile_field(
             compile_value, raw, problems, file, tn_line(("vars", name)), spec.id, f"vars.{name}"
         )
         check(compiled, visible, f"vars.{name}", ("vars", name))
@@ -174,7 +180,9 @@ def _compile_node(
         if name in kind.raw_fields:
             continue
         alias = type(spec).model_fields[name].alias or name
-        compiled = _compile(compile_value, raw, problems, file, tn_line((alias,)), spec.id, alias)
+        compiled = compile_field(
+            compile_value, raw, problems, file, tn_line((alias,)), spec.id, alias
+        )
         check(compiled, visible, f"field '{alias}'", (alias,))
         if compiled is not None:
             params[name] = compiled
@@ -198,7 +206,7 @@ def _compile_node(
     )
 
 
-def _compile(
+def compile_field(
     fn: Any,
     value: Any,
     problems: list[Problem],
@@ -207,6 +215,8 @@ def _compile(
     node: str | None,
     where: str,
 ) -> Compiled | None:
+    """One field compiled with `fn`; a template that cannot be read is a located Problem
+    (added to `problems`) and None."""
     try:
         if fn is compile_expression:  # the executor names foreach in its errors itself
             expression: Compiled = compile_expression(value, "" if where == "foreach" else where)
@@ -227,7 +237,7 @@ def _compile(
         return None
 
 
-def _check_var_name(
+def check_var_name(
     name: str, problems: list[Problem], file: str, line: int | None, node: str | None
 ) -> None:
     """A var becomes a template variable: it must be an identifier that hides no built-in."""
@@ -261,7 +271,7 @@ _RESERVED_HINTS = {
 }
 
 
-def _undefined(
+def undefined_problem(
     name: str,
     visible: set[str],
     file: str,
@@ -270,6 +280,8 @@ def _undefined(
     where: str,
     note: str | None = None,
 ) -> Problem:
+    """The problem of a field that names `name`, which is not in scope: what is, and the
+    closest."""
     hint = did_you_mean(name, visible)
     shown = ", ".join(sorted(visible))
     detail = f"names in scope: {shown}" + (f"; {note}" if note else "")

@@ -70,7 +70,7 @@ class CompiledTree:
         graph = nx.DiGraph()
         for node in self.nodes.values():
             graph.add_node(node.id, kind=node.kind.name, line=node.line)
-        for source, target, edge in _edges(self.nodes):
+        for source, target, edge in tree_edges(self.nodes):
             graph.add_edge(source, target, edge=edge)
         return graph
 
@@ -79,7 +79,7 @@ class CompiledTree:
         return self.loaded.spec.name
 
 
-def _edges(nodes: dict[str, CompiledNode]) -> Iterator[tuple[str, str, str]]:
+def tree_edges(nodes: dict[str, CompiledNode]) -> Iterator[tuple[str, str, str]]:
     """(source, target, "child" or "ref") for every edge, in a stable order."""
     for node in nodes.values():
         if node.parent:

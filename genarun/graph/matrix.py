@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 MAX_RUNS = 10_000
 
 
-def _matrix_size(loaded: LoadedTree, matrix: dict[str, list[Any]], max_runs: int) -> list[Problem]:
+def matrix_size_problems(
+    loaded: LoadedTree, matrix: dict[str, list[Any]], max_runs: int
+) -> list[Problem]:
     """The matrix's run count, refused when over `max_runs` (counted, not expanded)."""
     runs = math.prod(len(values) for values in matrix.values())
     if runs <= max_runs:

@@ -8,7 +8,7 @@ from collections import deque
 from genarun.graph.compiled import CompiledNode
 
 
-def _find_cycle(successors: dict[str, dict[str, None]]) -> list[str] | None:
+def find_cycle(successors: dict[str, dict[str, None]]) -> list[str] | None:
     """The nodes of the first cycle a depth-first search meets (nodes and edges in insertion
     order, as networkx's find_cycle searches), or None."""
     done: set[str] = set()
@@ -32,7 +32,7 @@ def _find_cycle(successors: dict[str, dict[str, None]]) -> list[str] | None:
     return None
 
 
-def _topological_order(successors: dict[str, dict[str, None]]) -> list[str]:
+def topological_order(successors: dict[str, dict[str, None]]) -> list[str]:
     """Every node after the nodes with an edge to it (the graph has no cycle)."""
     waiting = dict.fromkeys(successors, 0)
     for targets in successors.values():
@@ -50,7 +50,7 @@ def _topological_order(successors: dict[str, dict[str, None]]) -> list[str]:
     return order
 
 
-def _mark_skipped(nodes: dict[str, CompiledNode], order: list[str], skip: set[str]) -> None:
+def mark_skipped(nodes: dict[str, CompiledNode], order: list[str], skip: set[str]) -> None:
     """Disabled and skipped nodes, their subtrees, and nodes that depend on them are skipped;
     `order` lists each node after its parent and the nodes it depends on."""
     for node_id in order:

@@ -39,17 +39,17 @@ from genarun.net.headers import clean_headers, is_credential_header, split_useri
 from genarun.net.http_errors import (
     DETERMINISTIC_SERVER_ERROR,
     HttpError,
-    _Retryable,
-    _snippet,
+    Retryable,
+    body_snippet,
     parse_retry_after,
     server_error_text,
 )
 from genarun.net.redirects import (
-    _REDIRECTS,
-    _origin,
-    _origin_text,
-    _redirect_target,
-    _redirected_method,
+    REDIRECT_STATUSES,
+    origin_text,
+    redirect_target,
+    redirected_method,
+    url_origin,
 )
 from genarun.redaction import redact, redacting_logger, remember_secret, safe_url
 
@@ -111,7 +111,7 @@ class HttpResponse:
             return jsonlib.loads(self.body)
         except (ValueError, RecursionError):
             raise HttpError(
-                f"{self.method} {self.url} answered with invalid JSON: {_snippet(self.body)}",
+                f"{self.method} {self.url} answered with invalid JSON: {body_snippet(self.body)}",
                 reason="body",
                 status=self.status,
             ) from None
@@ -183,7 +183,7 @@ class HttpClient:
         for attempt in range(1, attempts + 1):
             try:
                 response = self._attempt(prepared)
-            except _Retryable as exc:
+            except Retryable as exc:
                 may_retry = prepared.idempotent or exc.unsent or exc.status == 429
                 if attempt == attempts or not may_retry:
                     raise HttpError(
@@ -277,10 +277,10 @@ class HttpClient:
                 return self._follow(prepared)
             except httpx.TimeoutException as exc:
                 text = self._timeout_text(exc, at)
-                raise _Retryable("timeout", text, unsent=_unsent(exc)) from None
+                raise Retryable("timeout", text, unsent=_unsent(exc)) from None
             except httpx.TransportError as exc:
                 detail = redact(str(exc)) or type(exc).__name__
-                raise _Retryable(
+                raise Retryable(
                     "connection", f"connection failed: {detail}", unsent=_unsent(exc)
                 ) from None
 
@@ -308,11 +308,11 @@ class HttpClient:
             response = self._client.send(request, stream=True)
             try:
                 location = response.headers.get("Location")
-                if response.status_code in _REDIRECTS and location:
-                    target = _redirect_target(request.url, location, prepared.safe, method)
-                    if _origin(target) != _origin(request.url):
+                if response.status_code in REDIRECT_STATUSES and location:
+                    target = redirect_target(request.url, location, prepared.safe, method)
+                    if url_origin(target) != url_origin(request.url):
                         headers = self._leave_origin(prepared, headers, request.url, target)
-                    method, body = _redirected_method(response.status_code, method, body)
+                    method, body = redirected_method(response.status_code, method, body)
                     if body is None:
                         headers = {
                             k: v
@@ -342,7 +342,7 @@ class HttpClient:
             raise HttpError(
                 f"{prepared.method} {prepared.safe} was redirected to another origin"
                 f" ({safe_url(str(target))}), which is refused: credentials and requests stay"
-                f" with {_origin_text(source)}; if the service really moved, use its new URL",
+                f" with {origin_text(source)}; if the service really moved, use its new URL",
                 reason="redirect",
             )
         kept = {k: v for k, v in headers.items() if not is_credential_header(k)}
@@ -352,7 +352,7 @@ class HttpClient:
                 "%s %s: redirected to %s; not sending %s there",
                 prepared.method,
                 prepared.safe,
-                _origin_text(target),
+                origin_text(target),
                 ", ".join(dropped),
             )
         return kept
@@ -364,7 +364,7 @@ class HttpClient:
         if status in self.policy.retry_statuses and not (
             status >= 500 and DETERMINISTIC_SERVER_ERROR.search(text)
         ):
-            raise _Retryable(
+            raise Retryable(
                 "status",
                 f"status {status}: {text}",
                 status=status,

@@ -47,7 +47,10 @@ class HttpError(GenarunError):
 
 
 @dataclass
-class _Retryable(Exception):
+class Retryable(Exception):
+    """An attempt that failed in a way worth trying again (the client's retry loop catches it;
+    after the last attempt it becomes an HttpError)."""
+
     reason: Reason
     text: str
     status: int | None = None
@@ -84,7 +87,7 @@ def server_error_text(raw: bytes) -> str:
     try:
         body = jsonlib.loads(raw)
     except (ValueError, RecursionError):
-        return _snippet(raw)
+        return body_snippet(raw)
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
@@ -92,10 +95,11 @@ def server_error_text(raw: bytes) -> str:
         for candidate in (error, body.get("message"), body.get("detail")):
             if isinstance(candidate, str) and candidate:
                 return candidate[:_ERROR_TEXT_LIMIT]
-    return _snippet(raw)
+    return body_snippet(raw)
 
 
-def _snippet(raw: bytes) -> str:
+def body_snippet(raw: bytes) -> str:
+    """The start of a response body for an error message, secrets redacted."""
     return redact(
         raw[: _ERROR_TEXT_LIMIT * 4].decode("utf-8", "replace").strip()[:_ERROR_TEXT_LIMIT]
     )

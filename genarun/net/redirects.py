@@ -8,20 +8,24 @@ import httpx
 from genarun.net.http_errors import HttpError
 from genarun.redaction import redact
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+def url_origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the default one filled in): equal for URLs of one origin."""
     default = {"http": 80, "https": 443}.get(url.scheme)
     return url.scheme, url.host.lower(), url.port or default
 
 
-def _origin_text(url: httpx.URL) -> str:
+def origin_text(url: httpx.URL) -> str:
+    """The origin as a message shows it: scheme://host[:port]."""
     port = f":{url.port}" if url.port else ""
     return f"{url.scheme}://{url.host}{port}"
 
 
-def _redirect_target(base: httpx.URL, location: str, where: str, method: str) -> httpx.URL:
+def redirect_target(base: httpx.URL, location: str, where: str, method: str) -> httpx.URL:
+    """Where a redirect's `location` leads from `base`; one that cannot be followed (no URL,
+    another scheme) is an HttpError."""
     try:
         target = base.join(location.strip())
     except httpx.InvalidURL:
@@ -39,7 +43,8 @@ def _redirect_target(base: httpx.URL, location: str, where: str, method: str) ->
     return target.copy_with(userinfo=b"") if target.userinfo else target
 
 
-def _redirected_method(status: int, method: str, body: bytes | None) -> tuple[str, bytes | None]:
+def redirected_method(status: int, method: str, body: bytes | None) -> tuple[str, bytes | None]:
+    """The method and body a redirect with `status` is followed with."""
     # As browsers and RFC 9110 do: 303 turns anything but HEAD into GET; 301/302 turn POST
     # into GET; 307/308 repeat the request as it was.
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):

@@ -92,7 +92,7 @@ class Graph:
 # --- building ------------------------------------------------------------------------------
 def from_compiled(compiled: Any) -> Graph:
     """The graph of a compiled tree: its nodes in tree order, child and reference edges."""
-    from genarun.graph.compiled import _edges
+    from genarun.graph.compiled import tree_edges
 
     nodes = {
         n.id: GraphNode(
@@ -100,7 +100,7 @@ def from_compiled(compiled: Any) -> Graph:
         )
         for n in compiled.nodes.values()
     }
-    return Graph(compiled.name, nodes, list(_edges(compiled.nodes)), compiled=True)
+    return Graph(compiled.name, nodes, list(tree_edges(compiled.nodes)), compiled=True)
 
 
 def from_document(data: Any, lines: Any = None) -> Graph:

@@ -73,7 +73,7 @@ def test_drift_is_drawn_at_its_steps_and_long_titles_wrap(
     from genarun.analysis import plots
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or Path(path))
     plot_drift({"a": [0.1, 0.2, 0.3]}, tmp_path / "d.png", steps={"a": [1, 3, 5]})
     (ax,) = figures[0].axes
     assert list(ax.lines[0].get_xdata()) == [1, 3, 5]
