@@ -93,6 +93,11 @@ def test_plain_values_and_jinja_helpers_still_work(tmp_path: Path) -> None:
             "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
             "iterations",
         ),
+        (  # the items a loop's filter drops are iterations too
+            "{% for i in range(99999) %}{% for j in range(99999) if j < 0 %}{% endfor %}"
+            "{% endfor %}",
+            "iterations",
+        ),
     ],
 )
 def test_limits_fail_fast_with_the_limit_named(
@@ -108,6 +113,16 @@ def test_limits_fail_fast_with_the_limit_named(
         render(source, n=10**9)
     assert phrase in str(failure.value)
     assert time.monotonic() - started < 10
+
+
+def test_a_kept_item_of_a_filtered_loop_is_one_iteration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genarun.tree import limits
+
+    monkeypatch.setattr(limits, "LIMITS", limits.Limits(iterations=20_000, seconds=60.0))
+    kept = "{% for j in range(15000) if j >= 0 %}{% endfor %}{% for j in range(10) if j is odd %}{{ j }}.{% endfor %}"
+    assert render(kept) == "1.3.5.7.9."
+    with pytest.raises(RenderError, match="iterations"):
+        render("{% for j in range(20001) if j >= 0 %}{% endfor %}")
 
 
 def test_constant_arithmetic_is_checked_when_compiled() -> None:

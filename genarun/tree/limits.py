@@ -98,6 +98,13 @@ def loop_tick(literal: int) -> None:
     tick()
 
 
+def loop_output(literal: int) -> None:
+    """The body of a kept item of a filtered loop (`{% for x in xs if ... %}`), whose iteration
+    loop_tick counted when the item was tested: its constant text, counted as output."""
+    if literal:
+        add_output(literal)
+
+
 def add_output(n: int) -> None:
     budget = _BUDGET.get()
     if budget is None:

@@ -222,8 +222,8 @@ class Environment(SandboxedEnvironment):
         return checked(self.binop_table[operator](left, right))
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        if __obj is loop_tick:  # once per loop iteration: kept cheap
-            return loop_tick(*args)
+        if __obj is loop_tick or __obj is loop_output:  # once per loop iteration: kept cheap
+            return __obj(*args)
         limits.tick()
         if not __self.is_safe_callable(__obj):  # Jinja's message would print the value
             raise SecurityError(
@@ -319,7 +319,16 @@ class _Bounder(NodeTransformer):
     def _count_body(self, node: nodes.For | nodes.Macro | nodes.CallBlock) -> nodes.Node:
         self.generic_visit(node)
         size = nodes.Const(_literal_size(node.body))
-        tick = _imported("loop_tick", [size], node.lineno)
+        hook = "loop_tick"
+        if isinstance(node, nodes.For) and node.test is not None:
+            # A filtered loop iterates over every item, kept or not: each is counted when it
+            # is tested (`{% for j in range(10**5) if j < 0 %}` inside another such loop ran
+            # 10**10 iterations uncounted, stopped only by the time limit), and the body of a
+            # kept one spends only its output.
+            counted = _imported("loop_tick", [nodes.Const(0)], node.lineno)
+            node.test = nodes.And(nodes.Not(counted), node.test).set_lineno(node.lineno)
+            hook = "loop_output"
+        tick = _imported(hook, [size], node.lineno)
         node.body = [nodes.ExprStmt(tick).set_lineno(node.lineno), *node.body]
         return node
 
@@ -339,7 +348,8 @@ class _Bounder(NodeTransformer):
 
 
 loop_tick = limits.loop_tick
-_HOOKS = (loop_tick, concat, container)
+loop_output = limits.loop_output
+_HOOKS = (loop_tick, loop_output, concat, container)
 _CALLABLE_HELPERS = (Macro, LoopContext, Joiner, BlockReference, Undefined, _FormatCall)
 
 
