@@ -213,6 +213,32 @@ def last_h1_birth(d: np.ndarray, radius: float, hubs: int = 64) -> float | None:
     return None
 
 
+def dominated_share(d: np.ndarray, scale: float, samples: int = 128) -> float:
+    """The share of a seeded sample of the edges up to ``scale`` that are dominated there: some
+    other vertex w is joined to both ends and to every vertex joined to both (edges no
+    longer than ``scale``), so edge collapse could remove the edge at the end of the filtration.
+
+    A cheap forecast of what gudhi's edge collapse achieves: 94-100 % on settling runs (which
+    lose 70-90 % of their edges to it), 0-1 % on near-orthogonal random walks (which lose
+    0.3 %). Domination of an edge at its own length says nothing (38-47 % on those walks): the
+    collapse only moves such edges later.
+    """
+    iu, ju = np.triu_indices(len(d), 1)
+    lengths = d[iu, ju]
+    edges = np.nonzero(lengths <= scale)[0]
+    if not len(edges):
+        return 0.0
+    picked = np.random.default_rng(0).choice(edges, min(samples, len(edges)), replace=False)
+    dominated = 0
+    for e in picked:
+        u, v = iu[e], ju[e]
+        link = np.nonzero(np.maximum(d[u], d[v]) <= scale)[0]  # u and v are in it
+        others = link[(link != u) & (link != v)]
+        if len(others) and (d[np.ix_(others, link)] <= scale).all(axis=1).any():
+            dominated += 1
+    return dominated / len(picked)
+
+
 def without_duplicates(d: np.ndarray) -> np.ndarray:
     """The matrix with one vertex of each set of identical rows (trajectories that settle repeat
     steps exactly). A vertex whose row equals another's is at distance 0 from it and has its
