@@ -8,6 +8,7 @@ lazily, once per process, and loading them never imports torch.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,11 @@ class Registry:
         self._providers: dict[str, Provider] = {} if providers is None else providers
         self._catalog: dict[str, CatalogEntry] = {} if catalog is None else catalog
         self._deferred: list[Callable[[Registry], None]] = []
+        # Until every deferred registration has run: readers in other threads wait for it
+        # (a Ray actor loads its models on several threads at once, and one of them saw the
+        # providers half registered: "unknown provider 'diffusers'; known:" with none known).
+        self._pending = False
+        self._lock = threading.RLock()  # re-entrant: a registration may read the providers
 
     @property
     def providers(self) -> dict[str, Provider]:
@@ -101,18 +107,26 @@ class Registry:
     def defer(self, register: Callable[[Registry], None]) -> None:
         """Call `register(self)` when providers or the catalog are first read, before the
         entries added in the meantime (as if it had been called now)."""
-        self._deferred.append(register)
+        with self._lock:
+            self._deferred.append(register)
+            self._pending = True
 
     def _register_deferred(self) -> None:
-        if not self._deferred:
+        if not self._pending:
             return
-        deferred, self._deferred = self._deferred, []
-        later_providers, later_catalog = self._providers, self._catalog
-        self._providers, self._catalog = {}, {}
-        for register in deferred:
-            register(self)
-        self._providers.update(later_providers)
-        self._catalog.update(later_catalog)
+        with self._lock:
+            deferred, self._deferred = self._deferred, []
+            if not deferred:  # another thread did it meanwhile, or a registration reads
+                return
+            later_providers, later_catalog = self._providers, self._catalog
+            self._providers, self._catalog = {}, {}
+            try:
+                for register in deferred:
+                    register(self)
+            finally:
+                self._providers.update(later_providers)
+                self._catalog.update(later_catalog)
+                self._pending = bool(self._deferred)
 
     def add_kind(self, kind: NodeKind) -> None:
         if isinstance(self.kinds, Kinds):

@@ -125,3 +125,30 @@ def test_providers_registered_on_first_read_keep_a_plugins_override() -> None:
     assert list(reg.providers) == list(eager.providers)
     assert isinstance(reg.providers["dummy"], Override)
     assert list(reg.catalog) == list(eager.catalog)
+
+
+def test_deferred_providers_are_whole_for_every_thread() -> None:
+    """Threads that read the providers while a deferred registration runs wait for it: a Ray
+    actor loading three models at once found none known ("unknown provider 'diffusers'")."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from genarun.models.dummy import DummyProvider
+    from genarun.plugins import Registry
+
+    reg = Registry()
+    started = threading.Event()
+
+    def register(r: Registry) -> None:
+        started.set()
+        time.sleep(0.2)  # importing the providers' modules takes a while
+        r.add_provider(DummyProvider())
+
+    reg.defer(register)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(lambda: sorted(reg.providers))
+        started.wait(5)
+        later = [pool.submit(lambda: sorted(reg.providers)) for _ in range(3)]
+        seen = [first.result(), *(f.result() for f in later)]
+    assert seen == [["dummy"]] * 4
