@@ -141,8 +141,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ray-only",
         action="store_true",
-        help="with --executors local ray: only the Ray comparison (its own local runs "
-        "alternate with Ray's); no hand loops, no other local rounds",
+        help="with --executors local ray: only the Ray comparison (with its own local "
+        "rounds, see --ray-mode); no hand loops, no other local rounds",
+    )
+    parser.add_argument(
+        "--ray-mode",
+        choices=["separate", "alternate"],
+        default="separate",
+        help="separate (default): all Ray rounds, then Ray shut down (its actors' processes and "
+        "the GPU memory they hold gone), then all local rounds, so neither executor runs beside "
+        "the other's models; alternate: Ray and local rounds alternate with Ray's actors alive "
+        "throughout (drift touches both alike, but on one GPU each holds memory the other needs)",
     )
     parser.add_argument(
         "--deadline",
@@ -400,6 +409,8 @@ def with_genarun(
     print(f"{way.name}: {way.seconds:.2f} s")
     for stat in outcome.model_stats:
         way.parts[stat["task"]] = stat["seconds"]  # busy time; with several threads they overlap
+        # Below the batch size: the batcher halved batches after failures (out of memory).
+        way.parts[f"{stat['task']} mean batch"] = stat["mean_batch"]
         print(
             f"  {stat['model'][-40:]:>40} {stat['task']:<12} {stat['batches']:>4} batches {stat['items']:>5} items (mean {stat['mean_batch']}) busy {stat['seconds']:.2f} s"
         )
@@ -643,7 +654,8 @@ class Bench:
                 torch.cuda.empty_cache()
 
     def ray_rounds(self) -> None:
-        """Issue 16: `--executor ray` against the local executor, alternating, same trees."""
+        """Issue 16: `--executor ray` against the local executor, same trees; by default Ray's
+        rounds then, with Ray shut down, the local ones (`--ray-mode`)."""
         import gc
 
         import torch
@@ -660,6 +672,13 @@ class Bench:
         gc.collect()
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
+        if args.ray_mode == "alternate":
+            self._alternate(batches)
+        else:
+            self._separate(batches)
+
+    def _alternate(self, batches: list[int]) -> None:
+        args = self.args
         try:
             for batch in batches:
                 self.warm_up(batch, "local")
@@ -672,6 +691,33 @@ class Bench:
         except Exception as exc:  # the local figures stand; say what Ray did
             print(f"the Ray executor failed, its figures are left out: {exc!r}")
             traceback.print_exc()
+
+    def _separate(self, batches: list[int]) -> None:
+        """On one GPU, the 01:13 UTC H100 run's local executor halved its batches (26.7 items
+        on average instead of 64) beside the Ray actors' reserved memory, and Ray's warm-up
+        halved its painter's beside the driver's. So: Ray's rounds first, while this process
+        holds no model; then Ray shut down, which ends its actors' processes and frees their
+        memory (waited for: the GPU's free memory back to what it was before); then the local
+        executor's rounds, alone. Each way records the GPU's free memory before it ran."""
+        args = self.args
+        free_before = gpu_free(args.device)
+        try:
+            for batch in batches:
+                self.warm_up(batch, "ray")
+                print(f"  Ray after its warm-up: {watchdog.ray_state()}", flush=True)
+            for round_ in range(args.repeat):
+                for batch in batches:
+                    self.genarun(batch, "ray", args.workers[0], f"ray{round_}_{batch}", round_)
+        except Exception as exc:  # the local figures still come; say what Ray did
+            print(f"the Ray executor failed, its figures are left out: {exc!r}")
+            traceback.print_exc()
+        finally:
+            self.report["ray_stopped"] = stop_ray(args.device, free_before)
+        for batch in batches:
+            self.warm_up(batch, "local")
+        for round_ in range(args.repeat):
+            for batch in batches:
+                self.genarun(batch, "local", args.workers[0], f"loc{round_}_{batch}", round_)
 
     def genarun(
         self,
@@ -687,6 +733,7 @@ class Bench:
         args = self.args
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()  # what the last way reserved, for the next
+        free = gpu_free(args.device)  # what the other executor's processes left (fairness)
         timeline = Timeline()
         began = time.perf_counter()
         cpu = time.thread_time()
@@ -714,6 +761,8 @@ class Bench:
             way.name += f" si{switch_ms:g}ms"
         scheduler_cpu = time.thread_time() - cpu
         way.parts["scheduler cpu"] = scheduler_cpu
+        if free is not None:
+            way.parts["gpu free GiB before"] = free
         if args.timeline:
             summary = timeline.summary(began, began + way.seconds)
             summary["scheduler cpu"] = round(scheduler_cpu, 3)
@@ -737,6 +786,43 @@ class Bench:
             ]
             self.report["timelines"] = self.timelines
             self.args.json.write_text(json.dumps(self.report, indent=1))
+
+
+def gpu_free(device: str) -> float | None:
+    """GiB free on the GPU, whichever process holds the rest (Ray's actors included); None off
+    CUDA."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return round(free / 2**30, 2)
+
+
+def stop_ray(device: str, free_before: float | None, wait: float = 60.0) -> dict[str, Any]:
+    """Shut down the Ray this process started (its model actors' processes end with it), then
+    wait until the GPU's free memory is back to `free_before` (less 1 GiB of slack), so the
+    next rounds do not run beside the actors' memory. Returns what was seen, for the report."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    began = time.perf_counter()
+    free = gpu_free(device)
+    while (
+        free is not None
+        and free_before is not None
+        and free < free_before - 1.0
+        and time.perf_counter() - began < wait
+    ):
+        time.sleep(0.5)
+        free = gpu_free(device)
+    seen = {
+        "gpu_free_gib_before_ray": free_before,
+        "gpu_free_gib_after_shutdown": free,
+        "waited_s": round(time.perf_counter() - began, 1),
+    }
+    print(f"  Ray shut down: {seen}", flush=True)
+    return seen
 
 
 def summarize(
