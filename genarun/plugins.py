@@ -116,7 +116,7 @@ class Registry:
             return
         with self._lock:
             deferred, self._deferred = self._deferred, []
-            if not deferred:  # another thread did it meanwhile, or a registration reads
+            if not deferred:  # another thread did it meanwhile, or a registration re-entered
                 return
             later_providers, later_catalog = self._providers, self._catalog
             self._providers, self._catalog = {}, {}
