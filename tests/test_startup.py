@@ -53,11 +53,19 @@ NOT_NEEDED = (
     "genarun.models.openai",
     "genarun.models.diffusers",
     "genarun.models.weights",
+    # Jinja and its sandbox: only a tree with Jinja syntax (`{{`, `{%`, `{#`); a string without
+    # it is its own rendering (genarun/tree/template_core.py)
+    "jinja2",
+    "markupsafe",
+    "genarun.tree.sandbox",
+    "genarun.tree.template_env",
+    "genarun.tree.templates",
+    "genarun.tree.limits",
 )
 
 # Modules loaded by the one-node run, when this was last measured, plus a little room:
 # a change that imports a library a run does not need at top level shows up here.
-MAX_MODULES = 420
+MAX_MODULES = 390
 
 PROBE = """\
 import json, runpy, sys

@@ -89,11 +89,13 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
     """`--set name=value` pairs; values are read as YAML, as in a tree (42 is a number)."""
     from genarun.errors import UserError
-    from genarun.tree.limits import LIMITS
     from genarun.tree.load import read_set_value
 
     out: dict[str, Any] = {}
     for item in values:
+        # Only with --set: the limits module loads Jinja, which a tree without Jinja never needs.
+        from genarun.tree.limits import LIMITS
+
         name, sep, raw = item.partition("=")
         if not sep or not name.strip():
             raise UserError(f"--set {item!r}: expected name=value")

@@ -25,7 +25,7 @@ from genarun.graph.order import find_cycle, mark_skipped, topological_order
 from genarun.graph.output_fields import output_field_problems
 from genarun.graph.secret_policy import secret_problems
 from genarun.graph.value_types import type_problems
-from genarun.tree.templates import Compiled, compile_value
+from genarun.tree.template_core import Compiled, compile_value
 from genarun.tree.validate import LoadedTree, TreeNode
 
 BUILTIN_NAMES = frozenset({"seed", "run"})

@@ -4,9 +4,7 @@ expressions, its vars, and the dependencies those names add."""
 from __future__ import annotations
 
 import re
-from typing import Any, cast
-
-from jinja2 import TemplateSyntaxError
+from typing import TYPE_CHECKING, Any, cast
 
 from genarun.errors import Problem, did_you_mean
 from genarun.graph.compiled import CompiledNode
@@ -14,9 +12,17 @@ from genarun.graph.node_fields import resolve_node_fields
 from genarun.nodes.base import NodeKind
 from genarun.retrieval.sources import resolve_sources
 from genarun.tree.schema import IDENTIFIER, RESERVED_NAMES
-from genarun.tree.template_env import TemplateProblem, label
-from genarun.tree.templates import Compiled, compile_expression, compile_value
+from genarun.tree.template_core import (
+    Compiled,
+    TemplateProblem,
+    compile_expression,
+    compile_value,
+    label,
+)
 from genarun.tree.validate import TreeNode
+
+if TYPE_CHECKING:
+    from jinja2 import TemplateSyntaxError
 
 
 def compile_node(
@@ -206,6 +212,15 @@ def compile_node(
     )
 
 
+def _jinja_syntax_error() -> type[TemplateSyntaxError]:
+    """Jinja's syntax error class, imported only when an exception is being matched (an
+    except clause's class is evaluated then): a tree without Jinja syntax never loads Jinja,
+    and only Jinja raises it."""
+    from jinja2 import TemplateSyntaxError
+
+    return TemplateSyntaxError
+
+
 def compile_field(
     fn: Any,
     value: Any,
@@ -225,7 +240,7 @@ def compile_field(
     except TemplateProblem as exc:
         problems.append(Problem(f"{label(where)}: {exc}", file, line, node, exc.hint))
         return None
-    except TemplateSyntaxError as exc:  # from Jinja's analysis of a template that parsed
+    except _jinja_syntax_error() as exc:  # from Jinja's analysis of a template that parsed
         problems.append(
             Problem(
                 f"{label(where)}: {(exc.message or 'invalid template').rstrip('.')}",

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from genarun.nodes.base import NodeKind
-from genarun.tree.templates import Compiled
+from genarun.tree.template_core import Compiled
 from genarun.tree.validate import LoadedTree, TreeNode
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from genarun.errors import Problem, did_you_mean
 from genarun.graph.value_types import item_names
-from genarun.tree.templates import Compiled, attributes_read
+from genarun.tree.template_core import Compiled, attributes_read
 
 if TYPE_CHECKING:
     from genarun.graph.compiled import CompiledNode

@@ -15,7 +15,7 @@ from typing import Any
 
 from genarun.errors import UserError, did_you_mean
 from genarun.graph.compiled import CompiledTree
-from genarun.tree.templates import attributes_read
+from genarun.tree.template_core import attributes_read
 from genarun.tree.validate import LoadedTree
 
 # A node and a foreach prefix: ("cover", (3,)) is every execution of cover under item 3.

@@ -18,21 +18,25 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
-from typing import Any
-
-from jinja2 import TemplateSyntaxError, nodes
+from typing import TYPE_CHECKING, Any
 
 from genarun.errors import Problem
 from genarun.tree import secrets as secret_refs
+from genarun.tree.template_core import has_jinja
 from genarun.tree.validate import LoadedTree, TreeNode
+
+if TYPE_CHECKING:
+    from jinja2 import nodes
 
 # Kinds that send their fields to a host, and so may carry secrets.
 SENDING_KINDS = frozenset({"fetch"})
 
 
 def _calls(source: str) -> Iterator[nodes.Call]:
-    if "secret" not in source:
-        return
+    if "secret" not in source or not has_jinja(source):
+        return  # a call needs Jinja syntax: text without it is not parsed (nor Jinja loaded)
+    from jinja2 import TemplateSyntaxError, nodes
+
     from genarun.tree.template_env import ENV
 
     try:
@@ -49,6 +53,8 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def _literal_name(call: nodes.Call) -> str | None:
+    from jinja2 import nodes  # loaded already: `call` came from Jinja's parser
+
     if len(call.args) == 1 and not call.kwargs and isinstance(call.args[0], nodes.Const):
         name = call.args[0].value
         if isinstance(name, str) and secret_refs.SECRET_NAME.fullmatch(name):

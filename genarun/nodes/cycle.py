@@ -44,8 +44,7 @@ from genarun.nodes.networks import (
 )
 from genarun.run.seeds import fresh_seed
 from genarun.tree.schema import NodeBase, PositiveInt, Tpl, empty_dict, empty_list
-from genarun.tree.template_env import RenderError
-from genarun.tree.templates import field_rng
+from genarun.tree.template_core import RenderError, field_rng
 from genarun.values import EmbeddingRef, ImageRef, renumber_embeddings
 
 if TYPE_CHECKING:

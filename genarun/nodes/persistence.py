@@ -97,8 +97,7 @@ def _embed_models(value: Any, scope: dict[str, Any]) -> tuple[bool, list[Any]]:
     """A cycle's `embed` field as a list of model references, if it can be known before the
     run (a literal, or a template of the matrix and the tree's vars)."""
     from genarun.nodes.networks import models_list
-    from genarun.tree.template_env import RenderError
-    from genarun.tree.templates import compile_value, field_rng
+    from genarun.tree.template_core import RenderError, compile_value, field_rng
 
     try:
         compiled = compile_value(value)

@@ -19,7 +19,7 @@ from sqlalchemy import and_, select
 
 from genarun.graph.compiled import CompiledNode, CompiledTree
 from genarun.store.db import Store, executions, runs
-from genarun.tree.templates import Compiled
+from genarun.tree.template_core import Compiled
 from genarun.usage.cost import Cost
 from genarun.usage.forecast import Forecast, forecast
 

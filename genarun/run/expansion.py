@@ -21,8 +21,7 @@ from genarun.run.seeds import derive_seed, fresh_seed
 from genarun.run.state import Failure, NodeResult, RunState, Status
 from genarun.run.work_units import Instance, Slot
 from genarun.store.confined import FolderNotWritable
-from genarun.tree.template_env import RenderError
-from genarun.tree.templates import field_rng
+from genarun.tree.template_core import RenderError, field_rng
 
 
 class SlotExpansion:

@@ -26,8 +26,7 @@ from genarun.run.reuse import (
 )
 from genarun.run.state import NodeResult, Status
 from genarun.run.work_units import Instance
-from genarun.tree.template_env import RenderError
-from genarun.tree.templates import field_rng
+from genarun.tree.template_core import RenderError, field_rng
 
 
 class InstanceStart(EffectDispatch):

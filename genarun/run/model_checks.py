@@ -13,8 +13,7 @@ from genarun.graph.matrix import matrix_bindings
 from genarun.models.base import ModelSpec
 from genarun.nodes.hooks import ModelRef
 from genarun.run.state import check_model_task
-from genarun.tree.template_env import RenderError
-from genarun.tree.templates import field_rng
+from genarun.tree.template_core import RenderError, field_rng
 
 
 def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, ModelSpec]:

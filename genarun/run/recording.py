@@ -17,7 +17,7 @@ from genarun.redaction import redact
 from genarun.run.reuse import StoredExecution
 from genarun.run.state import NodeResult, RunState, Status
 from genarun.run.work_units import Instance
-from genarun.tree.template_env import RenderError
+from genarun.tree.template_core import RenderError
 from genarun.values import dumps, json_text
 
 if TYPE_CHECKING:

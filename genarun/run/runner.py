@@ -21,7 +21,7 @@ from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState
 from genarun.store.db import Store, new_id
 from genarun.store.folders import dated_folder, output_folder_of, run_label, write_json
-from genarun.tree.template_env import RenderError
+from genarun.tree.template_core import RenderError
 from genarun.tree.validate import read_tree
 from genarun.values import to_json
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from genarun.errors import ModelError
 from genarun.store.folders import write_json
 from genarun.tree.picks import PickRecord, ReplayRandom
-from genarun.tree.templates import field_rng
+from genarun.tree.template_core import field_rng
 from genarun.values import EmbeddingRef, ImageRef, to_json, to_plain
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from genarun.models.base import ModelSpec
     from genarun.run.reuse import ReusePlan
     from genarun.store.db import Store
-    from genarun.tree.templates import Compiled
+    from genarun.tree.template_core import Compiled
 
 
 _NO_ITEM = object()  # an entry of a node that is not a foreach item

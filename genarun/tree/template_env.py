@@ -4,10 +4,9 @@ failed render is told: which field, which lookup, what exists instead."""
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import UndefinedError
@@ -20,6 +19,12 @@ from genarun.tree.bounded_filters import bound_filters
 from genarun.tree.limits import LimitExceeded
 from genarun.tree.lookups import missing_message, source_of
 from genarun.tree.secrets import secret
+
+# Jinja-free (template_core.py), re-exported: the run path imports them from there.
+from genarun.tree.template_core import RenderError as RenderError
+from genarun.tree.template_core import TemplateProblem as TemplateProblem
+from genarun.tree.template_core import label as label
+from genarun.tree.template_core import readable as readable
 
 
 def _json_filter(value: Any, indent: int | None = None) -> str:
@@ -69,15 +74,6 @@ bound_filters(ENV)
 JINJA_GLOBALS = frozenset(ENV.globals)
 
 _MISSING = object()
-T = TypeVar("T")
-
-
-class TemplateProblem(ValueError):
-    """A template that cannot be parsed; `compile_tree` turns it into a located Problem."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.hint = hint
 
 
 def check_names(ast: nodes.Template, source: str) -> None:
@@ -107,10 +103,6 @@ def check_constants(ast: nodes.Template) -> None:
         raise TemplateProblem(
             f"template limit: {exc}", "docs/security.md lists the limits templates run under"
         ) from None
-
-
-class RenderError(RuntimeError):
-    """A template that failed while rendering (an error in the node's execution)."""
 
 
 def refused(exc: Exception) -> str:
@@ -162,36 +154,3 @@ def render_failure(exc: UndefinedError, source: str, scope: Mapping[str, Any]) -
     if isinstance(exc, MissingValue):
         return missing_message(exc.obj, exc.name, _lookup_subject(source, exc.obj, exc.name, scope))
     return exc.message or "undefined value"
-
-
-def label(where: str) -> str:
-    """How run-time errors name a field: `field 'prompt'`, `vars.topic`, `when`."""
-    if not where or where in ("when", "foreach") or where.startswith("vars."):
-        return where
-    return f"field '{where}'"
-
-
-def readable(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """Jinja parses and compiles recursively and reads numbers with int(): a template that
-    nests too deeply, or holds a number past Python's digit limit, is a TemplateProblem."""
-
-    @functools.wraps(parse)
-    def wrapper(source: str) -> T:
-        try:
-            return parse(source)
-        except RecursionError:
-            raise TemplateProblem(
-                "the template nests too deeply to read (brackets, operators or filters "
-                "inside one another)",
-                "split it into several vars",
-            ) from None
-        except TemplateProblem:
-            raise
-        except ValueError as exc:
-            if "digits" not in str(exc):
-                raise
-            raise TemplateProblem(
-                "a number in the template has too many digits (Python reads at most 4300)"
-            ) from None
-
-    return wrapper

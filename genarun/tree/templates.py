@@ -1,4 +1,5 @@
-"""Jinja2 templates and expressions in tree fields, with random picks.
+"""Jinja2 templates and expressions in tree fields, with random picks (template_core.py has
+the Jinja-free part: literals, picks-only text, containers, and the dispatch here).
 
 Every string field is a template rendered in a sandboxed environment with strict undefined
 names. A field that is one expression (`"{{ plan }}"`) keeps its value's type. Random picks
@@ -10,9 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +22,20 @@ from jinja2.runtime import Undefined
 from genarun.tree.limits import LimitExceeded, end_budget, start_budget
 from genarun.tree.picks import PickRecord, PickSyntaxError, parse_picks
 from genarun.tree.picks import Template as PickTemplate
+
+# The Jinja-free part, re-exported: the run path imports it from template_core, so a tree
+# without Jinja syntax never imports this module.
+from genarun.tree.template_core import (
+    Compiled,
+    Container,
+    Literal,
+    PickText,
+    Rendered,
+    attributes_read,
+    compile_expression,
+    compile_value,
+    field_rng,
+)
 from genarun.tree.template_env import (
     ENV,
     JINJA_GLOBALS,
@@ -37,39 +50,24 @@ from genarun.tree.template_env import (
     render_failure,
 )
 
+__all__ = [
+    "Compiled",
+    "Container",
+    "Expression",
+    "Literal",
+    "PickText",
+    "Rendered",
+    "Text",
+    "attributes_read",
+    "compile_expression",
+    "compile_value",
+    "field_rng",
+    "jinja_attributes_read",
+    "render_jinja",
+]
+
 _MISSING = object()
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Rendered:
-    value: Any
-    picks: list[PickRecord] = field(default_factory=list)
-
-
-class Compiled(ABC):
-    """A field value compiled once at compile time and evaluated per execution."""
-
-    names: frozenset[str] = frozenset()
-    dynamic = True
-
-    @abstractmethod
-    def evaluate(
-        self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]
-    ) -> Any:
-        """The value in `scope`, drawing random picks from `rng` and recording them."""
-
-
-class Literal(Compiled):
-    dynamic = False
-
-    def __init__(self, value: Any):
-        self.value = value
-
-    def evaluate(
-        self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]
-    ) -> Any:
-        return self.value
 
 
 def _flat_globals(template: Template) -> None:
@@ -244,83 +242,8 @@ def render_jinja(text: str, scope: Mapping[str, Any]) -> Any:
         end_budget(budget)
 
 
-class Container(Compiled):
-    """A dict or list whose string leaves are templates."""
-
-    def __init__(self, value: dict[str, Any] | list[Any], where: str):
-        if isinstance(value, dict):
-            self._items: Any = {k: compile_value(v, f"{where}.{k}") for k, v in value.items()}
-            children = list(self._items.values())
-        else:
-            self._items = [compile_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
-            children = self._items
-        self.names = frozenset().union(*(c.names for c in children)) if children else frozenset()
-        self.dynamic = any(c.dynamic for c in children)
-        self._literal = None if self.dynamic else value
-
-    def evaluate(
-        self, scope: Mapping[str, Any], rng: random.Random | None, picks: list[PickRecord]
-    ) -> Any:
-        if self._literal is not None:
-            return self._literal
-        if isinstance(self._items, dict):
-            return {k: c.evaluate(scope, rng, picks) for k, c in self._items.items()}
-        return [c.evaluate(scope, rng, picks) for c in self._items]
-
-
-def compile_value(value: Any, where: str = "") -> Compiled:
-    """Compile a field value: strings become templates, containers are walked. `where` (the
-    field: `prompt`, `vars.topic`) names the field in run-time errors."""
-    if isinstance(value, str):
-        if not any(marker in value for marker in ("{{", "{%", "{#", "[", "\\")):
-            return Literal(value)
-        return Text(value, where)
-    if isinstance(value, dict | list):
-        return Container(value, where)
-    return Literal(value)
-
-
-def compile_expression(value: Any, where: str = "") -> Compiled:
-    """Compile an expression field (`when`, `foreach`): bare Jinja, a template, or a literal.
-    `where` names the field in run-time errors."""
-    if isinstance(value, str):
-        if "{{" in value or "{%" in value:
-            return Text(value, where)
-        return Expression(value, where)
-    if isinstance(value, list | dict):
-        return Container(value, "")
-    return Literal(value)
-
-
-class _LazyRandom(random.Random):
-    """Seeds itself on first draw: most fields have no picks, and seeding costs ~40 us."""
-
-    def __init__(self, key: str):
-        self._key = key
-        self._seeded = False
-
-    def random(self) -> float:
-        if not self._seeded:
-            self.seed(self._key)
-            self._seeded = True
-        return super().random()
-
-
-def field_rng(seed: int, field_name: str) -> random.Random:
-    """The pick rng of one field of one execution."""
-    return _LazyRandom(f"{seed}:{field_name}")
-
-
-def attributes_read(compiled: Compiled, name: str) -> frozenset[str]:
-    """The attributes of variable `name` that a compiled value reads: {'id'} for
-    `{{ run.id }}`, '*' where it uses the whole value (`{{ run }}`, `run[key]`)."""
-    if name not in compiled.names:
-        return frozenset()
-    if isinstance(compiled, Container):
-        children = (
-            compiled._items.values() if isinstance(compiled._items, dict) else compiled._items
-        )
-        return frozenset().union(*(attributes_read(c, name) for c in children))
+def jinja_attributes_read(compiled: Compiled, name: str) -> frozenset[str]:
+    """template_core.attributes_read of a Jinja template or expression that reads `name`."""
     source = (
         compiled.source
         if isinstance(compiled, Text)
