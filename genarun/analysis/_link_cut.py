@@ -77,21 +77,23 @@ def last_h2_birth(d: np.ndarray, radius: float) -> float | None:
         layer[np.arange(len(u)), root] = True
         near = _pack(to_hubs < lo)  # (k, words): each hub's neighbours before the block
         # Hubs in greedy order (the first cover the most); a link leaves the loop once covered.
-        todo = np.nonzero(rooted & ~empty)[0]
-        left = link[todo]
+        unproved = np.nonzero(rooted & ~empty)[0]
+        left = link[unproved]
         for h in range(len(hubs)):
-            if not len(todo):
+            if not len(unproved):
                 break
-            on = np.nonzero(layer[todo, h])[0]
+            on = np.nonzero(layer[unproved, h])[0]
             if len(on):
                 left[on] &= ~near[h]
             if h % 8 == 7 or h == len(hubs) - 1:
                 still = left.any(axis=1)
-                todo, left = todo[still], left[still]
-        if len(todo):
-            todo = todo[~_covered_through_hubs(left, inlink[todo], layer[todo], joined, near)]
+                unproved, left = unproved[still], left[still]
+        if len(unproved):
+            unproved = unproved[
+                ~_covered_through_hubs(left, inlink[unproved], layer[unproved], joined, near)
+            ]
         proved = np.ones(len(u), dtype=bool)
-        proved[todo] = False
+        proved[unproved] = False
         proved[~rooted & ~empty] = False
         for i in np.nonzero(~proved)[0]:
             exact += 1

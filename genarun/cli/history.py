@@ -36,18 +36,16 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
             + f": {summary or 'nothing to do'}"
         )
     click.echo(f"output: {outcome.folder}")
-    if outcome.status == "interrupted" and outcome.stopped:  # its --budget was reached
-        ids = " ".join(state.id[:12] for state in outcome.runs)
-        db_part = f" --db {db}" if db else ""
-        click.secho(
-            f"{outcome.stopped}; to go on: genarun resume {ids}{db_part} --budget MORE",
-            fg="yellow",
-            err=True,
-        )
-        sys.exit(3)
     if outcome.status == "interrupted":
         ids = " ".join(state.id[:12] for state in outcome.runs)
         db_part = f" --db {db}" if db else ""
+        if outcome.stopped:  # its --budget was reached
+            click.secho(
+                f"{outcome.stopped}; to go on: genarun resume {ids}{db_part} --budget MORE",
+                fg="yellow",
+                err=True,
+            )
+            sys.exit(3)
         click.secho(
             f"interrupted: finished work is saved; to finish the run: genarun resume {ids}{db_part}",
             fg="yellow",
