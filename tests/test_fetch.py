@@ -173,6 +173,9 @@ def run_failing(
         ("/slow", "timeout: 0.3\n    retries: 0", "within"),
         ("/garbage", "extract: a.b", "extract needs a JSON response"),
         ("/lying", "", "its body is not JSON"),
+        # with extract too: the body broke its content-type, not extract (was "extract
+        # needs a JSON response, but it answered with application/json")
+        ("/lying", "extract: a", "its body is not JSON (Expecting property name"),
         (
             "/items",
             "extract: nothing.here",

@@ -117,15 +117,13 @@ def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
 def one_tree(path: Path) -> Path:
     """A command's TREE argument: a folder is named as a mistake, with the trees in it."""
     from genarun.errors import UserError
-    from genarun.tree.discover import trees_in
+    from genarun.tree.discover import no_trees_message, trees_in
 
     if not path.is_dir():
         return path
     found, _others = trees_in(path)
     if not found:
-        raise UserError(
-            f"{path} is a folder, and holds no tree file (a .yaml, .yml or .json file with a 'genarun:' key): name a tree file"
-        )
+        raise UserError(no_trees_message(path))
     shown = ", ".join(str(p) for p in found[:5]) + (
         f" ... ({len(found)} in all)" if len(found) > 5 else ""
     )

@@ -270,7 +270,7 @@ def _expand_folders(paths: tuple[Path, ...]) -> list[Path]:
     """Folders given to validate become the tree files in them; files that are no tree (no
     'genarun:' key: output.json, a CI config) are named and left out."""
     from genarun.errors import UserError
-    from genarun.tree.discover import trees_in
+    from genarun.tree.discover import no_trees_message, trees_in
 
     out: list[Path] = []
     for path in paths:
@@ -282,9 +282,7 @@ def _expand_folders(paths: tuple[Path, ...]) -> list[Path]:
             names = ", ".join(p.name for p in others)
             click.echo(f"{path}: not trees (no 'genarun:' key), left out: {names}", err=True)
         if not found:
-            raise UserError(
-                f"{path} is a folder, and holds no tree file (a .yaml, .yml or .json file with a 'genarun:' key)"
-            )
+            raise UserError(no_trees_message(path, several=True))
         out.extend(found)
     return out
 

@@ -209,8 +209,15 @@ def serve(
     trees: Path,
     read_only: bool,
 ) -> None:
-    """Serve answer webhooks (POST /runs/RUN/NODE[/INDEX]/hook); answered runs continue in the
-    server's worker. Signed webhooks use the secret in $GENARUN_WEBHOOK_SECRET."""
+    """Serve the web pages, the JSON API and the answer webhooks on http://HOST:PORT.
+
+    \b
+    Pages: /runs, /inbox, /start, /trees, /diff, /experiments.
+    JSON API: /api/v1 (its OpenAPI document at /api/v1/openapi.json).
+    Webhooks: POST /runs/RUN/NODE[/INDEX]/hook?token=...
+
+    Answered runs continue in the server's worker. Signed webhooks use the secret in
+    $GENARUN_WEBHOOK_SECRET. See docs/serve.md."""
     from genarun.errors import UserError
     from genarun.extras import require_extra
 

@@ -118,9 +118,11 @@ def compile_tree(
     for name, raw in spec.vars.items():
         check_var_name(name, problems, file, loaded.line(("vars", name)), None)
         value = overrides.get(name, raw)
-        compiled = compile_field(
-            compile_value, value, problems, file, loaded.line(("vars", name)), None, f"vars.{name}"
-        )
+        # A value given with --set is not on the var's line: its mistakes are the option's.
+        given = name in overrides
+        where = f"--set {name}" if given else f"vars.{name}"
+        var_line = None if given else loaded.line(("vars", name))
+        compiled = compile_field(compile_value, value, problems, file, var_line, None, where)
         if compiled is not None:
             for ref in sorted(compiled.names - seen_vars):
                 problems.append(
@@ -128,9 +130,9 @@ def compile_tree(
                         ref,
                         seen_vars,
                         file,
-                        loaded.line(("vars", name)),
+                        var_line,
                         None,
-                        f"vars.{name}",
+                        where,
                         "tree vars see only the matrix, seed, run and earlier vars",
                     )
                 )

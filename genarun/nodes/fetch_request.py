@@ -279,11 +279,18 @@ def answer_value(
         return text
     try:
         data = json.loads(text)
-    except (ValueError, RecursionError):
-        if extract is None:
+    except (ValueError, RecursionError) as exc:
+        # A body that says it is JSON and is not is the API's fault, with or without extract.
+        if any(t in kind for t in _JSON_TYPES):
+            where = (
+                f" ({exc.msg} at line {exc.lineno} column {exc.colno})"
+                if isinstance(exc, json.JSONDecodeError)
+                else ""
+            )
             raise FetchError(
-                f"{shown} answered with content-type {kind} but its body is not JSON:"
-                f" {redact(text[:200])!r}; the API sent something else than it said"
+                f"{shown} answered with content-type {kind} but its body is not JSON{where}:"
+                f" {redact(text[:200])!r}; the API sent something else than it said (a"
+                " truncated or broken answer: try again later, or check the endpoint)"
             ) from None
         raise FetchError(
             f"{shown}: extract needs a JSON response, but it answered with"

@@ -16,6 +16,7 @@ from genarun.nodes.base import ExecutionContext
 from genarun.retrieval.guard import guarded_run
 from genarun.retrieval.progressive import earlier_items_ready
 from genarun.run.effect_dispatch import EffectDispatch
+from genarun.run.rendered_types import rendered_type_message
 from genarun.run.reuse import (
     StoredExecution,
     adopt_output,
@@ -164,9 +165,10 @@ class InstanceStart(EffectDispatch):
                 rendered[name] = adapter.validate_python(value)
             except ValidationError as exc:
                 alias = type(spec).model_fields[name].alias or name
-                problems.append(f"{alias}: {exc.errors()[0]['msg']} (got {str(value)[:60]!r})")
+                template = getattr(spec, name)
+                problems.append(rendered_type_message(alias, template, value, exc.errors()))
         if problems:
-            raise RenderError("rendered values are invalid: " + "; ".join(problems))
+            raise RenderError("; ".join(problems))
         return spec.model_copy(update=rendered)
 
 

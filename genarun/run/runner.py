@@ -203,9 +203,9 @@ def run_scope(state: RunState) -> dict[str, Any]:
         try:
             scope[name] = state.draw_var(name, value, scope)
         except RenderError as exc:
-            raise TreeError(
-                Problem(str(exc), str(compiled.loaded.path), compiled.loaded.line(("vars", name)))
-            ) from None  # names vars.NAME
+            # A --set value is not on the var's line (its message names --set NAME).
+            line = None if name in compiled.overrides else compiled.loaded.line(("vars", name))
+            raise TreeError(Problem(str(exc), str(compiled.loaded.path), line)) from None
     return scope
 
 

@@ -150,11 +150,22 @@ def _paused_text(run: dict[str, Any]) -> str:
     return f", paused since {iso(run['paused'])} (genarun runs unpause {short})"
 
 
+def _status_text(run: dict[str, Any]) -> str:
+    """The status as `runs list` shows it: a run stored as running whose process is gone (kill
+    -9, a lost machine) is `crashed`, with how to finish it, never `running`."""
+    status = display_status(run)
+    if status == "crashed":
+        return (
+            f"crashed (stored as running, but its process is gone: genarun resume {run['id'][:8]})"
+        )
+    return status
+
+
 def run_report(run: dict[str, Any], executions: list[dict[str, Any]]) -> str:
     lines = [
         f"run      {run['id']}",
         f"tree     {run['name']} ({run['tree_path']})",
-        f"status   {run['status']}" + _paused_text(run),
+        f"status   {_status_text(run)}" + _paused_text(run),
         f"seed     {run['seed']}" + (" (drawn: seed random)" if run.get("seed_random") else ""),
         f"started  {iso(run['started'])}"
         + (f"  ({run['ended'] - run['started']:.2f}s)" if run["ended"] else ""),

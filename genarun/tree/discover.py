@@ -75,3 +75,24 @@ def _source_tree(folder: Path) -> str | None:
         if isinstance(tree_file, str):
             return tree_file
     return None
+
+
+def no_trees_message(folder: Path, *, several: bool = False) -> str:
+    """Why a folder given as TREE holds no tree, naming those of its sub-folders (a folder of
+    examples, one tree each): commands read only the folder itself. `several`: the command
+    takes several trees (validate), so a glob of them is the fix."""
+    message = (
+        f"{folder} is a folder, and holds no tree file (a .yaml, .yml or .json file with a "
+        "'genarun:' key)"
+    )
+    deeper, _others = find_trees(folder)
+    if not deeper:
+        return f"{message}: name a tree file"
+    shown = ", ".join(str(p) for p in deeper[:5]) + (", ..." if len(deeper) > 5 else "")
+    count = f"{len(deeper)} tree{'s' if len(deeper) != 1 else ''}"
+    one_level = all(len(p.relative_to(folder).parts) == 2 for p in deeper)
+    if several and one_level and len({p.name for p in deeper}) == 1:
+        how = f"name them: {folder / '*' / deeper[0].name}"
+    else:
+        how = f"name {'them' if several else 'one'}: {deeper[0]}" + (" ..." if several else "")
+    return f"{message}; its sub-folders hold {count} ({shown}): {how}"

@@ -34,6 +34,7 @@ def pydantic_problems(
         clean = _place(err["loc"], data)
         by_loc.setdefault(clean, []).append(err)
     _drop_wrong_branches(by_loc)
+    _drop_missing_misspelt(by_loc, model)
     for clean, errs in by_loc.items():
         if loc == () and len(clean) > 1 and clean[0] == "nodes":
             continue  # nodes are validated one by one with their kinds
@@ -215,6 +216,24 @@ def _drop_wrong_branches(by_loc: dict[Loc, list[Any]]) -> None:
         deeper = any(len(o) > len(loc) and o[: len(loc)] == loc for o in by_loc)
         if deeper and all(e["type"].endswith("_type") for e in by_loc[loc]):
             del by_loc[loc]
+
+
+def _drop_missing_misspelt(by_loc: dict[Loc, list[Any]], model: type[BaseModel]) -> None:
+    """`promt:` for a required `prompt` is one mistake: the unknown field, whose did-you-mean
+    names the missing one, says it all; a second 'missing required field' would send the
+    reader looking for another mistake."""
+    import difflib
+
+    for loc, errs in list(by_loc.items()):
+        if not loc or not any(e["type"] == "extra_forbidden" for e in errs):
+            continue
+        here = _fields_at(model, loc[:-1]) if len(loc) > 1 else None
+        if here is None and len(loc) == 1:
+            here = {f.alias or n for n, f in model.model_fields.items()}
+        close = difflib.get_close_matches(str(loc[-1]), sorted(here or ()), n=1, cutoff=0.6)
+        missing = (*loc[:-1], close[0]) if close else None
+        if missing in by_loc and all(e["type"] == "missing" for e in by_loc[missing]):
+            del by_loc[missing]
 
 
 def _fields_at(model: type[BaseModel], path: Loc) -> set[str] | None:

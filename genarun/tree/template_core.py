@@ -47,8 +47,8 @@ class RenderError(RuntimeError):
 
 
 def label(where: str) -> str:
-    """How run-time errors name a field: `field 'prompt'`, `vars.topic`, `when`."""
-    if not where or where in ("when", "foreach") or where.startswith("vars."):
+    """How errors name a field: `field 'prompt'`, `vars.topic`, `--set topic`, `when`."""
+    if not where or where in ("when", "foreach") or where.startswith(("vars.", "--set ")):
         return where
     return f"field '{where}'"
 

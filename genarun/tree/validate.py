@@ -55,10 +55,31 @@ def read_tree(path: Path | str) -> LoadedTree:
     from genarun.tree.panic_config import is_panic_config, panic_tree
 
     path = Path(path)
-    doc = load_document(path)
+    try:
+        doc = load_document(path)
+    except TreeError:
+        if _other_file(path):
+            raise _not_a_tree(path) from None
+        raise
     if is_panic_config(doc.data):  # PANIC-TDA's ExperimentConfig: run as its equivalent tree
         doc = panic_tree(doc)
+    elif _other_file(path) and not (isinstance(doc.data, dict) and "genarun" in doc.data):
+        raise _not_a_tree(path)
     return validate_document(doc)
+
+
+def _other_file(path: Path) -> bool:
+    """A file that is there and is not named as a tree (`offline.py`, `README.md`)."""
+    return path.suffix.lower() not in (".yaml", ".yml", ".json") and path.is_file()
+
+
+def _not_a_tree(path: Path) -> TreeError:
+    """Read as YAML, a script or a page gives a baffling syntax error: name the mix-up."""
+    if path.suffix.lower() == ".py":
+        hint = f"a Python script runs with: python {path}"
+    else:
+        hint = "name a tree file: a .yaml, .yml or .json file that starts with 'genarun: 1'"
+    return TreeError(Problem("not a tree file", str(path), hint=hint))
 
 
 def validate_document(doc: Document) -> LoadedTree:
