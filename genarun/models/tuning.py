@@ -4,10 +4,12 @@
       painter: {provider: diffusers, id: sd-turbo, options: {compile: true, channels_last: true}}
 
 - `compile: true` compiles the heavy modules (a diffusion pipeline's UNet or transformer and its
-  VAE decoder; a captioner's or embedder's whole model) with `torch.compile`;
-  `compile: reduce-overhead` also records CUDA graphs (shapes are static per batch size, so
-  each new batch size compiles and records once); `compile: max-autotune` searches kernels
-  (minutes of compiling). Each batch size compiles once (static shapes are the fastest).
+  VAE decoder; a captioner's image encoder and, for BLIP and ViT-GPT2, its text decoder's
+  decoding steps through transformers' static cache (genarun.models.static_decoding); CLIP's
+  towers) with `torch.compile`; `compile: reduce-overhead` also records CUDA graphs (shapes are
+  static per batch size, so each new batch size compiles and records once); `compile:
+  max-autotune` searches kernels (minutes of compiling). Each batch size compiles once (static
+  shapes are the fastest).
 - `channels_last: true` stores convolution weights (and so activations) channels-last, which
   suits tensor cores on CUDA.
 - `attention: sdpa` (diffusers) uses PyTorch's scaled-dot-product attention (flash or
@@ -25,6 +27,7 @@ torch is imported inside the functions (only genarun/models may import it, and l
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -65,16 +68,38 @@ def compile_mode(options: Mapping[str, Any]) -> str | None:
     return "default" if value is True else str(value)
 
 
+# Compiling on the CPU (inductor's C++ code, which needs a C compiler) is rarely faster than
+# eager there and costs tens of seconds a shape; it is for tests and CPU dry runs of the GPU
+# benches: GENARUN_COMPILE_CPU=1 (inductor) or the name of another dynamo backend (`aot_eager`:
+# graph capture without code generation, seconds).
+COMPILE_CPU_ENV = "GENARUN_COMPILE_CPU"
+
+
+def compile_backend(device: str) -> str:
+    """The torch.compile backend for `device`: inductor, or on the CPU what GENARUN_COMPILE_CPU
+    names."""
+    from genarun.models.device import device_type
+
+    chosen = os.environ.get(COMPILE_CPU_ENV, "")
+    if device_type(device) == "cuda" or chosen in ("", "1", "true"):
+        return "inductor"
+    return chosen
+
+
 def compile_unavailable(device: str) -> str | None:
     """Why torch.compile cannot be used for `device`, or None when it can."""
     import torch
 
     from genarun.models.device import device_type
 
-    if device_type(device) != "cuda":
+    kind = device_type(device)
+    on_cpu = kind == "cpu" and os.environ.get(COMPILE_CPU_ENV, "") not in ("", "0", "false")
+    if kind != "cuda" and not on_cpu:
         return f"compiling is for CUDA GPUs; on '{device}' the model runs uncompiled"
     if not hasattr(torch, "compile"):
         return f"torch {torch.__version__} has no torch.compile"
+    if on_cpu:
+        return None  # a missing C compiler shows at the first call: the guards fall back then
     try:
         import triton  # noqa: F401  (inductor's GPU code generator)
     except ImportError:
@@ -99,10 +124,11 @@ def compile_modules(
         log.warning("model '%s': compile ignored: %s", label, reason)
         return []
     guards = []
+    backend = compile_backend(device)
     for name, module in modules.items():
         if module is None:
             continue
-        guards.append(CompiledForward(f"{label} ({name})", module, mode))
+        guards.append(CompiledForward(f"{label} ({name})", module, mode, backend))
     return guards
 
 
@@ -121,7 +147,7 @@ class CompiledForward:
         self.name = name
         self.eager: Callable[..., Any] = module.forward
         kwargs: dict[str, Any] = {"dynamic": False, "backend": backend}
-        if mode != "default":
+        if mode != "default" and backend == "inductor":  # modes are inductor's
             kwargs["mode"] = mode
         self.compiled = torch.compile(self.eager, **kwargs)
         self.__wrapped__ = self.eager  # inspect.signature (pipelines read it) sees forward's
