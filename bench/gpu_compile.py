@@ -9,6 +9,8 @@ GPU's dense fp16 peak reached, from the FLOPs of one image counted on the archit
 
     python bench/gpu_compile.py                         # GPU: batch 64, 3 rounds
     python bench/gpu_compile.py --device cpu --size 64 --batch 4 --tiny   # smoke run (falls back)
+    python bench/gpu_compile.py --captioner --batch 64   # the captioner alone instead (BLIP-base,
+                                     # plain vs compiled text decoding: gpu_compile_captioner.py)
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--ways", nargs="+", default=list(WAYS), choices=list(WAYS))
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--captioner",
+        action="store_true",
+        help="time the captioner alone instead, plain vs compiled (bench/gpu_compile_captioner.py)",
+    )
+    parser.add_argument("--tokens", type=int, default=20, help="with --captioner: caption tokens")
     return parser.parse_args(argv)
 
 
@@ -83,6 +91,15 @@ def timed(call: Any, rounds: int, device: str) -> tuple[float, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.captioner:
+        import gpu_compile_captioner
+
+        forwarded = ["--device", args.device, "--batch", str(args.batch), "--size", str(args.size)]
+        forwarded += ["--rounds", str(args.rounds), "--tokens", str(args.tokens)]
+        forwarded += ["--tiny"] if args.tiny else []
+        forwarded += ["--json", str(args.json)] if args.json else []
+        gpu_compile_captioner.main(forwarded)
+        return
     import logging
 
     import diffusers

@@ -16,6 +16,11 @@ Models are loaded and warmed up before timing in every way. Prints steps/s and t
     python bench/gpu_trajectories.py                                        # GPU: 64 runs x 10 steps
     python bench/gpu_trajectories.py --device cpu --runs 4 --steps 2 --size 64 --tiny   # smoke run
 
+`--compile-captioner MODE` adds a genarun way per batch size whose captioner has `compile: MODE`
+(its image encoder and its text decoding, the latter through transformers' static cache:
+genarun/models/static_decoding.py), warmed up (compiled) before the rounds; at x32 genarun's
+two halves of the runs overlap (the painter paints one while the captioner captions the other).
+
 `--timeline` also prints, for each model call, the CPU seconds the process's other threads used
 while its batches ran (bench/timeline.py: what competed with it for the GIL), and
 `--switch-intervals MS ...` adds a genarun way per GIL switch interval.
@@ -176,6 +181,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(milliseconds; Python's default is 5): one (c) way each",
     )
     parser.add_argument(
+        "--compile-captioner",
+        choices=["true", "reduce-overhead", "max-autotune"],
+        help="also run genarun with the captioner compiled (model option `compile`): one (c) "
+        "way per batch size, beside the plain ones",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="cProfile genarun's scheduler thread; print its top functions",
@@ -317,6 +328,7 @@ def tree_text(
     tokens: int,
     batch: int,
     ray_gpus: list[float] | None = None,
+    captioner_compile: str | None = None,
 ) -> str:
     import json
 
@@ -339,6 +351,10 @@ def tree_text(
         },
         "embedder": {"provider": "open_clip", "id": str(clip_path), "options": {"arch": arch}},
     }
+    if captioner_compile is not None:
+        models["captioner"]["options"]["compile"] = (
+            True if captioner_compile == "true" else captioner_compile
+        )
     if ray_gpus is not None:  # local paths have no catalog size: each actor's share is given
         for name, share in zip(("painter", "captioner", "embedder"), ray_gpus, strict=True):
             models[name]["options"]["ray_num_gpus"] = share
@@ -581,9 +597,11 @@ class Bench:
         if args.ray_only:  # the Ray rounds warm up both executors themselves
             return
         # Warm-ups at every batch size: genarun's first run also loads its models into the
-        # process-wide cache.
+        # process-wide cache (and compiles a compiled captioner at that batch).
         for batch in self.batches:
             self.warm_up(batch, "local")
+            if args.compile_captioner:
+                self.warm_up(batch, "local", compiled=True)
         self.hand = HandWritten(work / "sd", work / "blip", args.device, args.tokens)
         self.clip = HandClip(self.clip_path, self.arch, args.device)
         for batch in self.batches:
@@ -597,7 +615,14 @@ class Bench:
                 args,
             )
 
-    def tree(self, batch: int, runs: list[int], steps: int, executor: str = "local") -> str:
+    def tree(
+        self,
+        batch: int,
+        runs: list[int],
+        steps: int,
+        executor: str = "local",
+        compiled: bool = False,
+    ) -> str:
         args = self.args
         return tree_text(
             self.work / "sd",
@@ -610,19 +635,26 @@ class Bench:
             args.tokens,
             batch,
             args.ray_gpus if executor == "ray" else None,
+            args.compile_captioner if compiled else None,
         )
 
-    def warm_up(self, batch: int, executor: str) -> None:
+    def warm_up(self, batch: int, executor: str, compiled: bool = False) -> None:
         began = time.perf_counter()
+        text = self.tree(
+            batch, self.matrix_seeds[: min(batch, self.args.runs)], 2, executor, compiled
+        )
         with_genarun(
             self.work,
-            self.tree(batch, self.matrix_seeds[: min(batch, self.args.runs)], 2, executor),
+            text,
             self.args.device,
             batch,
-            f"warmup-{executor}",
+            f"warmup-{executor}{'-compiled' if compiled else ''}",
             executor=executor,
         )
-        print(f"  warm-up ({executor}, batch {batch}): {time.perf_counter() - began:.1f} s")
+        what = f", captioner compile {self.args.compile_captioner}" if compiled else ""
+        print(f"  warm-up ({executor}, batch {batch}{what}): {time.perf_counter() - began:.1f} s")
+        if compiled:
+            print(f"  {captioner_state(text, self.args.device)}", flush=True)
 
     def local_rounds(self) -> None:
         """(a) once, then rounds of (b), (p) and (c); the ways alternate, so a slower or
@@ -650,6 +682,9 @@ class Bench:
                 for ms in args.switch_intervals or []:
                     label = f"bench{round_}_{batch}_si{ms:g}".replace(".", "_")
                     self.genarun(batch, "local", args.workers[0], label, round_, ms)
+                if args.compile_captioner:
+                    label = f"bench{round_}_{batch}_cc"
+                    self.genarun(batch, "local", args.workers[0], label, round_, compiled=True)
             if args.device.startswith("cuda"):
                 torch.cuda.empty_cache()
 
@@ -727,6 +762,7 @@ class Bench:
         name: str,
         round_: int,
         switch_ms: float | None = None,
+        compiled: bool = False,
     ) -> None:
         import torch
 
@@ -743,9 +779,10 @@ class Bench:
         if switch_ms is not None:
             sys.setswitchinterval(switch_ms / 1000)
         try:
+            text = self.tree(batch, self.matrix_seeds, args.steps, executor, compiled)
             way, outcome = with_genarun(
                 self.work,
-                self.tree(batch, self.matrix_seeds, args.steps, executor),
+                text,
                 args.device,
                 batch,
                 name,
@@ -759,6 +796,9 @@ class Bench:
                 timeline.__exit__()
         if switch_ms is not None:
             way.name += f" si{switch_ms:g}ms"
+        if compiled:
+            way.name += f" captioner {args.compile_captioner}"
+            print(f"  {captioner_state(text, args.device)}")
         scheduler_cpu = time.thread_time() - cpu
         way.parts["scheduler cpu"] = scheduler_cpu
         if free is not None:
@@ -786,6 +826,20 @@ class Bench:
             ]
             self.report["timelines"] = self.timelines
             self.args.json.write_text(json.dumps(self.report, indent=1))
+
+
+def captioner_state(text: str, device: str) -> str:
+    """What a compiled captioner of the tree `text` compiled: its guards (fallen back or not)
+    and its static caches by (batch bucket, cache length); one per shape compiled."""
+    from genarun.models.cache import model_cache
+    from genarun.models.catalog import resolve_model
+
+    model: Any = model_cache().get(resolve_model("captioner", json.loads(text)["models"]), device)
+    guards = [
+        f"{g.name}: {'fell back: ' + g.failed if g.failed else 'compiled'}" for g in model.compiled
+    ]
+    caches = sorted(getattr(model.decoding, "caches", None) or {})
+    return f"captioner {guards or 'not compiled'}; static caches (rows, length): {caches}"
 
 
 def gpu_free(device: str) -> float | None:
@@ -859,6 +913,10 @@ def summarize(
     for name in genarun:
         for other in [*hand_ways, *(n for n in medians if n.startswith("(p)"))]:
             ratios[f"{name} / {other}"] = medians[other] / genarun[name]
+    for name in genarun:  # the compiled captioner against the plain one, same batch
+        plain = name.split(" captioner ")[0]
+        if plain != name and plain in genarun:
+            ratios[f"{name} / {plain}"] = genarun[plain] / genarun[name]
     for other in medians:
         if other.startswith("(p)") and best_hand:
             ratios[f"{other} / {best_hand}"] = medians[best_hand] / medians[other]
