@@ -273,7 +273,14 @@ class ImageToText(_TorchModel):
         if encoder is None and self.is_ved:
             encoder = getattr(self.model, "encoder", None)
         if encoder is not None:
-            guards += tuning.compile_modules(label, {"image encoder": encoder}, mode, self.device)
+            # One large forward a batch gains nothing from CUDA graphs, and a graph's outputs
+            # are overwritten by its next replay, while generate hands the image's to every
+            # decoding step: the image encoder compiles without them.
+            graphless = {"reduce-overhead": "default", "max-autotune": "max-autotune-no-cudagraphs"}
+            encoder_mode = graphless.get(mode, mode)
+            guards += tuning.compile_modules(
+                label, {"image encoder": encoder}, encoder_mode, self.device
+            )
         return guards
 
     def _inputs(self, images: list[Any], prompt: str | None) -> dict[str, Any]:

@@ -145,6 +145,7 @@ class CompiledForward:
         import torch
 
         self.name = name
+        self.mode = mode
         self.eager: Callable[..., Any] = module.forward
         kwargs: dict[str, Any] = {"dynamic": False, "backend": backend}
         if mode != "default" and backend == "inductor":  # modes are inductor's

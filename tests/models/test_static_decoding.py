@@ -61,6 +61,9 @@ def test_compiled_text_decoding_gives_the_uncompiled_tokens(
         batch = invocations(3, settings)  # padded to 4 rows, the padding dropped
         assert captions(model, batch) == captions(plain, batch)
     assert [g.failed for g in model.compiled] == [None, None]
+    # CUDA graphs for the decoding steps only: the image encoder's output must outlive them.
+    assert model.compiled[0].compile_config.mode is None  # dynamo's eager backend takes none
+    assert model.compiled[1].mode == "default"
     # One static cache per (bucket, length): 12 or 6 new tokens after a short prompt fit 32.
     assert model.decoding is not None and set(model.decoding.caches) == {(4, 32)}
 
@@ -132,6 +135,8 @@ def test_inductor_code_gives_the_uncompiled_tokens(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(COMPILE_CPU_ENV, "1")
     plain = TransformersProvider().load(spec("tiny-blip"), "cpu")
     model = TransformersProvider().load(spec("tiny-blip", compile="reduce-overhead"), "cpu")
+    assert model.compiled[0].compile_config.mode == "reduce-overhead"
+    assert model.compiled[1].mode == "default"  # no CUDA graphs for the image encoder
     for rows, settings in ((3, GREEDY), (2, GREEDY), (3, SAMPLED)):
         batch = invocations(rows, settings)
         assert captions(model, batch) == captions(plain, batch)
