@@ -100,7 +100,9 @@ class StaticDecoding:
         # Each (bucket, cache length) is one compiled entry of the decoder's call; dynamo's
         # default of 8 per code object would decode later shapes eagerly without a word (7
         # buckets up to 64 rows, and every captioner in the process shares the entries).
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        config = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, limit, max(int(getattr(config, limit)), 64))  # its name before torch 2.7
         self.caches: dict[tuple[int, int], Any] = {}
         self.failed: str | None = None
         self.lock = threading.Lock()
