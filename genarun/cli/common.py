@@ -48,6 +48,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.secho(
                 f"error: {message}" if exc.exit_code != 130 else message, fg="red", err=True
             )
+            if exc.exit_code == 130:
+                from genarun.run.interrupts import exit_interrupted
+
+                exit_interrupted()
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -51,7 +51,9 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
             fg="yellow",
             err=True,
         )
-        sys.exit(130)
+        from genarun.run.interrupts import exit_interrupted
+
+        exit_interrupted()
     if outcome.status == "waiting":
         from genarun.cli.human import echo_requests
 

@@ -34,6 +34,7 @@ from genarun.run.effect_pool import (
     EffectPool,
 )
 from genarun.run.instance_start import InstanceStart
+from genarun.run.interrupts import GracefulInterrupt
 from genarun.run.pausing import PauseWatch
 from genarun.run.recording import ExecutionRecorder
 from genarun.run.state import NodeResult, RunState
@@ -106,6 +107,7 @@ class Executor(InstanceStart):
             else None
         )
         self.halted: BaseException | None = None  # --budget reached: finish what runs, stop
+        self.interrupt = GracefulInterrupt()  # Ctrl-C once: the same; twice: stop at once
         self.deferring: list[Instance] = []
 
     # --- public ---------------------------------------------------------------------------
@@ -113,17 +115,21 @@ class Executor(InstanceStart):
         pool = ThreadPoolExecutor(
             max_workers=self.options.workers, thread_name_prefix="genarun-model"
         )
+        interrupted = False
         try:
             for run in self.runs:
                 for node_id in run.compiled.roots:
                     self._add_slot(Slot(run, run.compiled.nodes[node_id], (), run.scope))
-            self._loop(pool)
+            with self.interrupt:
+                self._loop(pool)
         except KeyboardInterrupt:
+            interrupted = True
             self._run_deferred()  # finished steps stand: resume continues after them
             self.recorder.flush()
             raise Interrupted("interrupted") from None
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            # Stopped at once (Ctrl-C twice): what still runs has no one to record it.
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
             self.effects.shutdown()
             self.recorder.flush()
 
@@ -138,7 +144,12 @@ class Executor(InstanceStart):
             flushed = time.monotonic()
             if pauses is not None:
                 pauses.release_into(self.ready)  # the work of runs unpaused since
-            while self.ready and self.stopped is None and self.halted is None:
+            while (
+                self.ready
+                and self.stopped is None
+                and self.halted is None
+                and not self.interrupt.requested
+            ):
                 work = self.ready.popleft()
                 if pauses is not None and pauses.hold(work):
                     continue  # its run is paused: nothing new starts
@@ -152,6 +163,8 @@ class Executor(InstanceStart):
                     flushed = time.monotonic()
             if self.stopped is not None:
                 raise self.stopped
+            if self.interrupt.requested and self.halted is None:
+                self._halt_on_interrupt()
             if self.halted is None:
                 self.batcher.dispatch(pool, pauses.paused() if pauses is not None else None)
             # The models have their next batches: now the bookkeeping of the last ones.
@@ -159,6 +172,8 @@ class Executor(InstanceStart):
             self.recorder.flush()
             self._check_budget()
             if self.halted is not None and not self._busy():
+                if isinstance(self.halted, KeyboardInterrupt) and not self._work_left():
+                    return  # Ctrl-C came as the last work finished: the run is complete
                 raise self.halted  # what was running has finished and is recorded
             if self.progress:
                 self.progress.tick()
@@ -201,6 +216,36 @@ class Executor(InstanceStart):
                 arrived = True
             if arrived:
                 self._unblock()
+
+    def _work_left(self) -> bool:
+        """Whether anything is still to run, to wait for or to unblock."""
+        return bool(
+            self.ready
+            or self.blocked
+            or self.awaiting_earlier
+            or self.waits
+            or self.deferring
+            or self.batcher.has_queued()
+        )
+
+    def _halt_on_interrupt(self) -> None:
+        """Ctrl-C: start nothing new; what runs finishes and is stored, then the run stops."""
+        self.halted = KeyboardInterrupt()
+        self.effects.queued.clear()  # calls not sent yet stay unsent: resume sends them
+        if self._busy() and self.progress and hasattr(self.progress, "note"):
+            batches, calls = self.batcher.in_flight, self.effects.in_flight
+            running = ", ".join(
+                f"{n} {one if n == 1 else many}"
+                for n, one, many in (
+                    (batches, "model batch", "model batches"),
+                    (calls, "call", "calls"),
+                )
+                if n
+            )
+            self.progress.note(
+                f"stopping: nothing new starts; what is running ({running or 'CPU work'})"
+                " finishes and is saved (Ctrl-C again to stop at once)"
+            )
 
     def _check_budget(self) -> None:
         """Start no new work once the runs' recorded spend reaches --budget."""

@@ -106,6 +106,15 @@ class Progress:
             else:
                 self._line(text)
 
+    def note(self, text: str) -> None:
+        """A line the person at the keyboard needs now (their Ctrl-C was seen), unless quiet."""
+        if self.verbosity == "quiet":
+            return
+        if self._rich is not None:
+            self._rich.console.print(text, markup=False, highlight=False)
+        else:
+            self._line(text)
+
     def tick(self) -> None:
         if self._rich is not None:
             self._rich.update(self._overall, status=self._status_text())

@@ -1,0 +1,110 @@
+"""Ctrl-C of a real `genarun run` process while a model batch is in flight.
+
+Once: nothing new starts, the batch finishes and is stored (it was thrown away after a silent
+wait for it), the person is told at once, the run ends `interrupted` and resume runs the rest.
+Twice: the process ends at once, without waiting for the batch.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import Result
+
+from tests.helpers import query
+
+TREE = """\
+genarun: 1
+name: stoppable
+seed: 1
+models:
+  slow: {{provider: dummy, id: w, options: {{delay: {delay}}}}}
+  quick: {{provider: dummy, id: q}}
+nodes:
+  - id: first
+    kind: generate
+    model: slow
+    prompt: one
+    children:
+      - id: second
+        kind: generate
+        model: quick
+        prompt: "two {{{{ first }}}}"
+"""
+
+
+def _start(workdir: Path, delay: float) -> subprocess.Popen[str]:
+    (workdir / "tree.yaml").write_text(TREE.format(delay=delay))
+    return subprocess.Popen(
+        [sys.executable, "-m", "genarun", "run", "tree.yaml"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_the_run(db: Path, proc: subprocess.Popen[str]) -> None:
+    """Until the run is stored (its first batch starts at once: the dummy loads instantly)."""
+    deadline = time.time() + 60
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "the run was never stored"
+        try:
+            conn = sqlite3.connect(db, timeout=0.2)
+            try:
+                if conn.execute("SELECT count(*) FROM runs").fetchone()[0]:
+                    return
+            finally:
+                conn.close()
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.02)
+
+
+def test_ctrl_c_once_lets_the_batch_in_flight_finish_and_saves_it(
+    workdir: Path, cli: Callable[..., Result]
+) -> None:
+    db = workdir / "genarun.db"
+    proc = _start(workdir, delay=2.5)
+    _wait_for_the_run(db, proc)
+    time.sleep(0.5)  # first's batch is in flight
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "stopping: nothing new starts; what is running (1 model batch) finishes" in err
+    assert "Ctrl-C again to stop at once" in err
+    assert "interrupted: finished work is saved" in err and "Traceback" not in err
+    rows = {r["node_id"]: r["status"] for r in query(db, "SELECT node_id, status FROM executions")}
+    assert rows == {"first": "done"}  # the batch's result is kept; nothing new started
+    assert query(db, "SELECT status FROM runs")[0]["status"] == "interrupted"
+    resumed = cli("resume", "latest")
+    assert resumed.exit_code == 0, resumed.output
+    rows = {r["node_id"]: r["status"] for r in query(db, "SELECT node_id, status FROM executions")}
+    assert rows == {"first": "done", "second": "done"}
+    # first ran exactly once: the resume kept it
+    assert len(query(db, "SELECT id FROM executions WHERE node_id = 'first'")) == 1
+
+
+def test_ctrl_c_twice_stops_at_once(workdir: Path, cli: Callable[..., Result]) -> None:
+    db = workdir / "genarun.db"
+    proc = _start(workdir, delay=30)
+    _wait_for_the_run(db, proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    pressed = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - pressed
+    assert proc.returncode == 130, (out, err)
+    assert took < 10, f"the second Ctrl-C took {took:.1f} s (the batch takes 30 s)"
+    assert "interrupted: finished work is saved" in err and "Traceback" not in err
+    assert query(db, "SELECT status FROM runs")[0]["status"] == "interrupted"
+    assert not query(db, "SELECT id FROM executions WHERE status = 'done'")
