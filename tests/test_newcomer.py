@@ -134,3 +134,18 @@ def test_serve_help_names_what_it_serves_and_the_server_has_it(
     client = app_client(workdir / "genarun.db", trees=workdir)  # serve --trees, default .
     for route in [*pages, "/api/v1/runs", "/api/v1/openapi.json"]:
         assert client.get(route).status_code == 200, route
+
+
+def test_resume_latest_of_a_completed_run_speaks_of_the_run(
+    workdir: Path, cli: Callable[..., Result]
+) -> None:
+    (workdir / "tree.yaml").write_text(TREE)
+    assert cli("run", "tree.yaml").exit_code == 0
+    run = cli("runs", "list").output.splitlines()[1].split()[0]
+    result = cli("resume", "latest")
+    assert result.exit_code == 2
+    # it said "experiment 1a2b3c4d: all 1 runs completed" of a tree without a matrix
+    assert result.stderr.strip() == (
+        f"error: run {run} is completed: nothing to resume (to run nodes again: genarun rerun"
+        f" {run} --node ID)"
+    )

@@ -341,6 +341,12 @@ def unfinished_runs(store: Any, refs: tuple[str, ...]) -> list[str]:
             ) from None
         members = store.runs_of_experiment(experiment["id"])
         left = [r["id"] for r in members if r["status"] != "completed"]
+        if not left and len(members) == 1:  # a tree without a matrix: speak of its run
+            short = members[0]["id"][:8]
+            raise StoreError(
+                f"run {short} is completed: nothing to resume (to run nodes again: genarun"
+                f" rerun {short} --node ID)"
+            )
         if not left:
             raise StoreError(
                 f"experiment {experiment['id'][:8]}: all {len(members)} runs completed, nothing to resume"
