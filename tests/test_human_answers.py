@@ -227,6 +227,7 @@ def test_inbox_lists_and_answer_records_through_the_cli(workdir: Path, cli) -> N
     assert "Traceback" not in bad.output
     missing = cli("answer", request.run_id[:8], "pikc", "red")
     assert missing.exit_code == 2 and "has no human request pikc; it has: pick" in missing.output
+    assert "(did you mean 'pick'?)" in missing.output
     ok = cli("answer", request.run_id[:8], "pick", "blue", "--as", "editor")
     assert ok.exit_code == 0 and "answered pick of run" in ok.output and '"blue"' in ok.output
     assert f"genarun resume {request.run_id[:8]}" in ok.output

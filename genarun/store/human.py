@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from genarun.errors import StoreError
+from genarun.errors import StoreError, did_you_mean
 from genarun.human.answers import output_of, tally, validate_answer
 from genarun.store.db import metadata, runs
 from genarun.store.tables import execution_columns
@@ -295,7 +295,11 @@ def locate(store: Store, run_ref: str, node_id: str, path: tuple[int, ...]) -> H
     if not waiting:
         raise RequestNotFound(f"run {run['id'][:8]} has no human request (none for {target})")
     names = ", ".join(r.target for r in waiting[:10])
-    raise RequestNotFound(f"run {run['id'][:8]} has no human request {target}; it has: {names}")
+    hint = did_you_mean(target, {r.target for r in waiting})
+    raise RequestNotFound(
+        f"run {run['id'][:8]} has no human request {target}; it has: {names}"
+        + (f" ({hint})" if hint else "")
+    )
 
 
 def run_requests(store: Store, run_id: str) -> list[HumanRequest]:
