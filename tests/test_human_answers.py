@@ -267,3 +267,19 @@ def test_inbox_shows_each_image_of_a_best_request_once(workdir: Path, cli) -> No
     [row] = json.loads(cli("inbox", "--json").output)
     assert row["images"] == ["assets/sketch.png"]
     assert row["options"] == [{"$image": c} for c in covers]
+
+
+def test_a_yes_no_step_given_another_word_lists_every_word_the_cli_takes(
+    workdir: Path, cli
+) -> None:
+    db = workdir / "genarun.db"
+    request, _ = make_request(db, node_id="approve_plan", ask="approve", options=None)
+    short = request.run_id[:8]
+    bad = cli("answer", short, "approve_plan", "maybe")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output, bad.output
+    assert '"maybe" is not a yes/no answer' in bad.output
+    for word in ("true", "yes", "approve", "false", "no", "reject"):
+        assert word in bad.output.split("accepted:")[1], bad.output
+    assert query(db, "SELECT count(*) AS n FROM human_answers")[0]["n"] == 0
+    ok = cli("answer", short, "approve_plan", "No")
+    assert ok.exit_code == 0 and "answered approve_plan" in ok.output and "false" in ok.output

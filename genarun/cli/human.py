@@ -98,8 +98,8 @@ def answer(
     node_id, path = parse_node_ref(target)
     store = Store.existing(db)
     request = locate(store, run_ref, node_id, path)
-    answer_value = read_cli_value(value, request.schema)
     try:
+        answer_value = read_cli_value(value, request.schema)
         recorded = record_answer(
             store,
             request,

@@ -136,11 +136,38 @@ def read_cli_value(text: str, schema: dict[str, Any]) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(value, str) and schema.get("type") == "boolean":
-        return {"approve": True, "approved": True, "reject": False, "rejected": False}.get(
-            value.strip().lower(), value
-        )
+    if schema.get("type") == "boolean" and not isinstance(value, bool):
+        # YAML reads `yes`/`no`/`on`/`off` as booleans already; the words are listed here so
+        # that the error names every one the command line takes, not only true/false.
+        word = text.strip().lower()
+        if word not in YES_NO_WORDS:
+            raise AnswerInvalid(
+                f"{json.dumps(text)[:80]} is not a yes/no answer; accepted: "
+                + " or ".join(
+                    ", ".join(w for w, v in YES_NO_WORDS.items() if v is flag)
+                    + f" (to {'approve' if flag else 'reject'})"
+                    for flag in (True, False)
+                )
+            )
+        return YES_NO_WORDS[word]
     return value
+
+
+# What `genarun answer` (and the pages' text fields) take for an approve step, any case.
+YES_NO_WORDS = {
+    "true": True,
+    "yes": True,
+    "y": True,
+    "on": True,
+    "approve": True,
+    "approved": True,
+    "false": False,
+    "no": False,
+    "n": False,
+    "off": False,
+    "reject": False,
+    "rejected": False,
+}
 
 
 def output_of(ask: str, options: list[Any] | None, answer: Any) -> Any:
