@@ -5,6 +5,7 @@ copied whole, and its rows are found as orphans when its run row is gone."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Callable
@@ -128,3 +129,51 @@ def test_doctor_finds_and_removes_rows_of_a_run_that_is_gone(
     fixed = cli("doctor", "--fix")
     assert _rows_of(db, run_id) == {}, fixed.output
     assert cli("doctor").exit_code == 0
+    assert "and 1 human_answers row hanging on them" in found.output  # a person's answer
+    assert "removed 1 orphan human_requests row and 1 human_answers row" in fixed.output
+
+
+def _foreign_keys_off(db: Path, sql: str, *args: object) -> None:
+    conn = sqlite3.connect(db)  # as an older tool or the sqlite3 shell would
+    with conn:
+        conn.execute(sql, args)
+    conn.close()
+
+
+def test_doctor_finds_and_removes_answers_whose_request_is_not_there(
+    workdir: Path, cli: Callable[..., Result]
+) -> None:
+    db, run_id = _asked(workdir, cli)
+    (request_id,) = query(db, "SELECT id FROM human_requests")[0]
+    _foreign_keys_off(db, "DELETE FROM human_requests")
+    found = cli("doctor", "--json")
+    assert found.exit_code == 1, found.output  # was 0: answers of no request went unseen
+    (finding,) = json.loads(found.output)["findings"]
+    assert finding["check"] == "orphan" and finding["where"] == "human_answers"
+    assert finding["message"] == (
+        f"1 row of 1 human_requests row (request_id {request_id}) that is not in the database"
+    )
+    fixed = cli("doctor", "--fix")
+    assert fixed.exit_code == 0, fixed.output
+    assert "human_answers: removed 1 orphan human_answers row" in fixed.output
+    assert query(db, "SELECT count(*) FROM human_answers")[0][0] == 0
+    assert {"executions", "run_pauses"} <= set(_rows_of(db, run_id))  # the rest stays
+
+
+def test_doctor_finds_and_removes_requests_for_a_node_the_tree_does_not_have(
+    workdir: Path, cli: Callable[..., Result]
+) -> None:
+    db, run_id = _asked(workdir, cli)
+    assert cli("doctor").exit_code == 0  # a request for a node of the tree is none
+    _foreign_keys_off(db, "UPDATE human_requests SET node_id = 'gone'")
+    found = cli("doctor")
+    assert found.exit_code == 1, found.output  # was 0
+    assert (
+        f"run {run_id[:8]} gone: 1 human_requests row for node 'gone', which the run's tree "
+        "does not have, and 1 human_answers row hanging on them" in found.output
+    )
+    fixed = cli("doctor", "--fix")
+    assert "removed 1 orphan human_requests row and 1 human_answers row" in fixed.output
+    rows = _rows_of(db, run_id)
+    assert "human_requests" not in rows and "human_answers" not in rows
+    assert rows["executions"] == 2 and cli("doctor").exit_code == 0

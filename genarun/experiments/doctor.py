@@ -15,13 +15,14 @@ import io
 import json
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from genarun.errors import GenarunError
+from genarun.experiments.doctor_findings import Finding, tree_nodes
+from genarun.experiments.doctor_orphans import orphans
 from genarun.store.db import (
     embeddings,
     executions,
@@ -30,7 +31,6 @@ from genarun.store.db import (
     trajectories,
     trajectory_steps,
 )
-from genarun.store.run_rows import run_tables
 from genarun.store.vectors import vector_problem
 
 if TYPE_CHECKING:
@@ -48,24 +48,12 @@ CHECKS = (
 )
 
 
-@dataclass
-class Finding:
-    check: str  # one of CHECKS
-    where: str  # for people: "run 1a2b3c4d trajectory[0] step 3"
-    message: str
-    fixable: bool
-    data: dict[str, Any] = field(default_factory=dict)  # what the repair needs
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "data"}
-
-
 def examine(store: Store) -> list[Finding]:
     """Every finding in the store, in CHECKS order."""
     runs_by_id = {r["id"]: dict(r) for r in store.conn.execute(select(runs)).mappings()}
     found: list[Finding] = []
     found += _dead_runs(runs_by_id)
-    found += _orphans(store, runs_by_id)
+    found += orphans(store, runs_by_id)
     trajs = [
         dict(t)
         for t in store.conn.execute(
@@ -97,54 +85,6 @@ def _dead_runs(runs_by_id: dict[str, dict[str, Any]]) -> list[Finding]:
                     {"run_id": run["id"]},
                 )
             )
-    return out
-
-
-def _orphans(store: Store, runs_by_id: dict[str, dict[str, Any]]) -> list[Finding]:
-    out = []
-    known = set(runs_by_id)
-    present = set(
-        store.conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'")).scalars()
-    )
-    for owned in run_tables():
-        table = owned.table
-        if owned.via is not None or table.name not in present:  # (an older read-only file)
-            continue
-        stmt = select(table.c.run_id, func.count()).group_by(table.c.run_id)
-        for run_id, count in store.conn.execute(stmt):
-            if run_id not in known:
-                out.append(
-                    Finding(
-                        "orphan",
-                        f"{table.name}",
-                        f"{count} row{'s' if count != 1 else ''} of run {str(run_id)[:8]}, "
-                        "which is not in the database",
-                        True,
-                        {"table": table.name, "run_id": run_id},
-                    )
-                )
-    keys = {
-        (t.run_id, t.node_id, t.path)
-        for t in store.conn.execute(
-            select(trajectories.c.run_id, trajectories.c.node_id, trajectories.c.path)
-        )
-    }
-    for table in (trajectory_steps, persistence):
-        stmt = select(table.c.run_id, table.c.node_id, table.c.path, func.count()).group_by(
-            table.c.run_id, table.c.node_id, table.c.path
-        )
-        for run_id, node_id, path, count in store.conn.execute(stmt):
-            if run_id in known and (run_id, node_id, path) not in keys:
-                out.append(
-                    Finding(
-                        "orphan",
-                        f"run {run_id[:8]} {node_id}{path}",
-                        f"{count} {table.name} row{'s' if count != 1 else ''} of a trajectory "
-                        "that has no trajectories row",
-                        True,
-                        {"table": table.name, "run_id": run_id, "node_id": node_id, "path": path},
-                    )
-                )
     return out
 
 
@@ -331,35 +271,12 @@ def _missing_diagrams(
 def persistence_nodes(run: dict[str, Any], cycle_id: str) -> list[dict[str, Any]]:
     """The persistence nodes of a run's tree that analyse the cycle `cycle_id`: their
     embedding (None: every model), maxdim and metric."""
-    return [
-        n
-        for n in _persistence_nodes(run.get("tree_text") or "", run.get("tree_path") or "")
-        if n["of"] == cycle_id
-    ]
+    return [n for n in _persistence_nodes(run) if n["of"] == cycle_id]
 
 
-_NODES_CACHE: dict[tuple[str, str], list[dict[str, Any]]] = {}
-
-
-def _persistence_nodes(text: str, name: str) -> list[dict[str, Any]]:
-    from genarun.errors import TreeError
-    from genarun.tree.load import load_text
-
-    cached = _NODES_CACHE.get((text, name))
-    if cached is not None:
-        return cached
-    fmt: Literal["yaml", "json"] = "json" if name.lower().endswith(".json") else "yaml"
-    try:
-        data = load_text(text, name or "tree", fmt).data
-    except TreeError:
-        data = {}
+def _persistence_nodes(run: dict[str, Any]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    stack = list(data.get("nodes") or []) if isinstance(data, dict) else []
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, dict):
-            continue
-        stack.extend(node.get("children") or [])
+    for node in tree_nodes(run) or []:
         if node.get("kind") == "persistence" and node.get("enabled", True) is not False:
             embedding = node.get("embedding")
             found.append(
@@ -370,7 +287,6 @@ def _persistence_nodes(text: str, name: str) -> list[dict[str, Any]]:
                     "metric": node.get("metric", "cosine"),
                 }
             )
-    _NODES_CACHE[(text, name)] = found
     return found
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, update
 
 from genarun.errors import GenarunError
 from genarun.experiments.doctor import Finding, examine
+from genarun.experiments.doctor_orphans import remove_orphan
 from genarun.store.db import (
     embeddings,
     persistence,
@@ -20,7 +21,6 @@ from genarun.store.db import (
     trajectories,
     trajectory_steps,
 )
-from genarun.store.run_rows import run_tables
 
 if TYPE_CHECKING:
     from genarun.store.db import Store
@@ -46,18 +46,8 @@ def fix(
             error="its process died (marked interrupted by genarun doctor --fix)",
         )
         tell(f"{f.where}: marked interrupted (`genarun resume {f.data['run_id'][:8]}` finishes it)")
-    owned = {entry.table.name: entry for entry in run_tables()}
     for f in by_check["orphan"]:
-        table = owned[f.data["table"]].table
-        cond = table.c.run_id == f.data["run_id"]
-        if "node_id" in f.data:
-            cond = cond & (table.c.node_id == f.data["node_id"]) & (table.c.path == f.data["path"])
-        else:  # rows that hang on these (a request's answers) go first
-            for child in owned.values():
-                if child.via is not None and child.via[1] is table:
-                    store._write(delete(child.table).where(child.where([f.data["run_id"]])))
-        n = store._write(delete(table).where(cond)).rowcount
-        tell(f"{f.where}: removed {n} orphan {table.name} row{'s' if n != 1 else ''}")
+        tell(remove_orphan(store, f))
     for f in by_check["gap"]:
         first = f.data["first"]
         with store.transaction():
