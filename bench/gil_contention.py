@@ -41,6 +41,7 @@ from gil_models import GPU, FakeClip, FakeModels, register_provider  # noqa: E40
 from gpu_hand_loops import pipelined  # noqa: E402
 from gpu_trajectories import PROMPT, Way, genarun_captions, lockstep, run_seeds  # noqa: E402
 from timeline import Timeline  # noqa: E402
+from trajectory_tree import cycle_tree, fake_models  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,33 +77,10 @@ def switch_interval(ms: float | None) -> Iterator[None]:
 
 
 def tree(runs: list[int], steps: int, size: int, tokens: int, batch: int) -> dict[str, Any]:
-    options = {"max_batch": batch}
-    return {
-        "genarun": 1,
-        "name": "gil-contention",
-        "models": {
-            "painter": {
-                "provider": "bench-gil",
-                "id": "fake-painter",
-                "options": {**options, "width": size, "height": size},
-            },
-            "captioner": {"provider": "bench-gil", "id": "fake-captioner", "options": options},
-            "embedder": {"provider": "bench-gil", "id": "fake-embedder", "options": options},
-        },
-        "matrix": {"seed": runs},
-        "nodes": [
-            {
-                "id": "traj",
-                "kind": "cycle",
-                "network": ["painter", "captioner"],
-                "start": PROMPT,
-                "steps": steps,
-                "stop_on_repeat": False,
-                "embed": ["embedder"],
-                "max_tokens": tokens,
-            }
-        ],
-    }
+    models = fake_models(
+        "bench-gil", ("fake-painter", "fake-captioner", "fake-embedder"), size=size, batch=batch
+    )
+    return cycle_tree("gil-contention", models, runs, start=PROMPT, steps=steps, tokens=tokens)
 
 
 def with_genarun(

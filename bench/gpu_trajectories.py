@@ -48,6 +48,7 @@ for folder in (str(REPO), str(BENCH)):
 import watchdog  # noqa: E402
 from gpu_images import HandWritten, build_blip, build_sd, dtypes, sync  # noqa: E402
 from timeline import Timeline  # noqa: E402
+from trajectory_tree import cycle_tree  # noqa: E402
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 
@@ -358,25 +359,15 @@ def tree_text(
     if ray_gpus is not None:  # local paths have no catalog size: each actor's share is given
         for name, share in zip(("painter", "captioner", "embedder"), ray_gpus, strict=True):
             models[name]["options"]["ray_num_gpus"] = share
-    tree = {
-        "genarun": 1,
-        "name": "bench-trajectories",
-        "models": models,
-        "matrix": {"seed": matrix_seeds},
-        "nodes": [
-            {
-                "id": "traj",
-                "kind": "cycle",
-                "network": ["painter", "captioner"],
-                "start": PROMPT,
-                "steps": steps,
-                "stop_on_repeat": False,
-                "embed": ["embedder"],
-                "max_tokens": tokens,
-                "settings": {"caption": {"min_tokens": tokens, "temperature": 0.0}},
-            }
-        ],
-    }
+    tree = cycle_tree(
+        "bench-trajectories",
+        models,
+        matrix_seeds,
+        start=PROMPT,
+        steps=steps,
+        tokens=tokens,
+        settings={"caption": {"min_tokens": tokens, "temperature": 0.0}},
+    )
     return json.dumps(tree, indent=1)
 
 

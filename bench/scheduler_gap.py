@@ -107,33 +107,15 @@ def main() -> None:
             "dummy",
         )
     )
-    options = {"max_batch": args.runs}
-    tree = {
-        "genarun": 1,
-        "name": "scheduler-gap",
-        "models": {
-            "painter": {
-                "provider": "bench-fast",
-                "id": "fast-t2i",
-                "options": {**options, "width": size, "height": size},
-            },
-            "captioner": {"provider": "bench-fast", "id": "fast-i2t", "options": options},
-            "embedder": {"provider": "bench-fast", "id": "fast-embed", "options": options},
-        },
-        "matrix": {"seed": list(range(1, args.runs + 1))},
-        "nodes": [
-            {
-                "id": "traj",
-                "kind": "cycle",
-                "network": ["painter", "captioner"],
-                "start": "a lighthouse",
-                "steps": args.steps,
-                "stop_on_repeat": False,
-                "embed": ["embedder"],
-                "max_tokens": 20,
-            }
-        ],
-    }
+    from trajectory_tree import cycle_tree, fake_models
+
+    models = fake_models(
+        "bench-fast", ("fast-t2i", "fast-i2t", "fast-embed"), size=size, batch=args.runs
+    )
+    seeds = list(range(1, args.runs + 1))
+    tree = cycle_tree(
+        "scheduler-gap", models, seeds, start="a lighthouse", steps=args.steps, tokens=20
+    )
     gaps: list[float] = []
     on_batch = executor_module.Executor._on_batch
 
