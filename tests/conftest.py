@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from genarun.cli import main
-from tests.helpers import TREES
+from tests.helpers import TREES, query
 
 
 def _registry_contents() -> tuple[object, dict[str, dict[str, object]]]:
@@ -67,6 +67,24 @@ def cli(workdir: Path) -> Callable[..., Result]:
         return runner.invoke(main, [str(a) for a in args])
 
     return invoke
+
+
+@pytest.fixture
+def ran(workdir: Path, cli: Callable[..., Result]) -> Callable[..., str]:
+    """Write a tree's text as NAME in the working folder, `genarun run` it (ARGS after the
+    file) and give the new run's id; its database is workdir / "genarun.db"."""
+
+    def run(name: str, text: str, *args: object) -> str:
+        path = workdir / name
+        path.write_text(text)
+        result = cli("run", path, *args)
+        assert result.exit_code == 0, result.output
+        return str(query(workdir / "genarun.db", NEWEST_RUN)[0][0])
+
+    return run
+
+
+NEWEST_RUN = "SELECT id FROM runs ORDER BY started DESC, rowid DESC LIMIT 1"
 
 
 # Slow tests are marked `slow` honestly: the summary names any unmarked test over this time.

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import TREES
+from tests.helpers import TREES, genarun_subprocess
 from tests.human_helpers import serving
 from tests.test_server_browser import CHROMIUM_FLAGS, _chromium, _shot
 
@@ -27,12 +25,7 @@ CYCLES = (SERVE_TREES / "trajectories.yaml").read_text()
 
 
 def _run(db: Path, tree: Path, *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "genarun", "run", str(tree), "--db", str(db), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = genarun_subprocess("run", tree, "--db", db, *args, cwd=tree.parent, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -43,15 +43,12 @@ def _labels_in_cli(output: str) -> dict[str, str]:
 
 
 def test_the_diff_page_shows_what_genarun_diff_says_texts_and_images_side_by_side(
-    workdir: Path, cli
+    workdir: Path, cli, ran
 ) -> None:
-    tree = workdir / "compared.yaml"
-    tree.write_text(TREE)
-    assert cli("run", tree).exit_code == 0
-    tree.write_text(TREE + "  - id: footer\n    kind: template\n    text: the end\n")
-    assert cli("run", tree, "--set", "topic=skinks").exit_code == 0
+    a = ran("compared.yaml", TREE)
+    footer = "  - id: footer\n    kind: template\n    text: the end\n"
+    b = ran("compared.yaml", TREE + footer, "--set", "topic=skinks")
     db = workdir / "genarun.db"
-    a, b = (r[0] for r in query(db, "SELECT id FROM runs ORDER BY started, rowid"))
     said = cli("diff", a, b, "--all")
     assert said.exit_code == 0
     expected = _labels_in_cli(said.output)

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
 from genarun.server.graph_view import NODE_H, NODE_W, Graph, GraphNode, layout
-from tests.helpers import TREES, app_client, query
+from tests.helpers import TREES, app_client
 
 # Scenario trees shared with tests/test_server_browser_pages.py.
 SERVE_TREES = TREES / "serve"
@@ -26,13 +26,10 @@ def _nodes_in_svg(html: str) -> set[str]:
 
 
 def test_the_run_page_draws_the_tree_with_statuses_and_links_to_each_nodes_executions(
-    workdir: Path, cli, monkeypatch: pytest.MonkeyPatch
+    workdir: Path, ran, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tree = workdir / "drawn.yaml"
-    tree.write_text(TREE)
-    assert cli("run", tree).exit_code == 0
+    run_id = ran("drawn.yaml", TREE)
     db = workdir / "genarun.db"
-    run_id = query(db, "SELECT id FROM runs")[0][0]
     client = app_client(db, trees=workdir)
     html = client.get(f"/runs/{run_id}").text
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="tree-graph"' in html

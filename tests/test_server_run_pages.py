@@ -28,12 +28,9 @@ nodes:
 """
 
 
-def test_the_runs_and_a_run_with_its_executions_images_and_requests(workdir: Path, cli) -> None:
-    tree = workdir / "pages.yaml"
-    tree.write_text(TREE)
-    assert cli("run", tree).exit_code == 0
+def test_the_runs_and_a_run_with_its_executions_images_and_requests(workdir: Path, ran) -> None:
+    run_id = ran("pages.yaml", TREE)
     db = workdir / "genarun.db"
-    run_id = query(db, "SELECT id FROM runs")[0][0]
     client = app_client(db)
     listing = client.get("/runs").text
     assert f'<a href="/runs/{run_id}">{run_id[:8]}</a>' in listing
