@@ -86,3 +86,13 @@ def tree_edges(nodes: dict[str, CompiledNode]) -> Iterator[tuple[str, str, str]]
             yield node.parent, node.id, "child"
         for dep in sorted(node.deps):
             yield dep, node.id, "ref"
+
+
+def shared_loop_count(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many foreach loops (outermost first) two nodes' `loops` share."""
+    shared = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        shared += 1
+    return shared

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from genarun.errors import UserError, did_you_mean
-from genarun.graph.compiled import CompiledTree
+from genarun.graph.compiled import CompiledTree, shared_loop_count
 from genarun.tree.template_core import attributes_read
 from genarun.tree.validate import LoadedTree
 
@@ -56,15 +56,6 @@ def check_node_ids(compiled: CompiledTree, ids: Iterable[str], option: str) -> N
             )
 
 
-def _shared_loops(a: tuple[str, ...], b: tuple[str, ...]) -> int:
-    shared = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        shared += 1
-    return shared
-
-
 def dependents(compiled: CompiledTree, targets: dict[Target, str]) -> dict[Target, str]:
     """The targets and every execution that depends on them, each with a reason.
 
@@ -80,7 +71,7 @@ def dependents(compiled: CompiledTree, targets: dict[Target, str]) -> dict[Targe
             if edge == "child":
                 target, reason = (succ, prefix), f"under '{node_id}'"
             else:
-                shared = _shared_loops(compiled.nodes[succ].loops, node.loops)
+                shared = shared_loop_count(compiled.nodes[succ].loops, node.loops)
                 target, reason = (succ, prefix[:shared]), f"uses '{node_id}'"
             if not any(covers(t, target) for t in out):
                 out[target] = reason

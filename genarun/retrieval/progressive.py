@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from genarun.retrieval.sources import shared_loop_count
+from genarun.graph.compiled import shared_loop_count
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genarun.errors import Problem, did_you_mean
+from genarun.graph.compiled import shared_loop_count
 from genarun.tree.validate import TreeNode
 
 DOCUMENTS = "documents"
@@ -55,15 +56,6 @@ def _loops(tn: TreeNode) -> tuple[str, ...]:
     from genarun.graph.node_fields import foreach_loops
 
     return foreach_loops(tn)
-
-
-def shared_loop_count(a: tuple[str, ...], b: tuple[str, ...]) -> int:
-    shared = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        shared += 1
-    return shared
 
 
 def resolve_sources(
