@@ -10,7 +10,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 Reply = tuple[int, dict[str, str], bytes]
 
@@ -58,7 +58,25 @@ def _json(value: Any, status: int = 200) -> Reply:
     return status, {"Content-Type": "application/json"}, json.dumps(value).encode()
 
 
-class FetchServer:
+class OnLoopback:
+    """A test server whose __init__ makes its LoopbackServer (`self._server`): its url and
+    its `with` block are that server's."""
+
+    _server: LoopbackServer
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def __enter__(self) -> Self:
+        self._server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.__exit__(*exc)
+
+
+class FetchServer(OnLoopback):
     """Routes by path prefix; `count[prefix]` counts the requests each prefix got."""
 
     def __init__(self) -> None:
@@ -106,17 +124,6 @@ class FetchServer:
                 pass
 
         self._server = LoopbackServer(Handler)
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    def __enter__(self) -> FetchServer:
-        self._server.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.__exit__(*exc)
 
     def answer(self, method: str, path: str, prefix: str, nth: int, body: bytes) -> Reply:
         if path in self.fail:

@@ -20,12 +20,12 @@ from genarun.net.headers import clean_headers, is_credential_header
 from genarun.net.http import HttpClient, HttpPolicy
 from genarun.net.http_errors import HttpError, parse_retry_after
 from genarun.redaction import forget_secrets
-from tests.fetch_server import LoopbackServer
+from tests.fetch_server import LoopbackServer, OnLoopback
 
 Reply = tuple[int, dict[str, str], bytes]
 
 
-class Recorder:
+class Recorder(OnLoopback):
     """An HTTP server whose answers come from a function of (method, path); it records every
     request's method, path, headers and body."""
 
@@ -69,17 +69,6 @@ class Recorder:
                 pass
 
         self._server = LoopbackServer(Handler)
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    def __enter__(self) -> Recorder:
-        self._server.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.__exit__(*exc)
 
 
 def ok(body: bytes = b'{"ok": true}') -> Reply:
