@@ -157,15 +157,38 @@ def registry() -> Registry:
     if _registry is None:
         reg = Registry()
         _load_builtins(reg)
-        from importlib.metadata import entry_points
+        from genarun.plugin_scan import declared_entry_points
 
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.value in _BUILTIN_MODULES:
-                continue
-            module: Any = ep.load()
-            module.register(reg)
+        # Scanned with importlib.metadata only where a plugin other than the built-ins may be
+        # declared (genarun/plugin_scan.py says why): usually none is.
+        declared = declared_entry_points((ENTRY_POINT_GROUP, _PYDANTIC_GROUP))
+        if declared is None or not declared[ENTRY_POINT_GROUP] <= set(_BUILTIN_MODULES):
+            from importlib.metadata import entry_points
+
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                if ep.value in _BUILTIN_MODULES:
+                    continue
+                module: Any = ep.load()
+                module.register(reg)
+        if declared is not None and not declared[_PYDANTIC_GROUP]:
+            _no_pydantic_plugins()
         _registry = reg
     return _registry
+
+
+# pydantic's plugin group: pydantic scans it with importlib.metadata when it builds its first
+# validator, and keeps what it found in `_loader._plugins` (None until then).
+_PYDANTIC_GROUP = "pydantic"
+
+
+def _no_pydantic_plugins() -> None:
+    """Tell pydantic what its scan would find: no plugin (no distribution declares one)."""
+    try:
+        from pydantic.plugin import _loader
+    except ImportError:  # a pydantic without plugins: nothing to scan
+        return
+    if getattr(_loader, "_plugins", False) is None:
+        _loader._plugins = {}
 
 
 # Built-ins are also declared as entry points in pyproject.toml; loading them directly as

@@ -76,7 +76,8 @@ except SystemExit as exc:
     assert not exc.code, exc.code
 tokenize = sys.modules.get("tokenize")
 compiled = tokenize._compile.cache_info().currsize if tokenize else 0
-print(json.dumps([sorted(m for m in {names!r} if m in sys.modules), len(sys.modules), compiled]))
+frozen = __import__("gc").get_freeze_count()
+print(json.dumps([sorted(m for m in {names!r} if m in sys.modules), len(sys.modules), compiled, frozen]))
 """
 
 
@@ -90,7 +91,7 @@ def test_a_one_node_run_imports_only_what_it_uses(tmp_path: Path) -> None:
         timeout=120,
     )
     assert probe.returncode == 0, probe.stderr
-    unneeded, modules, tokenizer_patterns = json.loads(probe.stdout.splitlines()[-1])
+    unneeded, modules, tokenizer_patterns, frozen = json.loads(probe.stdout.splitlines()[-1])
     assert unneeded == []
     # pydantic reads a default_factory's signature; a builtin's (`dict`) is parsed with
     # tokenize, whose pattern takes 30-40 ms to compile: factories are Python functions.
@@ -99,6 +100,9 @@ def test_a_one_node_run_imports_only_what_it_uses(tmp_path: Path) -> None:
         f"a one-node run loaded {modules} modules (at most {MAX_MODULES})"
     )
     assert (tmp_path / "one" / "latest" / "output.json").exists()
+    # The process ends with everything frozen: the interpreter's finalization does not search
+    # the modules, classes and schemas for cycles (cli._LazyGroup.__call__).
+    assert frozen > 10_000
 
 
 def test_each_command_loads_from_the_module_that_registers_it() -> None:
@@ -151,3 +155,22 @@ def test_a_run_keeps_the_start_up_objects_out_of_the_collector_and_gives_them_ba
     assert result.exit_code == 0, result.output
     assert frozen_during and frozen_during[0] > 10_000
     assert gc.get_freeze_count() == 0
+
+
+def test_collection_is_paused_while_modules_load_and_resumes_as_it_was() -> None:
+    import gc
+
+    assert gc.isenabled()
+    with cli.collection_paused():
+        assert not gc.isenabled()
+        with cli.collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with cli.collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -111,12 +111,15 @@ def run(
     Executions identical to stored ones (same kind, rendered parameters, inputs, model and
     seed) are reused from the database unless --no-cache is given.
     """
-    from genarun.cli.history import echo_outcome
-    from genarun.errors import UserError
-    from genarun.graph.matrix import matrix_bindings
-    from genarun.run.model_checks import check_all_models
-    from genarun.run.progress import Progress
-    from genarun.run.runner import RunOptions, prepare, run_tree
+    from genarun.cli import collection_paused
+
+    with collection_paused():
+        from genarun.cli.history import echo_outcome
+        from genarun.errors import UserError
+        from genarun.graph.matrix import matrix_bindings
+        from genarun.run.model_checks import check_all_models
+        from genarun.run.progress import Progress
+        from genarun.run.runner import RunOptions, prepare, run_tree
 
     tree = one_tree(tree)
     if from_run and not only:
