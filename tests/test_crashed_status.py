@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import Result
+
+from tests.helpers import app_client
 
 TREE = """\
 genarun: 1
@@ -50,7 +53,8 @@ def _done(db: Path) -> int:
         return 0
 
 
-def test_runs_show_says_crashed_after_kill_9(workdir: Path, cli: Callable[..., Result]) -> None:
+def _killed_run(workdir: Path) -> None:
+    """A real `genarun run` killed with SIGKILL after its first execution was stored."""
     (workdir / "tree.yaml").write_text(TREE)
     db = workdir / "genarun.db"
     proc = subprocess.Popen(
@@ -67,6 +71,10 @@ def test_runs_show_says_crashed_after_kill_9(workdir: Path, cli: Callable[..., R
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 
+
+def test_runs_show_says_crashed_after_kill_9(workdir: Path, cli: Callable[..., Result]) -> None:
+    _killed_run(workdir)
+
     shown = cli("runs", "show", "latest")
     assert shown.exit_code == 0, shown.output
     status = next(line for line in shown.output.splitlines() if line.startswith("status"))
@@ -77,3 +85,35 @@ def test_runs_show_says_crashed_after_kill_9(workdir: Path, cli: Callable[..., R
     resumed = cli("resume", "latest")
     assert resumed.exit_code == 0, resumed.output
     assert "status   completed" in cli("runs", "show", "latest").output
+
+
+def test_every_surface_says_crashed_after_kill_9(workdir: Path, cli: Callable[..., Result]) -> None:
+    """The JSON of `runs list`/`show`, the API, the pages and the event stream agree with the
+    text: all take the status from display_status, none says `running`."""
+    _killed_run(workdir)
+    (stored,) = [
+        r[0] for r in sqlite3.connect(workdir / "genarun.db").execute("SELECT status FROM runs")
+    ]
+    assert stored == "running"  # nothing was recorded: the shown status is derived
+    listed = json.loads(cli("runs", "list", "--json").output)
+    assert [r["status"] for r in listed] == ["crashed"]
+    run_id = listed[0]["id"]
+    assert json.loads(cli("runs", "show", "latest", "--json").output)["status"] == "crashed"
+
+    client = app_client(workdir / "genarun.db")
+    assert [r["status"] for r in client.get("/api/v1/runs").json()["runs"]] == ["crashed"]
+    assert client.get("/api/v1/runs", params={"status": "running"}).json() == {"runs": []}
+    only = client.get("/api/v1/runs", params={"status": "crashed"}).json()["runs"]
+    assert [r["id"] for r in only] == [run_id]
+    assert client.get(f"/api/v1/runs/{run_id[:8]}").json()["status"] == "crashed"
+    enum = client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/runs"]["get"]
+    assert "crashed" in str(enum["parameters"])
+    page = client.get(f"/runs/{run_id}").text
+    assert '<span class="badge crashed">crashed</span>' in page and "badge running" not in page
+    listing = client.get("/runs").text
+    assert '<span class="badge crashed">crashed</span>' in listing
+    assert "badge running" not in listing
+    assert run_id[:8] in client.get("/runs", params={"status": "crashed"}).text
+    # the live stream ends (it waited forever for rows a dead process never writes)
+    events = client.get(f"/api/v1/runs/{run_id}/events").text
+    assert 'event: end\ndata: {"status": "crashed"}' in events

@@ -33,8 +33,9 @@ def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
     for t in trajectories_of(store, [r["id"] for r in rows]):
         by_run.setdefault(t["run_id"], []).append(t)
     for r in rows:
+        r["status"] = display_status(r)  # `crashed` for a killed run, as `runs show` says
         if r["id"] in by_run:
-            r["trajectory"] = trajectory_summary(by_run[r["id"]], display_status(r))
+            r["trajectory"] = trajectory_summary(by_run[r["id"]], r["status"])
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
     else:

@@ -228,6 +228,7 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
     from sqlalchemy import select
 
     from genarun.store.db import embeddings
+    from genarun.store.processes import display_status
 
     run_ids = [r["id"] for r in runs]
     matrix = _matrix_columns(runs)
@@ -237,7 +238,7 @@ def data_tables(store: Store, runs: list[dict[str, Any]]) -> dict[str, list[dict
             "run_id": r["id"],
             "experiment_id": r["experiment_id"],
             "tree": r["name"],
-            "status": r["status"],
+            "status": display_status(r),  # `crashed`, as `runs list` shows it
             "seed": r["seed"],
             "bindings": r["bindings"],
             "started": r["started"],

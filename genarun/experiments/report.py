@@ -22,7 +22,8 @@ def experiment_rows(store: Store, limit: int = 50) -> list[dict[str, Any]]:
         runs = store.runs_of_experiment(e["id"])
         statuses: dict[str, int] = {}
         for r in runs:
-            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+            status = display_status(r)
+            statuses[status] = statuses.get(status, 0) + 1
         matrix = json.loads(e["matrix"]) if e.get("matrix") else {}
         out.append(
             {

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from genarun.server.hooks import MAX_BODY, accepted_body
 from genarun.server.openapi import RUN_STATUSES, openapi_document
+from genarun.store.processes import display_status
 
 Handler = Callable[[Request], Awaitable[JSONResponse]]
 
@@ -204,6 +205,7 @@ def _runs(store: Any, request: Request) -> dict[str, Any]:
     text = (query.get("q") or "").lower()
     rows = []
     for row in store.list_runs(10_000 if (status or text or query.get("tree")) else limit):
+        row["status"] = display_status(row)  # ?status=running leaves out killed runs
         if status and row["status"] != status:
             continue
         if query.get("tree") and row["name"] != query["tree"]:
@@ -225,7 +227,7 @@ def _run_row(row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"],
         "experiment": row["experiment_id"],
         "tree": row["name"],
-        "status": row["status"],
+        "status": display_status(row),
         "paused": row.get("paused"),  # when it was paused, or null
         "seed": row["seed"],
         "started": row["started"],

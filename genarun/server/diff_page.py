@@ -142,9 +142,13 @@ def _diff_context(store: Any, query: dict[str, str]) -> dict[str, Any] | Respons
     from genarun.errors import StoreError
     from genarun.store.db import iso
     from genarun.store.diff import diff_runs, summary
+    from genarun.store.processes import display_status
 
     runs = [
-        {"id": r["id"], "label": f"{r['id'][:8]} {r['name']} ({r['status']}, {iso(r['started'])})"}
+        {
+            "id": r["id"],
+            "label": f"{r['id'][:8]} {r['name']} ({display_status(r)}, {iso(r['started'])})",
+        }
         for r in store.list_runs(200)
     ]
     context: dict[str, Any] = {

@@ -39,9 +39,16 @@ def _read(store: Any, run_id: str, after: int) -> tuple[list[tuple[Any, ...]], s
     status other than running means every execution was committed before the rows were read
     (read the other way round, rows committed between the reads were never sent)."""
     from genarun.store.pauses import paused_since
+    from genarun.store.processes import display_status
 
     conn = store.conn
-    status = conn.exec_driver_sql("SELECT status FROM runs WHERE id = ?", (run_id,)).scalar()
+    run = (
+        conn.exec_driver_sql("SELECT status, pid, host FROM runs WHERE id = ?", (run_id,))
+        .mappings()
+        .first()
+    )
+    # a killed run's stream ends (`crashed`) instead of waiting for rows that never come
+    status = display_status(dict(run)) if run is not None else "None"
     rows = conn.exec_driver_sql(
         f"SELECT {_COLUMNS} FROM executions WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
         (run_id, after, BATCH),

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from genarun.server.hooks import MAX_BODY
-
-RUN_STATUSES = ("running", "completed", "failed", "interrupted", "waiting")
+from genarun.store.processes import RUN_STATUSES
 
 
 def openapi_document(*, read_only: bool = False) -> dict[str, Any]:

@@ -14,12 +14,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from genarun.store.processes import RUN_STATUSES, display_status
+
 STYLE = """<style>
 body{font-family:system-ui,sans-serif;max-width:75rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.25rem .5rem;text-align:left;font-size:.9em}
 .badge{border-radius:4px;padding:0 .3rem;font-size:.8em;background:#eee}
 .done,.completed{background:#d4f4d4}.failed{background:#f8d0d0}.waiting{background:#fdf0c0}
-.interrupted{background:#fbe0c8}.skipped,.expired{background:#e4e4e4}.running{background:#d0e4f8}
+.interrupted,.crashed{background:#fbe0c8}.skipped,.expired{background:#e4e4e4}.running{background:#d0e4f8}
 .bar{position:relative;height:.8rem;background:#f4f4f4}.bar span{position:absolute;height:100%;background:#6a9}
 .images{display:flex;flex-wrap:wrap;gap:.5rem}.images figure{margin:0}.images img{width:128px;image-rendering:pixelated}
 </style>"""
@@ -84,7 +86,7 @@ _env.filters["shown"] = shown
 _runs_template = _env.from_string(_RUNS)
 _run_template = _env.from_string(_RUN)
 _missing_template = _env.from_string(_MISSING)
-STATUSES = ("running", "completed", "failed", "interrupted", "waiting")
+STATUSES = RUN_STATUSES  # as the API's ?status= takes them
 
 
 def run_page_routes(pages: Any) -> list[Route]:
@@ -125,6 +127,7 @@ def _runs_rows(store: Any, query: dict[str, str]) -> list[dict[str, Any]]:
     text = query["q"].lower()
     out = []
     for row in store.list_runs(1000):
+        row["status"] = display_status(row)
         if query["status"] and row["status"] != query["status"]:
             continue
         if query["tree"] and row["name"] != query["tree"]:
@@ -158,6 +161,7 @@ def _run_context(store: Any, ref: str, query: dict[str, str]) -> dict[str, Any] 
         run = store.resolve_run(ref)
     except StoreError as exc:
         return str(exc)
+    run["status"] = display_status(run)  # `crashed`, and no stop button, for a killed run
     run["paused"] = paused_since(store, run["id"])  # the controls show it
     summaries = node_summaries(store, run["id"])
     begin, end = run_span(run, summaries)

@@ -27,8 +27,15 @@ def process_alive(run: dict[str, Any]) -> bool | None:
         return True
 
 
+# Every status a run is shown with (`crashed` is never stored: display_status derives it).
+RUN_STATUSES = ("running", "crashed", "completed", "failed", "interrupted", "waiting")
+
+
 def display_status(run: dict[str, Any]) -> str:
-    """The stored status, or `crashed` for a run marked running whose process is gone."""
+    """The stored status, or `crashed` for a run marked running whose process is gone.
+
+    The one place a run's shown status comes from: `runs list`/`show` (text and --json), the
+    API and the pages all call it, so none of them can say `running` for a killed run."""
     if run.get("status") == "running" and process_alive(run) is False:
         return "crashed"
     return run.get("status") or ""

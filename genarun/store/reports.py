@@ -125,7 +125,7 @@ def run_report_json(run: dict[str, Any], executions: list[dict[str, Any]]) -> di
         "experiment": run["experiment_id"],
         "tree": run["name"],
         "tree_path": run["tree_path"],
-        "status": run["status"],
+        "status": display_status(run),
         # Paused (genarun runs pause): when, or null; the caller reads it (store/pauses.py).
         "paused": run.get("paused"),
         "seed": run["seed"],
