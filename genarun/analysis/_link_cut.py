@@ -124,10 +124,15 @@ def _covered_through_hubs(
     covered = np.asarray(~left.any(axis=1), dtype=bool)
     reached = reached.copy()
     frontier = reached
-    steps = joined.astype(np.float32)
+    steps = _pack(joined)  # (k, words): each hub's hub neighbours, as bits
     while True:
-        # The hubs one step from the last ones reached (a product of 0/1 matrices counts paths).
-        new = inlink & ~reached & ((frontier.astype(np.float32) @ steps) > 0)
+        # The hubs one step from the last ones reached: the union of their rows of `steps`.
+        # (Not a float product of 0/1 matrices: a BLAS call that small waits for its threads,
+        # see _hubs.)
+        ahead = np.zeros((len(frontier), steps.shape[1]), dtype=np.uint64)
+        for h in np.nonzero(frontier.any(axis=0))[0]:
+            ahead[frontier[:, h]] |= steps[h]
+        new = inlink & ~reached & _unpack(ahead, len(joined))
         new[covered] = False
         if not new.any():
             return covered
@@ -147,14 +152,24 @@ def _pack(adjacent: np.ndarray) -> np.ndarray:
     return np.packbits(padded, axis=1).view(np.uint64)
 
 
+def _unpack(bits: np.ndarray, cols: int) -> np.ndarray:
+    """The inverse of :func:`_pack`: rows of uint64 bitsets as rows of ``cols`` booleans."""
+    return np.unpackbits(bits.view(np.uint8), axis=1, count=cols).astype(bool)
+
+
 def _hubs(adjacent: np.ndarray, k: int) -> np.ndarray:
     """k vertices that between them neighbour every vertex many times (greedy: a vertex's
-    weight halves with each chosen hub next to it), so that most links hold a few of them."""
+    weight halves with each chosen hub next to it), so that most links hold a few of them.
+
+    The matrix-vector products are numpy's own loops (einsum), not BLAS: OpenBLAS splits one
+    of 1000 x 1000 over its threads and then waits until each has had a core, which on a busy
+    machine is a scheduler tick: 12-24 ms per product on 2 threads at load 3, against 0.1 ms
+    on one (and 0.3 ms in einsum), a third of the H2 bound's CPU."""
     a = adjacent.astype(np.float32)
     weight = np.ones(len(a), dtype=np.float32)
     chosen = np.zeros(0, dtype=np.intp)
     while len(chosen) < k:  # 8 at a time: an eighth of the matrix-vector products
-        score = a @ weight
+        score = np.einsum("ij,j->i", a, weight)
         score[chosen] = -1.0
         picked = np.argsort(-score, kind="stable")[: min(8, k - len(chosen))]
         chosen = np.concatenate([chosen, picked])
