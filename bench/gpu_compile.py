@@ -29,7 +29,14 @@ for folder in (str(REPO), str(BENCH)):
     if folder not in sys.path:
         sys.path.insert(0, folder)
 
-from gpu_images import HandWritten, build_blip, build_sd, dtypes, max_pixel_diff, sync  # noqa: E402
+from gpu_images import (  # noqa: E402
+    HandWritten,
+    build_blip,
+    build_sd,
+    dtypes,
+    max_pixel_diff,
+    timed,
+)
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 # Dense fp16/bf16 tensor-core peaks (vendor datasheets, SXM parts, without sparsity).
@@ -78,15 +85,6 @@ def flops_per_image(pipe: Any, size: int, device: str) -> float:
             output_type="pt",
         )
     return float(counter.get_total_flops())
-
-
-def timed(call: Any, rounds: int, device: str) -> tuple[float, Any]:
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(rounds):
-        out = call()
-    sync(device)
-    return (time.perf_counter() - start) / rounds, out
 
 
 def main(argv: list[str] | None = None) -> None:

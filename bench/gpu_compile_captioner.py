@@ -30,7 +30,7 @@ for folder in (str(REPO), str(BENCH)):
     if folder not in sys.path:
         sys.path.insert(0, folder)
 
-from gpu_images import build_blip, dtypes, sync  # noqa: E402
+from gpu_images import build_blip, dtypes, sync, timed  # noqa: E402
 
 WAYS: dict[str, dict[str, Any]] = {
     "genarun plain": {},
@@ -88,15 +88,6 @@ def hand_captions(folder: Path, device: str, dtype: Any, tokens: int) -> Any:
         return [t.strip() for t in processor.batch_decode(out, skip_special_tokens=True)]
 
     return call
-
-
-def timed(call: Any, rounds: int, device: str) -> tuple[float, Any]:
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(rounds):
-        out = call()
-    sync(device)
-    return (time.perf_counter() - start) / rounds, out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

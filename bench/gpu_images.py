@@ -264,6 +264,17 @@ def sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(call: Any, rounds: int, device: str) -> tuple[float, Any]:
+    """Mean seconds of `call` over `rounds` calls, the device synchronised around them, and the
+    last call's result."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(rounds):
+        out = call()
+    sync(device)
+    return (time.perf_counter() - start) / rounds, out
+
+
 def reset_peak(device: str) -> None:
     import torch
 
