@@ -103,6 +103,7 @@ class StaticDecoding:
         config = torch._dynamo.config
         limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, limit, max(int(getattr(config, limit)), 64))  # its name before torch 2.7
+        self.graphs = backend == "inductor" and mode in tuning.GRAPH_MODES
         self.caches: dict[tuple[int, int], Any] = {}
         self.failed: str | None = None
         self.lock = threading.Lock()
@@ -119,6 +120,8 @@ class StaticDecoding:
         import torch
         from transformers import EncoderDecoderCache, StaticCache
 
+        if self.graphs:
+            tuning.prepare_graph_thread()  # generate's compiled steps run on this thread
         key = (rows, self.cache_length(needed))
         cache = self.caches.get(key)
         if cache is None:
@@ -134,13 +137,8 @@ class StaticDecoding:
 
     def fail(self, error: BaseException) -> None:
         """Decode eagerly from now on, with one logged line naming the backend's error."""
-        inner = getattr(error, "inner_exception", None) or error
-        lines = [line for line in str(inner).splitlines() if line.strip()]
-        self.failed = f"{type(inner).__name__}: {lines[0][:200] if lines else ''}"
+        self.failed = tuning.log_compile_failure(self.name, error)
         self.caches.clear()
-        tuning.log.warning(
-            "model '%s': compiling failed, running uncompiled (%s)", self.name, self.failed
-        )
 
 
 def static_decoding(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,7 @@ log = logging.getLogger("genarun.models")
 
 TUNING_OPTIONS = frozenset({"compile", "channels_last", "attention"})
 COMPILE_MODES = {"default", "reduce-overhead", "max-autotune"}
+GRAPH_MODES = {"reduce-overhead", "max-autotune"}  # inductor records CUDA graphs in these
 ATTENTION = {"sdpa", "default"}
 
 
@@ -107,6 +109,40 @@ def compile_unavailable(device: str) -> str | None:
     return None
 
 
+def prepare_graph_thread() -> None:
+    """Give the calling thread CUDA graph trees' per-thread state, as newer torch does itself.
+
+    In torch 2.11 (the GPU machine's) only the thread that imported
+    torch._inductor.cudagraph_trees had it, so a `reduce-overhead` model first called from any
+    later model thread (a second executor in one process, a model host started afresh) failed
+    with a bare AssertionError and ran uncompiled. Each thread gets its own tree manager, which
+    is what the importing thread and newer torch give it.
+    """
+    import torch
+    from torch._inductor import cudagraph_trees
+
+    local = getattr(cudagraph_trees, "local", None)
+    if local is None or hasattr(local, "tree_manager_containers"):
+        return
+    if torch._C._is_key_in_tls("tree_manager_containers"):
+        return  # handed down by autograd to its own threads
+    local.tree_manager_containers = {}
+    local.tree_manager_locks = defaultdict(threading.Lock)
+    torch._C._stash_obj_in_tls("tree_manager_containers", local.tree_manager_containers)
+    torch._C._stash_obj_in_tls("tree_manager_locks", local.tree_manager_locks)
+
+
+def log_compile_failure(name: str, error: BaseException) -> str:
+    """Log one line for a compile that failed at its first call (the traceback at debug
+    level); returns the backend's own error, not the wrapper dynamo puts around it."""
+    inner = getattr(error, "inner_exception", None) or error
+    lines = [line for line in str(inner).splitlines() if line.strip()]
+    failed = f"{type(inner).__name__}: {lines[0][:200] if lines else ''}"
+    log.warning("model '%s': compiling failed, running uncompiled (%s)", name, failed)
+    log.debug("model '%s': the compile error", name, exc_info=error)
+    return failed
+
+
 def to_channels_last(module: Any) -> None:
     """Convolution-heavy modules run faster on tensor cores with channels-last memory."""
     import torch
@@ -152,6 +188,7 @@ class CompiledForward:
             kwargs["mode"] = mode
         self.compiled = torch.compile(self.eager, **kwargs)
         self.__wrapped__ = self.eager  # inspect.signature (pipelines read it) sees forward's
+        self.graphs = backend == "inductor" and mode in GRAPH_MODES
         self.failed: str | None = None
         self._lock = threading.Lock()
         module.forward = self
@@ -159,18 +196,11 @@ class CompiledForward:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.failed is None:
             try:
+                if self.graphs:
+                    prepare_graph_thread()
                 return self.compiled(*args, **kwargs)
             except Exception as exc:  # compile-time failures surface here, at the first call
                 with self._lock:
                     if self.failed is None:
-                        # The backend's own error, not the wrapper dynamo puts around it.
-                        inner = getattr(exc, "inner_exception", None) or exc
-                        lines = [line for line in str(inner).splitlines() if line.strip()]
-                        shown = lines[0][:200] if lines else ""
-                        self.failed = f"{type(inner).__name__}: {shown}"
-                        log.warning(
-                            "model '%s': compiling failed, running uncompiled (%s)",
-                            self.name,
-                            self.failed,
-                        )
+                        self.failed = log_compile_failure(self.name, exc)
         return self.eager(*args, **kwargs)

@@ -147,3 +147,62 @@ def test_a_compiled_module_gives_the_eager_results() -> None:
     guard = CompiledForward("fake (mlp)", module, "default", backend="eager")
     assert torch.allclose(module(x), expected)
     assert guard.failed is None
+
+
+def test_every_model_thread_gets_its_own_cuda_graph_state() -> None:
+    """CUDA graph trees keep a tree manager per thread; in torch 2.11 only the thread that
+    imported them had one, so a `reduce-overhead` model first called from a later model thread
+    failed with a bare AssertionError (measured on the H100). prepare_graph_thread gives each
+    thread its own, the way torch 2.11's lookup reads it (an attribute of the thread-local)."""
+    import threading
+
+    from torch._inductor import cudagraph_trees
+
+    from genarun.models.tuning import prepare_graph_thread
+
+    prepare_graph_thread()
+    mine = cudagraph_trees.get_obj(cudagraph_trees.local, "tree_manager_containers")
+    seen: list[dict[str, Any]] = []
+
+    def model_thread() -> None:
+        before = hasattr(cudagraph_trees.local, "tree_manager_containers")
+        prepare_graph_thread()
+        prepare_graph_thread()  # a second batch on the same thread keeps the same state
+        local = cudagraph_trees.local
+        seen.append(
+            {
+                "before": before,
+                "containers": local.tree_manager_containers,
+                "locks": local.tree_manager_locks,
+                "container": cudagraph_trees.get_container(0),
+            }
+        )
+
+    threads = [threading.Thread(target=model_thread) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 3 and not any(state["before"] for state in seen)
+    containers = [state["containers"] for state in seen]
+    assert all(state["containers"] == {0: state["container"]} for state in seen)
+    assert len({id(c) for c in [mine, *containers]}) == 4  # one per thread, none shared
+
+
+def test_a_compile_failure_keeps_its_traceback_at_debug_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import torch
+
+    from genarun.models.tuning import CompiledForward
+
+    def broken_backend(graph: Any, inputs: Any) -> Any:
+        raise RuntimeError("no code generator for this graph")
+
+    module = torch.nn.Linear(4, 2)
+    CompiledForward("fake (linear)", module, "default", backend=broken_backend)
+    with caplog.at_level(logging.DEBUG, logger="genarun.models"):
+        module(torch.ones(1, 4))
+    debug = [r for r in caplog.records if r.name == "genarun.models" and r.levelno == logging.DEBUG]
+    assert len(debug) == 1 and debug[0].exc_info is not None
+    assert "broken_backend" in caplog.text  # the frame that raised, for a bug report
