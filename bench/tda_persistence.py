@@ -10,14 +10,16 @@ robin over --repeats rounds (medians reported, so that other work on the machine
 way alike):
   ripser.py   the reference engine (``engine="ripser"``; what genarun used before)
   gudhi       gudhi's Ripser on the whole filtration (up to the enclosing radius)
-  default     genarun's exact default: gudhi, stopped early where no class can be left (H0/H1:
-              witness-free edges; H2: edges whose link may be disconnected), vertices by degree
+  default     genarun's exact default: gudhi (holos-tda's kernel for H2 where it is installed),
+              stopped early where no class can be left (H0/H1: witness-free edges; H2: edges
+              whose link may be disconnected), vertices by degree
+  default gudhi   the same with gudhi's kernel throughout (``engine="gudhi"``)
   giotto-ph   ``gph.ripser_parallel`` on 1 and 2 threads, when it is installed (not a dependency)
   baseline    with --baseline CHECKOUT: the default of another genarun checkout (an older commit in
               a ``git worktree``), loaded beside this one, so that before and after are timed in
               one run, round robin, on the same data and load
-For genarun's ways it also gives the CPU seconds spent inside the Ripser kernel (gudhi's, the rest
-being bounds, ordering and checks in Python/numpy).
+For genarun's ways it also gives the CPU seconds spent inside the Ripser kernel (gudhi's or
+holos-tda's, the rest being bounds, ordering and checks in Python/numpy).
 and checks that every exact way gives the same diagrams as the first way run (ripser.py unless
 --ways leaves it out), with each way's speed against it. Then the approximations:
   threshold   the filtration stopped at a scale (exact for classes that die below it)
@@ -168,16 +170,21 @@ def baseline_persistence(checkout: str) -> ModuleType:
 
 
 class KernelClock:
-    """CPU seconds spent inside a persistence module's gudhi Ripser kernels (dense and sparse).
+    """CPU seconds spent inside a persistence module's Ripser kernels (gudhi's dense and sparse
+    ones, holos-tda's).
 
-    The kernel runs in the calling thread with the GIL released, so the process's CPU time
+    The kernel runs in the calling thread (on one thread of its own), so the process's CPU time
     across the call is the kernel's own.
     """
 
     def __init__(self, module: ModuleType) -> None:
         self.seconds = 0.0
         # Newer modules reach both kernels through _gudhi_ripser, older ones had _gudhi_kernel.
-        name = "_gudhi_ripser" if hasattr(module, "_gudhi_ripser") else "_gudhi_kernel"
+        self._wrap(module, "_gudhi_ripser" if hasattr(module, "_gudhi_ripser") else "_gudhi_kernel")
+        if hasattr(module, "_holos_kernel"):
+            self._wrap(module, "_holos_kernel")
+
+    def _wrap(self, module: ModuleType, name: str) -> None:
         find = getattr(module, name)
 
         def timed_find(*args: Any) -> Any:
@@ -213,7 +220,9 @@ def ways(
         "ripser.py": genarun("ripser", persistence_module),
         "gudhi whole": lambda dist: gudhi_whole(dist, maxdim).diagrams,
         "default": genarun("auto", persistence_module),
+        "default gudhi": genarun("gudhi", persistence_module),
     }
+    clocks["default gudhi"] = clocks["default"]  # one clock per module, read before and after
     if baseline is not None:
         clocks["baseline"] = KernelClock(baseline)
         found["baseline"] = genarun("auto", baseline)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -20,6 +21,7 @@ from genarun.analysis import (
     persistence_entropy,
     persistence_from_distances,
 )
+from genarun.analysis.persistence import Engine
 
 
 def circle(n: int = 40, dims: int = 2, noise: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -220,16 +222,32 @@ def clouds() -> list[tuple[str, np.ndarray, str]]:
     ]
 
 
+RIPSER_DIAGRAMS: dict[tuple[str, str, str], Diagrams] = {}
+HOLOS = pytest.mark.skipif(
+    importlib.util.find_spec("holos_tda") is None, reason="holos-tda is optional"
+)
+
+
 @pytest.mark.parametrize(("name", "points", "metric"), clouds(), ids=[c[0] for c in clouds()])
-@pytest.mark.parametrize("options", [{}, {"threshold": 0.8}, {"maxdim": 0}, {"maxdim": 2}], ids=str)
-def test_gudhi_engine_gives_ripsers_diagrams_exactly(
-    name: str, points: np.ndarray, metric: str, options: dict[str, float]
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"threshold": 0.8}, {"maxdim": 0}, {"maxdim": 2}, {"maxdim": 2, "threshold": 0.8}],
+    ids=str,
+)
+@pytest.mark.parametrize("engine", ["gudhi", pytest.param("holos", marks=HOLOS)])
+def test_exact_engines_give_ripsers_diagrams_exactly(
+    name: str, points: np.ndarray, metric: str, options: dict[str, float], engine: Engine
 ) -> None:
-    by_ripser = persistence_diagrams(points, metric=metric, engine="ripser", **options)
-    by_gudhi = persistence_diagrams(points, metric=metric, engine="gudhi", **options)
-    assert by_gudhi == by_ripser  # the same float32 values, in the same (sorted) order
-    assert persistence_diagrams(points, metric=metric, **options) == by_gudhi  # "auto"
-    for dgm in by_gudhi.diagrams:
+    key = (name, metric, str(options))
+    if key not in RIPSER_DIAGRAMS:  # computed once for both engines (the slowest part)
+        RIPSER_DIAGRAMS[key] = persistence_diagrams(
+            points, metric=metric, engine="ripser", **options
+        )
+    by_ripser = RIPSER_DIAGRAMS[key]
+    by_engine = persistence_diagrams(points, metric=metric, engine=engine, **options)
+    assert by_engine == by_ripser  # the same float32 values, in the same (sorted) order
+    assert persistence_diagrams(points, metric=metric, **options) == by_engine  # "auto"
+    for dgm in by_engine.diagrams:
         np.testing.assert_array_equal(dgm, dgm[np.lexsort((dgm[:, 1], dgm[:, 0]))])
 
 
@@ -343,8 +361,7 @@ def test_sphere_has_one_void_and_the_h2_cut_keeps_it(monkeypatch: pytest.MonkeyP
     reference = persistence_diagrams(points, maxdim=2, metric="euclidean", engine="ripser")
     h2 = reference.diagrams[2]
     assert (h2[:, 1] - h2[:, 0] > 0.5).sum() == 1  # the sphere's void
-    spy = KernelSpy(persistence._gudhi_kernel())
-    monkeypatch.setattr(persistence, "_gudhi_kernel", lambda: spy)
+    spy = KernelSpy.on_dense(monkeypatch)
     monkeypatch.setattr(persistence, "_COLLAPSE_ABOVE", 2.0)  # the dense kernel, spied on
     assert persistence_diagrams(points, maxdim=2, metric="euclidean") == reference
     radius = float(pairwise_distances(points, "euclidean").astype(np.float32).max(axis=1).min())
@@ -360,8 +377,7 @@ def test_h2_cut_on_trajectories_is_exact_and_stops_early(
     points = sphere_walk(130, 300, seed)
     reference = persistence_diagrams(points, maxdim=2, engine="ripser")
     assert len(reference.diagrams[2])  # walks in high dimension have many small voids
-    spy = KernelSpy(persistence._gudhi_kernel())
-    monkeypatch.setattr(persistence, "_gudhi_kernel", lambda: spy)
+    spy = KernelSpy.on_dense(monkeypatch)
     monkeypatch.setattr(persistence, "_COLLAPSE_ABOVE", 2.0)  # the dense kernel, spied on
     assert persistence_diagrams(points, maxdim=2) == reference
     radius = float(pairwise_distances(points).astype(np.float32).max(axis=1).min())
@@ -458,10 +474,25 @@ def test_settling_run_is_collapsed_though_its_cut_keeps_under_half_the_edges(
 
 
 class KernelSpy:
-    """Records the scales that gudhi's kernel is run to."""
+    """Records the scales that a dense kernel (gudhi's or holos-tda's) is run to."""
 
     def __init__(self, kernel: object) -> None:
         self.kernel, self.scales = kernel, []
+
+    @classmethod
+    def on_dense(cls, monkeypatch: pytest.MonkeyPatch) -> KernelSpy:
+        """A spy on the dense kernel each engine picks (holos-tda's for H2 under "auto")."""
+        from genarun.analysis import persistence
+
+        pick = persistence._dense_kernel
+        spy = cls(None)
+
+        def spied(engine: str, maxdim: int) -> object:
+            spy.kernel = pick(engine, maxdim)
+            return spy
+
+        monkeypatch.setattr(persistence, "_dense_kernel", spied)
+        return spy
 
     def __call__(self, matrix: np.ndarray, **kwargs: float) -> list[np.ndarray]:
         self.scales.append(kwargs["max_edge_length"])
@@ -504,9 +535,37 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
         persistence_diagrams(points, n_perm=10, engine="gudhi")
     # n_perm >= N is the exact computation, which gudhi does.
     assert persistence_diagrams(points, n_perm=30, engine="gudhi") == persistence_diagrams(points)
-    # Without gudhi's kernel, "auto" is ripser.py with the same result; "gudhi" says what is missing.
-    exact = persistence_diagrams(points)
+    with pytest.raises(ValueError, match="n_perm"):
+        persistence_diagrams(points, n_perm=10, engine="holos")
+    exact, exact_h2 = persistence_diagrams(points), persistence_diagrams(points, maxdim=2)
+    # Without holos-tda, "auto" is gudhi's kernel at H2 too, with the same result; without gudhi
+    # either, ripser.py. An engine asked for by name says what is missing.
+    monkeypatch.setattr(persistence, "_holos_kernel", lambda: None)
+    assert persistence._dense_kernel("auto", 2) is persistence._gudhi_kernel()
+    assert persistence_diagrams(points, maxdim=2) == exact_h2
+    with pytest.raises(ValueError, match="needs the holos-tda package"):
+        persistence_diagrams(points, engine="holos")
     monkeypatch.setattr(persistence, "_gudhi_kernel", lambda: None)
+    assert persistence._dense_kernel("auto", 2) is None
     assert persistence_diagrams(points) == exact
+    assert persistence_diagrams(points, maxdim=2) == exact_h2
     with pytest.raises(ValueError, match="needs the gudhi package"):
         persistence_diagrams(points, engine="gudhi")
+
+
+@HOLOS
+def test_auto_takes_holos_for_h2_and_gudhi_below(monkeypatch: pytest.MonkeyPatch) -> None:
+    """holos-tda's kernel took 25-40 % less CPU than gudhi's at H2 on random walks, and was no
+    faster at H0/H1 (bench/RESULTS.md); without gudhi it serves every dimension."""
+    from genarun.analysis import persistence
+
+    gudhi = persistence._gudhi_kernel()
+    assert persistence._dense_kernel("auto", 2).__module__ == "genarun.analysis._holos"
+    assert persistence._dense_kernel("auto", 1) is gudhi
+    assert persistence._dense_kernel("gudhi", 2) is gudhi
+    monkeypatch.setattr(persistence, "_gudhi_kernel", lambda: None)
+    assert persistence._dense_kernel("auto", 1).__module__ == "genarun.analysis._holos"
+    points = sphere_walk(60, 64, 3)
+    assert persistence_diagrams(points, maxdim=2) == persistence_diagrams(
+        points, maxdim=2, engine="ripser"
+    )
