@@ -8,7 +8,9 @@ lazily, once per process, and loading them never imports torch.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -182,13 +184,32 @@ _PYDANTIC_GROUP = "pydantic"
 
 
 def _no_pydantic_plugins() -> None:
-    """Tell pydantic what its scan would find: no plugin (no distribution declares one)."""
+    """Tell pydantic what its scan would find: no plugin (no distribution declares one).
+
+    pydantic's loader module imports importlib.metadata only to scan, and importing that (with
+    email, zipfile, csv, socket...) is about 5 % of a one-node run's start. Where nothing has
+    imported it yet, the loader is imported beside a stand-in whose `entry_points` imports the
+    real module when called: never, once `_plugins` holds the answer."""
+    stand_in = None
+    if "importlib.metadata" not in sys.modules and "pydantic.plugin._loader" not in sys.modules:
+        stand_in = types.ModuleType("importlib.metadata", "imported when first used")
+        stand_in.entry_points = _entry_points  # type: ignore[attr-defined]
+        sys.modules["importlib.metadata"] = stand_in
     try:
         from pydantic.plugin import _loader
     except ImportError:  # a pydantic without plugins: nothing to scan
         return
+    finally:
+        if stand_in is not None and sys.modules.get("importlib.metadata") is stand_in:
+            del sys.modules["importlib.metadata"]
     if getattr(_loader, "_plugins", False) is None:
         _loader._plugins = {}
+
+
+def _entry_points(**params: Any) -> Any:
+    import importlib.metadata
+
+    return importlib.metadata.entry_points(**params)
 
 
 # Built-ins are also declared as entry points in pyproject.toml; loading them directly as

@@ -101,6 +101,31 @@ def test_no_plugin_declared_means_no_importlib_metadata_scan() -> None:
     assert found == {"calls": [], "plug": False, "pydantic": {}}
 
 
+STAND_IN = """\
+import json, sys
+from genarun.plugins import registry
+registry()
+loaded = "importlib.metadata" in sys.modules
+from pydantic.plugin import _loader
+told = _loader._plugins
+_loader._plugins = None  # as if never told: pydantic scans, through the real module
+plugins = list(_loader.get_plugins())
+import importlib.metadata
+print(json.dumps([loaded, told, plugins, hasattr(importlib.metadata, "distributions")]))
+"""
+
+
+def test_pydantic_is_told_without_importing_importlib_metadata_and_can_still_scan() -> None:
+    """Where nothing imported importlib.metadata, pydantic's plugin loader is imported beside a
+    stand-in (genarun.plugins._no_pydantic_plugins): nothing imports the real module, pydantic
+    finds its answer, and a scan it makes after all reads the real entry points."""
+    done = subprocess.run(
+        [sys.executable, "-c", STAND_IN], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [False, {}, [], True]
+
+
 PLUGIN = """\
 from genarun.nodes.template import KIND
 from dataclasses import replace

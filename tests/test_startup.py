@@ -14,17 +14,8 @@ from typing import Any
 import click
 import pytest
 
+from bench.startup import ONE_NODE  # the tree bench/startup.py times
 from genarun import cli
-
-ONE_NODE = """\
-genarun: 1
-name: one
-seed: 1
-nodes:
-  - id: hello
-    kind: template
-    text: "Hello [world | there]"
-"""
 
 # networkx: only rerun/--only/graph build the DiGraph; httpx: only a fetch or an API model;
 # rich: only a terminal; the model libraries: only a local model; SQLAlchemy: only commands
@@ -61,11 +52,29 @@ NOT_NEEDED = (
     "genarun.tree.template_env",
     "genarun.tree.templates",
     "genarun.tree.limits",
+    # What only a kind that yields effects, names a model, or searches needs: the effects and
+    # hooks (genarun.nodes.base re-exports them lazily), the I/O and CPU pools and their worker
+    # processes (the executor starts them with the first Call or Compute), the models' base
+    # classes, progressive retrieval
+    "genarun.nodes.effects",
+    "genarun.nodes.hooks",
+    "genarun.run.effect_pool",
+    "genarun.run.cpu_processes",
+    "pickle",
+    "genarun.models.base",
+    "genarun.retrieval.progressive",
+    # importlib.metadata (with email, zipfile, csv): pydantic's plugin loader imports it only
+    # to scan, and is told there is nothing to find (genarun.plugins._no_pydantic_plugins);
+    # socket: the run's claim names the host by os.uname (store.processes.host_name)
+    "importlib.metadata",
+    "email",
+    "zipfile",
+    "socket",
 )
 
 # Modules loaded by the one-node run, when this was last measured, plus a little room:
 # a change that imports a library a run does not need at top level shows up here.
-MAX_MODULES = 390
+MAX_MODULES = 335
 
 PROBE = """\
 import json, runpy, sys
@@ -174,3 +183,25 @@ def test_collection_is_paused_while_modules_load_and_resumes_as_it_was() -> None
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_what_nodes_base_loads_lazily_is_what_the_modules_define() -> None:
+    """Kinds import the effects and hooks from genarun.nodes.base; they load on first use and
+    are the defining modules' classes."""
+    from genarun.nodes import base, effects, hooks
+
+    for name in ("Call", "Compute", "Effect", "Invoke", "Wait"):
+        assert getattr(base, name) is getattr(effects, name)
+    for name in ("Adoption", "FieldProblem", "ModelRef"):
+        assert getattr(base, name) is getattr(hooks, name)
+    assert set(base.__all__) >= {"Call", "Compute", "Effect", "Invoke", "Wait", "ModelRef"}
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        base.Nothing  # noqa: B018
+
+
+def test_the_host_a_run_claims_from_is_the_socket_modules_host_name() -> None:
+    import socket
+
+    from genarun.store.processes import host_name
+
+    assert host_name() == socket.gethostname()

@@ -10,6 +10,7 @@ work on pools of their own.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -19,12 +20,13 @@ import yaml
 
 from genarun.bounded_yaml import YamlBoundsError, load_bounded_yaml
 from genarun.nodes.context import ExecutionContext
-from genarun.nodes.effects import Call, Compute, Effect, Invoke, Wait
-from genarun.nodes.hooks import Adoption, FieldProblem, ModelRef
 from genarun.tree.schema import NodeBase
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from genarun.nodes.effects import Call, Compute, Effect, Invoke, Wait
+    from genarun.nodes.hooks import Adoption, FieldProblem, ModelRef
 
 
 class SkipExecution(Exception):
@@ -82,7 +84,26 @@ class NodeKind:
 
 RunOutput = Any | Generator["Effect | list[Effect]", Any, Any]
 
-# Re-exported: kinds import what they need from here.
+# Re-exported: kinds import what they need from here. The effects and hooks load when a kind
+# first asks (module __getattr__): a run of template nodes never needs them, and their frozen
+# dataclasses cost a fresh process about 10 ms to create (issue 18 item 4).
+_LAZY = {
+    **dict.fromkeys(("Call", "Compute", "Effect", "Invoke", "Wait"), "genarun.nodes.effects"),
+    **dict.fromkeys(("Adoption", "FieldProblem", "ModelRef"), "genarun.nodes.hooks"),
+}
+
+
+if not TYPE_CHECKING:  # mypy sees the imports above (and no catch-all attribute)
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # found directly from now on
+        return value
+
+
 __all__ = [
     "Adoption",
     "Call",

@@ -79,9 +79,11 @@ def tree_problems(compiled: CompiledTree) -> list[Problem]:
 
 def model_refs(node: CompiledNode) -> list[ModelRef]:
     """The embedding models of a node's `index:` and `novelty:` (checked like its own)."""
+    spec = node.spec
+    if spec.index in (None, False, True) and spec.novelty is None:
+        return []  # most nodes: nothing to load
     from genarun.nodes.hooks import ModelRef
 
-    spec = node.spec
     refs: list[ModelRef] = []
     if spec.index not in (None, False, True):
         refs.append(ModelRef(spec.index, _task(node), "index"))

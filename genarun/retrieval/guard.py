@@ -13,13 +13,11 @@ import json
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from genarun.models.base import Invocation
-from genarun.nodes.base import Invoke
 from genarun.values import ImageRef
 
 if TYPE_CHECKING:
     from genarun.graph.compiled import CompiledNode, CompiledTree
-    from genarun.models.base import ModelSpec
+    from genarun.models.base import Invocation, ModelSpec
     from genarun.nodes.base import ExecutionContext
     from genarun.tree.schema import NoveltySpec
 
@@ -75,6 +73,7 @@ def _novelty_check(
     value: Any,
     vectors: dict[str, tuple[ModelSpec, Any]],
 ) -> Generator[Any, Any, dict[str, Any]]:
+    from genarun.nodes.effects import Invoke
     from genarun.retrieval.pool import build_pool
     from genarun.retrieval.search import MAX_CANDIDATES, search
     from genarun.retrieval.stored import model_identity
@@ -130,6 +129,8 @@ def _report(ctx: ExecutionContext, novelty: NoveltySpec, checks: list[dict[str, 
 
 def embedding_invocation(spec: ModelSpec, value: Any, seed: int) -> tuple[str, Invocation]:
     """How to embed a node's output: an image, or its text (values as JSON)."""
+    from genarun.models.base import Invocation
+
     if isinstance(value, ImageRef):
         if "embed_image" not in spec.tasks:
             raise ValueError(f"model '{spec.label()}' embeds no images, and this output is one")
@@ -155,6 +156,7 @@ def _index(
     vectors: dict[str, tuple[ModelSpec, Any]],
 ) -> Generator[Any, Any, None]:
     """Store the output's vector for every model it is searched with."""
+    from genarun.nodes.effects import Invoke
     from genarun.retrieval.stored import model_identity
 
     specs = [spec for spec, _ in vectors.values()]

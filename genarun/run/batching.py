@@ -13,14 +13,18 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genarun.models.base import ModelSpec, batch_key
 from genarun.models.device import own_stream
 from genarun.run.recording import short_error
 from genarun.run.state import RunState
 from genarun.run.work_units import Request
 from genarun.usage.meter import meter_chunk
+
+if TYPE_CHECKING:
+    # genarun.models.base loads with the first model request (`_queue_key`): a run without
+    # models never needs it.
+    from genarun.models.base import ModelSpec
 
 # Good batches in a row after which a batch size halved by a failure is doubled again.
 REGROW_AFTER = 4
@@ -244,6 +248,8 @@ class ModelBatcher:
 
 def _queue_key(request: Request) -> tuple:
     """Requests with equal keys (one model, one task, equal settings) may share a batch."""
+    from genarun.models.base import batch_key
+
     invocation = request.invoke.invocation
     return (request.invoke.model.key, batch_key(invocation.task, invocation.settings))
 

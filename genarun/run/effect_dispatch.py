@@ -8,24 +8,27 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genarun.nodes.effects import Call, Compute, Invoke, Wait
-from genarun.run.batching import ModelBatcher
-from genarun.run.effect_pool import EffectDone, EffectPool, EffectRequest
 from genarun.run.expansion import SlotExpansion
 from genarun.run.state import NodeResult, Status
 from genarun.run.work_units import Instance, Request, is_stale
 
+# The effects and the pools' modules load with the first generator a kind returns (`_advance`,
+# the executor's `effect_pool()`): a run whose kinds only return values never needs them.
+if TYPE_CHECKING:
+    from genarun.nodes.effects import Wait
+    from genarun.run.batching import ModelBatcher
+    from genarun.run.effect_pool import EffectDone, EffectPool
 
-@dataclass(eq=False)
+
 class Waiting:
     """An execution parked on a `Wait`, and when its poll is due again."""
 
-    instance: Instance
-    wait: Wait
-    due: float
+    __slots__ = ("due", "instance", "wait")
+
+    def __init__(self, instance: Instance, wait: Wait, due: float) -> None:
+        self.instance, self.wait, self.due = instance, wait, due
 
 
 class EffectDispatch(SlotExpansion):
@@ -34,16 +37,26 @@ class EffectDispatch(SlotExpansion):
     # What the pools finished: model batches (tuples) and effects (EffectDone).
     events: queue.Queue[Any]
     batcher: ModelBatcher
-    effects: EffectPool
+    effects: EffectPool | None  # made by effect_pool() for the first Call or Compute
     waits: list[Waiting]
+
+    def effect_pool(self) -> EffectPool:
+        """The pools of `Call`s and `Compute`s, started for the first one (the executor's)."""
+        raise NotImplementedError
 
     def _busy(self) -> bool:
         """Whether a model batch, an I/O call or CPU work is running or queued."""
-        return bool(self.batcher.in_flight or self.effects.in_flight or self.effects.queued)
+        effects = self.effects
+        return bool(
+            self.batcher.in_flight
+            or (effects is not None and (effects.in_flight or effects.queued))
+        )
 
     def _advance(
         self, inst: Instance, value: Any, first: bool = False, error: BaseException | None = None
     ) -> None:
+        from genarun.nodes.effects import Call, Compute, Invoke, Wait
+
         assert inst.gen is not None
         self._flush_deferred(inst)
         if error is None and inst.deferred_error is not None:
@@ -97,7 +110,10 @@ class EffectDispatch(SlotExpansion):
             if isinstance(effect, Invoke):
                 self.batcher.enqueue(Request(inst, effect, position))
             else:
-                self.effects.submit(EffectRequest(inst, effect, position, inst.attempts, inst.step))
+                from genarun.run.effect_pool import EffectRequest
+
+                request = EffectRequest(inst, effect, position, inst.attempts, inst.step)
+                self.effect_pool().submit(request)
 
     def _on_batch(
         self, batch: list[Request], results: list[Any] | None, error: BaseException | None
@@ -127,7 +143,7 @@ class EffectDispatch(SlotExpansion):
             self._advance(inst, value)
 
     def _on_effect(self, done: EffectDone) -> None:
-        self.effects.settle(done)
+        self.effect_pool().settle(done)
         request = done.request
         if is_stale(request):  # its instance failed, was retried or moved on meanwhile
             return

@@ -20,9 +20,6 @@ from genarun.nodes.effects import Call, Compute
 from genarun.run.cpu_processes import ComputeProcesses
 from genarun.run.work_units import Instance
 
-DEFAULT_IO_WORKERS = 64
-DEFAULT_IO_PER_HOST = 8
-
 
 def _here(fn: Callable[[], Any]) -> Any:
     return fn()
@@ -69,8 +66,8 @@ class EffectPool:
         self,
         events: queue.Queue[Any],
         *,
-        io_workers: int = DEFAULT_IO_WORKERS,
-        io_per_host: int = DEFAULT_IO_PER_HOST,
+        io_workers: int,  # defaults: the executor's ExecutorOptions
+        io_per_host: int,
         cpu_workers: int | None = None,
         run_compute: Callable[[Callable[[], Any]], Any] | None = None,
     ) -> None:

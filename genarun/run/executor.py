@@ -22,17 +22,11 @@ import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genarun.errors import Interrupted
 from genarun.run.batching import ModelBatcher
 from genarun.run.effect_dispatch import Waiting
-from genarun.run.effect_pool import (
-    DEFAULT_IO_PER_HOST,
-    DEFAULT_IO_WORKERS,
-    EffectDone,
-    EffectPool,
-)
 from genarun.run.instance_start import InstanceStart
 from genarun.run.interrupts import GracefulInterrupt
 from genarun.run.pausing import PauseWatch
@@ -40,6 +34,14 @@ from genarun.run.recording import ExecutionRecorder
 from genarun.run.state import NodeResult, RunState
 from genarun.run.work_units import Instance, Slot
 from genarun.store.confined import FolderNotWritable
+
+if TYPE_CHECKING:
+    from genarun.run.effect_pool import EffectPool
+
+# The effect pool's defaults (genarun/run/effect_pool.py loads only with the first `Call` or
+# `Compute`: a run whose kinds only return values starts no I/O or CPU pool).
+DEFAULT_IO_WORKERS = 64
+DEFAULT_IO_PER_HOST = 8
 
 
 @dataclass
@@ -87,16 +89,7 @@ class Executor(InstanceStart):
         )
         if self.progress and hasattr(self.progress, "watch"):
             self.progress.watch(self.batcher)
-        self.effects = EffectPool(
-            self.events,
-            io_workers=self.options.io_workers,
-            io_per_host=self.options.io_per_host,
-            # On Ray each pool thread only waits for its task: as many as Ray has CPUs for.
-            cpu_workers=self.options.cpu_workers or (16 if backend is not None else None),
-            # Calls stay on this process's I/O pool: they only wait on the network, and what
-            # they carry (a fetch's secrets) never leaves the driver.
-            run_compute=backend.run_compute if backend is not None else None,
-        )
+        self.effects: EffectPool | None = None  # effect_pool(): with the first Call or Compute
         self.waits: list[Waiting] = []
         self.stopped: FolderNotWritable | None = None  # the run folder became unwritable
         # Runs paused from another process (genarun runs pause, the server) start nothing new.
@@ -130,8 +123,26 @@ class Executor(InstanceStart):
         finally:
             # Stopped at once (Ctrl-C twice): what still runs has no one to record it.
             pool.shutdown(wait=not interrupted, cancel_futures=True)
-            self.effects.shutdown()
+            if self.effects is not None:
+                self.effects.shutdown()
             self.recorder.flush()
+
+    def effect_pool(self) -> EffectPool:
+        if self.effects is None:
+            from genarun.run.effect_pool import EffectPool
+
+            backend = self.options.backend
+            self.effects = EffectPool(
+                self.events,
+                io_workers=self.options.io_workers,
+                io_per_host=self.options.io_per_host,
+                # On Ray each pool thread only waits for its task: as many as Ray has CPUs for.
+                cpu_workers=self.options.cpu_workers or (16 if backend is not None else None),
+                # Calls stay on this process's I/O pool: they only wait on the network, and what
+                # they carry (a fetch's secrets) never leaves the driver.
+                run_compute=backend.run_compute if backend is not None else None,
+            )
+        return self.effects
 
     def model_stats(self) -> list[dict[str, Any]]:
         """Per model and task: calls made (batches), items, mean batch size and seconds busy."""
@@ -209,10 +220,10 @@ class Executor(InstanceStart):
             arrived = False
             # Take everything that has finished, then run the inline work it frees in one go.
             for event in self._finished_events(timeout=0.1):
-                if isinstance(event, EffectDone):
-                    self._on_effect(event)
-                else:
+                if isinstance(event, tuple):  # a model batch (batching.FinishedBatch)
                     self._on_batch(*event)
+                else:
+                    self._on_effect(event)  # an effect_pool.EffectDone
                 arrived = True
             if arrived:
                 self._unblock()
@@ -231,9 +242,11 @@ class Executor(InstanceStart):
     def _halt_on_interrupt(self) -> None:
         """Ctrl-C: start nothing new; what runs finishes and is stored, then the run stops."""
         self.halted = KeyboardInterrupt()
-        self.effects.queued.clear()  # calls not sent yet stay unsent: resume sends them
+        if self.effects is not None:
+            self.effects.queued.clear()  # calls not sent yet stay unsent: resume sends them
         if self._busy() and self.progress and hasattr(self.progress, "note"):
-            batches, calls = self.batcher.in_flight, self.effects.in_flight
+            batches = self.batcher.in_flight
+            calls = self.effects.in_flight if self.effects is not None else 0
             running = ", ".join(
                 f"{n} {one if n == 1 else many}"
                 for n, one, many in (
@@ -253,7 +266,7 @@ class Executor(InstanceStart):
         if guard is None or self.halted is not None or not guard.due():
             return
         self.halted = guard.check()
-        if self.halted is not None:
+        if self.halted is not None and self.effects is not None:
             self.effects.queued.clear()  # calls not sent yet stay unsent: resume sends them
 
     def _finished_events(self, timeout: float) -> list[Any]:

@@ -15,7 +15,6 @@ from typing import Any
 
 from genarun.graph.compiled import CompiledNode
 from genarun.nodes.base import SkipExecution
-from genarun.retrieval.progressive import earlier_items_ready
 from genarun.run.recording import ExecutionRecorder, kept_text, short_error
 from genarun.run.seeds import derive_seed, fresh_seed
 from genarun.run.state import Failure, NodeResult, RunState, Status
@@ -160,13 +159,20 @@ class SlotExpansion:
             return seed
         return derive_seed(run.seed, node.node_path, path)
 
+    def _earlier_items_ready(self, inst: Instance) -> bool:
+        """Whether the earlier foreach items a progressive search looks at have finished
+        (genarun/retrieval/progressive.py, loaded only for a tree that has such a search)."""
+        from genarun.retrieval.progressive import earlier_items_ready
+
+        return earlier_items_ready(
+            inst.run, inst.node, inst.path, self.pending, self.earlier_finished
+        )
+
     def _unblock(self) -> None:
         if self.awaiting_earlier:
             awaiting, self.awaiting_earlier = self.awaiting_earlier, []
             for inst in awaiting:
-                if earlier_items_ready(
-                    inst.run, inst.node, inst.path, self.pending, self.earlier_finished
-                ):
+                if self._earlier_items_ready(inst):
                     self.ready.append(inst)
                 else:
                     self.awaiting_earlier.append(inst)

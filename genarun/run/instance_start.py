@@ -14,7 +14,6 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from genarun.nodes.base import ExecutionContext
 from genarun.retrieval.guard import guarded_run
-from genarun.retrieval.progressive import earlier_items_ready
 from genarun.run.effect_dispatch import EffectDispatch
 from genarun.run.rendered_types import rendered_type_message
 from genarun.run.reuse import (
@@ -35,9 +34,7 @@ class InstanceStart(EffectDispatch):
 
     def _start(self, inst: Instance) -> None:
         run, node = inst.run, inst.node
-        if node.progressive and not earlier_items_ready(
-            run, node, inst.path, self.pending, self.earlier_finished
-        ):
+        if node.progressive and not self._earlier_items_ready(inst):
             self.awaiting_earlier.append(inst)
             return
         inst.attempts += 1

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genarun.errors import ModelError, Problem, TreeError
 from genarun.graph.compiled import CompiledTree
 from genarun.graph.matrix import matrix_bindings
-from genarun.models.base import ModelSpec
-from genarun.nodes.hooks import ModelRef
 from genarun.run.state import check_model_task
 from genarun.tree.template_core import RenderError, field_rng
+
+if TYPE_CHECKING:
+    from genarun.models.base import ModelSpec
 
 
 def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, ModelSpec]:
@@ -41,6 +42,8 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
             and compiled_ref is not None
             and not compiled_ref.names - set(scope)
         ):
+            from genarun.nodes.hooks import ModelRef  # only for a node that names a model
+
             with contextlib.suppress(RenderError):
                 refs.append(
                     ModelRef(

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genarun.graph.plan import Target, covers
-from genarun.nodes.hooks import Adoption
 from genarun.run.seeds import derive_seed
 from genarun.run.trajectory_rows import TrajectoryRows
 from genarun.store import confined
@@ -327,6 +326,8 @@ def adopt_output(
         kind = run.compiled.nodes[node_id].kind
         own = (stored.run_id, stored.node_id, stored.path) == (run.id, node_id, path)
         if kind.adopt is not None and not own:  # resume keeps the run's own rows as they are
+            from genarun.nodes.hooks import Adoption
+
             adopted = kind.adopt(
                 Adoption(
                     stored=stored,

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genarun.graph.compiled import CompiledNode
-from genarun.nodes.base import ExecutionContext, Invoke
 from genarun.run.reuse import StoredExecution
 from genarun.run.state import RunState
 from genarun.usage.meter import ExecutionUsage
+
+if TYPE_CHECKING:
+    from genarun.nodes.base import ExecutionContext
+    from genarun.nodes.effects import Invoke
 
 
 @dataclass(eq=False)

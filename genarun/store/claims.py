@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import StoreError
-from genarun.store.processes import process_alive
+from genarun.store.processes import host_name, process_alive
 
 if TYPE_CHECKING:
     from genarun.store.db import Store
@@ -34,7 +33,7 @@ class RunClaimed(StoreError):
 
 def identity() -> dict[str, Any]:
     """This process's claim values, stored on the runs it runs."""
-    return {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}
+    return {"pid": os.getpid(), "host": host_name(), "heartbeat": time.time()}
 
 
 def holder_alive(row: dict[str, Any]) -> bool | None:
@@ -125,7 +124,7 @@ def release(store: Store, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def _me() -> tuple[int, str]:
-    return os.getpid(), socket.gethostname()
+    return os.getpid(), host_name()
 
 
 class Heartbeat:
