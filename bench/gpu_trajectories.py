@@ -145,6 +145,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="each model actor's share of the GPU under --executors ray (ray_num_gpus)",
     )
     parser.add_argument(
+        "--ray-actors",
+        nargs="+",
+        choices=["per-model", "per-gpu"],
+        default=["per-model"],
+        help="the Ray executor's actor placements to time, one Ray way each (`ray_actors`): "
+        "per-model, an actor per model; per-gpu, one actor holding every model on the GPU "
+        "(one CUDA context, as the local executor). Between two, the first's actors are ended "
+        "and the GPU's memory waited for",
+    )
+    parser.add_argument(
         "--ray-only",
         action="store_true",
         help="with --executors local ray: only the Ray comparison (with its own local "
@@ -380,6 +390,7 @@ def with_genarun(
     workers: int = 4,
     profile: bool = False,
     executor: str = "local",
+    ray_actors: str | None = None,
 ) -> tuple[Way, Any]:
     import cProfile
     import pstats
@@ -402,13 +413,16 @@ def with_genarun(
             batch_size=batch,
             workers=workers,
             executor=executor,
+            ray_actors=ray_actors,
         ),
     )
     if profiler:
         profiler.disable()
     sync(device)
     label = (
-        f"(c) genarun x{batch} w{workers}" if executor == "local" else f"(r) genarun ray x{batch}"
+        f"(c) genarun x{batch} w{workers}"
+        if executor == "local"
+        else f"(r) genarun ray {ray_actors or 'per-model'} x{batch}"
     )
     way = Way(label, seconds=time.perf_counter() - start)
     if outcome.status != "completed":  # an exception: the Ray rounds report it and go on
@@ -629,7 +643,9 @@ class Bench:
             args.compile_captioner if compiled else None,
         )
 
-    def warm_up(self, batch: int, executor: str, compiled: bool = False) -> None:
+    def warm_up(
+        self, batch: int, executor: str, compiled: bool = False, ray_actors: str | None = None
+    ) -> None:
         began = time.perf_counter()
         text = self.tree(
             batch, self.matrix_seeds[: min(batch, self.args.runs)], 2, executor, compiled
@@ -639,10 +655,14 @@ class Bench:
             text,
             self.args.device,
             batch,
-            f"warmup-{executor}{'-compiled' if compiled else ''}",
+            # Its own database per placement: a later warm-up of the same tree would find
+            # every execution stored and load nothing.
+            f"warmup-{executor}{'-compiled' if compiled else ''}{'-' + ray_actors if ray_actors else ''}",
             executor=executor,
+            ray_actors=ray_actors,
         )
         what = f", captioner compile {self.args.compile_captioner}" if compiled else ""
+        what += f", actors {ray_actors}" if ray_actors else ""
         print(f"  warm-up ({executor}, batch {batch}{what}): {time.perf_counter() - began:.1f} s")
         if compiled:
             print(f"  {captioner_state(text, self.args.device)}", flush=True)
@@ -708,11 +728,13 @@ class Bench:
         try:
             for batch in batches:
                 self.warm_up(batch, "local")
-                self.warm_up(batch, "ray")
-                print(f"  Ray after its warm-up: {watchdog.ray_state()}", flush=True)
+                for placement in args.ray_actors:
+                    self.warm_up(batch, "ray", ray_actors=placement)
+                print(f"  Ray after its warm-ups: {watchdog.ray_state()}", flush=True)
             for round_ in range(args.repeat):
                 for batch in batches:
-                    self.genarun(batch, "ray", args.workers[0], f"ray{round_}_{batch}", round_)
+                    for placement in args.ray_actors:
+                        self.ray_way(batch, round_, placement)
                     self.genarun(batch, "local", args.workers[0], f"loc{round_}_{batch}", round_)
         except Exception as exc:  # the local figures stand; say what Ray did
             print(f"the Ray executor failed, its figures are left out: {exc!r}")
@@ -728,15 +750,23 @@ class Bench:
         args = self.args
         free_before = gpu_free(args.device)
         try:
-            for batch in batches:
-                self.warm_up(batch, "ray")
-                print(f"  Ray after its warm-up: {watchdog.ray_state()}", flush=True)
-            for round_ in range(args.repeat):
-                for batch in batches:
-                    self.genarun(batch, "ray", args.workers[0], f"ray{round_}_{batch}", round_)
-        except Exception as exc:  # the local figures still come; say what Ray did
-            print(f"the Ray executor failed, its figures are left out: {exc!r}")
-            traceback.print_exc()
+            for i, placement in enumerate(args.ray_actors):
+                if i:  # the last placement's actors and their memory gone first
+                    self.report[f"ray_released_before_{placement}"] = release_actors(
+                        args.device, free_before
+                    )
+                try:
+                    for batch in batches:
+                        self.warm_up(batch, "ray", ray_actors=placement)
+                        print(f"  Ray after its warm-up: {watchdog.ray_state()}", flush=True)
+                    for round_ in range(args.repeat):
+                        for batch in batches:
+                            self.ray_way(batch, round_, placement)
+                except Exception as exc:  # the other figures still come; say what Ray did
+                    print(
+                        f"the Ray executor ({placement}) failed, its figures are left out: {exc!r}"
+                    )
+                    traceback.print_exc()
         finally:
             self.report["ray_stopped"] = stop_ray(args.device, free_before)
         for batch in batches:
@@ -744,6 +774,10 @@ class Bench:
         for round_ in range(args.repeat):
             for batch in batches:
                 self.genarun(batch, "local", args.workers[0], f"loc{round_}_{batch}", round_)
+
+    def ray_way(self, batch: int, round_: int, placement: str) -> None:
+        name = f"ray{round_}_{batch}_{placement.replace('-', '_')}"
+        self.genarun(batch, "ray", self.args.workers[0], name, round_, ray_actors=placement)
 
     def genarun(
         self,
@@ -754,6 +788,7 @@ class Bench:
         round_: int,
         switch_ms: float | None = None,
         compiled: bool = False,
+        ray_actors: str | None = None,
     ) -> None:
         import torch
 
@@ -780,6 +815,7 @@ class Bench:
                 workers,
                 args.profile and round_ == 0 and executor == "local" and not self.timelines,
                 executor,
+                ray_actors,
             )
         finally:
             sys.setswitchinterval(interval)
@@ -844,6 +880,17 @@ def gpu_free(device: str) -> float | None:
     return round(free / 2**30, 2)
 
 
+def release_actors(device: str, free_before: float | None) -> dict[str, Any]:
+    """End this process's pooled Ray model actors (Ray stays up), then wait until the GPU's
+    free memory is back, so the next placement's actors load beside nothing of the last's."""
+    import ray
+
+    from genarun.run.ray_pool import POOL
+
+    POOL.release(ray)
+    return wait_for_gpu(device, free_before, "Ray's model actors ended")
+
+
 def stop_ray(device: str, free_before: float | None, wait: float = 60.0) -> dict[str, Any]:
     """Shut down the Ray this process started (its model actors' processes end with it), then
     wait until the GPU's free memory is back to `free_before` (less 1 GiB of slack), so the
@@ -851,6 +898,14 @@ def stop_ray(device: str, free_before: float | None, wait: float = 60.0) -> dict
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
+    return wait_for_gpu(device, free_before, "Ray shut down", wait)
+
+
+def wait_for_gpu(
+    device: str, free_before: float | None, what: str, wait: float = 60.0
+) -> dict[str, Any]:
+    """Wait until the GPU's free memory is back to `free_before` (less 1 GiB of slack), at
+    most `wait` seconds; what was seen, for the report."""
     began = time.perf_counter()
     free = gpu_free(device)
     while (
@@ -866,7 +921,7 @@ def stop_ray(device: str, free_before: float | None, wait: float = 60.0) -> dict
         "gpu_free_gib_after_shutdown": free,
         "waited_s": round(time.perf_counter() - began, 1),
     }
-    print(f"  Ray shut down: {seen}", flush=True)
+    print(f"  {what}: {seen}", flush=True)
     return seen
 
 
@@ -933,6 +988,15 @@ def summarize(
             f"issue 16: best Ray / best local genarun {genarun[best] / on_ray[best_ray]:.2f}x"
             f" (>= 0.9; {best_ray} vs {best})"
         )
+        # Each actor placement against the local executor at the same batch, side by side.
+        for name, seconds in on_ray.items():
+            tag = f" {name.rsplit(' ', 1)[-1]} "
+            local = next((n for n in genarun if tag in n), None)
+            if local:
+                print(
+                    f"  {name:<34} {seconds:7.2f} s  vs {local} {genarun[local]:.2f} s: "
+                    f"{genarun[local] / seconds:.2f}x"
+                )
     reference = best_hand or best
     b = next((w for w in ways if w.name == reference), None)
     agree: dict[str, str] = {}

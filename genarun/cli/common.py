@@ -184,7 +184,17 @@ class DeviceType(click.ParamType):
 
 
 def executor_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`--executor local|ray` and `--ray-address` (also GENARUN_EXECUTOR, RAY_ADDRESS)."""
+    """`--executor local|ray`, `--ray-address` and `--ray-actors` (also GENARUN_EXECUTOR,
+    RAY_ADDRESS, GENARUN_RAY_ACTORS)."""
+    fn = click.option(
+        "--ray-actors",
+        type=click.Choice(["per-model", "per-gpu"]),
+        envvar="GENARUN_RAY_ACTORS",
+        default="per-model",
+        show_default=True,
+        help="With --executor ray: an actor per model, or one actor per GPU holding every "
+        "model placed on that GPU (one CUDA context, like the local executor).",
+    )(fn)
     fn = click.option(
         "--ray-address",
         envvar="RAY_ADDRESS",

@@ -105,6 +105,7 @@ def run(
     verbosity: str | None,
     executor: str,
     ray_address: str | None,
+    ray_actors: str,
 ) -> None:
     """Run TREE: every node, every matrix combination.
 
@@ -140,6 +141,7 @@ def run(
         max_runs=max_runs,
         executor=executor,
         ray_address=ray_address,
+        ray_actors=ray_actors,
         budget=budget,
     )
     if executor == "ray":  # before anything is written: say how to install it

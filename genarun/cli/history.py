@@ -234,6 +234,7 @@ def resume(
     verbosity: str | None,
     executor: str,
     ray_address: str | None,
+    ray_actors: str,
 ) -> None:
     """Finish runs that were interrupted (Ctrl-C), killed or failed: same run id and folder;
     finished executions are kept, failed and unfinished ones run. RUN is a run id or prefix,
@@ -262,6 +263,7 @@ def resume(
         progress=Progress(verbosity=verbosity or "normal"),
         executor=executor,
         ray_address=ray_address,
+        ray_actors=ray_actors,
         budget=budget,
     )
     with startup_objects_frozen():

@@ -123,7 +123,13 @@ class ModelBatcher:
                 for start in range(0, len(batch), limit):
                     chunk = batch[start : start + limit]
                     called = time.perf_counter()
-                    answers = model.run(q.task, [r.invoke.invocation for r in chunk])
+                    invocations = [r.invoke.invocation for r in chunk]
+                    if any(r.lost for r in chunk) and hasattr(model, "run_alone"):
+                        # It lost its actor before (Ray): on an actor other models share, it
+                        # runs with none of theirs beside it, so a crash there is its own.
+                        answers = model.run_alone(q.task, invocations)
+                    else:
+                        answers = model.run(q.task, invocations)
                     # Tokens, images, requests and busy time, onto each request's execution.
                     meter_chunk(model, q.spec, q.task, chunk, answers, time.perf_counter() - called)
                     results.extend(answers)

@@ -26,5 +26,7 @@ class RunOptions:
     max_runs: int = MAX_RUNS  # the most runs the matrix may expand into (--max-runs)
     executor: str = "local"  # or "ray" (genarun.run.ray_backend)
     ray_address: str | None = None  # a Ray cluster to join (default: RAY_ADDRESS, or start one)
+    # per-model or per-gpu (genarun.run.ray_sharing); default: GENARUN_RAY_ACTORS, or per-model
+    ray_actors: str | None = None
     # Stop (resumable) once the runs' recorded spend reaches it (genarun.usage.budget).
     budget: float | None = None

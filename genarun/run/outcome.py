@@ -54,7 +54,7 @@ def execute_runs(
     if options.executor == "ray":
         from genarun.run.ray_backend import RayBackend
 
-        backend = RayBackend(options.ray_address)
+        backend = RayBackend(options.ray_address, options.ray_actors)
         backend.connect()
         # Every model the runs name (checked before the run): their actors start at once.
         specs = {spec.key: spec for state in runs for spec in state.models_used.values()}

@@ -7,6 +7,8 @@ One actor class, `ModelHost`, holds models in one process and runs their batches
   models, the dummy): its models load on first use and run their batches on threads at once,
   as the local executor's model threads do. On a few CPU cores, separate processes for small
   models cost one torch import each and compete for the cores; one process holds them all once.
+- with `ray_actors: per-gpu`, one actor per GPU for the models placed on it, on threads the
+  same way, sharing the process's CUDA context (`run.ray_sharing` says why).
 
 Threads: torch's OpenMP threads spin between parallel regions by default. Two or more model
 processes on a few cores then burn each other's CPU while spinning: on this project's 2-core
@@ -74,17 +76,37 @@ class ModelHost:
         self.device = device
         # When each model's load began and ended here (wall clock): shows loads overlapping.
         self.loads: dict[str, tuple[float, float]] = {}
+        self.specs: dict[str, tuple[ModelSpec, str | None]] = {}  # loaded here: spec, device
 
     def _model(self, spec: ModelSpec) -> Any:
         from genarun.models.cache import model_cache
+        from genarun.plugins import registry
 
         cache = model_cache()
-        if cache.is_loaded(spec, self.device):
-            return cache.get(spec, self.device)
+        # A provider that uses no torch has no device to load on (given a GPU share, it holds
+        # the GPU Ray gave the actor, through CUDA_VISIBLE_DEVICES, for its own use).
+        provider = registry().providers.get(spec.provider)
+        device = self.device if provider is None or provider.uses_torch else None
+        if cache.is_loaded(spec, device):
+            return cache.get(spec, device)
         began = time.time()
-        model = cache.get(spec, self.device)
+        model = cache.get(spec, device)
         self.loads.setdefault(spec.key, (began, time.time()))
+        self.specs[spec.key] = (spec, device)
         return model
+
+    def unload(self, keys: Sequence[str]) -> list[str]:
+        """Unload the models with these keys (a GPU's actor making room for another model);
+        the keys of those that were loaded."""
+        from genarun.models.cache import model_cache
+
+        done = []
+        for key in keys:
+            spec, device = self.specs.pop(key, (None, None))
+            self.loads.pop(key, None)
+            if spec is not None and model_cache().unload(spec, device):
+                done.append(key)
+        return done
 
     def describe(self, spec: ModelSpec | None = None) -> dict[str, Any]:
         """The process id and when its models loaded; with `spec`, also what the driver's
@@ -101,7 +123,10 @@ class ModelHost:
         from genarun.models.device import own_stream
 
         model = self._model(spec)
-        with own_stream(getattr(model, "device", None)):
+        # The model's stream priority, as the local executor's batcher gives it: on a GPU's
+        # actor, a captioner's small kernels go before a painter's waiting ones.
+        priority = int(getattr(model, "stream_priority", 0) or 0)
+        with own_stream(getattr(model, "device", None), priority):
             return [pack(out) for out in model.run(task, list(batch))]
 
 

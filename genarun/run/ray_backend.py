@@ -7,10 +7,11 @@ driver writes them). What changes is where the work runs:
 - model batches go to long-lived actors (`run.ray_actor`): an actor of its own for each model
   placed on a GPU (`num_gpus`, a fraction where the model's size lets several share one GPU)
   or given CPUs (`ray_num_cpus`), one shared actor for the other models (small CPU models, API
-  models). They load each model once and outlive the run: they stay in a process-wide pool
-  (`run.ray_pool`) that later executions in this process take them from. The actors of all
-  the runs' models start at once when the execution starts (`prestart`), not one after
-  another as each model's first batch comes;
+  models). With `ray_actors: per-gpu`, one actor per GPU holds all the models placed on it
+  (`run.ray_sharing`). They load each model once and outlive the run: they stay in a
+  process-wide pool (`run.ray_pool`) that later executions in this process take them from.
+  The actors of all the runs' models start at once when the execution starts (`prestart`),
+  not one after another as each model's first batch comes;
 - `Compute`s (CPU work: persistence diagrams) run as Ray tasks. `Call`s (I/O) stay on the
   driver's I/O pool: they only wait on the network, and what they carry (a fetch's secrets)
   never leaves the driver.
@@ -27,10 +28,12 @@ use it, with the model's own error (`ModelLoadError`); the rest of the run goes 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import UserError
@@ -38,11 +41,14 @@ from genarun.run.ray_actor import ModelHost, actor_env, run_effect, unpack
 from genarun.run.ray_placement import (
     ActorNotPlaced,
     Request,
+    driver_threads,
+    gpu_share,
     infeasible,
     not_placed,
     placement_wait,
 )
-from genarun.run.ray_pool import POOL
+from genarun.run.ray_pool import POOL, PooledActor
+from genarun.run.ray_sharing import PER_GPU, AloneGate, actors_placement
 
 if TYPE_CHECKING:
     from genarun.models.base import Invocation, ModelSpec
@@ -86,6 +92,17 @@ def import_ray() -> Any:
     return ray
 
 
+@dataclass
+class Placement:
+    """Where a model's batches go: its pooled actor and what that actor asks Ray for."""
+
+    pooled: PooledActor
+    info_ref: Any  # the actor's `describe(spec)`: ready once the model is loaded there (or None)
+    shared: bool  # the shared actor of models with no GPU and no CPUs of their own
+    request: Request
+    gpu: bool  # a GPU's actor holding every model placed on that GPU (`ray_actors: per-gpu`)
+
+
 class ActorModel:
     """The driver's handle on one model held by an actor, shaped like a loaded model for the
     batcher. Made at once (its actor starting, its model loading); `ready` waits for them."""
@@ -98,12 +115,25 @@ class ActorModel:
         self.info: dict[str, Any] | None = None
         # Its load failed, or its actor could not be placed: no batch will run.
         self.failure: ModelLoadError | ActorNotPlaced | None = None
-        self.actor, self.info_ref, self.shared, self.request = backend.start_actor(spec, device)
-        self.placed = False  # its actor has started (placed on a node with what it asks)
+        self._place(backend.start_actor(spec, device))
         self.max_batch = 0
         # The batcher runs the batch on the actor's stream: the driver itself touches no GPU.
         self.device = None
         self.actor_device: str | None = None
+
+    def _place(self, placement: Placement) -> None:
+        self.placement = placement
+        self.actor = placement.pooled.actor
+        self.info_ref = placement.info_ref
+        self.shared, self.request = placement.shared, placement.request
+        self.placed = False  # its actor has started (placed on a node with what it asks)
+
+    def _gate(self, alone: bool) -> contextlib.AbstractContextManager[None]:
+        """On a GPU's actor: the batch side by side with the other models' or, `alone`, with
+        none in flight there (see `ray_sharing`); elsewhere nothing to wait for."""
+        if not self.placement.gpu:
+            return contextlib.nullcontext()
+        return self.backend.gate(self.placement.pooled.key).hold(alone)
 
     def ready(self) -> ActorModel:
         """Wait until the actor holds the model. An actor that died (found dead when this run
@@ -121,7 +151,11 @@ class ActorModel:
                 try:
                     self._wait_placed()
                     # No time limit once started: a big model may take minutes to load.
-                    self.info = _get(ray, self.info_ref)
+                    if self.info_ref is not None:
+                        self.info = _get(ray, self.info_ref)
+                    else:  # a GPU's new actor, after one died loading: this model loads alone
+                        with self._gate(alone=True):
+                            self.info = _get(ray, self.actor.describe.remote(self.spec))
                 except ray.exceptions.RayActorError as exc:
                     if attempt:
                         self.failure = ModelLoadError(
@@ -132,10 +166,10 @@ class ActorModel:
                         )
                         raise self.failure from None
                     POOL.evict(ray, self.actor)
-                    self.actor, self.info_ref, self.shared, self.request = self.backend.start_actor(
-                        self.spec, self.want_device
-                    )
-                    self.placed = False
+                    # On a GPU's actor the other models' loads died too, and which one took the
+                    # process down is not known: each loads alone in the new one.
+                    gpu = self.placement.gpu
+                    self._place(self.backend.start_actor(self.spec, self.want_device, not gpu))
                 except ActorNotPlaced:
                     raise
                 except Exception as exc:  # the model's own error, raised while loading
@@ -157,10 +191,15 @@ class ActorModel:
         if self.placed:
             return
         ray = self.backend.ray
-        others = [(m.spec.label(), m.request) for m in self.backend.models.actors.values()]
+        others = self.backend.models.requests()
         if self.backend.started_ray and infeasible(ray, self.request):
             # This driver's own Ray: no autoscaler, no node will ever join.
             self._give_up(not_placed(ray, self.spec.label(), self.request, None, others))
+        if POOL.crowded(ray):
+            # This process's actors ask for more than the cluster has: the idle ones (of
+            # earlier executions, for other models or the other `ray_actors` placement) go,
+            # or this one would wait for what they hold.
+            POOL.release_idle(ray)
         wait = placement_wait()
         ready = self.actor.__ray_ready__.remote()
         done, _ = ray.wait([ready], timeout=wait)
@@ -176,11 +215,25 @@ class ActorModel:
         self.failure = error
         raise error
 
-    def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+    def run_alone(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
+        """`run`, with no other model's batch in flight on a GPU's shared actor: the batcher's
+        way for a batch that lost its actor before (see `ray_sharing`)."""
+        return self.run(task, batch, alone=True)
+
+    def run(self, task: str, batch: Sequence[Invocation], alone: bool = False) -> list[Any]:
         ray = self.backend.ray
         try:
-            packed = _get(ray, self.actor.run.remote(self.spec, task, list(batch)))
+            with self._gate(alone):
+                packed = _get(ray, self.actor.run.remote(self.spec, task, list(batch)))
         except ray.exceptions.RayActorError as exc:
+            if self.placement.gpu and not POOL.holds(self.actor):
+                # Ended for good by another model of its GPU (whose load it lost): the GPU's
+                # new actor takes the batch queued again.
+                self.backend.models.forget(self)
+                raise ActorDied(
+                    f"the GPU actor holding model '{self.spec.label()}' died "
+                    f"({type(exc).__name__}); the model moves to the GPU's new actor"
+                ) from None
             if self.shared:
                 # Which of the shared actor's models took it down is not known: each one whose
                 # batch was lost moves to an actor of its own, so a model that keeps crashing
@@ -190,11 +243,13 @@ class ActorModel:
                     f"the shared actor of model '{self.spec.label()}' died "
                     f"({type(exc).__name__}); the model moves to an actor of its own"
                 ) from None
-            back = self._wait_for_restart()
+            with self._gate(alone=True):  # its model loads again alone (it may be what crashed)
+                back = self._wait_for_restart()
             if not back:  # the batch queued again gets a new actor
                 self.backend.models.forget(self)
+            whose = "the GPU actor holding model" if self.placement.gpu else "the actor of model"
             raise ActorDied(
-                f"the actor of model '{self.spec.label()}' died ({type(exc).__name__}); "
+                f"{whose} '{self.spec.label()}' died ({type(exc).__name__}); "
                 + ("Ray restarted it" if back else f"not back after {RESTART_WAIT:.0f} s")
             ) from None
         return [unpack(value) for value in packed]
@@ -240,6 +295,15 @@ class RayModels:
     def get(self, spec: ModelSpec, device: str | None = None) -> ActorModel:
         return self.start(spec, device).ready()
 
+    def requests(self) -> list[tuple[str, Request]]:
+        """What each actor of this execution asks Ray for, named by its models (an actor that
+        several models share counts once)."""
+        by_actor: dict[str, tuple[list[str], Request]] = {}
+        for model in list(self.actors.values()):
+            names, _ = by_actor.setdefault(model.placement.pooled.name, ([], model.request))
+            names.append(model.spec.label())
+        return [("', '".join(names), request) for names, request in by_actor.values()]
+
     def isolate(self, model: ActorModel) -> None:
         """From now on `model`'s spec gets an actor of its own (its shared actor died)."""
         with self.lock:
@@ -258,14 +322,21 @@ class RayModels:
 class RayBackend:
     """A connection to Ray for one experiment's execution: its actors and tasks."""
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(self, address: str | None = None, actors: str | None = None) -> None:
         self.ray = import_ray()
         self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.placement = actors_placement(actors)  # per-model or per-gpu (`ray_sharing`)
         self.models = RayModels(self)
+        # The pooled actors this execution uses (not idle while it runs), by name.
+        self.using: dict[str, PooledActor] = {}
+        self.using_models: dict[tuple[str, str], PooledActor] = {}  # (actor name, model key)
+        self.gates: dict[tuple[Any, ...], AloneGate] = {}
+        self._lock = threading.Lock()
         self._effect_task: Any = None
         self._gpus: float | None = None
         # Models whose shared actor died under them: they get actors of their own.
         self.isolated: set[str] = set()
+        self.cpus_of: dict[str, float] = {}  # each model's `ray_num_cpus`, by model key
         self.started_ray = False  # this driver started Ray itself (no autoscaler)
 
     def connect(self) -> None:
@@ -289,22 +360,44 @@ class RayBackend:
         """Start the actors of every model of the runs at once, their models loading in
         parallel while the driver goes on: the first batch of each then finds its model
         loaded (or loading) instead of starting its actor then, one after another."""
+        if self.placement == PER_GPU:
+            # Largest GPU share first, each to the first GPU it fits (first fit decreasing),
+            # all before any actor starts, so that each GPU's actor asks for its models' CPUs.
+            shares = {spec.key: gpu_share(spec, self._cluster_gpus(), device) for spec in specs}
+            specs = sorted(specs, key=lambda spec: -shares[spec.key])
+            for spec in specs:
+                self.cpus_of[spec.key] = float(spec.executor_options.get("ray_num_cpus", 0))
+            for spec in specs:
+                if 0 < shares[spec.key] <= 1:
+                    POOL.gpu_slot(self.ray, spec.key, shares[spec.key], self._gpu_rest(), _unload)
         for spec in specs:
             self.models.start(spec, device)
 
-    def start_actor(self, spec: ModelSpec, device: str | None) -> tuple[Any, Any, bool, Request]:
-        """The pool's long-lived actor for `spec`'s model (started when there is none), a
-        reference to its `describe(spec)`, which is ready once the model is loaded there,
-        whether the actor is the shared one, and what it asks Ray for.
+    def start_actor(self, spec: ModelSpec, device: str | None, describe: bool = True) -> Placement:
+        """The pool's long-lived actor for `spec`'s model (started when there is none), with a
+        reference to its `describe(spec)` (unless not `describe`), which is ready once the
+        model is loaded there.
 
         A model on a GPU, or given CPUs of its own (`ray_num_cpus`), or whose shared actor
         died under it, gets an actor of its own, restarted by Ray if its process dies; every
         other model goes to the one shared actor for this device and thread count (see
-        `ray_actor`)."""
-        num_gpus = gpu_share(spec, self._cluster_gpus())
+        `ray_actor`). With `ray_actors: per-gpu`, a model on at most one GPU goes to that
+        GPU's actor instead (`ray_sharing`)."""
+        num_gpus = gpu_share(spec, self._cluster_gpus(), device)
         num_cpus = float(spec.executor_options.get("ray_num_cpus", 0))
-        threads = _driver_threads()
+        self.cpus_of[spec.key] = num_cpus
+        threads = driver_threads()
         on = "cuda" if num_gpus else device
+        if self.placement == PER_GPU and 0 < num_gpus <= 1:
+            key = POOL.gpu_slot(self.ray, spec.key, num_gpus, self._gpu_rest(), _unload)
+            cpus = sum(self.cpus_of.get(model, 0.0) for model in POOL.members(key))
+            pooled = POOL.take(
+                self.ray,
+                key,
+                lambda name: self._new_actor(False, on, name, 1.0, cpus, threads),
+                asks=(1.0, cpus),
+            )
+            return self._use(pooled, spec, describe, False, Request(*pooled.asks), gpu=True)
         own = bool(num_gpus or num_cpus) or spec.key in self.isolated
         # Everything that decides what the actor holds and how it computes.
         key = (spec.key if own else "shared", on, num_gpus, num_cpus, threads, os.nice(0))
@@ -312,9 +405,38 @@ class RayBackend:
             self.ray,
             key,
             lambda name: self._new_actor(own, on, name, num_gpus, num_cpus, threads),
+            asks=(num_gpus, num_cpus),
         )
-        request = Request(num_gpus, num_cpus)
-        return pooled.actor, pooled.actor.describe.remote(spec), not own, request
+        return self._use(pooled, spec, describe, not own, Request(num_gpus, num_cpus))
+
+    def _use(
+        self,
+        pooled: PooledActor,
+        spec: ModelSpec,
+        describe: bool,
+        shared: bool,
+        request: Request,
+        gpu: bool = False,
+    ) -> Placement:
+        """`pooled` as `spec`'s actor in this execution (not idle until `close`)."""
+        with self._lock:
+            if pooled.name not in self.using:
+                POOL.use(pooled)
+                self.using[pooled.name] = pooled
+            if (pooled.name, spec.key) not in self.using_models:
+                POOL.use(pooled, spec.key)
+                self.using_models[(pooled.name, spec.key)] = pooled
+        info_ref = pooled.actor.describe.remote(spec) if describe else None
+        return Placement(pooled, info_ref, shared, request, gpu)
+
+    def _gpu_rest(self) -> tuple[Any, ...]:
+        """The key of a GPU's actor past its index: what decides how its models compute."""
+        return ("cuda", driver_threads(), os.nice(0))
+
+    def gate(self, key: tuple[Any, ...]) -> AloneGate:
+        """The gate of the shared GPU actor with pool key `key` (see `ray_sharing`)."""
+        with self._lock:
+            return self.gates.setdefault(key, AloneGate())
 
     def _new_actor(
         self,
@@ -333,8 +455,9 @@ class RayBackend:
             # not hold a tree's 4 models at once, and the run would wait for ever).
             num_cpus=num_cpus,
             max_restarts=-1,
-            # An actor of one model runs one batch at a time; the shared one runs each of its
-            # models' batches on a thread (the batcher sends one batch per model at a time).
+            # An actor of one model runs one batch at a time; a shared one (CPU models, or a
+            # GPU's models) runs each of its models' batches on a thread (the batcher sends one
+            # batch per model at a time).
             max_concurrency=1 if own else SHARED_THREADS,
             runtime_env={"env_vars": actor_env(threads)},
         )
@@ -358,6 +481,19 @@ class RayBackend:
         """The end of this execution: its actors stay in the pool for the next one (Ray ends
         them, and a Ray this process started, when the process exits)."""
         self.models.actors.clear()
+        with self._lock:
+            for pooled in self.using.values():
+                POOL.done(pooled)
+            for (_, model), pooled in self.using_models.items():
+                POOL.done(pooled, model)
+            self.using.clear()
+            self.using_models.clear()
+
+
+def _unload(pooled: PooledActor, models: list[str]) -> None:
+    """Unload `models` (keys) in a GPU's actor: the pool gave their place to another model."""
+    if models:
+        pooled.actor.unload.remote(models)
 
 
 def _get(ray: Any, ref: Any) -> Any:
@@ -371,45 +507,3 @@ def _get(ray: Any, ref: Any) -> Any:
         if isinstance(cause, BaseException):
             raise cause from None
         raise
-
-
-def _driver_threads() -> str:
-    """The intra-op thread count torch uses in this process (without importing it here)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        return str(torch.get_num_threads())
-    return os.environ.get("OMP_NUM_THREADS") or str(len(os.sched_getaffinity(0)))
-
-
-def gpu_share(spec: ModelSpec, cluster_gpus: float) -> float:
-    """The GPUs an actor of `spec` asks for: none for a model that uses no torch or on a
-    cluster without GPUs; else the `ray_num_gpus` option, or a share of one GPU from the
-    model's catalog size (weights x 4 for activations, at least a tenth), or one GPU."""
-    if cluster_gpus <= 0:
-        return 0.0
-    from genarun.plugins import registry
-
-    provider = registry().providers.get(spec.provider)
-    if provider is not None and not provider.uses_torch:
-        return 0.0
-    option = spec.executor_options.get("ray_num_gpus")
-    if option is not None:
-        return float(option)
-    entry = registry().catalog.get(spec.id)
-    size = _bytes(entry.size) if entry is not None else None
-    if size is None:
-        return 1.0
-    return min(1.0, max(0.1, round(size * 4 / (80 * 1024**3), 2)))
-
-
-def _bytes(text: str) -> int | None:
-    units = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-    parts = text.split()
-    if len(parts) != 2 or parts[1] not in units:
-        return None
-    try:
-        return int(float(parts[0]) * units[parts[1]])
-    except ValueError:
-        return None

@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from genarun.models.base import ModelSpec
 
 WAIT_ENV = "GENARUN_RAY_PLACEMENT_TIMEOUT"
 # Long enough for a worker process to start on a busy machine (it took over 30 s on the
@@ -108,3 +111,48 @@ def _amounts(gpus: float, cpus: float) -> str:
 
 def _number(value: float) -> str:
     return f"{value:g}"
+
+
+def driver_threads() -> str:
+    """The intra-op thread count torch uses in this process (without importing it here)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return str(torch.get_num_threads())
+    return os.environ.get("OMP_NUM_THREADS") or str(len(os.sched_getaffinity(0)))
+
+
+def gpu_share(spec: ModelSpec, cluster_gpus: float, device: str | None = None) -> float:
+    """The GPUs an actor of `spec` asks for: none on a cluster without GPUs or when the run's
+    device is not CUDA (`--device cpu`: the local executor would run it on the CPU, and so
+    must the actor, or its outputs would differ); else the `ray_num_gpus` option (for any
+    provider: one may use the GPU without torch); none for a model that uses no torch; else a
+    share of one GPU from the model's catalog size (weights x 4 for activations, at least a
+    tenth), or one GPU."""
+    if cluster_gpus <= 0 or (device and not device.startswith("cuda")):
+        return 0.0
+    option = spec.executor_options.get("ray_num_gpus")
+    if option is not None:
+        return float(option)
+    from genarun.plugins import registry
+
+    provider = registry().providers.get(spec.provider)
+    if provider is not None and not provider.uses_torch:
+        return 0.0
+    entry = registry().catalog.get(spec.id)
+    size = _bytes(entry.size) if entry is not None else None
+    if size is None:
+        return 1.0
+    return min(1.0, max(0.1, round(size * 4 / (80 * 1024**3), 2)))
+
+
+def _bytes(text: str) -> int | None:
+    units = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+    parts = text.split()
+    if len(parts) != 2 or parts[1] not in units:
+        return None
+    try:
+        return int(float(parts[0]) * units[parts[1]])
+    except ValueError:
+        return None

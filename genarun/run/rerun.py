@@ -375,6 +375,10 @@ def resume_runs(
     """Finish interrupted, failed or killed runs in place (same id and folder): finished
     executions are kept, failed and unfinished ones run."""
     options = options or RunOptions()
+    if options.executor == "ray":  # a placement that does not exist: said before anything runs
+        from genarun.run.ray_sharing import actors_placement
+
+        options.ray_actors = actors_placement(options.ray_actors)
     store = Store(db, writing=True)
     try:
         rows = _resumable(store, run_refs, force)

@@ -48,6 +48,10 @@ def run_tree(path: Path | str, options: RunOptions | None = None) -> Outcome:
         from genarun.models.device import pick_device
 
         pick_device(options.device)  # a device that is not here: said before anything runs
+    if options.executor == "ray":  # a placement that does not exist: said before anything runs
+        from genarun.run.ray_sharing import actors_placement
+
+        options.ray_actors = actors_placement(options.ray_actors)
     tree_path = compiled.loaded.path.resolve()
     tree_text = compiled.loaded.doc.text
     tree_hash = hashlib.sha256(tree_text.encode()).hexdigest()
