@@ -203,7 +203,10 @@ class ActorPool:
 
 
 def _job(ray: Any) -> str:
-    return str(ray.get_runtime_context().get_job_id())
+    """This connection: its job and the driver's node. A new local Ray (after `ray.shutdown()`)
+    numbers its jobs from 1 again, so the job id alone named the old one's actors."""
+    context = ray.get_runtime_context()
+    return f"{context.get_job_id()}@{context.get_node_id()}"
 
 
 def _kill(ray: Any, actor: Any) -> None:
