@@ -163,10 +163,17 @@ class GreedySteps:
         self.eos_ids = sorted(eos_ids)
         self.min_new_tokens = min_new_tokens
         self.steps = 0
+        self.banned: Any = None  # eos_ids as an index tensor on the scores' device
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         if self.steps < self.min_new_tokens and self.eos_ids:
-            scores[:, self.eos_ids] = float("-inf")
+            if self.banned is None or self.banned.device != scores.device:
+                import torch
+
+                # Made once: indexing with a Python list copies it to the GPU at every step,
+                # and that copy waits for the step's kernels.
+                self.banned = torch.tensor(self.eos_ids, device=scores.device)
+            scores.index_fill_(1, self.banned, float("-inf"))
         self.steps += 1
         return scores
 

@@ -249,3 +249,25 @@ def test_generation_prints_no_deprecation_warning() -> None:
         str(w.message) for w in caught if issubclass(w.category, DeprecationWarning | FutureWarning)
     ]
     assert deprecations == []
+
+
+def test_greedy_steps_ban_end_tokens_until_the_minimum_then_leave_scores_alone() -> None:
+    """The greedy processor holds its banned ids as one tensor on the scores' device, made at
+    the first step (a Python list index is copied to the GPU, and waited for, at every step)."""
+    import torch
+
+    from genarun.models.sampling import GreedySteps
+
+    steps = GreedySteps({2, 7}, min_new_tokens=2)
+    seen = []
+    for step in range(4):
+        scores = torch.arange(20, dtype=torch.float32).reshape(2, 10)
+        out = steps(torch.zeros(2, 1, dtype=torch.long), scores.clone())
+        banned = torch.isinf(out)
+        expected = torch.zeros_like(banned)
+        if step < 2:
+            expected[:, [2, 7]] = True
+        assert torch.equal(banned, expected)
+        assert torch.equal(out[~banned], scores[~banned])
+        seen.append(steps.banned)
+    assert steps.steps == 4 and seen[0] is seen[1] is seen[3]
