@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 from typing import Any
 
 import numpy as np
 
-# holos's reduction can run on several threads (the same diagram at any count); on this
-# project's shared 2-core machines two threads took as much CPU and more wall time than one
-# (bench/RESULTS.md), so one, like gudhi's kernel.
-_THREADS = 1
+# holos's reduction runs on threads (the same diagram at any count): on a 1,000-step walk two
+# threads took the CPU of one, split evenly (4.0 + 4.0 s against 7.7-9.0 s on one), so it runs
+# on every core this process may use. None: ask the OS at each call.
+_THREADS: int | None = None
+
+
+def _threads() -> int:
+    if _THREADS is not None:
+        return _THREADS
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def holos_kernel() -> Any:
@@ -48,7 +58,7 @@ def holos_kernel() -> Any:
             max_dimension,
             float(np.float32(max_edge_length)),
             modulus=homology_coeff_field,
-            threads=_THREADS,
+            threads=_threads(),
         )
         pairs: list[list[tuple[float, float]]] = [[] for _ in range(max_dimension + 1)]
         for dim, birth, death in rows:

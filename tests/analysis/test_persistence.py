@@ -556,8 +556,9 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 @HOLOS
 def test_auto_takes_holos_for_h2_and_gudhi_below(monkeypatch: pytest.MonkeyPatch) -> None:
     """holos-tda's kernel took 25-40 % less CPU than gudhi's at H2 on random walks, and was no
-    faster at H0/H1 (bench/RESULTS.md); without gudhi it serves every dimension."""
-    from genarun.analysis import persistence
+    faster at H0/H1 (bench/RESULTS.md); without gudhi it serves every dimension, on any number
+    of threads with the same diagrams."""
+    from genarun.analysis import _holos, persistence
 
     gudhi = persistence._gudhi_kernel()
     assert persistence._dense_kernel("auto", 2).__module__ == "genarun.analysis._holos"
@@ -566,6 +567,7 @@ def test_auto_takes_holos_for_h2_and_gudhi_below(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(persistence, "_gudhi_kernel", lambda: None)
     assert persistence._dense_kernel("auto", 1).__module__ == "genarun.analysis._holos"
     points = sphere_walk(60, 64, 3)
-    assert persistence_diagrams(points, maxdim=2) == persistence_diagrams(
-        points, maxdim=2, engine="ripser"
-    )
+    reference = persistence_diagrams(points, maxdim=2, engine="ripser")
+    for threads in (1, 3, None):  # None: every core the process may use
+        monkeypatch.setattr(_holos, "_THREADS", threads)
+        assert persistence_diagrams(points, maxdim=2) == reference
