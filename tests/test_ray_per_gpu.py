@@ -217,9 +217,14 @@ def test_a_failing_node_fails_alone_on_a_shared_gpu(
 @pytest.mark.slow  # the GPU actor's process dies and restarts 5-8 times: 30-90 s when busy
 def test_a_model_that_keeps_crashing_the_gpu_actor_fails_alone(cluster: str, workdir: Path) -> None:
     # `bad` ends the process on every call (as a CUDA error can) that `good`'s batches share
-    # with per-gpu. Each lost batch runs again alone there, so `good` never loses a batch
-    # twice; `bad`'s one input fails alone once it has ended the process 4 times.
+    # with per-gpu; `good` is slow, so its batches are in flight when `bad` crashes. Each lost
+    # batch runs again alone there, so `good` loses a batch once; `bad`'s one input fails
+    # alone once it has ended the process 4 times. (Side by side, `good`'s batches were lost
+    # at each of the 4 crashes, and its inputs failed too.)
     tree, _ = gpu_fault_tree(workdir, '{crash_on: "a title", ray_num_gpus: 0.5}')
+    tree.write_text(
+        tree.read_text().replace("{ray_num_gpus: 0.5}}", "{ray_num_gpus: 0.5, delay: 0.2}}")
+    )
     db = workdir / "genarun.db"
     outcome = run_tree(tree, RunOptions(executor="ray", ray_actors="per-gpu"))
     check_failed_alone(db, outcome, reason="died 4 times")
