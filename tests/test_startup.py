@@ -205,3 +205,26 @@ def test_the_host_a_run_claims_from_is_the_socket_modules_host_name() -> None:
     from genarun.store.processes import host_name
 
     assert host_name() == socket.gethostname()
+
+
+def test_in_the_genarun_process_what_modules_make_while_loading_is_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In the genarun process (cli._LazyGroup.__call__), what a command's modules make while
+    they load lives as long as the process: frozen when they have loaded, no collection walks it
+    (each one that a later allocation set off did, once for every object). A caller of `main`
+    (CliRunner, these tests) keeps collecting as before."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    made: list[list[int]] = []
+    with cli.collection_paused():
+        made += [[] for _ in range(1000)]
+    assert gc.get_freeze_count() == 0  # not the genarun process
+    monkeypatch.setattr(cli, "_process_entry", True)
+    try:
+        with cli.collection_paused():
+            made += [[] for _ in range(1000)]
+        assert gc.get_freeze_count() >= len(made)
+    finally:
+        gc.unfreeze()

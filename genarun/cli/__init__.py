@@ -64,7 +64,8 @@ def collection_paused() -> Iterator[None]:
     """Imports make classes, functions and schemas that live as long as the process, and next to
     no garbage; their allocations trigger the cyclic collector again and again, each pass
     walking the growing heap of them for nothing (about 3 % of a one-node run's instructions).
-    Collection is paused while a command's modules load, and resumes as it was after."""
+    Collection is paused while a command's modules load, and resumes as it was after; in the
+    genarun process what they made is frozen first (see _LazyGroup.__call__)."""
     if not gc.isenabled():
         yield
         return
@@ -72,7 +73,14 @@ def collection_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if _process_entry:
+            gc.freeze()  # see _LazyGroup.__call__
         gc.enable()
+
+
+# Whether this process is the `genarun` command (the script, `python -m genarun`), not a caller
+# of `main` (CliRunner, tests): set by _LazyGroup.__call__.
+_process_entry = False
 
 
 class _LazyGroup(click.Group):
@@ -85,6 +93,12 @@ class _LazyGroup(click.Group):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The process's entry (the `genarun` script, `python -m genarun`; CliRunner calls
         `main`, not this): the command runs, then the process ends."""
+        # What exists now (click, this module) and what the command's modules make while they
+        # load (collection_paused) lives as long as the process: frozen, the collector never
+        # walks it, where each collection that a later allocation set off walked it again.
+        global _process_entry
+        _process_entry = True
+        gc.freeze()
         try:
             return self.main(*args, **kwargs)
         finally:
