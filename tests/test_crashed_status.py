@@ -117,3 +117,51 @@ def test_every_surface_says_crashed_after_kill_9(workdir: Path, cli: Callable[..
     # the live stream ends (it waited forever for rows a dead process never writes)
     events = client.get(f"/api/v1/runs/{run_id}/events").text
     assert 'event: end\ndata: {"status": "crashed"}' in events
+
+
+def _run_held_by_another_host(workdir: Path, cli: Callable[..., Result], beat: float | None) -> str:
+    """A run stored as running by a process on another host (a database on a shared disk):
+    its pid cannot be looked at from here, only its heartbeat."""
+    (workdir / "tree.yaml").write_text(TREE.replace("delay: 0.4", "delay: 0"))
+    assert cli("run", "tree.yaml", "-q").exit_code == 0
+    with sqlite3.connect(workdir / "genarun.db") as conn:
+        conn.execute(
+            "UPDATE runs SET status = 'running', ended = NULL, pid = 4242, "
+            "host = 'gpu-box-7.example', heartbeat = ?",
+            (beat,),
+        )
+        (run_id,) = conn.execute("SELECT id FROM runs").fetchone()
+    return str(run_id)
+
+
+def test_a_run_whose_other_host_went_quiet_is_crashed(
+    workdir: Path, cli: Callable[..., Result]
+) -> None:
+    """Another host's run whose heartbeat stopped (kill -9 or a lost machine there) is crashed
+    on every surface, as a killed run of this host is: it said `running` forever."""
+    run_id = _run_held_by_another_host(workdir, cli, time.time() - 3600)
+    assert [r["status"] for r in json.loads(cli("runs", "list", "--json").output)] == ["crashed"]
+    status = next(ln for ln in cli("runs", "show", "latest").output.splitlines() if "status" in ln)
+    assert "crashed" in status and f"genarun resume {run_id[:8]}" in status
+    client = app_client(workdir / "genarun.db")
+    assert client.get(f"/api/v1/runs/{run_id[:8]}").json()["status"] == "crashed"
+    assert client.get("/api/v1/runs", params={"status": "running"}).json() == {"runs": []}
+    events = client.get(f"/api/v1/runs/{run_id}/events").text
+    assert 'event: end\ndata: {"status": "crashed"}' in events
+
+
+def test_a_live_run_of_another_host_says_whose_word_running_is(
+    workdir: Path, cli: Callable[..., Result]
+) -> None:
+    """A fresh heartbeat (or none, from an older genarun) keeps `running`, and `runs show`
+    says it is another host's process, which this one cannot look at."""
+    for beat in (time.time(), None):
+        run_id = _run_held_by_another_host(workdir, cli, beat)
+        assert [r["status"] for r in json.loads(cli("runs", "list", "--json").output)] == [
+            "running"
+        ]
+        shown = cli("runs", "show", run_id[:8]).output
+        status = next(ln for ln in shown.splitlines() if ln.startswith("status"))
+        assert "running (on host gpu-box-7.example, process 4242" in status, status
+        assert ("last heartbeat" in status) == (beat is not None), status
+        (workdir / "genarun.db").unlink()

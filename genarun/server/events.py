@@ -43,7 +43,9 @@ def _read(store: Any, run_id: str, after: int) -> tuple[list[tuple[Any, ...]], s
 
     conn = store.conn
     run = (
-        conn.exec_driver_sql("SELECT status, pid, host FROM runs WHERE id = ?", (run_id,))
+        conn.exec_driver_sql(
+            "SELECT status, pid, host, heartbeat FROM runs WHERE id = ?", (run_id,)
+        )
         .mappings()
         .first()
     )

@@ -18,13 +18,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import StoreError
-from genarun.store.processes import host_name, process_alive
+from genarun.store.processes import holder_alive, host_name
 
 if TYPE_CHECKING:
     from genarun.store.db import Store
 
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a process that runs runs
-STALE_AFTER = 60.0  # a claim whose heartbeat is older, on a host we cannot check, is stale
 
 
 class RunClaimed(StoreError):
@@ -34,17 +33,6 @@ class RunClaimed(StoreError):
 def identity() -> dict[str, Any]:
     """This process's claim values, stored on the runs it runs."""
     return {"pid": os.getpid(), "host": host_name(), "heartbeat": time.time()}
-
-
-def holder_alive(row: dict[str, Any]) -> bool | None:
-    """Whether the process that claimed a running run still runs it; None: cannot be told."""
-    alive = process_alive(row)
-    if alive is not None:
-        return alive
-    beat = row.get("heartbeat")
-    if beat is None:  # claimed by a genarun without heartbeats, on another host
-        return None
-    return bool(time.time() - beat < STALE_AFTER)
 
 
 def describe_holder(row: dict[str, Any]) -> str:

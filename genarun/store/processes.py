@@ -1,8 +1,10 @@
-"""Whether the process that runs a run is still alive (runs store their pid and host)."""
+"""Whether the process that runs a run is still alive (runs store their pid, host and a
+heartbeat that the running process refreshes: store/claims.py)."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +39,33 @@ def process_alive(run: dict[str, Any]) -> bool | None:
         return True
 
 
+STALE_AFTER = 60.0  # a claim whose heartbeat is older, on a host we cannot check, is stale
+
+
+def holder_alive(run: dict[str, Any]) -> bool | None:
+    """Whether the process that claimed a running run still runs it; None: cannot be told.
+
+    On this host the pid says it; on another host (a shared database on a network disk, a
+    copied file) the heartbeat does, which a live run refreshes every few seconds."""
+    alive = process_alive(run)
+    if alive is not None:
+        return alive
+    beat = run.get("heartbeat")
+    if beat is None:  # claimed by a genarun without heartbeats, on another host
+        return None
+    return bool(time.time() - beat < STALE_AFTER)
+
+
 # Every status a run is shown with (`crashed` is never stored: display_status derives it).
 RUN_STATUSES = ("running", "crashed", "completed", "failed", "interrupted", "waiting")
 
 
 def display_status(run: dict[str, Any]) -> str:
-    """The stored status, or `crashed` for a run marked running whose process is gone.
+    """The stored status, or `crashed` for a run marked running whose process is gone: its pid
+    on this host, or its heartbeat gone quiet on another host (holder_alive).
 
     The one place a run's shown status comes from: `runs list`/`show` (text and --json), the
     API and the pages all call it, so none of them can say `running` for a killed run."""
-    if run.get("status") == "running" and process_alive(run) is False:
+    if run.get("status") == "running" and holder_alive(run) is False:
         return "crashed"
     return run.get("status") or ""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from genarun.store.db import iso
-from genarun.store.processes import display_status
+from genarun.store.processes import display_status, process_alive
 
 
 def _index(path_json: str | None) -> str:
@@ -158,6 +159,11 @@ def _status_text(run: dict[str, Any]) -> str:
         return (
             f"crashed (stored as running, but its process is gone: genarun resume {run['id'][:8]})"
         )
+    if status == "running" and process_alive(run) is None and run.get("host"):
+        # Another host's process cannot be looked at from here: say whose word `running` is.
+        beat = run.get("heartbeat")
+        seen = f", last heartbeat {max(0, round(time.time() - beat))} s ago" if beat else ""
+        return f"running (on host {run['host']}, process {run.get('pid')}{seen})"
     return status
 
 
