@@ -120,3 +120,87 @@ def test_estimate_of_a_bad_tree_is_a_user_error(workdir: Path, cli: Callable[...
     result = cli("estimate", "tree.yaml")
     assert result.exit_code == 2
     assert "tree.yaml" in result.output and "Traceback" not in result.output
+
+
+KNOWN_LISTS = """\
+genarun: 1
+name: known-lists
+seed: 5
+vars:
+  subject: lizards
+models:
+  w: {provider: dummy, id: dummy}
+nodes:
+  - id: plan
+    kind: template
+    parse: yaml
+    text: |
+      - Feeding
+      - Housing
+      - Handling
+    children:
+      - id: article
+        kind: generate
+        foreach: plan
+        as: title
+        model: w
+        prompt: "Write {{ title }}"
+        children:
+          - id: section
+            kind: template
+            foreach: "{{ sizes }}"
+            text: "{{ title }} {{ item }}"
+  - id: sizes
+    kind: template
+    parse: json
+    text: '["s", "m"]'
+  - id: firsts
+    kind: template
+    foreach: "{{ plan[:2] }}"
+    text: "{{ item }}"
+  - id: lines
+    kind: template
+    parse: lines
+    text: "one\\ntwo\\n\\nthree\\nfour"
+    children:
+      - id: per_line
+        kind: template
+        foreach: lines
+        text: "{{ item }}"
+  - id: picked
+    kind: template
+    parse: lines
+    text: "a\\n[b | b\\nc]"
+  - id: per_pick
+    kind: template
+    foreach: picked
+    text: "{{ item }}"
+  - id: reads
+    kind: template
+    parse: lines
+    text: "{{ subject }}\\nx"
+  - id: per_read
+    kind: template
+    foreach: reads
+    text: "{{ item }}"
+"""
+
+
+def test_estimate_counts_a_foreach_over_a_template_known_before_the_run(
+    workdir: Path, cli: Callable[..., Result]
+) -> None:
+    """A foreach over a template whose text reads nothing and draws no pick (its output is
+    known before the run: yaml, json, lines, an expression over it, nested loops) is counted,
+    and the count is the run's; one that draws a pick or reads a var stays unknown."""
+    (workdir / "tree.yaml").write_text(KNOWN_LISTS)
+    rows = _estimate(cli)
+    assert cli("run", "tree.yaml").exit_code == 0
+    ran: dict[str, int] = {}
+    for row in _executions(workdir):
+        ran[row["node_id"]] = ran.get(row["node_id"], 0) + 1
+    counted = ("plan", "article", "section", "sizes", "firsts", "lines", "per_line")
+    assert {n: rows[n]["planned"] for n in counted} == {n: ran[n] for n in counted}
+    assert (ran["article"], ran["section"], ran["firsts"], ran["per_line"]) == (3, 6, 2, 4)
+    assert all(rows[n]["planned_from"] == "tree" for n in counted)
+    # A pick may change the list's length, a var may be set with --set: not known beforehand.
+    assert rows["per_pick"]["planned"] is None and rows["per_read"]["planned"] is None

@@ -63,25 +63,64 @@ class NodeEstimate:
         return out
 
 
-def _constant(compiled: Compiled | None) -> tuple[bool, Any]:
-    """(True, value) for a field that reads nothing (a literal, `range(3)`), else (False, None)."""
+def _constant(compiled: Compiled | None, known: dict[str, Any] | None = None) -> tuple[bool, Any]:
+    """(True, value) for a field that reads nothing (a literal, `range(3)`) or only outputs
+    known before the run (`known`: _known_outputs), else (False, None)."""
     if compiled is None:
         return True, None
-    if compiled.names:
+    if not compiled.names <= (known or {}).keys():
         return False, None
+    drawn: list[Any] = []
     try:
-        return True, compiled.evaluate({}, None, [])
-    except Exception:  # a random pick or anything needing a run: not known beforehand
+        value = compiled.evaluate({n: (known or {})[n] for n in compiled.names}, None, drawn)
+    except Exception:  # anything needing a run: not known beforehand
         return False, None
+    # A random pick drew from a fresh generator: the run draws from its seed, maybe otherwise.
+    return (False, None) if drawn else (True, value)
 
 
-def _static_size(tree: CompiledTree, node: CompiledNode) -> int | None:
+def _known_outputs(tree: CompiledTree) -> dict[str, Any]:
+    """The outputs a run is sure to give, known before it: a `template` node outside any
+    foreach and `when` whose text reads nothing and draws no pick renders to itself, parsed as
+    the run parses it. A foreach over one (`foreach: plan`, `foreach: "{{ plan[:2] }}"`) has a
+    size known before the run."""
+    from genarun.nodes.base import parse_output
+
+    # A var or matrix value of the same name would be what a foreach reads, not the node.
+    shadowed = {name for name, _ in tree.tree_vars} | set(tree.matrix) | set(tree.overrides)
+    known: dict[str, Any] = {}
+    for node_id, node in tree.nodes.items():
+        lineage = [tree.nodes[a] for a in node.ancestors] + [node]
+        if (
+            node.kind.name != "template"
+            or node_id in shadowed
+            or node.loops
+            or any(n.when is not None or n.skip_reason is not None for n in lineage)
+        ):
+            continue
+        has_text, text = _constant(node.params.get("text"))
+        has_parse, parse = _constant(node.params.get("parse"))
+        if not (has_text and has_parse):
+            continue
+        try:
+            known[node_id] = parse_output(text, parse or "text") if isinstance(text, str) else text
+        except Exception:  # text the run would fail to parse: its node fails, nothing is known
+            continue
+    return known
+
+
+def _static_size(tree: CompiledTree, node: CompiledNode, known: dict[str, Any]) -> int | None:
     """Executions of `node` in one run when every foreach above it (and its own) has a size
     known before the run; None otherwise."""
     size = 1
     for loop in node.loops:
-        known, items = _constant(tree.nodes[loop].foreach)
-        if not known or not isinstance(items, list | tuple | range | dict):
+        looped = tree.nodes[loop]
+        # Names the loop's own scope binds (vars above it, items of outer loops) are not nodes.
+        bound = {name for a in (*looped.ancestors, loop) for name, _ in tree.nodes[a].vars}
+        bound |= {tree.nodes[outer].item_name for outer in looped.loops if outer != loop}
+        usable = {k: v for k, v in known.items() if k not in bound}
+        found, items = _constant(looped.foreach, usable)
+        if not found or not isinstance(items, list | tuple | range | dict):
             return None
         size *= len(items)
     return size
@@ -139,11 +178,12 @@ def estimate(
         and run_count == 1
     )
     out = []
+    known = _known_outputs(compiled)
     for node_id, node in compiled.nodes.items():
         if node.skip_reason is not None:
             continue
         mine = [r for r in last_rows if r["node_id"] == node_id]
-        size = _static_size(compiled, node)
+        size = _static_size(compiled, node, known)
         if size is not None:
             planned, source = size * run_count, "tree"
         elif last is not None:
