@@ -63,9 +63,13 @@ class NodeEstimate:
         return out
 
 
-def _constant(compiled: Compiled | None, known: dict[str, Any] | None = None) -> tuple[bool, Any]:
+def _constant(
+    compiled: Compiled | None, known: dict[str, Any] | None = None, *, picks: bool = True
+) -> tuple[bool, Any]:
     """(True, value) for a field that reads nothing (a literal, `range(3)`) or only outputs
-    known before the run (`known`: _known_outputs), else (False, None)."""
+    known before the run (`known`: _known_outputs), else (False, None). With `picks` False, a
+    value that draws a random pick is not known either (a pick in a text can change its lines;
+    in a literal list, `["[a | b]", c]`, it leaves the length alone)."""
     if compiled is None:
         return True, None
     if not compiled.names <= (known or {}).keys():
@@ -75,8 +79,7 @@ def _constant(compiled: Compiled | None, known: dict[str, Any] | None = None) ->
         value = compiled.evaluate({n: (known or {})[n] for n in compiled.names}, None, drawn)
     except Exception:  # anything needing a run: not known beforehand
         return False, None
-    # A random pick drew from a fresh generator: the run draws from its seed, maybe otherwise.
-    return (False, None) if drawn else (True, value)
+    return (False, None) if drawn and not picks else (True, value)
 
 
 def _known_outputs(tree: CompiledTree) -> dict[str, Any]:
@@ -98,7 +101,7 @@ def _known_outputs(tree: CompiledTree) -> dict[str, Any]:
             or any(n.when is not None or n.skip_reason is not None for n in lineage)
         ):
             continue
-        has_text, text = _constant(node.params.get("text"))
+        has_text, text = _constant(node.params.get("text"), picks=False)
         has_parse, parse = _constant(node.params.get("parse"))
         if not (has_text and has_parse):
             continue
