@@ -71,7 +71,7 @@ def examine(store: Store) -> list[Finding]:
 
 # --- checks -----------------------------------------------------------------------------------
 def _dead_runs(runs_by_id: dict[str, dict[str, Any]]) -> list[Finding]:
-    from genarun.store.claims import holder_alive
+    from genarun.store.processes import holder_alive
 
     out = []
     for run in runs_by_id.values():

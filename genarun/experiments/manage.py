@@ -109,8 +109,9 @@ class Deletion:
 
 def plan_deletion(store: Store, experiment: dict[str, Any]) -> Deletion:
     """What deleting an experiment removes; a run still running (its process alive) refuses."""
-    from genarun.store.claims import describe_holder, holder_alive
+    from genarun.store.claims import describe_holder
     from genarun.store.folders import is_output_folder
+    from genarun.store.processes import holder_alive
 
     owned = store.runs_of_experiment(experiment["id"])
     for run in owned:

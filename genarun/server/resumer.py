@@ -85,8 +85,8 @@ class Resumer:
 
     def _run_state(self, run_id: str) -> str:
         """waiting: resumable now; held: a live process runs it; other: nothing to do."""
-        from genarun.store.claims import holder_alive
         from genarun.store.db import Store
+        from genarun.store.processes import holder_alive
 
         store = Store(self.db)
         try:
