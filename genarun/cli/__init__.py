@@ -109,11 +109,15 @@ class _LazyGroup(click.Group):
             gc.freeze()
 
     def _load(self, modules: tuple[str, ...]) -> None:
-        for name in modules:
-            if name not in self._loaded:
-                self._loaded.add(name)
-                with collection_paused():
-                    importlib.import_module(f"genarun.cli.{name}").register(self)
+        fresh = [name for name in modules if name not in self._loaded]
+        for name in fresh:
+            self._loaded.add(name)
+            with collection_paused():
+                importlib.import_module(f"genarun.cli.{name}").register(self)
+        if fresh:
+            from genarun.cli.examples import attach
+
+            attach(self)  # each command's --help ends with examples (cli/examples.py)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         self._load(COMMANDS.get(cmd_name, MODULES))  # a group or an unknown name: all

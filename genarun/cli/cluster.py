@@ -40,7 +40,13 @@ def cluster() -> None:
     metavar="MODEL",
     help="Only this embedding model (repeatable).",
 )
-@click.option("--min-cluster-size", type=click.IntRange(2), default=5, show_default=True)
+@click.option(
+    "--min-cluster-size",
+    type=click.IntRange(2),
+    default=5,
+    show_default=True,
+    help="Fewest steps a cluster holds (HDBSCAN); smaller steps are noise.",
+)
 @click.option(
     "--min-samples",
     type=click.IntRange(1),
@@ -127,7 +133,7 @@ def cluster_list(db: Path | None, limit: int) -> None:
 @cluster.command("show")
 @click.argument("ref", metavar="CLUSTERING")
 @db_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="The clustering as JSON.")
 @handle_errors
 def cluster_show(ref: str, db: Path | None, as_json: bool) -> None:
     """A clustering (id, prefix or `latest`): method, every cluster with its medoid output, and
@@ -195,7 +201,12 @@ def cluster_delete(ref: str, db: Path | None) -> None:
 
 @cluster.command("plots")
 @click.argument("ref", metavar="CLUSTERING")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the PNG files and their CSVs.",
+)
 @db_option
 @handle_errors
 def cluster_plots(ref: str, out: Path, db: Path | None) -> None:

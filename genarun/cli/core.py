@@ -175,7 +175,13 @@ def run(
 
 @click.command()
 @click.argument("trees", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a var or fix a matrix key, as `run` would.",
+)
 @max_runs_option
 @handle_errors
 def validate(trees: tuple[Path, ...], sets: tuple[str, ...], max_runs: int) -> None:
@@ -220,6 +226,7 @@ def validate(trees: tuple[Path, ...], sets: tuple[str, ...], max_runs: int) -> N
     type=click.Choice(["text", "mermaid", "both"]),
     default="both",
     show_default=True,
+    help="Indented text, a Mermaid flowchart (for Markdown), or both.",
 )
 @handle_errors
 def graph(tree: Path, fmt: str) -> None:

@@ -137,7 +137,12 @@ def _f(x: float, digits: int = 4) -> str:
     show_default=True,
     help="PELT's penalty: higher finds fewer changes.",
 )
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Every change point as CSV.",
+)
 @handle_errors
 def dynamics_changes(
     refs: tuple[str, ...], db: Path | None, model: str | None, penalty: float, csv_path: Path | None
@@ -175,8 +180,16 @@ def dynamics_changes(
 @click.option(
     "--step", type=click.IntRange(0), default=0, show_default=True, help="The step regenerated."
 )
-@click.option("--seeds", type=click.IntRange(2, 256), default=8, show_default=True)
-@click.option("--device", type=DeviceType())
+@click.option(
+    "--seeds",
+    type=click.IntRange(2, 256),
+    default=8,
+    show_default=True,
+    help="How many seeds the step is regenerated with.",
+)
+@click.option(
+    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     "--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a var or fix a matrix key."
 )
 @click.option("--no-cache", is_flag=True, help="Estimate a run that reuses nothing.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One object per node, as JSON.")
 @db_option
 @handle_errors
 def estimate(

@@ -50,7 +50,7 @@ def experiments_list(db: Path | None, limit: int) -> None:
 @experiments.command("show")
 @click.argument("ref", metavar="EXPERIMENT")
 @db_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="The progress and runs as JSON.")
 @handle_errors
 def experiments_show(ref: str, db: Path | None, as_json: bool) -> None:
     """An experiment (id, unique prefix or `latest`): progress of invocations, embeddings and
@@ -140,6 +140,7 @@ def tda_compute(
     type=click.Choice(["wasserstein", "bottleneck", "both"]),
     default="both",
     show_default=True,
+    help="Which distance: Wasserstein (p=1), bottleneck, or a matrix of each.",
 )
 @click.option(
     "--csv",
@@ -253,7 +254,13 @@ def tda_compare(
     help="Folder for the PNG files.",
 )
 @db_option
-@click.option("--maxdim", type=click.IntRange(0, 3), default=1, show_default=True)
+@click.option(
+    "--maxdim",
+    type=click.IntRange(0, 3),
+    default=1,
+    show_default=True,
+    help="Highest homology dimension plotted.",
+)
 @click.option(
     "--drift",
     type=click.Choice(["cosine", "euclidean"]),
@@ -305,9 +312,15 @@ def export() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("exported-images"),
     show_default=True,
+    help="Folder for the images.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "jpeg", "webp"]),
+    default="png",
+    show_default=True,
+    help="Image file format (the metadata goes into each).",
 )
 @click.option(
     "--every",
@@ -350,9 +363,15 @@ def export_images(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("exported-data"),
     show_default=True,
+    help="Folder for the tables.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    default="parquet",
+    show_default=True,
+    help="Parquet or CSV files (both written with pyarrow: genarun[data]).",
 )
 @db_option
 @handle_errors

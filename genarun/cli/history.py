@@ -109,7 +109,13 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
 @click.option(
     "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
 )
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=16,
+    show_default=True,
+    help="Most invocations sent to a model at once.",
+)
 @verbosity_options
 @handle_errors
 def rerun(
@@ -213,7 +219,13 @@ def _echo_seeds(state: Any, label: str = "") -> None:
 @click.option(
     "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
 )
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=16,
+    show_default=True,
+    help="Most invocations sent to a model at once.",
+)
 @click.option(
     "--budget",
     type=float,

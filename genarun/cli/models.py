@@ -15,7 +15,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="The catalog as JSON.")
 @handle_errors
 def models_list(as_json: bool) -> None:
     """Name, provider, task, source, size, pinned revision, size on disk in the Hugging Face

@@ -18,7 +18,7 @@ def runs() -> None:
 @runs.command("list")
 @db_option
 @limit_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="The runs as JSON.")
 @handle_errors
 def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
     """The newest runs in the database."""

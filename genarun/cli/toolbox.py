@@ -112,7 +112,13 @@ def doctor(db: Path | None, fix: bool, as_json: bool) -> None:
     help="The embedding model (catalog name, id, or the runs' alias).",
 )
 @db_option
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=32,
+    show_default=True,
+    help="Most outputs sent to the embedding model at once.",
+)
 @click.option(
     "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
 )
@@ -226,7 +232,13 @@ every_option = click.option(
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The MP4 file."
 )
-@click.option("--fps", type=click.FloatRange(0.1, 120), default=10.0, show_default=True)
+@click.option(
+    "--fps",
+    type=click.FloatRange(0.1, 120),
+    default=10.0,
+    show_default=True,
+    help="Frames (trajectory steps) per second.",
+)
 @tile_option
 @click.option(
     "--columns", type=click.IntRange(1), help="Trajectories per row (default: a square grid)."
