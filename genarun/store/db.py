@@ -75,6 +75,18 @@ def default_db_path() -> Path:
     return Path(os.environ.get("GENARUN_DB") or "genarun.db")
 
 
+def _database_above(path: Path) -> str | None:
+    """The nearest file named like `path` (relative) in a folder above this one, as a path
+    from here: a tree run at a project's root keeps its runs in the root's genarun.db, and
+    `cd`-ing into the tree's folder is the usual next step."""
+    here = Path.cwd()
+    for folder in here.parents:
+        candidate = folder / path
+        if candidate.is_file():
+            return os.path.relpath(candidate, here)
+    return None
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -157,9 +169,13 @@ class Store:
         path = Path(db_path) if db_path else default_db_path()
         if str(path) != ":memory:" and not path.is_file():
             where = "" if path.is_absolute() else f" (in {Path.cwd()})"
-            raise StoreError(
-                f"no database at {path}{where}: run a tree first, or point at one with --db or $GENARUN_DB"
+            found = None if path.is_absolute() else _database_above(path)
+            fix = (
+                f"the nearest is {found}, in a folder above: add --db {found}"
+                if found
+                else "run a tree first, or point at one with --db or $GENARUN_DB"
             )
+            raise StoreError(f"no database at {path}{where}: {fix}")
         return cls(path)
 
     @property
