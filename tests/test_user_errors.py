@@ -5,6 +5,8 @@ and no traceback: failed lookups in templates, unknown Jinja tests and filters, 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -500,3 +502,54 @@ def test_a_command_run_below_the_database_names_the_one_above(
     # and the --db it names reaches the runs (a completed run: resume has nothing to do)
     again = cli(*args, "--db", "../../genarun.db").output
     assert "no database" not in again and ("nothing to resume" in again or "error" not in again)
+
+
+WITH_DB_TREE = """\
+genarun: 1
+name: elsewhere
+nodes:
+  - id: obj
+    kind: template
+    parse: json
+    text: '{"a": 1}'
+    children:
+      - id: use
+        kind: template
+        text: "{{ obj.b }}"
+  - id: pick
+    kind: human
+    ask: choice
+    question: Which?
+    options: [x, y]
+"""
+
+
+def test_hints_to_type_next_carry_the_db_the_command_was_given(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    """With --db, every `genarun resume/answer/runs ...` a message tells the user to type next
+    carries the same --db (the failure of a run, the inbox, a run not found): copied without
+    it, the command looked in ./genarun.db and found no such run."""
+    (workdir / "tree.yaml").write_text(WITH_DB_TREE)
+    db = "other dir/runs.db"  # quoted where it is printed
+    (workdir / "other dir").mkdir()
+    failed = cli("run", "tree.yaml", "--db", db)
+    assert failed.exit_code == 1, failed.output
+    inbox = cli("inbox", "--db", db)
+    missing = cli("resume", "zzzz", "--db", db)
+    hints = [
+        hint
+        for result in (failed, inbox, missing)
+        for hint in re.findall(r"genarun (?:resume|answer|runs list)[^;`\n]*", result.output)
+    ]
+    assert len(hints) >= 3, [failed.output, inbox.output, missing.output]
+    assert (
+        "genarun answer " in inbox.output and "pick VALUE --db 'other dir/runs.db'" in inbox.output
+    )
+    assert all("--db 'other dir/runs.db'" in hint for hint in hints), hints
+    # and the hint works as printed (the run's failure names the resume that finishes it)
+    resume = next(h for h in hints if h.startswith("genarun resume "))
+    args = shlex.split(resume.split(" runs what failed")[0])[1:]
+    again = cli(*args)
+    assert "no run" not in again.output and "no database" not in again.output, again.output
+    assert not (workdir / "genarun.db").exists()

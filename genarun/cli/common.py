@@ -7,6 +7,7 @@ import functools
 import gc
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,24 @@ def startup_objects_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
+# A command that a message tells the user to type next, with the run or experiment ids (or
+# `latest`) that follow it: the database they are in must go with it.
+_HINT = re.compile(
+    r"\bgenarun (?:answer (?:[0-9a-f]{4,32}|latest) \S+ VALUE"
+    r"|(?:resume|rerun|answer|hook-url|inbox|doctor|runs (?:show|list|pause|unpause)"
+    r"|experiments (?:show|list)|tda compute)(?: (?:[0-9a-f]{4,32}|latest)\b)*)"
+)
+
+
+def with_db(text: str, db: Path | None) -> str:
+    """`text` whose `genarun resume 3f2a`-like hints carry `--db DB`, as the user gave it: the
+    core writes them for the default database, and copied without it they find no run."""
+    if db is None or "--db" in text:
+        return text
+    flag = f" --db {shlex.quote(str(db))}"
+    return _HINT.sub(lambda m: m.group(0) + flag, text)
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """User errors become a message and an exit code, never a traceback."""
 
@@ -44,7 +63,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except GenarunError as exc:
             # Messages are masked once more here: a secret or its echo never reaches the screen.
-            message = redact(str(exc))
+            message = with_db(redact(str(exc)), kwargs.get("db"))
             click.secho(
                 f"error: {message}" if exc.exit_code != 130 else message, fg="red", err=True
             )

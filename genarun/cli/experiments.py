@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from genarun.cli.common import db_option, handle_errors, limit_option
+from genarun.cli.common import db_option, handle_errors, limit_option, with_db
 
 
 @contextlib.contextmanager
@@ -62,7 +62,9 @@ def experiments_show(ref: str, db: Path | None, as_json: bool) -> None:
     store = Store.existing(db)
     progress = experiment_progress(store, resolve_experiment(store, ref))
     click.echo(
-        json.dumps(progress, indent=2, default=str) if as_json else experiment_report(progress)
+        json.dumps(progress, indent=2, default=str)
+        if as_json
+        else with_db(experiment_report(progress), db)
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import db_option, handle_errors
+from genarun.cli.common import db_option, handle_errors, with_db
 
 DEFAULT_PORT = 8765
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -71,7 +71,7 @@ def inbox(db: Path | None, as_json: bool) -> None:
             click.echo(f"    image: {image}")
         if r.notify_status and not r.notify_status.startswith("sent"):
             click.echo(f"  notify: {r.notify_status}")
-        click.echo(f"  answer: genarun answer {r.run_id[:8]} {r.target} VALUE")
+        click.echo(with_db(f"  answer: genarun answer {r.run_id[:8]} {r.target} VALUE", db))
 
 
 @click.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from genarun.cli.common import db_option, handle_errors, limit_option
+from genarun.cli.common import db_option, handle_errors, limit_option, with_db
 
 
 @click.group()
@@ -76,7 +76,7 @@ def runs_show(run_ref: str, db: Path | None, as_json: bool) -> None:
         report["usage"] = usage.to_json()
         click.echo(json.dumps(report, indent=2, default=str))
     else:
-        click.echo(run_report(run_row, executions))
+        click.echo(with_db(run_report(run_row, executions), db))
         if assembled:
             click.echo(assembled_report(assembled))
         if responses:
