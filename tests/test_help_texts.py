@@ -3,8 +3,10 @@ examples that are real invocations of that command (parsed here with its own opt
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 from click.testing import CliRunner
@@ -76,3 +78,63 @@ def test_every_option_says_what_it_does() -> None:
         if isinstance(param, click.Option) and param.name != "help" and not param.help
     ]
     assert missing == [], "options without a help text: " + ", ".join(missing)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _doc_command_lines() -> Iterator[tuple[str, str]]:
+    """Every `genarun ...` the README, docs/ and the examples' READMEs tell a reader to type:
+    lines of code blocks, and inline `genarun ...` spans; with where each is."""
+    pages = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "examples").rglob("*.md")]
+    for page in pages:
+        in_code = False
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            if line.strip().startswith("```"):
+                in_code = not in_code
+                continue
+            found = [line.strip()] if in_code and line.strip().startswith("genarun ") else []
+            found += re.findall(r"`(genarun [^`]+)`", line)
+            for text in found:
+                yield f"{page.relative_to(ROOT)}:{number}", text
+
+
+def _resolve(words: list[str]) -> tuple[click.Command, list[str]]:
+    """The command that `genarun WORDS...` runs, and the words left for it."""
+    command: click.Command = main
+    while isinstance(command, click.Group) and words:
+        ctx = click.Context(command, info_name="genarun", resilient_parsing=True)
+        sub = command.get_command(ctx, words[0])
+        if sub is None:  # a group that routes other words to a default (`cluster REFS`)
+            command.parse_args(ctx, list(words))
+            routed = [*ctx._protected_args, *ctx.args]  # where click keeps the routed name
+            if routed == words:
+                break
+            words = routed
+            continue
+        command, words = sub, words[1:]
+    return command, words
+
+
+def test_every_command_line_in_the_docs_parses() -> None:
+    """A documented command names a real command, and its options and arguments parse (docs
+    that drift from the CLI fail here); placeholders such as RUN or ID[3] pass as values."""
+    checked, wrong = 0, []
+    for where, text in _doc_command_lines():
+        try:
+            words = shlex.split(text, comments=True)[1:]
+        except ValueError:  # an unbalanced quote in prose: not a command line
+            continue
+        cut = next((i for i, w in enumerate(words) if w in ("|", ">", ">>", "&&", ";")), None)
+        command, args = _resolve(words[:cut])
+        if isinstance(command, click.Group):
+            if args:
+                wrong.append(f"{where}: {text}: no command {args[0]!r}")
+            continue
+        try:
+            command.make_parser(click.Context(command)).parse_args(args)
+        except click.UsageError as exc:
+            wrong.append(f"{where}: {text}: {exc}")
+        checked += 1
+    assert checked > 150
+    assert wrong == []
