@@ -109,15 +109,22 @@ class _LazyGroup(click.Group):
             gc.freeze()
 
     def _load(self, modules: tuple[str, ...]) -> None:
-        fresh = [name for name in modules if name not in self._loaded]
-        for name in fresh:
-            self._loaded.add(name)
-            with collection_paused():
-                importlib.import_module(f"genarun.cli.{name}").register(self)
-        if fresh:
+        for name in modules:
+            if name not in self._loaded:
+                self._loaded.add(name)
+                with collection_paused():
+                    importlib.import_module(f"genarun.cli.{name}").register(self)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and any(arg in ("-h", "--help") for arg in rest):
+            # Only a command about to print its help needs its examples (cli/examples.py).
             from genarun.cli.examples import attach
 
-            attach(self)  # each command's --help ends with examples (cli/examples.py)
+            attach(self)
+        return name, command, rest
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         self._load(COMMANDS.get(cmd_name, MODULES))  # a group or an unknown name: all
