@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from genarun.human.answers import (
     AnswerInvalid,
@@ -16,6 +18,7 @@ from genarun.human.answers import (
     parse_duration,
     read_cli_value,
     tally,
+    typed_forms,
     validate_answer,
 )
 from genarun.store.db import Store
@@ -78,6 +81,53 @@ def test_command_line_values_are_read_as_the_question_takes_them() -> None:
     assert read_cli_value("[a, b]", answer_schema("multi", ["a", "b"], None)) == ["a", "b"]
     assert read_cli_value("2.5", {"type": "number"}) == 2.5
     assert read_cli_value("hello: world", {"type": "string"}) == "hello: world"
+
+
+def test_an_answer_takes_what_the_inbox_shows_and_the_lists_people_type() -> None:
+    """`genarun inbox` numbers the options (`0: red`, `1: green`): a choice answered by its
+    number, and several answered as `a, c`, `0, 2`, `[0, 2]` or one value, are read as the
+    options they name; an option that is the value typed wins over a position."""
+    choice = answer_schema("choice", ["red", "green"], None)
+    several = answer_schema("multi", ["a", "b", "c"], None)
+    numbers = answer_schema("choice", [1, 2, 3], None)
+    cases = [
+        ("1", choice, "green"),
+        ("green", choice, "green"),
+        ("a, c", several, ["a", "c"]),
+        ("0, 2", several, ["a", "c"]),
+        ("[0, 2]", several, ["a", "c"]),
+        ("[a, b]", several, ["a", "b"]),
+        ("b", several, ["b"]),
+        ("1", several, ["b"]),
+        ("1", numbers, 1),  # the option 1, not the option at position 1
+        ("0", numbers, 1),  # no option 0: the first one
+    ]
+    for typed, schema, meant in cases:
+        value = read_cli_value(typed, schema)
+        validate_answer(value, schema)
+        assert value == meant, (typed, schema)
+    # out of range is still refused, and the command says how a value may be typed
+    assert "0 to 1" in typed_forms(choice) and "`a, b` or `[a, b]`" in typed_forms(several)
+    for typed, schema in [("5", choice), ("a, d", several)]:
+        with pytest.raises(AnswerInvalid):
+            validate_answer(read_cli_value(typed, schema), schema)
+
+
+def test_genarun_answer_takes_the_number_the_inbox_shows(
+    workdir: Path, cli: Callable[..., Result]
+) -> None:
+    (workdir / "tree.yaml").write_text(
+        "genarun: 1\nname: asks\nnodes:\n  - id: colour\n    kind: human\n    ask: choice\n"
+        "    question: Which?\n    options: [red, green]\n"
+    )
+    assert cli("run", "tree.yaml", "-q").exit_code == 0
+    assert "    1: green" in cli("inbox").output
+    wrong = cli("answer", "latest", "colour", "5")
+    assert wrong.exit_code == 2 and "number genarun inbox shows beside one, 0 to 1" in wrong.output
+    right = cli("answer", "latest", "colour", "1", "--resume")
+    assert right.exit_code == 0, right.output
+    done = query(workdir / "genarun.db", "SELECT output FROM executions WHERE status = 'done'")
+    assert [json.loads(row["output"]) for row in done] == ["green"]
 
 
 def test_a_poll_tallies_votes_and_ties_go_to_the_first_option() -> None:

@@ -48,7 +48,8 @@ _HINT = re.compile(
 def with_db(text: str, db: Path | None) -> str:
     """`text` whose `genarun resume 3f2a`-like hints carry `--db DB`, as the user gave it: the
     core writes them for the default database, and copied without it they find no run."""
-    if db is None or "--db" in text:
+    # From $GENARUN_DB (click reads it into --db): the hint typed next finds it there too.
+    if db is None or str(db) == os.environ.get("GENARUN_DB") or "--db" in text:
         return text
     flag = f" --db {shlex.quote(str(db))}"
     return _HINT.sub(lambda m: m.group(0) + flag, text)

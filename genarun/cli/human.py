@@ -91,7 +91,7 @@ def answer(
     a number, true/false, JSON...) and recorded with who and when."""
     from genarun.errors import UserError
     from genarun.graph.plan import parse_node_ref
-    from genarun.human.answers import AnswerInvalid, read_cli_value
+    from genarun.human.answers import AnswerInvalid, read_cli_value, typed_forms
     from genarun.store.db import Store
     from genarun.store.human import locate, record_answer
 
@@ -108,7 +108,8 @@ def answer(
             via="cli",
         )
     except AnswerInvalid as exc:
-        raise UserError(f"{request.target} of run {request.run_id[:8]}: {exc}") from None
+        forms = typed_forms(request.schema)
+        raise UserError(f"{request.target} of run {request.run_id[:8]}: {exc}{forms}") from None
     store.close()
     short = request.run_id[:8]
     if not recorded.closed:

@@ -125,6 +125,18 @@ def accepted(schema: dict[str, Any]) -> str:
     return "accepted: JSON matching the schema " + json.dumps(schema)[:300]
 
 
+def typed_forms(schema: dict[str, Any]) -> str:
+    """How a value may be typed (read_cli_value reads these), for a typed answer's error; ""
+    where nothing more than `accepted` needs saying."""
+    if isinstance(schema.get("enum"), list):
+        return (
+            f"; or type the number genarun inbox shows beside one, 0 to {len(schema['enum']) - 1}"
+        )
+    if schema.get("type") == "array" and isinstance(schema.get("items", {}).get("enum"), list):
+        return "; type several as `a, b` or `[a, b]`, or by the numbers genarun inbox shows: `0, 2`"
+    return ""
+
+
 def read_cli_value(text: str, schema: dict[str, Any]) -> Any:
     """A value typed on the command line: the text itself when the schema takes it as written
     (a choice named "1"), else the text read as YAML/JSON (numbers, true/false, lists)."""
@@ -150,6 +162,31 @@ def read_cli_value(text: str, schema: dict[str, Any]) -> Any:
                 )
             )
         return YES_NO_WORDS[word]
+    return _by_shown_number(text, value, schema)
+
+
+def _by_shown_number(text: str, value: Any, schema: dict[str, Any]) -> Any:
+    """A choice given by the number `genarun inbox` shows beside it (`1` for its second
+    option), and several given as `a, b`, `[0, 2]` or one value: what people type first.
+    An option that is itself the value typed wins (options 1, 2, 3: `1` is the option 1)."""
+
+    def option(item: Any, options: list[Any]) -> Any:
+        numbered = isinstance(item, int) and not isinstance(item, bool)
+        if numbered and item not in options and 0 <= item < len(options):
+            return options[item]
+        return item
+
+    if isinstance(schema.get("enum"), list):
+        return option(value, schema["enum"])
+    items = schema.get("items", {})
+    if schema.get("type") == "array" and isinstance(items.get("enum"), list):
+        options = items["enum"]
+        if isinstance(value, str) and "," in value and value not in options:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+            value = [option(read_cli_value(part, items), options) for part in value]
+        elif not isinstance(value, list):
+            value = [value]  # one of several
+        return [option(item, options) for item in value]
     return value
 
 
