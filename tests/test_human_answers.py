@@ -120,7 +120,11 @@ def test_genarun_answer_takes_the_number_the_inbox_shows(
         "genarun: 1\nname: asks\nnodes:\n  - id: colour\n    kind: human\n    ask: choice\n"
         "    question: Which?\n    options: [red, green]\n"
     )
-    assert cli("run", "tree.yaml", "-q").exit_code == 0
+    ran = cli("run", "tree.yaml", "-q")
+    assert ran.exit_code == 0
+    # what the run waits for, in words (it said `colour: human:colour`), and where to look
+    assert "waiting for a person's answer to colour (genarun inbox lists" in ran.output
+    assert "human:" not in ran.output
     assert "    1: green" in cli("inbox").output
     wrong = cli("answer", "latest", "colour", "5")
     assert wrong.exit_code == 2 and "number genarun inbox shows beside one, 0 to 1" in wrong.output

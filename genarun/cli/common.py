@@ -45,13 +45,20 @@ _HINT = re.compile(
 )
 
 
+def db_flag(db: Path | None) -> str:
+    """` --db DB` for a command the user is told to type next, as they gave it; "" for the
+    default, and for $GENARUN_DB (click reads it into --db), which the next command finds too."""
+    if db is None or str(db) == os.environ.get("GENARUN_DB"):
+        return ""
+    return f" --db {shlex.quote(str(db))}"
+
+
 def with_db(text: str, db: Path | None) -> str:
-    """`text` whose `genarun resume 3f2a`-like hints carry `--db DB`, as the user gave it: the
-    core writes them for the default database, and copied without it they find no run."""
-    # From $GENARUN_DB (click reads it into --db): the hint typed next finds it there too.
-    if db is None or str(db) == os.environ.get("GENARUN_DB") or "--db" in text:
+    """`text` whose `genarun resume 3f2a`-like hints carry `--db DB` (db_flag): the core
+    writes them for the default database, and copied without it they find no run."""
+    flag = db_flag(db)
+    if not flag or "--db" in text:
         return text
-    flag = f" --db {shlex.quote(str(db))}"
     return _HINT.sub(lambda m: m.group(0) + flag, text)
 
 

@@ -11,6 +11,7 @@ import click
 
 from genarun.cli.common import (
     DeviceType,
+    db_flag,
     db_option,
     executor_options,
     handle_errors,
@@ -38,7 +39,7 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
     click.echo(f"output: {outcome.folder}")
     if outcome.status == "interrupted":
         ids = " ".join(state.id[:12] for state in outcome.runs)
-        db_part = f" --db {db}" if db else ""
+        db_part = db_flag(db)
         if outcome.stopped:  # its --budget was reached
             click.secho(
                 f"{outcome.stopped}; to go on: genarun resume {ids}{db_part} --budget MORE",
@@ -61,18 +62,29 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
         # Not an error: the tree waits on the outside world (a person's answer, say).
         waiting = [w for state in outcome.runs for w in state.waiting]
         ids = " ".join(state.id[:12] for state in outcome.runs if state.waiting)
-        db_part = f" --db {db}" if db else ""
-        shown = "; ".join(waiting[:3]) + (
-            f"; and {len(waiting) - 3} more" if len(waiting) > 3 else ""
-        )
+        db_part = db_flag(db)
+        people = [target for target, key in waiting if key.startswith("human:")]
+        other = [f"{target}: {key}" for target, key in waiting if not key.startswith("human:")]
+        shown = []
+        if people:
+            inbox = f"genarun inbox{db_part} lists the questions"
+            shown.append(f"a person's answer to {_first(people, ', ')} ({inbox})")
+        if other:
+            shown.append(_first(other, "; "))
         click.secho(
-            f"waiting: {shown}; the rest of the run is done and saved; once answered: "
+            f"waiting{' for ' if people else ': '}{'; and '.join(shown)}; the rest of the run is "
+            "done and saved; once answered: "
             f"genarun resume {ids}{db_part}",
             fg="yellow",
             err=True,
         )
         return
     raise_for(outcome)
+
+
+def _first(items: list[str], sep: str) -> str:
+    """The first three items, then how many more."""
+    return sep.join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
 
 
 @click.command()

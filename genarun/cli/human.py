@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import db_option, handle_errors, with_db
+from genarun.cli.common import db_flag, db_option, handle_errors, with_db
 
 DEFAULT_PORT = 8765
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -124,7 +124,7 @@ def answer(
         f"answered {request.target} of run {short}: {json.dumps(recorded.request.result, default=str)}"
     )
     if not resume_now:
-        click.echo(f"to continue: genarun resume {short}" + (f" --db {db}" if db else ""))
+        click.echo(f"to continue: genarun resume {short}{db_flag(db)}")
         return
     from genarun.cli.history import echo_outcome
     from genarun.run.progress import Progress
@@ -284,7 +284,7 @@ def echo_requests(runs: list[Any], db: Path | None) -> None:
                 if request.status != "waiting":
                     continue
                 short = state.id[:8]
-                db_part = f" --db {db}" if db else ""
+                db_part = db_flag(db)
                 token = state.answer_tokens.get((request.node_id, request.path))
                 click.echo(f"{request.target} asks ({request.ask}): {request.question[:200]}")
                 if request.options and request.ask in ("choice", "multi", "best"):

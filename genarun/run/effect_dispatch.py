@@ -216,7 +216,7 @@ class EffectDispatch(SlotExpansion):
             run.results.setdefault(node.id, {})[inst.path] = result
             self.recorder.record_execution(inst, result, None)
             run.counts[Status.WAITING.value] = run.counts.get(Status.WAITING.value, 0) + 1
-            run.waiting.append(f"{node.id}{''.join(f'[{i}]' for i in inst.path)}: {wait.key}")
+            run.waiting.append((f"{node.id}{''.join(f'[{i}]' for i in inst.path)}", wait.key))
             self._flush_deferred(inst)
             gen, inst.gen, inst.ctx = inst.gen, None, None
             with contextlib.suppress(Exception):

@@ -117,8 +117,8 @@ class RunState:
     # (the item, such as an article's title, is an input, in no execution's output)
     foreach_values: dict[tuple[str, tuple[int, ...]], Any] = field(default_factory=dict)
     failed: list[Failure] = field(default_factory=list)
-    # "node[path]: key" of each execution parked on a Wait when the run stopped
-    waiting: list[str] = field(default_factory=list)
+    # ("node[path]", wait key) of each execution parked on a Wait when the run stopped
+    waiting: list[tuple[str, str]] = field(default_factory=list)
     # (node id, foreach path) -> the answer token of each human request made by this process:
     # shown once, in the answer URL the CLI prints (only its hash is stored)
     answer_tokens: dict[tuple[str, tuple[int, ...]], str] = field(default_factory=dict)
