@@ -41,7 +41,7 @@ def startup_objects_frozen() -> Iterator[None]:
 _HINT = re.compile(
     r"\bgenarun (?:answer (?:[0-9a-f]{4,32}|latest) \S+ VALUE"
     r"|(?:resume|rerun|answer|hook-url|inbox|doctor|runs (?:show|list|pause|unpause)"
-    r"|experiments (?:show|list)|tda compute)(?: (?:[0-9a-f]{4,32}|latest)\b)*)"
+    r"|experiments (?:show|list)|tda compute)(?: (?:[0-9a-f]{4,32}|latest|RUN)\b)*)"
 )
 
 
