@@ -7,7 +7,6 @@ import functools
 import gc
 import os
 import re
-import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +49,8 @@ def db_flag(db: Path | None) -> str:
     default, and for $GENARUN_DB (click reads it into --db), which the next command finds too."""
     if db is None or str(db) == os.environ.get("GENARUN_DB"):
         return ""
+    import shlex  # only for a message: a run's start does not need the module
+
     return f" --db {shlex.quote(str(db))}"
 
 
