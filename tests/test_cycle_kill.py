@@ -90,6 +90,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[],
         proc.communicate()
 
 
+# Slow: three genarun processes' worth of work (the reference, the killed run, the resume),
+# two of them starting a worker that imports the persistence engines; 19.6 s in the fast suite
+# at load 8-10 even with the reference run alongside (11.7 s + 7.5 s before, at load 5).
+@pytest.mark.slow
 def test_kill_9_mid_experiment_then_resume_the_experiment(
     workdir: Path, cli: Callable[..., Result], reference: Callable[[], Rows]
 ) -> None:
