@@ -20,6 +20,7 @@ import logging
 import re
 import threading
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 from genarun.tree.secrets import MARKER_START, hide_markers
@@ -126,8 +127,30 @@ _PATTERNS: tuple[tuple[tuple[str, ...], _LazyPattern, str], ...] = (
 )
 
 
+def _alternation(words: set[str]) -> str:
+    """A regex matching any of `words`, factored by first character (a trie): the regex
+    engine tries every branch of a flat alternation at each position of a text, but rejects
+    a branch by its first character at once, so this scans several times fewer branches."""
+    by_first: dict[str, set[str]] = {}
+    for word in words:
+        by_first.setdefault(word[0], set()).add(word[1:])
+    branches = []
+    for first, rests in sorted(by_first.items()):
+        if "" in rests:  # the one character alone matches: longer words add nothing
+            branches.append(re.escape(first))
+        elif len(rests) == 1:
+            branches.append(re.escape(first + next(iter(rests))))
+        else:
+            branches.append(f"{re.escape(first)}(?:{_alternation(rests)})")
+    return "|".join(branches)
+
+
 # Any word that lets one of the patterns match: a text with none of them needs no pattern pass.
-_TRIGGERS = re.compile("|".join(re.escape(w) for words, _p, _r in _PATTERNS for w in words))
+_TRIGGER_WORDS = frozenset(w for words, _p, _r in _PATTERNS for w in words)
+_TRIGGERS = re.compile(_alternation(set(_TRIGGER_WORDS)))
+# Characters of hexadecimal digests (ids, hashes): every trigger word and the secret marker
+# have a character outside them, so a text of only these needs no scan.
+_HEX = "0123456789abcdef\0"
 
 
 class _Secrets:
@@ -269,7 +292,7 @@ def redact_value(value: Any) -> Any:
         return redact(value)
     if isinstance(value, dict):
         return {redact_value(k): redact_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return type(value)(redact_value(v) for v in value)
     return value
 
@@ -294,6 +317,29 @@ def redact_row(row: dict[str, Any]) -> dict[str, Any]:
         k: redact(v, patterns=k not in VALUE_ONLY_COLUMNS) if isinstance(v, str) else v
         for k, v in row.items()
     }
+
+
+def rows_left_as_they_are(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
+    """Whether `redact_row` would return every one of `rows` (positional values in `columns`'
+    order) unchanged: the batch form of its fast path, one scan of all their texts instead of
+    one per row (a row per execution, thousands a second). Texts are joined with NUL, as
+    redact_row joins a row's, which no pattern, trigger or placeholder matches across."""
+    if not rows:
+        return True
+    if not _secrets.empty():
+        return False
+    texts: list[str] = []
+    values: list[str] = []
+    for name, column in zip(columns, zip(*rows, strict=True), strict=True):
+        joined = "\0".join([v for v in column if isinstance(v, str)]).lower()
+        if name in VALUE_ONLY_COLUMNS:
+            values.append(joined)
+        elif joined.strip(_HEX):  # ids and digests (a third of a row's text) are skipped
+            texts.append(joined)
+    low = "\0".join(texts)
+    if MARKER_START in low or _TRIGGERS.search(low):
+        return False
+    return not any(MARKER_START in text for text in values)
 
 
 def safe_url(url: str) -> str:

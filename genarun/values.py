@@ -91,7 +91,7 @@ class EmbeddingRef:
 
 def to_json(value: Any) -> Any:
     """Encode a node output for SQLite (tagged objects keep images and embeddings typed)."""
-    if value is None or isinstance(value, str | int | float | bool):  # most values: first
+    if value is None or isinstance(value, (str, int, float, bool)):  # most values: first
         return value
     if isinstance(value, ImageRef):
         return {"$image": value.path, "sha256": value.sha256}
@@ -99,7 +99,7 @@ def to_json(value: Any) -> Any:
         return {"$embedding": value.id, "model": value.model, "dim": value.dim}
     if isinstance(value, dict):
         return {_escape(str(k)): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
     return str(value)
 
@@ -165,7 +165,7 @@ def from_json(value: Any, root: Path) -> Any:
 
 def to_plain(value: Any) -> Any:
     """The value as output.json shows it: images as relative paths, embeddings as ids."""
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, ImageRef):
         return value.path
@@ -173,6 +173,6 @@ def to_plain(value: Any) -> Any:
         return {"embedding": value.id, "model": value.model, "dim": value.dim}
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     return str(value)

@@ -166,7 +166,21 @@ class InstanceStart(EffectDispatch):
                 problems.append(rendered_type_message(alias, template, value, exc.errors()))
         if problems:
             raise RenderError("; ".join(problems))
-        return spec.model_copy(update=rendered)
+        return _with_fields(spec, rendered)
+
+
+def _with_fields(spec: BaseModel, update: dict[str, Any]) -> Any:
+    """`spec.model_copy(update=update)` (a copy, its fields set marked set, not validated again)
+    without pydantic's generic copying of every attribute: one per execution."""
+    if spec.__pydantic_extra__ is not None or getattr(spec, "__pydantic_private__", None):
+        return spec.model_copy(update=update)  # extra fields or private state: pydantic's way
+    cls = type(spec)
+    copied = cls.__new__(cls)
+    object.__setattr__(copied, "__dict__", {**spec.__dict__, **update})
+    object.__setattr__(copied, "__pydantic_extra__", None)
+    object.__setattr__(copied, "__pydantic_fields_set__", spec.__pydantic_fields_set__ | update.keys())
+    object.__setattr__(copied, "__pydantic_private__", None)
+    return copied
 
 
 @lru_cache(maxsize=512)

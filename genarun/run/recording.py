@@ -6,6 +6,7 @@ finished is lost); warnings and errors are also shown on the progress display.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -57,7 +58,7 @@ class ExecutionRecorder:
             {
                 "run_id": run.id,
                 "node_id": node.id,
-                "path": json.dumps(list(inst.path)),
+                "path": _path_json(inst.path),
                 "kind": node.kind.name,
                 "params": params_json,
                 "input_hash": input_hash,
@@ -68,7 +69,9 @@ class ExecutionRecorder:
                 else None,
                 "seed": inst.seed,
                 "model": model,
-                "status": result.status,
+                # A plain str: sqlite3 binds an exact str directly, but looks a str subclass
+                # (the Status enum) up in its adapters first, failing attribute lookups each.
+                "status": str(result.status),
                 "started": inst.started,
                 "ended": ended,
                 "duration": ended - inst.started,
@@ -161,8 +164,23 @@ def short_error(exc: BaseException) -> str:
 def _by_alias(node: CompiledNode, params: dict[str, Any]) -> dict[str, Any]:
     """Params under the names the tree writes (`json`, `schema`, `from`), not the Python
     field names that avoid clashes (`json_`, `schema_`, `from_`)."""
-    fields = type(node.spec).model_fields
+    aliases = _aliases(type(node.spec))
+    if aliases.keys().isdisjoint(params):  # most kinds have no aliased field
+        return params
+    return {aliases.get(name, name): value for name, value in params.items()}
+
+
+@functools.lru_cache(maxsize=256)
+def _aliases(spec_type: type[Any]) -> dict[str, str]:
+    """A kind's field names that the tree writes under another name, with that name."""
     return {
-        (fields[name].alias or name) if name in fields else name: value
-        for name, value in params.items()
+        name: field.alias
+        for name, field in spec_type.model_fields.items()
+        if field.alias and field.alias != name
     }
+
+
+@functools.lru_cache(maxsize=65536)
+def _path_json(path: tuple[int, ...]) -> str:
+    """`json.dumps(list(path))`, computed once per path (the same paths recur per node)."""
+    return json.dumps(list(path))

@@ -267,7 +267,7 @@ def _param_strings(value: Any) -> list[str]:
         return [value]
     if isinstance(value, dict):
         return [s for v in value.values() for s in _param_strings(v)]
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [s for v in value for s in _param_strings(v)]
     return []
 

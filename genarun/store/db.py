@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import StoreError, did_you_mean
-from genarun.redaction import redact_row
+from genarun.redaction import redact_row, rows_left_as_they_are
 from genarun.store import opening
 from genarun.store.schema_sql import COLUMNS, DEFAULTS
 
@@ -360,8 +360,10 @@ class Store:
         with self.transaction():
             self._write_deferred()
             if rows:
-                rows = [redact_row(row) for row in rows]
-                self._write(_INSERT_EXECUTION, [tuple(map(row.get, _COLUMNS)) for row in rows])
+                values = [tuple(map(row.get, _COLUMNS)) for row in rows]
+                if not rows_left_as_they_are(_COLUMNS, values):  # one scan for the batch
+                    values = [tuple(map(redact_row(row).get, _COLUMNS)) for row in rows]
+                self._write(_INSERT_EXECUTION, values)
 
     def defer_row(self, table: Table | str, row: dict[str, Any]) -> None:
         """Write `row` (already redacted) into `table` with the next executions, in their

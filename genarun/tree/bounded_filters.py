@@ -37,7 +37,7 @@ def _indented(value: Any, indent: Any) -> None:
     while stack and total <= LIMITS.text:
         item, depth = stack.pop()
         total += step * depth + 2
-        if isinstance(item, list | tuple):
+        if isinstance(item, (list, tuple)):
             stack.extend((v, depth + 1) for v in item)
         elif isinstance(item, dict):
             stack.extend((v, depth + 1) for pair in item.items() for v in pair)

@@ -129,7 +129,7 @@ def measure(value: Any, limit: int | None = None) -> int:
         item = stack.pop()
         if isinstance(item, str):
             total += len(item)
-        elif isinstance(item, list | tuple):
+        elif isinstance(item, (list, tuple)):
             total += len(item) + 1
             if total <= limit:
                 stack.extend(item)
@@ -168,7 +168,7 @@ def checked(value: Any) -> Any:
         check_text(n)
         if n > 64:
             tick(n)
-    elif isinstance(value, list | tuple | dict | Namespace):
+    elif isinstance(value, (list, tuple, dict, Namespace)):
         n = measure(value)
         if n > LIMITS.size:
             raise _limit("a list or mapping", n, LIMITS.size, "units of size")
@@ -180,7 +180,7 @@ def checked(value: Any) -> Any:
 
 def check_str_of(value: Any, what: str = "the text of a value") -> None:
     """Before `str(value)` (printing a list, joining, formatting): its content must fit."""
-    if not isinstance(value, str | int | float | bool | None):
+    if value is not None and not isinstance(value, (str, int, float, bool)):
         n = measure(value, LIMITS.text)
         if n > LIMITS.text:
             raise _limit(what, n, LIMITS.text, "characters")
@@ -216,14 +216,14 @@ def before_binop(operator: str, left: Any, right: Any) -> None:
             bits = left.bit_length() + right.bit_length()
             if bits > LIMITS.int_bits + 1:
                 raise _limit("the product", bits, LIMITS.int_bits, "bits")
-        elif isinstance(left, str | list | tuple):
+        elif isinstance(left, (str, list, tuple)):
             _repeat(left, right)
-        elif isinstance(right, str | list | tuple):
+        elif isinstance(right, (str, list, tuple)):
             _repeat(right, left)
     elif operator == "+":
         if isinstance(left, str) and isinstance(right, str):
             check_text(len(left) + len(right), "the joined text")
-        elif isinstance(left, list | tuple) and isinstance(right, list | tuple):
+        elif isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
             n = measure(left) + measure(right)
             if n > LIMITS.size:
                 raise _limit("the joined list", n, LIMITS.size, "units of size")

@@ -19,11 +19,11 @@ def _kind_of(value: Any) -> str:
         return "text"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return "a number"
     if isinstance(value, Mapping):
         return "an object"
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return "a list"
     return f"a {type(value).__name__}"
 
@@ -50,13 +50,13 @@ def missing_message(obj: Any, name: Any, subject: str | None) -> str:
         return (
             f"{what} has no key {shown} ({close + ' ' if close else ''}its keys: {_listing(keys)})"
         )
-    if isinstance(obj, list | tuple | str) and isinstance(name, int):
+    if isinstance(obj, (list, tuple, str)) and isinstance(name, int):
         unit = "character" if isinstance(obj, str) else "item"
         if not obj:
             return f"{what} is {'empty text' if isinstance(obj, str) else 'an empty list'}, so it has no {unit} [{name}]"
         n = len(obj)
         return f"{what} has {n} {unit}{'s' if n != 1 else ''}, so [{name}] is out of range (0 to {n - 1} from the start, -1 to -{n} from the end)"
-    if isinstance(obj, list | tuple) and isinstance(name, str):
+    if isinstance(obj, (list, tuple)) and isinstance(name, str):
         message = f"{what} is a list of {len(obj)} item{'s' if len(obj) != 1 else ''}, not an object, so it has no {shown}"
         if any(isinstance(item, Mapping) and name in item for item in obj):
             base = subject or "the list"
@@ -87,7 +87,7 @@ def source_of(node: nodes.Node) -> str | None:
         return node.name
     if (
         isinstance(node, nodes.Const)
-        and isinstance(node.value, str | int)
+        and isinstance(node.value, (str, int))
         and not isinstance(node.value, bool)
     ):
         return repr(node.value)

@@ -90,7 +90,7 @@ def strings_in(value: object) -> Iterator[str]:
         for key, item in value.items():
             yield from strings_in(key)
             yield from strings_in(item)
-    elif isinstance(value, list | tuple):
+    elif isinstance(value, (list, tuple)):
         for item in value:
             yield from strings_in(item)
 
@@ -102,7 +102,7 @@ def map_strings(value: object, fn: object) -> object:
         return fn(value)
     if isinstance(value, dict):
         return {map_strings(k, fn): map_strings(v, fn) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [map_strings(v, fn) for v in value]
     return value
 

@@ -12,7 +12,9 @@ them. The sandbox's security model is untouched: nothing here evaluates anything
 
 from __future__ import annotations
 
+import _random
 import functools
+import hashlib
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -200,13 +202,15 @@ class _LazyRandom(random.Random):
 
     def __init__(self, key: str):
         self._key = key
-        self._seeded = False
 
     def random(self) -> float:
-        if not self._seeded:
-            self.seed(self._key)
-            self._seeded = True
-        return super().random()
+        # What `self.seed(self._key)` does with a str (version 2), without its type checks;
+        # then the C method serves every later draw straight from the instance.
+        key = self._key.encode()
+        _random.Random.seed(self, int.from_bytes(key + hashlib.sha512(key).digest(), "big"))
+        self.gauss_next = None
+        draw = self.random = _random.Random.random.__get__(self)  # type: ignore[method-assign]
+        return draw()
 
 
 def field_rng(seed: int, field_name: str) -> random.Random:
