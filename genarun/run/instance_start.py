@@ -178,7 +178,9 @@ def _with_fields(spec: BaseModel, update: dict[str, Any]) -> Any:
     copied = cls.__new__(cls)
     object.__setattr__(copied, "__dict__", {**spec.__dict__, **update})
     object.__setattr__(copied, "__pydantic_extra__", None)
-    object.__setattr__(copied, "__pydantic_fields_set__", spec.__pydantic_fields_set__ | update.keys())
+    object.__setattr__(
+        copied, "__pydantic_fields_set__", spec.__pydantic_fields_set__ | update.keys()
+    )
     object.__setattr__(copied, "__pydantic_private__", None)
     return copied
 

@@ -200,9 +200,15 @@ def _parse_text(source: str) -> tuple[PickTemplate, frozenset[str]]:
     return picks, frozenset(meta.find_undeclared_variables(ast)) - JINJA_GLOBALS
 
 
+# A text whose Jinja is only `{{ name }}`s: its parts (constant text, or a name to print) and
+# the names; see _substitutions.
+_Substitutions = tuple[tuple[tuple[str, str | None], ...], frozenset[str]]
+
+
 @lru_cache(maxsize=4096)
-def _compile_jinja(text: str) -> tuple[Any, Any]:
-    """Compile a rendered-picks text once: (expression fn or None, template or None)."""
+def _compile_jinja(text: str) -> tuple[Any, Any, _Substitutions | None]:
+    """Compile a rendered-picks text once: (expression fn or None, template or None, its
+    substitutions when the template only prints names)."""
     match = _SINGLE_EXPRESSION.match(text)
     if match and "{{" not in match.group("expr") and "}}" not in match.group("expr"):
         try:
@@ -211,22 +217,54 @@ def _compile_jinja(text: str) -> tuple[Any, Any]:
             pass
         else:
             _flat_globals(fn._template)
-            return fn, None
+            return fn, None, None
     template = ENV.from_string(text)
     _flat_globals(template)
-    return None, template
+    return None, template, _substitutions(text)
+
+
+# Names Jinja's compiled code binds itself at the top level, whatever the scope holds.
+_JINJA_SPECIAL_NAMES = frozenset({"self", "super", "loop", "caller", "varargs", "kwargs"})
+
+
+def _substitutions(text: str) -> _Substitutions | None:
+    """The parts of a template that only prints names (`Item {{ n }} of {{ topic }}`), read
+    from Jinja's own parse (its newline handling included), or None for any other template.
+    Jinja compiles such a template to `str(finalize(name))` per name between the constant
+    texts; render_jinja does the same without Jinja's per-render context, when the scope has
+    every name (else Jinja renders it: globals, undefined names and their errors)."""
+    body = ENV.parse(text).body
+    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+        return None
+    parts: list[tuple[str, str | None]] = []
+    for child in body[0].nodes:
+        if isinstance(child, nodes.TemplateData):
+            parts.append((child.data, None))
+        elif (
+            isinstance(child, nodes.Name)
+            and child.ctx == "load"
+            and child.name not in _JINJA_SPECIAL_NAMES
+        ):
+            parts.append(("", child.name))
+        else:
+            return None
+    return tuple(parts), frozenset(name for _data, name in parts if name is not None)
 
 
 def render_jinja(text: str, scope: Mapping[str, Any]) -> Any:
     """Render Jinja in `text` with `scope`; a single expression keeps its value's type."""
     budget = start_budget()
     try:
-        expression, template = _compile_jinja(text)
+        expression, template, substitutions = _compile_jinja(text)
         if expression is not None:
             value = expression(**scope)
             if isinstance(value, Undefined):
                 value._fail_with_undefined_error()
             return value
+        if substitutions is not None and scope.keys() >= substitutions[1]:
+            finalize = ENV.finalize
+            parts = substitutions[0]
+            return "".join([d if n is None else str(finalize(scope[n])) for d, n in parts])
         return template.render(scope)
     except UndefinedError as exc:
         raise RenderError(render_failure(exc, text, scope)) from None
