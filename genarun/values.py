@@ -12,6 +12,8 @@ image or embedding reference and make a later run read or copy a file.
 from __future__ import annotations
 
 import json
+import json.encoder
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,10 +114,28 @@ def _unescape(key: str) -> str:
     return key[1:] if key.startswith("$$") else key
 
 
-# Prebuilt encoders: json.dumps with any option builds a new JSONEncoder per call, which
-# cost more than encoding the short values of one execution.
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
-_ENCODE_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+def _encoder(*, sort_keys: bool) -> Callable[[Any], str]:
+    """`json.JSONEncoder(ensure_ascii=False, sort_keys=...).encode`, the same text and errors:
+    json.dumps with any option builds a new JSONEncoder per call, and `encode` goes through
+    `iterencode`, which defines a closure before it makes the C encoder; this calls the C
+    encoder at once (a fresh circular-reference memo each time, as `encode` has)."""
+    encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=sort_keys)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the pure-Python encoder
+        return encoder.encode
+    default, quote = encoder.default, json.encoder.encode_basestring
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return quote(value)
+        return "".join(make({}, default, quote, None, ": ", ", ", sort_keys, False, True)(value, 0))
+
+    return encode
+
+
+# Prebuilt: one execution's values are short, and the layers around the C encoder cost more.
+_ENCODE = _encoder(sort_keys=False)
+_ENCODE_SORTED = _encoder(sort_keys=True)
 
 
 def dumps(value: Any, *, sort_keys: bool = False) -> str:

@@ -164,7 +164,7 @@ def short_error(exc: BaseException) -> str:
 def _by_alias(node: CompiledNode, params: dict[str, Any]) -> dict[str, Any]:
     """Params under the names the tree writes (`json`, `schema`, `from`), not the Python
     field names that avoid clashes (`json_`, `schema_`, `from_`)."""
-    aliases = _aliases(type(node.spec))
+    aliases = _aliases(type(node.spec))  # type: ignore[arg-type]
     if aliases.keys().isdisjoint(params):  # most kinds have no aliased field
         return params
     return {aliases.get(name, name): value for name, value in params.items()}

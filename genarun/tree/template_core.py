@@ -209,7 +209,8 @@ class _LazyRandom(random.Random):
         key = self._key.encode()
         _random.Random.seed(self, int.from_bytes(key + hashlib.sha512(key).digest(), "big"))
         self.gauss_next = None
-        draw = self.random = _random.Random.random.__get__(self)  # type: ignore[method-assign]
+        draw: Callable[[], float] = _random.Random.random.__get__(self)
+        self.random = draw  # type: ignore[method-assign]
         return draw()
 
 

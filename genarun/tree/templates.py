@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -262,7 +262,7 @@ def render_jinja(text: str, scope: Mapping[str, Any]) -> Any:
                 value._fail_with_undefined_error()
             return value
         if substitutions is not None and scope.keys() >= substitutions[1]:
-            finalize = ENV.finalize
+            finalize: Callable[[Any], str] = ENV.finalize  # type: ignore[assignment]
             parts = substitutions[0]
             return "".join([d if n is None else str(finalize(scope[n])) for d, n in parts])
         return template.render(scope)
