@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,13 +18,18 @@ from hypothesis import strategies as st
 from genarun.bounded_yaml import YamlBoundsError, load_bounded_yaml
 from genarun.nodes.base import ParseError, parse_output
 from genarun.redaction import (
+    _TRIGGER_WORDS,
+    _TRIGGERS,
     forget_secrets,
     redact,
+    redact_row,
     redact_value,
     redacting_logger,
     remember_secret,
+    rows_left_as_they_are,
     safe_url,
 )
+from tests.helpers import query
 
 KEY = "sk-proj-Q9w8E7r6T5y4U3i2O1p0-zxcvbnm"
 
@@ -197,3 +204,64 @@ def test_placeholder_keys_do_not_mask_ordinary_words() -> None:
     assert redact("Incorrect API key provided: sk-no-key-required.") == (
         "Incorrect API key provided: ***."
     )
+
+
+_WORD_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-=@:\"' \t0123456789"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet=_WORD_CHARS, max_size=12),
+    st.sampled_from(sorted(_TRIGGER_WORDS)),
+    st.integers(0, 12),
+    st.text(alphabet=_WORD_CHARS, max_size=12),
+)
+def test_factored_triggers_find_what_the_plain_alternation_finds(
+    before: str, word: str, cut: int, after: str
+) -> None:
+    """The trie-shaped trigger regex is a faster spelling of `word1|word2|...`."""
+    plain = re.compile("|".join(re.escape(w) for w in _TRIGGER_WORDS))
+    for text in (before + after, before + word + after, before + word[:cut] + after):
+        assert bool(_TRIGGERS.search(text.lower())) == bool(plain.search(text.lower()))
+
+
+_ROW_TEXTS = st.one_of(
+    st.none(),
+    st.integers(),
+    st.sampled_from(["done", "a red gecko", "0123abcdef", KEY, "token=abcdefgh12", "x@y"]),
+    st.text(alphabet=_WORD_CHARS, max_size=20),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_ROW_TEXTS, _ROW_TEXTS, _ROW_TEXTS), min_size=1, max_size=6))
+def test_a_batch_is_left_as_it_is_only_when_every_row_would_be(rows: list[tuple]) -> None:
+    """The store's one scan per batch of execution rows agrees with redact_row row by row."""
+    columns = ("params", "output", "input_hash")
+    if rows_left_as_they_are(columns, rows):
+        for row in rows:
+            as_dict = dict(zip(columns, row, strict=True))
+            assert redact_row(as_dict) == as_dict
+
+
+def test_a_batch_with_a_credential_is_redacted_row_by_row(tmp_path: Path) -> None:
+    from genarun.store.db import Store
+
+    store = Store(tmp_path / "genarun.db", writing=True)
+    run_id = store.create_run(experiment_id=store.create_experiment(name="e"), name="r")
+    rows = [
+        {
+            "run_id": run_id,
+            "node_id": "a",
+            "path": "[]",
+            "kind": "template",
+            "status": "done",
+            "params": json.dumps({"text": text}),
+            "output": json.dumps(text),
+        }
+        for text in ("plain words", f"use {KEY} here")
+    ]
+    store.record_executions(rows)
+    stored = query(tmp_path / "genarun.db", "SELECT params, output FROM executions ORDER BY id")
+    assert stored[0]["params"] == rows[0]["params"]
+    assert KEY not in stored[1]["params"] and KEY in stored[1]["output"]  # outputs by value only

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import _random
 import functools
-import hashlib
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -197,6 +196,12 @@ def compile_expression(value: Any, where: str = "") -> Compiled:
     return Literal(value)
 
 
+try:  # the SHA-512 that random.Random.seed uses (CPython's own, cheaper to start than OpenSSL's)
+    from _sha512 import sha512 as _sha512
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import sha512 as _sha512
+
+
 class _LazyRandom(random.Random):
     """Seeds itself on first draw: most fields have no picks, and seeding costs ~40 us."""
 
@@ -207,7 +212,7 @@ class _LazyRandom(random.Random):
         # What `self.seed(self._key)` does with a str (version 2), without its type checks;
         # then the C method serves every later draw straight from the instance.
         key = self._key.encode()
-        _random.Random.seed(self, int.from_bytes(key + hashlib.sha512(key).digest(), "big"))
+        _random.Random.seed(self, int.from_bytes(key + _sha512(key).digest(), "big"))
         self.gauss_next = None
         draw: Callable[[], float] = _random.Random.random.__get__(self)
         self.random = draw  # type: ignore[method-assign]

@@ -111,3 +111,59 @@ def test_record_executions_stores_missing_columns_as_null(tmp_path: Path) -> Non
         ("a", "done", 2, '"x"', None, None),
         ("b", "skipped", None, None, "off", None),
     ]
+
+
+NAMES_SCOPE: dict[str, Any] = {
+    "n": 7,
+    "topic": "newts",
+    "items": [1, "a", None],
+    "plan": {"b": 2.5, "a": True},
+    "none": None,
+    "range": "shadowed",
+    "self": "a node called self",
+    "nl": "x\r\ny",
+}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "Item {{ n }} of {{ topic }}: a red thing",
+        "{{ n }}{{ items }}{{ plan }}{{ none }}",
+        "{{ range }} and {{ self }}",  # a shadowed global, and a name Jinja binds itself
+        "a\r\nb {{- nl -}} \n c {# note #}\n",
+        "{% raw %}{{ n }}{% endraw %} {{ n }}}",
+        "{{ n }} {{ missing }}",  # not in the scope: Jinja's path and its error
+        "{{ n }} {{ topic | upper }} {{ plan.a }}",  # anything else: Jinja's path
+    ],
+)
+def test_a_template_that_only_prints_names_renders_as_jinja_does(source: str) -> None:
+    from jinja2 import UndefinedError
+
+    try:
+        expected: Any = ENV.from_string(source).render(NAMES_SCOPE)
+    except UndefinedError:
+        with pytest.raises(RenderError, match="missing"):
+            render_jinja(source, NAMES_SCOPE)
+        return
+    assert render_jinja(source, NAMES_SCOPE) == expected
+
+
+def test_printed_names_are_bounded_as_in_jinja() -> None:
+    huge = {"big": "x" * 2_000_001}
+    with pytest.raises(RenderError) as fast:
+        render_jinja("a {{ big }}", huge)
+    with pytest.raises(RenderError) as jinja:  # the same print, in a template Jinja renders
+        render_jinja("a {{ big }}{% if false %}{% endif %}", huge)
+    assert "the printed value" in str(fast.value)
+    assert str(fast.value) == str(jinja.value)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**31 - 1])
+@pytest.mark.parametrize("name", ["text", "vars.topic", "é ✓"])
+def test_a_field_rng_draws_what_random_seeded_with_its_key_draws(seed: int, name: str) -> None:
+    import random
+
+    expected, rng = random.Random(f"{seed}:{name}"), field_rng(seed, name)
+    assert [rng.random() for _ in range(3)] == [expected.random() for _ in range(3)]
+    assert rng.getstate() == expected.getstate()
