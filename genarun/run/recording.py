@@ -18,8 +18,9 @@ from genarun.redaction import redact
 from genarun.run.reuse import StoredExecution
 from genarun.run.state import NodeResult, RunState, Status
 from genarun.run.work_units import Instance
+from genarun.tree.picks import picks_json
 from genarun.tree.template_core import RenderError
-from genarun.values import dumps, json_text
+from genarun.values import json_text
 
 if TYPE_CHECKING:
     from genarun.store.db import Store
@@ -48,7 +49,7 @@ class ExecutionRecorder:
             model = inst.ctx.model_name if inst.ctx else None
             identity = f"{node.kind.name}\0{model}\0{params_json}"
             input_hash = hashlib.sha256(identity.encode()).hexdigest()
-            picks = dumps([p.to_json() for p in inst.picks]) if inst.picks else None
+            picks = picks_json(inst.picks) if inst.picks else None
             cache_key, reused_from = inst.cache_key, None
         else:  # a reused execution keeps the stored one's params, hashes, model and picks
             params_json = params_json if inst.params else (stored.params or "{}")

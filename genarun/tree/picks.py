@@ -20,12 +20,14 @@ per pick made, so a seeded `random.Random` reproduces the picks exactly.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any
 
 __all__ = [
@@ -56,6 +58,8 @@ class PickRecord:
     weights: list[float]
     chosen: int
     value: str
+    # The start of its JSON up to `"chosen": `, from the Pick that made it (see picks_json).
+    json_head: str | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """This record as a JSON-ready dict, for storage with the execution."""
@@ -77,6 +81,12 @@ class Pick:
     weights: tuple[float, ...]
     cumulative: tuple[float, ...]
     last_choosable: int
+    # Its alternatives and weights as the start of a record's JSON, encoded once.
+    json_head: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        head = {"alternatives": list(self.alternatives), "weights": list(self.weights)}
+        object.__setattr__(self, "json_head", _ENCODE(head)[:-1] + ', "chosen": ')
 
     def draw(self, rng: random.Random, records: list[PickRecord]) -> str:
         """Choose an option with `rng`, render it, and record the pick."""
@@ -92,11 +102,32 @@ class Pick:
             weights=list(self.weights),
             chosen=chosen,
             value=value,
+            json_head=self.json_head,
         )
         return value
 
 
 _PENDING = PickRecord(alternatives=[], weights=[], chosen=-1, value="")
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def picks_json(records: list[PickRecord]) -> str:
+    """`json.dumps([r.to_json() for r in records], ensure_ascii=False)`, stored with each
+    execution: a record drawn by a Pick starts with that Pick's alternatives and weights,
+    encoded once, instead of every time (its floats cost most of the encoding)."""
+    parts = []
+    for record in records:
+        if (
+            record.json_head is not None
+            and type(record.chosen) is int
+            and type(record.value) is str
+        ):
+            value = encode_basestring(record.value)
+            parts.append(f'{record.json_head}{record.chosen}, "value": {value}}}')
+        else:
+            parts.append(_ENCODE(record.to_json()))
+    return f"[{', '.join(parts)}]"
 
 
 class ReplayRandom(random.Random):

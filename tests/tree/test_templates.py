@@ -167,3 +167,17 @@ def test_a_field_rng_draws_what_random_seeded_with_its_key_draws(seed: int, name
     expected, rng = random.Random(f"{seed}:{name}"), field_rng(seed, name)
     assert [rng.random() for _ in range(3)] == [expected.random() for _ in range(3)]
     assert rng.getstate() == expected.getstate()
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["a [red | green | blue] b", '[2:: x | 0.5:: y [é "q" | z] | 0:: w]', "[1 | 2 | 3e2:: 3]"],
+)
+def test_stored_picks_are_the_json_of_their_records(source: str) -> None:
+    from genarun.tree.picks import PickRecord, expand_picks, picks_json
+
+    for seed in range(20):
+        _text, records = expand_picks(source, field_rng(seed, "text"))
+        assert picks_json(records) == json.dumps([r.to_json() for r in records], ensure_ascii=False)
+    made = [PickRecord(alternatives=["a"], weights=[1], chosen=0, value="a")]  # not by a Pick
+    assert picks_json(made) == json.dumps([r.to_json() for r in made], ensure_ascii=False)
