@@ -64,6 +64,7 @@ COLUMNS = (
 # Recorded from main before the per-node optimisations (issue 18 item 4, sixth pass).
 PINNED_ROWS = "4961cc24790693a131001f3d69b8b98a31cecb3d5e33a972af1a201ff3b57c3e"
 PINNED_OUTPUT = "5b839bc6c02d41e090fe1211340c0259d8adce82b654741bed4761feea25cbd5"
+PINNED_ORDER = "b9c237767f47fb0c979d9343fa8d656379da024c85a6ee5652990ffda8248cf6"  # the rows' ids: the order they were written in
 PINNED_LOGS = "7c553e8747f7288c2d4f16b697e7c1df6acdd26dd2f7a26787b45324e0a27885"
 
 
@@ -86,6 +87,7 @@ def test_template_tree_outputs_and_rows_are_pinned(tmp_path: Path) -> None:
     assert run.counts["skipped"] == groups * 4
     conn = sqlite3.connect(db)
     rows = conn.execute(f"SELECT {COLUMNS} FROM executions ORDER BY node_id, path").fetchall()
+    order = conn.execute("SELECT id, node_id, path FROM executions ORDER BY id").fetchall()
     logs = conn.execute(
         "SELECT node_id, path, level, message FROM logs WHERE level != 'info' ORDER BY id"
     ).fetchall()
@@ -98,3 +100,4 @@ def test_template_tree_outputs_and_rows_are_pinned(tmp_path: Path) -> None:
     assert _digest([list(r) for r in rows]) == PINNED_ROWS
     assert hashlib.sha256(output).hexdigest() == PINNED_OUTPUT
     assert _digest([list(r) for r in logs]) == PINNED_LOGS
+    assert _digest([list(r) for r in order]) == PINNED_ORDER

@@ -15,8 +15,10 @@ first access (`from genarun.store.db import runs` still works).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
+import operator
 import os
 import re
 import sqlite3
@@ -61,14 +63,26 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
-# Every column but the id, and a plain insert of them for record_executions.
+# Every column but the id, in the order record_executions writes them.
 _COLUMNS = tuple(c for c in COLUMNS["executions"] if c != "id")
 # Every column of a table, for SELECTs: the columns this genarun knows, never a newer one's.
 _RUNS = ", ".join(COLUMNS["runs"])
 _EXECUTIONS = ", ".join(COLUMNS["executions"])
-_INSERT_EXECUTION = (
-    f"INSERT INTO executions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-)
+
+
+_NONES = (None,) * len(_COLUMNS)
+
+
+def _present(row: tuple[Any, ...]) -> tuple[bool, ...]:
+    """Which of an execution row's values are not NULL."""
+    return tuple(map(operator.is_not, row, _NONES))
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_execution(present: tuple[bool, ...]) -> str:
+    """The INSERT of an execution row with the columns marked present."""
+    columns = list(itertools.compress(_COLUMNS, present))
+    return f"INSERT INTO executions ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def default_db_path() -> Path:
@@ -363,7 +377,15 @@ class Store:
                 values = [tuple(map(row.get, _COLUMNS)) for row in rows]
                 if not rows_left_as_they_are(_COLUMNS, values):  # one scan for the batch
                     values = [tuple(map(redact_row(row).get, _COLUMNS)) for row in rows]
-                self._write(_INSERT_EXECUTION, values)
+                # NULL columns are left out of the INSERT (they are NULL all the same, no
+                # executions column has a default): sqlite3 binds None only after looking for
+                # an adapter, a failed attribute lookup each, and a row has half a dozen. Runs
+                # of rows with the same NULLs go together, in order (row ids are unchanged).
+                for present, group in itertools.groupby(values, key=_present):
+                    self._write(
+                        _insert_execution(present),
+                        [tuple(itertools.compress(row, present)) for row in group],
+                    )
 
     def defer_row(self, table: Table | str, row: dict[str, Any]) -> None:
         """Write `row` (already redacted) into `table` with the next executions, in their
