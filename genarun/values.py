@@ -93,17 +93,26 @@ class EmbeddingRef:
 
 def to_json(value: Any) -> Any:
     """Encode a node output for SQLite (tagged objects keep images and embeddings typed)."""
-    if value is None or isinstance(value, (str, int, float, bool)):  # most values: first
+    # Most values come first. (A tuple of types, not `str | int | ...`, which builds a union
+    # object, and looks each type's `__parameters__` up, at every call.)
+    if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, ImageRef):
         return {"$image": value.path, "sha256": value.sha256}
     if isinstance(value, EmbeddingRef):
         return {"$embedding": value.id, "model": value.model, "dim": value.dim}
     if isinstance(value, dict):
-        return {_escape(str(k)): to_json(v) for k, v in value.items()}
+        return {
+            _escape(str(k)): v if v.__class__ in _PLAIN else to_json(v) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
+        return [v if v.__class__ in _PLAIN else to_json(v) for v in value]
     return str(value)
+
+
+# Types whose values to_json and to_plain return as they are, tested inline in containers (a
+# call per item cost more than the item).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _escape(key: str) -> str:
@@ -192,7 +201,7 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, EmbeddingRef):
         return {"embedding": value.id, "model": value.model, "dim": value.dim}
     if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
+        return {str(k): v if v.__class__ in _PLAIN else to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
+        return [v if v.__class__ in _PLAIN else to_plain(v) for v in value]
     return str(value)
