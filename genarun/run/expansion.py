@@ -142,10 +142,10 @@ class SlotExpansion:
             run.foreach_items[(node.id, slot.parent_path)] = len(paths_scopes)  # for output.json
         if self.progress:
             self.progress.scheduled(node.id, len(paths_scopes))
+        # The slot's count becomes its instances' (nothing runs in between: one update).
+        self._pending_add(run, node.id, slot.parent_path, len(paths_scopes) - 1)
         for path, item_scope in paths_scopes:
-            self._pending_add(run, node.id, slot.parent_path, +1)
             self.ready.append(Instance(run, node, path, item_scope, self._seed_of(run, node, path)))
-        self._pending_add(run, node.id, slot.parent_path, -1)
 
     def _seed_of(self, run: RunState, node: CompiledNode, path: tuple[int, ...]) -> int:
         if run.reuse is not None:  # a rerun draws new seeds (or keeps the stored ones)

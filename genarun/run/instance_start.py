@@ -89,7 +89,7 @@ class InstanceStart(EffectDispatch):
     def _stored_for(self, inst: Instance) -> StoredExecution | None:
         """The run's own finished execution (resume), or the source run's (rerun, --only)."""
         plan = inst.run.reuse
-        if plan is None:
+        if plan is None or not (plan.kept or plan.prior):  # a fresh run: nothing stored
             return None
         key = (inst.node.id, inst.path)
         kept = plan.kept.get(key)
