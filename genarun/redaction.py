@@ -331,7 +331,8 @@ def rows_left_as_they_are(columns: Sequence[str], rows: Sequence[Sequence[Any]])
     texts: list[str] = []
     values: list[str] = []
     for name, column in zip(columns, zip(*rows, strict=True), strict=True):
-        joined = "\0".join([v for v in column if isinstance(v, str)]).lower()
+        # Each distinct text once: a node's rows repeat its id, kind, status and pick texts.
+        joined = "\0".join({v for v in column if isinstance(v, str)}).lower()
         if name in VALUE_ONLY_COLUMNS:
             values.append(joined)
         elif joined.strip(_HEX):  # ids and digests (a third of a row's text) are skipped

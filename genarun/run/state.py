@@ -47,7 +47,7 @@ class RunStatus(StrEnum):
     WAITING = "waiting"  # nothing failed, and executions wait on the outside world
 
 
-@dataclass
+@dataclass(slots=True)  # one per execution, kept for the run: no __dict__ beside it
 class NodeResult:
     """The outcome of one execution of a node."""
 
