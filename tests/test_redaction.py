@@ -265,3 +265,13 @@ def test_a_batch_with_a_credential_is_redacted_row_by_row(tmp_path: Path) -> Non
     stored = query(tmp_path / "genarun.db", "SELECT params, output FROM executions ORDER BY id")
     assert stored[0]["params"] == rows[0]["params"]
     assert KEY not in stored[1]["params"] and KEY in stored[1]["output"]  # outputs by value only
+
+
+def test_hex_texts_cannot_hold_a_trigger_or_a_placeholder() -> None:
+    """The batch scan skips columns of hexadecimal digests: that is only sound while every
+    trigger word, and the secret placeholder's start, has a character outside them."""
+    from genarun.redaction import _HEX
+    from genarun.tree.secrets import MARKER_START
+
+    for word in (*_TRIGGER_WORDS, MARKER_START.lower()):
+        assert word.strip(_HEX), word
