@@ -137,8 +137,9 @@ class SlotExpansion:
                 item_scope = dict(scope)
                 item_scope[node.item_name] = item
                 item_scope["index"] = index
-                paths_scopes.append(((*slot.parent_path, index), item_scope))
-                run.foreach_values[(node.id, (*slot.parent_path, index))] = item  # run.json
+                path = (*slot.parent_path, index)
+                paths_scopes.append((path, item_scope))
+                run.foreach_values[(node.id, path)] = item  # run.json
             run.foreach_items[(node.id, slot.parent_path)] = len(paths_scopes)  # for output.json
         if self.progress:
             self.progress.scheduled(node.id, len(paths_scopes))
