@@ -101,3 +101,40 @@ def test_template_tree_outputs_and_rows_are_pinned(tmp_path: Path) -> None:
     assert hashlib.sha256(output).hexdigest() == PINNED_OUTPUT
     assert _digest([list(r) for r in logs]) == PINNED_LOGS
     assert _digest([list(r) for r in order]) == PINNED_ORDER
+
+
+def test_a_rendered_spec_is_what_model_copy_makes() -> None:
+    """The executor's copy of a node's spec with its rendered fields (instance_start.
+    _with_fields) equals pydantic's model_copy: fields, fields set, extra and private state."""
+    from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+    from genarun.nodes.template import TemplateNode
+    from genarun.run.instance_start import _with_fields
+
+    class WithPrivate(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        text: str = "a"
+        count: int = 1
+        _retries: int = PrivateAttr(3)
+
+    class WithUnsetPrivate(BaseModel):  # its private state is an empty dict, not None
+        text: str = "a"
+        _seen: int = PrivateAttr()
+
+    class WithExtra(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        text: str = "a"
+
+    specs: list[BaseModel] = [
+        TemplateNode.model_validate({"id": "a", "kind": "template", "text": "x {{ n }}"}),
+        WithPrivate(count=2),
+        WithUnsetPrivate(),
+        WithExtra(other=1),
+    ]
+    for spec in specs:
+        expected, made = spec.model_copy(update={"text": "y"}), _with_fields(spec, {"text": "y"})
+        assert made == expected and made.__dict__ == expected.__dict__
+        assert made.__pydantic_fields_set__ == expected.__pydantic_fields_set__
+        assert made.__pydantic_private__ == expected.__pydantic_private__
+        assert made.__pydantic_extra__ == expected.__pydantic_extra__
+        assert made is not spec and spec.text != "y"  # type: ignore[attr-defined]

@@ -172,7 +172,10 @@ class InstanceStart(EffectDispatch):
 def _with_fields(spec: BaseModel, update: dict[str, Any]) -> Any:
     """`spec.model_copy(update=update)` (a copy, its fields set marked set, not validated again)
     without pydantic's generic copying of every attribute: one per execution."""
-    if spec.__pydantic_extra__ is not None or getattr(spec, "__pydantic_private__", None):
+    if (
+        spec.__pydantic_extra__ is not None
+        or getattr(spec, "__pydantic_private__", None) is not None
+    ):
         return spec.model_copy(update=update)  # extra fields or private state: pydantic's way
     cls = type(spec)
     copied = cls.__new__(cls)
