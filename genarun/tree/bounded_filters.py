@@ -1,7 +1,9 @@
 """Jinja's filters and `lipsum`, bounded. A filter whose arguments can make its result much
 larger than its value (`center(n)`, `indent(n)`, `join(sep)`, `replace`, `format`,
 `tojson(indent=n)`, `batch(n, fill)`, `slice(n)`, `round(n)`, `wordwrap`) is checked before it
-runs; every filter's result is measured after (genarun/tree/limits.py has the limits)."""
+runs; every filter's result is measured after (genarun/tree/limits.py has the limits), and
+filters that go through a whole value check the render's budget as they go
+(genarun/tree/stepped_filters.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from jinja2.utils import _PassArg, generate_lorem_ipsum
 
 from genarun.tree import limits
 from genarun.tree.limits import LIMITS, LimitExceeded, check_text, checked, measure
+from genarun.tree.stepped_filters import ITEM_BY_ITEM, REPLACED, large, stepped
 
 
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, default: Any) -> Any:
@@ -133,10 +136,20 @@ def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         return checked(fn(*args, **kwargs))
 
     @functools.wraps(fn)
+    def checked_stepped(*args: Any, **kwargs: Any) -> Any:
+        limits.tick()
+        args = (*args[:skip], *_check_filter(name, args[skip:], kwargs))
+        if len(args) > skip and large(args[skip]):
+            args = (*args[:skip], stepped(args[skip]), *args[skip + 1 :])
+        return checked(fn(*args, **kwargs))
+
+    @functools.wraps(fn)
     def checked_after(*args: Any, **kwargs: Any) -> Any:
         limits.tick()
         return checked(fn(*args, **kwargs))
 
+    if name in ITEM_BY_ITEM:
+        return checked_stepped
     return checked_first if name in _CHECKED_FILTERS else checked_after
 
 
@@ -149,5 +162,6 @@ def bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100)
 
 def bound_filters(env: Environment) -> None:
     """Wrap every filter (call after adding genarun's own)."""
+    env.filters.update(REPLACED)
     for name, fn in list(env.filters.items()):
         env.filters[name] = _bounded_filter(name, fn)

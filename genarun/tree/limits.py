@@ -5,19 +5,22 @@ A tree is data, not code: a template must not be able to take the machine's memo
 (`{{ 'a' * 10**9 }}`, `{{ 2**99999999999 }}`, nested `range(100000)` loops). Jinja's sandbox
 bounds only `range`; here every operation that can make a large value is checked *before* it
 runs (the size of its result is estimated from its operands), and every value a template makes
-is measured after. A render also has a budget: seconds, loop iterations, characters of output
-and the total size of what it made; `tick` spends it, from the sandbox's hooks (calls, filters,
-operators, loop iterations, outputs).
+is measured after. A render also has a budget: seconds of processor time, loop iterations,
+characters of output and the total size of what it made; `tick` spends it, from the sandbox's
+hooks (calls, filters, operators, loop iterations, outputs, and every few thousand items inside
+the filters that go through a whole value: tree/stepped_filters.py); a watchdog thread keeps
+the time (tree/render_time.py).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
-import time
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from threading import get_ident
 from typing import Any
 
 from jinja2.utils import Namespace
@@ -47,28 +50,124 @@ def _limit(what: str, amount: int | float, limit: int | float, unit: str) -> Lim
     )
 
 
+class TimeLimitExceeded(LimitExceeded):
+    """A render spent its time (tree/render_time.py)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the template ran for more than {seconds:g} seconds of processor time, the limit "
+            f"of one render (set {SECONDS_VARIABLE} to allow more)"
+        )
+
+
+# The one limit a person may raise (their machine, their time): a slow but honest template,
+# such as sorting a long list that came from elsewhere. A tree cannot set it.
+SECONDS_VARIABLE = "GENARUN_TEMPLATE_SECONDS"
+
+
+def _seconds_from_environment() -> float | str | None:
+    """GENARUN_TEMPLATE_SECONDS as this process started with it (read once: a render is ~20
+    us, reading the environment ~4): seconds, the text that is not a number, or None."""
+    raw = os.environ.get(SECONDS_VARIABLE, "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return raw
+    return seconds if math.isfinite(seconds) and seconds > 0 else raw
+
+
+_FROM_ENVIRONMENT = _seconds_from_environment()
+
+
+def time_up(budget: Budget) -> LimitExceeded:
+    """The error of a render whose budget is expired (or of a GENARUN_TEMPLATE_SECONDS that
+    is not a limit: every render fails with it, rather than running without one)."""
+    if isinstance(_FROM_ENVIRONMENT, str):
+        return LimitExceeded(
+            f"{SECONDS_VARIABLE}={_FROM_ENVIRONMENT!r} is not a number of seconds above 0 "
+            f"(unset it for the default of {LIMITS.seconds:g})"
+        )
+    return TimeLimitExceeded(budget.seconds)
+
+
 class Budget:
-    """What one render has spent."""
+    """What one render has spent. Its time is watched from outside, by the thread in
+    tree/render_time.py, which only marks it `expired`: `tick` raises at the render's next
+    check, in the rendering thread (never an exception sent into a thread from outside)."""
 
-    __slots__ = ("deadline", "iterations", "made", "output")
+    __slots__ = (
+        "cpu_seen",
+        "expired",
+        "iterations",
+        "made",
+        "outer",
+        "output",
+        "seconds",
+        "thread",
+        "token",
+    )
 
-    def __init__(self) -> None:
-        self.deadline = time.monotonic() + LIMITS.seconds
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         self.iterations = 0
         self.output = 0
         self.made = 0
+        self.expired = False  # set by the watchdog once the render's time is spent
+        self.thread = get_ident()
+        self.outer: Budget | None = None  # the render this one is nested in, on its thread
+        self.token: Token[Budget | None] | None = None
+        self.cpu_seen: float | None = None  # the thread's clock when the watchdog first saw it
 
 
 _BUDGET: ContextVar[Budget | None] = ContextVar("genarun_template_budget", default=None)
 
-
-def start_budget() -> Token[Budget | None]:
-    """A fresh budget for one render (a nested render gets its own); give the token to
-    end_budget. (Not a context manager: renders are short, and one cost more than they.)"""
-    return _BUDGET.set(Budget())
+# The innermost render going on in each thread, for the watchdog. Plain dict operations: the
+# GIL makes each one atomic, and a render costs no lock.
+RENDERING: dict[int, Budget] = {}
 
 
-end_budget = _BUDGET.reset
+class _Watch:
+    started = False  # the watchdog thread runs (reset in a forked child: no thread there)
+    idle = False  # it waits for a render to start
+
+
+def start_budget() -> Budget:
+    """A fresh budget for one render (a nested render gets its own); the render calls
+    finish_budget when its work is done and end_budget in a `finally`. (Not a context
+    manager: renders are short, and one cost more than they.)"""
+    given = _FROM_ENVIRONMENT
+    budget = Budget(given if isinstance(given, float) else LIMITS.seconds)
+    if isinstance(given, str):
+        budget.expired = True  # fails at its first check (time_up says why)
+    budget.token = _BUDGET.set(budget)
+    budget.outer = RENDERING.get(budget.thread)
+    RENDERING[budget.thread] = budget  # registered, then the watchdog told (it reads in order)
+    if _Watch.idle or not _Watch.started:
+        from genarun.tree.render_time import wake
+
+        wake()
+    return budget
+
+
+def finish_budget(budget: Budget) -> None:
+    """The render's work is done: a render whose time ran out during its last step (one
+    filter's work between two checks) fails too, so a render past its limit always fails."""
+    if budget.expired:
+        raise time_up(budget)
+
+
+def end_budget(budget: Budget) -> None:
+    """The render is over, however it ended: the watchdog no longer looks at it."""
+    if budget.token is not None:
+        _BUDGET.reset(budget.token)
+        budget.token = None
+    if RENDERING.get(budget.thread) is budget:
+        if budget.outer is None:
+            del RENDERING[budget.thread]
+        else:
+            RENDERING[budget.thread] = budget.outer
 
 
 def tick(made: int = 0) -> None:
@@ -80,8 +179,8 @@ def tick(made: int = 0) -> None:
         budget.made += made
         if budget.made > LIMITS.made:
             raise _limit("the values this template made", budget.made, LIMITS.made, "units")
-    if time.monotonic() > budget.deadline:
-        raise LimitExceeded(f"the template ran for more than {LIMITS.seconds:g} seconds")
+    if budget.expired:  # marked by the watchdog (tree/render_time.py)
+        raise time_up(budget)
 
 
 def loop_tick(literal: int) -> None:

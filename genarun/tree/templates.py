@@ -19,7 +19,7 @@ from jinja2 import Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import Undefined
 
-from genarun.tree.limits import LimitExceeded, end_budget, start_budget
+from genarun.tree.limits import LimitExceeded, end_budget, finish_budget, start_budget
 from genarun.tree.picks import PickRecord, PickSyntaxError, parse_picks
 from genarun.tree.picks import Template as PickTemplate
 
@@ -127,9 +127,13 @@ class Expression(Compiled):
         prefix = f"{self.label}: " if self.label else ""
         budget = start_budget()
         try:
-            value = self._fn(**scope)
-            if isinstance(value, Undefined):
-                value._fail_with_undefined_error()
+            try:
+                value = self._fn(**scope)
+                if isinstance(value, Undefined):
+                    value._fail_with_undefined_error()
+                finish_budget(budget)
+            finally:
+                end_budget(budget)  # before the messages below: they evaluate again
         except MissingValue as exc:
             raise RenderError(
                 prefix + render_failure(exc, "{{ " + self.source + " }}", scope)
@@ -142,8 +146,6 @@ class Expression(Compiled):
             raise RenderError(
                 f"{prefix}in '{{{{ {self.source} }}}}': {type(exc).__name__}: {exc}"
             ) from None
-        finally:
-            end_budget(budget)
         return value
 
 
@@ -255,17 +257,22 @@ def render_jinja(text: str, scope: Mapping[str, Any]) -> Any:
     """Render Jinja in `text` with `scope`; a single expression keeps its value's type."""
     budget = start_budget()
     try:
-        expression, template, substitutions = _compile_jinja(text)
-        if expression is not None:
-            value = expression(**scope)
-            if isinstance(value, Undefined):
-                value._fail_with_undefined_error()
+        try:
+            expression, template, substitutions = _compile_jinja(text)
+            if expression is not None:
+                value = expression(**scope)
+                if isinstance(value, Undefined):
+                    value._fail_with_undefined_error()
+            elif substitutions is not None and scope.keys() >= substitutions[1]:
+                finalize: Callable[[Any], str] = ENV.finalize  # type: ignore[assignment]
+                parts = substitutions[0]
+                value = "".join([d if n is None else str(finalize(scope[n])) for d, n in parts])
+            else:
+                value = template.render(scope)
+            finish_budget(budget)
             return value
-        if substitutions is not None and scope.keys() >= substitutions[1]:
-            finalize: Callable[[Any], str] = ENV.finalize  # type: ignore[assignment]
-            parts = substitutions[0]
-            return "".join([d if n is None else str(finalize(scope[n])) for d, n in parts])
-        return template.render(scope)
+        finally:
+            end_budget(budget)  # before the messages below: they evaluate again
     except UndefinedError as exc:
         raise RenderError(render_failure(exc, text, scope)) from None
     except (LimitExceeded, SecurityError) as exc:
@@ -276,8 +283,6 @@ def render_jinja(text: str, scope: Mapping[str, Any]) -> Any:
         raise
     except Exception as exc:  # errors inside user templates: report on the node
         raise RenderError(f"{type(exc).__name__}: {exc}") from None
-    finally:
-        end_budget(budget)
 
 
 def jinja_attributes_read(compiled: Compiled, name: str) -> frozenset[str]:
