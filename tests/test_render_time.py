@@ -25,8 +25,9 @@ from genarun.tree.templates import Text
 
 LIMIT = 0.3  # seconds of processor time per render in these tests
 # The watchdog's look interval, one step between two checks (the filters below each take under
-# ~0.3 s per call here; at the size limits the longest steps are ~1 s) and a busy machine.
-SLACK = 1.2
+# ~0.3 s per call here; at the size limits the longest steps are ~1 s), and collections of
+# the full suite's large heap, which count as the rendering thread's time.
+SLACK = 2.5
 STOPPED = r"ran for more than 0.3 seconds of processor time, the limit of one render \(set "
 STOPPED += "GENARUN_TEMPLATE_SECONDS to allow more\\)"
 
