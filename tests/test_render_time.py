@@ -190,10 +190,11 @@ def test_garbage_collection_callbacks_never_swallow_the_stop(short_limit: None) 
 
 
 def _hog(stop: threading.Event) -> None:
-    """Hold the GIL ~20 ms at a time (a C loop cannot be made to let go), as a busy process
-    would: the render waits between its turns, its wall clock runs on, its thread's does not."""
+    """Hold the GIL ~60 ms at a time (a C loop cannot be made to let go), as a busy process
+    would: the render waits between its turns, its wall clock runs on, its thread's does not
+    (it runs ~5 ms, the switch interval, between two of these)."""
     while not stop.is_set():
-        sum(range(1_000_000))
+        sum(range(3_000_000))
 
 
 def test_a_busy_process_neither_stops_a_template_early_nor_lets_one_run(
