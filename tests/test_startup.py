@@ -35,6 +35,7 @@ NOT_NEEDED = (
     "multiprocessing",
     "genarun.cli.runs",
     "genarun.cli.experiments",
+    "genarun.cli.examples",  # the commands' help examples: only when help is printed
     "genarun.server",
     # the Ray executor's modules: only --executor ray; the model providers' modules: only a
     # tree that names a model (the registry registers them when providers are first read)
