@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-# holos's reduction runs on threads (the same diagram at any count): on a 1,000-step walk two
-# threads took the CPU of one, split evenly (4.0 + 4.0 s against 7.7-9.0 s on one), so it runs
-# on every core this process may use. None: ask the OS at each call.
-_THREADS: int | None = None
+# holos's reduction runs on threads (the same diagram at any count), but they take turns: on a
+# 1,000-step walk at load 2, two threads split the CPU evenly (3.55 + 3.42 s) yet took 6.7-7.4 s
+# of wall and 7.2-8.0 s of CPU against 7.1 s and 6.6 s on one. So one thread; None would mean
+# every core the process may use.
+_THREADS: int | None = 1
 
 
 def _threads() -> int:
