@@ -238,6 +238,19 @@ def executor_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+device_option = click.option(
+    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
+)
+
+# A run's model batches (run, rerun, resume); other commands word their own batch sizes.
+batch_size_option = click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=16,
+    show_default=True,
+    help="Most invocations sent to a model at once.",
+)
+
 db_option = click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from genarun.cli.common import (
-    DeviceType,
     SeedType,
+    batch_size_option,
     db_option,
+    device_option,
     executor_options,
     handle_errors,
     one_tree,
@@ -65,16 +66,8 @@ max_runs_option = click.option(
 @click.option(
     "--no-cache", is_flag=True, help="Execute everything, even executions identical to stored ones."
 )
-@click.option(
-    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 4096),
-    default=16,
-    show_default=True,
-    help="Most invocations sent to a model at once.",
-)
+@device_option
+@batch_size_option
 @click.option("--dry-run", is_flag=True, help="Validate, compile and check models, then stop.")
 @click.option(
     "--budget",

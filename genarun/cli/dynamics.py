@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import DeviceType, db_option, handle_errors
+from genarun.cli.common import db_option, device_option, handle_errors
 
 
 @click.group()
@@ -187,9 +187,7 @@ def dynamics_changes(
     show_default=True,
     help="How many seeds the step is regenerated with.",
 )
-@click.option(
-    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
-)
+@device_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),

@@ -10,9 +10,10 @@ from typing import Any
 import click
 
 from genarun.cli.common import (
-    DeviceType,
+    batch_size_option,
     db_flag,
     db_option,
+    device_option,
     executor_options,
     handle_errors,
     startup_objects_frozen,
@@ -118,16 +119,8 @@ def _first(items: list[str], sep: str) -> str:
     help="Root of output folders (default: the source run's).",
 )
 @db_option
-@click.option(
-    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 4096),
-    default=16,
-    show_default=True,
-    help="Most invocations sent to a model at once.",
-)
+@device_option
+@batch_size_option
 @verbosity_options
 @handle_errors
 def rerun(
@@ -228,16 +221,8 @@ def _echo_seeds(state: Any, label: str = "") -> None:
     is_flag=True,
     help="Resume a run marked running by a process genarun cannot check (another host, no recent heartbeat).",
 )
-@click.option(
-    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 4096),
-    default=16,
-    show_default=True,
-    help="Most invocations sent to a model at once.",
-)
+@device_option
+@batch_size_option
 @click.option(
     "--budget",
     type=float,

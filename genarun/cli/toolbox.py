@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from genarun.cli.common import DeviceType, db_option, handle_errors
+from genarun.cli.common import db_option, device_option, handle_errors
 
 
 @click.command()
@@ -119,9 +119,7 @@ def doctor(db: Path | None, fix: bool, as_json: bool) -> None:
     show_default=True,
     help="Most outputs sent to the embedding model at once.",
 )
-@click.option(
-    "--device", type=DeviceType(), help="cuda, cuda:1, mps or cpu (default: the best available)."
-)
+@device_option
 @handle_errors
 def embed(
     refs: tuple[str, ...], model: str, db: Path | None, batch_size: int, device: str | None
