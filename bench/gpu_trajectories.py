@@ -20,6 +20,8 @@ Models are loaded and warmed up before timing in every way. Prints steps/s and t
 (its image encoder and its text decoding, the latter through transformers' static cache:
 genarun/models/static_decoding.py), warmed up (compiled) before the rounds; at x32 genarun's
 two halves of the runs overlap (the painter paints one while the captioner captions the other).
+`--compile-painter MODE` compiles the painter in that way too (UNet and VAE decoder, with
+`channels_last`), or alone in it without `--compile-captioner`.
 
 `--timeline` also prints, for each model call, the CPU seconds the process's other threads used
 while its batches ran (bench/timeline.py: what competed with it for the GIL), and
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -198,6 +201,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "way per batch size, beside the plain ones",
     )
     parser.add_argument(
+        "--compile-painter",
+        choices=["true", "reduce-overhead", "max-autotune"],
+        help="compile the painter too (`compile: MODE`, `channels_last: true`) in the compiled "
+        "way (with --compile-captioner) or in a compiled way of its own",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="cProfile genarun's scheduler thread; print its top functions",
@@ -340,6 +349,7 @@ def tree_text(
     batch: int,
     ray_gpus: list[float] | None = None,
     captioner_compile: str | None = None,
+    painter_compile: str | None = None,
 ) -> str:
     import json
 
@@ -366,6 +376,11 @@ def tree_text(
         models["captioner"]["options"]["compile"] = (
             True if captioner_compile == "true" else captioner_compile
         )
+    if painter_compile is not None:
+        models["painter"]["options"]["compile"] = (
+            True if painter_compile == "true" else painter_compile
+        )
+        models["painter"]["options"]["channels_last"] = True  # the best compiled painter
     if ray_gpus is not None:  # local paths have no catalog size: each actor's share is given
         for name, share in zip(("painter", "captioner", "embedder"), ray_gpus, strict=True):
             models[name]["options"]["ray_num_gpus"] = share
@@ -605,7 +620,7 @@ class Bench:
         # process-wide cache (and compiles a compiled captioner at that batch).
         for batch in self.batches:
             self.warm_up(batch, "local")
-            if args.compile_captioner:
+            if compiling(args):
                 self.warm_up(batch, "local", compiled=True)
         self.hand = HandWritten(work / "sd", work / "blip", args.device, args.tokens)
         self.clip = HandClip(self.clip_path, self.arch, args.device)
@@ -641,6 +656,7 @@ class Bench:
             batch,
             args.ray_gpus if executor == "ray" else None,
             args.compile_captioner if compiled else None,
+            args.compile_painter if compiled else None,
         )
 
     def warm_up(
@@ -661,11 +677,11 @@ class Bench:
             executor=executor,
             ray_actors=ray_actors,
         )
-        what = f", captioner compile {self.args.compile_captioner}" if compiled else ""
+        what = f", compiled:{compiled_suffix(self.args)}" if compiled else ""
         what += f", actors {ray_actors}" if ray_actors else ""
         print(f"  warm-up ({executor}, batch {batch}{what}): {time.perf_counter() - began:.1f} s")
         if compiled:
-            print(f"  {captioner_state(text, self.args.device)}", flush=True)
+            print(f"  {compiled_state(text, self.args.device)}", flush=True)
 
     def local_rounds(self) -> None:
         """(a) once, then rounds of (b), (p) and (c); the ways alternate, so a slower or
@@ -693,7 +709,7 @@ class Bench:
                 for ms in args.switch_intervals or []:
                     label = f"bench{round_}_{batch}_si{ms:g}".replace(".", "_")
                     self.genarun(batch, "local", args.workers[0], label, round_, ms)
-                if args.compile_captioner:
+                if compiling(args):
                     label = f"bench{round_}_{batch}_cc"
                     self.genarun(batch, "local", args.workers[0], label, round_, compiled=True)
             if args.device.startswith("cuda"):
@@ -824,8 +840,8 @@ class Bench:
         if switch_ms is not None:
             way.name += f" si{switch_ms:g}ms"
         if compiled:
-            way.name += f" captioner {args.compile_captioner}"
-            print(f"  {captioner_state(text, args.device)}")
+            way.name += compiled_suffix(args)
+            print(f"  {compiled_state(text, args.device)}")
         scheduler_cpu = time.thread_time() - cpu
         way.parts["scheduler cpu"] = scheduler_cpu
         if free is not None:
@@ -855,18 +871,35 @@ class Bench:
             self.args.json.write_text(json.dumps(self.report, indent=1))
 
 
-def captioner_state(text: str, device: str) -> str:
-    """What a compiled captioner of the tree `text` compiled: its guards (fallen back or not)
-    and its static caches by (batch bucket, cache length); one per shape compiled."""
+def compiling(args: argparse.Namespace) -> bool:
+    return bool(args.compile_captioner or args.compile_painter)
+
+
+def compiled_suffix(args: argparse.Namespace) -> str:
+    """What the compiled way's name adds: each compiled model and its mode."""
+    suffix = f" captioner {args.compile_captioner}" if args.compile_captioner else ""
+    return suffix + (f" painter {args.compile_painter}" if args.compile_painter else "")
+
+
+def compiled_state(text: str, device: str) -> str:
+    """What the compiled models of the tree `text` compiled: each one's guards (fallen back or
+    not), and the captioner's static caches by (batch bucket, cache length), one per shape."""
     from genarun.models.cache import model_cache
     from genarun.models.catalog import resolve_model
 
-    model: Any = model_cache().get(resolve_model("captioner", json.loads(text)["models"]), device)
-    guards = [
-        f"{g.name}: {'fell back: ' + g.failed if g.failed else 'compiled'}" for g in model.compiled
-    ]
-    caches = sorted(getattr(model.decoding, "caches", None) or {})
-    return f"captioner {guards or 'not compiled'}; static caches (rows, length): {caches}"
+    models = json.loads(text)["models"]
+    parts = []
+    for name in ("painter", "captioner"):
+        model: Any = model_cache().get(resolve_model(name, models), device)
+        guards = [
+            f"{g.name}: {'fell back: ' + g.failed if g.failed else 'compiled'}"
+            for g in model.compiled
+        ]
+        parts.append(f"{name} {guards or 'not compiled'}")
+        if name == "captioner":
+            caches = sorted(getattr(model.decoding, "caches", None) or {})
+            parts[-1] += f"; static caches (rows, length): {caches}"
+    return "; ".join(parts)
 
 
 def gpu_free(device: str) -> float | None:
@@ -960,7 +993,7 @@ def summarize(
         for other in [*hand_ways, *(n for n in medians if n.startswith("(p)"))]:
             ratios[f"{name} / {other}"] = medians[other] / genarun[name]
     for name in genarun:  # the compiled captioner against the plain one, same batch
-        plain = name.split(" captioner ")[0]
+        plain = re.split(r" (?:captioner|painter) ", name)[0]
         if plain != name and plain in genarun:
             ratios[f"{name} / {plain}"] = genarun[plain] / genarun[name]
     for other in medians:
