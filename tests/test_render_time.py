@@ -120,12 +120,20 @@ def test_a_render_whose_time_ran_out_in_its_last_step_fails(short_limit: None) -
     fails when it ends, as the watchdog marked it meanwhile."""
     loop = "{% for i in range(300) %}{% for j in range(500) %}{% endfor %}{% endfor %}"
     source = loop + "{{ big|wordcount }}"
-    big = "a " * 3_000_000
+    # The last step must outlast the limit on any machine: the text doubles until it does (a
+    # quiet machine counted 6M characters in 0.38 s, a loaded one in over 1 s).
+    big = "a " * 1_500_000
     limit, limits.LIMITS = limits.LIMITS, limits.Limits(seconds=60)
-    began = time.thread_time()
-    render("{{ big|wordcount }}", big=big)
-    alone = time.thread_time() - began
-    limits.LIMITS = limit
+    try:
+        while True:
+            began = time.thread_time()
+            render("{{ big|wordcount }}", big=big)
+            alone = time.thread_time() - began
+            if alone > LIMIT + 0.3 or len(big) > 200_000_000:
+                break
+            big += big
+    finally:
+        limits.LIMITS = limit
     assert alone > LIMIT + 0.1, f"the last step took only {alone:.2f} s: make it larger"
     with pytest.raises(RenderError, match=STOPPED):
         render(source, big=big)
@@ -202,10 +210,16 @@ def test_a_busy_process_neither_stops_a_template_early_nor_lets_one_run(
 ) -> None:
     """Work well under the limit, slowed past it in wall time by other threads, finishes (a
     wall-clock limit stopped it); a long render among the same threads still stops."""
-    work = "{% for i in range(6000) %}{{ i ~ 'x' }}{% endfor %}"
-    began = time.thread_time()
-    render(work)
-    alone = time.thread_time() - began
+    # Work of a quarter to a half of the limit on this machine: the loop doubles until then.
+    items = 1000
+    while True:
+        work = f"{{% for i in range({items}) %}}{{{{ i ~ 'x' }}}}{{% endfor %}}"
+        began = time.thread_time()
+        render(work)
+        alone = time.thread_time() - began
+        if alone >= LIMIT / 4:
+            break
+        items *= 2
     assert alone < LIMIT / 2, f"the work itself took {alone:.2f} s: make it smaller"
     stop = threading.Event()
     hogs = [threading.Thread(target=_hog, args=(stop,)) for _ in range(2)]
@@ -213,7 +227,7 @@ def test_a_busy_process_neither_stops_a_template_early_nor_lets_one_run(
         t.start()
     try:
         started = time.monotonic()
-        assert render(work).endswith("5999x")
+        assert render(work).endswith(f"{items - 1}x")
         slowed = time.monotonic() - started
         with pytest.raises(RenderError, match=STOPPED):
             render(LONG["urlize"])
