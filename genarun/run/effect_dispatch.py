@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from genarun.run.expansion import SlotExpansion
@@ -38,11 +39,9 @@ class EffectDispatch(SlotExpansion):
     events: queue.Queue[Any]
     batcher: ModelBatcher
     effects: EffectPool | None  # made by effect_pool() for the first Call or Compute
+    # The executor's: the pools of `Call`s and `Compute`s, started for the first one.
+    effect_pool: Callable[[], EffectPool]
     waits: list[Waiting]
-
-    def effect_pool(self) -> EffectPool:
-        """The pools of `Call`s and `Compute`s, started for the first one (the executor's)."""
-        raise NotImplementedError
 
     def _busy(self) -> bool:
         """Whether a model batch, an I/O call or CPU work is running or queued."""
