@@ -102,6 +102,19 @@ def check_resumed(db: Path, run_id: str, before: list[Any]) -> None:
     assert query(db, "SELECT status FROM runs WHERE id = ?", run_id)[0]["status"] == "completed"
 
 
+def fails_alone_then_resumes_on_ray(
+    db: Path, tree: Path, flag: Path, cli: Callable[..., Result]
+) -> None:
+    """A Ray run of a fault tree: its broken node fails alone; with the fault fixed, `resume
+    --executor ray` completes the run and keeps what had finished."""
+    bad = check_failed_alone(db, run_tree(tree, RunOptions(executor="ray")))
+    before = kept_rows(db, bad)
+    flag.unlink()  # the fix
+    resumed = cli("resume", bad[:8], "--executor", "ray")
+    assert resumed.exit_code == 0, resumed.output
+    check_resumed(db, bad, before)
+
+
 def kept_rows(db: Path, run_id: str) -> list[Any]:
     return query(
         db,

@@ -24,7 +24,7 @@ from genarun.run.ray_pool import POOL, PooledActor
 from genarun.run.runner import RunOptions, run_tree
 from tests.helpers import comparable_outputs as outputs
 from tests.helpers import query
-from tests.test_fail_alone import check_failed_alone, check_resumed, fault_tree, kept_rows
+from tests.test_fail_alone import check_failed_alone, fails_alone_then_resumes_on_ray, fault_tree
 
 ray = pytest.importorskip("ray")
 REPO = Path(__file__).resolve().parent.parent
@@ -293,12 +293,7 @@ def test_a_failing_node_fails_alone_on_ray(
 ) -> None:
     tree, flag = fault_tree(workdir)
     db = workdir / "genarun.db"
-    bad = check_failed_alone(db, run_tree(tree, RunOptions(executor="ray")))
-    before = kept_rows(db, bad)
-    flag.unlink()  # the fix
-    resumed = cli("resume", bad[:8], "--executor", "ray")
-    assert resumed.exit_code == 0, resumed.output
-    check_resumed(db, bad, before)
+    fails_alone_then_resumes_on_ray(db, tree, flag, cli)
 
 
 @pytest.mark.slow  # four actor processes die and restart: 30-100 s on a busy 2-core machine

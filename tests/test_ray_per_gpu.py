@@ -21,7 +21,7 @@ from genarun.run.ray_sharing import AloneGate
 from genarun.run.runner import RunOptions, run_tree
 from tests.helpers import comparable_outputs as outputs
 from tests.helpers import query
-from tests.test_fail_alone import check_failed_alone, check_resumed, fault_tree, kept_rows
+from tests.test_fail_alone import check_failed_alone, fails_alone_then_resumes_on_ray, fault_tree
 
 ray = pytest.importorskip("ray")
 
@@ -206,12 +206,7 @@ def test_a_failing_node_fails_alone_on_a_shared_gpu(
     monkeypatch.setenv("GENARUN_RAY_ACTORS", placement)  # as a user would set it
     tree, flag = gpu_fault_tree(workdir, '{fail_while: "FLAG", ray_num_gpus: 0.5}')
     db = workdir / "genarun.db"
-    bad = check_failed_alone(db, run_tree(tree, RunOptions(executor="ray")))
-    before = kept_rows(db, bad)
-    flag.unlink()  # the fix
-    resumed = cli("resume", bad[:8], "--executor", "ray")
-    assert resumed.exit_code == 0, resumed.output
-    check_resumed(db, bad, before)
+    fails_alone_then_resumes_on_ray(db, tree, flag, cli)
 
 
 @pytest.mark.slow  # the GPU actor's process dies and restarts 5-8 times: 30-90 s when busy
