@@ -5,7 +5,15 @@ BIN := $(VENV)/bin
 
 .PHONY: setup demo test lint bench fuzz
 
+# The environment takes about 7.5 GB (torch's CUDA build alone 5.5 GB): say so before pip
+# fills the disk halfway through.
+NEED_KB := 7000000
+
 $(BIN)/genarun: pyproject.toml
+	@d=$(VENV); while [ ! -d "$$d" ]; do d=$$(dirname "$$d"); done; \
+	free=$$(df -Pk "$$d" | awk 'NR==2 {print $$4}'); if [ "$$free" -lt $(NEED_KB) ]; then \
+	  echo "genarun's setup needs about 7.5 GB of free disk here; $$((free / 1048576)) GB free." \
+	    "Free some space (or set VENV=/a/bigger/disk/.venv) and run make again." >&2; exit 1; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: these wheels are on the machine (other installers download ~3 GB).
