@@ -31,6 +31,7 @@ from genarun.run.instance_start import InstanceStart
 from genarun.run.interrupts import GracefulInterrupt
 from genarun.run.pausing import PauseWatch
 from genarun.run.recording import ExecutionRecorder
+from genarun.run.snapshots import FolderSnapshots
 from genarun.run.state import NodeResult, RunState
 from genarun.run.work_units import Instance, Slot
 from genarun.store.confined import FolderNotWritable
@@ -102,6 +103,7 @@ class Executor(InstanceStart):
         self.halted: BaseException | None = None  # --budget reached: finish what runs, stop
         self.interrupt = GracefulInterrupt()  # Ctrl-C once: the same; twice: stop at once
         self.deferring: list[Instance] = []
+        self.snapshots = FolderSnapshots(runs)  # output.json of what has finished so far
 
     # --- public ---------------------------------------------------------------------------
     def execute(self) -> None:
@@ -171,6 +173,7 @@ class Executor(InstanceStart):
                 # Long stretches of inline work commit in groups, at least every 0.1 s.
                 if len(self.recorder.finished_rows) >= 500 or time.monotonic() - flushed > 0.1:
                     self.recorder.flush()
+                    self._snapshot()
                     flushed = time.monotonic()
             if self.stopped is not None:
                 raise self.stopped
@@ -181,6 +184,7 @@ class Executor(InstanceStart):
             # The models have their next batches: now the bookkeeping of the last ones.
             self._run_deferred()
             self.recorder.flush()
+            self._snapshot()
             self._check_budget()
             if self.halted is not None and not self._busy():
                 if isinstance(self.halted, KeyboardInterrupt) and not self._work_left():
@@ -227,6 +231,14 @@ class Executor(InstanceStart):
                 arrived = True
             if arrived:
                 self._unblock()
+
+    def _snapshot(self) -> None:
+        """Rewrite the run folders' output.json when due (what it shows is committed)."""
+        if self.stopped is None:
+            try:
+                self.snapshots.maybe_write()
+            except FolderNotWritable as exc:
+                self.stopped = exc
 
     def _work_left(self) -> bool:
         """Whether anything is still to run, to wait for or to unblock."""

@@ -5,6 +5,12 @@ Without this, Ctrl-C raised KeyboardInterrupt in the scheduler, which then waite
 for the model batches in flight (a model load, minutes of GPU work) and threw their results
 away. The handler only sets a flag: the scheduler turns it into a halt at its next safe point
 (it looks at least every 0.1 s), as a `--budget` that is reached does.
+
+SIGTERM (`kill`, a scheduler's time limit, `docker stop`) and SIGHUP (the terminal closed) stop
+at once, as a second Ctrl-C does: Python's default for them ended the process where it stood,
+leaving the run folder without the outputs that had finished. Whoever sends them wants the
+process gone soon, so nothing in flight is waited for; what finished is stored and written to
+the folder, and the process exits 128 + the signal's number.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ class GracefulInterrupt:
     def __init__(self) -> None:
         self.requested = False
         self._previous: Any = None
+        self._stops: dict[signal.Signals, Any] = {}
         self._installed = False
 
     def __enter__(self) -> GracefulInterrupt:
         # Signal handlers can be set only in the main thread (a server worker runs elsewhere).
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._stops = {sig: signal.signal(sig, _stop_now) for sig in _STOP_SIGNALS}
             self._installed = True
         return self
 
@@ -41,6 +49,8 @@ class GracefulInterrupt:
     ) -> None:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
+            for sig, previous in self._stops.items():
+                signal.signal(sig, previous)
             self._installed = False
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -53,13 +63,26 @@ class GracefulInterrupt:
 # Set by a second Ctrl-C: the model threads still running are abandoned, and the process ends
 # once the run is recorded as interrupted, without waiting for them (Python would join them).
 _stopped_at_once = threading.Event()
+_exit_code = 130  # 128 + the signal that stopped the run (SIGINT unless SIGTERM or SIGHUP)
+
+# Signals that stop a run at once (SIGHUP does not exist on Windows).
+_STOP_SIGNALS = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+
+
+def _stop_now(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGHUP during a run: stop at once, as a second Ctrl-C does."""
+    global _exit_code
+    _exit_code = 128 + signum
+    _stopped_at_once.set()
+    raise KeyboardInterrupt
 
 
 def exit_interrupted() -> NoReturn:
-    """Exit 130. After Ctrl-C twice the run is recorded as interrupted: end the process now
-    rather than wait, as Python's exit would, for the model threads it abandoned."""
+    """Exit 130 (128 + the stopping signal). After Ctrl-C twice (or SIGTERM) the run is recorded
+    as interrupted: end the process now rather than wait, as Python's exit would, for the model
+    threads it abandoned."""
     if _stopped_at_once.is_set():
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
-    sys.exit(130)
+        os._exit(_exit_code)
+    sys.exit(_exit_code)

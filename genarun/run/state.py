@@ -346,6 +346,11 @@ class RunState:
         write_json(self.folder / "logs.json", logs)
         write_json(self.folder / "run.json", self._run_json(status, ended=time.time()))
 
+    def write_snapshot(self) -> None:
+        """output.json with what has finished so far (run.json says `running` and `partial`
+        since the start): a run killed from now on leaves them in its folder."""
+        write_json(self.folder / "output.json", self.output_tree(), outputs=True)
+
     def start_folder(self) -> None:
         """Make the run's folder with a copy of the tree, marked as output from the start
         (run.json, status running): nothing that searches for trees takes the copy for one,
@@ -355,6 +360,9 @@ class RunState:
         source = self.compiled.loaded.path
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.folder / "run.json", self._run_json("running", ended=None))
+        # An output.json from the start: the folder always has one, holding what has finished
+        # so far (nothing yet; snapshots and the end of the run rewrite it).
+        write_json(self.folder / "output.json", {})
         write_file(self.folder, f"tree{source.suffix}", source.read_bytes())
 
     def _run_json(self, status: str, ended: float | None) -> dict[str, Any]:
@@ -364,6 +372,10 @@ class RunState:
             "tree": self.compiled.name,
             "tree_file": str(self.compiled.loaded.path.resolve()),
             "status": status,
+            # output.json lacks outputs that a later run of this one (resume) would add: it is
+            # a snapshot while the run goes on, and what an interrupted, failed or waiting run
+            # finished.
+            "partial": status != RunStatus.COMPLETED,
             "seed": self.seed,
             "seed_random": self.seed_is_random,
             "bindings": to_json(self.bindings),
