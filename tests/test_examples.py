@@ -91,7 +91,8 @@ def test_run_outputs_are_never_taken_for_trees(
         run_tree(trees / "picks.yaml", RunOptions(db=workdir / "genarun.db"))
     monkeypatch.undo()
     killed_run = next((trees / "picks").iterdir())
-    assert sorted(p.name for p in killed_run.iterdir()) == ["run.json", "tree.yaml"]
+    assert sorted(p.name for p in killed_run.iterdir()) == ["output.json", "run.json", "tree.yaml"]
+    assert json.loads((killed_run / "output.json").read_text()) == {}  # nothing finished yet
     assert json.loads((killed_run / "run.json").read_text())["status"] == "running"
 
     found, others = find_trees(workdir)
