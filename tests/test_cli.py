@@ -124,7 +124,8 @@ def test_failures_in_a_subprocess(tree: Callable[[str], Path], workdir: Path) ->
 
     bad_set = genarun_subprocess("run", tree("typed.yaml"), "--set", "novalue", cwd=workdir)
     assert bad_set.returncode == 2
-    assert "--set 'novalue': expected name=value" in bad_set.stderr
+    assert "--set 'novalue': expected NAME=VALUE" in bad_set.stderr
+    assert "such as --set novalue=geckos" in bad_set.stderr
 
 
 def test_dry_run_runs_nothing(

@@ -296,12 +296,12 @@ def test_runs_show_takes_an_output_folder_and_suggests_latest(
 def test_ctrl_c_during_validate_is_a_message(
     cli: Callable[..., Result], workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import genarun.graph.compile
+    import genarun.run.tree_checks
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(genarun.graph.compile, "compile_tree", interrupted)
+    monkeypatch.setattr(genarun.run.tree_checks, "compile_with_problems", interrupted)
     result = cli("validate", TREES / "blog.yaml", TREES / "typed.yaml")
     assert result.exit_code == 130
     assert (
@@ -471,37 +471,6 @@ def test_set_of_a_matrix_key_takes_a_plainly_new_list_or_number(
     assert cli("run", styles, "--set", "size=5", "--set", "style=oil").exit_code == 0
     result = cli("run", styles, "--set", "style=fotos")
     assert result.exit_code == 2 and "(did you mean 'photo'?" in result.stderr
-
-
-@pytest.mark.parametrize(
-    "args",
-    [("runs", "list"), ("runs", "show", "latest"), ("inbox",), ("resume", "latest")],
-)
-def test_a_command_run_below_the_database_names_the_one_above(
-    cli: Callable[..., Result],
-    workdir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    args: tuple[str, ...],
-) -> None:
-    """A tree run at the project's root keeps its runs in the root's genarun.db; a reading
-    command run after `cd examples/story` names that database and the --db that reaches it,
-    and creates none where it stands."""
-    monkeypatch.delenv("GENARUN_DB")
-    (workdir / "tree.yaml").write_text(
-        "genarun: 1\nname: t\nnodes:\n  - id: a\n    kind: template\n    text: hi\n"
-    )
-    assert cli("run", "tree.yaml", "-q").exit_code == 0
-    below = workdir / "examples" / "story"
-    below.mkdir(parents=True)
-    monkeypatch.chdir(below)
-    result = cli(*args)
-    assert result.exit_code == 2, result.output
-    assert "the nearest is ../../genarun.db" in result.output, result.output
-    assert "--db ../../genarun.db" in result.output
-    assert not (below / "genarun.db").exists()
-    # and the --db it names reaches the runs (a completed run: resume has nothing to do)
-    again = cli(*args, "--db", "../../genarun.db").output
-    assert "no database" not in again and ("nothing to resume" in again or "error" not in again)
 
 
 WITH_DB_TREE = """\

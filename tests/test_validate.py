@@ -210,3 +210,19 @@ def test_validate_subprocess_exit_codes(workdir: Path) -> None:
     assert missing.returncode == 2
     assert "tree file not found" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_run_reports_unknown_models_with_the_other_mistakes_and_writes_nothing(
+    workdir: Path, cli: Callable[..., Result]
+) -> None:
+    """`run` says every mistake at once too (models were said only once the fields were
+    fixed), exits 2 and writes nothing: no database, no output folder."""
+    path = TREES / "invalid" / "models_beside_other_errors.yaml"
+    (workdir / "tree.yaml").write_text(path.read_text())
+    result = cli("run", "tree.yaml")
+    assert result.exit_code == 2, result.output
+    for fragment in expected_fragments(path):
+        assert fragment in result.stderr
+    assert result.stderr.count("tree.yaml:") == 6
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in workdir.iterdir()) == ["tree.yaml"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import db_option, handle_errors, limit_option
+from genarun.cli.common import WholeNumber, db_option, handle_errors, limit_option
 
 
 class _ClusterGroup(click.Group):
@@ -42,20 +42,18 @@ def cluster() -> None:
 )
 @click.option(
     "--min-cluster-size",
-    type=click.IntRange(2),
+    type=WholeNumber(2),
     default=5,
     show_default=True,
     help="Fewest steps a cluster holds (HDBSCAN); smaller steps are noise.",
 )
 @click.option(
     "--min-samples",
-    type=click.IntRange(1),
+    type=WholeNumber(1),
     default=None,
     help="HDBSCAN's min_samples (default: the minimum cluster size).",
 )
-@click.option(
-    "--top", type=click.IntRange(1), default=10, show_default=True, help="Clusters shown."
-)
+@click.option("--top", type=WholeNumber(1), default=10, show_default=True, help="Clusters shown.")
 @handle_errors
 def cluster_compute(
     refs: tuple[str, ...],

@@ -130,7 +130,11 @@ def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
 
         name, sep, raw = item.partition("=")
         if not sep or not name.strip():
-            raise UserError(f"--set {item!r}: expected name=value")
+            example = item.strip() if item.strip().isidentifier() else "topic"
+            raise UserError(
+                f"--set {item!r}: expected NAME=VALUE, a var or matrix key of the tree and its "
+                f"value (read as YAML), such as --set {example}=geckos or --set {example}='[1, 2]'"
+            )
         value = read_set_value(raw)
         big = (
             value.bit_length() > LIMITS.int_bits
@@ -189,6 +193,76 @@ class SeedType(click.ParamType):
         return seed
 
 
+class _Explained(click.ParamType):
+    """A number type whose mistakes say what the option accepts, with an example: click's own
+    message (`Invalid value for '--budget': 'lots' is not a valid float.`) said neither."""
+
+    whole: bool = False
+    example: str | None = None  # a value shown in the example; default: the option's default
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            number = "whole number" if self.whole else "number"
+            reason = exc.message.rstrip(".")
+            if "is not a valid" in reason:  # click names the Python type: say what it means
+                reason = f"{value!r} is not a {number}"
+            self.fail(f"{reason}; give {self.accepted()}{self._example(param)}", param, ctx)
+
+    def accepted(self) -> str:
+        """What the option accepts, in words."""
+        number = "a whole number" if self.whole else "a number"
+        low, high = getattr(self, "min", None), getattr(self, "max", None)
+        if low is not None and high is not None:
+            return f"{number} from {low} to {high}"
+        if low is not None:
+            return (
+                f"{number} above {low}"
+                if getattr(self, "min_open", False)
+                else (f"{number} of {low} or more")
+            )
+        if high is not None:
+            return f"{number} of {high} or less"
+        return number
+
+    def _example(self, param: click.Parameter | None) -> str:
+        if param is None or not param.opts:
+            return ""
+        example = self.example
+        if example is None and param.default is not None and not callable(param.default):
+            example = str(param.default)
+        if example is None:
+            low = getattr(self, "min", None)
+            example = str(low if low is not None else 1)
+        return f", such as {param.opts[0]} {example}"
+
+
+class WholeNumber(_Explained, click.IntRange):
+    """A whole-number option (optionally bounded) with messages that say what it accepts."""
+
+    whole = True
+
+    def __init__(self, min: int | None = None, max: int | None = None, **kwargs: Any) -> None:
+        self.example = kwargs.pop("example", None)
+        super().__init__(min, max, **kwargs)
+
+
+class NumberRange(_Explained, click.FloatRange):
+    """A bounded number option with messages that say what it accepts."""
+
+    def __init__(self, min: float | None = None, max: float | None = None, **kwargs: Any) -> None:
+        self.example = kwargs.pop("example", None)
+        super().__init__(min, max, **kwargs)
+
+
+class Number(_Explained, click.types.FloatParamType):
+    """A number option (any value) with messages that say what it accepts."""
+
+    def __init__(self, example: str | None = None) -> None:
+        self.example = example
+
+
 class DeviceType(click.ParamType):
     """`--device`: cpu, cuda, cuda:N or mps, checked before anything runs (torch's own
     message for `gpu` came from the first model's load, after the run had started)."""
@@ -245,7 +319,7 @@ device_option = click.option(
 # A run's model batches (run, rerun, resume); other commands word their own batch sizes.
 batch_size_option = click.option(
     "--batch-size",
-    type=click.IntRange(1, 4096),
+    type=WholeNumber(1, 4096),
     default=16,
     show_default=True,
     help="Most invocations sent to a model at once.",
@@ -255,13 +329,13 @@ db_option = click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="GENARUN_DB",
-    help="SQLite database (default genarun.db here; or $GENARUN_DB).",
+    help="SQLite database (default: $GENARUN_DB, else the nearest genarun.db here or above).",
 )
 
 # How many of the newest rows a list command shows (runs, experiments, clusterings).
 limit_option = click.option(
     "--limit",
-    type=click.IntRange(1),
+    type=WholeNumber(1),
     default=30,
     show_default=True,
     help="Show at most this many, newest first.",

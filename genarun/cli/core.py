@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from genarun.cli.common import (
+    Number,
     SeedType,
+    WholeNumber,
     batch_size_option,
     db_option,
     device_option,
@@ -25,7 +27,7 @@ from genarun.cli.common import (
 _MAX_RUNS = 10_000
 max_runs_option = click.option(
     "--max-runs",
-    type=click.IntRange(1),
+    type=WholeNumber(1),
     default=_MAX_RUNS,
     show_default=True,
     help="The most runs the tree's matrix may expand into; a larger matrix is refused.",
@@ -71,7 +73,7 @@ max_runs_option = click.option(
 @click.option("--dry-run", is_flag=True, help="Validate, compile and check models, then stop.")
 @click.option(
     "--budget",
-    type=float,
+    type=Number(example="5"),
     metavar="AMOUNT",
     help="Most to spend, in the price table's currency (USD): refuse to start when the estimate "
     "exceeds it; stop, resumable, when the recorded spend reaches it.",
@@ -183,19 +185,14 @@ def validate(trees: tuple[Path, ...], sets: tuple[str, ...], max_runs: int) -> N
     A folder stands for the trees in it (its .yaml, .yml and .json files that start a tree
     with a 'genarun:' line)."""
     from genarun.errors import Interrupted, TreeError
-    from genarun.graph.compile import compile_tree
-    from genarun.graph.matrix import check_matrix_sets
     from genarun.run.model_checks import check_all_models
-    from genarun.tree.validate import read_tree
+    from genarun.run.tree_checks import checked_tree
 
     failed = False
     trees = tuple(_expand_folders(trees))
     for position, tree in enumerate(trees):
         try:
-            loaded = read_tree(tree)
-            compiled = compile_tree(
-                loaded, check_matrix_sets(loaded, parse_set(sets)), max_runs=max_runs
-            )
+            compiled = checked_tree(tree, parse_set(sets), max_runs=max_runs)
             check_all_models(compiled)
         except KeyboardInterrupt:
             done = f" ({position} of {len(trees)} checked)" if len(trees) > 1 else ""

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import db_option, device_option, handle_errors
+from genarun.cli.common import NumberRange, WholeNumber, db_option, device_option, handle_errors
 
 
 @click.group()
@@ -132,7 +132,7 @@ def _f(x: float, digits: int = 4) -> str:
 @embedding_option
 @click.option(
     "--penalty",
-    type=click.FloatRange(min=0, min_open=True),
+    type=NumberRange(min=0, min_open=True),
     default=1.0,
     show_default=True,
     help="PELT's penalty: higher finds fewer changes.",
@@ -178,11 +178,11 @@ def dynamics_changes(
 @db_option
 @embedding_option
 @click.option(
-    "--step", type=click.IntRange(0), default=0, show_default=True, help="The step regenerated."
+    "--step", type=WholeNumber(0), default=0, show_default=True, help="The step regenerated."
 )
 @click.option(
     "--seeds",
-    type=click.IntRange(2, 256),
+    type=WholeNumber(2, 256),
     default=8,
     show_default=True,
     help="How many seeds the step is regenerated with.",

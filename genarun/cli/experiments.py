@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from genarun.cli.common import db_option, handle_errors, limit_option, with_db
+from genarun.cli.common import WholeNumber, db_option, handle_errors, limit_option, with_db
 
 
 @contextlib.contextmanager
@@ -81,7 +81,7 @@ def tda() -> None:
 @db_option
 @click.option(
     "--maxdim",
-    type=click.IntRange(0, 3),
+    type=WholeNumber(0, 3),
     default=1,
     show_default=True,
     help="Highest homology dimension.",
@@ -132,7 +132,7 @@ def tda_compute(
 )
 @click.option(
     "--dim",
-    type=click.IntRange(0, 3),
+    type=WholeNumber(0, 3),
     default=1,
     show_default=True,
     help="Homology dimension compared.",
@@ -258,7 +258,7 @@ def tda_compare(
 @db_option
 @click.option(
     "--maxdim",
-    type=click.IntRange(0, 3),
+    type=WholeNumber(0, 3),
     default=1,
     show_default=True,
     help="Highest homology dimension plotted.",
@@ -326,12 +326,12 @@ def export() -> None:
 )
 @click.option(
     "--every",
-    type=click.IntRange(1),
+    type=WholeNumber(1),
     default=1,
     show_default=True,
     help="Only every Nth image of each trajectory (its 1st, N+1th, ...).",
 )
-@click.option("--limit", type=click.IntRange(1), help="At most this many images in all.")
+@click.option("--limit", type=WholeNumber(1), help="At most this many images in all.")
 @db_option
 @handle_errors
 def export_images(

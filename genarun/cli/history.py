@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from genarun.cli.common import (
+    Number,
     batch_size_option,
     db_flag,
     db_option,
@@ -38,6 +39,12 @@ def echo_outcome(outcome: Any, db: Path | None) -> None:
             + f": {summary or 'nothing to do'}"
         )
     click.echo(f"output: {outcome.folder}")
+    if db is None:
+        from genarun.store.db import default_db_path, found_above
+
+        stored = default_db_path()
+        if found_above(stored):  # said: a user in a sub-folder may look for one here
+            click.echo(f"database: {stored} (the project's, in a folder above)")
     if outcome.status == "interrupted":
         ids = " ".join(state.id[:12] for state in outcome.runs)
         db_part = db_flag(db)
@@ -225,7 +232,7 @@ def _echo_seeds(state: Any, label: str = "") -> None:
 @batch_size_option
 @click.option(
     "--budget",
-    type=float,
+    type=Number(example="5"),
     metavar="AMOUNT",
     help="Most the runs may have spent in all, earlier sessions included (price table's "
     "currency): stop, resumable, when the recorded spend reaches it.",

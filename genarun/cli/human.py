@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import db_flag, db_option, handle_errors, with_db
+from genarun.cli.common import NumberRange, WholeNumber, db_flag, db_option, handle_errors, with_db
 
 DEFAULT_PORT = 8765
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -169,7 +169,7 @@ def hook_url(run_ref: str, target: str, db: Path | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=WholeNumber(0, 65535),
     default=DEFAULT_PORT,
     show_default=True,
     help="Port to listen on.",
@@ -187,7 +187,7 @@ def hook_url(run_ref: str, target: str, db: Path | None) -> None:
 )
 @click.option(
     "--sweep",
-    type=click.FloatRange(0.1, 86400),
+    type=NumberRange(0.1, 86400),
     default=15.0,
     show_default=True,
     help="Seconds between looks for requests whose timeout passed.",

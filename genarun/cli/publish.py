@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import db_option, handle_errors
+from genarun.cli.common import NumberRange, db_option, handle_errors
 
 
 @click.command("site")
@@ -105,7 +105,7 @@ def export_site_command(
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--interval",
-    type=click.FloatRange(0.1, 3600),
+    type=NumberRange(0.1, 3600),
     default=1.0,
     show_default=True,
     help="Seconds between checks for changes.",

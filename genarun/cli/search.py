@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from genarun.cli.common import db_option, handle_errors
+from genarun.cli.common import NumberRange, WholeNumber, db_option, handle_errors
 
 
 @click.command("search")
@@ -22,11 +22,11 @@ from genarun.cli.common import db_option, handle_errors
 @click.option("--run", "run", help="One run or experiment (id, prefix or latest).")
 @click.option("--node", "nodes", multiple=True, help="Only outputs of this node (repeatable).")
 @click.option(
-    "-k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Matches shown."
+    "-k", "k", type=WholeNumber(min=1), default=5, show_default=True, help="Matches shown."
 )
 @click.option(
     "--diversity",
-    type=click.FloatRange(0, 1),
+    type=NumberRange(0, 1),
     default=0.0,
     show_default=True,
     help="0: the closest matches; towards 1: matches unlike each other too (MMR).",

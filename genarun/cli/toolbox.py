@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from genarun.cli.common import db_option, device_option, handle_errors
+from genarun.cli.common import NumberRange, WholeNumber, db_option, device_option, handle_errors
 
 
 @click.command()
@@ -114,7 +114,7 @@ def doctor(db: Path | None, fix: bool, as_json: bool) -> None:
 @db_option
 @click.option(
     "--batch-size",
-    type=click.IntRange(1, 4096),
+    type=WholeNumber(1, 4096),
     default=32,
     show_default=True,
     help="Most outputs sent to the embedding model at once.",
@@ -215,13 +215,13 @@ def experiments_delete(ref: str, yes: bool, db: Path | None) -> None:
 
 tile_option = click.option(
     "--tile",
-    type=click.IntRange(16, 2048),
+    type=WholeNumber(16, 2048),
     default=128,
     show_default=True,
     help="Side of each image in the mosaic, in pixels (video: a multiple of 16).",
 )
 every_option = click.option(
-    "--every", type=click.IntRange(1), default=1, show_default=True, help="Every Nth image only."
+    "--every", type=WholeNumber(1), default=1, show_default=True, help="Every Nth image only."
 )
 
 
@@ -232,14 +232,14 @@ every_option = click.option(
 )
 @click.option(
     "--fps",
-    type=click.FloatRange(0.1, 120),
+    type=NumberRange(0.1, 120),
     default=10.0,
     show_default=True,
     help="Frames (trajectory steps) per second.",
 )
 @tile_option
 @click.option(
-    "--columns", type=click.IntRange(1), help="Trajectories per row (default: a square grid)."
+    "--columns", type=WholeNumber(1), help="Trajectories per row (default: a square grid)."
 )
 @every_option
 @db_option

@@ -42,6 +42,22 @@ def compile_tree(
     `max_runs` the most runs its matrix may give (None: no limit, for commands that do not
     expand it), `broken` ids of nodes left out because they did not validate (naming one is
     not reported: its own error is). Raises TreeError with every problem found."""
+    compiled, problems = compile_with_problems(loaded, overrides, skip, max_runs, broken)
+    if problems:
+        raise TreeError(problems)
+    return compiled
+
+
+def compile_with_problems(
+    loaded: LoadedTree,
+    overrides: dict[str, Any] | None = None,
+    skip: set[str] | None = None,
+    max_runs: int | None = MAX_RUNS,
+    broken: frozenset[str] | set[str] = frozenset(),
+) -> tuple[CompiledTree, list[Problem]]:
+    """`compile_tree`, returning its problems (sorted by line) with the tree compiled as far as
+    it could be: the nodes without problems of their own can still be checked further (the
+    models they name), so that one pass reports every mistake of a file."""
     file = str(loaded.path)
     spec = loaded.spec
     overrides = dict(overrides or {})
@@ -189,11 +205,11 @@ def compile_tree(
         problems.append(
             Problem(f"--skip {node_id}: the tree has no node '{node_id}'", file, None, hint=hint)
         )
-    if problems:
-        raise TreeError(sorted(problems, key=lambda p: p.line or 0))
-    mark_skipped(compiled_nodes, topological_order(successors), skip or set())
-    roots = [tn.id for tn in loaded.roots]
-    return CompiledTree(loaded, compiled_nodes, roots, tree_vars, matrix, overrides)
+    if not cycle:  # an order exists
+        mark_skipped(compiled_nodes, topological_order(successors), skip or set())
+    roots = [tn.id for tn in loaded.roots if tn.id in compiled_nodes]
+    tree = CompiledTree(loaded, compiled_nodes, roots, tree_vars, matrix, overrides)
+    return tree, sorted(problems, key=lambda p: p.line or 0)
 
 
 def follow_on_problems(loaded: LoadedTree, broken: set[str]) -> list[Problem]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import ModelError, Problem, TreeError
-from genarun.graph.compiled import CompiledTree
+from genarun.graph.compiled import CompiledNode, CompiledTree
 from genarun.graph.matrix import matrix_bindings
 from genarun.run.state import check_model_task
 from genarun.tree.template_core import RenderError, field_rng
@@ -17,9 +18,12 @@ if TYPE_CHECKING:
     from genarun.models.base import ModelSpec
 
 
-def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, ModelSpec]:
-    """Resolve and check every model a node names, before any weight loads or API is called;
-    returns them by the name the tree uses (alias or reference)."""
+def check_models(
+    compiled: CompiledTree, scope: dict[str, Any], nodes: Iterable[CompiledNode] | None = None
+) -> dict[str, ModelSpec]:
+    """Resolve and check every model a node names (of `nodes`; default all), before any
+    weight loads or API is called; returns them by the name the tree uses (alias or
+    reference)."""
     from genarun.extras import MissingExtra, missing_extra_message, missing_modules, require_extra
     from genarun.plugins import registry
     from genarun.retrieval.checks import model_refs as retrieval_model_refs
@@ -30,7 +34,7 @@ def check_models(compiled: CompiledTree, scope: dict[str, Any]) -> dict[str, Mod
     problems += retrieval_problems(compiled)
     checked: set[str] = set()
     found: dict[str, ModelSpec] = {}
-    for node in compiled.nodes.values():
+    for node in compiled.nodes.values() if nodes is None else nodes:
         if node.skip_reason:
             continue
         refs = list(node.kind.model_refs(node=node, scope=scope)) if node.kind.model_refs else []

@@ -10,27 +10,26 @@ from pathlib import Path
 from typing import Any, cast
 
 from genarun.errors import GenarunError, Problem, TreeError, UserError
-from genarun.graph.compile import compile_tree
 from genarun.graph.compiled import CompiledTree
-from genarun.graph.matrix import check_matrix_sets, matrix_bindings
+from genarun.graph.matrix import matrix_bindings
 from genarun.run.model_checks import check_models
 from genarun.run.only import plan_runs, source_store
 from genarun.run.options import RunOptions
 from genarun.run.outcome import Outcome, execute_runs
 from genarun.run.seeds import fresh_seed
 from genarun.run.state import RunState
+from genarun.run.tree_checks import checked_tree
 from genarun.store.db import Store, new_id
 from genarun.store.folders import dated_folder, output_folder_of, run_label, write_json
 from genarun.tree.template_core import RenderError
-from genarun.tree.validate import read_tree
 from genarun.values import to_json
 
 
 def prepare(path: Path | str, options: RunOptions) -> CompiledTree:
     """Validate and compile a tree: every error surfaces here, before anything runs."""
-    loaded = read_tree(path)
-    options.overrides = check_matrix_sets(loaded, options.overrides)
-    compiled = compile_tree(loaded, options.overrides, options.skip, options.max_runs)
+    compiled = checked_tree(path, options.overrides, options.skip, options.max_runs)
+    options.overrides = compiled.overrides
+    loaded = compiled.loaded
     if options.seed is not None and "seed" in compiled.matrix:  # it would be ignored
         values = ", ".join(map(str, compiled.matrix["seed"]))
         raise UserError(

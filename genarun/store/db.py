@@ -85,19 +85,41 @@ def _insert_execution(present: tuple[bool, ...]) -> str:
     return f"INSERT INTO executions ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
+DEFAULT_DB = "genarun.db"
+
+
 def default_db_path() -> Path:
-    return Path(os.environ.get("GENARUN_DB") or "genarun.db")
+    """The database of a command without --db: $GENARUN_DB; else the project's, the nearest
+    genarun.db in this folder or a folder above it (found as git finds its repository: a tree
+    run from `trees/` or `examples/story/` uses the root's database, never a second one); else
+    genarun.db here, which the first run creates."""
+    named = os.environ.get("GENARUN_DB")
+    if named:
+        return Path(named)
+    found = _database_above(Path(DEFAULT_DB), here_too=True)
+    return Path(found) if found else Path(DEFAULT_DB)
 
 
-def _database_above(path: Path) -> str | None:
-    """The nearest file named like `path` (relative) in a folder above this one, as a path
-    from here: a tree run at a project's root keeps its runs in the root's genarun.db, and
-    `cd`-ing into the tree's folder is the usual next step."""
+def found_above(path: Path) -> bool:
+    """Whether `path`, a database a command uses, was found in a folder above this one."""
+    return not path.is_absolute() and len(path.parts) > 1 and path.parts[0] == ".."
+
+
+def _database_above(path: Path, *, here_too: bool = False) -> str | None:
+    """The nearest file named like `path` (relative) in a folder above this one (or this one,
+    `here_too`), as a path from here. The search stops at a repository's root (a folder with
+    .git: the project ends there) and never looks in the home folder or the file system's root,
+    whose genarun.db would otherwise collect the runs of every project below it."""
     here = Path.cwd()
-    for folder in here.parents:
+    stops = {Path.home(), Path(here.anchor)} if here != Path.home() else {Path(here.anchor)}
+    for folder in (here, *here.parents) if here_too else here.parents:
+        if folder in stops:
+            break
         candidate = folder / path
         if candidate.is_file():
             return os.path.relpath(candidate, here)
+        if (folder / ".git").exists():
+            break
     return None
 
 
@@ -462,7 +484,7 @@ class Store:
         """A run by id, unique id prefix, `latest`, or its output folder (the one holding its
         run.json, as `genarun run` prints it)."""
         where = str(self.path)
-        if where == "genarun.db" and not os.environ.get("GENARUN_DB"):  # perhaps the wrong folder
+        if where == DEFAULT_DB and not os.environ.get("GENARUN_DB"):  # perhaps the wrong folder
             where += " in this folder (--db or $GENARUN_DB name another database)"
         if ref.strip().lower() == "latest":
             latest = self.query(f"SELECT {_RUNS} FROM runs ORDER BY started DESC LIMIT 1")

@@ -52,6 +52,12 @@ class LoadedTree:
 
 def read_tree(path: Path | str) -> LoadedTree:
     """Load and validate a tree file; raise TreeError listing every problem found."""
+    return validate_document(read_document(path))
+
+
+def read_document(path: Path | str) -> Document:
+    """A tree file parsed (YAML or JSON, with lines), not validated yet; a PANIC-TDA experiment
+    config becomes its equivalent tree. Raises TreeError for a file that is no tree."""
     from genarun.tree.panic_config import is_panic_config, panic_tree
 
     path = Path(path)
@@ -65,7 +71,7 @@ def read_tree(path: Path | str) -> LoadedTree:
         doc = panic_tree(doc)
     elif _other_file(path) and not (isinstance(doc.data, dict) and "genarun" in doc.data):
         raise _not_a_tree(path)
-    return validate_document(doc)
+    return doc
 
 
 def _other_file(path: Path) -> bool:
@@ -83,6 +89,28 @@ def _not_a_tree(path: Path) -> TreeError:
 
 
 def validate_document(doc: Document) -> LoadedTree:
+    """Validate a parsed tree; raise TreeError listing every problem found, with the names,
+    templates and types of the nodes that did validate."""
+    loaded, problems, broken = check_document(doc)
+    if problems and loaded is not None:
+        # Report the names, templates and types of the nodes that are valid in the same pass,
+        # so fixing one mistake does not reveal the next. Graph builds on tree, hence the late
+        # import; it only happens on the way to an error.
+        from genarun.graph.compile import follow_on_problems
+
+        problems.extend(follow_on_problems(loaded, broken))
+        problems.sort(key=lambda p: p.line or 0)
+    if problems:
+        raise TreeError(dedupe(problems))
+    assert loaded is not None
+    return loaded
+
+
+def check_document(doc: Document) -> tuple[LoadedTree | None, list[Problem], set[str]]:
+    """The validation of a parsed tree without raising: the tree as far as it is valid (None
+    when its own fields are not: no name, no format version), the problems found, and the ids
+    of the nodes left out (with their subtrees) because they are not valid. A file that holds
+    no mapping raises TreeError."""
     from genarun.plugins import registry
 
     kinds = registry().kinds
@@ -143,18 +171,8 @@ def validate_document(doc: Document) -> LoadedTree:
         roots = _validate_nodes(nodes_raw, ("nodes",), None, doc, kinds, problems, broken)
     if spec is not None and spec.site is not None:
         problems.extend(_site_problems(spec, roots, doc, broken))
-    if problems and spec is not None:
-        # Report the names, templates and types of the nodes that are valid in the same pass,
-        # so fixing one mistake does not reveal the next. Graph builds on tree, hence the late
-        # import; it only happens on the way to an error.
-        from genarun.graph.compile import follow_on_problems
-
-        problems.extend(follow_on_problems(LoadedTree(doc.path, doc, spec, roots), broken))
-        problems.sort(key=lambda p: p.line or 0)
-    if problems:
-        raise TreeError(_dedupe(problems))
-    assert spec is not None
-    return LoadedTree(doc.path, doc, spec, roots)
+    loaded = LoadedTree(doc.path, doc, spec, roots) if spec is not None else None
+    return loaded, problems, broken
 
 
 def _site_problems(
@@ -340,7 +358,8 @@ def _node_spec(
     return TreeNode(spec, node_loc, line, parent)
 
 
-def _dedupe(problems: list[Problem]) -> list[Problem]:
+def dedupe(problems: list[Problem]) -> list[Problem]:
+    """The problems without repeats (two checks that found the same mistake), in order."""
     seen: set[str] = set()
     out = []
     for p in problems:
