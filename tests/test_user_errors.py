@@ -310,6 +310,50 @@ def test_ctrl_c_during_validate_is_a_message(
     )
 
 
+def test_ctrl_c_while_a_command_loads_is_exit_130_not_aborted(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C before the command's own handler is there (its modules load, its options are
+    read): `interrupted` and exit 130 as at any other moment, not click's `Aborted!` (exit 1)."""
+    from click.testing import CliRunner
+
+    import genarun.cli
+
+    def interrupted(self: object, modules: tuple[str, ...]) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(genarun.cli._LazyGroup, "_load", interrupted)
+    result = CliRunner().invoke(genarun.cli.main, ["run", "tree.yaml"])
+    assert result.exit_code == 130, result.output
+    assert result.stderr == "interrupted\n"
+
+
+@pytest.mark.parametrize(
+    ("typed", "hint"),
+    [
+        ("examples/stroy/tree.yaml", "(examples has no 'stroy': did you mean 'story'?)"),
+        (
+            "examples/story/tree.yml",
+            "(examples/story has no 'tree.yml': did you mean 'tree.yaml'?)",
+        ),
+        (
+            "examples/story/nope.yaml",
+            "(examples/story has no 'nope.yaml'; its tree files: tree.yaml)",
+        ),
+        ("nosuch/tree.yaml", "(this folder has no 'nosuch'; check the path)"),
+    ],
+)
+def test_a_wrong_tree_path_names_the_missing_part_and_the_closest_name(
+    workdir: Path, cli: Callable[..., Result], typed: str, hint: str
+) -> None:
+    (workdir / "examples" / "story").mkdir(parents=True)
+    (workdir / "examples" / "story" / "tree.yaml").write_text("genarun: 1\n")
+    result = cli("run", typed)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {typed}: tree file not found: {typed} {hint}\n"
+    assert not (workdir / "genarun.db").exists()
+
+
 # --- rerun and run.* -------------------------------------------------------------------------------
 STAMPED = """genarun: 1
 name: stamped

@@ -83,6 +83,20 @@ def collection_paused() -> Iterator[None]:
 _process_entry = False
 
 
+@contextlib.contextmanager
+def _interrupt_is_exit_130() -> Iterator[None]:
+    """Ctrl-C while a command's modules load or its arguments are read (before the command's
+    own handler, cli/common.py handle_errors, is there): the message and exit code of any other
+    interruption, not click's `Aborted!` with exit 1, which scripts take for a failure."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        import sys
+
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
 class _LazyGroup(click.Group):
     """Registers a command's module when the command is asked for."""
 
@@ -107,6 +121,20 @@ class _LazyGroup(click.Group):
             # Frozen, they are skipped; what modules and frames hold is still released (files
             # flushed and closed) by reference counting as the interpreter tears them down.
             gc.freeze()
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _interrupt_is_exit_130():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _interrupt_is_exit_130():
+            return super().invoke(ctx)
 
     def _load(self, modules: tuple[str, ...]) -> None:
         for name in modules:

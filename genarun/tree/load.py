@@ -43,6 +43,34 @@ class Document:
             key = key[:-1]
 
 
+def _missing_hint(path: Path) -> str:
+    """How to fix a tree path that names nothing: the first part of it that is missing, with
+    the closest name in the folder that exists (`examples/stroy`: did you mean 'story'?)."""
+    import difflib
+
+    folder = Path(path.anchor) if path.is_absolute() else Path(".")
+    for part in path.parts[1:] if path.is_absolute() else path.parts:
+        step = folder / part
+        if step.exists():
+            folder = step
+            continue
+        try:
+            names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        except OSError:
+            return "check the path"
+        where = "this folder" if str(folder) == "." else str(folder)
+        # Names compared without their suffixes: `nope.yaml` is not close to `tree.yaml`.
+        stems = {Path(name).stem: name for name in names}
+        close = difflib.get_close_matches(Path(part).stem, list(stems), n=1, cutoff=0.6)
+        if close:
+            return f"{where} has no '{part}': did you mean '{stems[close[0]]}'?"
+        trees = [n for n in names if Path(n).suffix.lower() in (".yaml", ".yml", ".json")]
+        if trees:
+            return f"{where} has no '{part}'; its tree files: {', '.join(trees[:5])}"
+        return f"{where} has no '{part}'; check the path"
+    return "check the path"
+
+
 def load_document(path: Path) -> Document:
     """Load a tree file (.json as JSON, anything else as YAML); its top level must be a mapping."""
     path = Path(path)
@@ -50,7 +78,7 @@ def load_document(path: Path) -> Document:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise TreeError(
-            Problem(f"tree file not found: {path}", file=str(path), hint="check the path")
+            Problem(f"tree file not found: {path}", file=str(path), hint=_missing_hint(path))
         ) from None
     except IsADirectoryError:
         raise TreeError(
