@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genarun.errors import GenarunError
+from genarun.errors import GenarunError, Interrupted
+from genarun.run.interrupts import taken_by_last_run
 
 
 @dataclass
@@ -119,6 +120,11 @@ class Watcher:
         except GenarunError as exc:
             event.error = str(exc)
             return event
+        if event.outcome.status == "interrupted":  # Ctrl-C: stop watching, as `run` stops
+            ids = " ".join(state.id[:12] for state in event.outcome.runs)
+            raise Interrupted(
+                f"interrupted: finished work is saved; to finish the run: genarun resume {ids}"
+            )
         if event.outcome.status != "completed":
             event.error = "; ".join(map(str, event.outcome.failures)) or event.outcome.status
         site = event.outcome.runs[0].compiled.loaded.spec.site if event.outcome.runs else None
@@ -163,6 +169,8 @@ class Watcher:
             events = self.poll()
             for event in events:
                 report(event)
+            if taken_by_last_run():  # the press came as a run finished: it still stops us
+                raise KeyboardInterrupt
             if events:
                 done += 1
                 continue

@@ -36,6 +36,7 @@ class GracefulInterrupt:
     def __enter__(self) -> GracefulInterrupt:
         # Signal handlers can be set only in the main thread (a server worker runs elsewhere).
         if threading.current_thread() is threading.main_thread():
+            _taken.clear()
             self._previous = signal.signal(signal.SIGINT, self._handle)
             self._stops = {sig: signal.signal(sig, _stop_now) for sig in _STOP_SIGNALS}
             self._installed = True
@@ -58,6 +59,18 @@ class GracefulInterrupt:
             _stopped_at_once.set()
             raise KeyboardInterrupt
         self.requested = True
+        _taken.set()
+
+
+# Set by the first Ctrl-C a run took. A run whose last work was finishing as it came ends
+# complete, not interrupted: a caller that runs tree after tree (`genarun watch`) reads this
+# so that the press still stops it.
+_taken = threading.Event()
+
+
+def taken_by_last_run() -> bool:
+    """Whether Ctrl-C was pressed during the last run of this process."""
+    return _taken.is_set()
 
 
 # Set by a second Ctrl-C: the model threads still running are abandoned, and the process ends

@@ -12,11 +12,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import Result
 from PIL import Image
 
 from genarun.publish.watch import Watcher, files_read
+from tests.fetch_server import FetchServer, Reply
 from tests.helpers import query
 
 
@@ -148,3 +151,96 @@ def test_watch_process_reruns_on_an_edit(tree: Callable[[str], Path], workdir: P
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 130, output
     assert "Traceback" not in output
+
+
+SLOW_TREE = """\
+genarun: 1
+name: slow-watch
+models:
+  slow: {provider: dummy, id: w, options: {delay: 2.5}}
+nodes:
+  - id: first
+    kind: generate
+    model: slow
+    prompt: one
+    children:
+      - id: second
+        kind: generate
+        model: slow
+        prompt: "two {{ first }}"
+"""
+
+
+def test_ctrl_c_during_a_run_stops_watching(workdir: Path) -> None:
+    """Ctrl-C while a watched tree runs: the batch in flight is saved, the run is interrupted
+    (resumable) and the watcher ends with 130, instead of reporting the run and going on."""
+    path = workdir / "slow.yaml"
+    path.write_text(SLOW_TREE)
+    db = workdir / "genarun.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "genarun", "watch", str(path), "--interval", "0.2"],
+        cwd=workdir,
+        env={**os.environ, "GENARUN_DB": str(db)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while not _stored_runs(db):
+            assert process.poll() is None and time.time() < deadline, process.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)  # the batch is in flight
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, (out, err)
+    assert "interrupted: finished work is saved" in err and "genarun resume" in err
+    assert "Traceback" not in out + err
+    assert [r["status"] for r in query(db, "SELECT status FROM runs")] == ["interrupted"]
+    assert _executed(db, query(db, "SELECT id FROM runs")[0]["id"]) == ["first"]
+
+
+def _stored_runs(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        return len(query(db, "SELECT id FROM runs"))
+    except sqlite3.OperationalError:  # the file exists before its tables do
+        return 0
+
+
+class _PressingServer(FetchServer):
+    """Presses Ctrl-C (SIGINT to this process) while it answers: the run, whose only work this
+    request is, takes the press and then finishes its last work: it is complete."""
+
+    def answer(self, method: str, path: str, prefix: str, nth: int, body: bytes) -> Reply:
+        if prefix == "/press":
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the main thread's handler takes it while this request runs
+            return 200, {"Content-Type": "application/json"}, b'{"pressed": true}'
+        return super().answer(method, path, prefix, nth, body)
+
+
+def test_a_ctrl_c_that_came_as_the_run_finished_still_stops_watching(workdir: Path) -> None:
+    """The press came as the last work finished, so the run is complete: it stays complete,
+    and the watcher still stops rather than swallow the press and watch on."""
+    with _PressingServer() as server:
+        path = workdir / "press.yaml"
+        path.write_text(
+            "genarun: 1\nname: press\nnodes:\n"
+            f"  - id: ask\n    kind: fetch\n    url: {server.url}/press\n"
+        )
+        db = workdir / "genarun.db"
+        watcher = Watcher([path], db=db)
+        seen: list[str] = []
+
+        def report(event: Any) -> None:
+            seen.append(event.outcome.status)
+            _bump(path)  # without the fix the loop runs again, and ends after two passes
+
+        with pytest.raises(KeyboardInterrupt):
+            watcher.loop(report, interval=0.1, passes=2)
+    assert seen == ["completed"]
+    assert [r["status"] for r in query(db, "SELECT status FROM runs")] == ["completed"]
