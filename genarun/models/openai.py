@@ -240,6 +240,13 @@ class EndpointClient:
             return f" ({POOLING_HINT})"
         if exc.reason == "too_large":
             return " (options.max_response_bytes of the model)"
+        if exc.reason == "timeout":  # as a fetch node says (nodes/fetch_request.py)
+            return (
+                f" (raise the model's options.timeout, now {self.options.timeout:g}s, or check"
+                " that the server answers)"
+            )
+        if exc.reason == "connection":
+            return " (check options.base_url's host and port, and that the server is up)"
         return ""
 
 

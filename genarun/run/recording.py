@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from genarun.errors import GenarunError
 from genarun.graph.compiled import CompiledNode
 from genarun.redaction import redact
 from genarun.run.reuse import StoredExecution
@@ -157,7 +158,12 @@ def kept_text(exc: BaseException, returned: Any) -> str | None:
 def short_error(exc: BaseException) -> str:
     """An error as one line for a row or a log: its message, named by type where that helps."""
     text = redact(str(exc).strip()) or type(exc).__name__
-    if not isinstance(exc, RenderError | ValueError) and type(exc).__name__ not in text:
+    # genarun's own errors are written for the person reading them: a class name
+    # (`ApiError: POST ... failed`) says nothing to them. Other exceptions keep theirs.
+    if (
+        not isinstance(exc, RenderError | ValueError | GenarunError)
+        and type(exc).__name__ not in text
+    ):
         text = f"{type(exc).__name__}: {text}"
     return text.splitlines()[0][:500] if len(text) > 500 else text
 
