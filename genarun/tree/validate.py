@@ -354,6 +354,31 @@ def _node_spec(
         spec = model.model_validate(raw, strict=True, context={"tree_dir": doc.path.parent})
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc, model, raw, node_loc, doc, node_name))
+        return _without_unknown_fields(exc, raw, model, node_loc, line, parent, doc)
+    return TreeNode(spec, node_loc, line, parent)
+
+
+def _without_unknown_fields(
+    exc: ValidationError,
+    raw: dict[str, Any],
+    model: Any,
+    node_loc: Loc,
+    line: int | None,
+    parent: TreeNode | None,
+    doc: Document,
+) -> TreeNode | None:
+    """A node whose only mistakes are unknown top-level fields (`max_token: 30`), checked
+    further as if they were absent: its names, templates and model are then reported in the
+    same pass as the misspelling (its problems are already said, so it never runs). None when
+    it has other mistakes, or lacks a required field without them (`promt` for `prompt`)."""
+    errors = exc.errors()
+    if not all(e["type"] == "extra_forbidden" and len(e["loc"]) == 1 for e in errors):
+        return None
+    unknown = {e["loc"][0] for e in errors}
+    rest = {key: value for key, value in raw.items() if key not in unknown}
+    try:
+        spec = model.model_validate(rest, strict=True, context={"tree_dir": doc.path.parent})
+    except ValidationError:
         return None
     return TreeNode(spec, node_loc, line, parent)
 
