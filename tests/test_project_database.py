@@ -102,3 +102,19 @@ def test_the_search_stops_at_a_repository_root_and_before_the_home_folder(
     monkeypatch.chdir(home / "elsewhere")
     assert cli("run", "tree.yaml", "-q").exit_code == 0
     assert (home / "elsewhere" / "genarun.db").is_file()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("rerun", "latest", "--node", "a"), ("resume", "latest"), ("runs", "list"), ("inbox",)],
+)
+def test_commands_that_continue_runs_make_no_database_where_there_is_none(
+    project: Path, cli: Callable[..., Result], args: tuple[str, ...]
+) -> None:
+    """rerun made an empty genarun.db before finding no run in it: a command that reads or
+    continues runs says there is no database and leaves none behind."""
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "error: no database at genarun.db" in result.output
+    assert "run a tree first" in result.output
+    assert not (project / "genarun.db").exists()

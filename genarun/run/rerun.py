@@ -114,7 +114,7 @@ def rerun_run(
     some, by id, folder name or position). The new runs form one experiment, executed together
     like `genarun run`'s, and `latest/` becomes their folder once they complete."""
     options = options or RunOptions()
-    store = Store(db, writing=True)
+    store = Store.existing(db, writing=True)  # a run to continue: never a new database
     started = time.time()
     try:
         sources, members = _sources(store, run_ref, runs_of or [])
@@ -379,7 +379,7 @@ def resume_runs(
         from genarun.run.ray_sharing import actors_placement
 
         options.ray_actors = actors_placement(options.ray_actors)
-    store = Store(db, writing=True)
+    store = Store.existing(db, writing=True)  # a run to continue: never a new database
     try:
         rows = _resumable(store, run_refs, force)
     except BaseException:

@@ -112,11 +112,11 @@ def _database_above(path: Path, *, here_too: bool = False) -> str | None:
     whose genarun.db would otherwise collect the runs of every project below it."""
     here = Path.cwd()
     stops = {Path.home(), Path(here.anchor)} if here != Path.home() else {Path(here.anchor)}
-    for folder in (here, *here.parents) if here_too else here.parents:
-        if folder in stops:
+    for folder in (here, *here.parents):
+        if folder in stops and folder != here:
             break
         candidate = folder / path
-        if candidate.is_file():
+        if (here_too or folder != here) and candidate.is_file():
             return os.path.relpath(candidate, here)
         if (folder / ".git").exists():
             break
@@ -199,9 +199,10 @@ class Store:
         self._deferred: list[tuple[str, dict[str, Any]]] = []
 
     @classmethod
-    def existing(cls, db_path: Path | str | None = None) -> Store:
-        """The store of a database that must exist already (commands that read runs): a
-        missing file is a message, not a new empty database left in the current folder."""
+    def existing(cls, db_path: Path | str | None = None, *, writing: bool = False) -> Store:
+        """The store of a database that must exist already (commands that read runs, and
+        those that continue one: rerun, resume): a missing file is a message, not a new empty
+        database left in the current folder."""
         path = Path(db_path) if db_path else default_db_path()
         if str(path) != ":memory:" and not path.is_file():
             where = "" if path.is_absolute() else f" (in {Path.cwd()})"
@@ -212,7 +213,7 @@ class Store:
                 else "run a tree first, or point at one with --db or $GENARUN_DB"
             )
             raise StoreError(f"no database at {path}{where}: {fix}")
-        return cls(path)
+        return cls(path, writing=writing)
 
     @property
     def db(self) -> sqlite3.Connection:
