@@ -29,6 +29,10 @@ def genarun_subprocess(
     )
 
 
+# The address test clients send as Host: a server without a token answers only loopback names.
+LOCAL = "http://127.0.0.1"
+
+
 def app_client(db: Path, **options: Any) -> TestClient:
     """An ASGI test client of `genarun serve`'s app on `db` (ServeOptions `options`); no
     worker continues answered runs unless `auto_resume=True` is given."""
@@ -36,7 +40,8 @@ def app_client(db: Path, **options: Any) -> TestClient:
 
     from genarun.server.app import ServeOptions, create_app
 
-    return TestClient(create_app(ServeOptions(db=db, **{"auto_resume": False, **options})))
+    app = create_app(ServeOptions(db=db, **{"auto_resume": False, **options}))
+    return TestClient(app, base_url=LOCAL)
 
 
 def query(db: Path, sql: str, *params: object) -> list[sqlite3.Row]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
-from tests.helpers import app_client
+from tests.helpers import LOCAL, app_client
 from tests.human_helpers import make_request
 
 
@@ -75,7 +75,7 @@ def test_the_store_is_opened_in_pool_threads_never_on_the_event_loop(tmp_path: P
     db = tmp_path / "g.db"
     request, _ = make_request(db)
     app = create_app(ServeOptions(db=db, auto_resume=False))
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         loop_thread = client.portal.call(lambda: threading.current_thread().name)  # type: ignore[union-attr]
         for url in ("/api/v1/runs", f"/api/v1/runs/{request.run_id}", "/runs", "/inbox"):
             assert client.get(url).status_code == 200

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
-from tests.helpers import app_client, query
+from tests.helpers import LOCAL, app_client, query
 
 SLOW = """genarun: 1
 name: slow-control
@@ -34,7 +34,7 @@ def _client(tmp_path: Path) -> TestClient:
     (trees / "broken.yaml").write_text(SLOW.replace("{{ topic }}", "{{ topik }}"))
     (tmp_path / "outside.yaml").write_text(SLOW)
     options = ServeOptions(db=tmp_path / "g.db", auto_resume=False, trees=trees)
-    return TestClient(create_app(options))
+    return TestClient(create_app(options), base_url=LOCAL)
 
 
 def test_a_start_request_with_bad_input_gets_the_cli_message(tmp_path: Path, cli) -> None:

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
 from genarun.server.graph_view import NODE_H, NODE_W, Graph, GraphNode, layout
-from tests.helpers import TREES, app_client
+from tests.helpers import LOCAL, TREES, app_client
 
 # Scenario trees shared with tests/test_server_browser_pages.py.
 SERVE_TREES = TREES / "serve"
@@ -94,7 +94,8 @@ def test_the_tree_page_draws_a_file_before_it_runs_with_its_errors_on_their_node
     (trees / "broken.yaml").write_text("genarun: 1\nname: x\nnodes: [\n")
     (trees / "version.yaml").write_text(TREE.replace("genarun: 1", "genarun: 7"))
     client = TestClient(
-        create_app(ServeOptions(db=workdir / "g.db", auto_resume=False, trees=trees))
+        create_app(ServeOptions(db=workdir / "g.db", auto_resume=False, trees=trees)),
+        base_url=LOCAL,
     )
     listing = client.get("/trees").text
     for name in ("good.yaml", "sub/bad.yaml", "broken.yaml"):
@@ -152,7 +153,7 @@ def test_the_tree_page_draws_a_file_before_it_runs_with_its_errors_on_their_node
 def test_the_tree_pages_need_the_session_and_the_api_its_token(workdir: Path) -> None:
     (workdir / "good.yaml").write_text(TREE)
     app = create_app(ServeOptions(db=workdir / "g.db", auto_resume=False, token="s3cret"))
-    client = TestClient(app)
+    client = TestClient(app, base_url=LOCAL)
     assert client.get("/trees/good.yaml").status_code == 401
     assert client.get("/api/v1/trees/good.yaml").status_code == 401
     bearer = {"Authorization": "Bearer s3cret"}

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
+from tests.helpers import LOCAL
 from tests.human_helpers import make_request
 
 _SETTINGS = settings(
@@ -24,7 +25,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[TestClient, str]:
     request, _ = make_request(folder / "g.db")
     (folder / "tree.yaml").write_text("genarun: 1\nname: t\nnodes:\n  - id: a\n    kind: nope\n")
     app = create_app(ServeOptions(db=folder / "g.db", auto_resume=False, trees=folder))
-    return TestClient(app, raise_server_exceptions=False), request.run_id
+    return TestClient(app, raise_server_exceptions=False, base_url=LOCAL), request.run_id
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
-from tests.helpers import query
+from tests.helpers import LOCAL, query
 from tests.human_helpers import make_request
 
 TREE = """genarun: 1
@@ -46,7 +46,7 @@ def _setup(tmp_path: Path, **options: object) -> tuple[TestClient, Path]:
     (trees / ".hidden" / "secret.yaml").write_text(TREE)
     db = tmp_path / "g.db"
     app = create_app(ServeOptions(db=db, auto_resume=False, trees=trees, **options))  # type: ignore[arg-type]
-    return TestClient(app), db
+    return TestClient(app, base_url=LOCAL), db
 
 
 def _finished(db: Path, run_id: str) -> dict[str, object]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -26,6 +27,7 @@ from genarun.server.diff_page import diff_api_routes, diff_page_routes
 from genarun.server.experiments_page import experiments_page_routes
 from genarun.server.graph_pages import graph_api_routes, graph_page_routes
 from genarun.server.hooks import MAX_BODY, answer_hook, parse_hook_path
+from genarun.server.hosts import LoopbackHostOnly
 from genarun.server.pages import Pages
 from genarun.server.resumer import Resumer
 
@@ -158,7 +160,9 @@ def create_app(options: ServeOptions) -> Starlette:
     ]
     if options.read_only:  # every POST route goes, webhooks and API included: a 405 for all
         routes = [r for r in routes if "GET" in (r.methods or set())]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # Without a token only loopback names are answered: DNS rebinding (genarun/server/hosts.py).
+    middleware = [] if options.token else [Middleware(LoopbackHostOnly)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.options = options
     app.state.resumer = resumer
     app.state.store_threads = opened_in
