@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import ModelError
-from genarun.models import weights
+from genarun.models import remote_code, weights
 from genarun.models.base import Invocation, LoadedModel, ModelSpec
 from genarun.models.catalog import CatalogEntry
 from genarun.models.torch_model import TorchModuleModel, rgb
@@ -56,6 +56,9 @@ class SentenceTransformersProvider(weights.LocalWeightsProvider):
                 )
             return
         super().check(spec)
+        why = remote_code.wants_code(spec.option_dict, None)
+        if why is not None:
+            remote_code.allowed(spec, weights.locate(spec).kind, why)
 
     def load(self, spec: ModelSpec, device: str) -> LoadedModel:
         self.check(spec)
@@ -73,14 +76,17 @@ class SentenceModel(TorchModuleModel):
         self.spec = spec
         self.device = device
         options = spec.option_dict
+        source_kind = "package"
         if spec.id in PACKAGE_MODELS:
             ref = str(package_model_dir(spec.id))
         else:
             source = weights.require(spec)
+            source_kind = source.kind
             # Hub ids load by id so HF_HUB_OFFLINE, revisions and the cache layout apply.
             ref = spec.id if source.kind == "hub" else str(source.folder)
         kwargs: dict[str, Any] = {"device": device, "local_files_only": True}
-        if options.get("trust_remote_code"):
+        why = remote_code.wants_code(options, None)
+        if why is not None and remote_code.allowed(spec, source_kind, why):
             kwargs["trust_remote_code"] = True
         if spec.revision:
             kwargs["revision"] = spec.revision

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genarun.errors import ModelError
-from genarun.models import weights
+from genarun.models import remote_code, weights
 from genarun.models.base import GeneratedText, Invocation, LoadedModel, ModelSpec
 from genarun.models.catalog import CatalogEntry
 from genarun.models.torch_model import TorchModuleModel, rgb
@@ -63,6 +63,13 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+def _remote_code(spec: ModelSpec, source_kind: str, kind: str | None) -> bool:
+    """Whether the model loads with its own code; ModelError when it wants it but the tree
+    alone asks (genarun/models/remote_code.py)."""
+    why = remote_code.wants_code(spec.option_dict, kind)
+    return why is not None and remote_code.allowed(spec, source_kind, why)
+
+
 class TransformersProvider(weights.LocalWeightsProvider):
     name = "transformers"
     extra = "local"
@@ -79,6 +86,13 @@ class TransformersProvider(weights.LocalWeightsProvider):
         # Unknown until the weights are here; check() then reports them missing.
         return frozenset({"generate", "caption"})
 
+    def check(self, spec: ModelSpec) -> None:
+        super().check(spec)
+        source = weights.locate(spec)
+        folder = source.folder if source.folder is not None and source.folder.is_dir() else None
+        config = _read_config(folder) if folder is not None else {}
+        _remote_code(spec, source.kind, model_kind(config, spec.option_dict))
+
     def load(self, spec: ModelSpec, device: str) -> LoadedModel:
         source = weights.require(spec)
         assert source.folder is not None
@@ -89,7 +103,7 @@ class TransformersProvider(weights.LocalWeightsProvider):
         ref = spec.id if source.kind == "hub" else str(source.folder)
         common: dict[str, Any] = {
             "local_files_only": True,
-            "trust_remote_code": bool(options.get("trust_remote_code", False)),
+            "trust_remote_code": _remote_code(spec, source.kind, kind),
         }
         if source.kind == "hub" and spec.revision:
             common["revision"] = spec.revision
@@ -406,7 +420,6 @@ class Moondream(_TorchModel):
         from transformers import AutoModelForCausalLM
 
         super().__init__(spec, device)
-        common = {**common, "trust_remote_code": True}
         self.model = self._place(
             AutoModelForCausalLM.from_pretrained(ref, dtype=self.dtype, **common)
         )
