@@ -71,13 +71,14 @@ class _Faults:
 
 
 class FakeOpenAIServer:
-    """An OpenAI-compatible server on 127.0.0.1 with a free port, run in a background thread."""
+    """An OpenAI-compatible server on 127.0.0.1 (or `host`) with a free port, run in a
+    background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self._faults = _Faults()
         self._lock = threading.Lock()
         self._release = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = ThreadingHTTPServer((host, 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.fake = self  # type: ignore[attr-defined]
         # A short poll interval makes stop() quick: shutdown() waits for the next poll.

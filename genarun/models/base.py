@@ -44,6 +44,10 @@ class ModelSpec:
     # The tree's `price:` for this model (genarun.usage.prices), sorted pairs. Not part of its
     # identity: a new price changes no output, so it neither splits batches nor the cache.
     price: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    # Hosts the tree's `secrets:` lists for this model's API key (the openai provider's
+    # `api_key_env`), filled in by the run, never from a model reference: an output or a model
+    # spec cannot send the key elsewhere. Not part of its identity either.
+    key_hosts: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def option_dict(self) -> dict[str, Any]:

@@ -12,7 +12,8 @@ per attempt, a response size limit, retries with backoff that honour Retry-After
 to another origin refused, so the key never leaves the endpoint and another host's reply never
 passes for the model's. The API key is read from the environment variable named by
 `api_key_env` at the moment a request is sent, stripped and checked, never kept on an object, and
-masked (with its echoes) in every message, log line and stored row.
+masked (with its echoes) in every message, log line and stored row. It is sent only to the hosts
+genarun/models/key_hosts.py allows: a tree's `base_url` alone cannot send it elsewhere.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from genarun.errors import GenarunError, ModelError
 from genarun.models.base import GeneratedText, Invocation, LoadedModel, ModelSpec, Provider
 from genarun.models.embedding_shapes import POOLING_HINT, EmbeddingShapeError, embedding_vectors
+from genarun.models.key_hosts import key_may_go_to, withheld_hint
 from genarun.redaction import redact, remember_secret, safe_url
 
 if TYPE_CHECKING:
@@ -152,8 +154,16 @@ class OpenAIProvider(Provider):
 class EndpointClient:
     """JSON over the shared bounded HTTP client. Holds the key's variable name, never the key."""
 
-    def __init__(self, base_url: str, options: OpenAIOptions, label: str = "model"):
+    def __init__(
+        self,
+        base_url: str,
+        options: OpenAIOptions,
+        label: str = "model",
+        key_hosts: tuple[str, ...] = (),
+    ):
         self._url = base_url  # may hold user:password@, which is never printed or stored
+        # Whether the key may go to this endpoint (genarun/models/key_hosts.py).
+        self._key_allowed = key_may_go_to(base_url, key_hosts)
         self.base_url = safe_url(base_url)
         self.options = options
         self.label = label
@@ -215,6 +225,8 @@ class EndpointClient:
         if raw is None:
             return None
         remember_secret(raw)
+        if not self._key_allowed:
+            return None
         key = raw.strip()
         for position, char in enumerate(key):
             if not 33 <= ord(char) <= 126:
@@ -229,6 +241,8 @@ class EndpointClient:
     def _hint(self, exc: HttpError, key: str | None, path: str) -> str:
         env = self.options.api_key_env
         if exc.status in (401, 403):
+            if not key and not self._key_allowed and os.environ.get(env):
+                return withheld_hint(env, self.base_url)
             if not key:
                 return (
                     f" (the environment variable {env} is not set, so no API key was sent;"
@@ -259,7 +273,9 @@ class OpenAIModel(LoadedModel):
         self.spec = spec
         self.options = options
         self.device = "remote"
-        self.client = EndpointClient(options.resolved_base_url(), options, spec.label())
+        self.client = EndpointClient(
+            options.resolved_base_url(), options, spec.label(), spec.key_hosts
+        )
         self.dimension: int | None = None  # of the vectors this model returned so far
         # Prompt tokens of the vectors of the last embeddings request, by id (the API counts
         # the request's tokens; genarun.usage.meter asks per vector while they are alive).

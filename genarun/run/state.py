@@ -162,11 +162,14 @@ class RunState:
 
     def resolve_model(self, ref: Any) -> ModelSpec:
         from genarun.models.catalog import resolve_model
+        from genarun.models.key_hosts import with_key_hosts
 
         key = json.dumps(ref, sort_keys=True, default=str) if not isinstance(ref, str) else ref
         spec = self._models.get(key)
         if spec is None:
-            spec = resolve_model(ref, self.compiled.loaded.spec.models)
+            spec = with_key_hosts(
+                resolve_model(ref, self.compiled.loaded.spec.models), self.compiled.loaded.spec
+            )
             self._models[key] = spec
             self.models_used[spec.label()] = spec
         return spec
