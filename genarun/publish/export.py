@@ -4,6 +4,7 @@ optionally customised by a site-gen node's output; everything written inside one
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from genarun.errors import PublishError
 from genarun.publish.astro import content_config
 from genarun.publish.data import SiteData, build_site_data, compile_run_tree
-from genarun.publish.files import ExportFolder
+from genarun.publish.files import ExportFolder, path_problem
 from genarun.publish.sitegen import DEFAULT_ALLOW, SiteGen, apply_sitegen, parse_sitegen
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -67,6 +68,42 @@ def find_template(name: str) -> Path:
     )
 
 
+def tree_template(name: str, tree_path: str | None) -> Path:
+    """The template a tree's `site.template` names: a shipped one, or a folder inside the
+    tree's own folder. A tree is data: it cannot have `export site` copy a folder from
+    elsewhere on the machine (`/home/me/project`, `../..`, a link out) into the export, where
+    its files (`.env`, `.npmrc`) would be published with the site."""
+    if name in template_names():
+        return TEMPLATES / name
+    where = f"site.template '{name}'"
+    problem = template_path_problem(name)
+    if problem is not None:
+        raise PublishError(f"{where}: {problem}")
+    if not tree_path:
+        raise PublishError(f"{where}: the run does not record its tree file, so no folder of it")
+    base = Path(tree_path).parent.resolve()
+    folder = (base / name).resolve()
+    if not folder.is_relative_to(base):
+        raise PublishError(
+            f"{where} leads out of the tree's folder ({base}) through a link; a tree names a "
+            "template inside its own folder (or give the folder with --template)"
+        )
+    return find_template(str(folder))
+
+
+def template_path_problem(name: str) -> str | None:
+    """Why a tree's `site.template` cannot name a folder (absolute, climbing out with '..',
+    from the home folder), or None: a shipped name or a relative path below the tree."""
+    if name in template_names() or re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        return None
+    if name.startswith("~"):
+        return "a tree names a template inside its own folder, not from the home folder"
+    problem = path_problem(name.rstrip("/"), trusted=True)
+    if problem is not None:
+        return f"{problem}; a tree names a shipped template or a folder inside its own folder"
+    return None
+
+
 def _template_files(root: Path) -> list[tuple[str, bytes]]:
     out = []
     for path in sorted(root.rglob("*")):
@@ -106,8 +143,12 @@ def export_site(store: Any, run_ref: str, options: ExportOptions) -> ExportResul
     """Export a run's site: checks everything first, then writes only inside options.out."""
     run = store.resolve_run(run_ref)
     compiled_site = compile_run_tree(run).loaded.spec.site
-    template_name = options.template or (compiled_site.template if compiled_site else None)
-    template = find_template(template_name) if template_name else None
+    if options.template:  # the person's own choice: a shipped name or any folder
+        template: Path | None = find_template(options.template)
+    elif compiled_site is not None and compiled_site.template:
+        template = tree_template(compiled_site.template, run.get("tree_path"))
+    else:
+        template = None
     from_node = options.from_node or (compiled_site.generator if compiled_site else None)
     site = build_site_data(store, run["id"])
     sitegen = None

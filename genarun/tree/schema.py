@@ -306,6 +306,24 @@ class SiteSpec(Strict):
             )
         return value
 
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        # A tree names a shipped template or a folder inside its own folder: `export site`
+        # copies the folder into the export (genarun/publish/export.py, tree_template).
+        if value is None:
+            return value
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith(("/", "~")) or re.match(r"[A-Za-z]:", value) or ".." in parts:
+            raise ValueError(
+                f"site template '{value}' is outside the tree's folder: name a shipped template"
+                " (astro-blog) or a folder inside the tree's folder, or give any folder to"
+                " `export site --template`"
+            )
+        if "\x00" in value:
+            raise ValueError("site template holds a NUL character")
+        return value
+
     def published(self) -> dict[str, str] | None:
         """node id -> published name, or None for the default (every top-level node)."""
         if self.publish is None:
