@@ -226,3 +226,12 @@ def test_run_reports_unknown_models_with_the_other_mistakes_and_writes_nothing(
     assert result.stderr.count("tree.yaml:") == 6
     assert "Traceback" not in result.output
     assert sorted(p.name for p in workdir.iterdir()) == ["tree.yaml"]
+
+
+def test_a_tree_name_with_spaces_is_told_a_name_that_would_do(tmp_path: Path) -> None:
+    path = tmp_path / "named.yaml"
+    path.write_text("genarun: 1\nname: my lizard blog!\nnodes:\n  - {id: a, kind: group}\n")
+    assert str(tree_error(path)) == (
+        f"{path}:2: field 'name': tree name 'my lizard blog!' may hold only letters, digits, "
+        "- and _ (for example name: my-lizard-blog)"
+    )

@@ -413,7 +413,10 @@ class TreeSpec(Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if not TREE_NAME.fullmatch(value):
-            raise ValueError(f"tree name '{value}' may hold only letters, digits, - and _")
+            # The name becomes the output folder's: say one that would do (`my blog`: my-blog).
+            slug = re.sub(r"[^A-Za-z0-9_-]+", "-", value).strip("-")[:100]
+            example = f" (for example name: {slug})" if slug and TREE_NAME.fullmatch(slug) else ""
+            raise ValueError(f"tree name '{value}' may hold only letters, digits, - and _{example}")
         return value
 
     @field_validator("secrets")
