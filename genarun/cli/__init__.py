@@ -37,6 +37,7 @@ MODULES = (
     "search",
     "cluster",
     "dynamics",
+    "factors",
 )
 COMMANDS: dict[str, tuple[str, ...]] = {
     "run": ("core",),

@@ -87,6 +87,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "tda compare": ("genarun tda compare latest --csv distances.csv",),
     "tda compute": ("genarun tda compute latest --maxdim 2",),
+    "tda factors": (
+        "genarun tda factors latest                    # network, prompt or seed: which matters?",
+        "genarun tda factors latest --dim 0 --csv factors.csv",
+    ),
     "tda plots": ("genarun tda plots latest --out plots/",),
     "validate": (
         "genarun validate trees/blog.yaml",
