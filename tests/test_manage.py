@@ -3,6 +3,7 @@ delete`, `export images --every --limit`."""
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 from collections.abc import Callable
@@ -118,3 +119,60 @@ def test_export_images_every_and_limit(
     assert len(names) == 6 and all(n.endswith(("step0000.png", "step0004.png")) for n in names)
     limited = cli("export", "images", "latest", "--limit", "4", "--out", workdir / "b")
     assert limited.exit_code == 0 and len(list((workdir / "b").iterdir())) == 4
+
+
+def test_export_images_of_image_nodes_with_their_metadata(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    # PANIC-TDA's "export images from one or all runs": a run's pictures are not all in
+    # trajectories; the covers an image node painted are exported too, with what made them.
+    (workdir / "covers.yaml").write_text(
+        """genarun: 1
+name: covers
+seed: 5
+models: {painter: dummy-t2i}
+nodes:
+  - id: cover
+    kind: image
+    foreach: range(3)
+    model: painter
+    prompt: "Cover {{ index }}, [ink | pastel]"
+  - id: traj
+    kind: cycle
+    network: [dummy-t2i, dummy-i2t]
+    start: a red fox
+    steps: 2
+"""
+    )
+    assert cli("run", workdir / "covers.yaml").exit_code == 0
+    result = cli("export", "images", "all", "--format", "jpeg", "--out", workdir / "all")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (workdir / "all").iterdir())
+    run = names[0][:8]
+    assert names == [
+        f"{run}_cover-0.jpeg",
+        f"{run}_cover-1.jpeg",
+        f"{run}_cover-2.jpeg",
+        f"{run}_traj_step0000.jpeg",
+    ]
+    from PIL import Image
+
+    rows = query(
+        workdir / "genarun.db", "SELECT seed, params FROM executions WHERE node_id = 'cover'"
+    )
+    with Image.open(workdir / "all" / f"{run}_cover-1.jpeg") as img:
+        meta = json.loads(img.getexif()[0x010E])
+    assert meta["node"] == "cover" and meta["item"] == "[1]" and meta["model"] == "painter"
+    assert meta["model_id"] == "dummy-t2i" and meta["provider"] == "dummy"
+    assert meta["seed"] == rows[1]["seed"]
+    assert meta["prompt"] == json.loads(rows[1]["params"])["prompt"]
+    assert meta["prompt"].startswith("Cover 1, ") and "[" not in meta["prompt"]
+    every = cli("export", "images", "latest", "--every", "2", "--out", workdir / "every")
+    assert sorted(p.name for p in (workdir / "every").iterdir()) == [
+        f"{run}_cover-0.png",
+        f"{run}_cover-2.png",
+        f"{run}_traj_step0000.png",
+    ]
+    assert every.exit_code == 0
+    limited = cli("export", "images", "latest", "--limit", "2", "--out", workdir / "two")
+    assert limited.exit_code == 0 and len(list((workdir / "two").iterdir())) == 2

@@ -92,7 +92,7 @@ def test_commands_with_nothing_to_do_say_so(cli: Callable[..., Result], workdir:
     ):
         result = cli(*args, *([workdir / out] if out else []))
         assert result.exit_code == 2, (args, result.output)
-        assert "no trajectories" in result.stderr or "no trajectory images" in result.stderr
+        assert "no trajectories" in result.stderr or "no images in these runs" in result.stderr
         assert "wrote" not in result.stdout
         if out:
             assert not (workdir / out).exists()

@@ -337,7 +337,8 @@ def export() -> None:
 def export_images(
     refs: tuple[str, ...], out: Path, fmt: str, every: int, limit: int | None, db: Path | None
 ) -> None:
-    """Write the images of trajectories with prompt, seed, model, step and run in their metadata."""
+    """Write the images of trajectories and of image nodes with prompt, seed, model, step and
+    run in their metadata."""
     from genarun.errors import StoreError
     from genarun.experiments.exports import export_images as write_images
     from genarun.store.db import Store
@@ -352,8 +353,8 @@ def export_images(
             total += len(write_images(store, run, out, fmt, every=every, limit=left))
     if not total:  # asked for images, and there are none: not a success
         raise StoreError(
-            "no trajectory images in these runs (a cycle node with an image model makes them); "
-            "nothing was written"
+            "no images in these runs (image nodes, and cycle nodes with an image model, make "
+            "them); nothing was written"
         )
     click.echo(f"wrote {total} images to {out}")
 

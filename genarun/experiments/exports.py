@@ -25,12 +25,10 @@ def export_images(
     every: int = 1,
     limit: int | None = None,
 ) -> list[Path]:
-    """Copy a run's trajectory images to `out` with prompt, seed, model, step and run in their
-    metadata (PNG text chunks, or the JPEG/WebP EXIF ImageDescription as JSON); `every`: only
-    each trajectory's 1st, (every+1)th, ... image; `limit`: at most this many images."""
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
+    """Copy a run's trajectory images, then its image nodes' images, to `out` with prompt,
+    seed, model, step and run in their metadata (PNG text chunks, or the JPEG/WebP EXIF
+    ImageDescription as JSON); `every`: only each trajectory's (and each image node's) 1st,
+    (every+1)th, ... image; `limit`: at most this many images."""
     folder = Path(run["out_dir"])
     steps = tstore.stored_steps(store, run["id"])
     trajectories = {
@@ -81,20 +79,34 @@ def export_images(
             meta.update({k: record[k] for k in ("provider", "revision", "weights") if record[k]})
         index = "".join(f"-{i}" for i in json.loads(s["path"]))
         target = out / f"{run['id'][:8]}_{s['node_id']}{index}_step{s['step']:04d}.{fmt}"
-        with Image.open(source) as img:
-            image = img.convert("RGB")
-        out.mkdir(parents=True, exist_ok=True)  # only once there is an image to write
-        if fmt == "png":
-            info = PngInfo()
-            for k, v in meta.items():
-                info.add_text(f"genarun:{k}", str(v))
-            image.save(target, pnginfo=info)
-        else:
-            exif = Image.Exif()
-            exif[0x010E] = json.dumps(meta, ensure_ascii=False)  # ImageDescription
-            image.save(target, exif=exif, quality=92)
+        save_with_metadata(source, target, meta, fmt)
         written.append(target)
+    if limit is None or len(written) < limit:
+        from genarun.experiments.node_images import export_node_images
+
+        left = None if limit is None else limit - len(written)
+        written += export_node_images(store, run, out, fmt, every=every, limit=left)
     return written
+
+
+def save_with_metadata(source: io.BytesIO, target: Path, meta: dict[str, Any], fmt: str) -> None:
+    """Write the image in `source` as `fmt` to `target` with `meta`: PNG text chunks
+    (`genarun:KEY`), or the JPEG/WebP EXIF ImageDescription as JSON."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    with Image.open(source) as img:
+        image = img.convert("RGB")
+    target.parent.mkdir(parents=True, exist_ok=True)  # only once there is an image to write
+    if fmt == "png":
+        info = PngInfo()
+        for k, v in meta.items():
+            info.add_text(f"genarun:{k}", str(v))
+        image.save(target, pnginfo=info)
+    else:
+        exif = Image.Exif()
+        exif[0x010E] = json.dumps(meta, ensure_ascii=False)  # ImageDescription
+        image.save(target, exif=exif, quality=92)
 
 
 def _schemas() -> dict[str, Any]:
