@@ -98,6 +98,10 @@ def test_bad_pause_and_unpause_requests_are_clear_409s(tmp_path: Path, cli) -> N
     from_cli = cli("runs", "pause", run[:8], "--db", db)
     assert from_cli.exit_code != 0 and "is not running (it is waiting)" in from_cli.output
     assert "Traceback" not in from_cli.output
+    stop = cli("runs", "stop", run[:8], "--db", db)
+    assert stop.exit_code == 2 and f"run {run[:8]} is not running (it is waiting)" in stop.output
+    assert "Traceback" not in stop.output
+    assert cli("runs", "stop", "abcdef12", "--db", db).exit_code == 2
     paths = openapi_document()["paths"]
     assert "post" in paths["/api/v1/runs/{run_id}/pause"]
     assert "post" in paths["/api/v1/runs/{run_id}/unpause"]
@@ -256,3 +260,41 @@ def test_a_run_that_ends_while_being_paused_keeps_no_flag(tmp_path: Path) -> Non
         pause_run(store, seen, by="test")
     assert query(tmp_path / "g.db", "SELECT count(*) FROM run_pauses")[0][0] == 0
     store.close()
+
+
+@pytest.mark.slow
+def test_a_cli_run_stopped_from_another_terminal_ends_interrupted_and_resumes(
+    tmp_path: Path,
+) -> None:
+    # The roadmap's play/pause/stop, from the command line: `runs stop` is Ctrl-C sent from
+    # another terminal to the process running the run.
+    tree = tmp_path / "slow.yaml"
+    tree.write_text(SLOW)
+    db = tmp_path / "g.db"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "genarun", "run", str(tree), "--db", str(db)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "GENARUN_DEVICE": "cpu"},
+    )
+    try:
+        _wait(lambda: _first_run(db) is not None, "no run")
+        run_id = str(_first_run(db))
+        _wait(lambda: _done(db, run_id) >= 16, "the run did not get going")
+        stopped = _genarun("runs", "stop", run_id[:8], "--db", db, cwd=tmp_path)
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"run {run_id[:8]} stopping" in stopped.stdout
+        assert f"genarun resume {run_id[:8]} --db {db}" in stopped.stdout
+        assert run.wait(timeout=60) == 130
+    finally:
+        if run.poll() is None:
+            run.kill()
+    held = _done(db, run_id)
+    assert _status(db, run_id) == "interrupted" and 16 <= held < 160
+    again = _genarun("runs", "stop", run_id[:8], "--db", db, cwd=tmp_path)
+    assert again.returncode == 2 and "is not running (it is interrupted)" in again.stderr
+    assert "Traceback" not in again.stderr
+    resumed = _genarun("resume", run_id[:8], "--db", db, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _status(db, run_id) == "completed" and _done(db, run_id) == 160

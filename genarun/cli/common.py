@@ -39,7 +39,7 @@ def startup_objects_frozen() -> Iterator[None]:
 # `latest`) that follow it: the database they are in must go with it.
 _HINT = re.compile(
     r"\bgenarun (?:answer (?:[0-9a-f]{4,32}|latest) \S+ VALUE"
-    r"|(?:resume|rerun|answer|hook-url|inbox|doctor|runs (?:show|list|pause|unpause)"
+    r"|(?:resume|rerun|answer|hook-url|inbox|doctor|runs (?:show|list|pause|unpause|stop)"
     r"|experiments (?:show|list)|tda compute)(?: (?:[0-9a-f]{4,32}|latest|RUN)\b)*)"
 )
 

@@ -75,6 +75,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "runs list": ("genarun runs list", "genarun runs list --limit 5 --json"),
     "runs pause": ("genarun runs pause latest",),
     "runs show": ("genarun runs show latest", "genarun runs show 3f2a --json"),
+    "runs stop": ("genarun runs stop latest     # as Ctrl-C: then genarun resume latest",),
     "runs unpause": ("genarun runs unpause latest",),
     "schema": (
         "genarun schema -o genarun-tree.schema.json     # for your editor",

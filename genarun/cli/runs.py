@@ -1,4 +1,4 @@
-"""`genarun runs list` and `runs show`."""
+"""`genarun runs list`, `runs show`, and pausing and stopping a running run."""
 
 from __future__ import annotations
 
@@ -105,6 +105,33 @@ def runs_pause(run_ref: str, db: Path | None) -> None:
     pause_run(store, run, by="cli")
     click.echo(
         f"run {run['id'][:8]} paused: no new executions start (genarun runs unpause {run['id'][:8]})"
+    )
+
+
+@runs.command("stop")
+@click.argument("run_ref", metavar="RUN")
+@db_option
+@handle_errors
+def runs_stop(run_ref: str, db: Path | None) -> None:
+    """Stop a running run as Ctrl-C in its terminal would: nothing new starts, what runs
+    finishes and is stored, the run ends `interrupted`; `genarun resume RUN` continues it.
+    A run of another process on this host (the server's workers included)."""
+    from genarun.errors import UserError
+    from genarun.server.control import ControlError, stop_run
+    from genarun.store.db import Store
+
+    store = Store.existing(db)
+    try:
+        done = stop_run(store, run_ref)
+    except ControlError as exc:
+        raise UserError(str(exc)) from None
+    short = done["run"][:8]
+    click.echo(
+        with_db(
+            f"run {short} stopping: what runs finishes and is stored, nothing new starts "
+            f"(genarun resume {short} continues it)",
+            db,
+        )
     )
 
 
