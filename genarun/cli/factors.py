@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from genarun.cli.common import db_option, handle_errors
+from genarun.cli.common import WholeNumber, db_option, handle_errors
 
 if TYPE_CHECKING:
     from genarun.analysis.factors import Share
@@ -27,21 +27,21 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--dim",
-    type=click.IntRange(0, 3),
+    type=WholeNumber(0, 3),
     default=1,
     show_default=True,
     help="Homology dimension of the Wasserstein distances (entropy: H0 up to it).",
 )
 @click.option(
     "--permutations",
-    type=click.IntRange(0, 100_000),
+    type=WholeNumber(0, 100_000),
     default=999,
     show_default=True,
     help="Label shuffles for each p-value (0: shares only, no p-values).",
 )
 @click.option(
     "--seed",
-    type=int,
+    type=WholeNumber(),
     default=0,
     show_default=True,
     help="Seed of the shuffles (the same seed gives the same p-values).",
