@@ -41,6 +41,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "genarun estimate trees/blog.yaml --set topic=geckos --json",
     ),
     "experiments delete": ("genarun experiments delete 5d2e --yes",),
+    "experiments prune": ("genarun experiments prune lizard-blog --keep 3   # asks first",),
     "experiments list": ("genarun experiments list",),
     "experiments show": ("genarun experiments show latest", "genarun experiments show 5d2e --json"),
     "export data": ("genarun export data latest --format csv --out data/",),

@@ -213,6 +213,60 @@ def experiments_delete(ref: str, yes: bool, db: Path | None) -> None:
     )
 
 
+@click.command("prune")
+@click.argument("name", metavar="TREE")
+@click.option(
+    "--keep",
+    type=WholeNumber(1),
+    required=True,
+    help="How many of the tree's newest experiments to keep.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask (for scripts).")
+@db_option
+@handle_errors
+def experiments_prune(name: str, keep: int, yes: bool, db: Path | None) -> None:
+    """Delete the older experiments of TREE (its `name:`, or its file) with their rows and
+    output folders, keeping per tree file the KEEP newest, the newest completed one (latest/
+    copies it) and any that waits for an answer or still runs. Asks first."""
+    from genarun.experiments.manage import delete_experiment
+    from genarun.experiments.prune import plan_prune
+    from genarun.store.db import Store
+
+    store = Store.existing(db)
+    plan = plan_prune(store, name, keep)
+    for experiment, why in plan.kept:
+        click.echo(f"keep    {experiment['id'][:8]}  {_created(experiment)}  {why}")
+    for deletion in plan.deleted:
+        folders = ", ".join(str(f) for f in deletion.folders) or "no folder"
+        click.echo(
+            f"delete  {deletion.experiment['id'][:8]}  {_created(deletion.experiment)}  "
+            f"{len(deletion.runs)} run{'s' if len(deletion.runs) != 1 else ''}; {folders}"
+        )
+    if not plan.deleted:
+        click.echo(f"nothing to delete: '{name}' has {len(plan.kept)} experiments, all kept")
+        return
+    if not yes and not click.confirm(f"delete {len(plan.deleted)} experiments?", default=False):
+        click.echo("nothing was deleted")
+        return
+    store = Store(store.path, writing=True)
+    totals: dict[str, int] = {}
+    for deletion in plan.deleted:
+        for table, count in delete_experiment(store, deletion).items():
+            totals[table] = totals.get(table, 0) + count
+    removed = sum(len(d.folders) for d in plan.deleted)
+    click.echo(
+        f"deleted {len(plan.deleted)} experiments of '{name}': {totals.get('runs', 0)} runs, "
+        f"{totals.get('executions', 0)} executions, {totals.get('logs', 0)} log lines, "
+        f"{removed} folder{'s' if removed != 1 else ''}"
+    )
+
+
+def _created(experiment: dict) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(experiment["created"]))
+
+
 tile_option = click.option(
     "--tile",
     type=WholeNumber(16, 2048),
@@ -306,3 +360,4 @@ def register(main: click.Group) -> None:
     export.add_command(export_video)
     export.add_command(export_mosaic)
     experiments.add_command(experiments_delete)
+    experiments.add_command(experiments_prune)
