@@ -81,6 +81,8 @@ def test_prune_keeps_the_newest_the_waiting_and_deletes_the_rest(
     by_file = cli("experiments", "prune", tree, "--keep", "1", "--yes")
     assert by_file.exit_code == 0, by_file.output
     assert f"delete  {before[3]['id'][:8]}" in by_file.output
+    assert "the newest\n" in by_file.output and "deleted 1 experiment of " in by_file.output
+    assert "': 1 run, 1 execution, " in by_file.output
     assert len(query(db, "SELECT id FROM experiments WHERE name = 'daily'")) == 3
 
 

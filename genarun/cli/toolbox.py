@@ -253,11 +253,14 @@ def experiments_prune(name: str, keep: int, yes: bool, db: Path | None) -> None:
     for deletion in plan.deleted:
         for table, count in delete_experiment(store, deletion).items():
             totals[table] = totals.get(table, 0) + count
+    from genarun.experiments.doctor_findings import plural
+
     removed = sum(len(d.folders) for d in plan.deleted)
     click.echo(
-        f"deleted {len(plan.deleted)} experiments of '{name}': {totals.get('runs', 0)} runs, "
-        f"{totals.get('executions', 0)} executions, {totals.get('logs', 0)} log lines, "
-        f"{removed} folder{'s' if removed != 1 else ''}"
+        f"deleted {plural(len(plan.deleted), 'experiment')} of '{name}': "
+        f"{plural(totals.get('runs', 0), 'run')}, "
+        f"{plural(totals.get('executions', 0), 'execution')}, "
+        f"{plural(totals.get('logs', 0), 'log line')}, {plural(removed, 'folder')}"
     )
 
 

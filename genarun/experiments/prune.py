@@ -81,7 +81,7 @@ def _plan_group(store: Store, plan: Prune, found: list[dict[str, Any]], keep: in
         completed = bool(owned) and all(r["status"] == "completed" for r in owned)
         why = ""
         if position < keep:
-            why = f"one of the {keep} newest"
+            why = f"one of the {keep} newest" if keep > 1 else "the newest"
         elif completed and not latest_kept:
             why = "the newest completed (latest/ copies it)"
         elif any(r["status"] == "waiting" for r in owned):
