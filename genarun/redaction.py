@@ -16,14 +16,16 @@ useful. Nothing here imports anything heavy: the store, the CLI and the HTTP cli
 from __future__ import annotations
 
 import functools
-import logging
 import re
 import threading
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genarun.tree.secrets import MARKER_START, hide_markers
+
+if TYPE_CHECKING:
+    import logging
 
 MASK = "***"
 # Secrets shorter than this are masked only where they appear whole: a 4-character value would
@@ -353,8 +355,11 @@ def safe_url(url: str) -> str:
     return redact(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
 
 
-class RedactingFilter(logging.Filter):
-    """A logging filter that masks secrets in a record's final message."""
+class RedactingFilter:
+    """A logging filter that masks secrets in a record's final message.
+
+    Not a `logging.Filter` subclass: a logger calls the `filter` method of any object it is
+    given, and the logging module (about 1 % of a start) loads only with the HTTP client."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -366,6 +371,8 @@ class RedactingFilter(logging.Filter):
 
 def redacting_logger(name: str) -> logging.Logger:
     """`logging.getLogger(name)` with secret masking on every record it emits."""
+    import logging
+
     logger = logging.getLogger(name)
     if not any(isinstance(f, RedactingFilter) for f in logger.filters):
         logger.addFilter(RedactingFilter())

@@ -36,8 +36,9 @@ def startup_objects_frozen() -> Iterator[None]:
 
 
 # A command that a message tells the user to type next, with the run or experiment ids (or
-# `latest`) that follow it: the database they are in must go with it.
-_HINT = re.compile(
+# `latest`) that follow it: the database they are in must go with it. Compiled when first
+# used (re caches it): a run that succeeds, or has no --db, never needs it.
+_HINT = (
     r"\bgenarun (?:answer (?:[0-9a-f]{4,32}|latest) \S+ VALUE"
     r"|(?:resume|rerun|answer|hook-url|inbox|doctor|runs (?:show|list|pause|unpause|stop)"
     r"|experiments (?:show|list)|tda compute)(?: (?:[0-9a-f]{4,32}|latest|RUN)\b)*)"
@@ -60,7 +61,7 @@ def with_db(text: str, db: Path | None) -> str:
     flag = db_flag(db)
     if not flag or "--db" in text:
         return text
-    return _HINT.sub(lambda m: m.group(0) + flag, text)
+    return re.sub(_HINT, lambda m: m.group(0) + flag, text)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -152,11 +153,11 @@ def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
 
 def one_tree(path: Path) -> Path:
     """A command's TREE argument: a folder is named as a mistake, with the trees in it."""
+    if not path.is_dir():
+        return path
     from genarun.errors import UserError
     from genarun.tree.discover import no_trees_message, trees_in
 
-    if not path.is_dir():
-        return path
     found, _others = trees_in(path)
     if not found:
         raise UserError(no_trees_message(path))

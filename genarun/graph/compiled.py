@@ -54,6 +54,8 @@ class CompiledNode:
 
 @dataclass
 class CompiledTree:
+    """A validated tree compiled for running: its nodes by id, roots, vars and matrix."""
+
     loaded: LoadedTree
     nodes: dict[str, CompiledNode]
     roots: list[str]

@@ -12,7 +12,6 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from genarun.models.device import own_stream
@@ -22,6 +21,8 @@ from genarun.run.work_units import Request
 from genarun.usage.meter import meter_chunk
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     # genarun.models.base loads with the first model request (`_queue_key`): a run without
     # models never needs it.
     from genarun.models.base import ModelSpec
@@ -65,6 +66,7 @@ class ModelBatcher:
         log: Callable[[RunState, str, str], None],
         events: queue.Queue[Any] | None = None,
         models: Any = None,
+        workers: int = 4,
     ) -> None:
         self.batch_size = batch_size
         self.device = device
@@ -76,6 +78,10 @@ class ModelBatcher:
         self.events: queue.Queue[Any] = events if events is not None else queue.Queue()
         # Where models are loaded: the process's cache, or the Ray executor's actors.
         self._models: Any = models
+        # The threads batches run on, made with the first batch: a run without model calls
+        # starts none (and does not import concurrent.futures, with logging).
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
 
     def enqueue(self, request: Request) -> None:
         request.attempt = request.instance.attempts
@@ -91,7 +97,7 @@ class ModelBatcher:
     def has_queued(self) -> bool:
         return any(q.items for q in self.queues.values())
 
-    def dispatch(self, pool: ThreadPoolExecutor, paused: set[str] | None = None) -> None:
+    def dispatch(self, paused: set[str] | None = None) -> None:
         """Send one batch to every model that has requests waiting and none running; requests
         of `paused` runs wait in the queue (a paused run starts no new model calls)."""
         for q in self.queues.values():
@@ -106,7 +112,21 @@ class ModelBatcher:
                 batch = [q.items.popleft() for _ in range(min(limit, len(q.items)))]
             self.busy_models.add(q.spec.key)
             self.in_flight += 1
-            pool.submit(self._run_batch, q, batch)
+            self._threads().submit(self._run_batch, q, batch)
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix="genarun-model"
+            )
+        return self._pool
+
+    def shutdown(self, wait: bool) -> None:
+        """Stop the batch threads (if any started): after the batches that run, or at once."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def _run_batch(self, q: ModelQueue, batch: list[Request]) -> None:
         """On a worker thread: load the model once, run one batch, post the results."""

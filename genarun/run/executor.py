@@ -20,7 +20,6 @@ from __future__ import annotations
 import queue
 import time
 from collections import defaultdict, deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +46,8 @@ DEFAULT_IO_PER_HOST = 8
 
 @dataclass
 class ExecutorOptions:
+    """Threads, batch size, device and the optional backend and budget of an executor."""
+
     workers: int = 4
     batch_size: int = 16
     device: str | None = None
@@ -87,6 +88,7 @@ class Executor(InstanceStart):
             self.recorder.log,
             self.events,
             models=backend.models if backend is not None else None,
+            workers=self.options.workers,
         )
         if self.progress and hasattr(self.progress, "watch"):
             self.progress.watch(self.batcher)
@@ -107,16 +109,13 @@ class Executor(InstanceStart):
 
     # --- public ---------------------------------------------------------------------------
     def execute(self) -> None:
-        pool = ThreadPoolExecutor(
-            max_workers=self.options.workers, thread_name_prefix="genarun-model"
-        )
         interrupted = False
         try:
             for run in self.runs:
                 for node_id in run.compiled.roots:
                     self._add_slot(Slot(run, run.compiled.nodes[node_id], (), run.scope))
             with self.interrupt:
-                self._loop(pool)
+                self._loop()
         except KeyboardInterrupt:
             interrupted = True
             self._run_deferred()  # finished steps stand: resume continues after them
@@ -124,7 +123,7 @@ class Executor(InstanceStart):
             raise Interrupted("interrupted") from None
         finally:
             # Stopped at once (Ctrl-C twice): what still runs has no one to record it.
-            pool.shutdown(wait=not interrupted, cancel_futures=True)
+            self.batcher.shutdown(wait=not interrupted)
             if self.effects is not None:
                 self.effects.shutdown()
             self.recorder.flush()
@@ -151,7 +150,7 @@ class Executor(InstanceStart):
         return self.batcher.model_stats()
 
     # --- the loop -------------------------------------------------------------------------
-    def _loop(self, pool: ThreadPoolExecutor) -> None:
+    def _loop(self) -> None:
         pauses = self.pauses
         while True:
             flushed = time.monotonic()
@@ -180,7 +179,7 @@ class Executor(InstanceStart):
             if self.interrupt.requested and self.halted is None:
                 self._halt_on_interrupt()
             if self.halted is None:
-                self.batcher.dispatch(pool, pauses.paused() if pauses is not None else None)
+                self.batcher.dispatch(pauses.paused() if pauses is not None else None)
             # The models have their next batches: now the bookkeeping of the last ones.
             self._run_deferred()
             self.recorder.flush()

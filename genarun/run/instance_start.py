@@ -15,7 +15,6 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from genarun.nodes.base import ExecutionContext
 from genarun.retrieval.guard import guarded_run
 from genarun.run.effect_dispatch import EffectDispatch
-from genarun.run.rendered_types import rendered_type_message
 from genarun.run.reuse import (
     StoredExecution,
     adopt_output,
@@ -161,6 +160,8 @@ class InstanceStart(EffectDispatch):
             try:
                 rendered[name] = adapter.validate_python(value)
             except ValidationError as exc:
+                from genarun.run.rendered_types import rendered_type_message  # messages only
+
                 alias = type(spec).model_fields[name].alias or name
                 template = getattr(spec, name)
                 problems.append(rendered_type_message(alias, template, value, exc.errors()))

@@ -11,6 +11,8 @@ from genarun.graph.matrix import MAX_RUNS
 
 @dataclass
 class RunOptions:
+    """How `genarun run` runs a tree: the command line's choices, passed to `run_tree`."""
+
     seed: int | str | None = None  # an int, or "random" (fresh entropy, recorded)
     overrides: dict[str, Any] = field(default_factory=dict)
     out: Path | None = None

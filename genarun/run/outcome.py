@@ -24,6 +24,8 @@ from genarun.store.folders import refresh_latest
 
 @dataclass
 class Outcome:
+    """How the runs of one `run_tree` call went: their experiment, folder and status."""
+
     experiment_id: str
     runs: list[RunState]
     folder: Path

@@ -22,6 +22,8 @@ SHOWN_BARS = 12  # a tree of hundreds of nodes shows its most recently active on
 
 @dataclass
 class NodeProgress:
+    """What one node has planned and done, for the progress display."""
+
     planned: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     first: float | None = None

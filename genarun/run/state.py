@@ -96,6 +96,8 @@ class Failure:
 
 @dataclass
 class RunState:
+    """One run of a compiled tree as it executes: its seed, scope, results and failures."""
+
     id: str
     compiled: CompiledTree
     store: Store

@@ -31,6 +31,8 @@ class Slot:
 
 @dataclass(eq=False)
 class Instance:
+    """One execution of a node (one foreach item) as the executor drives it."""
+
     run: RunState
     node: CompiledNode
     path: tuple[int, ...]

@@ -61,6 +61,8 @@ class DatabaseReadOnly(StoreError):
 
 @dataclass(frozen=True)
 class Inspection:
+    """What a database file holds before it is opened: its version and what it lacks."""
+
     exists: bool
     version: int
     read_only: bool

@@ -27,10 +27,12 @@ SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 _NONCE = _random.token_hex(8)
 _OPEN, _CLOSE = "\u27e6", "\u27e7"  # mathematical white square brackets: rare in real text
+# The patterns below are compiled when first used (re caches them): only a text that holds
+# MARKER_START needs them, and most runs have no secrets.
 # A marker of this process: filled in at send time.
-_LIVE = re.compile(rf"{_OPEN}secret:({SECRET_NAME.pattern}):{_NONCE}{_CLOSE}")
+_LIVE = rf"{_OPEN}secret:({SECRET_NAME.pattern}):{_NONCE}{_CLOSE}"
 # Anything shaped like a marker (this process's, another's, or one a filter changed).
-_ANY = re.compile(rf"{_OPEN}secret:([A-Za-z0-9_]{{1,128}}):[0-9A-Fa-f]{{16}}{_CLOSE}", re.I)
+_ANY = rf"(?i){_OPEN}secret:([A-Za-z0-9_]{{1,128}}):[0-9A-Fa-f]{{16}}{_CLOSE}"
 MARKER_START = f"{_OPEN}secret:"
 
 
@@ -57,14 +59,14 @@ def hide_markers(text: str) -> str:
     """`text` with every marker in its display form (the nonce never reaches storage)."""
     if MARKER_START not in text and MARKER_START not in text.lower():
         return text
-    return _ANY.sub(lambda m: display(m.group(1)), text)
+    return re.sub(_ANY, lambda m: display(m.group(1)), text)
 
 
 def live_names(text: str) -> list[str]:
     """The secret names of the live markers in `text`, in order."""
     if MARKER_START not in text:
         return []
-    return [m.group(1) for m in _LIVE.finditer(text)]
+    return [m.group(1) for m in re.finditer(_LIVE, text)]
 
 
 def has_broken_marker(text: str) -> bool:
@@ -72,14 +74,14 @@ def has_broken_marker(text: str) -> bool:
     low = text.lower()
     if MARKER_START not in low:
         return False
-    return low.count(MARKER_START) > len(_LIVE.findall(text))
+    return low.count(MARKER_START) > len(re.findall(_LIVE, text))
 
 
 def fill(text: str, values: dict[str, str]) -> str:
     """`text` with each live marker replaced by its secret's value (`values` by name)."""
     if MARKER_START not in text:
         return text
-    return _LIVE.sub(lambda m: values[m.group(1)], text)
+    return re.sub(_LIVE, lambda m: values[m.group(1)], text)
 
 
 def strings_in(value: object) -> Iterator[str]:

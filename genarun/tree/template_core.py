@@ -82,6 +82,8 @@ def readable(parse: Callable[[str], T]) -> Callable[[str], T]:
 
 @dataclass(frozen=True)
 class Rendered:
+    """A rendered field: its value and the random picks made to render it."""
+
     value: Any
     picks: list[PickRecord] = field(default_factory=list)
 
