@@ -21,6 +21,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from genarun.net.addresses import allowed_addresses
+
 _local = threading.local()
 
 
@@ -75,8 +77,12 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
+    """Connects only to addresses the network rule allows (genarun.net.addresses), to the very
+    address it checked; `checked=False` for a proxy, which the person running named."""
+
+    def __init__(self, *, checked: bool = True) -> None:
         self._backend = httpcore.SyncBackend()
+        self._checked = checked
 
     def connect_tcp(
         self,
@@ -90,8 +96,21 @@ class _DeadlineBackend(httpcore.NetworkBackend):
             clamped = _clamp(timeout)
         except httpcore.ReadTimeout as exc:
             raise httpcore.ConnectTimeout(str(exc)) from None
-        stream = self._backend.connect_tcp(host, port, clamped, local_address, socket_options)
-        return _DeadlineStream(stream)
+        if not self._checked:
+            stream = self._backend.connect_tcp(host, port, clamped, local_address, socket_options)
+            return _DeadlineStream(stream)
+        failure: httpcore.ConnectError | None = None
+        for address in allowed_addresses(host, port):
+            try:
+                stream = self._backend.connect_tcp(
+                    address, port, clamped, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:  # the next address, as create_connection does
+                failure = exc
+                continue
+            return _DeadlineStream(stream)
+        assert failure is not None
+        raise failure
 
     def connect_unix_socket(
         self,
@@ -170,6 +189,7 @@ class DeadlineTransport(httpx.BaseTransport):
             "keepalive_expiry": 5.0,
         }
         self._backend = _DeadlineBackend()
+        self._proxy_backend = _DeadlineBackend(checked=False)
         self._direct = _PoolTransport(
             _ConnectionPool(
                 ssl_context=self._ssl_context, network_backend=self._backend, **self._limits
@@ -180,7 +200,10 @@ class DeadlineTransport(httpx.BaseTransport):
         self._lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._transport_for(request.url).handle_request(request)
+        transport = self._transport_for(request.url)
+        if transport is not self._direct:  # the proxy connects: check where it would go
+            allowed_addresses(request.url.host, request.url.port or 443)
+        return transport.handle_request(request)
 
     def _transport_for(self, url: httpx.URL) -> _PoolTransport:
         proxy = _proxy_for(url)
@@ -201,7 +224,7 @@ class DeadlineTransport(httpx.BaseTransport):
                         ),
                         proxy_auth=auth,
                         ssl_context=self._ssl_context,
-                        network_backend=self._backend,
+                        network_backend=self._proxy_backend,
                         **self._limits,
                     ),
                     self._ssl_context,

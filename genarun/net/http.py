@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import httpx
 
+from genarun.net.addresses import AddressRefused
 from genarun.net.deadline import DeadlineTransport, deadline
 from genarun.net.headers import clean_headers, is_credential_header, split_userinfo
 from genarun.net.http_errors import (
@@ -278,11 +279,23 @@ class HttpClient:
             except httpx.TimeoutException as exc:
                 text = self._timeout_text(exc, at)
                 raise Retryable("timeout", text, unsent=_unsent(exc)) from None
+            except httpx.InvalidURL as exc:  # the first URL or a redirect's Location
+                raise HttpError(
+                    f"{prepared.method} {prepared.safe}: not a valid URL ({exc})", reason="url"
+                ) from None
+            except AddressRefused as exc:  # raised beside httpx, for a proxied request
+                raise self._refused(prepared, exc) from None
             except httpx.TransportError as exc:
+                if isinstance(exc.__cause__, AddressRefused):  # would be refused again
+                    raise self._refused(prepared, exc.__cause__) from None
                 detail = redact(str(exc)) or type(exc).__name__
                 raise Retryable(
                     "connection", f"connection failed: {detail}", unsent=_unsent(exc)
                 ) from None
+
+    @staticmethod
+    def _refused(prepared: _Prepared, exc: AddressRefused) -> HttpError:
+        return HttpError(f"{prepared.method} {prepared.safe}: {exc}", reason="address")
 
     def _timeout_text(self, exc: httpx.TimeoutException, at: float) -> str:
         policy = self.policy

@@ -25,7 +25,7 @@ DETERMINISTIC_SERVER_ERROR = re.compile(
 
 
 Reason = Literal[
-    "status", "timeout", "connection", "too_large", "redirect", "header", "url", "body"
+    "status", "timeout", "connection", "too_large", "redirect", "header", "url", "body", "address"
 ]
 
 
