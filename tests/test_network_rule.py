@@ -130,3 +130,27 @@ def test_a_fetch_node_aimed_at_the_metadata_service_fails_alone(
     assert result.exit_code == 1, result.output
     assert "refused to connect to 169.254.169.254" in result.output
     assert "1 done" in result.output and "1 failed" in result.output
+
+
+def test_through_a_proxy_the_target_is_checked_and_names_only_it_knows_go_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The proxy (the person's own, from HTTP_PROXY) connects, so the target is checked before
+    the request goes to it; a name that does not resolve here is left to the proxy."""
+    with Recorder(lambda *_: ok()) as proxy:
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        with HttpClient(HttpPolicy(backoff=0.01, max_retries=0)) as client:
+            for url in (
+                "http://169.254.169.254/latest/",
+                "http://[fe80::1]/",
+                "http://2852039166/",
+            ):
+                with pytest.raises(HttpError) as refused:
+                    client.request("GET", url)
+                assert refused.value.reason == "address", refused.value
+            reply = client.request("GET", "http://only-the-proxy-knows.invalid/page")
+            assert reply.json() == {"ok": True}
+    assert [r["path"] for r in proxy.requests] == ["http://only-the-proxy-knows.invalid/page"]

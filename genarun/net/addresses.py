@@ -82,3 +82,15 @@ def allowed_addresses(host: str, port: int) -> list[str]:
             "running genarun can allow it with GENARUN_NETWORK=any"
         )
     return allowed
+
+
+def check_proxied(host: str, port: int) -> None:
+    """For a request that a proxy connects: refuse it when `host` resolves here to refused
+    addresses only. A name that does not resolve here is the proxy's to resolve (behind many
+    proxies only the proxy can)."""
+    try:
+        allowed_addresses(host, port)
+    except AddressRefused:
+        raise
+    except httpcore.ConnectError:
+        return

@@ -21,7 +21,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from genarun.net.addresses import allowed_addresses
+from genarun.net.addresses import allowed_addresses, check_proxied
 
 _local = threading.local()
 
@@ -202,7 +202,7 @@ class DeadlineTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         transport = self._transport_for(request.url)
         if transport is not self._direct:  # the proxy connects: check where it would go
-            allowed_addresses(request.url.host, request.url.port or 443)
+            check_proxied(request.url.host, request.url.port or 443)
         return transport.handle_request(request)
 
     def _transport_for(self, url: httpx.URL) -> _PoolTransport:
