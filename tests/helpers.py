@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -78,3 +79,11 @@ def comparable_outputs(folder: Path, db: Path) -> Any:
         return value
 
     return plain(json.loads((folder / "output.json").read_text()))
+
+
+def ctrl_c_reaches_it() -> None:
+    """`preexec_fn` of a child that a test sends SIGINT, as a person's Ctrl-C: a shell starts
+    background jobs with SIGINT ignored, every process inherits that, and a Python started so
+    keeps ignoring it outside genarun's own run handler (a CI job run with `&` failed so).
+    Ctrl-C reaches a foreground process, whose SIGINT is the default: so is the child's."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

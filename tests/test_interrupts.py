@@ -17,7 +17,7 @@ from pathlib import Path
 
 from click.testing import Result
 
-from tests.helpers import query
+from tests.helpers import ctrl_c_reaches_it, query
 
 TREE = """\
 genarun: 1
@@ -47,6 +47,7 @@ def _start(workdir: Path, delay: float) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_it,
     )
 
 

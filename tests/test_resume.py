@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from tests.helpers import TREES, query
+from tests.helpers import TREES, ctrl_c_reaches_it, query
 
 SLOW = "resume_slow.yaml"
 EXECUTIONS = 21  # plan, 6 x (chapter, picture, caption), blurb, verdict
@@ -34,6 +34,7 @@ def _start(tree: Path, db: Path, out: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_it,
         env=env,
     )
 

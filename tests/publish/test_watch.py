@@ -20,7 +20,7 @@ from PIL import Image
 
 from genarun.publish.watch import Watcher, files_read
 from tests.fetch_server import FetchServer, Reply
-from tests.helpers import query
+from tests.helpers import ctrl_c_reaches_it, query
 
 
 def _photo(path: Path, colour: tuple[int, int, int]) -> None:
@@ -122,6 +122,7 @@ def test_watch_process_reruns_on_an_edit(tree: Callable[[str], Path], workdir: P
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=ctrl_c_reaches_it,
     )
     try:
 
@@ -184,6 +185,7 @@ def test_ctrl_c_during_a_run_stops_watching(workdir: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_it,
     )
     try:
         deadline = time.time() + 60
