@@ -247,16 +247,27 @@ def test_renders_at_the_limit_end_one_way_or_the_other_in_every_thread(
     outcomes: list[str] = []
     problems: list[BaseException] = []
 
-    sizes = [3000, 4000, 5000, 6000, 8000]  # 0.2-0.5 s of processor time here
+    def looped(size: int) -> str:
+        source = "{% for i in range(" + str(size) + ") %}{% for j in range(100) %}"
+        return source + "{% endfor %}{% endfor %}{{ 'done' }}"
+
+    # Sizes from a third of the limit to three times it, measured on this machine (a fixed
+    # list stopped every render on a machine twice as slow, and finished every one on a fast
+    # one): the smallest always finishes, the largest is always stopped.
+    took = []
+    for _ in range(3):
+        began = time.thread_time()
+        assert render(looped(1000)) == "done"
+        took.append(time.thread_time() - began)
+    per_item = min(took) / 1000
+    sizes = [max(1, int(LIMIT * share / per_item)) for share in (0.3, 0.7, 1.0, 1.4, 3.0)]
 
     def renders(offset: int) -> None:
         try:
             for n in range(len(sizes)):
                 size = sizes[(n + offset) % len(sizes)]
-                source = "{% for i in range(" + str(size) + ") %}{% for j in range(100) %}"
-                source += "{% endfor %}{% endfor %}{{ 'done' }}"
                 try:
-                    outcomes.append(render(source))
+                    outcomes.append(render(looped(size)))
                 except RenderError as exc:
                     assert "processor time" in str(exc), exc
                     outcomes.append("stopped")
