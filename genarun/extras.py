@@ -27,7 +27,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "tda": ("ripser", "gudhi", "persim", "matplotlib"),
     "data": ("pyarrow",),
-    "web": ("starlette", "uvicorn"),
+    "web": ("starlette", "uvicorn", "ruamel.yaml"),
     "ray": ("ray",),
     # The approximate vector index of `genarun search` (exact numpy search needs nothing).
     "ann": ("usearch",),

@@ -16,6 +16,7 @@ from genarun.errors import Problem, TreeError
 from genarun.graph.compile import compile_with_problems
 from genarun.graph.compiled import CompiledTree
 from genarun.graph.matrix import MAX_RUNS, check_matrix_sets
+from genarun.tree.load import Document
 from genarun.tree.validate import check_document, dedupe, read_document
 
 
@@ -29,7 +30,16 @@ def checked_tree(
     matrix). Raises one TreeError with every problem found: those of the fields, of the
     compiled nodes and, when there are any, of the models the sound nodes name (a tree without
     other problems has its models checked per run, with its vars rendered: check_models)."""
-    doc = read_document(path)
+    return checked_document(read_document(path), overrides, skip, max_runs)
+
+
+def checked_document(
+    doc: Document,
+    overrides: dict[str, Any] | None = None,
+    skip: set[str] | None = None,
+    max_runs: int | None = MAX_RUNS,
+) -> CompiledTree:
+    """checked_tree of a tree already parsed (the text of the server's editor, say)."""
     loaded, problems, broken = check_document(doc)
     if loaded is None:  # the tree's own fields are wrong: nothing to compile
         raise TreeError(dedupe(problems))

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from genarun.server.api import api_routes
 from genarun.server.diff_page import diff_api_routes, diff_page_routes
+from genarun.server.edit_page import edit_page_routes
 from genarun.server.experiments_page import experiments_page_routes
 from genarun.server.graph_pages import graph_api_routes, graph_page_routes
 from genarun.server.hooks import MAX_BODY, answer_hook, parse_hook_path
@@ -152,6 +153,8 @@ def create_app(options: ServeOptions) -> Starlette:
             read_only=options.read_only,
         ),
         *pages.routes(),
+        # Before the tree page, whose `/trees/{tree:path}` would take `/trees/x.yaml/edit`.
+        *edit_page_routes(pages, options.trees),
         *graph_page_routes(pages, options.trees),
         *diff_page_routes(pages),
         *experiments_page_routes(pages, options.db, options.read_only),

@@ -38,7 +38,7 @@ _TREES = (
     + _NAV
     + """<h1>Trees</h1><p>The tree files of {{ folder }}: open one to see it drawn and checked before it runs.</p>
 {% if not trees %}<p>No tree files (.yaml, .yml, .json) here.</p>{% else %}<ul>
-{% for t in trees %}<li><a href="/trees/{{ t|urlencode }}">{{ t }}</a></li>{% endfor %}</ul>{% endif %}
+{% for t in trees %}<li><a href="/trees/{{ t|urlencode }}">{{ t }}</a>{% if can_edit %} · <a href="/trees/{{ t|urlencode }}/edit">edit</a>{% endif %}</li>{% endfor %}</ul>{% endif %}
 </body></html>"""
 )
 
@@ -48,6 +48,7 @@ _TREE = (
     + "</head><body>"
     + _NAV
     + """<h1>{{ g.name or tree }} <small>{{ tree }}</small></h1>
+{% if can_edit %}<p><a href="/trees/{{ tree|urlencode }}/edit" id="edit-tree">Edit {{ tree }}</a></p>{% endif %}
 {% if problem_count %}<p class="failed" role="alert">{{ problem_count }} problem{{ 's' if problem_count != 1 }}: this tree does not run as it is.</p>
 {% else %}<p><span class="badge done">valid</span> {{ g.nodes|length }} nodes{% if can_start %} · <a href="/start?tree={{ tree|urlencode }}">Start a run of it</a>{% endif %}</p>{% endif %}
 {% if g.problems %}<h2>Problems of the file</h2><ul class="problems">{% for p in g.problems %}<li class="error" style="white-space:pre-wrap">{{ p }}</li>{% endfor %}</ul>{% endif %}
@@ -182,7 +183,12 @@ def graph_page_routes(pages: Any, trees: Path | None) -> list[Route]:
         if not pages.signed_in(request):
             return pages.refused()
         listed = await run_in_threadpool(tree_files, trees) if trees else []
-        return HTMLResponse(_trees_template.render(trees=listed, folder=str(trees or "-")))
+        html = _trees_template.render(
+            trees=listed,
+            folder=str(trees or "-"),
+            can_edit=trees is not None and not pages.read_only,
+        )
+        return HTMLResponse(html)
 
     async def tree_page(request: Request) -> Response:
         if not pages.signed_in(request):
@@ -199,6 +205,7 @@ def graph_page_routes(pages: Any, trees: Path | None) -> list[Route]:
             svg=render_svg(found, lambda n: f"#node-{n.id}") if found.nodes else "",
             problem_count=len(found.problems) + sum(len(n.problems) for n in found.nodes.values()),
             can_start=pages.start is not None,
+            can_edit=not pages.read_only,
         )
         return HTMLResponse(html)
 
