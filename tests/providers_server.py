@@ -26,6 +26,7 @@ import re
 import struct
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -276,7 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, error = detail
             self._send(status, error, headers)
             return
-        route = _ROUTES.get(self.path)
+        # A request sent through it as an HTTP proxy names the whole URL: route on its path.
+        route = _ROUTES.get(urllib.parse.urlsplit(self.path).path)
         if route is None:
             self._send(404, _error_body(f"no route {self.path}", "invalid_request_error"))
             return

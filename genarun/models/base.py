@@ -66,6 +66,16 @@ class ModelSpec:
         rev = f"@{self.revision}" if self.revision else ""
         return f"{self.provider}:{self.id}{rev}[{opts}]"
 
+    @property
+    def instance_key(self) -> str:
+        """Identity of a loaded instance: `key`, plus the hosts its API key may go to. Two
+        trees listing different hosts for one model spec (`genarun watch`, `serve`: one
+        process, many trees) must get their own clients, or one tree's listed hosts would let
+        the other send the key there."""
+        if not self.key_hosts:
+            return self.key
+        return f"{self.key}{{key_hosts={','.join(sorted(set(self.key_hosts)))}}}"
+
     def label(self) -> str:
         return self.name or self.id
 

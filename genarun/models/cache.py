@@ -55,7 +55,7 @@ class CachedModel:
 
 
 class ModelCache:
-    """Loaded models by (spec key, device), evicted least-recently-used."""
+    """Loaded models by (instance key: the spec and its key hosts, device), evicted least-recently-used."""
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class ModelCache:
         """The loaded model for `spec` on `device` (auto-picked when None), loading it once."""
         provider = self._provider(spec)
         device = self._device(provider, device)
-        key = f"{spec.key}@{device}"
+        key = f"{spec.instance_key}@{device}"
         with self._lock:
             cached = self._models.get(key)
             if cached is not None:
@@ -106,7 +106,7 @@ class ModelCache:
 
     def is_loaded(self, spec: ModelSpec, device: str | None = None) -> bool:
         """Whether `get` would return at once (the model is in memory on that device)."""
-        key = f"{spec.key}@{self._device(self._provider(spec), device)}"
+        key = f"{spec.instance_key}@{self._device(self._provider(spec), device)}"
         with self._lock:
             return key in self._models
 
@@ -117,7 +117,7 @@ class ModelCache:
 
     def unload(self, spec: ModelSpec, device: str | None = None) -> bool:
         """Unload one model; False if it was not loaded."""
-        key = f"{spec.key}@{self._device(self._provider(spec), device)}"
+        key = f"{spec.instance_key}@{self._device(self._provider(spec), device)}"
         with self._lock:
             cached = self._models.pop(key, None)
         if cached is None:

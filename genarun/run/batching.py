@@ -101,7 +101,7 @@ class ModelBatcher:
         """Send one batch to every model that has requests waiting and none running; requests
         of `paused` runs wait in the queue (a paused run starts no new model calls)."""
         for q in self.queues.values():
-            if not q.items or q.spec.key in self.busy_models:
+            if not q.items or q.spec.instance_key in self.busy_models:
                 continue
             limit = q.max_batch or self.batch_size
             if paused:
@@ -110,7 +110,7 @@ class ModelBatcher:
                     continue
             else:
                 batch = [q.items.popleft() for _ in range(min(limit, len(q.items)))]
-            self.busy_models.add(q.spec.key)
+            self.busy_models.add(q.spec.instance_key)
             self.in_flight += 1
             self._threads().submit(self._run_batch, q, batch)
 
@@ -181,7 +181,7 @@ class ModelBatcher:
         """Free a finished batch's model and adjust its batch size; True when the batch failed
         and was queued again in smaller batches (its requests then have no outcome yet)."""
         self.in_flight -= 1
-        self.busy_models.discard(batch[0].invoke.model.key)
+        self.busy_models.discard(batch[0].invoke.model.instance_key)
         q = self.queues[_queue_key(batch[0])]
         if error is None:
             self._regrow(q, batch[0].instance.run, len(batch))
@@ -277,7 +277,7 @@ def _queue_key(request: Request) -> tuple:
     from genarun.models.base import batch_key
 
     invocation = request.invoke.invocation
-    return (request.invoke.model.key, batch_key(invocation.task, invocation.settings))
+    return (request.invoke.model.instance_key, batch_key(invocation.task, invocation.settings))
 
 
 def _take_unpaused(items: deque[Request], limit: int, paused: set[str]) -> list[Request]:

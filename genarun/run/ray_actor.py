@@ -92,7 +92,8 @@ class ModelHost:
         began = time.time()
         model = cache.get(spec, device)
         self.loads.setdefault(spec.key, (began, time.time()))
-        self.specs[spec.key] = (spec, device)
+        # By instance: two trees' clients of one model (other key hosts) both unload with it.
+        self.specs[spec.instance_key] = (spec, device)
         return model
 
     def unload(self, keys: Sequence[str]) -> list[str]:
@@ -102,10 +103,11 @@ class ModelHost:
 
         done = []
         for key in keys:
-            spec, device = self.specs.pop(key, (None, None))
             self.loads.pop(key, None)
-            if spec is not None and model_cache().unload(spec, device):
-                done.append(key)
+            for instance in [k for k, (spec, _) in self.specs.items() if spec.key == key]:
+                spec, device = self.specs.pop(instance)
+                if model_cache().unload(spec, device) and key not in done:
+                    done.append(key)
         return done
 
     def describe(self, spec: ModelSpec | None = None) -> dict[str, Any]:

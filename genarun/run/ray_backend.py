@@ -281,15 +281,15 @@ class RayModels:
         self.lock = threading.Lock()
 
     def is_loaded(self, spec: ModelSpec, device: str | None = None) -> bool:
-        found = self.actors.get(spec.key)
+        found = self.actors.get(spec.instance_key)
         return found is not None and found.info is not None
 
     def start(self, spec: ModelSpec, device: str | None = None) -> ActorModel:
         """The model's handle, its actor started (or taken from the pool) without waiting."""
         with self.lock:  # one handle per model, though two batch threads may ask at once
-            found = self.actors.get(spec.key)
+            found = self.actors.get(spec.instance_key)
             if found is None:
-                found = self.actors[spec.key] = ActorModel(self.backend, spec, device)
+                found = self.actors[spec.instance_key] = ActorModel(self.backend, spec, device)
             return found
 
     def get(self, spec: ModelSpec, device: str | None = None) -> ActorModel:
@@ -308,14 +308,14 @@ class RayModels:
         """From now on `model`'s spec gets an actor of its own (its shared actor died)."""
         with self.lock:
             self.backend.isolated.add(model.spec.key)
-            if self.actors.get(model.spec.key) is model:
-                del self.actors[model.spec.key]
+            if self.actors.get(model.spec.instance_key) is model:
+                del self.actors[model.spec.instance_key]
 
     def forget(self, model: ActorModel) -> None:
         """Drop an actor that died for good, here and from the pool."""
         with self.lock:
-            if self.actors.get(model.spec.key) is model:
-                del self.actors[model.spec.key]
+            if self.actors.get(model.spec.instance_key) is model:
+                del self.actors[model.spec.instance_key]
         POOL.evict(self.backend.ray, model.actor)
 
 
