@@ -24,6 +24,7 @@ from genarun.store.db import (
     trajectories,
     trajectory_steps,
 )
+from genarun.store.identifiers import quoted, shown, table_columns
 from genarun.store.run_rows import run_tables
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ def copy_experiments(store: Store, experiment_ids: list[str], target: Path) -> d
     target already holds for another row makes nothing copied."""
     from genarun.store.db import Store as TargetStore
 
-    made = TargetStore(target, writing=True)  # creates the tables, refuses a damaged file
-    made.close()
     run_ids = [
         r.id
         for r in store.conn.execute(
@@ -49,7 +48,6 @@ def copy_experiments(store: Store, experiment_ids: list[str], target: Path) -> d
     source = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
     copied: dict[str, int] = {}
     try:
-        source.execute("ATTACH DATABASE ? AS target", (str(target),))
         marks = ",".join("?" * len(run_ids)) or "NULL"
         wanted = {
             "experiments": (f"id IN ({','.join('?' * len(experiment_ids))})", experiment_ids),
@@ -72,13 +70,19 @@ def copy_experiments(store: Store, experiment_ids: list[str], target: Path) -> d
         wanted["clusterings"] = (f"id IN ({cmarks})", whole)
         wanted["clusters"] = (f"clustering_id IN ({cmarks})", whole)
         wanted["cluster_labels"] = (f"clustering_id IN ({cmarks})", whole)
+        # Every table's columns are checked before the target is made or touched.
+        columns = {table: _genarun_columns(source, table, store.path) for table in wanted}
+        made = TargetStore(target, writing=True)  # creates the tables, refuses a damaged file
+        made.close()
+        source.execute("ATTACH DATABASE ? AS target", (str(target),))
         try:
             with source:  # one transaction over both files
                 for table, (where, params) in wanted.items():
-                    columns = [r[1] for r in source.execute(f"PRAGMA main.table_info({table})")]
-                    names = ", ".join(columns)
+                    names = ", ".join(map(quoted, columns[table]))
+                    name = quoted(table)
                     cursor = source.execute(
-                        f"INSERT INTO target.{table} ({names}) SELECT {names} FROM main.{table} WHERE {where}",
+                        f"INSERT INTO target.{name} ({names}) SELECT {names} FROM main.{name} "
+                        f"WHERE {where}",
                         params,
                     )
                     copied[table] = cursor.rowcount
@@ -96,6 +100,30 @@ def copy_experiments(store: Store, experiment_ids: list[str], target: Path) -> d
     finally:
         source.close()
     return copied
+
+
+def _genarun_columns(source: sqlite3.Connection, table: str, path: Path) -> list[str]:
+    """The columns of the source's `table`, each one genarun's schema defines for it; a file
+    whose table has another (a hostile or hand-edited file: its names would become SQL)
+    is refused before anything is copied."""
+    from genarun.store.tables import metadata
+
+    known = metadata.tables.get(table)
+    if known is None:  # the tables copied are genarun's own: a name not among them is a bug
+        raise StoreError(f"cannot copy table {shown(table)}: genarun's schema has no such table")
+    have = table_columns(source, table)
+    strange = [column for column in have if column not in known.c]
+    if strange:
+        raise UserError(
+            f"cannot copy from {path}: its table '{table}' has "
+            + ("a column" if len(strange) == 1 else "columns")
+            + f" genarun's schema does not define ({', '.join(map(shown, strange[:5]))}"
+            + (f" and {len(strange) - 5} more" if len(strange) > 5 else "")
+            + "), so genarun did not write this file as it is (it was changed by hand or made "
+            "to look like a genarun database); nothing was copied. Copy from a database genarun "
+            "wrote, or check the file with `genarun doctor --db FILE`"
+        )
+    return have
 
 
 # --- experiments delete ------------------------------------------------------------------------

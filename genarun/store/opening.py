@@ -162,7 +162,8 @@ def _inspect_with(
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         tables = {
-            name: {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
+            # Names as bound parameters: a file's table names are its author's, never SQL.
+            name: {r[0] for r in conn.execute("SELECT name FROM pragma_table_info(?)", (name,))}
             for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
     finally:
@@ -288,7 +289,7 @@ def reason(exc: object) -> str:
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Add columns that newer versions define to tables of an older database file."""
     for table, types in schema_sql.TYPES.items():
-        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        present = {r[0] for r in db.execute("SELECT name FROM pragma_table_info(?)", (table,))}
         for column, kind in types.items():
             if column not in present:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
