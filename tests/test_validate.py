@@ -104,11 +104,13 @@ def test_field_errors_do_not_hide_name_and_template_errors_of_other_nodes() -> N
     problems = tree_error(TREES / "invalid" / "independent_errors.yaml").problems
     found = [(p.line, p.node, p.message.split(" (")[0]) for p in problems]
     assert found == [
-        (14, "plan", "unknown field 'promt'"),
-        (19, "inner", "field 'retries': expected a whole number, got 'x'"),
-        (23, "article", "field 'prompt': undefined name 'topik'"),
-        (26, "cover", "field 'text': unknown filter 'nosuchfilter'"),
-        (27, "cover", "duplicate id 'cover'"),
+        (15, "plan", "unknown field 'promt'"),
+        # inner's own name mistake, beside its wrong retries (it was hidden until fixed)
+        (19, "inner", "field 'text': undefined name 'unknown_here'"),
+        (20, "inner", "field 'retries': expected a whole number, got 'x'"),
+        (24, "article", "field 'prompt': undefined name 'topik'"),
+        (27, "cover", "field 'text': unknown filter 'nosuchfilter'"),
+        (28, "cover", "duplicate id 'cover'"),
     ]
 
 

@@ -367,20 +367,63 @@ def _without_unknown_fields(
     parent: TreeNode | None,
     doc: Document,
 ) -> TreeNode | None:
-    """A node whose only mistakes are unknown top-level fields (`max_token: 30`), checked
-    further as if they were absent: its names, templates and model are then reported in the
-    same pass as the misspelling (its problems are already said, so it never runs). None when
-    it has other mistakes, or lacks a required field without them (`promt` for `prompt`)."""
+    """The node as far as it is valid, checked further (its names, templates and model are
+    then reported in the same pass as its field mistakes; those are already said, so it never
+    runs): unknown fields and fields of the wrong shape are left out, and a misspelt field
+    (`promt:`, `max_token:`) is read as the field it was meant to be, so the names in it are
+    checked too. None when that still does not make a node (a required field is wrong, or the
+    mistake is the node's as a whole)."""
     errors = exc.errors()
-    if not all(e["type"] == "extra_forbidden" and len(e["loc"]) == 1 for e in errors):
+    if any(not e["loc"] or not isinstance(e["loc"][0], str) for e in errors):
         return None
-    unknown = {e["loc"][0] for e in errors}
-    rest = {key: value for key, value in raw.items() if key not in unknown}
-    try:
-        spec = model.model_validate(rest, strict=True, context={"tree_dir": doc.path.parent})
-    except ValidationError:
+    unknown = {e["loc"][0] for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1}
+    missing = {e["loc"][0] for e in errors if e["type"] == "missing" and len(e["loc"]) == 1}
+    wrong = {e["loc"][0] for e in errors} - unknown - missing
+    if wrong & _SCOPE_FIELDS:
+        # Left out, they would change what the node and its children see: every name they
+        # bring would be reported undefined, for a mistake already said.
         return None
-    return TreeNode(spec, node_loc, line, parent)
+    rest = {key: value for key, value in raw.items() if key not in unknown | wrong}
+    meant = _meant_fields([key for key in raw if key in unknown], rest, model)
+    # Every misspelling read as meant, else only those that fill a required field.
+    for renames in (meant, {k: v for k, v in meant.items() if v in missing}):
+        attempt = {**rest, **{meant_as: raw[key] for key, meant_as in renames.items()}}
+        try:
+            spec = model.model_validate(attempt, strict=True, context={"tree_dir": doc.path.parent})
+        except ValidationError:
+            continue
+        for key, meant_as in renames.items():
+            # Problems in the meant field's templates point at the line of the misspelt one.
+            _alias_lines(doc, (*node_loc, key), (*node_loc, meant_as))
+        return TreeNode(spec, node_loc, line, parent)
+    return None
+
+
+# Fields that bring names into scope (the node's, its children's), and the children.
+_SCOPE_FIELDS = frozenset({"id", "vars", "foreach", "as", "children"})
+
+
+def _meant_fields(unknown: list[str], present: dict[str, Any], model: Any) -> dict[str, str]:
+    """Unknown field -> the field it was probably meant to be (as its did-you-mean says),
+    for fields the node does not already have; of two misspellings of one field, the first
+    written."""
+    import difflib
+
+    fields = sorted({f.alias or name for name, f in model.model_fields.items()} - set(present))
+    meant: dict[str, str] = {}
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
+        if close and close[0] not in meant.values():
+            meant[key] = close[0]
+    return meant
+
+
+def _alias_lines(doc: Document, written: Loc, meant: Loc) -> None:
+    """Lines of the value under `written` also found under `meant`."""
+    size = len(written)
+    for key, number in list(doc.lines.items()):
+        if tuple(key[:size]) == written:
+            doc.lines.setdefault((*meant, *key[size:]), number)
 
 
 def dedupe(problems: list[Problem]) -> list[Problem]:
