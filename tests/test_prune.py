@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import Result
 
 from tests.helpers import query
@@ -105,3 +106,116 @@ def test_prune_asks_first_and_names_unknown_trees(
     unknown = cli("experiments", "prune", "dialy", "--keep", "1", "--yes")
     assert unknown.exit_code == 2 and "did you mean 'daily'?" in unknown.output
     assert cli("experiments", "prune", "daily", "--keep", "0").exit_code == 2
+
+
+def _age(db: Path, experiment_id: str, days: float) -> None:
+    """Make an experiment look `days` old (its created time moved back)."""
+    import sqlite3
+    import time
+
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "UPDATE experiments SET created = ? WHERE id = ?",
+            (time.time() - days * 86400, experiment_id),
+        )
+    conn.close()
+
+
+def test_prune_older_than_keeps_the_young_and_the_newest_completed(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    tree = workdir / "daily.yaml"
+    tree.write_text(WAITING)
+    assert cli("run", tree).exit_code == 0  # waits for an answer, however old
+    tree.write_text(TREE)
+    for _ in range(4):
+        assert cli("run", tree).exit_code == 0
+    db = workdir / "genarun.db"
+    ids = [r["id"] for r in query(db, "SELECT id FROM experiments ORDER BY created")]
+    for experiment_id, days in zip(ids, (90, 60, 40, 20, 1), strict=True):
+        _age(db, experiment_id, days)
+    result = cli("experiments", "prune", "daily", "--older-than", "30d", "--yes")
+    assert result.exit_code == 0, result.output
+    left = {r["id"] for r in query(db, "SELECT id FROM experiments")}
+    assert left == {ids[0], ids[3], ids[4]}  # the waiting one and the two younger than 30 days
+    assert f"keep    {ids[3][:8]}" in result.output and "newer than 30d" in result.output
+    assert "deleted 2 experiments of 'daily'" in result.output
+    # Everything older than a week: the newest completed one stays all the same (latest/).
+    for experiment_id in ids[3:]:
+        _age(db, experiment_id, 10)
+    result = cli("experiments", "prune", "daily", "--older-than", "1w", "--yes")
+    assert result.exit_code == 0, result.output
+    assert {r["id"] for r in query(db, "SELECT id FROM experiments")} == {ids[0], ids[4]}
+    assert "the newest completed (latest/ copies it)" in result.output
+    assert (workdir / "daily" / "latest" / "output.json").is_file()
+
+
+def test_prune_with_keep_and_older_than_keeps_what_either_keeps(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    tree = workdir / "daily.yaml"
+    tree.write_text(TREE)
+    for _ in range(4):
+        assert cli("run", tree).exit_code == 0
+    db = workdir / "genarun.db"
+    ids = [r["id"] for r in query(db, "SELECT id FROM experiments ORDER BY created")]
+    for experiment_id, hours in zip(ids, (72, 48, 30, 2), strict=True):
+        _age(db, experiment_id, hours / 24)
+    result = cli("experiments", "prune", "daily", "--keep", "1", "--older-than", "36h", "--yes")
+    assert result.exit_code == 0, result.output
+    # the newest by count, the one 30 hours old by age; 48 and 72 hours old go
+    assert {r["id"] for r in query(db, "SELECT id FROM experiments")} == set(ids[2:])
+    assert "newer than 36h" in result.output
+    # Both left are older than an hour, but both are among the two newest: nothing goes.
+    result = cli("experiments", "prune", "daily", "--keep", "2", "--older-than", "1h", "--yes")
+    assert result.exit_code == 0 and "nothing to delete" in result.output, result.output
+    assert {r["id"] for r in query(db, "SELECT id FROM experiments")} == set(ids[2:])
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("30", "is not a duration; write a positive number and a unit"),
+        ("30x", "is not a duration"),
+        ("-2d", "is not a duration"),
+        ("0d", "is not a duration"),
+        ("d", "is not a duration"),
+        ("thirty days", "is not a duration"),
+    ],
+)
+def test_a_bad_duration_is_named_and_nothing_is_deleted(
+    cli: Callable[..., Result], workdir: Path, value: str, why: str
+) -> None:
+    tree = workdir / "daily.yaml"
+    tree.write_text(TREE)
+    for _ in range(2):
+        assert cli("run", tree).exit_code == 0
+    result = cli("experiments", "prune", "daily", "--older-than", value, "--yes")
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '--older-than': {value!r} {why}" in result.output
+    assert "90m (minutes), 12h (hours), 30d (days) or 2w (weeks)" in result.output
+    assert len(query(workdir / "genarun.db", "SELECT id FROM experiments")) == 2
+
+
+def test_prune_needs_keep_or_older_than_and_a_closed_input_is_no(
+    cli: Callable[..., Result], workdir: Path
+) -> None:
+    tree = workdir / "daily.yaml"
+    tree.write_text(TREE)
+    for _ in range(2):
+        assert cli("run", tree).exit_code == 0
+    neither = cli("experiments", "prune", "daily", "--yes")
+    assert neither.exit_code == 2
+    assert "say what to keep: --keep N, --older-than DURATION (e.g. 30d), or both" in (
+        neither.output
+    )
+    from click.testing import CliRunner
+
+    from genarun.cli import main
+
+    # No answer at all (stdin closed, as in a script without --yes): a no, not a crash.
+    closed = CliRunner().invoke(main, ["experiments", "prune", "daily", "--keep", "1"], input="")
+    assert closed.exit_code == 1, closed.output
+    assert "nothing was changed" in closed.output and "internal error" not in closed.output
+    assert len(query(workdir / "genarun.db", "SELECT id FROM experiments")) == 2

@@ -85,6 +85,16 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except click.Abort:
+            # A question (delete? [y/N]) whose input closed before an answer: not a bug.
+            click.echo(
+                "\nno answer (the input closed); nothing was changed: answer the question, or "
+                "pass --yes to skip it",
+                err=True,
+            )
+            sys.exit(1)
+        except click.ClickException:
+            raise  # click's own usage errors: click prints them with the usage line
         except BrokenPipeError:
             # The reader went away (`genarun tda compare latest | head`): not a bug. Point
             # stdout at /dev/null so the flush at exit does not fail again; exit as SIGPIPE would.

@@ -4,6 +4,7 @@ researcher's toolbox over stored trajectories."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -213,27 +214,63 @@ def experiments_delete(ref: str, yes: bool, db: Path | None) -> None:
     )
 
 
+_AGE_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class AgeType(click.ParamType):
+    """A duration with its unit (30d, 12h, 2w, 90m), as an experiments.prune.Age."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import re
+
+        from genarun.experiments.prune import Age
+
+        if isinstance(value, Age):
+            return value
+        text = str(value).strip()
+        # A unit is required: a bare '30' could be seconds or days, and guessing deletes.
+        found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([mhdw])", text.lower())
+        if found is None or float(found.group(1)) <= 0:
+            self.fail(
+                f"{value!r} is not a duration; write a positive number and a unit: 90m (minutes), "
+                "12h (hours), 30d (days) or 2w (weeks)",
+                param,
+                ctx,
+            )
+        return Age(float(found.group(1)) * _AGE_UNITS[found.group(2)], text)
+
+
 @click.command("prune")
 @click.argument("name", metavar="TREE")
 @click.option(
     "--keep",
     type=WholeNumber(1),
-    required=True,
     help="How many of the tree's newest experiments to keep.",
+)
+@click.option(
+    "--older-than",
+    "older_than",
+    type=AgeType(),
+    help="Delete only experiments created longer ago than this: 30d, 12h, 2w, 90m.",
 )
 @click.option("--yes", is_flag=True, help="Do not ask (for scripts).")
 @db_option
 @handle_errors
-def experiments_prune(name: str, keep: int, yes: bool, db: Path | None) -> None:
+def experiments_prune(
+    name: str, keep: int | None, older_than: Any, yes: bool, db: Path | None
+) -> None:
     """Delete the older experiments of TREE (its `name:`, or its file) with their rows and
-    output folders, keeping per tree file the KEEP newest, the newest completed one (latest/
-    copies it) and any that waits for an answer or still runs. Asks first."""
+    output folders, keeping per tree file the KEEP newest and those not older than
+    --older-than (give either or both), the newest completed one (latest/ copies it) and any
+    that waits for an answer or still runs. Asks first."""
     from genarun.experiments.manage import delete_experiment
     from genarun.experiments.prune import plan_prune
     from genarun.store.db import Store
 
     store = Store.existing(db)
-    plan = plan_prune(store, name, keep)
+    plan = plan_prune(store, name, keep, older_than)
     for experiment, why in plan.kept:
         click.echo(f"keep    {experiment['id'][:8]}  {_created(experiment)}  {why}")
     for deletion in plan.deleted:
