@@ -40,6 +40,7 @@ NOT_NEEDED = (
     # the Ray executor's modules: only --executor ray; the model providers' modules: only a
     # tree that names a model (the registry registers them when providers are first read)
     "genarun.run.ray_backend",
+    "genarun.run.ray_models",
     "genarun.run.ray_pool",
     "genarun.models.catalog",
     "genarun.models.openai",
