@@ -441,3 +441,30 @@ def test_a_save_replaces_a_link_planted_after_loading_never_writes_through_it(
     editor.do("save")
     assert editor.status in (403, 404, 409)
     assert outside.read_text() == OUTSIDE
+
+
+def test_the_add_form_keeps_where_nodes_go_until_nodes_move(client: Any) -> None:
+    editor = Editor(client, "book.yaml")
+    assert '<option value="">(top level)</option><option value="0">' in editor.page
+    editor.do("add", add_kind="template", add_id="one", add_parent="0.1")
+    assert '<option value="0.1" selected>' in editor.page
+    editor.do("add", add_kind="template", add_id="two", add_parent="0.1")
+    assert "          - id: one\n            kind: template\n          - id: two\n" in editor.text
+    editor.do("up:1", add_parent="0.1")
+    assert "selected>" not in editor.page.split('id="add-parent">')[1].split("</select>")[0]
+
+
+def test_the_pages_script_parses(client: Any, tmp_path: Path) -> None:
+    """A syntax error in the script would leave the page working without it, silently."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs Node.js to parse the page's script")
+    page = Editor(client, "book.yaml").page
+    script = re.search(r"<script>(.*?)</script>", page, re.S)
+    assert script is not None
+    (tmp_path / "editor.js").write_text(script.group(1))
+    checked = subprocess.run([node, "--check", str(tmp_path / "editor.js")], capture_output=True)
+    assert checked.returncode == 0, checked.stderr.decode()

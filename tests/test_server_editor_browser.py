@@ -101,6 +101,17 @@ def test_edit_a_tree_in_chromium_save_it_and_run_it(tmp_path: Path) -> None:
                 == TREE + "  - id: summary\n    kind: template\n    text: 'In short: {{ title }}'\n"
             )
 
+            # a refused change (a token gone stale when the server restarted) keeps the page
+            page.select_option("#add-parent", "")
+            page.fill("#add-id", "later")
+            page.evaluate("document.querySelector('input[name=csrf]').value = '0'.repeat(64)")
+            page.press("#add-id", "Enter")
+            page.locator("#refused").wait_for()
+            assert "the form is stale or forged" in page.locator("#refused").inner_text()
+            assert page.locator('li[data-node="summary"]').count() == 1
+            assert page.evaluate("window.notReloaded") is True
+            page.reload()
+
             # start a run of the saved tree from the editor and follow it
             page.click("#start-run button")
             page.wait_for_url(re.compile(r".*/runs/[0-9a-f]{8,}$"))

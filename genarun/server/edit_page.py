@@ -60,6 +60,7 @@ class Working:
     failed: bool = False
     status: int = 200
     saved: bool = False
+    add_parent: str = ""  # the add form's "under" as chosen: kept while no node moves
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -116,6 +117,8 @@ def apply(work: Working, op: str, form: dict[str, str], root: Path) -> Working:
 
 def _change(doc: TreeDoc, work: Working, op: str, form: dict[str, str]) -> str:
     verb, _, where = op.partition(":")
+    if verb in ("up", "down", "remove", "move"):  # positions shift: "under" would point elsewhere
+        work.add_parent = ""
     if verb in NODE_OPS:
         loc = parse_loc(where)
         node = doc.node(loc)
@@ -322,6 +325,7 @@ def edit_page_routes(pages: Any, trees: Path | None) -> list[Route]:
             field.get("base", ""),
             crlf=field.get("crlf") == "1",
             sel=parse_loc(sel) if sel and _is_loc(sel) else None,
+            add_parent=field.get("add_parent", "") if _is_loc(field.get("add_parent", "")) else "",
         )
         work = await run_in_threadpool(apply, work, field.get("op", ""), field, root)
         return await run_in_threadpool(render, request, work)

@@ -4,7 +4,9 @@ One form holds the working text and every control; each button names its change 
 script a button posts the form and the answer is the page again. The script posts the same form
 in the background, one change at a time in order, swaps the page in place (keeping what was
 typed in other inputs meanwhile, and the focus), and applies a node's field as soon as it
-changes, so its problems show at once.
+changes, so its problems show at once. A refusal (a stale token after a server restart) is
+said above the form without leaving the page, so no edit is lost; leaving a page with unsaved
+changes asks first.
 """
 
 from __future__ import annotations
@@ -57,12 +59,12 @@ textarea{width:100%;font-family:ui-monospace,monospace;font-size:.9em}.field inp
 {% for p in n.problems %}<div class="problem">{{ p }}</div>{% endfor %}</li>{% endfor %}</ol>
 <fieldset><legend>Add a node</legend>
 <label>Kind <select name="add_kind" id="add-kind">{% for k, d in kinds %}<option value="{{ k }}" title="{{ d }}">{{ k }}</option>{% endfor %}</select></label>
-<label>Id <input name="add_id" id="add-id" size="14" pattern="[A-Za-z_][A-Za-z0-9_]*"></label>
-<label>Under <select name="add_parent" id="add-parent"><option value="">(top level)</option>{% for key, label in parents %}<option value="{{ key }}"{% if selected and key == selected.key %} selected{% endif %}>{{ label }}</option>{% endfor %}</select></label>
+<label>Id <input name="add_id" id="add-id" size="14" data-op="add"></label>
+<label>Under <select name="add_parent" id="add-parent"><option value="">(top level)</option>{% for key, label in parents %}<option value="{{ key }}"{% if key == work.add_parent %} selected{% endif %}>{{ label }}</option>{% endfor %}</select></label>
 <button name="op" value="add" id="add">Add</button></fieldset></section>
 <section aria-label="selected node" id="node-panel">{% if selected %}
 <h2>{{ selected.id or '(no id)' }} <small>({{ selected.kind or 'no kind' }})</small></h2>
-<div class="row"><label>Rename to <input name="new_id" id="new-id" value="{{ selected.id }}" size="16"></label><button name="op" value="rename" id="rename">Rename</button></div>
+<div class="row"><label>Rename to <input name="new_id" id="new-id" value="{{ selected.id }}" size="16" data-op="rename"></label><button name="op" value="rename" id="rename">Rename</button></div>
 <div class="row"><label>Move <select name="move_to" id="move-to">{% if selected.top %}<option value="top">to the top level</option>{% endif %}{% for key, label in selected.targets %}<option value="into:{{ key }}">into {{ label }}</option>{% endfor %}</select></label><button name="op" value="move" id="move">Move</button></div>
 {% if selected.known %}{% for f in selected.fields %}{{ field(f) }}{% endfor %}
 {% if selected.common %}<details><summary>Fields every node has (foreach, when, vars, …)</summary>{% for f in selected.common %}{{ field(f) }}{% endfor %}</details>{% endif %}
@@ -87,10 +89,18 @@ textarea{width:100%;font-family:ui-monospace,monospace;font-size:.9em}.field inp
     const form = document.getElementById("editor");
     const data = new URLSearchParams(new FormData(form));
     data.set("op", op);
-    const answer = await fetch(form.action, {method: "POST", body: data, credentials: "same-origin"});
-    const html = await answer.text();
-    const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("editor-root");
-    if (!fresh) { document.open(); document.write(html); document.close(); return; }
+    let html = "";
+    try {
+      const answer = await fetch(form.action, {method: "POST", body: data, credentials: "same-origin"});
+      html = await answer.text();
+    } catch (err) {
+      return refused("the server did not answer (" + err + ")");
+    }
+    const parsed = new DOMParser().parseFromString(html, "text/html");
+    const fresh = parsed.getElementById("editor-root");
+    // A refusal (a stale token after a restart, a lost session) is no editor page: say it
+    // here and keep this page, whose edits would otherwise be lost.
+    if (!fresh) return refused(parsed.body ? parsed.body.textContent.trim().slice(0, 300) : "no answer");
     const old = document.getElementById("editor-root");
     // What was typed meanwhile (not sent yet) is kept where the page did not change it.
     for (const el of old.querySelectorAll("input[id], textarea[id], select[id]")) {
@@ -104,6 +114,24 @@ textarea{width:100%;font-family:ui-monospace,monospace;font-size:.9em}.field inp
     if (focused) { const again = document.getElementById(focused); if (again) again.focus(); }
     document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
   }
+  function refused(text) {
+    let note = document.getElementById("refused");
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "refused"; note.className = "status err"; note.setAttribute("role", "alert");
+      document.getElementById("editor").before(note);
+    }
+    note.textContent = "Not done: " + text + ". Your edits are still on this page: copy them " +
+      "from 'The whole file as text' before reloading.";
+  }
+  document.addEventListener("keydown", (e) => {
+    const op = e.key === "Enter" && e.target.dataset && e.target.dataset.op;
+    if (op) { e.preventDefault(); send(op); }
+  });
+  window.addEventListener("beforeunload", (e) => {
+    const root = document.getElementById("editor-root");
+    if (root && root.dataset.dirty === "1") e.preventDefault();
+  });
   document.addEventListener("submit", (e) => {
     if (e.target.id !== "editor") return;
     e.preventDefault();
