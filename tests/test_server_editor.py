@@ -468,3 +468,70 @@ def test_the_pages_script_parses(client: Any, tmp_path: Path) -> None:
     (tmp_path / "editor.js").write_text(script.group(1))
     checked = subprocess.run([node, "--check", str(tmp_path / "editor.js")], capture_output=True)
     assert checked.returncode == 0, checked.stderr.decode()
+
+
+NOTED = """genarun: 1
+name: noted
+nodes:
+  # about a
+  - id: a
+    kind: template
+    text: A
+    children:
+      - id: a1
+        kind: template
+        text: A1   # a1's own
+  # about b
+  - id: b   # b's line
+    kind: template
+    text: B
+
+  # about c
+  - id: c
+    kind: template
+    text: C
+# after the nodes
+vars: {}
+"""
+
+
+@pytest.mark.parametrize(
+    ("op", "order"),
+    [
+        ("up:2", "acb"),
+        ("down:0", "bac"),
+        ("remove:1", "ac"),
+        ("remove:0", "bc"),
+        ("remove:2", "ab"),
+        ("toggle:1", "abc"),
+    ],
+)
+def test_the_comment_lines_above_a_node_move_with_it(
+    trees: Path, client: Any, op: str, order: str
+) -> None:
+    """ruamel keeps a node's leading comment on the previous node's last value: moved as it
+    stands, a comment would end up above whichever node came there next."""
+    (trees / "noted.yaml").write_text(NOTED)
+    editor = Editor(client, "noted.yaml")
+    editor.do(op)
+    text = editor.text
+    blocks = re.findall(r"\n  # about (\w)\n(?:\n)?  - id: (\w)", "\n" + text)
+    assert [about for about, node in blocks] == [node for about, node in blocks], text
+    assert "".join(node for _, node in blocks) == order, text
+    assert ("text: A1   # a1's own\n" in text) == ("a" in order), text
+    assert ("- id: b   # b's line\n" in text) == ("b" in order), text
+    assert text.endswith("# after the nodes\nvars: {}\n"), text
+
+
+def test_a_node_moved_into_another_takes_its_comment(trees: Path, client: Any) -> None:
+    (trees / "noted.yaml").write_text(NOTED)
+    editor = Editor(client, "noted.yaml")
+    editor.do("select:2")
+    editor.do("move", move_to="into:0")
+    text = editor.text
+    assert re.search(r"# about c\n +- id: c", text) and re.search(r"# about b\n  - id: b", text)
+    assert text.index("- id: c") < text.index("- id: b"), text
+    editor.do("select:0.1")
+    editor.do("move", move_to="top")
+    assert re.search(r"# about c\n  - id: c", editor.text), editor.text
+    assert editor.text.endswith("    text: C\n# after the nodes\nvars: {}\n"), editor.text

@@ -17,9 +17,11 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from genarun.server.yaml_comments import with_comments
 
 Loc = tuple[int, ...]
 MAX_DEPTH = 64  # a recursive YAML alias (`children: [*self]`) is refused, never walked forever
@@ -198,26 +200,31 @@ class TreeDoc:
             raise EditError(f"'{node_id[:40]}' is no node id: letters, digits and _")
         if node_id in self.ids():
             raise EditError(f"there is a node '{node_id}' already: choose another id")
-        items = self.siblings(parent)
-        items.append(_mapping({"id": node_id, "kind": kind}, self.fmt))
+        owner, key, items = self._list_of(parent)
+        new = _mapping({"id": node_id, "kind": kind}, self.fmt)
+        with_comments(items, owner, key, lambda: items.append(new))
         return (*(parent or ()), len(items) - 1)
 
     def remove(self, loc: Loc) -> str:
-        self.node(loc)
-        items = self.siblings(loc[:-1] or None)
-        removed = items.pop(loc[-1])
+        removed = self.node(loc)
+        owner, key, items = self._list_of(loc[:-1] or None)
+        with_comments(items, owner, key, lambda: items.pop(loc[-1]))
         return str(removed.get("id") or "")
 
     def move(self, loc: Loc, where: str) -> Loc:
         """Move a node `up`, `down`, to the `top` level, or `into:LOC` (as its last child)."""
         node = self.node(loc)
-        items = self.siblings(loc[:-1] or None)
+        owner, key, items = self._list_of(loc[:-1] or None)
         index = loc[-1]
         if where in ("up", "down"):
             other = index - 1 if where == "up" else index + 1
             if not 0 <= other < len(items):
                 raise EditError(f"the node is {'first' if where == 'up' else 'last'} already")
-            items[index], items[other] = items[other], items[index]
+
+            def swap() -> None:
+                items[index], items[other] = items[other], items[index]
+
+            with_comments(items, owner, key, swap)
             return (*loc[:-1], other)
         if where == "top":
             target: Loc | None = None
@@ -228,35 +235,38 @@ class TreeDoc:
             self.node(target)
         else:
             raise EditError(f"unknown move {where[:20]!r}: up, down, top or into:LOC")
-        new_items = self.siblings(target)
+        new_owner, new_key, new_items = self._list_of(target)
         # The target's address is computed before the node leaves its list (which shifts it).
-        items.pop(index)
+        carried: dict[int, str] = {}  # its comment lines go with it
+        with_comments(items, owner, key, lambda: items.pop(index), carried)
         target_loc = _shifted(target, loc) if target is not None else None
-        new_items.append(node)
+        with_comments(new_items, new_owner, new_key, lambda: new_items.append(node), carried)
         return (*(target_loc or ()), len(new_items) - 1)
 
     def toggle(self, loc: Loc) -> bool:
         """Turn a node off (`enabled: false`) or on again (the key goes: true is the default)."""
         node = self.node(loc)
-        if node.get("enabled") is False:
-            del node["enabled"]
-            return True
-        _put(node, "enabled", False)
-        return False
+        on = node.get("enabled") is False
+        self._in_place(loc, lambda: node.pop("enabled") if on else _put(node, "enabled", False))
+        return on
 
     def set_fields(self, loc: Loc, values: dict[str, Any]) -> list[str]:
         """Set a node's fields (None: remove the key); only changed values are touched, so an
         unchanged field keeps its quoting and comments. Returns the fields changed."""
         node = self.node(loc)
-        changed = []
-        for name, value in values.items():
-            if value is None:
-                if name in node:
-                    del node[name]
+        changed: list[str] = []
+
+        def assign() -> None:
+            for name, value in values.items():
+                if value is None:
+                    if name in node:
+                        del node[name]
+                        changed.append(name)
+                elif name not in node or plain_value(node[name]) != value:
+                    _put(node, name, _value(value, self.fmt))
                     changed.append(name)
-            elif name not in node or plain_value(node[name]) != value:
-                _put(node, name, _value(value, self.fmt))
-                changed.append(name)
+
+        self._in_place(loc, assign)
         return changed
 
     def replace_fields(self, loc: Loc, mapping: dict[str, Any]) -> None:
@@ -268,7 +278,20 @@ class TreeDoc:
         mapping.pop("children", None)
         if node.get("children") is not None:
             mapping["children"] = node["children"]
-        self.siblings(loc[:-1] or None)[loc[-1]] = mapping
+        owner, key, items = self._list_of(loc[:-1] or None)
+        with_comments(items, owner, key, lambda: items.__setitem__(loc[-1], mapping))
+
+    def _list_of(self, parent: Loc | None) -> tuple[Any, str, list[Any]]:
+        """The node list of `parent` (None: the top level), with the mapping and key it is in."""
+        items = self.siblings(parent)
+        owner = self.data if parent is None else self.node(parent)
+        return owner, "nodes" if parent is None else "children", items
+
+    def _in_place(self, loc: Loc, change: Callable[[], Any]) -> None:
+        """A change inside a node: the comment lines above the next node, which ruamel keeps
+        on this node's last value, stay where they are."""
+        owner, key, items = self._list_of(loc[:-1] or None)
+        with_comments(items, owner, key, change)
 
     def node_text(self, loc: Loc) -> str:
         """A node's own fields (not its children) as YAML, comments and all, for raw editing."""
