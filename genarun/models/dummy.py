@@ -17,7 +17,10 @@ every invocation while the file PATH exists (a fault that a fix then removes); `
 it down does, but only in a Ray model actor (`GENARUN_RAY_ACTOR`): anywhere else that would end
 the driver, so it raises there like `fail_on`. `fail_load: TEXT` makes loading raise with the
 message TEXT, as a model whose weights are missing or broken does; `crash_load: true` ends the
-process while loading instead, in a Ray model actor only (as `crash_on`).
+process while loading instead, in a Ray model actor only (as `crash_on`). `batch_log: PATH`
+appends a line (`TASK SIZE`) to the file PATH as each batch starts, before its delay: a test
+waits for it to know that a batch is in flight (and that the run took over Ctrl-C), where a
+fixed sleep guessed, and guessed wrong on a slower machine.
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ class DummyModel(LoadedModel):
         self.fail_on = spec.option_dict.get("fail_on")
         self.crash_on = spec.option_dict.get("crash_on")
         self.fail_while = spec.option_dict.get("fail_while")
+        self.batch_log = spec.option_dict.get("batch_log")
 
     def run(self, task: str, batch: Sequence[Invocation]) -> list[Any]:
         if self.max_ok_batch is not None and len(batch) > self.max_ok_batch:
@@ -127,6 +131,9 @@ class DummyModel(LoadedModel):
             )
         for inv in batch:
             self._maybe_fail(inv)
+        if self.batch_log is not None:
+            with open(str(self.batch_log), "a", encoding="utf-8") as log:
+                log.write(f"{task} {len(batch)}\n")
         if self.delay > 0:
             time.sleep(self.delay * len(batch))
         return [getattr(self, f"_{task}")(inv) for inv in batch]
