@@ -8,7 +8,6 @@ Twice: the process ends at once, without waiting for the batch.
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,14 +16,21 @@ from pathlib import Path
 
 from click.testing import Result
 
-from tests.helpers import ctrl_c_reaches_it, query
+from tests.helpers import (
+    PATIENCE,
+    Transcript,
+    batches_started,
+    ctrl_c_reaches_it,
+    query,
+    wait_until,
+)
 
 TREE = """\
 genarun: 1
 name: stoppable
 seed: 1
 models:
-  slow: {{provider: dummy, id: w, options: {{delay: {delay}}}}}
+  slow: {{provider: dummy, id: w, options: {{delay: {delay}, batch_log: "{log}"}}}}
   quick: {{provider: dummy, id: q}}
 nodes:
   - id: first
@@ -40,7 +46,7 @@ nodes:
 
 
 def _start(workdir: Path, delay: float) -> subprocess.Popen[str]:
-    (workdir / "tree.yaml").write_text(TREE.format(delay=delay))
+    (workdir / "tree.yaml").write_text(TREE.format(delay=delay, log=workdir / "batches.log"))
     return subprocess.Popen(
         [sys.executable, "-m", "genarun", "run", "tree.yaml"],
         cwd=workdir,
@@ -51,22 +57,13 @@ def _start(workdir: Path, delay: float) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for_the_run(db: Path, proc: subprocess.Popen[str]) -> None:
-    """Until the run is stored (its first batch starts at once: the dummy loads instantly)."""
-    deadline = time.time() + 60
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "the run was never stored"
-        try:
-            conn = sqlite3.connect(db, timeout=0.2)
-            try:
-                if conn.execute("SELECT count(*) FROM runs").fetchone()[0]:
-                    return
-            finally:
-                conn.close()
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.02)
+def _wait_for_the_batch(workdir: Path, proc: subprocess.Popen[str]) -> None:
+    """Until first's batch is in flight (the dummy logs it as it starts): the run has taken
+    over Ctrl-C by then. A fixed wait after the run was stored (0.5 s) was a guess: on a
+    slower machine Ctrl-C came before the run's handler, or after the batch."""
+    log = workdir / "batches.log"
+    wait_until(lambda: proc.poll() is not None or batches_started(log), "first's batch")
+    assert proc.poll() is None, proc.communicate()
 
 
 def test_ctrl_c_once_lets_the_batch_in_flight_finish_and_saves_it(
@@ -74,10 +71,9 @@ def test_ctrl_c_once_lets_the_batch_in_flight_finish_and_saves_it(
 ) -> None:
     db = workdir / "genarun.db"
     proc = _start(workdir, delay=2.5)
-    _wait_for_the_run(db, proc)
-    time.sleep(0.5)  # first's batch is in flight
+    _wait_for_the_batch(workdir, proc)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 130, (out, err)
     assert "stopping: nothing new starts; what is running (1 model batch) finishes" in err
     assert "Ctrl-C again to stop at once" in err
@@ -95,17 +91,20 @@ def test_ctrl_c_once_lets_the_batch_in_flight_finish_and_saves_it(
 
 def test_ctrl_c_twice_stops_at_once(workdir: Path, cli: Callable[..., Result]) -> None:
     db = workdir / "genarun.db"
-    proc = _start(workdir, delay=30)
-    _wait_for_the_run(db, proc)
-    time.sleep(0.5)
+    proc = _start(workdir, delay=120)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = Transcript(proc.stdout), Transcript(proc.stderr)
+    _wait_for_the_batch(workdir, proc)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    # The second press once the first was taken (two signals sent at once may arrive as one).
+    err.wait_for("Ctrl-C again to stop at once")
     pressed = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    proc.wait(timeout=PATIENCE)
     took = time.monotonic() - pressed
-    assert proc.returncode == 130, (out, err)
-    assert took < 10, f"the second Ctrl-C took {took:.1f} s (the batch takes 30 s)"
-    assert "interrupted: finished work is saved" in err and "Traceback" not in err
+    said = out.finish() + err.finish()
+    assert proc.returncode == 130, said
+    assert took < 60, f"the second Ctrl-C took {took:.1f} s (the batch takes 120 s)"
+    assert "interrupted: finished work is saved" in said and "Traceback" not in said
     assert query(db, "SELECT status FROM runs")[0]["status"] == "interrupted"
     assert not query(db, "SELECT id FROM executions WHERE status = 'done'")

@@ -14,16 +14,17 @@ from pathlib import Path
 
 from click.testing import Result
 
-from tests.helpers import query
+from tests.helpers import PATIENCE, query
 
 # Each step takes 1 s: the first is stored at about 1 s, the folder's first snapshot comes at
-# about 3 s (run/snapshots.py), and the last would end at about 4 s.
+# about 3 s (run/snapshots.py), and the last would end at about 4 s (LAST s after the fourth).
 TREE = """\
 genarun: 1
 name: killed
 seed: 1
 models:
   slow: {provider: dummy, id: w, options: {delay: 1}}
+  last: {provider: dummy, id: w, options: {delay: LAST}}
 nodes:
   - id: first
     kind: generate
@@ -46,13 +47,13 @@ nodes:
             children:
               - id: fifth
                 kind: generate
-                model: slow
+                model: last
                 prompt: "five {{ fourth }}"
 """
 
 
-def _start(workdir: Path) -> subprocess.Popen[str]:
-    (workdir / "tree.yaml").write_text(TREE)
+def _start(workdir: Path, last: float = 1) -> subprocess.Popen[str]:
+    (workdir / "tree.yaml").write_text(TREE.replace("LAST", f"{last:g}"))
     return subprocess.Popen(
         [sys.executable, "-m", "genarun", "run", "tree.yaml", "-q"],
         cwd=workdir,
@@ -69,7 +70,7 @@ def _run_folder(workdir: Path) -> Path:
 
 def _outputs_shown(workdir: Path, proc: subprocess.Popen[str]) -> dict[str, object]:
     """Wait until the running process's folder shows a finished output; return output.json."""
-    deadline = time.time() + 60
+    deadline = time.time() + PATIENCE
     while True:
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline, "output.json never showed a finished output"
@@ -93,7 +94,7 @@ def test_a_run_killed_with_sigkill_leaves_its_finished_outputs_in_its_folder(
     proc = _start(workdir)
     _outputs_shown(workdir, proc)
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=PATIENCE)
     assert proc.returncode == -signal.SIGKILL
 
     folder = _run_folder(workdir)
@@ -123,13 +124,15 @@ def test_sigterm_stops_at_once_and_writes_the_folder(
     """SIGTERM (kill, a job scheduler's limit): the process ends without waiting for the
     batch in flight, records the run as interrupted and writes the folder, without a
     traceback; exit 143 (128 + 15)."""
-    proc = _start(workdir)
+    # The last step's batch takes 120 s: SIGTERM comes while it is in flight (or before it),
+    # and an end that waited for it would take that long; 60 s is room for a busy machine.
+    proc = _start(workdir, last=120)
     _outputs_shown(workdir, proc)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 143, (out, err)
-    assert time.monotonic() - sent < 5
+    assert time.monotonic() - sent < 60
     assert "Traceback" not in err
     assert "interrupted: finished work is saved; to finish the run: genarun resume" in err
     assert query(workdir / "genarun.db", "SELECT status FROM runs")[0]["status"] == "interrupted"

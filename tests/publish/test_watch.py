@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,9 @@ from click.testing import Result
 from PIL import Image
 
 from genarun.publish.watch import Watcher, files_read
+from genarun.run.interrupts import taken_by_last_run
 from tests.fetch_server import FetchServer, Reply
-from tests.helpers import ctrl_c_reaches_it, query
+from tests.helpers import PATIENCE, batches_started, ctrl_c_reaches_it, query, wait_until
 
 
 def _photo(path: Path, colour: tuple[int, int, int]) -> None:
@@ -136,20 +136,17 @@ def test_watch_process_reruns_on_an_edit(tree: Callable[[str], Path], workdir: P
             except sqlite3.OperationalError:  # the file exists before its tables do
                 return []
 
-        deadline = time.time() + 120
-        while len(runs()) < 1 and time.time() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: len(runs()) >= 1, "the first run")
         assert len(runs()) == 1
         path.write_text(path.read_text().replace("Say goodbye.", "Say hello."))
         _bump(path)
-        while len(runs()) < 2 and time.time() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: len(runs()) >= 2, "the run after the edit")
         assert len(runs()) == 2
         newest = query(db, "SELECT id FROM runs ORDER BY started DESC LIMIT 1")[0]["id"]
         assert _executed(db, newest) == ["outro"]
     finally:
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        output, _ = process.communicate(timeout=PATIENCE)
     assert process.returncode == 130, output
     assert "Traceback" not in output
 
@@ -176,7 +173,9 @@ def test_ctrl_c_during_a_run_stops_watching(workdir: Path) -> None:
     """Ctrl-C while a watched tree runs: the batch in flight is saved, the run is interrupted
     (resumable) and the watcher ends with 130, instead of reporting the run and going on."""
     path = workdir / "slow.yaml"
-    path.write_text(SLOW_TREE)
+    path.write_text(
+        SLOW_TREE.replace("delay: 2.5", f'delay: 2.5, batch_log: "{workdir}/batches.log"')
+    )
     db = workdir / "genarun.db"
     process = subprocess.Popen(
         [sys.executable, "-m", "genarun", "watch", str(path), "--interval", "0.2"],
@@ -188,13 +187,13 @@ def test_ctrl_c_during_a_run_stops_watching(workdir: Path) -> None:
         preexec_fn=ctrl_c_reaches_it,
     )
     try:
-        deadline = time.time() + 60
-        while not _stored_runs(db):
-            assert process.poll() is None and time.time() < deadline, process.communicate()
-            time.sleep(0.05)
-        time.sleep(0.5)  # the batch is in flight
+        # Once the batch is in flight (the dummy logs it as it starts), the run has taken over
+        # Ctrl-C: a fixed 0.5 s after the run was stored was a guess a slower machine loses.
+        log = workdir / "batches.log"
+        wait_until(lambda: process.poll() is not None or batches_started(log), "the batch")
+        assert process.poll() is None, process.communicate()
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=PATIENCE)
     finally:
         process.kill()
     assert process.returncode == 130, (out, err)
@@ -220,7 +219,9 @@ class _PressingServer(FetchServer):
     def answer(self, method: str, path: str, prefix: str, nth: int, body: bytes) -> Reply:
         if prefix == "/press":
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.5)  # the main thread's handler takes it while this request runs
+            # Until the main thread's handler has taken it, while this request runs (a fixed
+            # 0.5 s could end first on a busy machine: the press then came after the run).
+            wait_until(taken_by_last_run, "the run to take the Ctrl-C")
             return 200, {"Content-Type": "application/json"}, b'{"pressed": true}'
         return super().answer(method, path, prefix, nth, body)
 
