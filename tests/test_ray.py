@@ -22,8 +22,8 @@ from click.testing import Result
 from genarun.run.ray_actor import ModelHost
 from genarun.run.ray_pool import POOL, PooledActor
 from genarun.run.runner import RunOptions, run_tree
+from tests.helpers import PATIENCE, batches_started, query, start_local_ray
 from tests.helpers import comparable_outputs as outputs
-from tests.helpers import query
 from tests.test_fail_alone import check_failed_alone, fails_alone_then_resumes_on_ray, fault_tree
 
 ray = pytest.importorskip("ray")
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """A local Ray for the whole module; its address, for drivers in other processes."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray(ray, num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -105,26 +105,31 @@ def test_a_killed_model_actor_is_restarted_and_its_batch_queued_again(
     cluster: str, workdir: Path
 ) -> None:
     tree = workdir / "slow.yaml"
-    tree.write_text(SLOW_TREE)
+    log = workdir / "batches.log"
+    tree.write_text(SLOW_TREE.replace("delay: 0.4", f'delay: 0.4, batch_log: "{log}"'))
     killed: list[str] = []
+    ended = threading.Event()
 
     def kill_the_actor() -> None:
-        # Once the first batch (2 lines, 0.8 s) is stored, the second runs: kill the process of
-        # the actor that holds the model in the middle of it (Ray restarts the actor).
-        db = workdir / "genarun.db"
-        for _ in range(1200):
-            if stored(db) >= 2:
-                time.sleep(0.2)
+        # Once the second batch (2 lines, 0.8 s) has started (the dummy logs each batch as it
+        # starts, in the actor's process): kill the process of the actor that holds the model
+        # in the middle of it (Ray restarts the actor). Waiting a fixed 24 s for the first
+        # batch, then 0.2 s more, was a guess: a busy machine starts Ray's actors slowly.
+        deadline = time.monotonic() + PATIENCE
+        while not ended.wait(0.02) and time.monotonic() < deadline:
+            if batches_started(log) >= 2:
                 pooled = shared_actor()
                 ray.kill(pooled.actor, no_restart=False)
                 killed.append(pooled.name)
                 return
-            time.sleep(0.02)
 
     killer = threading.Thread(target=kill_the_actor)
     killer.start()
-    outcome = run_tree(tree, RunOptions(executor="ray", batch_size=2))
-    killer.join()
+    try:
+        outcome = run_tree(tree, RunOptions(executor="ray", batch_size=2))
+    finally:
+        ended.set()
+        killer.join()
     assert killed, "the actor was never found"
     assert outcome.status == "completed", outcome.failures
     db = workdir / "genarun.db"
@@ -169,7 +174,7 @@ def test_a_driver_killed_with_sigkill_is_resumed_on_ray(cluster: str, workdir: P
             time.sleep(0.05)
         os.kill(driver.pid, signal.SIGKILL)
     finally:
-        driver.wait(30)
+        driver.wait(PATIENCE)
     done_before = len(query(db, "SELECT id FROM executions"))
     assert 2 <= done_before < 6
     run_id = query(db, "SELECT id FROM runs")[0]["id"]

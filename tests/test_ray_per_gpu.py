@@ -19,8 +19,8 @@ from genarun.errors import UserError
 from genarun.run.ray_pool import POOL, PooledActor
 from genarun.run.ray_sharing import AloneGate
 from genarun.run.runner import RunOptions, run_tree
+from tests.helpers import PATIENCE, batches_started, query, start_local_ray, wait_until
 from tests.helpers import comparable_outputs as outputs
-from tests.helpers import query
 from tests.test_fail_alone import check_failed_alone, fails_alone_then_resumes_on_ray, fault_tree
 
 ray = pytest.importorskip("ray")
@@ -33,7 +33,7 @@ BOTH = [pytest.param("per-model", marks=pytest.mark.slow), "per-gpu"]
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """A local Ray with 2 CPUs and one logical GPU for the module."""
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    start_local_ray(ray, num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -144,29 +144,40 @@ def test_a_killed_gpu_actor_is_restarted_and_its_batches_queued_again(
     # holding `first` is killed mid-batch; with per-gpu it holds `second` too, and both
     # batches it was running are lost: each is queued again, and the run completes.
     tree = workdir / "slow.yaml"
-    tree.write_text(SLOW_TREE)
+    log = workdir / "batches.log"
+    tree.write_text(
+        SLOW_TREE.replace(
+            "delay: 0.3, ray_num_gpus: 0.5}", f'delay: 0.3, ray_num_gpus: 0.5, batch_log: "{log}"}}'
+        )
+    )
     db = workdir / "genarun.db"
     killed: list[str] = []
+    ended = threading.Event()
 
     def kill_the_actor() -> None:
-        for _ in range(3000):
+        # Once `first`'s second batch has started (the dummy logs each batch as it starts, in
+        # the actor's process), kill the actor holding it in the middle of it. A fixed 0.2 s
+        # after two executions were stored was a guess that a busy machine can lose.
+        deadline = time.monotonic() + PATIENCE
+        while not ended.wait(0.02) and time.monotonic() < deadline:
             # The actor holding `first` (the one model key without a tag).
             holders = [
                 p
                 for key, p in gpu_actors().items()
                 if any("tag" not in name for name in (p.models if key[0] == "gpu" else [key[0]]))
             ]
-            if stored(db) >= 2 and holders:
-                time.sleep(0.2)
+            if batches_started(log) >= 2 and holders:
                 ray.kill(holders[0].actor, no_restart=False)
                 killed.append(holders[0].name)
                 return
-            time.sleep(0.02)
 
     killer = threading.Thread(target=kill_the_actor)
     killer.start()
-    outcome = run_tree(tree, RunOptions(executor="ray", batch_size=2, ray_actors=placement))
-    killer.join()
+    try:
+        outcome = run_tree(tree, RunOptions(executor="ray", batch_size=2, ray_actors=placement))
+    finally:
+        ended.set()
+        killer.join()
     assert killed, "the actor was never found"
     assert outcome.status == "completed", outcome.failures
     died = query(db, "SELECT message FROM logs WHERE message LIKE '%died%queued again%'")
@@ -251,7 +262,7 @@ def test_a_lone_batch_waits_for_the_others_and_keeps_them_out() -> None:
             events.append(f"{name} in")
             side_in.set()
             if wait is not None:
-                wait.wait(10)
+                wait.wait(PATIENCE)
             events.append(f"{name} out")
 
     def alone() -> None:
@@ -262,17 +273,19 @@ def test_a_lone_batch_waits_for_the_others_and_keeps_them_out() -> None:
 
     first = threading.Thread(target=side, args=("a", release_side))
     first.start()
-    assert side_in.wait(10)
+    assert side_in.wait(PATIENCE)
     lone = threading.Thread(target=alone)
     lone.start()
-    time.sleep(0.1)  # the lone batch now waits for `a`; `b` comes after it
+    # The lone batch now waits for `a` (the gate counts it: a fixed 0.1 s was a guess that a
+    # busy machine lost, letting `b` in first); `b` comes after it.
+    wait_until(lambda: gate._waiting_alone == 1, "the lone batch to wait at the gate")
     late = threading.Thread(target=side, args=("b",))
     late.start()
-    time.sleep(0.1)
+    time.sleep(0.1)  # time for `b` to get in, were the gate open to it
     assert events == ["a in"]
     release_side.set()
     for thread in (first, lone, late):
-        thread.join(10)
+        thread.join(PATIENCE)
     assert events == ["a in", "a out", "alone in", "alone out", "b in", "b out"]
 
 
