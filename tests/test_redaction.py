@@ -136,10 +136,11 @@ BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".jo
 
 
 def test_billion_laughs_is_refused_at_once() -> None:
-    started = time.perf_counter()
+    # Processor time of this thread: a busy machine's other processes take wall time only.
+    started = time.thread_time()
     with pytest.raises(YamlBoundsError, match="expands to more than"):
         load_bounded_yaml(BOMB)
-    assert time.perf_counter() - started < 1
+    assert time.thread_time() - started < 1
 
 
 @pytest.mark.parametrize("text", ["&a [*a]", "a: &a {b: *a}", "- &x [1, [2, *x]]"])
@@ -150,10 +151,10 @@ def test_recursive_aliases_are_refused(text: str) -> None:
 
 @pytest.mark.parametrize("text", ["[" * 50_000, "{a: " * 5_000, "- " * 300 + "x"])
 def test_deep_nesting_is_refused_quickly(text: str) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()  # processor time, as above
     with pytest.raises((YamlBoundsError, yaml.YAMLError)):
         load_bounded_yaml(text)
-    assert time.perf_counter() - started < 1
+    assert time.thread_time() - started < 1
 
 
 @pytest.mark.parametrize(

@@ -121,8 +121,8 @@ def test_a_yaml_alias_bomb_from_a_model_fails_its_node_quickly(
     server.reply_text(ALIAS_BOMB)
     tree = write_tree(workdir, server.base_url, parse="yaml")
     started = time.perf_counter()
-    result = genarun_subprocess("run", tree, cwd=workdir, timeout=60)
-    assert time.perf_counter() - started < 30
+    result = genarun_subprocess("run", tree, cwd=workdir)
+    assert time.perf_counter() - started < 60  # expanded, it would run out of memory or time
     assert result.returncode == 1 and "internal error" not in result.stderr
     assert "node 'answer' failed" in result.stderr and "expands to more than" in result.stderr
     rows = query(workdir / "genarun.db", "SELECT node_id, status FROM executions ORDER BY node_id")

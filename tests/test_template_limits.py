@@ -108,11 +108,12 @@ def test_limits_fail_fast_with_the_limit_named(
     # A million empty iterations can outlast the 5 s render budget on a loaded machine, and
     # then the time limit is named instead: a smaller iteration budget tests the same check.
     monkeypatch.setattr(limits, "LIMITS", limits.Limits(iterations=20_000, seconds=60.0))
-    started = time.monotonic()
+    # Processor time (this process's): a busy machine's other processes take wall time only.
+    started = time.process_time()
     with pytest.raises(RenderError, match="template limit") as failure:
         render(source, n=10**9)
     assert phrase in str(failure.value)
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
 
 
 def test_a_kept_item_of_a_filtered_loop_is_one_iteration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,12 +129,12 @@ def test_a_kept_item_of_a_filtered_loop_is_one_iteration(monkeypatch: pytest.Mon
 def test_constant_arithmetic_is_checked_when_compiled() -> None:
     from genarun.tree.template_env import TemplateProblem
 
-    started = time.monotonic()
+    started = time.process_time()
     with pytest.raises(TemplateProblem, match="template limit: 2 \\*\\* 99999999999 would be"):
         compile_expression("{{ 2**99999999999 > 1 }}", "when")
     with pytest.raises(TemplateProblem, match="template limit"):
         compile_expression("(10**9 * 'a')|list", "foreach")
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
 
 
 HUGE_WHEN = """\
@@ -168,9 +169,9 @@ def test_validate_refuses_constant_blowups_at_once(
     workdir: Path, cli: Callable[..., Result]
 ) -> None:
     (workdir / "huge.yaml").write_text(HUGE_WHEN)
-    started = time.monotonic()
+    started = time.process_time()
     result = cli("validate", "huge.yaml")
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
     assert result.exit_code == 2, result.output
     assert "huge.yaml:6 node 'a': when: template limit: 2 ** 99999999999" in result.output
     assert "Traceback" not in result.output
@@ -181,9 +182,9 @@ def test_a_huge_matrix_is_refused_before_it_is_expanded(
 ) -> None:
     (workdir / "wide.yaml").write_text(MATRIX)
     for command in ("validate", "run"):
-        started = time.monotonic()
+        started = time.process_time()
         result = cli(command, "wide.yaml")
-        assert time.monotonic() - started < 10
+        assert time.process_time() - started < 10
         assert result.exit_code == 2, result.output
         assert "wide.yaml:3: matrix: 10 a x 10 b x 10 c x 10 d x 10 e x 10 f x 10 g make " in (
             result.output
