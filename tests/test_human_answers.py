@@ -29,7 +29,7 @@ from genarun.store.human import (
     get_request,
     record_answer,
 )
-from tests.helpers import query
+from tests.helpers import PATIENCE, query, wait_until
 from tests.human_helpers import make_request
 
 
@@ -213,9 +213,11 @@ def test_an_expired_request_refuses_answers_and_a_poll_closes_with_its_votes(
     with pytest.raises(AnswerRefused, match="expired"):
         record_answer(store, single, "red", responder="a", via="cli")
     assert close_on_timeout(store, single).status == "expired"
-    poll, _ = make_request(db, collect=5, timeout=0.5, node_id="poll")
+    # A vote within the poll's time (2 s: 0.5 s was not always enough for a busy machine to
+    # make the request and record the vote), then closed once the time is up.
+    poll, _ = make_request(db, collect=5, timeout=2, node_id="poll")
     record_answer(store, poll, "green", responder="a", via="cli")
-    time.sleep(0.6)
+    wait_until(poll.expired, "the poll's time to be up", seconds=30)
     closed = close_on_timeout(store, poll)
     assert closed.status == "answered" and closed.result["winner"] == "green"
     store.close()
@@ -256,7 +258,7 @@ def test_two_processes_racing_to_answer_exactly_one_wins(tmp_path: Path) -> None
         for racer in racers:
             racer.stdin.write("go\n")  # type: ignore[union-attr]
             racer.stdin.flush()  # type: ignore[union-attr]
-        outputs = sorted(racer.communicate(timeout=60)[0].strip() for racer in racers)
+        outputs = sorted(racer.communicate(timeout=PATIENCE)[0].strip() for racer in racers)
         assert outputs == ["409", "won"]
         store = Store(db)
         answers = answers_of(store, request.id)

@@ -19,7 +19,7 @@ from click.testing import Result
 
 from genarun.store.claims import Heartbeat
 from genarun.store.db import Store
-from tests.helpers import TREES, query
+from tests.helpers import PATIENCE, TREES, query, wait_until
 
 # Slow enough that the first resume still runs when the second one starts (about 5 s).
 SLOW_TREE = (TREES / "resume_slow.yaml").read_text().replace("delay: 0.08", "delay: 0.25")
@@ -50,13 +50,13 @@ def _killed_run(workdir: Path, after: int = 3, delay: float = 0.25) -> tuple[Pat
     tree.write_text(SLOW_TREE.replace("delay: 0.25", f"delay: {delay}"))
     db = workdir / "genarun.db"
     proc = _genarun("run", tree, "--db", db, cwd=workdir)
-    deadline = time.time() + 60
+    deadline = time.time() + PATIENCE
     while _done(db) < after:
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline, "the run never got going"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=PATIENCE)
     (run,) = query(db, "SELECT id, status FROM runs")
     assert run["status"] == "running"  # nothing recorded the kill
     return db, run["id"]
@@ -103,13 +103,13 @@ def test_a_killed_resume_leaves_a_stale_claim_that_is_taken_over(workdir: Path) 
     db, run_id = _killed_run(workdir, delay=0.08)
     resume = _genarun("resume", run_id, "--db", db, cwd=workdir)
     start = _done(db)
-    deadline = time.time() + 60
+    deadline = time.time() + PATIENCE
     while _done(db) < start + 2:
         assert resume.poll() is None, resume.communicate()
         assert time.time() < deadline
         time.sleep(0.02)
     resume.send_signal(signal.SIGKILL)
-    resume.wait(timeout=30)
+    resume.wait(timeout=PATIENCE)
     (run,) = query(db, "SELECT pid FROM runs")
     assert run["pid"] == resume.pid  # the killed resume's claim is still there
     again = _genarun("resume", run_id, "--db", db, cwd=workdir)
@@ -215,12 +215,20 @@ def test_a_resume_that_stops_before_running_gives_the_claim_back(
 
 def test_the_heartbeat_refreshes_only_the_runs_this_process_holds(workdir: Path) -> None:
     store = Store(workdir / "beat.db")
+
+    def beat_of(run_id: str) -> float:
+        rows = query(workdir / "beat.db", "SELECT heartbeat FROM runs WHERE id = ?", run_id)
+        return float(rows[0]["heartbeat"] or 0)
+
     try:
         mine = store.create_run(name="a", pid=os.getpid(), host="h", heartbeat=0.0)
         other = store.create_run(name="b", pid=_dead_pid(), host="h", heartbeat=0.0)
         beat = Heartbeat(store, [mine, other], every=0.02)
         beat.start()
-        time.sleep(0.3)
+        # Until it has beaten a few times (a fixed 0.3 s could pass before its thread ran).
+        wait_until(lambda: beat_of(mine) > 0, "the first heartbeat")
+        first = beat_of(mine)
+        wait_until(lambda: beat_of(mine) > first, "another heartbeat")
         beat.stop()
     finally:
         store.close()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from genarun.server.openapi import openapi_document
-from tests.helpers import app_client, query
+from tests.helpers import PATIENCE, app_client, query
 from tests.human_helpers import make_request, serving
 
 # 160 items in batches of 16 (the default), 0.1 s an item: 1.6 s a batch, a pause lands mid-run
@@ -62,7 +62,7 @@ def _first_run(db: Path) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _wait(condition, what: str, limit: float = 90) -> None:  # type: ignore[no-untyped-def]
+def _wait(condition, what: str, limit: float = PATIENCE) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + limit
     while not condition():
         assert time.monotonic() < deadline, what
@@ -70,11 +70,19 @@ def _wait(condition, what: str, limit: float = 90) -> None:  # type: ignore[no-u
 
 
 def _assert_held(db: Path, run_id: str) -> int:
-    """Nothing new starts: once the running ones are recorded, the count stays put."""
-    time.sleep(3.0)  # the flag is read within 0.25 s; the batch running takes 1.6 s
-    held = _done(db, run_id)
-    time.sleep(2.5)  # a batch or more would have finished by now
-    assert _done(db, run_id) == held < 160
+    """Nothing new starts: once the running ones are recorded, the count stays put. The flag
+    is read within 0.25 s and the batch running then takes 1.6 s, longer on a busy machine (a
+    fixed 3 s for it was a guess): the count must settle, then stay still for 4 s, in which an
+    unpaused run would have finished two batches more."""
+    held, since = _done(db, run_id), time.monotonic()
+    deadline = since + PATIENCE
+    while time.monotonic() - since < 4.0:
+        assert time.monotonic() < deadline, f"the count never settled (now {held})"
+        time.sleep(0.1)
+        now = _done(db, run_id)
+        if now != held:
+            held, since = now, time.monotonic()
+    assert held < 160
     assert _status(db, run_id) == "running"
     return held
 
@@ -127,20 +135,20 @@ def test_a_run_started_from_the_server_pauses_and_unpauses(tmp_path: Path) -> No
     (trees / "slow.yaml").write_text(SLOW)
     db = tmp_path / "g.db"
     with serving(db, "--no-auto-resume", "--trees", str(trees)) as base:
-        started = httpx.post(f"{base}/api/v1/runs", json={"tree": "slow.yaml"}, timeout=90)
+        started = httpx.post(f"{base}/api/v1/runs", json={"tree": "slow.yaml"}, timeout=PATIENCE)
         assert started.status_code == 200, started.text
         run_id = started.json()["run"]
         _wait(lambda: _done(db, run_id) >= 16, "the run did not get going")
-        paused = httpx.post(f"{base}/api/v1/runs/{run_id}/pause", timeout=30)
+        paused = httpx.post(f"{base}/api/v1/runs/{run_id}/pause", timeout=PATIENCE)
         assert paused.status_code == 200 and paused.json()["paused"] is True, paused.text
-        again = httpx.post(f"{base}/api/v1/runs/{run_id}/pause", timeout=30)
+        again = httpx.post(f"{base}/api/v1/runs/{run_id}/pause", timeout=PATIENCE)
         assert again.status_code == 409 and "paused already" in again.json()["error"]
         held = _assert_held(db, run_id)
 
         # Seen everywhere: the API, the events stream, `runs show` in another process.
-        assert httpx.get(f"{base}/api/v1/runs/{run_id}").json()["paused"] > 0
+        assert httpx.get(f"{base}/api/v1/runs/{run_id}", timeout=PATIENCE).json()["paused"] > 0
         with httpx.stream(
-            "GET", f"{base}/api/v1/runs/{run_id}/events", params={"after": 10**9}, timeout=30
+            "GET", f"{base}/api/v1/runs/{run_id}/events", params={"after": 10**9}, timeout=PATIENCE
         ) as live:
             assert _read_until(live, "paused")["since"] > 0
         shown = _genarun("runs", "show", run_id, "--db", db, cwd=tmp_path)
@@ -148,22 +156,24 @@ def test_a_run_started_from_the_server_pauses_and_unpauses(tmp_path: Path) -> No
         assert "genarun runs unpause" in shown.stdout
 
         # The page's button (its session's CSRF token), as a person would.
-        page = httpx.get(f"{base}/runs/{run_id}", timeout=30).text
+        page = httpx.get(f"{base}/runs/{run_id}", timeout=PATIENCE).text
         assert 'value="unpause">Unpause</button>' in page and "paused</span> since" in page
         csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
         assert csrf is not None
         forged = httpx.post(
-            f"{base}/runs/{run_id}/control", data={"action": "unpause", "csrf": "0" * 64}
+            f"{base}/runs/{run_id}/control",
+            data={"action": "unpause", "csrf": "0" * 64},
+            timeout=PATIENCE,
         )
         assert forged.status_code == 403 and _done(db, run_id) == held
         clicked = httpx.post(
             f"{base}/runs/{run_id}/control",
             data={"action": "unpause", "csrf": csrf.group(1)},
             follow_redirects=True,
-            timeout=30,
+            timeout=PATIENCE,
         )
         assert "unpaused" in clicked.text and 'value="pause">Pause</button>' in clicked.text
-        _wait(lambda: _status(db, run_id) != "running", "the run did not finish", limit=120)
+        _wait(lambda: _status(db, run_id) != "running", "the run did not finish")
     assert _status(db, run_id) == "completed" and _done(db, run_id) == 160
     assert query(db, "SELECT count(*) FROM run_pauses")[0][0] == 0
     logs = [r[0] for r in query(db, "SELECT message FROM logs WHERE run_id = ?", run_id)]
@@ -194,7 +204,7 @@ def test_a_cli_run_paused_from_another_process_stays_paused_across_stop_and_resu
         assert paused.returncode == 0 and f"run {run_id[:8]} paused" in paused.stdout
         held = _assert_held(db, run_id)
         run.send_signal(signal.SIGINT)  # stop while paused: clean, resumable
-        assert run.wait(timeout=60) == 130
+        assert run.wait(timeout=PATIENCE) == 130
     finally:
         if run.poll() is None:
             run.kill()
@@ -286,7 +296,7 @@ def test_a_cli_run_stopped_from_another_terminal_ends_interrupted_and_resumes(
         assert stopped.returncode == 0, stopped.stderr
         assert f"run {run_id[:8]} stopping" in stopped.stdout
         assert f"genarun resume {run_id[:8]} --db {db}" in stopped.stdout
-        assert run.wait(timeout=60) == 130
+        assert run.wait(timeout=PATIENCE) == 130
     finally:
         if run.poll() is None:
             run.kill()
