@@ -31,6 +31,7 @@ from genarun.models.catalog import CatalogEntry
 from genarun.nodes.base import ExecutionContext, NodeKind
 from genarun.nodes.effects import Call, Compute, Invoke, Wait
 from genarun.tree.schema import NodeBase
+from tests.helpers import PATIENCE
 
 
 class CountingServer:
@@ -66,7 +67,7 @@ class CountingServer:
                     status = 200
                     if self.path.startswith("/meet"):
                         server.request_seen.set()
-                        status = 200 if server.model_started.wait(30) else 504
+                        status = 200 if server.model_started.wait(PATIENCE) else 504
                     elif server.delay:
                         time.sleep(server.delay)
                 finally:
@@ -106,7 +107,7 @@ def server() -> Iterator[CountingServer]:
 
 
 def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=20) as response:
+    with urllib.request.urlopen(url, timeout=PATIENCE) as response:
         return response.read().decode()
 
 
@@ -247,7 +248,7 @@ class MeetingModel(LoadedModel):
 
         assert self.server is not None
         self.server.model_started.set()
-        if not self.server.request_seen.wait(30):
+        if not self.server.request_seen.wait(PATIENCE):
             raise RuntimeError("the I/O call never ran while the model was busy")
         return [Image.new("RGB", (8, 8)) for _ in batch]
 

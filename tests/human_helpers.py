@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from tests.helpers import PATIENCE, Transcript
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -36,24 +38,28 @@ def serving(
         env={**os.environ, **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
+    # Read as it comes: a server's log left in the pipe fills it, and the server then blocks.
+    said = Transcript(process.stdout)  # type: ignore[arg-type]
     try:
-        deadline = time.monotonic() + 30
+        # It starts in seconds here; a slower, busier machine may take many times that: the
+        # deadline is reached only if it never starts.
+        deadline = time.monotonic() + PATIENCE
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"serve exited: {process.stdout.read()}")  # type: ignore[union-attr]
+                raise AssertionError(f"serve exited: {said.finish()}")
             try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                if httpx.get(base + "/health", timeout=10).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError("serve did not start in 30 s")
+                raise AssertionError(f"serve did not start in {PATIENCE:g} s")
             time.sleep(0.1)
         yield base
     finally:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=PATIENCE)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

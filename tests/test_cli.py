@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from tests.helpers import TREES, genarun_subprocess
+from tests.helpers import PATIENCE, TREES, genarun_subprocess
 
 HEAVY = ("torch", "diffusers", "transformers", "open_clip", "sentence_transformers")
 
@@ -32,7 +32,11 @@ print(json.dumps({"code": code, "heavy": sorted(m for m in HEAVY if m in sys.mod
 
 def probe(args: list[str], cwd: Path) -> dict[str, object]:
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PROBE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -77,7 +81,7 @@ def test_help_import_time_has_no_heavy_module(workdir: Path) -> None:
         cwd=workdir,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE,
     )
     assert proc.returncode == 0
     assert "Usage:" in proc.stdout
@@ -175,5 +179,5 @@ def test_a_reader_that_goes_away_is_not_an_internal_error(tmp_path: Path) -> Non
     proc.stdout.read(10)
     proc.stdout.close()  # the reader goes away with most of the output unread
     err = proc.stderr.read().decode()
-    assert proc.wait(timeout=30) == 141
+    assert proc.wait(timeout=PATIENCE) == 141
     assert "internal error" not in err and "Traceback" not in err and "Exception" not in err

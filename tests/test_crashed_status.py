@@ -14,7 +14,7 @@ from pathlib import Path
 
 from click.testing import Result
 
-from tests.helpers import app_client
+from tests.helpers import PATIENCE, app_client
 
 TREE = """\
 genarun: 1
@@ -63,13 +63,13 @@ def _killed_run(workdir: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 60
+    deadline = time.time() + PATIENCE
     while _done(db) < 1:
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.time() < deadline, "the first execution never finished"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=PATIENCE)
 
 
 def test_runs_show_says_crashed_after_kill_9(workdir: Path, cli: Callable[..., Result]) -> None:

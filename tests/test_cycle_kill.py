@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from tests.helpers import TREES, query
+from tests.helpers import PATIENCE, TREES, query
 
 TREE = "cycle_kill.yaml"
 RUNS, STEPS = 6, 12
@@ -101,12 +101,12 @@ def test_kill_9_mid_experiment_then_resume_the_experiment(
     tree.write_text((TREES / TREE).read_text())
     db = workdir / "kill.db"
     proc = _run(tree, db, workdir / "out")
-    deadline = time.time() + 60
+    deadline = time.time() + PATIENCE
     while _steps_stored(db) < RUNS * STEPS // 3 and proc.poll() is None:
         assert time.time() < deadline, "the experiment never got a third of the way"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=PATIENCE)
     assert proc.returncode == -signal.SIGKILL
     # A row's id with its creation time (steps) or its vector (embeddings): a redone step or
     # embedding would be a new row, or the same id written again.
@@ -162,12 +162,12 @@ def test_seed_random_survives_kill_9_resume_and_rerun(
     tree.write_text((TREES / "cycle_kill_random.yaml").read_text())
     db = workdir / "random.db"
     proc = _run(tree, db, workdir / "out")
-    deadline = time.time() + 60
+    deadline = time.time() + PATIENCE
     while _steps_stored(db) < 3 * 12 // 3 and proc.poll() is None:
         assert time.time() < deadline, "the experiment never got a third of the way"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=PATIENCE)
     assert proc.returncode == -signal.SIGKILL
     kept = {
         (r["run_id"], r["step"]) for r in query(db, "SELECT run_id, step FROM trajectory_steps")

@@ -18,7 +18,7 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from tests.helpers import TREES, genarun_subprocess, query
+from tests.helpers import PATIENCE, TREES, genarun_subprocess, query
 from tests.human_helpers import free_port, serving
 
 
@@ -85,7 +85,7 @@ def test_a_run_waits_exits_0_and_resumes_without_replaying_upstream(workdir: Pat
     )
 
 
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 90) -> None:
+def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -113,7 +113,7 @@ def test_kill_9_while_another_branch_runs_then_answer_and_resume(workdir: Path) 
     _wait_for(lambda: _requests(db) == 1, "the human request")
     assert process.poll() is None  # the slow branch still runs
     process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    process.wait(timeout=PATIENCE)
     assert _run_status(db) == "running"  # nothing recorded the kill
     assert len([s for s in _executions(db, "slow_step") if s == "done"]) < 6
     run_id = query(db, "SELECT id FROM runs")[0][0]
@@ -234,7 +234,9 @@ def test_notify_posts_the_answer_url_and_serve_continues_the_run(
     assert body["answer_url"].startswith(f"http://127.0.0.1:{port}/runs/")
     assert query(db, "SELECT notify_status FROM human_requests")[0][0] == "sent (200)"
     with serving(db, "--sweep", "1", port=port) as base:
-        reply = httpx.post(body["answer_url"], json={"answer": "short", "responder": "bot"})
+        reply = httpx.post(
+            body["answer_url"], json={"answer": "short", "responder": "bot"}, timeout=PATIENCE
+        )
         assert reply.status_code == 200 and reply.json()["resuming"] is True
         assert base in body["answer_url"]
         _wait_for(lambda: _run_status(db) == "completed", "the server to continue the run")

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import app_client, genarun_subprocess, query
+from tests.helpers import PATIENCE, app_client, genarun_subprocess, query
 from tests.human_helpers import free_port, make_request, serving
 
 SECRET = "whsec_" + base64.b64encode(b"a secret of thirty-two bytes!!!!").decode()
@@ -40,36 +40,66 @@ def test_the_webhook_answers_and_says_why_it_refuses(tmp_path: Path) -> None:
     with serving(db, "--no-auto-resume", env={"GENARUN_WEBHOOK_SECRET": SECRET}) as base:
         url = base + hook
         answer = {"answer": "green", "responder": "ana"}
-        assert httpx.post(url, json=answer).status_code == 401
-        assert httpx.post(url, json=answer, params={"token": other_token}).status_code == 403
-        wrong = httpx.post(url, json=answer, headers={"Authorization": "Bearer nope"})
+        assert httpx.post(url, json=answer, timeout=PATIENCE).status_code == 401
+        assert (
+            httpx.post(
+                url, json=answer, params={"token": other_token}, timeout=PATIENCE
+            ).status_code
+            == 403
+        )
+        wrong = httpx.post(
+            url, json=answer, headers={"Authorization": "Bearer nope"}, timeout=PATIENCE
+        )
         assert wrong.status_code == 403 and wrong.json()["error"] == "wrong token for this request"
         missing = httpx.post(
-            f"{base}/runs/{'f' * 32}/pick/hook", json=answer, params={"token": token}
+            f"{base}/runs/{'f' * 32}/pick/hook",
+            json=answer,
+            params={"token": token},
+            timeout=PATIENCE,
         )
         assert missing.status_code == 404 and "no run" in missing.json()["error"]
         no_node = httpx.post(
-            f"{base}/runs/{request.run_id}/pikc/hook", json=answer, params={"token": token}
+            f"{base}/runs/{request.run_id}/pikc/hook",
+            json=answer,
+            params={"token": token},
+            timeout=PATIENCE,
         )
         assert no_node.status_code == 404 and "has no request pikc" in no_node.json()["error"]
-        malformed = httpx.post(url, content=b"{not json", params={"token": token})
+        malformed = httpx.post(url, content=b"{not json", params={"token": token}, timeout=PATIENCE)
         assert malformed.status_code == 422 and "not JSON" in malformed.json()["error"]
-        assert httpx.post(url, json={"answr": 1}, params={"token": token}).status_code == 422
-        invalid = httpx.post(url, json={"answer": "purple"}, params={"token": token})
+        assert (
+            httpx.post(
+                url, json={"answr": 1}, params={"token": token}, timeout=PATIENCE
+            ).status_code
+            == 422
+        )
+        invalid = httpx.post(
+            url, json={"answer": "purple"}, params={"token": token}, timeout=PATIENCE
+        )
         assert invalid.status_code == 422
         assert "'purple' is not one of" in invalid.json()["error"]
         assert 'accepted: "red", "green", "blue"' in invalid.json()["error"]
 
-        ok = httpx.post(url, json=answer, params={"token": token}, headers={"Idempotency-Key": "k"})
+        ok = httpx.post(
+            url,
+            json=answer,
+            params={"token": token},
+            headers={"Idempotency-Key": "k"},
+            timeout=PATIENCE,
+        )
         assert ok.status_code == 200, ok.text
         assert (
             ok.json().items() >= {"accepted": True, "status": "answered", "result": "green"}.items()
         )
         replay = httpx.post(
-            url, json=answer, params={"token": token}, headers={"Idempotency-Key": "k"}
+            url,
+            json=answer,
+            params={"token": token},
+            headers={"Idempotency-Key": "k"},
+            timeout=PATIENCE,
         )
         assert replay.status_code == 200 and replay.json()["replayed"] is True
-        late = httpx.post(url, json={"answer": "red"}, params={"token": token})
+        late = httpx.post(url, json={"answer": "red"}, params={"token": token}, timeout=PATIENCE)
         assert (
             late.status_code == 409 and "answered already by ana via http" in late.json()["error"]
         )
@@ -78,11 +108,13 @@ def test_the_webhook_answers_and_says_why_it_refuses(tmp_path: Path) -> None:
         body = json.dumps({"answer": True}).encode()
         item_url = base + item.hook_path
         assert item.hook_path.endswith("/cover/2/hook")
-        stale = httpx.post(item_url, content=body, headers=_signed(body, age=600))
+        stale = httpx.post(item_url, content=body, headers=_signed(body, age=600), timeout=PATIENCE)
         assert stale.status_code == 403 and "too old" in stale.json()["error"]
         forged = _signed(body, secret="whsec_" + base64.b64encode(b"x" * 32).decode())
-        assert httpx.post(item_url, content=body, headers=forged).status_code == 403
-        signed = httpx.post(item_url, content=body, headers=_signed(body))
+        assert (
+            httpx.post(item_url, content=body, headers=forged, timeout=PATIENCE).status_code == 403
+        )
+        signed = httpx.post(item_url, content=body, headers=_signed(body), timeout=PATIENCE)
         assert signed.status_code == 200 and signed.json()["result"] is True
         del other, item_token
     rows = query(db, "SELECT responder, via, idempotency_key FROM human_answers ORDER BY id")
@@ -97,7 +129,9 @@ def test_signatures_are_refused_when_the_server_has_no_secret(tmp_path: Path) ->
     request, _ = make_request(db)
     body = json.dumps({"answer": "red"}).encode()
     with serving(db, "--no-auto-resume") as base:
-        reply = httpx.post(base + request.hook_path, content=body, headers=_signed(body))
+        reply = httpx.post(
+            base + request.hook_path, content=body, headers=_signed(body), timeout=PATIENCE
+        )
     assert reply.status_code == 403 and "no webhook secret" in reply.json()["error"]
 
 
@@ -108,11 +142,19 @@ def test_a_poll_of_five_answers_over_http(tmp_path: Path) -> None:
     with serving(db, "--no-auto-resume") as base:
         url = base + request.hook_path
         replies = [
-            httpx.post(url, json={"answer": v, "responder": f"voter{i}"}, params={"token": token})
+            httpx.post(
+                url,
+                json={"answer": v, "responder": f"voter{i}"},
+                params={"token": token},
+                timeout=PATIENCE,
+            )
             for i, v in enumerate(votes)
         ]
         twice = httpx.post(
-            url, json={"answer": "red", "responder": "voter0"}, params={"token": token}
+            url,
+            json={"answer": "red", "responder": "voter0"},
+            params={"token": token},
+            timeout=PATIENCE,
         )
     assert [r.status_code for r in replies] == [200] * 5
     assert [r.json()["status"] for r in replies] == ["waiting"] * 4 + ["answered"]
@@ -133,13 +175,19 @@ def test_a_request_survives_a_server_restart(tmp_path: Path) -> None:
     with serving(db, "--no-auto-resume", port=port) as base:
         assert (
             httpx.post(
-                base + request.hook_path, json={"answer": "x"}, params={"token": token}
+                base + request.hook_path,
+                json={"answer": "x"},
+                params={"token": token},
+                timeout=PATIENCE,
             ).status_code
             == 422
         )
     with serving(db, "--no-auto-resume", port=port) as base:
         reply = httpx.post(
-            base + request.hook_path, json={"answer": "red"}, params={"token": token}
+            base + request.hook_path,
+            json={"answer": "red"},
+            params={"token": token},
+            timeout=PATIENCE,
         )
     assert reply.status_code == 200 and reply.json()["result"] == "red"
 
@@ -150,11 +198,14 @@ def test_serving_an_empty_folder_creates_no_database(tmp_path: Path) -> None:
     db = tmp_path / "genarun.db"
     with serving(db, "--sweep", "0.2") as base:
         for page in ("/runs", "/inbox", "/api/v1/runs", "/api/v1/inbox"):
-            reply = httpx.get(base + page, timeout=30)
+            reply = httpx.get(base + page, timeout=PATIENCE)
             assert reply.status_code == 200, (page, reply.text[:300])
-        assert httpx.get(base + "/api/v1/runs", timeout=30).json()["runs"] == []
+        assert httpx.get(base + "/api/v1/runs", timeout=PATIENCE).json()["runs"] == []
         hook = httpx.post(
-            base + "/runs/0123456789abcdef/pick/hook", json={"answer": "x"}, params={"token": "t"}
+            base + "/runs/0123456789abcdef/pick/hook",
+            json={"answer": "x"},
+            params={"token": "t"},
+            timeout=PATIENCE,
         )
         assert hook.status_code in (403, 404), hook.text
         time.sleep(0.5)  # the sweep has looked at least twice
@@ -181,7 +232,7 @@ def test_serve_says_when_the_webhook_secret_is_unusable(tmp_path: Path, secret: 
         env={**os.environ, "GENARUN_WEBHOOK_SECRET": secret or "whsec_"},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE,
     )
     assert result.returncode == 2, result.stderr
     assert "$GENARUN_WEBHOOK_SECRET is not a Standard Webhooks secret" in result.stderr

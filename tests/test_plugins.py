@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PATIENCE
+
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "tests" / "plugins"
 
@@ -148,7 +150,7 @@ def test_deferred_providers_are_whole_for_every_thread() -> None:
     reg.defer(register)
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(lambda: sorted(reg.providers))
-        started.wait(5)
+        started.wait(PATIENCE)
         later = [pool.submit(lambda: sorted(reg.providers)) for _ in range(3)]
         seen = [first.result(), *(f.result() for f in later)]
     assert seen == [["dummy"]] * 4

@@ -19,6 +19,7 @@ from click.testing import Result
 
 from genarun.run import progress as progress_module
 from genarun.run.progress import Progress
+from tests.helpers import PATIENCE
 
 TREE = """\
 genarun: 1
@@ -75,7 +76,7 @@ def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> str:
             received += chunk
         elif process.poll() is not None:
             break
-    process.wait(timeout=10)
+    process.wait(timeout=PATIENCE)
     os.close(controller)
     assert process.returncode == 0, received.decode(errors="replace")
     return _ANSI.sub("", received.decode(errors="replace").replace("\r", "\n"))

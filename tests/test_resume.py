@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from tests.helpers import TREES, ctrl_c_reaches_it, query
+from tests.helpers import PATIENCE, TREES, ctrl_c_reaches_it, query
 
 SLOW = "resume_slow.yaml"
 EXECUTIONS = 21  # plan, 6 x (chapter, picture, caption), blurb, verdict
@@ -40,7 +40,7 @@ def _start(tree: Path, db: Path, out: Path) -> subprocess.Popen[str]:
 
 
 def _freeze_at(
-    db: Path, proc: subprocess.Popen[str], done: int, timeout: float = 60
+    db: Path, proc: subprocess.Popen[str], done: int, timeout: float = PATIENCE
 ) -> sqlite3.Connection:
     """Once the run is stored and `done` executions have finished, hold the database's write
     lock and return its connection: the run can record nothing more (it waits on the lock), so
@@ -125,7 +125,7 @@ def test_kill_9_then_resume(
     proc = _start(tree, db, workdir / "out")
     lock = _freeze_at(db, proc, kill_after)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=PATIENCE)
     lock.close()
     runs = query(db, "SELECT id, status FROM runs")
     run_id = runs[0]["id"]
@@ -151,7 +151,7 @@ def test_ctrl_c_marks_interrupted_and_says_how_to_resume(
     lock = _freeze_at(db, proc, 3)  # the run cannot finish before the signal lands
     proc.send_signal(signal.SIGINT)
     lock.close()
-    _out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 130, err
     run_id = query(db, "SELECT id FROM runs")[0]["id"]
     assert f"genarun resume {run_id[:12]} --db {db}" in err
@@ -171,7 +171,7 @@ def test_interrupted_foreach_has_one_entry_per_item(workdir: Path) -> None:
     lock = _freeze_at(db, proc, 1)
     proc.send_signal(signal.SIGINT)
     lock.close()
-    _out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 130, err
     output = _output(query(db, "SELECT out_dir FROM runs")[0]["out_dir"])
     chapters = output["plan"]["chapter"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import PATIENCE
 from tests.human_helpers import serving
 
 TREE = """genarun: 1
@@ -71,7 +72,7 @@ def _shot(page: Any, folders: list[Path], name: str) -> None:
         page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
-def _until(page: Any, url: str, status: str, seconds: float = 60) -> None:
+def _until(page: Any, url: str, status: str, seconds: float = PATIENCE) -> None:
     """Reload the run page until its heading shows the status (the page has no script)."""
     deadline = time.monotonic() + seconds
     while True:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import query
+from tests.helpers import PATIENCE, query
 from tests.human_helpers import serving
 
 SLOW = """genarun: 1
@@ -80,15 +80,17 @@ def test_a_stream_opened_mid_run_shows_progress_and_replays_after_a_reconnect(
             env={**os.environ, "GENARUN_DEVICE": "cpu"},
         )
         try:
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + PATIENCE
             while _run_status(db) != "running":
                 assert time.monotonic() < deadline and run.poll() is None
                 time.sleep(0.05)
             run_id = query(db, "SELECT id FROM runs")[0]["id"]
-            with httpx.stream("GET", f"{base}/api/v1/runs/{run_id}/events", timeout=60) as live:
+            with httpx.stream(
+                "GET", f"{base}/api/v1/runs/{run_id}/events", timeout=PATIENCE
+            ) as live:
                 assert live.headers["content-type"].startswith("text/event-stream")
                 events = _events(live)
-            assert run.wait(timeout=60) == 0
+            assert run.wait(timeout=PATIENCE) == 0
         finally:
             if run.poll() is None:
                 run.kill()
@@ -100,9 +102,13 @@ def test_a_stream_opened_mid_run_shows_progress_and_replays_after_a_reconnect(
 
         third = executions[2][0]
         again = httpx.get(
-            f"{base}/api/v1/runs/{run_id}/events", headers={"Last-Event-ID": third}, timeout=30
+            f"{base}/api/v1/runs/{run_id}/events",
+            headers={"Last-Event-ID": third},
+            timeout=PATIENCE,
         )
         replayed = [line for line in again.text.splitlines() if line.startswith("id: ")]
         assert replayed == [f"id: {e[0]}" for e in executions[3:]]
         assert "event: end" in again.text
-        assert httpx.get(f"{base}/api/v1/runs/{'a' * 32}/events").status_code == 404
+        assert (
+            httpx.get(f"{base}/api/v1/runs/{'a' * 32}/events", timeout=PATIENCE).status_code == 404
+        )

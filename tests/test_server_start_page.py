@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from genarun.server.app import ServeOptions, create_app
-from tests.helpers import LOCAL, query
+from tests.helpers import LOCAL, PATIENCE, query
 from tests.human_helpers import make_request
 
 TREE = """genarun: 1
@@ -50,7 +50,7 @@ def _setup(tmp_path: Path, **options: object) -> tuple[TestClient, Path]:
 
 
 def _finished(db: Path, run_id: str) -> dict[str, object]:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE
     while True:
         (row,) = query(db, "SELECT status, seed, bindings FROM runs WHERE id = ?", run_id)
         if row["status"] != "running":

@@ -21,7 +21,7 @@ import pytest
 from click.testing import Result
 
 from genarun.store.opening import SCHEMA_VERSION
-from tests.helpers import TREES, query
+from tests.helpers import PATIENCE, TREES, query
 
 BLOG = "rerun_blog.yaml"
 
@@ -247,7 +247,7 @@ def test_a_run_folder_made_unwritable_mid_run_stops_with_a_message_and_resumes(
         text=True,
         env={**os.environ, "GENARUN_DEVICE": "cpu"},
     )
-    deadline = time.time() + 60
+    deadline = time.time() + PATIENCE
     while True:
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         try:
