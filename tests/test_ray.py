@@ -20,6 +20,7 @@ import pytest
 from click.testing import Result
 
 from genarun.run.ray_actor import ModelHost
+from genarun.run.ray_placement import WAIT_ENV as PLACEMENT_WAIT
 from genarun.run.ray_pool import POOL, PooledActor
 from genarun.run.runner import RunOptions, run_tree
 from tests.helpers import PATIENCE, batches_started, query, start_local_ray
@@ -32,12 +33,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """A local Ray for the whole module; its address, for drivers in other processes."""
-    start_local_ray(ray, num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
+    """A local Ray for the whole module; its address, for drivers in other processes. Actors
+    that must start get PATIENCE to start (genarun's 120 s ran out on a slow, busy machine,
+    which failed the run); a test of the wait itself sets its own."""
+    with pytest.MonkeyPatch.context() as patience:
+        patience.setenv(PLACEMENT_WAIT, f"{PATIENCE:g}")
+        start_local_ray(ray, num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            yield ray.get_runtime_context().gcs_address
+        finally:
+            ray.shutdown()
 
 
 def run_both(tmp: Path, tree: Path, **options: Any) -> tuple[Any, Any]:
@@ -418,7 +423,7 @@ def test_a_model_whose_actor_cannot_be_placed_fails_after_the_wait(
     assert not [key for key in POOL.actors if "placed" in str(key[0])], "the actor was kept"
 
     ray.kill(holder)
-    monkeypatch.setenv("GENARUN_RAY_PLACEMENT_TIMEOUT", "120")
+    monkeypatch.setenv("GENARUN_RAY_PLACEMENT_TIMEOUT", f"{PATIENCE:g}")
     resumed = cli("resume", outcome.runs[0].id[:8], "--executor", "ray")
     assert resumed.exit_code == 0, resumed.output
     assert query(db, "SELECT status FROM runs")[0]["status"] == "completed"

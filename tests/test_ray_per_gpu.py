@@ -16,6 +16,7 @@ import pytest
 from click.testing import Result
 
 from genarun.errors import UserError
+from genarun.run.ray_placement import WAIT_ENV as PLACEMENT_WAIT
 from genarun.run.ray_pool import POOL, PooledActor
 from genarun.run.ray_sharing import AloneGate
 from genarun.run.runner import RunOptions, run_tree
@@ -32,13 +33,16 @@ BOTH = [pytest.param("per-model", marks=pytest.mark.slow), "per-gpu"]
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """A local Ray with 2 CPUs and one logical GPU for the module."""
-    start_local_ray(ray, num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        POOL.release(ray)
-        ray.shutdown()
+    """A local Ray with 2 CPUs and one logical GPU for the module; actors get PATIENCE to
+    start (as in tests/test_ray.py)."""
+    with pytest.MonkeyPatch.context() as patience:
+        patience.setenv(PLACEMENT_WAIT, f"{PATIENCE:g}")
+        start_local_ray(ray, num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+        try:
+            yield ray.get_runtime_context().gcs_address
+        finally:
+            POOL.release(ray)
+            ray.shutdown()
 
 
 # Three models sharing the GPU (0.4 + 0.3 + 0.3, as bench/gpu_trajectories.py gives the
