@@ -103,9 +103,14 @@ def test_start_wait_open_an_image_answer_and_complete_in_chromium(tmp_path: Path
         serving(db, "--trees", str(trees), "--sweep", "0.5") as base,
         sync_playwright() as p,
     ):
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        # Playwright's 30 s defaults (launch, every goto, click and wait) are short for a slow,
+        # busy machine; they are reached only when a page never comes.
+        browser = p.chromium.launch(
+            executable_path=chromium, args=CHROMIUM_FLAGS, timeout=PATIENCE * 1000
+        )
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(PATIENCE * 1000)
             page.goto(f"{base}/runs")
             page.click("text=Start a run")
             page.select_option("select[name=tree]", "book.yaml")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TREES, genarun_subprocess
+from tests.helpers import PATIENCE, TREES, genarun_subprocess
 from tests.human_helpers import serving
 from tests.test_server_browser import CHROMIUM_FLAGS, _chromium, _shot
 
@@ -50,9 +50,14 @@ def test_tree_graph_errors_on_nodes_node_pages_diff_and_experiments_in_chromium(
     if os.environ.get("GENARUN_ARTIFACTS"):
         folders.append(Path(os.environ["GENARUN_ARTIFACTS"]) / "browser-pages")
     with serving(db, "--trees", str(trees)) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        # Playwright's 30 s defaults (launch, every goto, click and wait) are short for a slow,
+        # busy machine; they are reached only when a page never comes.
+        browser = p.chromium.launch(
+            executable_path=chromium, args=CHROMIUM_FLAGS, timeout=PATIENCE * 1000
+        )
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(PATIENCE * 1000)
             page.goto(f"{base}/runs")
             page.click("text=Trees")
             _shot(page, folders, "1-trees")
