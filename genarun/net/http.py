@@ -196,6 +196,8 @@ class HttpClient:
                         server_text=exc.server_text,
                     ) from None
                 delay = self._delay(attempt, exc.retry_after)
+                if _run_stopping(0):
+                    raise _not_retried(prepared, attempt, exc) from None
                 log.warning(
                     "%s %s: %s; retry %d/%d in %.2fs",
                     prepared.method,
@@ -205,7 +207,8 @@ class HttpClient:
                     policy.max_retries,
                     delay,
                 )
-                time.sleep(delay)
+                if _run_stopping(delay):  # Ctrl-C during the wait: no retry either
+                    raise _not_retried(prepared, attempt, exc) from None
                 continue
             return HttpResponse(
                 status=response[0],
@@ -418,3 +421,27 @@ def _too_large(where: str, limit: int, detail: str) -> HttpError:
 
 def _unsent(exc: httpx.HTTPError) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def _run_stopping(wait: float) -> bool:
+    """Wait `wait` seconds before a retry, cut short when the run this request works for is
+    stopping (Ctrl-C once: what is running finishes, nothing new starts, and a retry would be
+    new); whether it is. Outside a run, just the wait."""
+    import sys
+
+    interrupts = sys.modules.get("genarun.run.interrupts")  # imported by every run
+    if interrupts is None:
+        time.sleep(wait)
+        return False
+    return bool(interrupts.stop_within(wait))
+
+
+def _not_retried(prepared: _Prepared, attempt: int, exc: Retryable) -> HttpError:
+    return HttpError(
+        f"{prepared.method} {prepared.safe} failed after {attempt} attempt(s): {exc}; not"
+        " retried: the run is stopping (Ctrl-C)",
+        reason=exc.reason,
+        status=exc.status,
+        attempts=attempt,
+        server_text=exc.server_text,
+    )

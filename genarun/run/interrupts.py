@@ -48,6 +48,7 @@ class GracefulInterrupt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        _stopping.clear()  # the run is over: later requests of this process retry again
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
             for sig, previous in self._stops.items():
@@ -60,6 +61,7 @@ class GracefulInterrupt:
             raise KeyboardInterrupt
         self.requested = True
         _taken.set()
+        _stopping.set()
 
 
 # Set by the first Ctrl-C a run took. A run whose last work was finishing as it came ends
@@ -71,6 +73,17 @@ _taken = threading.Event()
 def taken_by_last_run() -> bool:
     """Whether Ctrl-C was pressed during the last run of this process."""
     return _taken.is_set()
+
+
+# Set by the first Ctrl-C while its run goes on (cleared when it ends): requests in flight then
+# finish without retrying.
+_stopping = threading.Event()
+
+
+def stop_within(seconds: float) -> bool:
+    """Wait up to `seconds`, or less if Ctrl-C is pressed during the run going on; whether it
+    was. A retry after the press would be new work: what is running finishes, not retries."""
+    return _stopping.wait(seconds)
 
 
 # Set by a second Ctrl-C: the model threads still running are abandoned, and the process ends
