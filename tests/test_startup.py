@@ -15,7 +15,7 @@ import click
 import pytest
 
 from bench.startup import ONE_NODE  # the tree bench/startup.py times
-from genarun import cli
+from genarun import cli, regex_programs, regex_programs_data
 
 # networkx: only rerun/--only/graph build the DiGraph; httpx: only a fetch or an API model;
 # rich: only a terminal; the model libraries: only a local model; SQLAlchemy: only commands
@@ -86,7 +86,17 @@ NOT_NEEDED = (
 # a change that imports a library a run does not need at top level shows up here.
 MAX_MODULES = 320
 
+# The hook that counts compiled regular expressions goes in first, and genarun (which seeds re's
+# cache) before json, whose patterns compile at import: the order of a `genarun run` process.
 PROBE = """\
+from re import _compiler
+regexes = []
+_compile = _compiler.compile
+def _recording(pattern, flags=0):
+    regexes.append(repr(pattern)[:80])
+    return _compile(pattern, flags)
+_compiler.compile = _recording
+import genarun
 import json, runpy, sys
 sys.argv = ["genarun", "run", "one.yaml", "--db", "one.db"]
 try:
@@ -96,7 +106,7 @@ except SystemExit as exc:
 tokenize = sys.modules.get("tokenize")
 compiled = tokenize._compile.cache_info().currsize if tokenize else 0
 frozen = __import__("gc").get_freeze_count()
-print(json.dumps([sorted(m for m in {names!r} if m in sys.modules), len(sys.modules), compiled, frozen]))
+print(json.dumps([sorted(m for m in {names!r} if m in sys.modules), len(sys.modules), compiled, frozen, regexes]))
 """
 
 
@@ -110,11 +120,20 @@ def test_a_one_node_run_imports_only_what_it_uses(tmp_path: Path) -> None:
         timeout=120,
     )
     assert probe.returncode == 0, probe.stderr
-    unneeded, modules, tokenizer_patterns, frozen = json.loads(probe.stdout.splitlines()[-1])
+    unneeded, modules, tokenizer_patterns, frozen, regexes = json.loads(
+        probe.stdout.splitlines()[-1]
+    )
     assert unneeded == []
     # pydantic reads a default_factory's signature; a builtin's (`dict`) is parsed with
     # tokenize, whose pattern takes 30-40 ms to compile: factories are Python functions.
     assert tokenizer_patterns == 0
+    # Every regular expression the run needs comes compiled (genarun/regex_programs.py): PyYAML's
+    # reader pattern alone took 7 % of the run to compile.
+    if regex_programs.interpreter() == regex_programs_data.MADE_WITH:
+        assert regexes == [], (
+            "a one-node run compiled these regular expressions; store them with "
+            f"`python -m genarun.regex_programs_write`: {regexes}"
+        )
     assert modules <= MAX_MODULES, (
         f"a one-node run loaded {modules} modules (at most {MAX_MODULES})"
     )
