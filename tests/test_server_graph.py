@@ -186,3 +186,29 @@ def test_the_layout_puts_each_node_after_what_it_needs_and_keeps_60_nodes_apart(
     chapters = sorted(range(12), key=lambda c: rows[f"c{c}"])
     firsts = sorted(range(12), key=lambda c: rows[f"c{c}s0"])
     assert chapters == firsts
+
+
+def test_the_tree_page_shows_every_problem_validate_finds(workdir: Path) -> None:
+    """The tree page checks a file as `genarun validate` (and the editor) do: a field mistake in
+    one node hides neither another node's unknown model nor a third's unknown filter (the page
+    stopped at the first stage that found a problem)."""
+    trees = workdir / "trees"
+    trees.mkdir()
+    (trees / "three.yaml").write_text(
+        "genarun: 1\nname: three\nnodes:\n  - id: a\n    kind: template\n    text: hi\n"
+        "    colour: red\n  - id: b\n    kind: generate\n    model: dummmy/text\n"
+        "    prompt: '{{ a }}'\n  - id: c\n    kind: template\n    text: '{{ b | nosuch }}'\n"
+    )
+    client = TestClient(
+        create_app(ServeOptions(db=workdir / "g.db", auto_resume=False, trees=trees)),
+        base_url=LOCAL,
+    )
+    page = client.get("/trees/three.yaml").text
+    assert "3 problems:" in page
+    for node, said in (
+        ("a", "unknown field &#39;colour&#39;"),
+        ("b", "model &#39;dummmy/text&#39;: cannot tell which provider"),
+        ("c", "unknown filter &#39;nosuch&#39;"),
+    ):
+        box = re.search(rf'<g class="node [^"]*" data-node="{node}".*?</g>', page, re.S)
+        assert box and "has-error" in box.group(0) and said in box.group(0), node

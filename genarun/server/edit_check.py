@@ -6,7 +6,7 @@ drawn (its nesting and data edges) for the page."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from genarun.server.graph_view import Graph
 
@@ -33,30 +33,8 @@ class Checked:
 
 def check_text(text: str, label: str, fmt: Literal["yaml", "json"]) -> Checked:
     """Validate a tree's text as `genarun validate LABEL` would from the trees folder."""
-    from genarun.errors import GenarunError, TreeError
-    from genarun.run.model_checks import check_all_models
-    from genarun.run.tree_checks import checked_document
-    from genarun.server.graph_view import from_compiled, from_document, layout, place_problems
+    from genarun.server.graph_view import checked_graph
     from genarun.tree.load import load_text
-    from genarun.tree.panic_config import is_panic_config, panic_tree
 
-    doc = None
-    problems: list[Any] = []
-    try:
-        doc = load_text(text, label, fmt)
-        if is_panic_config(doc.data):
-            doc = panic_tree(doc)
-        compiled = checked_document(doc)
-        graph = from_compiled(compiled)
-        check_all_models(compiled)
-    except TreeError as exc:
-        problems = exc.problems
-        graph = from_document(doc.data, doc) if doc is not None else from_document(None)
-    except GenarunError as exc:
-        problems = [str(exc)]
-        graph = from_document(doc.data, doc) if doc is not None else from_document(None)
-    except RecursionError:  # a tree nested past Python's stack (the loader bounds most)
-        problems = ["the tree is nested too deeply to check"]
-        graph = from_document(None)
-    place_problems(graph, problems, label)
-    return Checked(layout(graph), graph.problems, len(problems), len(graph.nodes))
+    graph, count = checked_graph(lambda: load_text(text, label, fmt), label)
+    return Checked(graph, graph.problems, count, len(graph.nodes))

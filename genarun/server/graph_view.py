@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
+
+if TYPE_CHECKING:
+    from genarun.tree.load import Document
 
 NODE_W, NODE_H = 220, 54  # a node's box
 COL_GAP, ROW_GAP = 70, 14  # between columns (generations) and between boxes in a column
@@ -138,34 +142,43 @@ def from_document(data: Any, lines: Any = None) -> Graph:
 
 
 def tree_file_graph(path: Path, label: str) -> Graph:
-    """A tree file as `genarun validate` sees it, drawn: compiled when it validates, else its
-    stated structure; every problem placed on the node it names, the rest in `problems`."""
-    from genarun.errors import GenarunError, TreeError
-    from genarun.graph.compile import compile_tree
-    from genarun.graph.matrix import check_matrix_sets
-    from genarun.run.model_checks import check_all_models
+    """A tree file as `genarun validate` sees it, drawn (see `checked_graph`)."""
     from genarun.tree.load import load_document
+
+    graph, _count = checked_graph(lambda: load_document(path), label)
+    return graph
+
+
+def checked_graph(load: Callable[[], Document], label: str) -> tuple[Graph, int]:
+    """A tree checked exactly as `genarun validate` checks it (every problem of the fields,
+    names, templates, types and models in one pass), drawn: compiled when it validates, else
+    its stated structure; every problem placed on the node it names, the rest in `problems`.
+    With the number of problems."""
+    from genarun.errors import GenarunError, TreeError
+    from genarun.run.model_checks import check_all_models
+    from genarun.run.tree_checks import checked_document
     from genarun.tree.panic_config import is_panic_config, panic_tree
-    from genarun.tree.validate import validate_document
 
     doc = None
+    problems: list[Any] = []
     try:
-        doc = load_document(path)
+        doc = load()
         if is_panic_config(doc.data):
             doc = panic_tree(doc)
-        loaded = validate_document(doc)
-        compiled = compile_tree(loaded, check_matrix_sets(loaded, {}))
+        compiled = checked_document(doc)
         graph = from_compiled(compiled)
         check_all_models(compiled)
-        problems: list[Any] = []
     except TreeError as exc:
         problems = exc.problems
         graph = from_document(doc.data, doc) if doc is not None else from_document(None)
     except GenarunError as exc:
         problems = [str(exc)]
         graph = from_document(doc.data, doc) if doc is not None else from_document(None)
+    except RecursionError:  # a tree nested past Python's stack (the loader bounds most)
+        problems = ["the tree is nested too deeply to check"]
+        graph = from_document(None)
     place_problems(graph, problems, label)
-    return layout(graph)
+    return layout(graph), len(problems)
 
 
 def place_problems(graph: Graph, problems: list[Any], label: str) -> None:
