@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PATIENCE
 from tests.human_helpers import serving
 from tests.test_server_browser import CHROMIUM_FLAGS, _chromium, _shot, _until
 
@@ -50,9 +51,14 @@ def test_edit_a_tree_in_chromium_save_it_and_run_it(tmp_path: Path) -> None:
         serving(tmp_path / "g.db", "--trees", str(trees)) as base,
         sync_playwright() as p,
     ):
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        # Playwright's 30 s defaults (launch, every goto, click and wait) are short for a slow,
+        # busy machine; they are reached only when a page never comes.
+        browser = p.chromium.launch(
+            executable_path=chromium, args=CHROMIUM_FLAGS, timeout=PATIENCE * 1000
+        )
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.set_default_timeout(PATIENCE * 1000)
             page.goto(f"{base}/trees/book.yaml")
             page.click("#edit-tree")
             page.wait_for_url(f"{base}/trees/book.yaml/edit")
