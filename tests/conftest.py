@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,10 @@ from click.testing import CliRunner, Result
 
 from genarun.cli import main
 from tests.helpers import TREES, query
+
+# The dummy provider's options that name a file (fail_while, batch_log) are for tests; the
+# person running allows them (genarun/models/dummy.py). Processes the tests start inherit it.
+os.environ["GENARUN_DUMMY_FILES"] = "1"
 
 
 def _registry_contents() -> tuple[object, dict[str, dict[str, object]]]:

@@ -20,7 +20,10 @@ message TEXT, as a model whose weights are missing or broken does; `crash_load: 
 process while loading instead, in a Ray model actor only (as `crash_on`). `batch_log: PATH`
 appends a line (`TASK SIZE`) to the file PATH as each batch starts, before its delay: a test
 waits for it to know that a batch is in flight (and that the run took over Ctrl-C), where a
-fixed sleep guessed, and guessed wrong on a slower machine.
+fixed sleep guessed, and guessed wrong on a slower machine. A tree is data and touches no file
+(DESIGN.md, "Security model"): the two options that name a file, `fail_while` and `batch_log`,
+work only where the person running sets GENARUN_DUMMY_FILES=1 (the test suite does); elsewhere
+a tree naming them is refused at validation, before anything runs.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from genarun.errors import ModelError
 from genarun.models.base import (
     TASKS,
     GeneratedText,
@@ -238,6 +242,10 @@ class DummyModel(LoadedModel):
         return vector / np.linalg.norm(vector)
 
 
+# The options that name a file on this machine (gated by GENARUN_DUMMY_FILES, see above).
+FILE_OPTIONS = ("fail_while", "batch_log")
+
+
 class DummyProvider(Provider):
     name = "dummy"
     uses_torch = False
@@ -245,7 +253,17 @@ class DummyProvider(Provider):
     def tasks(self, spec: ModelSpec) -> frozenset[str]:
         return spec.tasks or frozenset(TASKS)
 
+    def check(self, spec: ModelSpec) -> None:
+        named = [o for o in FILE_OPTIONS if spec.option_dict.get(o) is not None]
+        if named and os.environ.get("GENARUN_DUMMY_FILES") != "1":
+            raise ModelError(
+                f"model '{spec.id}': the dummy option {' and '.join(named)} names a file, which "
+                "a tree may not touch; these options are for tests: the person running sets "
+                "GENARUN_DUMMY_FILES=1 to allow them"
+            )
+
     def load(self, spec: ModelSpec, device: str) -> LoadedModel:
+        self.check(spec)
         time.sleep(float(spec.option_dict.get("load_delay", 0)))
         if spec.option_dict.get("crash_load") and os.environ.get("GENARUN_RAY_ACTOR"):
             os._exit(3)  # the process dies while loading, as on a CUDA error
