@@ -33,16 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from genarun.regex_programs_write import ONE_NODE  # the tree whose start is recorded there too
+
 HERE = Path(__file__).resolve().parent
-ONE_NODE = """\
-genarun: 1
-name: one
-seed: 1
-nodes:
-  - id: hello
-    kind: template
-    text: "Hello [world | there]"
-"""
 ONE_TARGET, RATIO_TARGET = 0.35, 1.5
 
 
